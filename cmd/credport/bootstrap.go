@@ -1,0 +1,56 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/credport/credport/server"
+)
+
+func (a *app) bootstrapCommand() *cobra.Command {
+	var env, listen string
+	cmd := &cobra.Command{
+		Use:   "bootstrap",
+		Short: "On a database without API keys, create a full-access key and show how to use it",
+		Long: "On a database that has no API key yet, creates environment --env with a full-access key,\n" +
+			"prints its secret once with ready-to-paste examples, and exits. Otherwise it does nothing.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			db, err := a.openStore(cmd.Context(), a.logger())
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			n, err := db.CountAPIKeys(cmd.Context())
+			if err != nil || n > 0 {
+				return err
+			}
+			_, secret, err := db.CreateAPIKey(cmd.Context(), env, "bootstrap", []string{server.FullAccess})
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(a.stdout, bootstrapText, env, secret, env, listen)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&env, "env", "dev", "environment to create")
+	cmd.Flags().StringVar(&listen, "listen", envOr(a.getenv, "CREDPORT_LISTEN", "127.0.0.1:3003"), "address the server will listen on, for the example")
+	return cmd
+}
+
+const bootstrapText = `
+Created environment %q with a full-access API key. This is the only time its secret is shown:
+
+    export CREDPORT_API_KEY=%s
+
+Create an integration, then import a connection into it:
+
+    ./bin/credport integrations create --env %s --unique-key github --provider github --auth-mode OAUTH2
+
+    curl -sS -X POST http://%s/connections \
+      -H "Authorization: Bearer $CREDPORT_API_KEY" \
+      -H 'Content-Type: application/json' \
+      -d '{"provider_config_key":"github","connection_id":"user-1","credentials":{"type":"OAUTH2","access_token":"gho_example","refresh_token":"ghr_example"}}'
+
+`

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+
+	"github.com/credport/credport/store"
+)
+
+// app is what every command shares: the environment, the streams and the global flags.
+type app struct {
+	getenv      func(string) string
+	stdout      io.Writer
+	stderr      io.Writer
+	databaseURL string
+}
+
+func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+	a := &app{getenv: getenv, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "credport",
+		Short:         "A self-hosted store for third-party API credentials",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().StringVar(&a.databaseURL, "database", envOr(getenv, "CREDPORT_DATABASE_URL", store.DefaultDatabaseURL),
+		"database: an SQLite file path or a postgres:// URL (env CREDPORT_DATABASE_URL)")
+	root.AddCommand(
+		a.serveCommand(),
+		a.migrateCommand(),
+		a.keysCommand(),
+		a.integrationsCommand(),
+		a.bootstrapCommand(),
+	)
+	return root
+}
+
+func envOr(getenv func(string) string, name, def string) string {
+	if v := getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// logger writes to stderr: text on a terminal, JSON otherwise, unless CREDPORT_LOG_FORMAT says.
+func (a *app) logger() *slog.Logger {
+	level := slog.LevelInfo
+	if err := level.UnmarshalText([]byte(a.getenv("CREDPORT_LOG_LEVEL"))); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	format := a.getenv("CREDPORT_LOG_FORMAT")
+	if format == "" {
+		format = "json"
+		if f, ok := a.stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+			format = "text"
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(a.stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(a.stderr, opts))
+}
+
+// openStore opens the database and brings its schema up to date.
+func (a *app) openStore(ctx context.Context, log *slog.Logger) (*store.DB, error) {
+	keys, err := a.keyring(log)
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(ctx, store.Config{URL: a.databaseURL, Keys: keys, Logger: log})
+}
+
+// keyring reads CREDPORT_ENCRYPTION_KEY. Without it, and only on SQLite, the key lives in a file
+// beside the database, made on first use.
+func (a *app) keyring(log *slog.Logger) (*store.Keyring, error) {
+	if spec := a.getenv("CREDPORT_ENCRYPTION_KEY"); spec != "" {
+		return store.ParseKeyring(spec)
+	}
+	if store.DialectOf(a.databaseURL) != store.DialectSQLite {
+		return nil, errors.New("CREDPORT_ENCRYPTION_KEY is required with PostgreSQL (base64 of 32 bytes; e.g. `openssl rand -base64 32`)")
+	}
+	dbPath := store.SQLitePath(a.databaseURL)
+	keyPath := dbPath + ".key"
+	spec, created, err := store.LoadOrCreateKeyFile(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Warn("no CREDPORT_ENCRYPTION_KEY set: created a key file beside the database; back it up, or set CREDPORT_ENCRYPTION_KEY in production",
+			"key_file", filepath.Clean(keyPath))
+	}
+	return store.ParseKeyring(spec)
+}
+
+func (a *app) migrateCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Bring the database schema up to date, then exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			db, err := a.openStore(cmd.Context(), a.logger())
+			if err != nil {
+				return err
+			}
+			return db.Close()
+		},
+	}
+}
+
+func requireFlag(name, value string) error {
+	if strings.TrimSpace(value) == "" {
+		return fmt.Errorf("--%s is required", name)
+	}
+	return nil
+}

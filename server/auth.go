@@ -1,0 +1,112 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/labstack/echo/v4"
+
+	"github.com/credport/credport/store"
+)
+
+// principalKey holds the authenticated API key, in the echo context and then the request context.
+type principalKey struct{}
+
+// principal is the API key behind the current request.
+func principal(ctx context.Context) (store.APIKey, bool) {
+	key, ok := ctx.Value(principalKey{}).(store.APIKey)
+	return key, ok
+}
+
+// authenticator resolves bearer secrets to API keys, remembering answers for a short time so that
+// a busy client does not cost a database round trip per request. A revoked key stops working once
+// its entry expires.
+type authenticator struct {
+	store Store
+	ttl   time.Duration
+	now   func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cachedKey
+}
+
+type cachedKey struct {
+	key     store.APIKey
+	expires time.Time
+}
+
+// maxCachedKeys bounds the cache; past it the cache starts over.
+const maxCachedKeys = 10000
+
+func newAuthenticator(s Store, ttl time.Duration, now func() time.Time) *authenticator {
+	return &authenticator{store: s, ttl: ttl, now: now, cache: map[string]cachedKey{}}
+}
+
+// authenticate is the kin-openapi AuthenticationFunc: it checks the bearer secret and the scopes
+// the operation declares in openapi.yaml, and leaves the key on the echo context.
+func (a *authenticator) authenticate(ctx context.Context, input *openapi3filter.AuthenticationInput) error {
+	c, ok := ctx.Value(echoContextKey{}).(echo.Context)
+	if !ok {
+		return errors.New("authenticate: no echo context")
+	}
+	header := c.Request().Header.Get(echo.HeaderAuthorization)
+	if header == "" {
+		return newError(http.StatusUnauthorized, "missing_auth_header", "Authentication failed. The request is missing the Authorization header.")
+	}
+	scheme, secret, found := strings.Cut(header, " ")
+	secret = strings.TrimSpace(secret)
+	if !found || !strings.EqualFold(scheme, "Bearer") || secret == "" {
+		return newError(http.StatusUnauthorized, "malformed_auth_header", "Authentication failed. The provided Authorization header is malformed.")
+	}
+	key, err := a.lookup(ctx, secret)
+	if errors.Is(err, store.ErrNotFound) {
+		return newError(http.StatusUnauthorized, "unknown_account", "Authentication failed. The provided secret key is unknown or revoked.")
+	}
+	if err != nil {
+		return fmt.Errorf("authenticate: %w", err)
+	}
+	if len(input.Scopes) > 0 && !anyGranted(key.Scopes, input.Scopes) {
+		return newError(http.StatusForbidden, "forbidden", missingScopeMessage(input.Scopes))
+	}
+	c.Set(principalKeyName, key)
+	return nil
+}
+
+const principalKeyName = "credport.principal"
+
+func anyGranted(held, required []string) bool {
+	for _, r := range required {
+		if grants(held, r) {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *authenticator) lookup(ctx context.Context, secret string) (store.APIKey, error) {
+	hash := store.HashSecret(secret)
+	now := a.now()
+	a.mu.Lock()
+	entry, ok := a.cache[hash]
+	a.mu.Unlock()
+	if ok && now.Before(entry.expires) {
+		return entry.key, nil
+	}
+	key, err := a.store.FindAPIKeyBySecretHash(ctx, hash)
+	if err != nil {
+		return store.APIKey{}, err
+	}
+	a.mu.Lock()
+	if len(a.cache) >= maxCachedKeys {
+		clear(a.cache)
+	}
+	a.cache[hash] = cachedKey{key: key, expires: now.Add(a.ttl)}
+	a.mu.Unlock()
+	return key, nil
+}

@@ -1,0 +1,69 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/credport/credport/gen"
+)
+
+// credentialPolicy says how imported credentials of one type are stored (DESIGN.md, "Stored
+// credentials").
+type credentialPolicy struct {
+	// raw adds the input as sent under "raw".
+	raw bool
+	// empty stores {} whatever was sent.
+	empty bool
+}
+
+var credentialPolicies = map[string]credentialPolicy{
+	"OAUTH2":    {raw: true},
+	"OAUTH1":    {raw: true},
+	"OAUTH2_CC": {raw: true},
+	"API_KEY":   {},
+	"BASIC":     {},
+	"TBA":       {},
+	"NONE":      {empty: true},
+}
+
+// storedCredentials is what an import stores for the given credentials, and their expiry.
+func storedCredentials(creds gen.ImportCredentials) (json.RawMessage, *time.Time, error) {
+	typ, err := creds.Discriminator()
+	if err != nil {
+		return nil, nil, fmt.Errorf("credentials type: %w", err)
+	}
+	policy, ok := credentialPolicies[typ]
+	if !ok {
+		return nil, nil, fmt.Errorf("no storage policy for credentials type %q", typ)
+	}
+	if policy.empty {
+		return json.RawMessage(`{}`), nil, nil
+	}
+	input, err := creds.MarshalJSON()
+	if err != nil {
+		return nil, nil, fmt.Errorf("credentials: %w", err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(input, &fields); err != nil {
+		return nil, nil, fmt.Errorf("credentials: %w", err)
+	}
+	var expiresAt *time.Time
+	if s, ok := fields["expires_at"].(string); ok {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return nil, nil, fmt.Errorf("credentials expires_at: %w", err)
+		}
+		t = t.UTC()
+		expiresAt = &t
+		fields["expires_at"] = t.Format(time.RFC3339Nano)
+	}
+	if policy.raw {
+		fields["raw"] = json.RawMessage(input)
+	}
+	stored, err := json.Marshal(fields)
+	if err != nil {
+		return nil, nil, fmt.Errorf("credentials: %w", err)
+	}
+	return stored, expiresAt, nil
+}

@@ -1,0 +1,98 @@
+package server
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/labstack/echo/v4"
+
+	"github.com/credport/credport/gen"
+	"github.com/credport/credport/store"
+)
+
+// Error is an error the API answers with its own status and code (DESIGN.md, "Errors").
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	Details []gen.ErrorDetail
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func newError(status int, code, message string, details ...gen.ErrorDetail) *Error {
+	return &Error{Status: status, Code: code, Message: message, Details: details}
+}
+
+// invalidBody is the 400 for a body that is well-formed JSON but breaks a rule.
+func invalidBody(message string, details ...gen.ErrorDetail) *Error {
+	return newError(http.StatusBadRequest, "invalid_body", message, details...)
+}
+
+// HTTPErrorHandler is the one place that turns errors into responses. Client errors keep their
+// message; anything unexpected becomes a generic 500 whose cause is logged with the request id.
+func HTTPErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		apiErr := toAPIError(err)
+		ctx := c.Request().Context()
+		reqID := c.Response().Header().Get(echo.HeaderXRequestID)
+		if apiErr.Status >= 500 {
+			log.ErrorContext(ctx, "request failed", "request_id", reqID, "method", c.Request().Method,
+				"path", c.Path(), "status", apiErr.Status, "error", err)
+		}
+		body := gen.StdError{}
+		body.Error.Code = apiErr.Code
+		if apiErr.Message != "" {
+			body.Error.Message = &apiErr.Message
+		}
+		if len(apiErr.Details) > 0 {
+			body.Error.Errors = &apiErr.Details
+		}
+		if c.Request().Method == http.MethodHead {
+			err = c.NoContent(apiErr.Status)
+		} else {
+			err = c.JSON(apiErr.Status, body)
+		}
+		if err != nil {
+			log.ErrorContext(ctx, "write error response", "request_id", reqID, "error", err)
+		}
+	}
+}
+
+func toAPIError(err error) *Error {
+	var apiErr *Error
+	if errors.As(err, &apiErr) {
+		return apiErr
+	}
+	var httpErr *echo.HTTPError
+	if errors.As(err, &httpErr) {
+		switch httpErr.Code {
+		case http.StatusNotFound:
+			return newError(http.StatusNotFound, "not_found", "No such route")
+		case http.StatusMethodNotAllowed:
+			return newError(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed on this route")
+		case http.StatusRequestEntityTooLarge:
+			return newError(http.StatusRequestEntityTooLarge, "payload_too_large", "Request body is too large")
+		}
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return newError(http.StatusNotFound, "not_found", "Not found")
+	}
+	if isUnavailable(err) {
+		return newError(http.StatusServiceUnavailable, "service_unavailable", "The database is unavailable, retry later")
+	}
+	return newError(http.StatusInternalServerError, "server_error", "An unexpected error occurred")
+}
+
+// isUnavailable tells whether err means the database could not be reached.
+func isUnavailable(err error) bool {
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) || errors.As(err, &netErr)
+}

@@ -1,0 +1,181 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+
+	"github.com/credport/credport/gen"
+)
+
+// schemaErrorDetails flattens what kin-openapi reports into field errors whose path runs from the
+// body (or query) root, prefixed by at. A oneOf/anyOf/allOf failure is replaced by the failures
+// inside it: with a discriminator kin-openapi has validated only the variant the value names, so
+// those are exactly that variant's errors.
+func schemaErrorDetails(err error, at []string) []gen.ErrorDetail {
+	var out []gen.ErrorDetail
+	var walk func(err error, at []string)
+	walk = func(err error, at []string) {
+		var multi openapi3.MultiError
+		var reqErr *openapi3filter.RequestError
+		var schemaErr *openapi3.SchemaError
+		switch {
+		case errors.As(err, &multi) && !isSchemaError(err):
+			for _, e := range multi {
+				walk(e, at)
+			}
+		case errors.As(err, &reqErr):
+			if reqErr.Parameter != nil {
+				at = append(slices.Clone(at), reqErr.Parameter.Name)
+			}
+			if reqErr.Err == nil {
+				out = append(out, detail("invalid", reqErr.Reason, at))
+				return
+			}
+			before := len(out)
+			walk(reqErr.Err, at)
+			if len(out) == before {
+				out = append(out, detail("invalid", reqErr.Error(), at))
+			}
+		case errors.As(err, &schemaErr):
+			out = append(out, schemaErrorDetail(schemaErr, at)...)
+		default:
+			out = append(out, detail("invalid", err.Error(), at))
+		}
+	}
+	walk(err, at)
+	return out
+}
+
+func isSchemaError(err error) bool {
+	_, ok := err.(*openapi3.SchemaError)
+	return ok
+}
+
+func schemaErrorDetail(e *openapi3.SchemaError, at []string) []gen.ErrorDetail {
+	path := append(slices.Clone(at), e.JSONPointer()...)
+	switch e.SchemaField {
+	case "oneOf", "anyOf", "allOf":
+		var inner openapi3.MultiError
+		if e.Origin != nil && errors.As(e.Origin, &inner) {
+			if details := schemaErrorDetails(inner, at); len(details) > 0 {
+				return details
+			}
+		}
+		return []gen.ErrorDetail{detail("invalid_union", e.Reason, path)}
+	case "discriminator":
+		if d := e.Schema.Discriminator; d != nil {
+			values := make([]string, 0, len(d.Mapping))
+			for v := range d.Mapping {
+				values = append(values, "'"+v+"'")
+			}
+			slices.Sort(values)
+			return []gen.ErrorDetail{detail("invalid_union_discriminator",
+				"Invalid discriminator value. Expected "+strings.Join(values, " | "),
+				append(path, d.PropertyName))}
+		}
+	case "required":
+		return []gen.ErrorDetail{detail("invalid_type", e.Reason, path)}
+	}
+	return []gen.ErrorDetail{detail(schemaErrorCode(e.SchemaField), e.Reason, path)}
+}
+
+func schemaErrorCode(field string) string {
+	switch field {
+	case "type", "nullable":
+		return "invalid_type"
+	case "properties", "additionalProperties":
+		return "unrecognized_keys"
+	case "minLength", "minProperties", "minItems", "minimum", "exclusiveMinimum":
+		return "too_small"
+	case "maxLength", "maxProperties", "maxItems", "maximum", "exclusiveMaximum":
+		return "too_big"
+	case "pattern", "format":
+		return "invalid_string"
+	case "enum":
+		return "invalid_enum_value"
+	}
+	return "invalid"
+}
+
+func detail(code, message string, path []string) gen.ErrorDetail {
+	if path == nil {
+		path = []string{}
+	}
+	return gen.ErrorDetail{Code: code, Message: message, Path: path}
+}
+
+// checkPropertyNames applies the propertyNames keyword, which kin-openapi's built-in validator
+// does not evaluate, to every object of value that schema constrains so.
+func (v *validator) checkPropertyNames(schema *openapi3.Schema, value any, at []string) []gen.ErrorDetail {
+	var out []gen.ErrorDetail
+	switch val := value.(type) {
+	case map[string]any:
+		if pn := schema.PropertyNames; pn != nil && pn.Value != nil {
+			keys := make([]string, 0, len(val))
+			for k := range val {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				if err := pn.Value.VisitJSON(k, v.schemaOpts...); err != nil {
+					out = append(out, detail("invalid_key", "Invalid key in record", append(slices.Clone(at), k)))
+				}
+			}
+		}
+		for k, child := range val {
+			if sub := propertySchema(schema, k); sub != nil {
+				out = append(out, v.checkPropertyNames(sub, child, append(slices.Clone(at), k))...)
+			}
+		}
+	case []any:
+		if schema.Items != nil && schema.Items.Value != nil {
+			for i, child := range val {
+				out = append(out, v.checkPropertyNames(schema.Items.Value, child, append(slices.Clone(at), fmt.Sprint(i)))...)
+			}
+		}
+	}
+	if variant := discriminatedVariant(schema, value); variant != nil {
+		out = append(out, v.checkPropertyNames(variant, value, at)...)
+	}
+	for _, s := range schema.AllOf {
+		if s.Value != nil {
+			out = append(out, v.checkPropertyNames(s.Value, value, at)...)
+		}
+	}
+	return out
+}
+
+func propertySchema(schema *openapi3.Schema, key string) *openapi3.Schema {
+	if p, ok := schema.Properties[key]; ok && p.Value != nil {
+		return p.Value
+	}
+	if ap := schema.AdditionalProperties.Schema; ap != nil {
+		return ap.Value
+	}
+	return nil
+}
+
+// discriminatedVariant is the oneOf/anyOf member the value's discriminator names, if any.
+func discriminatedVariant(schema *openapi3.Schema, value any) *openapi3.Schema {
+	d := schema.Discriminator
+	obj, ok := value.(map[string]any)
+	if d == nil || !ok {
+		return nil
+	}
+	name, _ := obj[d.PropertyName].(string)
+	ref, ok := d.Mapping[name]
+	if !ok {
+		return nil
+	}
+	for _, member := range append(slices.Clone(schema.OneOf), schema.AnyOf...) {
+		if member.Ref == ref.Ref && member.Value != nil {
+			return member.Value
+		}
+	}
+	return nil
+}

@@ -1,0 +1,50 @@
+package server
+
+import "strings"
+
+// Scopes are the scopes an API key may hold, named as the reference names them.
+var Scopes = []string{
+	"environment:*",
+	"environment:connections:*",
+	"environment:connections:create",
+	"environment:connections:read",
+	"environment:connections:read_credentials",
+	"environment:connections:list",
+	"environment:connections:update",
+	"environment:connections:delete",
+}
+
+// FullAccess is what a key gets when it is created without scopes.
+const FullAccess = "environment:*"
+
+// ValidScope tells whether s is one of Scopes.
+func ValidScope(s string) bool {
+	for _, known := range Scopes {
+		if s == known {
+			return true
+		}
+	}
+	return false
+}
+
+// grants tells whether a key holding held may act where required is asked. A held scope ending
+// in ":*" grants every scope under its prefix.
+func grants(held []string, required string) bool {
+	for _, h := range held {
+		if h == required {
+			return true
+		}
+		if prefix, ok := strings.CutSuffix(h, "*"); ok && strings.HasPrefix(required, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// missingScopeMessage words a 403 the way the reference does.
+func missingScopeMessage(required []string) string {
+	if len(required) == 1 {
+		return "Insufficient scope. Required: " + required[0]
+	}
+	return "Insufficient scope. Required one of: " + strings.Join(required, " or ")
+}

@@ -1,0 +1,127 @@
+// Package server is credport's HTTP API: Echo wiring, authentication, validation against
+// openapi.yaml and the handlers that implement the generated strict interface.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/credport/credport/gen"
+	"github.com/credport/credport/store"
+)
+
+// Store is what the API needs of the database.
+type Store interface {
+	FindAPIKeyBySecretHash(ctx context.Context, hash string) (store.APIKey, error)
+	FindIntegration(ctx context.Context, envID int64, uniqueKey string) (store.Integration, error)
+	UpsertConnection(ctx context.Context, in store.UpsertConnection) (store.Connection, error)
+}
+
+// Config holds the API's dependencies and limits.
+type Config struct {
+	Store  Store
+	Logger *slog.Logger
+	// MaxBodyBytes bounds request bodies; larger ones get 413. Default 1 MiB.
+	MaxBodyBytes int64
+	// KeyCacheTTL is how long a resolved API key is trusted before it is looked up again, and so
+	// how long a revoked key may still work. Default 2 s.
+	KeyCacheTTL time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Server implements the generated strict server interface.
+type Server struct {
+	store    Store
+	log      *slog.Logger
+	now      func() time.Time
+	validate *validator
+	// tags is openapi.yaml's Tags schema, which the merged tag set of an import must satisfy.
+	tags *openapi3.Schema
+}
+
+var _ gen.StrictServerInterface = (*Server)(nil)
+
+// New builds the Echo instance that serves the API, the same one the tests drive.
+func New(cfg Config) (*echo.Echo, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.KeyCacheTTL <= 0 {
+		cfg.KeyCacheTTL = 2 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	spec, err := gen.GetSpec()
+	if err != nil {
+		return nil, fmt.Errorf("load embedded openapi.yaml: %w", err)
+	}
+	spec.Servers = nil // match requests on any host
+	auth := newAuthenticator(cfg.Store, cfg.KeyCacheTTL, cfg.Now)
+	v, err := newValidator(spec, auth.authenticate)
+	if err != nil {
+		return nil, err
+	}
+	tagsSchema := spec.Components.Schemas["Tags"]
+	if tagsSchema == nil || tagsSchema.Value == nil {
+		return nil, fmt.Errorf("openapi.yaml declares no Tags schema")
+	}
+	srv := &Server{store: cfg.Store, log: cfg.Logger, now: cfg.Now, validate: v, tags: tagsSchema.Value}
+
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = HTTPErrorHandler(cfg.Logger)
+	e.Use(
+		middleware.RequestID(),
+		accessLog(cfg.Logger),
+		middleware.Recover(),
+		middleware.SecureWithConfig(middleware.SecureConfig{
+			XSSProtection:         "0",
+			ContentTypeNosniff:    "nosniff",
+			XFrameOptions:         "DENY",
+			ContentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'",
+			ReferrerPolicy:        "no-referrer",
+		}),
+		middleware.BodyLimit(fmt.Sprintf("%dB", cfg.MaxBodyBytes)),
+		v.middleware,
+	)
+	gen.RegisterHandlers(e, gen.NewStrictHandler(srv, nil))
+	return e, nil
+}
+
+// accessLog writes one line per request. It never logs headers or bodies, which carry secrets.
+func accessLog(log *slog.Logger) echo.MiddlewareFunc {
+	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogStatus:    true,
+		LogMethod:    true,
+		LogRoutePath: true,
+		LogLatency:   true,
+		LogRequestID: true,
+		HandleError:  true, // let the error handler write first, so the line has the real status
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			attrs := []any{"request_id", v.RequestID, "method", v.Method, "route", v.RoutePath,
+				"status", v.Status, "duration", v.Latency}
+			if key, ok := principal(c.Request().Context()); ok {
+				attrs = append(attrs, "environment", key.Environment, "key_id", key.ID)
+			}
+			log.InfoContext(c.Request().Context(), "request", attrs...)
+			return nil
+		},
+	})
+}
+
+// Health answers liveness without touching the database.
+func (s *Server) Health(context.Context, gen.HealthRequestObject) (gen.HealthResponseObject, error) {
+	return gen.Health200JSONResponse{Result: gen.Ok}, nil
+}

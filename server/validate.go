@@ -1,0 +1,217 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/mail"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/labstack/echo/v4"
+
+	"github.com/credport/credport/gen"
+	"github.com/credport/credport/store"
+)
+
+// echoContextKey carries the echo context to the kin-openapi authentication callback.
+type echoContextKey struct{}
+
+// validator checks every request against openapi.yaml before a handler sees it: security and
+// parameters through openapi3filter, then the body against its schema. The router and the schemas
+// are built once.
+//
+// Bodies are validated with kin-openapi's own schema validator rather than through
+// openapi3filter, which for OpenAPI 3.1 documents compiles the whole schema again on every
+// request; the built-in validator also honours the discriminator, so a credentials object is
+// checked only against the variant its type names.
+type validator struct {
+	router     routers.Router
+	auth       openapi3filter.AuthenticationFunc
+	schemaOpts []openapi3.SchemaValidationOption
+}
+
+func newValidator(spec *openapi3.T, auth openapi3filter.AuthenticationFunc) (*validator, error) {
+	router, err := gorillamux.NewRouter(spec)
+	if err != nil {
+		return nil, fmt.Errorf("build request router: %w", err)
+	}
+	return &validator{
+		router: router,
+		auth:   auth,
+		schemaOpts: []openapi3.SchemaValidationOption{
+			openapi3.MultiErrors(),
+			openapi3.VisitAsRequest(),
+			openapi3.WithStringFormatValidator("email", openapi3.NewCallbackValidator(validateEmail)),
+		},
+	}, nil
+}
+
+func validateEmail(s string) error {
+	addr, err := mail.ParseAddress(s)
+	if err != nil || addr.Address != s {
+		return errors.New("not an email address")
+	}
+	return nil
+}
+
+func (v *validator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		route, pathParams, err := v.router.FindRoute(req)
+		if err != nil {
+			return next(c) // not an API route: Echo answers 404 or 405
+		}
+		ctx := context.WithValue(req.Context(), echoContextKey{}, c)
+		input := &openapi3filter.RequestValidationInput{
+			Request:    req,
+			PathParams: pathParams,
+			Route:      route,
+			Options: &openapi3filter.Options{
+				ExcludeRequestBody: true,
+				MultiError:         true,
+				AuthenticationFunc: v.auth,
+			},
+		}
+		if err := openapi3filter.ValidateRequest(ctx, input); err != nil {
+			return requestError(err)
+		}
+		if key, ok := c.Get(principalKeyName).(store.APIKey); ok {
+			req = req.WithContext(context.WithValue(req.Context(), principalKey{}, key))
+			c.SetRequest(req)
+		}
+		body := route.Operation.RequestBody
+		if body != nil && body.Value != nil {
+			if err := checkMediaType(req, body.Value); err != nil {
+				return err
+			}
+		}
+		if err := checkQueryKeys(route, req); err != nil {
+			return err
+		}
+		if body != nil && body.Value != nil {
+			if err := v.validateBody(req, body.Value); err != nil {
+				return err
+			}
+		}
+		return next(c)
+	}
+}
+
+// requestError turns what openapi3filter reports into the API's error: authentication first,
+// then parameters.
+func requestError(err error) error {
+	var apiErr *Error
+	if errors.As(err, &apiErr) {
+		return apiErr
+	}
+	var secErr *openapi3filter.SecurityRequirementsError
+	if errors.As(err, &secErr) {
+		// The authentication callback failed for a reason of its own, e.g. the database.
+		for _, e := range secErr.Errors {
+			return e
+		}
+	}
+	details := schemaErrorDetails(err, nil)
+	if len(details) == 0 {
+		details = []gen.ErrorDetail{{Code: "invalid", Message: err.Error(), Path: []string{}}}
+	}
+	return newError(http.StatusBadRequest, "invalid_query_params", "Invalid query parameters", details...)
+}
+
+// checkQueryKeys rejects query parameters the operation does not declare.
+func checkQueryKeys(route *routers.Route, req *http.Request) error {
+	var details []gen.ErrorDetail
+	for name := range req.URL.Query() {
+		if route.Operation.Parameters.GetByInAndName(openapi3.ParameterInQuery, name) != nil ||
+			route.PathItem.Parameters.GetByInAndName(openapi3.ParameterInQuery, name) != nil {
+			continue
+		}
+		details = append(details, gen.ErrorDetail{
+			Code:    "unrecognized_keys",
+			Message: fmt.Sprintf("Unrecognized query parameter %q", name),
+			Path:    []string{name},
+		})
+	}
+	if len(details) > 0 {
+		return newError(http.StatusBadRequest, "invalid_query_params", "Invalid query parameters", details...)
+	}
+	return nil
+}
+
+// checkMediaType answers 415 unless the body's media type is one the operation declares.
+func checkMediaType(req *http.Request, body *openapi3.RequestBody) error {
+	mediaType, _, err := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
+	if err != nil || body.Content.Get(mediaType) == nil {
+		return newError(http.StatusUnsupportedMediaType, "invalid_content_type", "Content-Type must be application/json")
+	}
+	return nil
+}
+
+// validateBody parses the JSON body and validates it against the schema the operation declares,
+// then leaves the body readable again for the handler.
+func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody) error {
+	mediaType, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
+	content := body.Content.Get(mediaType)
+	data, err := io.ReadAll(req.Body)
+	if err != nil {
+		return fmt.Errorf("read body: %w", err) // the body limit's 413 comes through here
+	}
+	req.Body = io.NopCloser(bytes.NewReader(data))
+	if len(bytes.TrimSpace(data)) == 0 {
+		if body.Required {
+			return invalidBody("Request body is required")
+		}
+		return nil
+	}
+	value, err := decodeJSON(data)
+	if err != nil {
+		return newError(http.StatusBadRequest, "invalid_json", "Request body is not valid JSON: "+err.Error())
+	}
+	if content.Schema == nil || content.Schema.Value == nil {
+		return nil
+	}
+	if details := v.validateValue(content.Schema.Value, value, nil); len(details) > 0 {
+		return invalidBody("Invalid request body", details...)
+	}
+	req.Body = validatedBody{Reader: bytes.NewReader(data), value: value}
+	return nil
+}
+
+// validatedBody hands the parsed value to the generated handler, which binds it instead of
+// decoding the body a second time.
+type validatedBody struct {
+	*bytes.Reader
+	value any
+}
+
+func (validatedBody) Close() error         { return nil }
+func (b validatedBody) ValidatedValue() any { return b.value }
+
+// validateValue validates value against schema, reporting errors with paths prefixed by at.
+func (v *validator) validateValue(schema *openapi3.Schema, value any, at []string) []gen.ErrorDetail {
+	var details []gen.ErrorDetail
+	if err := schema.VisitJSON(value, v.schemaOpts...); err != nil {
+		details = schemaErrorDetails(err, at)
+	}
+	return append(details, v.checkPropertyNames(schema, value, at)...)
+}
+
+func decodeJSON(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var value any
+	if err := dec.Decode(&value); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("unexpected data after the JSON value")
+	}
+	return value, nil
+}

@@ -1,0 +1,128 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Connection is a stored connection with its credentials opened.
+type Connection struct {
+	ID                int64
+	ConnectionID      string
+	ProviderConfigKey string
+	Provider          string
+	// Credentials is the credentials JSON object in clear.
+	Credentials      json.RawMessage
+	ConnectionConfig json.RawMessage
+	Metadata         json.RawMessage
+	Tags             json.RawMessage
+	// EndUser is nil when the connection has none.
+	EndUser       json.RawMessage
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+	LastFetchedAt time.Time
+	// Created is true when the upsert inserted the row rather than updating it.
+	Created bool
+}
+
+// UpsertConnection is one import. The optional JSON fields are nil when the request left them
+// out: an insert then stores their default and an update keeps the stored value.
+type UpsertConnection struct {
+	EnvironmentID        int64
+	Integration          Integration
+	ConnectionID         string
+	Credentials          json.RawMessage
+	CredentialsExpiresAt *time.Time
+	ConnectionConfig     json.RawMessage
+	Metadata             json.RawMessage
+	Tags                 json.RawMessage
+	EndUser              json.RawMessage
+}
+
+// upsertConnectionSQL creates or updates a connection in one statement, so that concurrent
+// imports of one connection neither fail nor duplicate it. Both dialects speak it.
+const upsertConnectionSQL = `
+INSERT INTO connections (
+    environment_id, integration_id, provider_config_key, connection_id, credentials,
+    credentials_expires_at, connection_config, metadata, tags, end_user,
+    created_at, updated_at, last_fetched_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (environment_id, provider_config_key, connection_id) DO UPDATE SET
+    integration_id         = excluded.integration_id,
+    credentials            = excluded.credentials,
+    credentials_expires_at = excluded.credentials_expires_at,
+    connection_config      = CASE WHEN ? THEN excluded.connection_config ELSE connections.connection_config END,
+    metadata               = CASE WHEN ? THEN excluded.metadata ELSE connections.metadata END,
+    tags                   = CASE WHEN ? THEN excluded.tags ELSE connections.tags END,
+    end_user               = CASE WHEN ? THEN excluded.end_user ELSE connections.end_user END,
+    updated_at             = excluded.updated_at,
+    last_fetched_at        = excluded.last_fetched_at
+RETURNING id, connection_config, metadata, tags, end_user, created_at, updated_at, last_fetched_at`
+
+// UpsertConnection creates the connection or, when (environment, provider config key,
+// connection id) exists, replaces its credentials and the fields the request carried.
+func (db *DB) UpsertConnection(ctx context.Context, in UpsertConnection) (Connection, error) {
+	sealed, err := db.keys.Seal(in.Credentials, connectionAAD(in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID))
+	if err != nil {
+		return Connection{}, err
+	}
+	now := db.now()
+	var endUser *string
+	if in.EndUser != nil {
+		s := string(in.EndUser)
+		endUser = &s
+	}
+	var row struct {
+		ID               int64
+		ConnectionConfig string
+		Metadata         string
+		Tags             string
+		EndUser          *string
+		CreatedAt        time.Time
+		UpdatedAt        time.Time
+		LastFetchedAt    time.Time
+	}
+	err = db.gorm.WithContext(ctx).Raw(upsertConnectionSQL,
+		in.EnvironmentID, in.Integration.ID, in.Integration.UniqueKey, in.ConnectionID, sealed,
+		in.CredentialsExpiresAt, jsonOr(in.ConnectionConfig, "{}"), jsonOr(in.Metadata, "{}"), jsonOr(in.Tags, "{}"), endUser,
+		now, now, now,
+		in.ConnectionConfig != nil, in.Metadata != nil, in.Tags != nil, in.EndUser != nil,
+	).Scan(&row).Error
+	if err != nil {
+		return Connection{}, fmt.Errorf("upsert connection %q: %w", in.ConnectionID, err)
+	}
+	c := Connection{
+		ID:                row.ID,
+		ConnectionID:      in.ConnectionID,
+		ProviderConfigKey: in.Integration.UniqueKey,
+		Provider:          in.Integration.Provider,
+		Credentials:       in.Credentials,
+		ConnectionConfig:  json.RawMessage(row.ConnectionConfig),
+		Metadata:          json.RawMessage(row.Metadata),
+		Tags:              json.RawMessage(row.Tags),
+		CreatedAt:         row.CreatedAt.UTC(),
+		UpdatedAt:         row.UpdatedAt.UTC(),
+		LastFetchedAt:     row.LastFetchedAt.UTC(),
+		// An update keeps created_at, so only an insert leaves it equal to this statement's time.
+		Created: row.CreatedAt.Equal(now),
+	}
+	if row.EndUser != nil {
+		c.EndUser = json.RawMessage(*row.EndUser)
+	}
+	return c, nil
+}
+
+func jsonOr(v json.RawMessage, def string) string {
+	if v == nil {
+		return def
+	}
+	return string(v)
+}
+
+// connectionAAD binds sealed credentials to their connection.
+func connectionAAD(envID int64, providerConfigKey, connectionID string) []byte {
+	return []byte("connection\x00" + strconv.FormatInt(envID, 10) + "\x00" + providerConfigKey + "\x00" + connectionID)
+}

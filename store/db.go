@@ -1,0 +1,173 @@
+// Package store persists environments, API keys, integrations and connections with GORM, on
+// embedded SQLite by default and on PostgreSQL in production. Secrets are sealed before they are
+// written and never leave this package in clear except to the caller that asked for them.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// Dialect names the database engine behind a DB.
+type Dialect string
+
+const (
+	DialectSQLite   Dialect = "sqlite"
+	DialectPostgres Dialect = "postgres"
+)
+
+// DefaultDatabaseURL is the embedded database used when no URL is configured.
+const DefaultDatabaseURL = "credport.db"
+
+// DB is the store: one GORM handle, the key ring that seals secrets and a clock.
+type DB struct {
+	gorm    *gorm.DB
+	dialect Dialect
+	keys    *Keyring
+	// Now is the clock; tests may replace it.
+	Now func() time.Time
+}
+
+// Config says where the database is and how secrets are sealed.
+type Config struct {
+	// URL is a postgres:// URL or an SQLite file path (optionally prefixed with sqlite: or file:).
+	URL    string
+	Keys   *Keyring
+	Logger *slog.Logger
+}
+
+// DialectOf tells which engine a database URL selects.
+func DialectOf(dsn string) Dialect {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return DialectPostgres
+	}
+	return DialectSQLite
+}
+
+// SQLitePath is the file an SQLite URL names.
+func SQLitePath(dsn string) string {
+	if dsn == "" {
+		dsn = DefaultDatabaseURL
+	}
+	dsn = strings.TrimPrefix(dsn, "sqlite:")
+	dsn = strings.TrimPrefix(dsn, "file:")
+	path, _, _ := strings.Cut(dsn, "?")
+	return path
+}
+
+// Open connects to the database, brings its schema up to date and returns the store.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	if cfg.Keys == nil {
+		return nil, errors.New("open store: no encryption key")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	dialect := DialectOf(cfg.URL)
+	gcfg := &gorm.Config{
+		TranslateError: true,
+		Logger:         logger.Discard, // queries carry sealed secrets and hashes: never log them
+		NowFunc:        func() time.Time { return time.Now().UTC() },
+	}
+	var (
+		g   *gorm.DB
+		err error
+	)
+	switch dialect {
+	case DialectPostgres:
+		g, err = gorm.Open(postgres.Open(postgresDSN(cfg.URL)), gcfg)
+	default:
+		g, err = gorm.Open(sqlite.Open(sqliteDSN(cfg.URL)), gcfg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", dialect, err)
+	}
+	sqlDB, err := g.DB()
+	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", dialect, err)
+	}
+	if dialect == DialectSQLite {
+		// One writer at a time is all SQLite allows; a single connection makes the process queue
+		// its own writes instead of failing with "database is locked".
+		sqlDB.SetMaxOpenConns(1)
+	} else {
+		sqlDB.SetMaxOpenConns(32)
+		sqlDB.SetMaxIdleConns(32)
+		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	}
+	db := &DB{gorm: g, dialect: dialect, keys: cfg.Keys, Now: func() time.Time { return time.Now().UTC() }}
+	if err := db.Ping(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if err := migrate(ctx, sqlDB, dialect, cfg.Logger); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Dialect is the engine behind db.
+func (db *DB) Dialect() Dialect { return db.dialect }
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	sqlDB, err := db.gorm.DB()
+	if err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	if err := sqlDB.PingContext(ctx); err != nil {
+		return fmt.Errorf("ping %s database: %w", db.dialect, err)
+	}
+	return nil
+}
+
+// Close releases the database connections.
+func (db *DB) Close() error {
+	sqlDB, err := db.gorm.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// now is the store's clock at the precision both databases keep.
+func (db *DB) now() time.Time {
+	return db.Now().UTC().Truncate(time.Microsecond)
+}
+
+func sqliteDSN(dsn string) string {
+	path := SQLitePath(dsn)
+	// WAL lets readers run beside the writer; busy_timeout makes a second process (the CLI next to
+	// a running server) wait for the lock instead of failing.
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_txlock", "immediate")
+	return "file:" + path + "?" + q.Encode()
+}
+
+func postgresDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return dsn
+	}
+	q := u.Query()
+	if q.Get("connect_timeout") == "" {
+		q.Set("connect_timeout", "5")
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}

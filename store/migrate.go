@@ -1,0 +1,47 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"log/slog"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// migrate applies the embedded, versioned migrations of the dialect. On PostgreSQL it holds an
+// advisory lock so that replicas starting together apply each migration once.
+func migrate(ctx context.Context, sqlDB *sql.DB, dialect Dialect, log *slog.Logger) error {
+	fsys, err := fs.Sub(migrations, "migrations/"+string(dialect))
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	var opts []goose.ProviderOption
+	gooseDialect := goose.DialectSQLite3
+	if dialect == DialectPostgres {
+		gooseDialect = goose.DialectPostgres
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return fmt.Errorf("migration lock: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	provider, err := goose.NewProvider(gooseDialect, sqlDB, fsys, opts...)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	results, err := provider.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate %s database: %w", dialect, err)
+	}
+	for _, r := range results {
+		log.InfoContext(ctx, "migration applied", "version", r.Source.Version, "file", r.Source.Path, "duration", r.Duration)
+	}
+	return nil
+}

@@ -1,0 +1,38 @@
+package store
+
+import "time"
+
+// GORM models: the tables as the migrations define them. They stay inside this package.
+
+type environmentRow struct {
+	ID        int64
+	Name      string
+	CreatedAt time.Time
+}
+
+func (environmentRow) TableName() string { return "environments" }
+
+type apiKeyRow struct {
+	ID            int64
+	EnvironmentID int64
+	Name          string
+	SecretHash    string
+	Scopes        string
+	CreatedAt     time.Time
+	RevokedAt     *time.Time
+}
+
+func (apiKeyRow) TableName() string { return "api_keys" }
+
+type integrationRow struct {
+	ID            int64
+	EnvironmentID int64
+	UniqueKey     string
+	Provider      string
+	AuthMode      string
+	ClientID      *string
+	ClientSecret  *string // sealed
+	CreatedAt     time.Time
+}
+
+func (integrationRow) TableName() string { return "integrations" }
