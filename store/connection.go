@@ -126,3 +126,18 @@ func jsonOr(v json.RawMessage, def string) string {
 func connectionAAD(envID int64, providerConfigKey, connectionID string) []byte {
 	return []byte("connection\x00" + strconv.FormatInt(envID, 10) + "\x00" + providerConfigKey + "\x00" + connectionID)
 }
+
+// RawCredentials is a connection's credentials column exactly as stored (sealed).
+func (db *DB) RawCredentials(ctx context.Context, envID int64, providerConfigKey, connectionID string) (string, error) {
+	var sealed string
+	err := db.gorm.WithContext(ctx).Raw(
+		"SELECT credentials FROM connections WHERE environment_id = ? AND provider_config_key = ? AND connection_id = ?",
+		envID, providerConfigKey, connectionID).Scan(&sealed).Error
+	if err != nil {
+		return "", fmt.Errorf("read credentials: %w", err)
+	}
+	if sealed == "" {
+		return "", ErrNotFound
+	}
+	return sealed, nil
+}
