@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -122,7 +123,9 @@ func connectionFull(c store.Connection) (gen.ConnectionFull, error) {
 		if len(f.data) == 0 {
 			continue
 		}
-		if err := json.Unmarshal(f.data, f.into); err != nil {
+		dec := json.NewDecoder(bytes.NewReader(f.data))
+		dec.UseNumber() // numbers in metadata come back exactly as stored
+		if err := dec.Decode(f.into); err != nil {
 			return gen.ConnectionFull{}, fmt.Errorf("decode stored %s: %w", f.name, err)
 		}
 	}

@@ -10,6 +10,10 @@ import (
 	"mime"
 	"net/http"
 	"net/mail"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -175,6 +179,9 @@ func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody) 
 	if err != nil {
 		return newError(http.StatusBadRequest, "invalid_json", "Request body is not valid JSON: "+err.Error())
 	}
+	if details := nulStrings(value, nil); len(details) > 0 {
+		return invalidBody("Strings must not contain the NUL character", details...)
+	}
 	if content.Schema == nil || content.Schema.Value == nil {
 		return nil
 	}
@@ -192,7 +199,7 @@ type validatedBody struct {
 	value any
 }
 
-func (validatedBody) Close() error         { return nil }
+func (validatedBody) Close() error          { return nil }
 func (b validatedBody) ValidatedValue() any { return b.value }
 
 // validateValue validates value against schema, reporting errors with paths prefixed by at.
@@ -205,7 +212,11 @@ func (v *validator) validateValue(schema *openapi3.Schema, value any, at []strin
 }
 
 func decodeJSON(data []byte) (any, error) {
+	if !utf8.Valid(data) {
+		return nil, errors.New("invalid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // keep numbers in metadata exactly as sent
 	var value any
 	if err := dec.Decode(&value); err != nil {
 		return nil, err
@@ -214,4 +225,30 @@ func decodeJSON(data []byte) (any, error) {
 		return nil, errors.New("unexpected data after the JSON value")
 	}
 	return value, nil
+}
+
+// nulStrings finds strings and keys holding U+0000, which PostgreSQL cannot store in text or
+// jsonb; they are refused on every database alike.
+func nulStrings(value any, at []string) []gen.ErrorDetail {
+	var out []gen.ErrorDetail
+	switch v := value.(type) {
+	case string:
+		if strings.ContainsRune(v, 0) {
+			out = append(out, detail("invalid_string", "must not contain the NUL character", at))
+		}
+	case map[string]any:
+		for k, child := range v {
+			path := append(slices.Clone(at), k)
+			if strings.ContainsRune(k, 0) {
+				out = append(out, detail("invalid_key", "must not contain the NUL character", path))
+				continue
+			}
+			out = append(out, nulStrings(child, path)...)
+		}
+	case []any:
+		for i, child := range v {
+			out = append(out, nulStrings(child, append(slices.Clone(at), strconv.Itoa(i)))...)
+		}
+	}
+	return out
 }
