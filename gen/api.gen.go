@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -1570,6 +1571,15 @@ type ServerInterface interface {
 	// Health Liveness
 	// (GET /health)
 	Health(ctx echo.Context) error
+	// Metrics Prometheus metrics
+	// (GET /metrics)
+	Metrics(ctx echo.Context) error
+	// OpenapiSpec This contract
+	// (GET /openapi.yaml)
+	OpenapiSpec(ctx echo.Context) error
+	// Ready Readiness
+	// (GET /ready)
+	Ready(ctx echo.Context) error
 }
 
 // ServerInterfaceWrapper converts echo contexts to parameters.
@@ -1592,6 +1602,33 @@ func (w *ServerInterfaceWrapper) Health(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.Health(ctx)
+	return err
+}
+
+// Metrics converts echo context to params.
+func (w *ServerInterfaceWrapper) Metrics(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Metrics(ctx)
+	return err
+}
+
+// OpenapiSpec converts echo context to params.
+func (w *ServerInterfaceWrapper) OpenapiSpec(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.OpenapiSpec(ctx)
+	return err
+}
+
+// Ready converts echo context to params.
+func (w *ServerInterfaceWrapper) Ready(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.Ready(ctx)
 	return err
 }
 
@@ -1644,6 +1681,9 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 
 	router.POST(options.BaseURL+"/connections", wrapper.ImportConnection, options.OperationMiddlewares["importConnection"]...)
 	router.GET(options.BaseURL+"/health", wrapper.Health, options.OperationMiddlewares["health"]...)
+	router.GET(options.BaseURL+"/ready", wrapper.Ready, options.OperationMiddlewares["ready"]...)
+	router.GET(options.BaseURL+"/metrics", wrapper.Metrics, options.OperationMiddlewares["metrics"]...)
+	router.GET(options.BaseURL+"/openapi.yaml", wrapper.OpenapiSpec, options.OperationMiddlewares["openapiSpec"]...)
 
 }
 
@@ -1820,6 +1860,100 @@ func (response Health200JSONResponse) VisitHealthResponse(w http.ResponseWriter)
 	return err
 }
 
+type MetricsRequestObject struct {
+}
+
+type MetricsResponseObject interface {
+	VisitMetricsResponse(w http.ResponseWriter) error
+}
+
+type Metrics200TextResponse string
+
+func (response Metrics200TextResponse) VisitMetricsResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type Metrics404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response Metrics404JSONResponse) VisitMetricsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type OpenapiSpecRequestObject struct {
+}
+
+type OpenapiSpecResponseObject interface {
+	VisitOpenapiSpecResponse(w http.ResponseWriter) error
+}
+
+type OpenapiSpec200ApplicationyamlResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response OpenapiSpec200ApplicationyamlResponse) VisitOpenapiSpecResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/yaml")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type ReadyRequestObject struct {
+}
+
+type ReadyResponseObject interface {
+	VisitReadyResponse(w http.ResponseWriter) error
+}
+
+type Ready200JSONResponse Health
+
+func (response Ready200JSONResponse) VisitReadyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Ready503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response Ready503JSONResponse) VisitReadyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
 	// ImportConnection Import (upsert) a connection
@@ -1828,6 +1962,15 @@ type StrictServerInterface interface {
 	// Health Liveness
 	// (GET /health)
 	Health(ctx context.Context, request HealthRequestObject) (HealthResponseObject, error)
+	// Metrics Prometheus metrics
+	// (GET /metrics)
+	Metrics(ctx context.Context, request MetricsRequestObject) (MetricsResponseObject, error)
+	// OpenapiSpec This contract
+	// (GET /openapi.yaml)
+	OpenapiSpec(ctx context.Context, request OpenapiSpecRequestObject) (OpenapiSpecResponseObject, error)
+	// Ready Readiness
+	// (GET /ready)
+	Ready(ctx context.Context, request ReadyRequestObject) (ReadyResponseObject, error)
 }
 
 type StrictHandlerFunc func(ctx echo.Context, request any) (any, error)
@@ -1911,62 +2054,135 @@ func (sh *strictHandler) Health(ctx echo.Context) error {
 	return nil
 }
 
+// Metrics operation middleware
+func (sh *strictHandler) Metrics(ctx echo.Context) error {
+	var request MetricsRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Metrics(ctx.Request().Context(), request.(MetricsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Metrics")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(MetricsResponseObject); ok {
+		return validResponse.VisitMetricsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// OpenapiSpec operation middleware
+func (sh *strictHandler) OpenapiSpec(ctx echo.Context) error {
+	var request OpenapiSpecRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.OpenapiSpec(ctx.Request().Context(), request.(OpenapiSpecRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "OpenapiSpec")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(OpenapiSpecResponseObject); ok {
+		return validResponse.VisitOpenapiSpecResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// Ready operation middleware
+func (sh *strictHandler) Ready(ctx echo.Context) error {
+	var request ReadyRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.Ready(ctx.Request().Context(), request.(ReadyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "Ready")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ReadyResponseObject); ok {
+		return validResponse.VisitReadyResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Base64 encoded, compressed with deflate, json marshaled OpenAPI spec.
 // Stored as a slice of fixed-width chunks rather than one concatenated
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"zFt9c9s20v8qGD6dcdLSsh0nnak8z0xlx2nUOLYnlpu7i30qRKxE1CTAAqBkJad+9hsAFMVXiZRfrv/Z",
-	"khZY/PYFi/0B3xyPhxFnwJR0ut8cATLiTIL55xiTT/BnDFLp/zzOFDDzJ46igHpYUc72/pCc6c+k50OI",
-	"9V/fCRg7Xef/9lZD79lv5d6VIqdCcOEsFgvXISA9QSM9jtN1Bj4gYedDVKIQB2MuQiCIC8RwCBJJHoLy",
-	"KZsg5WOFCAeJGFdoTJWzcJ13XIwoIcCeTd3eZR/dwRwF2LuTSPmAeATCzLQjkfR4BFqxc67e8ZiRZ9OL",
-	"MgUTqwd6wQXyOGPg6X9frlCDe6qRZkbvO5jvSARsSgVnoVZw4TqXeB5wTAacn2ExgWdTf8TJHMG9B0As",
-	"qhLEFMSORAENra2vzCd2lOdQq8dQzOA+Ak8BQWNMg1jAESKgMA0kwgJQwCcTIGhGlW+UTn2ZLBWmHlwz",
-	"PMU0wKPg+eAkWOERlqCjKmYCsOeb+Reuc81wrHwu6Fd4Hu885y7C+djGGto7xmdsGU9WMxlHERcKyEcg",
-	"FA/m0TM7ILVhUppFiyQD6Xl6QdCLlX8igABTFAfmU8zmF2On+2W9Hhda8iAj+pkq/xOeOQu3geCrLQSP",
-	"saReL6JZdTfJ9CL6AebtJKI2P/91ptr8PFl8QIGpLSDoRdGV4gK2ELXh0kbXk1gqHraRGIxwm58f0yDY",
-	"YiWDGb9S0MpKV3TCsIpzwDmL24XrlB1ERwAhVAcNDi6F3hUV1VXFGAcSXCfKfKQDWctvCtoBvwOmU4NK",
-	"UgGwOHS6X5zeZX/44fSfzu3yK0cqQdnERKrOwlTo7PbFfusup9M/p0rnYb0ApD9KB+CjP8AzG03BlVsu",
-	"zPNAyqEymne/FdVzHbiPqAA5xCah6Zyo/3IIVrCraAiOW5YReJYZa6VpGZbL5pBkFbVTZOD5har38Qj1",
-	"oqgGoT6TCgeBSZIPcYNoSEljN6CZSdvIPQgnq2J58jZo1WWfv4FvRYJOsYLhnQ3Hh/je8Gpw8el0M7IF",
-	"18tqUHLEXhQhg14VslVbWztIIyzljAtSufTiEo97V/2TiuW5TixB6ANLxTDVXpUKuCsVMqs2C0N606tc",
-	"dvUG0G7lBKa1Nt/Gj7iYYEa/ZmOz7Gvr0K5zNAlSrhmzZKT+2VmtjeoGaW6/JWzlBWeWZxfjloydtTAN",
-	"girbnnA2ppOLKQhBCbS0qWcKpLpFJt9K8ASo6pVWqZMcI08ZuZYgrOtEAjysNCJKxGXXojIK8Hy4RHRV",
-	"GRd1Sj9hcRDYygJCTIPWUnbJ+bL+mtE/YwjmiJpIGVOwR0tgBGmTdDa5cV6LR1xjG22zCuXURyMIOJtI",
-	"pLizKeMm21XBuhWaKTxZk0KtsQvDNJoq60jLE3we0IBPEseFexxGJkh+E2yk5nf/+PWdd3cSHr6//OlQ",
-	"VRmtmAOwTZxyzjytzGpAnMuo61N0otD6xbzTyLUM0lR46Jlgb4m3mx2hLtQF6PBslcC9/Ca69jxVPgDr",
-	"yGVkGCcpotlhuJxdyk7pltKNnkr7kFGTKgg36lt0vlWmw0Jg03ywQKZIUaZ+fL1CyXTXjHpOgKUajkF5",
-	"fkt8Q1CYYIVbmzsSfEqJxbWifLNfJr5Uu6UvA3ttvax/o3fDiLT0nnIOKHpptaaZxaVGzSDlVgRLspSc",
-	"j+dULpso79vrA7pfkZoHPmT6qTsSUXKEMGIwQ9fX/bdo5gNDAYwV4rHSu0qI78+ATZTvdF+9eeM6IWXL",
-	"/w90maAUCD3wv7/g3a+93X/t7/7kdo66///DXzc3X25ubv/z83ffFjfOzs3Nzc3eEO3e/vBdlUeVOw3t",
-	"MlHT0v7k+mpw8XFzXZ8pejKVjtWyqtZJgr7PolhtVL1cdOSN9Db93tXbI9JegvSZDTDpoF4gOZpTCIhE",
-	"yzw1/N78qONsql+K5izXy8uaJY0V+4m7WXTbwmW9i9WGfzXEG9PCbziITfc4r+hHEBMgiDLFjYK5INFT",
-	"uihmBES2Ob4jEZ+xIvLzcxw20uSD7RVvVYOY5P/W9O9b79kEKtNqCFLiCdScdrQ1isb9AHOJxoKHBhTT",
-	"dn7BBfozBjF/iQTnCiVo8vEYGKFsgqYafo1WutvVlEDL/ayAh1F/pWyiWhVE7wEHVus2eQRkHKhsxuB3",
-	"DbKFlarSoh9GXKhVUs5wkk9ZaBX4n/SXyIrHCb3GxwVnRy8Gxz3EDHeFPY/HTPXJyw46S7YExJmhPMwe",
-	"5Vp6S3EBxBoWUYnuIFIdp0mt16zO6ZOWJV0CeX1Ft044l8hblDrFbGKltP9jpbDno1JeaQLqcva1uNbU",
-	"TetWeZmI2CP6MhE1rqsK7l9dDm0qVMpmqq5WVj/QGBpgjtDverjfkYQAPGW3lCkWFDMDEaF6lJAyrOz5",
-	"LMRRpAO3+y3ttzemi1zTY62nY+rax27SZGvBZbnO+cX5aWP+5jNV/sCe8C5614P3B42ZuqXEq8YUXSox",
-	"PDlpSW05rjM47jVmjHL7qNO1jrNwHc5gG1KyPRv5N6Eh69BsTfOlbvLI5N0a3zcNmAIx2m7H26ZvS6WM",
-	"QfRrGra2NZ9QdatDfQudajoU67qQpaNk8uN1Layl+G1O65pl1TMoxaPPr58HjZmiDFiZ448eoSKRl0Ou",
-	"nam59tcVFdSIBsvIZLrAWzFoSercCE1WzUoFyudFi0wjzLZjPgrQlVvAlTBtTYw9NlQlimwDYBXZ8AGs",
-	"QiNvKTENjaS2yV7tAqDSNGZz3midFQjF5S2VqPHkV8ji38I+27n1w8ifR76Y0DjBPoUJqiOkgSEe7dZH",
-	"syixhT/PcH0bDndZZnBbi8FYgGy7c1RbrTXTXx0gjQzyRDcm/jc2qImakm0aRs92dqiJkiprlE++lafO",
-	"zB3kHYli08VEdzDfsiX+V7fzMxrWNb8r76Y9fbm8/sJIY8Nd9X857w2uK2/LPP51khSrKuOmN2NbgreF",
-	"TG0btSWfl23kVnB59U3Zqr7o7aZusl1pVTcm6UfnKYIfX2/27tuVlw9vbnY7e7ffVzp52nqvYCE2dPwH",
-	"T9LxX3UYLcHy4g7me7aLaaeWLzvItLixAMR0SAX0KxCkOAr4DISHJSDMCApjqZBUeI4IlYoyTyE8ViAQ",
-	"XVJoWX0P9kv+t2RxmpMvaxFbPBYX4TqFlkDrrvXDdiR7ZmhzO/IxDoSD417jg3KqYWHuTMbSw1Uhu0yw",
-	"hVY9siMgLlacmbBPhoyfMa7QCBCEkbK70YbYKV+Vfvqd5eG19ODzxfBqcHq5LVM7mHGk112FfPke/CZE",
-	"lqNaSS1l2dsmg6fdt3awFwExjeFmXnnbQmHbvooFVfMrHRd28hFgAcLc2axwUE8AibhQ6QMy67EdpAsn",
-	"82xMooBKBSQhNtJnZSaTGj6QJTywFjdu7fOAaHc20ak1tDqsNPaViuyLF8rGvKyXuVlrB81SBnycoVyk",
-	"ZWGoILsRFmquVyDRCHzKCDrHbMJ3ZO7nvct+B70FQadALNO5/FUUjwIqfSBIRuAdIZiCmCPPx2xiWLAE",
-	"gOSB2qfT3tuPpzsSgRBYYUPjJCbKoum4zhSEtAs66Ox39k0TJwKGI+p0ncPOQWc/4TyNofYyypp7aNxS",
-	"iwUSPpIglEQ4S/SNuUAzn3o+mvMY4UAAJnPk42kOvw7qZYXS52ESh1kua0iJ2QkrmKAlBB4OAvMKLvNM",
-	"z7zpstddjhBXPogZlcY79DfJrRgNVupBfeJ0S5yqY4MApDrmZP5o76zqqNtFPuqSe1y5x6ev9vcfTY3C",
-	"Db2aR18ZI2GZ0IfaeV5bTaomSDXey7yVNSIHm0Vyb++M0OFmodUbVyPxerNE+vhUCxw0mKL46tPIvWmy",
-	"nooXewvXedMEv+x7TiNz2Eym8KQym40NN5HNw1+cTOB0M3HftXHi3C5uXUfGYYjFPA0S9CI2wf8yF/xm",
-	"pj0/vSAxgYqs0WNyBkLqJBHYrB0Jrs/eSMRMHiHFY883r3HTN5rlUE0uYTxheCQz1ITFUmUqEQ7otIRx",
-	"DrIzOgUGUtrB6i1hkTY2l+bb/Lxn3MNB8upXH2hFkGxf3b29QH/nc6m6h/v7h87idvHfAAAA//8=",
+	"zFz9ctu2sn8VDG9nnLSMZMdJZ6rMnansOI0ax/bYcnPviX1UmFiJqEmABUDJSo767GcAkBQ/JVJx0v4V",
+	"i+QCi99+YhfIZ8fjYcQZMCWdwWdHgIw4k2B+HGFyCX/GIJX+5XGmgJk/cRQF1MOKctb/Q3Kmn0nPhxDr",
+	"v74TMHUGzv/010P37VvZv1LkRAgunNVq5ToEpCdopMdxBs7YByTsfIhKFOJgykUIBHGBGA5BIslDUD5l",
+	"M6R8rBDhIBHjCk2pclau84aLO0oIsG/G7vBihO5hiQLs3UukfEA8AmFm2pNIejwCzdgZV294zMg344sy",
+	"BTPLB3rCBfI4Y+Dpn0/XqMED1Ugzw/c9LPckAjangrNQM7hynQu8DDgmY85PsZjBN2P/jpMlggcPgFhU",
+	"JYg5iD2JAhpaWV+ZJ3aUb8HWkKGYwUMEngKCppgGsYBXiIDCNJAIC0ABn82AoAVVvmE602WSMkw9uGZ4",
+	"jmmA74JvByfBCt9hCdqqYiYAe76Zf+U61wzHyueCfoJvo51n3EW4aNtYQ3vP+IKl9mQ5k3EUcaGAvAdC",
+	"8XgZfWMFpNZMKrNokmQgPc8wCIax8o8FEGCK4sA8xWx5PnUGHzfzca4pD3KkH6jyL/HCWbktCJ/vQHiE",
+	"JfWGEc2zu41mGNF3sOxGEXX5/NeF6vJ5sviAAlM7QDCMoivFBexAas2lC6/HsVQ87EIxvsNdPj+iQbDD",
+	"SsYLfqWgk5Su6IxhFReAc1a3K9epKoi2AEKoNhocXAgdFRXVWcUUBxJcJ8o90oas6bcZ7ZjfA9OuQSWu",
+	"AFgcOoOPzvBiNHl38v/ObfrKkUpQNjOWqr0wFdq7fbRv3XQ6/TlV2g/rBSD9KBuA3/0Bngk0JVXuuDDP",
+	"AyknynA++Fxmz3XgIaIC5AQbh6Z9ov7LIVjBM0VDcNwqjcCL3FhrTquwXLSHJM+onSIHzy9UvY3v0DCK",
+	"GhAaMalwEBgn+SVqEE0oaa0GNDdpF7ovwsmyWJ28C1pN3ucfoFuRoHOsYHJvzfFLdG9yNT6/PNmObEn1",
+	"8hxUFHEYRcigV4dsXWjrBmmEpVxwQWqXXl7i0fBqdFyzPNeJJQi9YakZpl6rMgJ3zUJu1WZhSAe92mXX",
+	"B4BuKycwb5T5LnrExQwz+ilvm1Vd24R2k6JJkHLDmBUhjU5PG2XUNEh7+aWwVRecW55djFsRdl7CNAjq",
+	"ZHvM2ZTOzucgBCXQUaaeSZCaFpm8leAJUPUrrWMn2UaeMHItQVjViQR4WGlElIirqkVlFODlJEV0nRmX",
+	"ecqesDgIbGYBIaZBZyq75GJaf83onzEES0SNpUwp2K0lMIK0SHrb1LjIxSOusQu3eYYK7KM7CDibSaS4",
+	"s83jJuGqJN0azhSebXChVtilYVpNlVekdAdfBDTgs0Rx4QGHkTGS3wS7U8v7//v1jXd/HB6+vfjpUNUJ",
+	"rewDsHWccsk8zcx6QFzwqJtddMLQ5sW80ch1NNKMeOIZY++It5sfocnUBWjz7OTAvWIQ3bifqm6AteUy",
+	"MokTF9FuM1z1LlWldCvuRk+ldciwSRWEW/ktK9/a02EhsCk+WCAzpChTP75Yo2Sqa4Y9J8BSTaagPL8j",
+	"viEoTLDCncUdCT6nxOJak77Zl4kuNYb01LA35sv6Gx0NI9JRe6o+oKyl9ZzmFpcJNYeUW2MsyVIKOl5g",
+	"uSqiom5vNuhRjWse+5Crp+5JRMkrhBGDBbq+Hr1GCx8YCmCqEI+VjiohfjgFNlO+M3j+8qXrhJSlvw90",
+	"mqAUCD3wvz/iZ5+Gz/61/+wnt/dq8L8//HVz8/Hm5vY/P3/3eXXj7N3c3Nz0J+jZ7Q/f1WlUtdLQzRO1",
+	"Te2Pr6/G5++35/W5pCeX6Vgu63KdxOhHLIrVVtarSUdRSK+z964Oj0hrCdJ7NsCkh4aB5GhJISASpX5q",
+	"8r35qOdsy1/K4qzmy2nOktmKfeJuJ901cdmsYo3mXw/xVrfwGw5iUz0uMvoexAwIokxxw2DBSPSULooZ",
+	"AZEvju9JxBesjPzyDIetOHlna8U75SDG+b829fvOMZtArVsNQUo8g4bdjpZGWbjvYCnRVPDQgGLKzk+4",
+	"QH/GIJZPkeBcoQRNPp0CI5TN0FzDr9HKol1DCpTGsxIehv01swlrdRC9BRxYrrv4EZBxoPIeg9+38BaW",
+	"qo6LURhxodZOOdeT/JqJVqn/k32JLHmctNf4tKTs6Mn4aIiY6V1hz+MxUyPytIdOk5CAODMtDxOjXNve",
+	"UlwAsYJFVKJ7iFTPaZPrtctzRqRjSpdA3pzRbSIuOPIOqU7Zm1gqrf9YKez5qOJX2oCazr4R14a8adMq",
+	"LxISu0VPHVHrvKqk/vXp0LZEpSqm+mxl/YHG0ADzCv2uh/sdSQjAUzakzLGgmBmICNWjhJRhZfdnIY4i",
+	"bbiDz1m9vXW7yDU11uZ2TFP52E2KbB16Wa5zdn520rp/84Eqf2x3eOfD6/Hbg9adupTieesWXUYxOT7u",
+	"2NpyXGd8NGzdMSrEUWdgFWflOpzBLk3J7t3If0gbsgnNzm2+TE0euXm3QfdNAabUGO0W8Xap21IpYxCj",
+	"hoKtLc0nrbr1pr4DTw0Vik1VyMpWMvl4UwkrJb8tcN2wrOYOSnnr8+uHcetOUQ6s3PZHj1DjyKsm103U",
+	"XOvruhXUqg2Wo8lVgXfqoCWucys0eTZrGajuFy0yrTDbrfNRgq5aAq6FaefG2GNDVWmRbQGsxht+QVeh",
+	"lbZUOg2tqHbxXt0MoFY0Jjhvlc4ahPLyUiYaNPk5svh3kM9uav1lzZ9HPpjQ2sF+DRHUW0gLQTzaqY92",
+	"VmITf57r9W3Z3OU7g7tKDKYCZNfIUS+1zp3+egNpJZCvdGLi75FBg9VUZNPSenaTQ4OV1EmjuvOt3XXm",
+	"ziDvSRSbKia6h+WOJfG/Br2f0aSp+F17Nu3rp8ubD4y0FtzV6Jez4fi69rTM4x8nybCqE252MrYjeDvQ",
+	"NJZRO/bz8oXcml5ec1G2ri56u62abFdaV41J6tHFFsGPL7Zr9+1ayyc3N896/dvva5U8K73XdCG2VPzH",
+	"X6Xiv64w2gbLk3tY9m0V004tn/aQKXFjAYhpkwroJyBIcRTwBQgPS0CYERTGUiGp8BIRKhVlnkJ4qkAg",
+	"mrbQ8vwe7Ff0L+3itG++bERs9Vi9CNcplQQ6V62/LCLZPUOX05GPsSEcHw1bb5QzDktz5zyWHq4O2dTB",
+	"lkr1yI6AuFj3zIS9MmT0jHGF7gBBGCkbjbbYTvWo9NePLF+eS48/nE+uxicXu3ZqxwuO9LrrkK+eg9+G",
+	"SDqqpdRUtnvbZvCs+tYN9jIgpjDcTitvOzBsy1exoGp5pe3CTn4HWIAwZzZrFNQTQCIuVHaBzGpsD+nE",
+	"yVwbkyigUgFJGhvZtTLjSU0/kCV9YE1u1NrnAdHqbKxTc2h5WHPsKxXZGy+UTXmVL3Oy1g6abxnwaa7l",
+	"Im0XhgryLMJCLfUKJLoDnzKCzjCb8T1Z+Hx4Meqh1yDoHIjtdKZfRfFdQKUPBMkIvFcI5iCWyPMxm5ku",
+	"WAJAckHt8mT4+v3JnkQgBFbYtHESEeXRdFxnDkLaBR309nv7pogTAcMRdQbOYe+gt5/0PI2g+jlmzTk0",
+	"bluLpSZ8JEEoiXC+0TflAi186vloyWOEAwGYLJGP5wX8emiYJ8quh0kc5ntZE0pMJKzpBKUQeDgIzC24",
+	"3DU9c6fLHnd5hbjyQSyoNNqh3ySnYjRYmQaNiDOo9FQdawQg1REny0e7Z9XUul0VrS45x1W4fPp8f//R",
+	"2Cid0Gu49JUTEpZJ+1ArzwvLSd0EGcf93F1ZQ3KwnaRw984QHW4nWt9xNRQvtlNkl081wUGLKcq3Pg3d",
+	"yzbrqbmxt3Kdl23wy9/nNDSH7WhKVyrz3tj0JvJ++KOTM5xBzu4H1k6c29Wt68g4DLFYZkaCnsTG+J8W",
+	"jN/M1PezAxIzqPEaQyYXIKR2EoH12pHgeu+NRMzkK6R47PnmNm52R7NqqskhjK9oHskMDWaRskwlwgGd",
+	"VzAuQHZK58BA2gZ3PwQlqCcb8Xlv36f+7UKY+90QS6TgQSGbKfWQ0Q0TCVVy5xoTIjRPMQv0P8eXJ68v",
+	"zi/Hk/cn48vR8dXkdHQ1PjlLbo1jln3Pp4gqc+SoinPCzHagNW/9KMC0BHE5r6g5ILVxufAQcUnTyKJz",
+	"xO4mvkE0uelSuRghJbGxt8RhkJNUEZxz+9FVBF43TUxH7QCTVjo9nxY04V5swtz6Fjia44DqgCfTQ2TS",
+	"BNWNix/71KQlSuAkZ+ubaL3VdJ/v7+fMN7tJje1rF73cP0ze0/V/SFBVrksz2d9iw2Zqc+5Dw/eIzrUA",
+	"sJ6FJpa/0QdbH2skKc3bIren3MNBImnHdWIRJInroN8P9DufSzU43N8/dFa3q/8GAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

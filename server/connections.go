@@ -89,6 +89,7 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	if err != nil {
 		return nil, fmt.Errorf("import connection: %w", err)
 	}
+	notes(ctx).created = &conn.Created
 	full, err := connectionFull(conn)
 	if err != nil {
 		return nil, fmt.Errorf("import connection: %w", err)

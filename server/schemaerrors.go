@@ -179,3 +179,25 @@ func discriminatedVariant(schema *openapi3.Schema, value any) *openapi3.Schema {
 	}
 	return nil
 }
+
+// discriminatorValue is the value of the first discriminator found under schema's properties
+// (for an import, credentials.type), or "".
+func discriminatorValue(schema *openapi3.Schema, value any) string {
+	obj, ok := value.(map[string]any)
+	if !ok {
+		return ""
+	}
+	for name, prop := range schema.Properties {
+		if prop.Value == nil || prop.Value.Discriminator == nil {
+			continue
+		}
+		if child, ok := obj[name].(map[string]any); ok {
+			s, _ := child[prop.Value.Discriminator.PropertyName].(string)
+			if _, known := prop.Value.Discriminator.Mapping[s]; known {
+				return s // only declared values, so that metric labels stay bounded
+			}
+			return ""
+		}
+	}
+	return ""
+}

@@ -11,6 +11,8 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/credport/credport/gen"
 	"github.com/credport/credport/store"
@@ -21,6 +23,7 @@ type Store interface {
 	FindAPIKeyBySecretHash(ctx context.Context, hash string) (store.APIKey, error)
 	FindIntegration(ctx context.Context, envID int64, uniqueKey string) (store.Integration, error)
 	UpsertConnection(ctx context.Context, in store.UpsertConnection) (store.Connection, error)
+	Ping(ctx context.Context) error
 }
 
 // Config holds the API's dependencies and limits.
@@ -34,6 +37,12 @@ type Config struct {
 	KeyCacheTTL time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Registry receives the API's metrics and is what GET /metrics exposes. Default: a registry
+	// with the Go runtime and process collectors.
+	Registry *prometheus.Registry
+	// MetricsElsewhere is set when another listener serves the metrics; GET /metrics then answers
+	// 404 on the API address.
+	MetricsElsewhere bool
 }
 
 // Server implements the generated strict server interface.
@@ -43,7 +52,11 @@ type Server struct {
 	now      func() time.Time
 	validate *validator
 	// tags is openapi.yaml's Tags schema, which the merged tag set of an import must satisfy.
-	tags *openapi3.Schema
+	tags             *openapi3.Schema
+	gatherer         prometheus.Gatherer
+	metricsElsewhere bool
+	// specYAML is the contract as served by GET /openapi.yaml.
+	specYAML string
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -76,15 +89,30 @@ func New(cfg Config) (*echo.Echo, error) {
 	if tagsSchema == nil || tagsSchema.Value == nil {
 		return nil, fmt.Errorf("openapi.yaml declares no Tags schema")
 	}
-	srv := &Server{store: cfg.Store, log: cfg.Logger, now: cfg.Now, validate: v, tags: tagsSchema.Value}
+	if cfg.Registry == nil {
+		cfg.Registry = DefaultRegistry()
+	}
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	specYAML, err := yaml.Marshal(spec)
+	if err != nil {
+		return nil, fmt.Errorf("encode openapi.yaml: %w", err)
+	}
+	srv := &Server{
+		store: cfg.Store, log: cfg.Logger, now: cfg.Now, validate: v, tags: tagsSchema.Value,
+		gatherer: cfg.Registry, metricsElsewhere: cfg.MetricsElsewhere, specYAML: string(specYAML),
+	}
 
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = HTTPErrorHandler(cfg.Logger)
 	e.Use(
-		middleware.RequestID(),
+		requestID,
 		accessLog(cfg.Logger),
+		m.middleware,
 		middleware.Recover(),
 		middleware.SecureWithConfig(middleware.SecureConfig{
 			XSSProtection:         "0",
@@ -119,9 +147,4 @@ func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 			return nil
 		},
 	})
-}
-
-// Health answers liveness without touching the database.
-func (s *Server) Health(context.Context, gen.HealthRequestObject) (gen.HealthResponseObject, error) {
-	return gen.Health200JSONResponse{Result: gen.Ok}, nil
 }

@@ -179,6 +179,7 @@ func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody) 
 	if err != nil {
 		return newError(http.StatusBadRequest, "invalid_json", "Request body is not valid JSON: "+err.Error())
 	}
+	notes(req.Context()).credentialType = discriminatorValue(content.Schema.Value, value)
 	if details := nulStrings(value, nil); len(details) > 0 {
 		return invalidBody("Strings must not contain the NUL character", details...)
 	}

@@ -5,6 +5,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -130,6 +131,11 @@ func (db *DB) Ping(ctx context.Context) error {
 		return fmt.Errorf("ping %s database: %w", db.dialect, err)
 	}
 	return nil
+}
+
+// SQL is the connection pool, for its statistics.
+func (db *DB) SQL() (*sql.DB, error) {
+	return db.gorm.DB()
 }
 
 // Close releases the database connections.
