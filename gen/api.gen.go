@@ -2180,9 +2180,10 @@ var swaggerSpec = []string{
 	"jN/M1PezAxIzqPEaQyYXIKR2EoH12pHgeu+NRMzkK6R47PnmNm52R7NqqskhjK9oHskMDWaRskwlwgGd",
 	"VzAuQHZK58BA2gZ3PwQlqCcb8Xlv36f+7UKY+90QS6TgQSGbKfWQ0Q0TCVVy5xoTIjRPMQv0P8eXJ68v",
 	"zi/Hk/cn48vR8dXkdHQ1PjlLbo1jln3Pp4gqc+SoinPCzHagNW/9KMC0BHE5r6g5ILVxufAQcUnTyKJz",
-	"xO4mvkE0uelSuRghJbGxt8RhkJNUEZxz+9FVBF43TUxH7QCTVjo9nxY04V5swtz6Fjia44DqgCfTQ2TS",
-	"BNWNix/71KQlSuAkZ+ubaL3VdJ/v7+fMN7tJje1rF73cP0ze0/V/SFBVrksz2d9iw2Zqc+5Dw/eIzrUA",
-	"sJ6FJpa/0QdbH2skKc3bIren3MNBImnHdWIRJInroN8P9DufSzU43N8/dFa3q/8GAAD//w==",
+	"xO4mvkE0uelSuRghJbGxt8RhkJNUEZxz+9FVBF43TUxHXcNUuVetx9ZCPewdIMK9OKwty9YrZ0qb0uVu",
+	"i6M5DqgOjDI9bCZN8N0I0tinJn1RAie5Xd9E9a0m/nx/P2fm2Y1rbF+76OX+YfKerv/jgqoSXprJ/hZb",
+	"N1Ob8yEavkd0wgWA9Sw08RAbfbX1xUaS0rwtcnvKPRwkknZcJxZBkuAO+v1Av/O5VIPD/f1DZ3W7+m8A",
+	"AAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

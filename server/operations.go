@@ -1,9 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/credport/credport/gen"
@@ -43,7 +43,7 @@ func (s *Server) Metrics(context.Context, gen.MetricsRequestObject) (gen.Metrics
 // OpenapiSpec serves the contract the server validates with.
 func (s *Server) OpenapiSpec(context.Context, gen.OpenapiSpecRequestObject) (gen.OpenapiSpecResponseObject, error) {
 	return gen.OpenapiSpec200ApplicationyamlResponse{
-		Body:          strings.NewReader(s.specYAML),
+		Body:          bytes.NewReader(s.specYAML),
 		ContentLength: int64(len(s.specYAML)),
 	}, nil
 }

@@ -12,8 +12,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.yaml.in/yaml/v3"
 
+	"github.com/credport/credport"
 	"github.com/credport/credport/gen"
 	"github.com/credport/credport/store"
 )
@@ -56,7 +56,7 @@ type Server struct {
 	gatherer         prometheus.Gatherer
 	metricsElsewhere bool
 	// specYAML is the contract as served by GET /openapi.yaml.
-	specYAML string
+	specYAML []byte
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -96,13 +96,9 @@ func New(cfg Config) (*echo.Echo, error) {
 	if err != nil {
 		return nil, err
 	}
-	specYAML, err := yaml.Marshal(spec)
-	if err != nil {
-		return nil, fmt.Errorf("encode openapi.yaml: %w", err)
-	}
 	srv := &Server{
 		store: cfg.Store, log: cfg.Logger, now: cfg.Now, validate: v, tags: tagsSchema.Value,
-		gatherer: cfg.Registry, metricsElsewhere: cfg.MetricsElsewhere, specYAML: string(specYAML),
+		gatherer: cfg.Registry, metricsElsewhere: cfg.MetricsElsewhere, specYAML: credport.OpenAPI,
 	}
 
 	e := echo.New()
