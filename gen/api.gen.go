@@ -733,6 +733,9 @@ type ServerError = StdError
 // ServiceUnavailable defines model for ServiceUnavailable.
 type ServiceUnavailable = StdError
 
+// TooManyRequests defines model for TooManyRequests.
+type TooManyRequests = StdError
+
 // Unauthorized defines model for Unauthorized.
 type Unauthorized = StdError
 
@@ -1699,6 +1702,15 @@ type ServerErrorJSONResponse StdError
 
 type ServiceUnavailableJSONResponse StdError
 
+type TooManyRequestsResponseHeaders struct {
+	RetryAfter int
+}
+type TooManyRequestsJSONResponse struct {
+	Body StdError
+
+	Headers TooManyRequestsResponseHeaders
+}
+
 type UnauthorizedJSONResponse StdError
 
 type UnsupportedMediaTypeJSONResponse StdError
@@ -1711,15 +1723,23 @@ type ImportConnectionResponseObject interface {
 	VisitImportConnectionResponse(w http.ResponseWriter) error
 }
 
-type ImportConnection200JSONResponse ConnectionFull
+type ImportConnection200ResponseHeaders struct {
+	CacheControl string
+}
+
+type ImportConnection200JSONResponse struct {
+	Body    ConnectionFull
+	Headers ImportConnection200ResponseHeaders
+}
 
 func (response ImportConnection200JSONResponse) VisitImportConnectionResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", fmt.Sprint(response.Headers.CacheControl))
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -1807,6 +1827,21 @@ func (response ImportConnection415JSONResponse) VisitImportConnectionResponse(w 
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnection429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ImportConnection429JSONResponse) VisitImportConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2128,62 +2163,64 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"zFz9ctu2sn8VDG9nnLSMZMdJZ6rMnansOI0ax/bYcnPviX1UmFiJqEmABUDJSo767GcAkBQ/JVJx0v4V",
-	"i+QCi99+YhfIZ8fjYcQZMCWdwWdHgIw4k2B+HGFyCX/GIJX+5XGmgJk/cRQF1MOKctb/Q3Kmn0nPhxDr",
-	"v74TMHUGzv/010P37VvZv1LkRAgunNVq5ToEpCdopMdxBs7YByTsfIhKFOJgykUIBHGBGA5BIslDUD5l",
-	"M6R8rBDhIBHjCk2pclau84aLO0oIsG/G7vBihO5hiQLs3UukfEA8AmFm2pNIejwCzdgZV294zMg344sy",
-	"BTPLB3rCBfI4Y+Dpn0/XqMED1Ugzw/c9LPckAjangrNQM7hynQu8DDgmY85PsZjBN2P/jpMlggcPgFhU",
-	"JYg5iD2JAhpaWV+ZJ3aUb8HWkKGYwUMEngKCppgGsYBXiIDCNJAIC0ABn82AoAVVvmE602WSMkw9uGZ4",
-	"jmmA74JvByfBCt9hCdqqYiYAe76Zf+U61wzHyueCfoJvo51n3EW4aNtYQ3vP+IKl9mQ5k3EUcaGAvAdC",
-	"8XgZfWMFpNZMKrNokmQgPc8wCIax8o8FEGCK4sA8xWx5PnUGHzfzca4pD3KkH6jyL/HCWbktCJ/vQHiE",
-	"JfWGEc2zu41mGNF3sOxGEXX5/NeF6vJ5sviAAlM7QDCMoivFBexAas2lC6/HsVQ87EIxvsNdPj+iQbDD",
-	"SsYLfqWgk5Su6IxhFReAc1a3K9epKoi2AEKoNhocXAgdFRXVWcUUBxJcJ8o90oas6bcZ7ZjfA9OuQSWu",
-	"AFgcOoOPzvBiNHl38v/ObfrKkUpQNjOWqr0wFdq7fbRv3XQ6/TlV2g/rBSD9KBuA3/0Bngk0JVXuuDDP",
-	"AyknynA++Fxmz3XgIaIC5AQbh6Z9ov7LIVjBM0VDcNwqjcCL3FhrTquwXLSHJM+onSIHzy9UvY3v0DCK",
-	"GhAaMalwEBgn+SVqEE0oaa0GNDdpF7ovwsmyWJ28C1pN3ucfoFuRoHOsYHJvzfFLdG9yNT6/PNmObEn1",
-	"8hxUFHEYRcigV4dsXWjrBmmEpVxwQWqXXl7i0fBqdFyzPNeJJQi9YakZpl6rMgJ3zUJu1WZhSAe92mXX",
-	"B4BuKycwb5T5LnrExQwz+ilvm1Vd24R2k6JJkHLDmBUhjU5PG2XUNEh7+aWwVRecW55djFsRdl7CNAjq",
-	"ZHvM2ZTOzucgBCXQUaaeSZCaFpm8leAJUPUrrWMn2UaeMHItQVjViQR4WGlElIirqkVlFODlJEV0nRmX",
-	"ecqesDgIbGYBIaZBZyq75GJaf83onzEES0SNpUwp2K0lMIK0SHrb1LjIxSOusQu3eYYK7KM7CDibSaS4",
-	"s83jJuGqJN0azhSebXChVtilYVpNlVekdAdfBDTgs0Rx4QGHkTGS3wS7U8v7//v1jXd/HB6+vfjpUNUJ",
-	"rewDsHWccsk8zcx6QFzwqJtddMLQ5sW80ch1NNKMeOIZY++It5sfocnUBWjz7OTAvWIQ3bifqm6AteUy",
-	"MokTF9FuM1z1LlWldCvuRk+ldciwSRWEW/ktK9/a02EhsCk+WCAzpChTP75Yo2Sqa4Y9J8BSTaagPL8j",
-	"viEoTLDCncUdCT6nxOJak77Zl4kuNYb01LA35sv6Gx0NI9JRe6o+oKyl9ZzmFpcJNYeUW2MsyVIKOl5g",
-	"uSqiom5vNuhRjWse+5Crp+5JRMkrhBGDBbq+Hr1GCx8YCmCqEI+VjiohfjgFNlO+M3j+8qXrhJSlvw90",
-	"mqAUCD3wvz/iZ5+Gz/61/+wnt/dq8L8//HVz8/Hm5vY/P3/3eXXj7N3c3Nz0J+jZ7Q/f1WlUtdLQzRO1",
-	"Te2Pr6/G5++35/W5pCeX6Vgu63KdxOhHLIrVVtarSUdRSK+z964Oj0hrCdJ7NsCkh4aB5GhJISASpX5q",
-	"8r35qOdsy1/K4qzmy2nOktmKfeJuJ901cdmsYo3mXw/xVrfwGw5iUz0uMvoexAwIokxxw2DBSPSULooZ",
-	"AZEvju9JxBesjPzyDIetOHlna8U75SDG+b829fvOMZtArVsNQUo8g4bdjpZGWbjvYCnRVPDQgGLKzk+4",
-	"QH/GIJZPkeBcoQRNPp0CI5TN0FzDr9HKol1DCpTGsxIehv01swlrdRC9BRxYrrv4EZBxoPIeg9+38BaW",
-	"qo6LURhxodZOOdeT/JqJVqn/k32JLHmctNf4tKTs6Mn4aIiY6V1hz+MxUyPytIdOk5CAODMtDxOjXNve",
-	"UlwAsYJFVKJ7iFTPaZPrtctzRqRjSpdA3pzRbSIuOPIOqU7Zm1gqrf9YKez5qOJX2oCazr4R14a8adMq",
-	"LxISu0VPHVHrvKqk/vXp0LZEpSqm+mxl/YHG0ADzCv2uh/sdSQjAUzakzLGgmBmICNWjhJRhZfdnIY4i",
-	"bbiDz1m9vXW7yDU11uZ2TFP52E2KbB16Wa5zdn520rp/84Eqf2x3eOfD6/Hbg9adupTieesWXUYxOT7u",
-	"2NpyXGd8NGzdMSrEUWdgFWflOpzBLk3J7t3If0gbsgnNzm2+TE0euXm3QfdNAabUGO0W8Xap21IpYxCj",
-	"hoKtLc0nrbr1pr4DTw0Vik1VyMpWMvl4UwkrJb8tcN2wrOYOSnnr8+uHcetOUQ6s3PZHj1DjyKsm103U",
-	"XOvruhXUqg2Wo8lVgXfqoCWucys0eTZrGajuFy0yrTDbrfNRgq5aAq6FaefG2GNDVWmRbQGsxht+QVeh",
-	"lbZUOg2tqHbxXt0MoFY0Jjhvlc4ahPLyUiYaNPk5svh3kM9uav1lzZ9HPpjQ2sF+DRHUW0gLQTzaqY92",
-	"VmITf57r9W3Z3OU7g7tKDKYCZNfIUS+1zp3+egNpJZCvdGLi75FBg9VUZNPSenaTQ4OV1EmjuvOt3XXm",
-	"ziDvSRSbKia6h+WOJfG/Br2f0aSp+F17Nu3rp8ubD4y0FtzV6Jez4fi69rTM4x8nybCqE252MrYjeDvQ",
-	"NJZRO/bz8oXcml5ec1G2ri56u62abFdaV41J6tHFFsGPL7Zr9+1ayyc3N896/dvva5U8K73XdCG2VPzH",
-	"X6Xiv64w2gbLk3tY9m0V004tn/aQKXFjAYhpkwroJyBIcRTwBQgPS0CYERTGUiGp8BIRKhVlnkJ4qkAg",
-	"mrbQ8vwe7Ff0L+3itG++bERs9Vi9CNcplQQ6V62/LCLZPUOX05GPsSEcHw1bb5QzDktz5zyWHq4O2dTB",
-	"lkr1yI6AuFj3zIS9MmT0jHGF7gBBGCkbjbbYTvWo9NePLF+eS48/nE+uxicXu3ZqxwuO9LrrkK+eg9+G",
-	"SDqqpdRUtnvbZvCs+tYN9jIgpjDcTitvOzBsy1exoGp5pe3CTn4HWIAwZzZrFNQTQCIuVHaBzGpsD+nE",
-	"yVwbkyigUgFJGhvZtTLjSU0/kCV9YE1u1NrnAdHqbKxTc2h5WHPsKxXZGy+UTXmVL3Oy1g6abxnwaa7l",
-	"Im0XhgryLMJCLfUKJLoDnzKCzjCb8T1Z+Hx4Meqh1yDoHIjtdKZfRfFdQKUPBMkIvFcI5iCWyPMxm5ku",
-	"WAJAckHt8mT4+v3JnkQgBFbYtHESEeXRdFxnDkLaBR309nv7pogTAcMRdQbOYe+gt5/0PI2g+jlmzTk0",
-	"bluLpSZ8JEEoiXC+0TflAi186vloyWOEAwGYLJGP5wX8emiYJ8quh0kc5ntZE0pMJKzpBKUQeDgIzC24",
-	"3DU9c6fLHnd5hbjyQSyoNNqh3ySnYjRYmQaNiDOo9FQdawQg1REny0e7Z9XUul0VrS45x1W4fPp8f//R",
-	"2Cid0Gu49JUTEpZJ+1ArzwvLSd0EGcf93F1ZQ3KwnaRw984QHW4nWt9xNRQvtlNkl081wUGLKcq3Pg3d",
-	"yzbrqbmxt3Kdl23wy9/nNDSH7WhKVyrz3tj0JvJ++KOTM5xBzu4H1k6c29Wt68g4DLFYZkaCnsTG+J8W",
-	"jN/M1PezAxIzqPEaQyYXIKR2EoH12pHgeu+NRMzkK6R47PnmNm52R7NqqskhjK9oHskMDWaRskwlwgGd",
-	"VzAuQHZK58BA2gZ3PwQlqCcb8Xlv36f+7UKY+90QS6TgQSGbKfWQ0Q0TCVVy5xoTIjRPMQv0P8eXJ68v",
-	"zi/Hk/cn48vR8dXkdHQ1PjlLbo1jln3Pp4gqc+SoinPCzHagNW/9KMC0BHE5r6g5ILVxufAQcUnTyKJz",
-	"xO4mvkE0uelSuRghJbGxt8RhkJNUEZxz+9FVBF43TUxHXcNUuVetx9ZCPewdIMK9OKwty9YrZ0qb0uVu",
-	"i6M5DqgOjDI9bCZN8N0I0tinJn1RAie5Xd9E9a0m/nx/P2fm2Y1rbF+76OX+YfKerv/jgqoSXprJ/hZb",
-	"N1Ob8yEavkd0wgWA9Sw08RAbfbX1xUaS0rwtcnvKPRwkknZcJxZBkuAO+v1Av/O5VIPD/f1DZ3W7+m8A",
-	"AAD//w==",
+	"zFz9ctu2sn8VDG9nnLS0bMdJZ6rMnansOI0ax/bYcnPviX1UmFiJqEmABUDJSo767GcAkBQ/JVJx3P6V",
+	"iOQCi99+YLGL9RfH42HEGTAlnf4XR4CMOJNgfhxhcgl/xiCV/uVxpoCZ/+IoCqiHFeVs7w/JmX4mPR9C",
+	"rP/3nYCJ03f+Z2819J59K/euFDkRggtnuVy6DgHpCRrpcZy+M/IBCTsfohKFOJhwEQJBXCCGQ5BI8hCU",
+	"T9kUKR8rRDhIxLhCE6qcpeu85eKOEgLsydgdXAzRPSxQgL17iZQPiEcgzEw7EkmPR6AZO+PqLY8ZeTK+",
+	"KFMwtXygZ1wgjzMGnv75fIUaPFCNNDN838NiRyJgMyo4CzWDS9e5wIuAYzLi/BSLKTwZ+3ecLBA8eADE",
+	"oipBzEDsSBTQ0Mr6yjyxozwFWwOGYgYPEXgKCJpgGsQCXiMCCtNAIiwABXw6BYLmVPmG6UyXScow9eCa",
+	"4RmmAb4Lng5OghW+wxK0VcVMAPZ8M//SdUacf8BskZi5fHLDoRLxGQhElUQCK0gE7Do+YALCMHQJSix2",
+	"BxMFRtTFwa7A40xrCUdzTBW6gwkXGnslFpRNHdfRYqACiNNXIgY3t4CQMhrGodM/cB21iMDpO8ZwwLC9",
+	"dJ1rhmPlc0E/w9PY7hl3ES56PqwV757xOUtBcwxnMo4iLhSQD0AoHhn2n9I8qXUilVk0STKQnmcQBINY",
+	"+ccCCDBFcWCeYrY4nzj9T+v5ONeUBznSj1T5l3juLN0WhC+2IDzCknqDiObZ3UQziOh7WHSjiLp8/utc",
+	"dfk8WXxAgaktIBhE0ZXiArYgtebShdfjWCoedqEY3eEunx/RINhiJaM5v1LQSUpXdMqwigvAOcvbpetU",
+	"FURbACFUGw0OLoSOGRTVMdcEBxJcJ8o90oas6TcZ7YjfA9OuQSWuAJh2bZ+cwcVw/P7k/53bzMlJJbRr",
+	"1Ja6co6f7Fs3nU5/TpXepfQCkH6UDcDv/gDPbMMlVe64MM8DKcfKcN7/UmbPdeAhogLkGBuHpn2i/p9D",
+	"sIJdRUNw3CqNwPPcWCtOq7BctIckz6idIgfPL1S9i+/QIIoaEBoyqXAQGCf5NWoQjSlprQY0N2kXuq/C",
+	"ybJYnbwLWk3e5x+gW5GgM6xgfG/N8Wt0b3w1Or882YxsSfXyHFQUcRBFyKBXh2zd1tYN0ghLOeeC1C69",
+	"vMSjwdXwuGZ5rhNLEPo4VzNMvVZlBO6KhdyqzcKQ3vRql12/AXRbOYFZo8y30SMuppjRz3nbrOraOrSb",
+	"FE2ClGvGrAhpeHraKKOmQdrLL4WtuuDc8uxi3Iqw8xKmQVAn22POJnR6PgMhKIGOMvVMgNS0yOStBE+A",
+	"ql9pHTvJIfuEkWuZnlYiAR5Wq/NHSbWojAK8GKeIriLjMk/ZExYHgY0sIMQ06Exll1wM668Z/TOGYIGo",
+	"sZQJBXvwBkaQFklvkxoXuXjENXbhNs9QgX10BwFnU31MdDZ53GS7Kkm3hjOFp2tcqBV2aZhWU+UVKc1v",
+	"FAEN+DRRXHjAYWSM5DfB7tTi/v9+fevdH4eH7y5+OlR1Qiv7AGwdp1wwTzOzGhAXPOp6F50wtH4xbzVy",
+	"HY00Ix57xtg74u3mR2gydQHaPDs5cK+4ia49T1UPwNpyGRnHiYtodxiuepeqUroVd6On0jpk2KQKwo38",
+	"lpVv5emwENgkHyyQGVKUqR9fOtUUiusEWKrxBJTnd8Q3BIUJVrizuCPBZ5RYXGvCN/sy0aXGLT017LXx",
+	"sv5G74YR6ag9VR9Q1tJ6TnOLy4SaQ8qtMZZkKQUdL7BcFVFRt9cb9LDGNY98yGWbdySi5DXCiMEcXV8P",
+	"36C5DwwFMFGIx0rvKiF+OAU2Vb7Tf/HqleuElKW/D3SYoBQIPfC/P+Hdz4Pdf+3v/uT2Xvf/94e/bm4+",
+	"3dzc/ufn774sb5ydm5ubm70x2r394bs6japmGrp5orah/fH11ej8w+a4Phf05CIdy2VdrJMY/ZBFsdrI",
+	"ejXoKArpTfbe1dsj0lqC9JkNMOmhQSA5WlAIiESpnxp/bz7qOZvil7I4q/FyGrNktmKfuJtJtw1c1qtY",
+	"o/nXQ7zRLfyGg9jk1ouMfgAxBYIoU9wwWDASPaWLYkZA5EsHOxLxOSsjvzjDYStO3ttc8VYxiHH+b0x1",
+	"o/OeTaDWrYYgJZ5Cw2lHS6Ms3PewkGgieGhAMWnnZ1ygP2MQi+dIcK5QgiafTIARyqZopuHXaGW7XUMI",
+	"lO5nJTwM+ytmE9bqIHoHOLBcd/EjIONA5T0Gv2/hLSxVHRfDMOJCrZxyrmL7LQOtUnUs+xJZ8jgpPvJJ",
+	"SdnRs9HRADFT2cOex2OmhuR5D50mWwLizJQ8zB7l2uKf4gKIFSyiEt1DpHpOm1ivXZwzJB1DugTy5ohu",
+	"HXHBkXcIdcrexFJp/cdKYc9HFb/SBtR09rW4NsRN61Z5kZDYI3rqiFrHVSX1rw+HNgUqVTHVRyurDzSG",
+	"BpjX6Hc93O9IQgCeslvKDAuKmYGIUD1KSBlW9nwW4ijShtv/kuXbW5eLXJNjbS7HNKWP3STJ1qGW5Tpn",
+	"52cnres3H6nyR/aEdz64Hr07aF2pSyletC7RZRTj4+OOpS3HdUZHg9YVo8I+6vSt4ixdhzPYpijZvRr5",
+	"DylDNqHZucyXqckjF+/W6L5JwJQKo912vG3ytlTKGMSwIWFrU/NJqW51qO/AU0OGYl0WsnKUTD5el8JK",
+	"yW8LXDcsq7mCUj76/Ppx1LpSlAMrd/zRI9Q48qrJdRM11/q6KgW1KoPlaHJZ4K0qaInr3AhNns1aBqrn",
+	"RYtMK8y2q3yUoKumgGth2row9thQVUpkGwCr8YZfUVVopS2VSkMrqm28VzcDqBWN2Zw3SmcFQnl5KRMN",
+	"mvwCWfw7yGc7tf664s8jX0xo7WC/hQjqLaSFIB7t1kc7K7GBP8/V+jYc7vKVwW0lBhMBsuvOUS+1zpX+",
+	"egNpJZBvdGPi75FBg9VUZNPSeraTQ4OV1EmjevKtPXXmbmjvSBSbLCa6h8WWKfG/+r2f0bgp+V17N+3b",
+	"h8vrL4y0FtzV8Jezwei69rbM418nybCqE252M7YjeFvQNKZRO9bz8oncmlpec1K2Li96uymbbFdal41J",
+	"8tHFEsGPLzdr9+1Ky8c3N7u9vdvva5U8S73XVCE2ZPxH3yTjv8ow2gLLs3tY7Nkspp1aPu8hk+LGAhDT",
+	"JhXQz0CQ4ijgcxAeloAwIyiMpUJS4QUiVCrKPIXwRJlr84m/yPN7sF/Rv7SK0774shax5WPVIlynlBLo",
+	"nLX+uh3Jnhm63I58jAPh6GjQ+qCccViaO+ex9HB1yKYOtpSqR3YExMWqZiZsQ5XRM8YVugMEYaTsbrTB",
+	"dqpXpb/9zvL1sfTo4/n4anRysW2ldjTnSK+7DvnqPfhNiKSjWkpNZau3bQbPsm/dYC8DYhLD7bTytgPD",
+	"Nn0VC6oWV9ou7OR3gAUIc2ezRkE9ASTiQmVdQlZje0gHTqapTqKASgUkKWxkTXfGk5p6IEvqwJrcqLXP",
+	"A6LV2Vin5tDysOLYVyqyHS+UTXhNp5HiIhk0XzLgk1zJRdoqDBVkN8JCLfQKJLoDnzKCzjCb8h1Z+Hxw",
+	"MeyhNyDoDIitdKZfRfFdQKUPBMkIvNcIZiAWyPMxm5oqWAJA0r53eTJ48+FkRyIQAitsyjiJiPJoOq4z",
+	"AyHtgg56+719k8SJgOGIOn3nsHfQ209qnkZQezlmzT00bkuLpSJ8JEEoiXC+0DfhAs196vlowWOEAwGY",
+	"LJCPZwX8emiQJ8qa5yQO87WsMSVmJ6ypBKUQeDgITI9gronRdLzZ6y6vEVc+iDmVRjv0m+RWjAYr06Ah",
+	"cfqVmmrSRQZSHXGyeLQ+q6bS7bJodck9rkJr7ov9/Udjo3RDr6HpKyckLJPyYbFP7xh7Puwec6YED2rs",
+	"OpjjhUSM7xpiF0nKPFhV9j0sBAVZUI617Xup50pHrPNeei0vLVZ1EGSY7uV6nQ3JwWaSQnegITrcTLTq",
+	"UTYULzdTZM3DmuCgxRTlrl1D96rNemp6CjXxi582E5cbSZeu86oN7vk+XkNz2I6m1Eqb32dM1SW/w3xy",
+	"ci6hn/NofesBnNvlrevIOAyxWGTmj57Fxq09L7g1M9Oen139mEKNPxwwOQchtfsLrIZHgnsgJRIxk6+R",
+	"4rHnmy7srDe36oSS6yXf0PCTGRoMPmWZSoQDOqtgXIDslM6AgbSl+70QlKCebMTng32feu4LYfr6IZZI",
+	"wYNCNgbsIaMbZo9XScswJkRonmIW6H+OL0/eXJxfjsYfTkaXw+Or8enwanRylvy1AMyy7/nEdBjzOavi",
+	"nDCzGWjN214UYFqCuOJz3G7LhYeIS5rumTr67e4a1ogmN10qFyOkZNfvLXAY5CRVBOfcfnQVgddNE9NR",
+	"VzBV+un12Fqoh70DRLgXh7UJ53rlTGlTutxfCUAzHFC95cv0Gp00YcVakEY+NYGZEjiJWvdMvLLRxF/s",
+	"7+fMPOu0x/a1i17tHybv6eoPVlSV8NJM9rfYupna3HzR8D2iEy4ArGehiYdY66utLzaSlOZtkdtT7uEg",
+	"kbTjOrEIktC9v7cX6Hc+l6p/uL9/6Cxvl/8NAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

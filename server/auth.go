@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -101,6 +102,11 @@ func (a *authenticator) lookup(ctx context.Context, secret string) (store.APIKey
 	key, err := a.store.FindAPIKeyBySecretHash(ctx, hash)
 	if err != nil {
 		return store.APIKey{}, err
+	}
+	// The database found the row by its hash; compare again in constant time so that nothing
+	// about the stored hash depends on how the lookup compared strings.
+	if subtle.ConstantTimeCompare([]byte(key.SecretHash), []byte(hash)) != 1 {
+		return store.APIKey{}, store.ErrNotFound
 	}
 	a.mu.Lock()
 	if len(a.cache) >= maxCachedKeys {

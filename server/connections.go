@@ -90,11 +90,20 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 		return nil, fmt.Errorf("import connection: %w", err)
 	}
 	notes(ctx).created = &conn.Created
+	outcome := "updated"
+	if conn.Created {
+		outcome = "created"
+	}
+	s.log.InfoContext(ctx, "connection imported", "environment", key.Environment, "key_id", key.ID,
+		"integration", integration.UniqueKey, "connection_id", conn.ConnectionID, "type", credType, "outcome", outcome)
 	full, err := connectionFull(conn)
 	if err != nil {
 		return nil, fmt.Errorf("import connection: %w", err)
 	}
-	return gen.ImportConnection200JSONResponse(full), nil
+	return gen.ImportConnection200JSONResponse{
+		Body:    full,
+		Headers: gen.ImportConnection200ResponseHeaders{CacheControl: "no-store"},
+	}, nil
 }
 
 // connectionFull renders a stored connection as the API's ConnectionFull.

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
@@ -19,6 +21,8 @@ type Error struct {
 	Code    string
 	Message string
 	Details []gen.ErrorDetail
+	// RetryAfter, in seconds, is sent as Retry-After when set.
+	RetryAfter int
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -54,6 +58,9 @@ func HTTPErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if len(apiErr.Details) > 0 {
 			body.Error.Errors = &apiErr.Details
 		}
+		if apiErr.RetryAfter > 0 {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(apiErr.RetryAfter))
+		}
 		if c.Request().Method == http.MethodHead {
 			err = c.NoContent(apiErr.Status)
 		} else {
@@ -84,7 +91,7 @@ func toAPIError(err error) *Error {
 	if errors.Is(err, store.ErrNotFound) {
 		return newError(http.StatusNotFound, "not_found", "Not found")
 	}
-	if isUnavailable(err) {
+	if isUnavailable(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, store.ErrUnavailable) {
 		return newError(http.StatusServiceUnavailable, "service_unavailable", "The database is unavailable, retry later")
 	}
 	return newError(http.StatusInternalServerError, "server_error", "An unexpected error occurred")

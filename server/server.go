@@ -43,6 +43,11 @@ type Config struct {
 	// MetricsElsewhere is set when another listener serves the metrics; GET /metrics then answers
 	// 404 on the API address.
 	MetricsElsewhere bool
+	// RateLimit is each API key's sustained requests per second; 0 means no limit.
+	RateLimit float64
+	// RequestTimeout bounds the database work of one request; past it the request answers 503.
+	// Default 4 s, so that a lost database is reported within 5 s.
+	RequestTimeout time.Duration
 }
 
 // Server implements the generated strict server interface.
@@ -71,6 +76,9 @@ func New(cfg Config) (*echo.Echo, error) {
 	}
 	if cfg.KeyCacheTTL <= 0 {
 		cfg.KeyCacheTTL = 2 * time.Second
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 4 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -110,18 +118,34 @@ func New(cfg Config) (*echo.Echo, error) {
 		accessLog(cfg.Logger),
 		m.middleware,
 		middleware.Recover(),
+		requestTimeout(cfg.RequestTimeout),
 		middleware.SecureWithConfig(middleware.SecureConfig{
 			XSSProtection:         "0",
 			ContentTypeNosniff:    "nosniff",
 			XFrameOptions:         "DENY",
 			ContentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'",
-			ReferrerPolicy:        "no-referrer",
+			ReferrerPolicy:        "strict-origin",
 		}),
 		middleware.BodyLimit(fmt.Sprintf("%dB", cfg.MaxBodyBytes)),
 		v.middleware,
 	)
+	if cfg.RateLimit > 0 {
+		e.Use(rateLimit(cfg.RateLimit))
+	}
 	gen.RegisterHandlers(e, gen.NewStrictHandler(srv, nil))
 	return e, nil
+}
+
+// requestTimeout gives every request a deadline that its database calls honour.
+func requestTimeout(d time.Duration) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			ctx, cancel := context.WithTimeout(c.Request().Context(), d)
+			defer cancel()
+			c.SetRequest(c.Request().WithContext(ctx))
+			return next(c)
+		}
+	}
 }
 
 // accessLog writes one line per request. It never logs headers or bodies, which carry secrets.

@@ -24,8 +24,10 @@ type APIKey struct {
 	Environment   string
 	Name          string
 	Scopes        []string
-	CreatedAt     time.Time
-	RevokedAt     *time.Time
+	// SecretHash is the SHA-256 of the secret, hex-encoded; the secret itself is never kept.
+	SecretHash string
+	CreatedAt  time.Time
+	RevokedAt  *time.Time
 }
 
 // HashSecret is the form in which a secret is stored and looked up.
@@ -125,6 +127,7 @@ func (r apiKeyRow) apiKey(env string) APIKey {
 		Environment:   env,
 		Name:          r.Name,
 		Scopes:        strings.Fields(r.Scopes),
+		SecretHash:    r.SecretHash,
 		CreatedAt:     r.CreatedAt,
 		RevokedAt:     r.RevokedAt,
 	}

@@ -77,6 +77,8 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	dialect := DialectOf(cfg.URL)
 	gcfg := &gorm.Config{
 		TranslateError: true,
+		// Open pings on its own terms below, so that an unreachable server is ErrUnavailable.
+		DisableAutomaticPing: true,
 		Logger:         logger.Discard, // queries carry sealed secrets and hashes: never log them
 		NowFunc:        func() time.Time { return time.Now().UTC() },
 	}
@@ -109,7 +111,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	db := &DB{gorm: g, dialect: dialect, keys: cfg.Keys, Now: func() time.Time { return time.Now().UTC() }}
 	if err := db.Ping(ctx); err != nil {
 		_ = db.Close()
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if err := migrate(ctx, sqlDB, dialect, cfg.Logger); err != nil {
 		_ = db.Close()

@@ -7,4 +7,6 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict means a row with the same unique key already exists.
 	ErrConflict = errors.New("already exists")
+	// ErrUnavailable means the database did not answer.
+	ErrUnavailable = errors.New("database unavailable")
 )

@@ -31,10 +31,13 @@ func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra
 		Short:         "A self-hosted store for third-party API credentials",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return a.bindEnv(cmd, "database")
+		},
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.PersistentFlags().StringVar(&a.databaseURL, "database", envOr(getenv, "CREDPORT_DATABASE_URL", store.DefaultDatabaseURL),
+	root.PersistentFlags().StringVar(&a.databaseURL, "database", store.DefaultDatabaseURL,
 		"database: an SQLite file path or a postgres:// URL (env CREDPORT_DATABASE_URL)")
 	root.AddCommand(
 		a.serveCommand(),
@@ -44,6 +47,34 @@ func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra
 		a.bootstrapCommand(),
 	)
 	return root
+}
+
+// bindEnv gives each named flag the value of its environment variable (named in its usage as
+// "(env NAME)") unless the flag was set on the command line.
+func (a *app) bindEnv(cmd *cobra.Command, names ...string) error {
+	for _, name := range names {
+		f := cmd.Flags().Lookup(name)
+		if f == nil {
+			return fmt.Errorf("no flag --%s", name)
+		}
+		env := flagEnv(f.Usage)
+		if v := a.getenv(env); v != "" && !f.Changed {
+			if err := f.Value.Set(v); err != nil {
+				return fmt.Errorf("%s=%q: %w", env, v, err)
+			}
+		}
+	}
+	return nil
+}
+
+// flagEnv is the environment variable a flag's usage names, as in "(env CREDPORT_LISTEN)".
+func flagEnv(usage string) string {
+	_, rest, ok := strings.Cut(usage, "(env ")
+	if !ok {
+		return ""
+	}
+	name, _, _ := strings.Cut(rest, ")")
+	return name
 }
 
 func envOr(getenv func(string) string, name, def string) string {

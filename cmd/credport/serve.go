@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -13,28 +14,45 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/credport/credport/server"
+	"github.com/credport/credport/store"
 )
 
+// serveOptions are the flags of `credport serve`; each is also an environment variable.
+type serveOptions struct {
+	listen          string
+	metricsListen   string
+	maxBodyBytes    int64
+	rateLimit       float64
+	shutdownTimeout time.Duration
+}
+
 func (a *app) serveCommand() *cobra.Command {
-	var listen, metricsListen string
+	var o serveOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the API",
 		Args:  cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			return a.bindEnv(cmd, "listen", "metrics-listen", "max-body-bytes", "rate-limit", "shutdown-timeout")
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.serve(cmd.Context(), listen, metricsListen)
+			return a.serve(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVar(&listen, "listen", envOr(a.getenv, "CREDPORT_LISTEN", "127.0.0.1:3003"),
-		"address to listen on (env CREDPORT_LISTEN)")
-	cmd.Flags().StringVar(&metricsListen, "metrics-listen", a.getenv("CREDPORT_METRICS_LISTEN"),
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:3003", "address to listen on (env CREDPORT_LISTEN)")
+	f.StringVar(&o.metricsListen, "metrics-listen", "",
 		"serve /metrics on this address only, not on the API address (env CREDPORT_METRICS_LISTEN)")
+	f.Int64Var(&o.maxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted; larger ones get 413 (env CREDPORT_MAX_BODY_BYTES)")
+	f.Float64Var(&o.rateLimit, "rate-limit", 0, "requests per second allowed to each API key, 0 for no limit (env CREDPORT_RATE_LIMIT)")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second,
+		"on SIGTERM, how long in-flight requests may take to finish (env CREDPORT_SHUTDOWN_TIMEOUT)")
 	return cmd
 }
 
-func (a *app) serve(ctx context.Context, listen, metricsListen string) error {
+func (a *app) serve(ctx context.Context, o serveOptions) error {
 	log := a.logger()
-	db, err := a.openStore(ctx, log)
+	db, err := a.openStoreWaiting(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -45,21 +63,24 @@ func (a *app) serve(ctx context.Context, listen, metricsListen string) error {
 	}
 	reg := server.DefaultRegistry()
 	reg.MustRegister(collectors.NewDBStatsCollector(sqlDB, "credport"))
-	e, err := server.New(server.Config{Store: db, Logger: log, Registry: reg, MetricsElsewhere: metricsListen != ""})
+	e, err := server.New(server.Config{
+		Store: db, Logger: log, Registry: reg, MetricsElsewhere: o.metricsListen != "",
+		MaxBodyBytes: o.maxBodyBytes, RateLimit: o.rateLimit,
+	})
 	if err != nil {
 		return err
 	}
 	servers := []*http.Server{{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}}
-	listeners := []string{listen}
-	if metricsListen != "" {
+	addrs := []string{o.listen}
+	if o.metricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
-		listeners = append(listeners, metricsListen)
+		addrs = append(addrs, o.metricsListen)
 	}
 	errc := make(chan error, len(servers))
 	for i, srv := range servers {
-		ln, err := net.Listen("tcp", listeners[i])
+		ln, err := net.Listen("tcp", addrs[i])
 		if err != nil {
 			return fmt.Errorf("listen: %w", err)
 		}
@@ -71,13 +92,34 @@ func (a *app) serve(ctx context.Context, listen, metricsListen string) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	// Stop accepting, let in-flight requests finish, then close the database (deferred above).
+	log.Info("shutting down", "timeout", o.shutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
 	defer cancel()
 	for _, srv := range servers {
 		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("shutdown: %w", err)
 		}
 	}
+	log.Info("stopped")
 	return nil
+}
+
+// openStoreWaiting opens the store, waiting with backoff while the database is unreachable, so
+// that a server started before its database comes up on its own.
+func (a *app) openStoreWaiting(ctx context.Context, log *slog.Logger) (*store.DB, error) {
+	delay := 500 * time.Millisecond
+	for {
+		db, err := a.openStore(ctx, log)
+		if err == nil || !errors.Is(err, store.ErrUnavailable) {
+			return db, err
+		}
+		log.Warn("database unreachable, retrying", "in", delay, "error", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the database: %w", ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 15*time.Second)
+	}
 }
