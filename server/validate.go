@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -210,22 +208,6 @@ func (v *validator) validateValue(schema *openapi3.Schema, value any, at []strin
 		details = schemaErrorDetails(err, at)
 	}
 	return append(details, v.checkPropertyNames(schema, value, at)...)
-}
-
-func decodeJSON(data []byte) (any, error) {
-	if !utf8.Valid(data) {
-		return nil, errors.New("invalid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber() // keep numbers in metadata exactly as sent
-	var value any
-	if err := dec.Decode(&value); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("unexpected data after the JSON value")
-	}
-	return value, nil
 }
 
 // nulStrings finds strings and keys holding U+0000, which PostgreSQL cannot store in text or
