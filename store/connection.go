@@ -141,3 +141,16 @@ func (db *DB) RawCredentials(ctx context.Context, envID int64, providerConfigKey
 	}
 	return sealed, nil
 }
+
+// ConnectionCredentials is a connection's credentials JSON object, opened.
+func (db *DB) ConnectionCredentials(ctx context.Context, envID int64, providerConfigKey, connectionID string) (json.RawMessage, error) {
+	sealed, err := db.RawCredentials(ctx, envID, providerConfigKey, connectionID)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := db.keys.Open(sealed, connectionAAD(envID, providerConfigKey, connectionID))
+	if err != nil {
+		return nil, fmt.Errorf("credentials of connection %q: %w", connectionID, err)
+	}
+	return json.RawMessage(plain), nil
+}

@@ -79,8 +79,8 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		TranslateError: true,
 		// Open pings on its own terms below, so that an unreachable server is ErrUnavailable.
 		DisableAutomaticPing: true,
-		Logger:         logger.Discard, // queries carry sealed secrets and hashes: never log them
-		NowFunc:        func() time.Time { return time.Now().UTC() },
+		Logger:               logger.Discard, // queries carry sealed secrets and hashes: never log them
+		NowFunc:              func() time.Time { return time.Now().UTC() },
 	}
 	var (
 		g   *gorm.DB

@@ -45,6 +45,7 @@ func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra
 		a.keysCommand(),
 		a.integrationsCommand(),
 		a.bootstrapCommand(),
+		a.rekeyCommand(),
 	)
 	return root
 }
