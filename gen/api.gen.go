@@ -334,7 +334,7 @@ type AllAuthCredentials struct {
 
 // ApiKeyCredentials defines model for ApiKeyCredentials.
 type ApiKeyCredentials struct {
-	// ApiKey A secret or identifier that must not be empty.
+	// ApiKey A secret or identifier; not empty, at most 64 KiB.
 	ApiKey Token                 `json:"apiKey"`
 	Type   ApiKeyCredentialsType `json:"type"`
 }
@@ -355,10 +355,10 @@ type AppCredentialsType string
 
 // AppInstallationCredentials defines model for AppInstallationCredentials.
 type AppInstallationCredentials struct {
-	// AppId A secret or identifier that must not be empty.
+	// AppId A secret or identifier; not empty, at most 64 KiB.
 	AppId Token `json:"app_id"`
 
-	// InstallationId A secret or identifier that must not be empty.
+	// InstallationId A secret or identifier; not empty, at most 64 KiB.
 	InstallationId Token                          `json:"installation_id"`
 	Type           AppInstallationCredentialsType `json:"type"`
 }
@@ -439,18 +439,18 @@ type ConnectionErrorType string
 
 // ConnectionFull defines model for ConnectionFull.
 type ConnectionFull struct {
-	ConnectionConfig map[string]interface{} `json:"connection_config"`
-	ConnectionId     string                 `json:"connection_id"`
-	CreatedAt        time.Time              `json:"created_at"`
-	Credentials      AllAuthCredentials     `json:"credentials"`
+	ConnectionConfig json.RawMessage    `json:"connection_config"`
+	ConnectionId     string             `json:"connection_id"`
+	CreatedAt        time.Time          `json:"created_at"`
+	Credentials      AllAuthCredentials `json:"credentials"`
 	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
-	EndUser           *ConnectionEndUser     `json:"end_user,omitempty"`
-	Errors            []ConnectionError      `json:"errors"`
-	Id                int64                  `json:"id"`
-	LastFetchedAt     time.Time              `json:"last_fetched_at"`
-	Metadata          map[string]interface{} `json:"metadata"`
-	Provider          string                 `json:"provider"`
-	ProviderConfigKey string                 `json:"provider_config_key"`
+	EndUser           *ConnectionEndUser `json:"end_user,omitempty"`
+	Errors            []ConnectionError  `json:"errors"`
+	Id                int64              `json:"id"`
+	LastFetchedAt     time.Time          `json:"last_fetched_at"`
+	Metadata          json.RawMessage    `json:"metadata"`
+	Provider          string             `json:"provider"`
+	ProviderConfigKey string             `json:"provider_config_key"`
 
 	// Tags Connection tags (key/value strings). Keys are normalized to lowercase and must stay distinct after it.
 	Tags      Tags      `json:"tags"`
@@ -503,7 +503,7 @@ type HealthResult string
 // ImportConnectionRequest defines model for ImportConnectionRequest.
 type ImportConnectionRequest struct {
 	// ConnectionConfig Additional configuration of the connection (TBA needs accountId). Left out on an update, the stored value is kept.
-	ConnectionConfig *map[string]interface{} `json:"connection_config,omitempty"`
+	ConnectionConfig *json.RawMessage `json:"connection_config,omitempty"`
 
 	// ConnectionId The connection's id; a new UUID when left out.
 	ConnectionId *ConnectionId `json:"connection_id,omitempty"`
@@ -516,7 +516,7 @@ type ImportConnectionRequest struct {
 	EndUser *EndUserInput `json:"end_user,omitempty"`
 
 	// Metadata Metadata to attach to the connection. Left out on an update, the stored metadata is kept.
-	Metadata *map[string]interface{} `json:"metadata,omitempty"`
+	Metadata *json.RawMessage `json:"metadata,omitempty"`
 
 	// ProviderConfigKey The integration's unique key.
 	ProviderConfigKey ProviderConfigKey `json:"provider_config_key"`
@@ -559,10 +559,10 @@ type JwtCredentialsType string
 
 // OAuth1Credentials defines model for OAuth1Credentials.
 type OAuth1Credentials struct {
-	// OauthToken A secret or identifier that must not be empty.
+	// OauthToken A secret or identifier; not empty, at most 64 KiB.
 	OauthToken Token `json:"oauth_token"`
 
-	// OauthTokenSecret A secret or identifier that must not be empty.
+	// OauthTokenSecret A secret or identifier; not empty, at most 64 KiB.
 	OauthTokenSecret Token                 `json:"oauth_token_secret"`
 	Type             OAuth1CredentialsType `json:"type"`
 }
@@ -583,14 +583,14 @@ type OAuth1CredentialsWithRawType string
 
 // OAuth2ClientCredentials defines model for OAuth2ClientCredentials.
 type OAuth2ClientCredentials struct {
-	// ClientId A secret or identifier that must not be empty.
+	// ClientId A secret or identifier; not empty, at most 64 KiB.
 	ClientId Token `json:"client_id"`
 
-	// ClientSecret A secret or identifier that must not be empty.
+	// ClientSecret A secret or identifier; not empty, at most 64 KiB.
 	ClientSecret Token      `json:"client_secret"`
 	ExpiresAt    *time.Time `json:"expires_at,omitempty"`
 
-	// Token A secret or identifier that must not be empty.
+	// Token A secret or identifier; not empty, at most 64 KiB.
 	Token Token                       `json:"token"`
 	Type  OAuth2ClientCredentialsType `json:"type"`
 }
@@ -613,12 +613,12 @@ type OAuth2ClientCredentialsWithRawType string
 
 // OAuth2Credentials defines model for OAuth2Credentials.
 type OAuth2Credentials struct {
-	// AccessToken A secret or identifier that must not be empty.
+	// AccessToken A secret or identifier; not empty, at most 64 KiB.
 	AccessToken    Token           `json:"access_token"`
 	ConfigOverride *ConfigOverride `json:"config_override,omitempty"`
 	ExpiresAt      *time.Time      `json:"expires_at,omitempty"`
 
-	// RefreshToken A secret or identifier that must not be empty.
+	// RefreshToken A secret or identifier; not empty, at most 64 KiB.
 	RefreshToken *Token                `json:"refresh_token,omitempty"`
 	Type         OAuth2CredentialsType `json:"type"`
 }
@@ -679,10 +679,10 @@ type Tags struct {
 type TbaCredentials struct {
 	ConfigOverride *ConfigOverride `json:"config_override,omitempty"`
 
-	// TokenId A secret or identifier that must not be empty.
+	// TokenId A secret or identifier; not empty, at most 64 KiB.
 	TokenId Token `json:"token_id"`
 
-	// TokenSecret A secret or identifier that must not be empty.
+	// TokenSecret A secret or identifier; not empty, at most 64 KiB.
 	TokenSecret Token              `json:"token_secret"`
 	Type        TbaCredentialsType `json:"type"`
 }
@@ -690,7 +690,7 @@ type TbaCredentials struct {
 // TbaCredentialsType defines model for TbaCredentials.Type.
 type TbaCredentialsType string
 
-// Token A secret or identifier that must not be empty.
+// Token A secret or identifier; not empty, at most 64 KiB.
 type Token = string
 
 // TwoStepCredentials defines model for TwoStepCredentials.
@@ -2163,64 +2163,65 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"zFz9ctu2sn8VDG9nnLS0bMdJZ6rMnansOI0ax/bYcnPviX1UmFiJqEmABUDJSo767GcAkBQ/JVJx3P6V",
-	"iOQCi99+YLGL9RfH42HEGTAlnf4XR4CMOJNgfhxhcgl/xiCV/uVxpoCZ/+IoCqiHFeVs7w/JmX4mPR9C",
-	"rP/3nYCJ03f+Z2819J59K/euFDkRggtnuVy6DgHpCRrpcZy+M/IBCTsfohKFOJhwEQJBXCCGQ5BI8hCU",
-	"T9kUKR8rRDhIxLhCE6qcpeu85eKOEgLsydgdXAzRPSxQgL17iZQPiEcgzEw7EkmPR6AZO+PqLY8ZeTK+",
-	"KFMwtXygZ1wgjzMGnv75fIUaPFCNNDN838NiRyJgMyo4CzWDS9e5wIuAYzLi/BSLKTwZ+3ecLBA8eADE",
-	"oipBzEDsSBTQ0Mr6yjyxozwFWwOGYgYPEXgKCJpgGsQCXiMCCtNAIiwABXw6BYLmVPmG6UyXScow9eCa",
-	"4RmmAb4Lng5OghW+wxK0VcVMAPZ8M//SdUacf8BskZi5fHLDoRLxGQhElUQCK0gE7Do+YALCMHQJSix2",
-	"BxMFRtTFwa7A40xrCUdzTBW6gwkXGnslFpRNHdfRYqACiNNXIgY3t4CQMhrGodM/cB21iMDpO8ZwwLC9",
-	"dJ1rhmPlc0E/w9PY7hl3ES56PqwV757xOUtBcwxnMo4iLhSQD0AoHhn2n9I8qXUilVk0STKQnmcQBINY",
-	"+ccCCDBFcWCeYrY4nzj9T+v5ONeUBznSj1T5l3juLN0WhC+2IDzCknqDiObZ3UQziOh7WHSjiLp8/utc",
-	"dfk8WXxAgaktIBhE0ZXiArYgtebShdfjWCoedqEY3eEunx/RINhiJaM5v1LQSUpXdMqwigvAOcvbpetU",
-	"FURbACFUGw0OLoSOGRTVMdcEBxJcJ8o90oas6TcZ7YjfA9OuQSWuAJh2bZ+cwcVw/P7k/53bzMlJJbRr",
-	"1Ja6co6f7Fs3nU5/TpXepfQCkH6UDcDv/gDPbMMlVe64MM8DKcfKcN7/UmbPdeAhogLkGBuHpn2i/p9D",
-	"sIJdRUNw3CqNwPPcWCtOq7BctIckz6idIgfPL1S9i+/QIIoaEBoyqXAQGCf5NWoQjSlprQY0N2kXuq/C",
-	"ybJYnbwLWk3e5x+gW5GgM6xgfG/N8Wt0b3w1Or882YxsSfXyHFQUcRBFyKBXh2zd1tYN0ghLOeeC1C69",
-	"vMSjwdXwuGZ5rhNLEPo4VzNMvVZlBO6KhdyqzcKQ3vRql12/AXRbOYFZo8y30SMuppjRz3nbrOraOrSb",
-	"FE2ClGvGrAhpeHraKKOmQdrLL4WtuuDc8uxi3Iqw8xKmQVAn22POJnR6PgMhKIGOMvVMgNS0yOStBE+A",
-	"ql9pHTvJIfuEkWuZnlYiAR5Wq/NHSbWojAK8GKeIriLjMk/ZExYHgY0sIMQ06Exll1wM668Z/TOGYIGo",
-	"sZQJBXvwBkaQFklvkxoXuXjENXbhNs9QgX10BwFnU31MdDZ53GS7Kkm3hjOFp2tcqBV2aZhWU+UVKc1v",
-	"FAEN+DRRXHjAYWSM5DfB7tTi/v9+fevdH4eH7y5+OlR1Qiv7AGwdp1wwTzOzGhAXPOp6F50wtH4xbzVy",
-	"HY00Ix57xtg74u3mR2gydQHaPDs5cK+4ia49T1UPwNpyGRnHiYtodxiuepeqUroVd6On0jpk2KQKwo38",
-	"lpVv5emwENgkHyyQGVKUqR9fOtUUiusEWKrxBJTnd8Q3BIUJVrizuCPBZ5RYXGvCN/sy0aXGLT017LXx",
-	"sv5G74YR6ag9VR9Q1tJ6TnOLy4SaQ8qtMZZkKQUdL7BcFVFRt9cb9LDGNY98yGWbdySi5DXCiMEcXV8P",
-	"36C5DwwFMFGIx0rvKiF+OAU2Vb7Tf/HqleuElKW/D3SYoBQIPfC/P+Hdz4Pdf+3v/uT2Xvf/94e/bm4+",
-	"3dzc/ufn774sb5ydm5ubm70x2r394bs6japmGrp5orah/fH11ej8w+a4Phf05CIdy2VdrJMY/ZBFsdrI",
-	"ejXoKArpTfbe1dsj0lqC9JkNMOmhQSA5WlAIiESpnxp/bz7qOZvil7I4q/FyGrNktmKfuJtJtw1c1qtY",
-	"o/nXQ7zRLfyGg9jk1ouMfgAxBYIoU9wwWDASPaWLYkZA5EsHOxLxOSsjvzjDYStO3ttc8VYxiHH+b0x1",
-	"o/OeTaDWrYYgJZ5Cw2lHS6Ms3PewkGgieGhAMWnnZ1ygP2MQi+dIcK5QgiafTIARyqZopuHXaGW7XUMI",
-	"lO5nJTwM+ytmE9bqIHoHOLBcd/EjIONA5T0Gv2/hLSxVHRfDMOJCrZxyrmL7LQOtUnUs+xJZ8jgpPvJJ",
-	"SdnRs9HRADFT2cOex2OmhuR5D50mWwLizJQ8zB7l2uKf4gKIFSyiEt1DpHpOm1ivXZwzJB1DugTy5ohu",
-	"HXHBkXcIdcrexFJp/cdKYc9HFb/SBtR09rW4NsRN61Z5kZDYI3rqiFrHVSX1rw+HNgUqVTHVRyurDzSG",
-	"BpjX6Hc93O9IQgCeslvKDAuKmYGIUD1KSBlW9nwW4ijShtv/kuXbW5eLXJNjbS7HNKWP3STJ1qGW5Tpn",
-	"52cnres3H6nyR/aEdz64Hr07aF2pSyletC7RZRTj4+OOpS3HdUZHg9YVo8I+6vSt4ixdhzPYpijZvRr5",
-	"DylDNqHZucyXqckjF+/W6L5JwJQKo912vG3ytlTKGMSwIWFrU/NJqW51qO/AU0OGYl0WsnKUTD5el8JK",
-	"yW8LXDcsq7mCUj76/Ppx1LpSlAMrd/zRI9Q48qrJdRM11/q6KgW1KoPlaHJZ4K0qaInr3AhNns1aBqrn",
-	"RYtMK8y2q3yUoKumgGth2row9thQVUpkGwCr8YZfUVVopS2VSkMrqm28VzcDqBWN2Zw3SmcFQnl5KRMN",
-	"mvwCWfw7yGc7tf664s8jX0xo7WC/hQjqLaSFIB7t1kc7K7GBP8/V+jYc7vKVwW0lBhMBsuvOUS+1zpX+",
-	"egNpJZBvdGPi75FBg9VUZNPSeraTQ4OV1EmjevKtPXXmbmjvSBSbLCa6h8WWKfG/+r2f0bgp+V17N+3b",
-	"h8vrL4y0FtzV8Jezwei69rbM418nybCqE252M7YjeFvQNKZRO9bz8oncmlpec1K2Li96uymbbFdal41J",
-	"8tHFEsGPLzdr9+1Ky8c3N7u9vdvva5U8S73XVCE2ZPxH3yTjv8ow2gLLs3tY7Nkspp1aPu8hk+LGAhDT",
-	"JhXQz0CQ4ijgcxAeloAwIyiMpUJS4QUiVCrKPIXwRJlr84m/yPN7sF/Rv7SK0774shax5WPVIlynlBLo",
-	"nLX+uh3Jnhm63I58jAPh6GjQ+qCccViaO+ex9HB1yKYOtpSqR3YExMWqZiZsQ5XRM8YVugMEYaTsbrTB",
-	"dqpXpb/9zvL1sfTo4/n4anRysW2ldjTnSK+7DvnqPfhNiKSjWkpNZau3bQbPsm/dYC8DYhLD7bTytgPD",
-	"Nn0VC6oWV9ou7OR3gAUIc2ezRkE9ASTiQmVdQlZje0gHTqapTqKASgUkKWxkTXfGk5p6IEvqwJrcqLXP",
-	"A6LV2Vin5tDysOLYVyqyHS+UTXhNp5HiIhk0XzLgk1zJRdoqDBVkN8JCLfQKJLoDnzKCzjCb8h1Z+Hxw",
-	"MeyhNyDoDIitdKZfRfFdQKUPBMkIvNcIZiAWyPMxm5oqWAJA0r53eTJ48+FkRyIQAitsyjiJiPJoOq4z",
-	"AyHtgg56+719k8SJgOGIOn3nsHfQ209qnkZQezlmzT00bkuLpSJ8JEEoiXC+0DfhAs196vlowWOEAwGY",
-	"LJCPZwX8emiQJ8qa5yQO87WsMSVmJ6ypBKUQeDgITI9gronRdLzZ6y6vEVc+iDmVRjv0m+RWjAYr06Ah",
-	"cfqVmmrSRQZSHXGyeLQ+q6bS7bJodck9rkJr7ov9/Udjo3RDr6HpKyckLJPyYbFP7xh7Puwec6YED2rs",
-	"OpjjhUSM7xpiF0nKPFhV9j0sBAVZUI617Xup50pHrPNeei0vLVZ1EGSY7uV6nQ3JwWaSQnegITrcTLTq",
-	"UTYULzdTZM3DmuCgxRTlrl1D96rNemp6CjXxi582E5cbSZeu86oN7vk+XkNz2I6m1Eqb32dM1SW/w3xy",
-	"ci6hn/NofesBnNvlrevIOAyxWGTmj57Fxq09L7g1M9Oen139mEKNPxwwOQchtfsLrIZHgnsgJRIxk6+R",
-	"4rHnmy7srDe36oSS6yXf0PCTGRoMPmWZSoQDOqtgXIDslM6AgbSl+70QlKCebMTng32feu4LYfr6IZZI",
-	"wYNCNgbsIaMbZo9XScswJkRonmIW6H+OL0/eXJxfjsYfTkaXw+Or8enwanRylvy1AMyy7/nEdBjzOavi",
-	"nDCzGWjN214UYFqCuOJz3G7LhYeIS5rumTr67e4a1ogmN10qFyOkZNfvLXAY5CRVBOfcfnQVgddNE9NR",
-	"VzBV+un12Fqoh70DRLgXh7UJ53rlTGlTutxfCUAzHFC95cv0Gp00YcVakEY+NYGZEjiJWvdMvLLRxF/s",
-	"7+fMPOu0x/a1i17tHybv6eoPVlSV8NJM9rfYupna3HzR8D2iEy4ArGehiYdY66utLzaSlOZtkdtT7uEg",
-	"kbTjOrEIktC9v7cX6Hc+l6p/uL9/6Cxvl/8NAAD//w==",
+	"zFx7c9s2Ev8qGF5nnLS0bMdJZirPzVR2nEaNX2PLzd3FPhUmVhJqEmABUDKTUz/7DQCS4ksSKTtu/0pM",
+	"coHFb5/YBfTV8XgQcgZMSaf71REgQ84kmD8OMbmEPyKQSv/lcaaAmf/iMPSphxXlbOd3yZl+Jr0JBFj/",
+	"7zsBI6fr/GNnMfSOfSt3rhQ5FoILZz6fuw4B6Qka6nGcrjOYABJ2PkQlCrA/4iIAgrhADAcgkeQBqAll",
+	"Y6QmWCHCQSLGFRpR5cxd5z0Xd5QQYM/Gbu+ij+4hRj727iVSE0A8BGFm2pJIejwEzdgZV+95xMiz8UWZ",
+	"grHlA73gAnmcMfD0ny8XqMED1Ugzw/c9xFsSAZtSwVmgGZy7zgWOfY7JgPMTLMbwbOzfcRIjePAAiEVV",
+	"gpiC2JLIp4GV9ZV5Ykd5DrZ6DEUMHkLwFBA0wtSPBBwgAgpTXyIsAPl8PAaCZlRNDNOZLpOUYerBNcNT",
+	"TH185z8fnAQrfIclaKuKmADsTcz8c9cZcH6KWZyYuXx2w6ES8SkIRJVEAitIBOw6E8AEhGHoEpSIt3sj",
+	"BUbUxcGuwONMawlHM0wVuoMRFxp7JWLKxo7raDFQAcTpKhGBm1tAQBkNosDp7rmOikNwuo4xHDBsz13n",
+	"muFITbigX+B5bPeMuwgXPR/WinfP+IyloDmGMxmFIRcKyCkQigeG/ec0T2qdSGUWTZIMpOfp+X4vUpMj",
+	"AQSYotg3TzGLz0dO9/NqPs415V6O9BNVk0s8c+ZuA8JXGxAeYkm9Xkjz7K6j6YX0I8TtKMI2n/8yU20+",
+	"TxbvU2BqAwh6YXiluIANSK25tOH1KJKKB20oBne4zeeH1Pc3WMlgxq8UtJLSFR0zrKICcM78du46VQXR",
+	"FkAI1UaD/QuhcwZFdc41wr4E1wlzj7Qha/p1Rjvg98C0a1CJKwCmXdtnp3fRH348/rdzmzk5qYR2jdpS",
+	"F87xs33rptPpz6nSUUovAOlH2QD87nfwTBguqXLLhXkeSDlUhvPu1zJ7rgMPIRUgh9g4NO0T9f8cghVs",
+	"KxqA41ZpBJ7lxlpwWoXlojkkeUbtFDl4fqbqQ3SHemG4BKE+kwr7vnGSj1GDcEhJYzWguUnb0D0KJ8ti",
+	"dfI2aC3zPn8D3QoFnWIFw3trjo/RveHV4PzyeD2yJdXLc1BRxF4YIoNeHbJ1oa0dpCGWcsYFqV16eYmH",
+	"vav+Uc3yXCeSIPR2rmaYeq3KCNwFC7lVm4UhHfRql10fANqtnMB0qcw30SMuxpjRL3nbrOraKrSXKZoE",
+	"KVeMWRFS/+RkqYyWDdJcfils1QXnlmcX41aEnZcw9f062R5xNqLj8ykIQQm0lKlnEqRli0zeSvAEqPqV",
+	"1rGTbLKPGbmW6W4lFOBhtdh/lFSLytDH8TBFdJEZl3nKnrDI921mAQGmfmsqu+RiWn/N6B8R+DGixlJG",
+	"FOzGGxhBWiSddWpc5OIJ19iG2zxDBfbRHficjfU20VnncZNwVZJuDWcKj1e4UCvs0jCNpsorUlrfKALq",
+	"83GiuPCAg9AYya+C3an4/l+/vPfuj4L9Dxc/7qs6oZV9ALaOU8bM08wsBsQFj7raRScMrV7Me41cSyPN",
+	"iIeeMfZ2eLvOw/aYbycP9fa0c4lnpyAlHpvyR278ZY5AgDbeVu7dK4bYlbut6vZY2zUjwyhxIM22ylXf",
+	"U1VZt+KM9FRawwybVEGwlt+yai78IBYCm9KEBTJDijL19rVTLbC4jo+lGo5AeZOW+AagMMEKP7EyhIJP",
+	"KbGo16R+9mWih0vTgdQprMy19Tc6koakpW5V/UdZh+s5zS0uE3kOR7fG0JKlFCygwHJVgEXNX+0M+jVu",
+	"fTCBXKV6SyJKDhBGDGbo+rr/Ds0mwJAPI4V4pHRECvDDCbCxmjjdV2/euE5AWfr3nk4xlAKhB/7vZ7z9",
+	"pbf9n93tH93OQfefP/x5c/P55ub2fz9993V+42zd3Nzc7AzR9u0P39XpW7VK0c6LNd0WHF1fDc5P1+8J",
+	"cglTLkuyXNblSYlL6LMwUmtZryYsRSG9y967OrQirSVI7/cAkw7q+ZKjmIJPJEq92PB781HHWZf7lMVZ",
+	"zbXTfCezFfvEXU+6adKzWsWWmn89xGvdwq/Yj4wvKjJ6CmIMBFGmuGGwYCR6ShdFjIDItx22JOIzVkY+",
+	"PsNBI04+2jrzRvmLCQ3vTGekdbwnUOtWg8RN1++UtDTKwv0IsUQjwQMDiilZv+AC/RGBiF8iwblCCZp8",
+	"NAJGKBujqYZfo5XFwiXpUxrtSngY9hfMJqzVQfQBsG+5buNHQEa+ynsMft/AW1iqOi76QciFWjjlXLf3",
+	"WyZppc5a9iWy5FHSuOSjkrKjF4PDHmKmK4g9j0dM9cnLDjpJQgLizLRLTIxybeNQcQHEChZRie4hTCNH",
+	"nq+93d3dxyePzRKnPmmZIyZSWp4iriIu+P4WuVPZAVkqbTJYKexNUMUVNZFDOvtTi2JJdrYKmIuExBYR",
+	"UnfXOHsrGVl90rUuHapKtj4nWnygYTdYHqDf9HC/IQk+eMoGrikWFDODKqF6lIAyrOwOMsBhqN1D92vW",
+	"EWjc0HJNFXh5w2hZgdtNyoAtum2uc3Z+dty4w/SJqsnA7kHPe9eDD3uNe4kpxavGTcSMYnh01LL55rjO",
+	"4LDXuKdViNZO1yrO3HU4g03apu37pX+TRukyNFs3IjM1eeL24grdNyWiUuu2XVzdpLJMpYxA9JeUlG3z",
+	"IGkmLgoLLXhaUiVZVSetbFiTj1cV2VLy2wLXS5a1vMdT3mD98mnQuJeVAyu3ydIj1Djyqsm1EzXX+rpo",
+	"VjVq1OVocnXqjXp8ietcC02ezVoGqrtSi0wjzDbrzZSgqxapa2HauHX31FBVmnhrAKvxho/oezTSlkov",
+	"pBHVJt6rnQHUisYE57XSWYBQXl7KxBJNfoUs/i3ks5laP6499cRHJxo72G8hgnoLaSCIJzuX0sxKbOLP",
+	"c93INfvBfO9yU4nBSIBsGznqpdb6LEK9gTQSyDc60/HXyGCJ1VRk09B6NpPDEiupk0Z151u768ydId+S",
+	"KDK1UnQP8YaF9z+7nZ/QcFmJvfb03LdPl1cfaWksuKv+z2e9wXXteZ6nP/CSYVUn3OzsbkvwNqBZWqxt",
+	"2VPMl4tr+onLS7911dfbdTVru9K6akxS9S42It6+Xq/dtwstH97cbHd2br+vVfKswF/T61jTVxh8k77C",
+	"oihp2zgv7iHesbVSO7V82UGmkI4FIKZNyqdfgCDFkc9nIDwsAWFGUBBJhaTCMSJUKso8hfBImYP9tTW+",
+	"iv6lvaLmLZ6ViM2fquPhOqWSQOva+OMikt0ztDm/+RQbwsFhr/FGOeOwNHfOY+nh6pBNHWypIYDsCIiL",
+	"RWdOHNg7S0GoYhdhhQIuFXr7Gn2kh6WI9PbNm/236y2qesT728ebx2fYg0/nw6vB8cWmXeLBjCO97jp5",
+	"VM/vr0MkHdVSairbOW4yeFaTawd7GRBTLm6mq7ctGLZFrUhQFV9pa7GT3wEWIMxZ0xq19QSQkAuV3W6y",
+	"etxBOp0ylwEl8qlUQJIOSXZZ0PhX04tkSQ9akxunOuE+0QpubFZzaHlYcDxRKrQ3dSgb8ZobUoqLZNB8",
+	"I4GPcr0bads5VJDtEAsV6xVIdAcTygg6w2zMt2Th895Fv4PegaBTILbLmn4VRnc+lRMgSIbgHSCYgoiR",
+	"N8FsbDpwCQDJtcPL49670+MtiUAIrLA5ZpiIKI+m4zpTENIuaK+z29k1pZ0QGA6p03X2O3ud3aTfagS1",
+	"k2PWnJ/jtq1ZOgAQShBKIpxvMo64QLMJ9SYo5hHCvgBMYjTB0wJ+HdTLE2WX/iQO8k2xISUmPtb0h1II",
+	"POz75m5j7vKlualnj9ocIK4mIGZUGu3Qb5ITORqsTIP6xOlW+rnJ7TeQ6pCT+Mnuhy1rG8+LVpecMCtc",
+	"KX61u/tkbJROFi65rJYTEpZJH7J4v/AIexPYPuJMCe7X2LU/w7FEjG8bYhdJyjxYnCrwsBAUZEE5Vl47",
+	"TD1XOmKd99JreW2xqoMgw3Qnd0fbkOytJyncajRE++uJFnerDcXr9RTZpWdNsNdgivJtY0P3psl6au5C",
+	"auJXP64nLl+AnbvOmya45+8fG5r9ZjSlK8D5OGN6MfkI89nJuYRuzqN1rQdwbue3riOjIMAizswfvYiM",
+	"W3tZcGtmpp1JduxkDDX+sMfkDITU7s+3Gh4K7oGUSERMHiDFI29ibo9nd4qrTig52vINDT+ZYYnBpyxT",
+	"ibBPpxWMC5Cd0CkwkLahvxOAEtSTS/E5te9Tz30hzO8RQCSRggeFbA7YQUY3TIxXyVVnTIjQPEXM1/8c",
+	"XR6/uzi/HAxPjweX/aOr4Un/anB8lvzKAWbZ93xkbkbzGavinDCzHmjN207oY1qCuOJz3HbLhYeQS5rG",
+	"TJ39tncNK0STmy6VixFSEvU7MQ78nKSK4Jzbj65C8NppYjrqAqbK7wDosbVQ9zt7iHAvCmrL0PXKmdKm",
+	"dLlfN0BT7FMd8mV6hE+atGIlSIMJNYmZEjjJWndMvrLWxF/t7ubMPPuFAGxfu+jN7n7yni5+aKOqhJdm",
+	"sr/E1s3U5jyMhu8JnXABYD0LTTzESl9tfbGRpDRvi9yecA/7iaQd14mEn6Tu3Z0dX7+bcKm6+7u7+878",
+	"dv7/AAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -41,7 +41,7 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 		return nil, invalidBody(fmt.Sprintf("Integration %q has no GitHub App configured", integration.UniqueKey),
 			detail("app_not_configured", "The integration has no GitHub App configured", []string{"credentials", "app_id"}))
 	case "TBA":
-		if id, _ := mapValue(body.ConnectionConfig, "accountId").(string); id == "" {
+		if !hasAccountID(body.ConnectionConfig) {
 			return nil, invalidBody("TBA credentials need connection_config.accountId",
 				detail("invalid_type", "Required", []string{"connection_config", "accountId"}))
 		}
@@ -61,11 +61,11 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	if body.ConnectionId != nil {
 		in.ConnectionID = *body.ConnectionId
 	}
-	if in.ConnectionConfig, err = marshalIfSet(body.ConnectionConfig); err != nil {
-		return nil, err
+	if body.ConnectionConfig != nil {
+		in.ConnectionConfig = *body.ConnectionConfig
 	}
-	if in.Metadata, err = marshalIfSet(body.Metadata); err != nil {
-		return nil, err
+	if body.Metadata != nil {
+		in.Metadata = *body.Metadata
 	}
 	if body.Tags != nil || body.EndUser != nil {
 		tags, errs := mergeTags(body.Tags, body.EndUser)
@@ -114,8 +114,8 @@ func connectionFull(c store.Connection) (gen.ConnectionFull, error) {
 		ProviderConfigKey: c.ProviderConfigKey,
 		Provider:          c.Provider,
 		Errors:            []gen.ConnectionError{},
-		Metadata:          map[string]any{},
-		ConnectionConfig:  map[string]any{},
+		Metadata:          jsonObjectOrEmpty(c.Metadata),
+		ConnectionConfig:  jsonObjectOrEmpty(c.ConnectionConfig),
 		CreatedAt:         c.CreatedAt.UTC(),
 		UpdatedAt:         c.UpdatedAt.UTC(),
 		LastFetchedAt:     c.LastFetchedAt.UTC(),
@@ -125,8 +125,6 @@ func connectionFull(c store.Connection) (gen.ConnectionFull, error) {
 		data json.RawMessage
 		into any
 	}{
-		{"metadata", c.Metadata, &full.Metadata},
-		{"connection_config", c.ConnectionConfig, &full.ConnectionConfig},
 		{"tags", c.Tags, &full.Tags},
 		{"credentials", c.Credentials, &full.Credentials},
 	} {
@@ -149,22 +147,27 @@ func connectionFull(c store.Connection) (gen.ConnectionFull, error) {
 	return full, nil
 }
 
-func marshalIfSet(m *map[string]any) (json.RawMessage, error) {
-	if m == nil {
-		return nil, nil
+// jsonObjectOrEmpty is a stored JSON object, or {} when nothing is stored.
+func jsonObjectOrEmpty(data json.RawMessage) json.RawMessage {
+	if len(data) == 0 {
+		return json.RawMessage(`{}`)
 	}
-	data, err := json.Marshal(*m)
-	if err != nil {
-		return nil, fmt.Errorf("encode object: %w", err)
-	}
-	return data, nil
+	return data
 }
 
-func mapValue(m *map[string]any, key string) any {
-	if m == nil {
-		return nil
+// hasAccountID tells whether a connection_config carries a non-empty accountId string.
+func hasAccountID(config *json.RawMessage) bool {
+	if config == nil {
+		return false
 	}
-	return (*m)[key]
+	var c struct {
+		AccountID any `json:"accountId"`
+	}
+	if err := json.Unmarshal(*config, &c); err != nil {
+		return false
+	}
+	id, _ := c.AccountID.(string)
+	return id != ""
 }
 
 func stringMapToAny(m map[string]string) map[string]any {

@@ -84,6 +84,10 @@ func toAPIError(err error) *Error {
 			return newError(http.StatusNotFound, "not_found", "No such route")
 		case http.StatusMethodNotAllowed:
 			return newError(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed on this route")
+		case http.StatusBadRequest:
+			// Binding a body that passed validation should not fail; if it does, the body is still
+			// the client's to fix.
+			return newError(http.StatusBadRequest, "invalid_body", "Request body could not be read")
 		case http.StatusRequestEntityTooLarge:
 			return newError(http.StatusRequestEntityTooLarge, "payload_too_large", "Request body is too large")
 		}

@@ -48,6 +48,21 @@ func schemaErrorDetails(err error, at []string) []gen.ErrorDetail {
 		}
 	}
 	walk(err, at)
+	return dedupe(out)
+}
+
+// dedupe drops repeated details: a value that is not even an object fails every variant of a
+// oneOf the same way.
+func dedupe(details []gen.ErrorDetail) []gen.ErrorDetail {
+	seen := make(map[string]bool, len(details))
+	out := details[:0]
+	for _, d := range details {
+		k := d.Code + "\x00" + d.Message + "\x00" + strings.Join(d.Path, "\x00")
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, d)
+		}
+	}
 	return out
 }
 

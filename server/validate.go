@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -178,8 +179,8 @@ func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody) 
 		return newError(http.StatusBadRequest, "invalid_json", "Request body is not valid JSON: "+err.Error())
 	}
 	notes(req.Context()).credentialType = discriminatorValue(content.Schema.Value, value)
-	if details := nulStrings(value, nil); len(details) > 0 {
-		return invalidBody("Strings must not contain the NUL character", details...)
+	if details := unstorableValues(value, nil); len(details) > 0 {
+		return invalidBody("Invalid request body", details...)
 	}
 	if content.Schema == nil || content.Schema.Value == nil {
 		return nil
@@ -210,14 +211,19 @@ func (v *validator) validateValue(schema *openapi3.Schema, value any, at []strin
 	return append(details, v.checkPropertyNames(schema, value, at)...)
 }
 
-// nulStrings finds strings and keys holding U+0000, which PostgreSQL cannot store in text or
-// jsonb; they are refused on every database alike.
-func nulStrings(value any, at []string) []gen.ErrorDetail {
+// unstorableValues finds strings and keys holding U+0000, which PostgreSQL cannot store in text or
+// jsonb, and numbers beyond float64's range, which no client can read back; both are refused on
+// every database alike.
+func unstorableValues(value any, at []string) []gen.ErrorDetail {
 	var out []gen.ErrorDetail
 	switch v := value.(type) {
 	case string:
 		if strings.ContainsRune(v, 0) {
 			out = append(out, detail("invalid_string", "must not contain the NUL character", at))
+		}
+	case json.Number:
+		if _, err := strconv.ParseFloat(string(v), 64); err != nil {
+			out = append(out, detail("too_big", "number out of range", at))
 		}
 	case map[string]any:
 		for k, child := range v {
@@ -226,11 +232,11 @@ func nulStrings(value any, at []string) []gen.ErrorDetail {
 				out = append(out, detail("invalid_key", "must not contain the NUL character", path))
 				continue
 			}
-			out = append(out, nulStrings(child, path)...)
+			out = append(out, unstorableValues(child, path)...)
 		}
 	case []any:
 		for i, child := range v {
-			out = append(out, nulStrings(child, append(slices.Clone(at), strconv.Itoa(i)))...)
+			out = append(out, unstorableValues(child, append(slices.Clone(at), strconv.Itoa(i)))...)
 		}
 	}
 	return out
