@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
@@ -34,7 +34,12 @@ type env struct {
 
 func newEnv(t *testing.T, b storetest.Backend) *env {
 	t.Helper()
-	db := storetest.Open(t, b)
+	return newEnvOn(t, storetest.Open(t, b))
+}
+
+// newEnvOn is newEnv on an open store, e.g. one that another server also uses.
+func newEnvOn(t *testing.T, db *store.DB) *env {
+	t.Helper()
 	e, err := server.New(server.Config{Store: db})
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
@@ -169,5 +174,225 @@ func errorCode(t *testing.T, res response) string {
 	return body.Error.Code
 }
 
-var _ = io.EOF
-var _ = openapi3.MultiError{}
+// on is v reporting to t, for use inside subtests.
+func (v *env) on(t *testing.T) *env {
+	c := *v
+	c.t = t
+	return &c
+}
+
+// importOK posts body to /connections, requires 200 and returns the connection.
+func (v *env) importOK(body string) map[string]any {
+	v.t.Helper()
+	res := v.do(request{body: body})
+	if res.status != http.StatusOK {
+		v.t.Fatalf("import: status %d, want 200: %s\nbody sent: %s", res.status, res.body, body)
+	}
+	return decodeObject(v.t, res.body)
+}
+
+// decodeObject decodes a JSON object, keeping numbers as sent.
+func decodeObject(t *testing.T, data []byte) map[string]any {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		t.Fatalf("not a JSON object: %v: %s", err, data)
+	}
+	return m
+}
+
+// apiError is a decoded error body.
+type apiError struct {
+	code    string
+	message string
+	errors  []gen.ErrorDetail
+}
+
+// wantError requires res to be an error with the given status and code and returns it.
+func wantError(t *testing.T, res response, status int, code string) apiError {
+	t.Helper()
+	if res.status != status {
+		t.Fatalf("status %d, want %d: %s", res.status, status, res.body)
+	}
+	var body gen.StdError
+	if err := json.Unmarshal(res.body, &body); err != nil {
+		t.Fatalf("decode error body: %v: %s", err, res.body)
+	}
+	out := apiError{code: body.Error.Code}
+	if body.Error.Message != nil {
+		out.message = *body.Error.Message
+	}
+	if body.Error.Errors != nil {
+		out.errors = *body.Error.Errors
+	}
+	if out.code != code {
+		t.Fatalf("error code %q, want %q: %s", out.code, code, res.body)
+	}
+	return out
+}
+
+// fieldError is an expected entry of error.errors.
+type fieldError struct {
+	path []string
+	// key is set for an unrecognized key; path is then the object holding it, and the error may
+	// point at the object or at the key.
+	key  string
+	code string
+}
+
+// at expects an error at path.
+func at(path ...string) fieldError { return fieldError{path: path} }
+
+// unknownKey expects an unrecognized_keys error for key in the object at path.
+func unknownKey(key string, path ...string) fieldError {
+	return fieldError{path: path, key: key, code: "unrecognized_keys"}
+}
+
+// withCode also requires the error's code.
+func (f fieldError) withCode(code string) fieldError {
+	f.code = code
+	return f
+}
+
+func (f fieldError) String() string {
+	if f.key != "" {
+		return fmt.Sprintf("unknown key %q in %q", f.key, f.path)
+	}
+	return fmt.Sprintf("%q", f.path)
+}
+
+func (f fieldError) matches(d gen.ErrorDetail) bool {
+	if f.code != "" && d.Code != f.code {
+		return false
+	}
+	if f.key == "" {
+		return equalPath(d.Path, f.path)
+	}
+	if equalPath(d.Path, append(append([]string{}, f.path...), f.key)) {
+		return true
+	}
+	return equalPath(d.Path, f.path) && strings.Contains(d.Message, f.key)
+}
+
+func equalPath(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// checkFieldErrors requires errs to be exactly want: one error per expectation, none besides,
+// each with a code and a message.
+func checkFieldErrors(t *testing.T, errs []gen.ErrorDetail, want ...fieldError) {
+	t.Helper()
+	used := make([]bool, len(errs))
+	for _, w := range want {
+		found := false
+		for i, d := range errs {
+			if !used[i] && w.matches(d) {
+				used[i], found = true, true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("no error for %s in %s", w, formatDetails(errs))
+		}
+	}
+	for i, d := range errs {
+		if !used[i] {
+			t.Errorf("unexpected error %s", formatDetails([]gen.ErrorDetail{d}))
+		}
+		if d.Code == "" || d.Message == "" {
+			t.Errorf("error without code or message: %s", formatDetails([]gen.ErrorDetail{d}))
+		}
+	}
+}
+
+// checkErrorsAt requires errs to hold at least one error and only errors at path.
+func checkErrorsAt(t *testing.T, errs []gen.ErrorDetail, path ...string) {
+	t.Helper()
+	if len(errs) == 0 {
+		t.Errorf("no error, want one at %q", path)
+	}
+	for _, d := range errs {
+		if !equalPath(d.Path, path) || d.Code == "" || d.Message == "" {
+			t.Errorf("error %s, want errors at %q only", formatDetails([]gen.ErrorDetail{d}), path)
+		}
+	}
+}
+
+func formatDetails(errs []gen.ErrorDetail) string {
+	parts := make([]string, len(errs))
+	for i, d := range errs {
+		parts[i] = fmt.Sprintf("{%s %q %q}", d.Code, d.Path, d.Message)
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+// utcTime requires s to be an RFC 3339 date-time in UTC and returns it.
+func utcTime(t *testing.T, field string, v any) time.Time {
+	t.Helper()
+	s, ok := v.(string)
+	if !ok {
+		t.Fatalf("%s is %T %v, want an RFC 3339 string", field, v, v)
+	}
+	ts, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatalf("%s %q is not RFC 3339: %v", field, s, err)
+	}
+	if !strings.HasSuffix(s, "Z") {
+		t.Errorf("%s %q is not in UTC", field, s)
+	}
+	return ts
+}
+
+// jsonEqual tells whether got, decoded with decodeObject, equals the JSON text want.
+func jsonEqual(t *testing.T, got any, want string) bool {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(want))
+	dec.UseNumber()
+	var w any
+	if err := dec.Decode(&w); err != nil {
+		t.Fatalf("bad expected JSON %s: %v", want, err)
+	}
+	a, _ := json.Marshal(got)
+	b, _ := json.Marshal(w)
+	return bytes.Equal(a, b)
+}
+
+// mustJSON is v as JSON text.
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// mustTime parses an RFC 3339 time.
+func mustTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	ts, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
+// decodeAny decodes JSON text, keeping numbers as sent; it is nil for invalid JSON.
+func decodeAny(s string) any {
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil
+	}
+	return v
+}
