@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +18,9 @@ func (a *app) bootstrapCommand() *cobra.Command {
 			"prints its secret once with ready-to-paste examples, and exits. Otherwise it does nothing.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlag("env", env); err != nil {
+				return err
+			}
 			db, err := a.openStore(cmd.Context(), a.logger())
 			if err != nil {
 				return err
@@ -30,13 +34,26 @@ func (a *app) bootstrapCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(a.stdout, bootstrapText, env, secret, env, listen)
+			_, err = fmt.Fprintf(a.stdout, bootstrapText, env, secret, env, clientBaseURL(listen))
 			return err
 		},
 	}
 	cmd.Flags().StringVar(&env, "env", "dev", "environment to create")
 	cmd.Flags().StringVar(&listen, "listen", envOr(a.getenv, "CREDPORT_LISTEN", "127.0.0.1:3003"), "address the server will listen on, for the example")
 	return cmd
+}
+
+// clientBaseURL is the URL by which a client on this machine reaches a server listening on
+// listen: an unspecified host (":3003", "0.0.0.0:3003", "[::]:3003") is reached as localhost.
+func clientBaseURL(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + listen
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 const bootstrapText = `
@@ -48,7 +65,7 @@ Create an integration, then import a connection into it:
 
     ./bin/credport integrations create --env %s --unique-key github --provider github --auth-mode OAUTH2
 
-    curl -sS -X POST http://%s/connections \
+    curl -sS -X POST %s/connections \
       -H "Authorization: Bearer $CREDPORT_API_KEY" \
       -H 'Content-Type: application/json' \
       -d '{"provider_config_key":"github","connection_id":"user-1","credentials":{"type":"OAUTH2","access_token":"gho_example","refresh_token":"ghr_example"}}'

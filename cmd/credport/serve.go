@@ -78,28 +78,41 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
 		addrs = append(addrs, o.metricsListen)
 	}
-	errc := make(chan error, len(servers))
-	for i, srv := range servers {
-		ln, err := net.Listen("tcp", addrs[i])
+	// Every address is bound before any is served, so that a failure leaves nothing listening.
+	listeners := make([]net.Listener, 0, len(addrs))
+	for _, addr := range addrs {
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
+			for _, l := range listeners {
+				_ = l.Close()
+			}
 			return fmt.Errorf("listen: %w", err)
 		}
-		log.Info("serving", "address", ln.Addr().String(), "database", string(db.Dialect()), "metrics_only", i > 0)
-		go func() { errc <- srv.Serve(ln) }()
+		listeners = append(listeners, ln)
 	}
+	errc := make(chan error, len(servers))
+	for i, srv := range servers {
+		log.Info("serving", "address", listeners[i].Addr().String(), "database", string(db.Dialect()), "metrics_only", i > 0)
+		go func() { errc <- srv.Serve(listeners[i]) }()
+	}
+	var serveErr error
 	select {
 	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
+		serveErr = fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	// Stop accepting, let in-flight requests finish, then close the database (deferred above).
+	// Stop accepting on every address, let in-flight requests finish, then close the database
+	// (deferred above).
 	log.Info("shutting down", "timeout", o.shutdownTimeout)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
 	defer cancel()
 	for _, srv := range servers {
-		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("shutdown: %w", err)
+		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) && serveErr == nil {
+			serveErr = fmt.Errorf("shutdown: %w", err)
 		}
+	}
+	if serveErr != nil {
+		return serveErr
 	}
 	log.Info("stopped")
 	return nil
