@@ -2,7 +2,8 @@
 GO ?= go
 BIN := bin/credport
 
-.PHONY: generate build run test lint bench clean
+.PHONY: generate build run test lint bench fuzz clean
+FUZZTIME ?= 30s
 
 generate: ## regenerate gen/ from openapi.yaml
 	$(GO) generate ./gen
@@ -24,8 +25,21 @@ lint: ## formatting, vet, and generated code that matches openapi.yaml
 	@$(MAKE) --no-print-directory generate
 	@git diff --exit-code -- gen/ || { echo 'gen/ is stale: run make generate and commit'; exit 1; }
 
-bench: ## benchmarks of the per-request path
+fuzz: ## fuzz the whole import request path (FUZZTIME, default 30s)
+	$(GO) test -run '^$$' -fuzz FuzzImport -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./server
+
+BENCH_FLAGS ?=
+
+bench: ## benchmarks of the per-request path, then imports/s on PostgreSQL (beside pgbench) and on SQLite
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./bench $(BENCH_FLAGS)
+	$(GO) run ./bench --sqlite $(BENCH_FLAGS)
+
+.PHONY: bench-smoke
+bench-smoke: ## every benchmark once, briefly, as CI runs them; fails on any error
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+	$(GO) run ./bench --duration 2s --warmup 0s --out bench/results/smoke
+	$(GO) run ./bench --sqlite --duration 2s --warmup 0s --out bench/results/smoke
 
 clean:
 	rm -rf bin

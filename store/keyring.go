@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -91,21 +92,33 @@ func LoadOrCreateKeyFile(path string) (spec string, created bool, err error) {
 	if !errors.Is(err, os.ErrNotExist) {
 		return "", false, fmt.Errorf("read key file: %w", err)
 	}
+	// Write the key to a temporary file, then link it into place: another process starting at
+	// the same moment sees either no file or a complete one, never an empty one.
 	key := NewKey()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		// Another process made it first; use that one.
-		return LoadOrCreateKeyFile(path)
-	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
 	if err != nil {
 		return "", false, fmt.Errorf("create key file: %w", err)
 	}
-	if _, err := f.WriteString(key + "\n"); err != nil {
-		_ = f.Close()
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		_ = tmp.Close()
+		return "", false, fmt.Errorf("create key file: %w", err)
+	}
+	if _, err := tmp.WriteString(key + "\n"); err != nil {
+		_ = tmp.Close()
 		return "", false, fmt.Errorf("write key file: %w", err)
 	}
-	if err := f.Close(); err != nil {
+	if err := tmp.Sync(); err != nil {
+		_ = tmp.Close()
 		return "", false, fmt.Errorf("write key file: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", false, fmt.Errorf("write key file: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); errors.Is(err, os.ErrExist) {
+		return LoadOrCreateKeyFile(path) // another process made it first; use that one
+	} else if err != nil {
+		return "", false, fmt.Errorf("create key file: %w", err)
 	}
 	return key, true, nil
 }

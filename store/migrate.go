@@ -37,6 +37,11 @@ func migrate(ctx context.Context, sqlDB *sql.DB, dialect Dialect, log *slog.Logg
 		return fmt.Errorf("migrations: %w", err)
 	}
 	results, err := provider.Up(ctx)
+	if err != nil && dialect == DialectSQLite {
+		// SQLite has no advisory lock: a second process that raced this one to a new file may
+		// have applied a migration between our version check and our attempt. Look again.
+		results, err = provider.Up(ctx)
+	}
 	if err != nil {
 		return fmt.Errorf("migrate %s database: %w", dialect, err)
 	}

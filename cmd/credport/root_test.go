@@ -85,9 +85,6 @@ func TestMigrate(t *testing.T) {
 
 func TestMigrateConcurrently(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		if b.Name == "sqlite" {
-			t.Skip("store/migrate.go takes no lock on SQLite: concurrent first runs fail with \"table environments already exists\"")
-		}
 		c := newCLI(t, b)
 		const runs = 4
 		var (
