@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +32,10 @@ type env struct {
 	router routers.Router
 	// key is a full-access secret of environment "dev".
 	key string
+	// logs is everything the server logged; secrets is every secret the test sent it. When the
+	// test ends, no secret may appear in the logs.
+	logs    *lockedBuffer
+	secrets *secretSet
 }
 
 func newEnv(t *testing.T, b storetest.Backend) *env {
@@ -40,7 +46,9 @@ func newEnv(t *testing.T, b storetest.Backend) *env {
 // newEnvOn is newEnv on an open store, e.g. one that another server also uses.
 func newEnvOn(t *testing.T, db *store.DB) *env {
 	t.Helper()
-	e, err := server.New(server.Config{Store: db})
+	logs := &lockedBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e, err := server.New(server.Config{Store: db, Logger: logger})
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}
@@ -57,7 +65,85 @@ func newEnvOn(t *testing.T, db *store.DB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, db: db, e: e, router: router, key: key}
+	v := &env{t: t, db: db, e: e, router: router, key: key, logs: logs, secrets: &secretSet{}}
+	v.secrets.add(key)
+	t.Cleanup(func() { v.checkLogs(t) })
+	return v
+}
+
+// checkLogs fails t when a secret the test sent appears in what the server logged.
+func (v *env) checkLogs(t *testing.T) {
+	logged := v.logs.String()
+	if logged == "" {
+		return
+	}
+	for _, secret := range v.secrets.list() {
+		if strings.Contains(logged, secret) {
+			t.Errorf("the server logged a secret the test sent (%d characters, starting %.3q)", len(secret), secret)
+		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that concurrent requests may log into.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// secretSet collects the secrets a test sends: API key secrets and credential values long enough
+// not to occur in a log line by chance.
+type secretSet struct {
+	mu     sync.Mutex
+	values map[string]bool
+}
+
+func (s *secretSet) add(v string) {
+	if len(v) < 8 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.values == nil {
+		s.values = map[string]bool{}
+	}
+	s.values[v] = true
+}
+
+func (s *secretSet) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.values))
+	for v := range s.values {
+		out = append(out, v)
+	}
+	return out
+}
+
+// addCredentials records the credential values of an import body.
+func (s *secretSet) addCredentials(body string) {
+	var b struct {
+		Credentials map[string]any `json:"credentials"`
+	}
+	if json.Unmarshal([]byte(body), &b) != nil {
+		return
+	}
+	for k, v := range b.Credentials {
+		if str, ok := v.(string); ok && k != "type" {
+			s.add(str)
+		}
+	}
 }
 
 // integration creates an integration in environment envName.
@@ -78,6 +164,7 @@ func (v *env) apiKey(envName string, scopes ...string) string {
 	if err != nil {
 		v.t.Fatal(err)
 	}
+	v.secrets.add(secret)
 	return secret
 }
 
@@ -117,6 +204,10 @@ func (v *env) do(req request) response {
 	}
 	if req.path == "" {
 		req.path = "/connections"
+	}
+	v.secrets.addCredentials(req.body)
+	if req.auth != nil {
+		v.secrets.add(strings.TrimPrefix(*req.auth, "Bearer "))
 	}
 	httpReq := httptest.NewRequest(req.method, req.path, strings.NewReader(req.body))
 	switch {
