@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/mail"
@@ -116,11 +117,9 @@ func requestError(err error) error {
 		return apiErr
 	}
 	var secErr *openapi3filter.SecurityRequirementsError
-	if errors.As(err, &secErr) {
+	if errors.As(err, &secErr) && len(secErr.Errors) > 0 {
 		// The authentication callback failed for a reason of its own, e.g. the database.
-		for _, e := range secErr.Errors {
-			return e
-		}
+		return secErr.Errors[0]
 	}
 	details := schemaErrorDetails(err, nil)
 	if len(details) == 0 {
@@ -132,7 +131,7 @@ func requestError(err error) error {
 // checkQueryKeys rejects query parameters the operation does not declare.
 func checkQueryKeys(route *routers.Route, req *http.Request) error {
 	var details []gen.ErrorDetail
-	for name := range req.URL.Query() {
+	for _, name := range slices.Sorted(maps.Keys(req.URL.Query())) {
 		if route.Operation.Parameters.GetByInAndName(openapi3.ParameterInQuery, name) != nil ||
 			route.PathItem.Parameters.GetByInAndName(openapi3.ParameterInQuery, name) != nil {
 			continue
