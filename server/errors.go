@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -101,9 +102,10 @@ func toAPIError(err error) *Error {
 	return newError(http.StatusInternalServerError, "server_error", "An unexpected error occurred")
 }
 
-// isUnavailable tells whether err means the database could not be reached.
+// isUnavailable tells whether err means the database could not be reached. A connection that the
+// database side closes mid-query surfaces from pgx as io.ErrUnexpectedEOF.
 func isUnavailable(err error) bool {
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error
-	return errors.As(err, &connectErr) || errors.As(err, &netErr)
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF)
 }

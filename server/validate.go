@@ -164,7 +164,12 @@ func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody) 
 	content := body.Content.Get(mediaType)
 	data, err := io.ReadAll(req.Body)
 	if err != nil {
-		return fmt.Errorf("read body: %w", err) // the body limit's 413 comes through here
+		var tooLarge *echo.HTTPError
+		if errors.As(err, &tooLarge) {
+			return err // the body limit's 413
+		}
+		// The client stopped sending (a short body, a reset): its request, not our database.
+		return newError(http.StatusBadRequest, "invalid_body", "Request body could not be read")
 	}
 	req.Body = io.NopCloser(bytes.NewReader(data))
 	if len(bytes.TrimSpace(data)) == 0 {
