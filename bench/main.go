@@ -1,0 +1,225 @@
+// Command bench measures how many connections credport imports per second.
+//
+// One run starts credport on a fresh database, creates an API key and an integration with the
+// CLI, drives POST /connections with distinct connection ids from N closed-loop clients, and then
+// (on PostgreSQL) runs pgbench with the equivalent single-statement upsert into a table shaped
+// like connections, for the same N and duration. It prints one table and writes the same figures
+// as JSON under --out.
+//
+//	go run ./bench                      # PostgreSQL at CREDPORT_BENCH_DATABASE_URL
+//	go run ./bench --sqlite             # the embedded default
+//	go run ./bench --preload 1000000 --baseline bench/results/latest-postgres.json
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/credport/credport/store"
+)
+
+// adminURLEnv names the PostgreSQL server the benchmark makes its database on.
+const adminURLEnv = "CREDPORT_BENCH_DATABASE_URL"
+
+const defaultAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// The environment and integration the load imports into.
+const (
+	benchEnv         = "bench"
+	benchIntegration = "github"
+)
+
+type options struct {
+	sqlite   bool
+	clients  int
+	duration time.Duration
+	warmup   time.Duration
+	preload  int
+	out      string
+	pgbench  bool
+	baseline string
+	adminURL string
+}
+
+func main() {
+	var o options
+	flag.BoolVar(&o.sqlite, "sqlite", false, "use the embedded SQLite database instead of PostgreSQL (no pgbench)")
+	flag.IntVar(&o.clients, "clients", 16, "concurrent closed-loop clients")
+	flag.DurationVar(&o.duration, "duration", 20*time.Second, "measured duration")
+	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "load before the measurement starts")
+	flag.IntVar(&o.preload, "preload", 0, "connections stored before the load starts")
+	flag.StringVar(&o.out, "out", filepath.Join("bench", "results"), "directory the JSON results go to")
+	flag.BoolVar(&o.pgbench, "pgbench", true, "run pgbench with the equivalent upsert (PostgreSQL only)")
+	flag.StringVar(&o.baseline, "baseline", "", "a previous result (JSON) to compare with")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", flag.Args())
+		os.Exit(2)
+	}
+	o.adminURL = os.Getenv(adminURLEnv)
+	if o.adminURL == "" {
+		o.adminURL = defaultAdminURL
+	}
+	if o.clients < 1 || o.duration <= 0 || o.warmup < 0 || o.preload < 0 {
+		fmt.Fprintln(os.Stderr, "bench: --clients must be ≥ 1, --duration > 0, --warmup and --preload ≥ 0")
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	res, err := run(ctx, o)
+	stop()
+	if res != nil {
+		if rerr := report(os.Stdout, o, res, err == nil); rerr != nil {
+			fmt.Fprintln(os.Stderr, "bench:", rerr)
+			os.Exit(1)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if res.Load.Errors > 0 {
+		fmt.Fprintf(os.Stderr, "bench: %d requests failed\n", res.Load.Errors)
+		os.Exit(1)
+	}
+}
+
+// run is one benchmark: database, server, load, pgbench. It returns what it measured, also when
+// a later step fails, so that the table still shows the credport figures.
+func run(ctx context.Context, o options) (*result, error) {
+	tmp, err := os.MkdirTemp("", "credport-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+
+	res := &result{
+		StartedAt: time.Now().UTC(),
+		Clients:   o.clients,
+		Duration:  o.duration.Seconds(),
+		Warmup:    o.warmup.Seconds(),
+		Preload:   o.preload,
+		Host:      hostInfo(),
+	}
+	key := store.NewKey()
+	keys, err := store.ParseKeyring(key)
+	if err != nil {
+		return nil, err
+	}
+
+	var db *benchDB
+	if o.sqlite {
+		res.Database = "sqlite"
+		db = &benchDB{url: filepath.Join(tmp, "credport.db"), dialect: store.DialectSQLite}
+	} else {
+		res.Database = "postgres"
+		db, err = createPostgresDatabase(ctx, o.adminURL)
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err := db.drop(); err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+			}
+		}()
+		res.DatabaseName = db.name
+	}
+	fmt.Fprintf(os.Stderr, "bench: %s database %s, %d clients, %s after %s warm-up, preload %d\n",
+		res.Database, db.display(), o.clients, o.duration, o.warmup, o.preload)
+
+	bin, err := buildServer(ctx, tmp)
+	if err != nil {
+		return nil, err
+	}
+	cli := cliRunner{bin: bin, databaseURL: db.url, encryptionKey: key}
+	secret, err := cli.run(ctx, "keys", "create", "--env", benchEnv, "--name", "bench")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cli.run(ctx, "integrations", "create", "--env", benchEnv, "--unique-key", benchIntegration,
+		"--provider", "github", "--auth-mode", "OAUTH2"); err != nil {
+		return nil, err
+	}
+
+	if err := db.open(ctx, keys); err != nil {
+		return nil, err
+	}
+	defer db.close()
+	if o.preload > 0 {
+		start := time.Now()
+		if err := db.preload(ctx, o.preload, keys.PrimaryID()); err != nil {
+			return nil, err
+		}
+		res.PreloadSeconds = time.Since(start).Seconds()
+		fmt.Fprintf(os.Stderr, "bench: preloaded %d connections in %.1fs\n", o.preload, res.PreloadSeconds)
+	}
+	pgb := o.pgbench && !o.sqlite
+	if pgb {
+		if err := db.createPgbenchTable(ctx, o.preload > 0); err != nil {
+			return nil, err
+		}
+	}
+	if err := db.settle(ctx); err != nil {
+		return nil, err
+	}
+
+	srv, err := startServer(ctx, bin, tmp, db.url, key)
+	if err != nil {
+		return nil, err
+	}
+	load, loadErr := runLoad(ctx, loadConfig{
+		baseURL: srv.baseURL, secret: secret, clients: o.clients, warmup: o.warmup, duration: o.duration,
+		serverPID: srv.pid(),
+	})
+	stats, stopErr := srv.stop()
+	if loadErr != nil {
+		return nil, errors.Join(loadErr, stopErr)
+	}
+	res.Load = load
+	res.Server = stats
+	if stopErr != nil {
+		return res, stopErr
+	}
+
+	stored, err := db.countBenchRows(ctx)
+	if err != nil {
+		return res, err
+	}
+	res.Load.RowsStored = stored
+	if want := load.Succeeded; stored != want {
+		return res, fmt.Errorf("the load got %d successful imports of distinct connections, warm-up included, but the table holds %d of them", want, stored)
+	}
+
+	if pgb {
+		if err := db.settle(ctx); err != nil {
+			return res, err
+		}
+		p, err := runPgbench(ctx, db, pgbenchConfig{
+			dir: tmp, clients: o.clients, warmup: o.warmup, duration: o.duration,
+		})
+		if err != nil {
+			return res, err
+		}
+		res.Pgbench = p
+		if p.TPS > 0 {
+			ratio := res.Load.ImportsPerSecond / p.TPS
+			res.Ratio = &ratio
+		}
+	}
+	return res, nil
+}
+
+// hostInfo describes the machine, since every figure depends on it.
+func hostInfo() host {
+	h := host{CPUs: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, GoVersion: runtime.Version()}
+	h.CPUModel = cpuModel()
+	return h
+}
