@@ -358,8 +358,8 @@ type AppInstallationCredentials struct {
 	// AppId A secret or identifier; not empty, at most 64 KiB.
 	AppId Token `json:"app_id"`
 
-	// InstallationId A secret or identifier; not empty, at most 64 KiB.
-	InstallationId Token                          `json:"installation_id"`
+	// InstallationId The id of a GitHub App installation, in decimal digits.
+	InstallationId InstallationId                 `json:"installation_id"`
 	Type           AppInstallationCredentialsType `json:"type"`
 }
 
@@ -529,6 +529,9 @@ type ImportConnectionRequest struct {
 type ImportCredentials struct {
 	union json.RawMessage
 }
+
+// InstallationId The id of a GitHub App installation, in decimal digits.
+type InstallationId = string
 
 // JwtCredentials defines model for JwtCredentials.
 type JwtCredentials struct {
@@ -726,6 +729,9 @@ type NotFound = StdError
 
 // PayloadTooLarge defines model for PayloadTooLarge.
 type PayloadTooLarge = StdError
+
+// ProviderUnavailable defines model for ProviderUnavailable.
+type ProviderUnavailable = StdError
 
 // ServerError defines model for ServerError.
 type ServerError = StdError
@@ -1698,6 +1704,8 @@ type NotFoundJSONResponse StdError
 
 type PayloadTooLargeJSONResponse StdError
 
+type ProviderUnavailableJSONResponse StdError
+
 type ServerErrorJSONResponse StdError
 
 type ServiceUnavailableJSONResponse StdError
@@ -1856,6 +1864,22 @@ func (response ImportConnection500JSONResponse) VisitImportConnectionResponse(w 
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnection502JSONResponse struct {
+	ProviderUnavailableJSONResponse
+}
+
+func (response ImportConnection502JSONResponse) VisitImportConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(502)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2163,65 +2187,68 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"zFx7c9s2Ev8qGF5nnLS0bMdJZirPzVR2nEaNX2PLzd3FPhUmVhJqEmABUDKTUz/7DQCS4ksSKTtu/0pM",
-	"coHFb5/YBfTV8XgQcgZMSaf71REgQ84kmD8OMbmEPyKQSv/lcaaAmf/iMPSphxXlbOd3yZl+Jr0JBFj/",
-	"7zsBI6fr/GNnMfSOfSt3rhQ5FoILZz6fuw4B6Qka6nGcrjOYABJ2PkQlCrA/4iIAgrhADAcgkeQBqAll",
-	"Y6QmWCHCQSLGFRpR5cxd5z0Xd5QQYM/Gbu+ij+4hRj727iVSE0A8BGFm2pJIejwEzdgZV+95xMiz8UWZ",
-	"grHlA73gAnmcMfD0ny8XqMED1Ugzw/c9xFsSAZtSwVmgGZy7zgWOfY7JgPMTLMbwbOzfcRIjePAAiEVV",
-	"gpiC2JLIp4GV9ZV5Ykd5DrZ6DEUMHkLwFBA0wtSPBBwgAgpTXyIsAPl8PAaCZlRNDNOZLpOUYerBNcNT",
-	"TH185z8fnAQrfIclaKuKmADsTcz8c9cZcH6KWZyYuXx2w6ES8SkIRJVEAitIBOw6E8AEhGHoEpSIt3sj",
-	"BUbUxcGuwONMawlHM0wVuoMRFxp7JWLKxo7raDFQAcTpKhGBm1tAQBkNosDp7rmOikNwuo4xHDBsz13n",
-	"muFITbigX+B5bPeMuwgXPR/WinfP+IyloDmGMxmFIRcKyCkQigeG/ec0T2qdSGUWTZIMpOfp+X4vUpMj",
-	"AQSYotg3TzGLz0dO9/NqPs415V6O9BNVk0s8c+ZuA8JXGxAeYkm9Xkjz7K6j6YX0I8TtKMI2n/8yU20+",
-	"TxbvU2BqAwh6YXiluIANSK25tOH1KJKKB20oBne4zeeH1Pc3WMlgxq8UtJLSFR0zrKICcM78du46VQXR",
-	"FkAI1UaD/QuhcwZFdc41wr4E1wlzj7Qha/p1Rjvg98C0a1CJKwCmXdtnp3fRH348/rdzmzk5qYR2jdpS",
-	"F87xs33rptPpz6nSUUovAOlH2QD87nfwTBguqXLLhXkeSDlUhvPu1zJ7rgMPIRUgh9g4NO0T9f8cghVs",
-	"KxqA41ZpBJ7lxlpwWoXlojkkeUbtFDl4fqbqQ3SHemG4BKE+kwr7vnGSj1GDcEhJYzWguUnb0D0KJ8ti",
-	"dfI2aC3zPn8D3QoFnWIFw3trjo/RveHV4PzyeD2yJdXLc1BRxF4YIoNeHbJ1oa0dpCGWcsYFqV16eYmH",
-	"vav+Uc3yXCeSIPR2rmaYeq3KCNwFC7lVm4UhHfRql10fANqtnMB0qcw30SMuxpjRL3nbrOraKrSXKZoE",
-	"KVeMWRFS/+RkqYyWDdJcfils1QXnlmcX41aEnZcw9f062R5xNqLj8ykIQQm0lKlnEqRli0zeSvAEqPqV",
-	"1rGTbLKPGbmW6W4lFOBhtdh/lFSLytDH8TBFdJEZl3nKnrDI921mAQGmfmsqu+RiWn/N6B8R+DGixlJG",
-	"FOzGGxhBWiSddWpc5OIJ19iG2zxDBfbRHficjfU20VnncZNwVZJuDWcKj1e4UCvs0jCNpsorUlrfKALq",
-	"83GiuPCAg9AYya+C3an4/l+/vPfuj4L9Dxc/7qs6oZV9ALaOU8bM08wsBsQFj7raRScMrV7Me41cSyPN",
-	"iIeeMfZ2eLvOw/aYbycP9fa0c4lnpyAlHpvyR278ZY5AgDbeVu7dK4bYlbut6vZY2zUjwyhxIM22ylXf",
-	"U1VZt+KM9FRawwybVEGwlt+yai78IBYCm9KEBTJDijL19rVTLbC4jo+lGo5AeZOW+AagMMEKP7EyhIJP",
-	"KbGo16R+9mWih0vTgdQprMy19Tc6koakpW5V/UdZh+s5zS0uE3kOR7fG0JKlFCygwHJVgEXNX+0M+jVu",
-	"fTCBXKV6SyJKDhBGDGbo+rr/Ds0mwJAPI4V4pHRECvDDCbCxmjjdV2/euE5AWfr3nk4xlAKhB/7vZ7z9",
-	"pbf9n93tH93OQfefP/x5c/P55ub2fz9993V+42zd3Nzc7AzR9u0P39XpW7VK0c6LNd0WHF1fDc5P1+8J",
-	"cglTLkuyXNblSYlL6LMwUmtZryYsRSG9y967OrQirSVI7/cAkw7q+ZKjmIJPJEq92PB781HHWZf7lMVZ",
-	"zbXTfCezFfvEXU+6adKzWsWWmn89xGvdwq/Yj4wvKjJ6CmIMBFGmuGGwYCR6ShdFjIDItx22JOIzVkY+",
-	"PsNBI04+2jrzRvmLCQ3vTGekdbwnUOtWg8RN1++UtDTKwv0IsUQjwQMDiilZv+AC/RGBiF8iwblCCZp8",
-	"NAJGKBujqYZfo5XFwiXpUxrtSngY9hfMJqzVQfQBsG+5buNHQEa+ynsMft/AW1iqOi76QciFWjjlXLf3",
-	"WyZppc5a9iWy5FHSuOSjkrKjF4PDHmKmK4g9j0dM9cnLDjpJQgLizLRLTIxybeNQcQHEChZRie4hTCNH",
-	"nq+93d3dxyePzRKnPmmZIyZSWp4iriIu+P4WuVPZAVkqbTJYKexNUMUVNZFDOvtTi2JJdrYKmIuExBYR",
-	"UnfXOHsrGVl90rUuHapKtj4nWnygYTdYHqDf9HC/IQk+eMoGrikWFDODKqF6lIAyrOwOMsBhqN1D92vW",
-	"EWjc0HJNFXh5w2hZgdtNyoAtum2uc3Z+dty4w/SJqsnA7kHPe9eDD3uNe4kpxavGTcSMYnh01LL55rjO",
-	"4LDXuKdViNZO1yrO3HU4g03apu37pX+TRukyNFs3IjM1eeL24grdNyWiUuu2XVzdpLJMpYxA9JeUlG3z",
-	"IGkmLgoLLXhaUiVZVSetbFiTj1cV2VLy2wLXS5a1vMdT3mD98mnQuJeVAyu3ydIj1Djyqsm1EzXX+rpo",
-	"VjVq1OVocnXqjXp8ietcC02ezVoGqrtSi0wjzDbrzZSgqxapa2HauHX31FBVmnhrAKvxho/oezTSlkov",
-	"pBHVJt6rnQHUisYE57XSWYBQXl7KxBJNfoUs/i3ks5laP6499cRHJxo72G8hgnoLaSCIJzuX0sxKbOLP",
-	"c93INfvBfO9yU4nBSIBsGznqpdb6LEK9gTQSyDc60/HXyGCJ1VRk09B6NpPDEiupk0Z151u768ydId+S",
-	"KDK1UnQP8YaF9z+7nZ/QcFmJvfb03LdPl1cfaWksuKv+z2e9wXXteZ6nP/CSYVUn3OzsbkvwNqBZWqxt",
-	"2VPMl4tr+onLS7911dfbdTVru9K6akxS9S42It6+Xq/dtwstH97cbHd2br+vVfKswF/T61jTVxh8k77C",
-	"oihp2zgv7iHesbVSO7V82UGmkI4FIKZNyqdfgCDFkc9nIDwsAWFGUBBJhaTCMSJUKso8hfBImYP9tTW+",
-	"iv6lvaLmLZ6ViM2fquPhOqWSQOva+OMikt0ztDm/+RQbwsFhr/FGOeOwNHfOY+nh6pBNHWypIYDsCIiL",
-	"RWdOHNg7S0GoYhdhhQIuFXr7Gn2kh6WI9PbNm/236y2qesT728ebx2fYg0/nw6vB8cWmXeLBjCO97jp5",
-	"VM/vr0MkHdVSairbOW4yeFaTawd7GRBTLm6mq7ctGLZFrUhQFV9pa7GT3wEWIMxZ0xq19QSQkAuV3W6y",
-	"etxBOp0ylwEl8qlUQJIOSXZZ0PhX04tkSQ9akxunOuE+0QpubFZzaHlYcDxRKrQ3dSgb8ZobUoqLZNB8",
-	"I4GPcr0bads5VJDtEAsV6xVIdAcTygg6w2zMt2Th895Fv4PegaBTILbLmn4VRnc+lRMgSIbgHSCYgoiR",
-	"N8FsbDpwCQDJtcPL49670+MtiUAIrLA5ZpiIKI+m4zpTENIuaK+z29k1pZ0QGA6p03X2O3ud3aTfagS1",
-	"k2PWnJ/jtq1ZOgAQShBKIpxvMo64QLMJ9SYo5hHCvgBMYjTB0wJ+HdTLE2WX/iQO8k2xISUmPtb0h1II",
-	"POz75m5j7vKlualnj9ocIK4mIGZUGu3Qb5ITORqsTIP6xOlW+rnJ7TeQ6pCT+Mnuhy1rG8+LVpecMCtc",
-	"KX61u/tkbJROFi65rJYTEpZJH7J4v/AIexPYPuJMCe7X2LU/w7FEjG8bYhdJyjxYnCrwsBAUZEE5Vl47",
-	"TD1XOmKd99JreW2xqoMgw3Qnd0fbkOytJyncajRE++uJFnerDcXr9RTZpWdNsNdgivJtY0P3psl6au5C",
-	"auJXP64nLl+AnbvOmya45+8fG5r9ZjSlK8D5OGN6MfkI89nJuYRuzqN1rQdwbue3riOjIMAizswfvYiM",
-	"W3tZcGtmpp1JduxkDDX+sMfkDITU7s+3Gh4K7oGUSERMHiDFI29ibo9nd4qrTig52vINDT+ZYYnBpyxT",
-	"ibBPpxWMC5Cd0CkwkLahvxOAEtSTS/E5te9Tz30hzO8RQCSRggeFbA7YQUY3TIxXyVVnTIjQPEXM1/8c",
-	"XR6/uzi/HAxPjweX/aOr4Un/anB8lvzKAWbZ93xkbkbzGavinDCzHmjN207oY1qCuOJz3HbLhYeQS5rG",
-	"TJ39tncNK0STmy6VixFSEvU7MQ78nKSK4Jzbj65C8NppYjrqAqbK7wDosbVQ9zt7iHAvCmrL0PXKmdKm",
-	"dLlfN0BT7FMd8mV6hE+atGIlSIMJNYmZEjjJWndMvrLWxF/t7ubMPPuFAGxfu+jN7n7yni5+aKOqhJdm",
-	"sr/E1s3U5jyMhu8JnXABYD0LTTzESl9tfbGRpDRvi9yecA/7iaQd14mEn6Tu3Z0dX7+bcKm6+7u7+878",
-	"dv7/AAAA//8=",
+	"zFz/U+M6kv9XunyvipldEwLMTNULdVUbGGYfb75AQdh3dwOXFVYn0WJLfpKckDeX/duvJNmOYzuJnWHY",
+	"/QkSu6XWp7+o1a3ONy8QUSw4cq283jdPoooFV2g/nBJ6jb8nqLT5FAiukdt/SRyHLCCaCX7wDyW4+U4F",
+	"E4yI+e8niSOv5/3HwXLoA/dUHdxoei6lkN5isfA9iiqQLDbjeD1vMEGQbj5gCiISjoSMkIKQwEmECpSI",
+	"UE8YH4OeEA1UoAIuNIyY9ha+90HIB0Yp8hdjt391AY84h5AEjwr0BEHEKO1MewpUIGI0jH0R+oNIOH0x",
+	"vhjXOHZ8wCshIRCcY2A+vl6ihk/MIM0t348431OAfMqk4JFhcOF7V2QeCkIHQnwicowvxv6DoHPApwCR",
+	"OlQVyinKPQUhi5ysr6SYMorylpMpYSF5CF+GvT7E6cyWMRbFQmqgGCOnCgzcf2X6l+TBh5GQQMB9gn4c",
+	"v4ZAJCG10D8YTSfBBKkPlLnvCFczlFYeLEKj9CPCQqQn5qlV+hlRoLSQziSCCeFjpAaMGwuP4/lFQOCQ",
+	"cHyKMdBILZuJxBOgqAkLFRCJEIrxGCnMmJ5YoHLDzhlmAb608IxuUaLJA1FoXEzCrRTs/AvfGwjxmfB5",
+	"6vPUi3sRpkBMjQpoBZJoTLXd9yZIKErL0DVqOd/vjzRaUa8OdoOBMGqoBcwIM2o2EtJgr+Wc8bHne0YM",
+	"TCL1elom6BcWEDHOoiTyeoe+p+cxej3PehG0bC9875aTRE+EZH/gyziyL8IHsroNEKN4j1zMeAaaZzlT",
+	"SWzsEOlnpIwMLPsv6auY86iVWQxJOpCZpx+G/URPziRS5JqR0H5L+Pxy5PW+bubj0lAeFkh/Y3pyTWbe",
+	"wm9AeLQD4SlRLOjHrMjuNpp+zD7ivB1F3Ob1X2e6zevp4kOGXO8AQT+Ob4zD3YHUmUsbXs8SpUXUhmLw",
+	"QNq8fsrCcIeVDGbiRmMrKd2wMSc6WQHOW9wvfK+qIMYCKGXGaEh4JU0ApZkJQEckVOh7ceErY8iGfpvR",
+	"DsQjcuMadOoKkBvX9tXrX10MP57/t3efOzmlpXGNxlKXzvGre+pn05nXmTa7lFkAmK/yAcTDPzCwMUlJ",
+	"lVsuLAhQqaG2nPe+ldnzPXyKmUQ1JNahGZ9o/vMo0bhvIgbPr9JIMiuMteS0CstVc0iKjLopCvAs4501",
+	"CF1wpUkYWif5PWoQDxltrAasMGkDuiKPF/S7AXO8VrloA9s6N/RvoGSxZFOicfjo7PJ7lHB4M7i8Pt+O",
+	"bEkHixxUNLIfx2DRq0O2bo9rB2lMlJoJSWuXXl7iaf/m4qxmeb6XKJTmkFszTL1W5QT+koXCqu3CwOx+",
+	"tcuu3wnarZzidK3Md9EjIceEsz+KRlrVtU1or1M0hUptGLMipItPn9bKaN0gzeWXwVZdcGF5bjF+RdhF",
+	"CbMwrJPtmeAjNr6copSMYkuZBjZSWrfI9KnCQKKuX2kdO2nq4ZzTW5UdW2KJAdHLg0hJtZiKQzIfZogu",
+	"Q+QyT/k3PAlDF2JgRFjYmsoteTW+v+Xs9wTDOTBrKSOGLh2BnIIRSWebGq9y8YxrbMNtkaEV9uEBQ8HH",
+	"5rzobfO46XZVkm4NZ5qMN7hQJ+zSMI2mKipSluhYBTQU41Rx8YlEsTWSv0n+oOeP//Xrh+DxLDr+5ern",
+	"Y10ntLIPIM5xqjkPDDPLAcmKR93solOGNi/mg0GupZHmxMPAGns7vH3vaX8s9tMvzTm1c01mn1EpMrZ5",
+	"kML46xyBRGO8rdx7sLrFbjx2Vc/Jxq45HSapA2l2Zq76nqrK+hVnZKYyGmbZZBqjrfyWVXPpB4mUxOYo",
+	"HJA5Uozrd2+8aqbF90Ki9HCEOpi0xDdCTSjR5JmVIUt31m/H6cNUD9eGA5lT2Bism3fMThrTlrpV9R9l",
+	"Ha7ntLC4XOQFHP0aQ0uXsmIBKyxXBbiq+ZudwUWNWx9MsJC/31PA6AkQ4DiD29uL9zCbIIcQRxpEos2O",
+	"FJGnT8jHeuL1jt6+9b2I8ezzoQkxtEZpBv7fr2T/j/7+/3T3f/Y7J73//PM/7+6+3t3d/99ffvq2uPP2",
+	"7u7u7g6GsH//55/q9K2armjnxZoeC85ubwaXn7efCQoBUyFKclzWxUmpS7jgcaK3sl4NWFaF9D5/7put",
+	"FYyWgDnvIaEd6IdKwJxhSBVkXmz4J/tSx9sW+5TFWY21s3gntxX3jb+ddNegZ7OKrTX/eoi3uoW/kTCx",
+	"vmiV0c8ox0iBcS0sgytGYqb0IeFZoSatP+wpEDNeRn7+hUSNOPnoEs47xS92a3hvSySt93uKtW41St10",
+	"/UnJSKMs3I84VzCSIrKg2Nz1KyHh9wTl/DVIITSkaIrRCDllfAxTA79BK98L14RP2W5XwsOyv2Q2Za0O",
+	"ol+QhI7rNn4EVRLqoscQjw28haOq4+LC1vSWTrlQA/+RQVqpxJa/CY48Scu5YlRSdng1OO0Dt7VSEgQi",
+	"4fqCvu7Ap3RLAMFt3cTuUb4rp7oiohUsMAWPGGc7R5Gvw263+/3BY7PAyaXZWsSIqZTWh4ibiFd8f4vY",
+	"qeyAHJUxGaI1CSZQcUVN5JDN/tyiWBOdbQImK6u7JELm7hpHbyUjqw+6toVDVcnWx0TLFwzsFssT+LsZ",
+	"7u+gMMRAu41rSiQj3KJKmRklYpxod4KMSBwb99D7lpcGGle2fJsFXl85Wpfp9tM0YIuym+99ufxy3rjU",
+	"9BvTk4E7g172bwe/HDYuKmYUR42riTnF8OysZRXO873Bab9xcWtlt/Z6TnEWvic47lI/bV84/TepmK5D",
+	"s3VFMleTZ64zbtB9myIqlVdqrZtRs9MV789AsXziA+NAMWARCYGyMdOqHJd2N518uvs/3/+p9lhTKjC3",
+	"2/R3SXszpRKUF2vy3a6ykZY8l1mPFjytSeFsSuJWTtPpy5sygBn5/QrXa5a1vgBVPv39+tugcaGtAFbh",
+	"BGhGqNllqv6gnaiFMaZlJa1RGbJAU0ii71TITv36VmiKbNYyUD0yO2QaYbZb4agEXTWDXgvTznXF54aq",
+	"UmHcAliNq/6OokwjbakUahpR7eK92hlArWhs5LBVOksQysvLmFijyUfg8G8hn93U+vtqZ898waOxg/0R",
+	"Iqi3kAaCeLbbM82sxJ1KRKFUuuWwWiys7ioxHElUbXeOeqm1vihRbyCNBPKDLpz8a2SwxmoqsmloPbvJ",
+	"YY2V1EmjeiyvD5qX1/73FCQ2kQuPON+xKvDPXucvMFyX/6+94/fjw+XN920aC+7m4q9f+oPb2stGz38b",
+	"J8eqTrj5DeOW4O1AszaT3LLgWcxl1xQ71+el61LD99sS6m6ldamiNCW/WiV592a7dt8vtXx4d7ffOVhz",
+	"GsyrDzWFmC1Fj8EPKXosM6auxvTqEecHLpHrplavO2Cz/EQicGNSIfsDKWgBoZihDIhCIJxClCgNSpM5",
+	"UKY044EGMtK2/aA2AVnRv6yQ1bz+tBGxxXOVY3yvlK9onbj/vh3JnRlaROvPciAcnPYbH5RzDktzFzyW",
+	"Ga4O2czBlrui3Agg5LJsKE9cm1kU67kPREMklIZ3b+AjOy3tSO/evj1+t92iqhfRf/x+8/0R9uC3y+HN",
+	"4Pxq1xL2YCbArLtOHtUug22IZKM6SkPlytpNBs8Thu1gLwNic9nNdPW+BcMuqZVIpuc3xlrc5A9IJEp7",
+	"EbZGbQOJ1HbwZT1YTo87YMIp27+pIGRKI03LN3l/p/WvtlDK0wK5IbdOdSJCahTc2qzh0PGw5Hiidez6",
+	"iRgfiZo+Li1kOmixyiFGhcKScrUmJul+TKSemxUoeMAJ4xS+ED4We2rl9f7VRQfeo2RTpK4EnL0VJw8h",
+	"UxOkoGIMTgCnKOdpfyGwHIC0U/T6vP/+8/meApSSaGLvQKYiKqLp+d4UpXILOux0O12b2omRk5h5Pe+4",
+	"c9jppsVgK6iDArP2cp9wNdfS7YRYodQKSLECOhISZhMWTGAuEiChRELnMCHTFfw60C8S5a2JikTFit2Q",
+	"Ubs/1hSvMggCEoa2HbXQL2v7Cd09oBMQeoJyxpTVDvMkvS7UgQ+lrlB41b+6el1ocoWIcbM+vpLvBneA",
+	"AOt1nPTSMfJlrAb/aS7UKqVZjcpUiuiTlHRPgcRRooxqpc2nb7pd376es2gbrQPCy12rzPAiQIVilrWq",
+	"ZqMoeNs98h1jWeuqq3QaXckN6IJ6vUqtPW1RRKVPBZ0/WxPfupL+YtXppLf/Vprgj7rdZ2OjdOtzTUdh",
+	"QUfzht/VJtAzI4T9M8G1FGGNWwtnZK6Ai31L7INiPMDljY+ASMlQrdjGxt7QzHFnI9Y5b7OWNw6rOghy",
+	"TA8KvypgSQ63k6y0nlqi4+1Ey18DsBRvtlPkbfqG4LDBFOX+eEv3tsl6ahpWDfHRz9uJy13KC9972wT3",
+	"YpO4pTlqsMCaLntLe9xsvlKPd3GLtmWs4ub81St4015hM+g55+ndL+59TyVRROQ8dx3wKrE7wuuVHcHO",
+	"dDDJrxONsWYr6afeajZhobOOWArrZWXC1QlokQQT+1sJedN41YGlV5Z+oNNIZ1jjLDKWmQISsmkF4xXI",
+	"PrEpclTuosZBhFqyQK3F57N7nm16V9L++gYmCjQ+aXDhcwesXtnwSKe97IRSaXhKeGj+nF2fv7+6vB4M",
+	"P58Pri/OboafLm4G51/S3/QgPH9fjGzru5jxKs4pM9uBNrwdxCFhJYgr/spvt1x8ioViWbhhDg7t3coG",
+	"0RSmy+RihZQGTJ05icKCpFbBuXQv3cQYtNPEbNQlTJUfejBjG6Eedw6BiiCJajP49cqZ0WZ0xTBnSkJm",
+	"oiWVXc1UNmLYCNJgwmxMqyVJA/4DG+ptNfGjbrdg5vlPQKTxig9vu8fpc7b8WZmqEl7byf4ltm6ntvec",
+	"DHzP6IRXADazsNRDbPTVzhdbSSr7dJXbTyIgYSppz/cSGaannt7BQWieTYTSveNu99hb3C/+PwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -36,27 +36,28 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 		return nil, invalidBody(fmt.Sprintf("Provider %s does not support %s auth", integration.AuthMode, credType),
 			detail("invalid_auth_mode", "The integration's auth mode is "+integration.AuthMode, []string{"credentials", "type"}))
 	}
+	var app *gen.AppInstallationCredentials
 	switch credType {
 	case "APP":
-		return nil, invalidBody(fmt.Sprintf("Integration %q has no GitHub App configured", integration.UniqueKey),
-			detail("app_not_configured", "The integration has no GitHub App configured", []string{"credentials", "app_id"}))
+		creds, err := body.Credentials.AsAppInstallationCredentials()
+		if err != nil {
+			return nil, fmt.Errorf("import connection: %w", err)
+		}
+		if err := s.checkApp(integration, creds); err != nil {
+			return nil, err
+		}
+		app = &creds
 	case "TBA":
 		if !hasAccountID(body.ConnectionConfig) {
 			return nil, invalidBody("TBA credentials need connection_config.accountId",
 				detail("invalid_type", "Required", []string{"connection_config", "accountId"}))
 		}
 	}
-	credentials, expiresAt, err := storedCredentials(body.Credentials)
-	if err != nil {
-		return nil, fmt.Errorf("import connection: %w", err)
-	}
 
 	in := store.UpsertConnection{
-		EnvironmentID:        key.EnvironmentID,
-		Integration:          integration,
-		ConnectionID:         uuid.NewString(),
-		Credentials:          credentials,
-		CredentialsExpiresAt: expiresAt,
+		EnvironmentID: key.EnvironmentID,
+		Integration:   integration,
+		ConnectionID:  uuid.NewString(),
 	}
 	if body.ConnectionId != nil {
 		in.ConnectionID = *body.ConnectionId
@@ -84,6 +85,18 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 			return nil, fmt.Errorf("import connection: %w", err)
 		}
 	}
+	if app != nil {
+		// Every rule of the request has passed: only now is GitHub asked for a token.
+		if err := s.mintAppCredentials(ctx, &in, *app, body.ConnectionConfig); err != nil {
+			return nil, err
+		}
+		// The provider's time is not the database's: what follows gets a deadline of its own.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), s.requestTimeout)
+		defer cancel()
+	} else if in.Credentials, in.CredentialsExpiresAt, err = storedCredentials(body.Credentials); err != nil {
+		return nil, fmt.Errorf("import connection: %w", err)
+	}
 
 	conn, err := s.store.UpsertConnection(ctx, in)
 	if err != nil {
@@ -104,6 +117,40 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 		Body:    full,
 		Headers: gen.ImportConnection200ResponseHeaders{CacheControl: "no-store"},
 	}, nil
+}
+
+// checkApp refuses an APP import that the integration's GitHub App cannot serve, before GitHub
+// is asked anything.
+func (s *Server) checkApp(integration store.Integration, creds gen.AppInstallationCredentials) error {
+	if integration.AppID == "" || !integration.HasPrivateKey || s.appKeys == nil {
+		return invalidBody(fmt.Sprintf("Integration %q has no GitHub App configured", integration.UniqueKey),
+			detail("app_not_configured", "The integration has no GitHub App configured", []string{"credentials", "app_id"}))
+	}
+	if creds.AppId != integration.AppID {
+		return invalidBody(fmt.Sprintf("app_id %s is not the GitHub App of integration %q", creds.AppId, integration.UniqueKey),
+			detail("app_id_mismatch", "Not the app id of the integration's GitHub App", []string{"credentials", "app_id"}))
+	}
+	return nil
+}
+
+// mintAppCredentials fills in an APP import: the installation token GitHub mints for the
+// integration's app, and connection_config with app_id and installation_id. When the request
+// sent no connection_config, those two keys are written over the stored one.
+func (s *Server) mintAppCredentials(ctx context.Context, in *store.UpsertConnection, creds gen.AppInstallationCredentials, sentConfig *json.RawMessage) error {
+	key, err := s.appKeys.AppPrivateKey(ctx, in.Integration)
+	if err != nil {
+		return fmt.Errorf("import connection: %w", err)
+	}
+	tok, err := s.github.mint(ctx, in.Integration, key, creds.InstallationId)
+	if err != nil {
+		return fmt.Errorf("import connection: %w", err)
+	}
+	in.Credentials, in.CredentialsExpiresAt = tok.credentials, tok.expiresAt
+	if in.ConnectionConfig, err = appConnectionConfig(sentConfig, creds.AppId, creds.InstallationId); err != nil {
+		return fmt.Errorf("import connection: %w", err)
+	}
+	in.MergeConnectionConfig = sentConfig == nil
+	return nil
 }
 
 // connectionFull renders a stored connection as the API's ConnectionFull.

@@ -46,9 +46,16 @@ func newEnv(t *testing.T, b storetest.Backend) *env {
 // newEnvOn is newEnv on an open store, e.g. one that another server also uses.
 func newEnvOn(t *testing.T, db *store.DB) *env {
 	t.Helper()
+	return newEnvWith(t, db, server.Config{})
+}
+
+// newEnvWith is newEnvOn with a configuration of the test's own; its store and logger are set here.
+func newEnvWith(t *testing.T, db *store.DB, cfg server.Config) *env {
+	t.Helper()
 	logs := &lockedBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e, err := server.New(server.Config{Store: db, Logger: logger})
+	cfg.Store, cfg.Logger = db, logger
+	e, err := server.New(cfg)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}

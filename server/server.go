@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -46,8 +47,14 @@ type Config struct {
 	// RateLimit is each API key's sustained requests per second; 0 means no limit.
 	RateLimit float64
 	// RequestTimeout bounds the database work of one request; past it the request answers 503.
-	// Default 4 s, so that a lost database is reported within 5 s.
+	// Default 4 s, so that a lost database is reported within 5 s. A call to a provider is not
+	// database work: the database work after it gets a deadline of its own.
 	RequestTimeout time.Duration
+	// ProviderClient makes the calls to providers: GitHub, to mint the installation tokens of
+	// GitHub App imports. Default: a client that follows no redirect.
+	ProviderClient *http.Client
+	// ProviderTimeout bounds one call to a provider; past it the import answers 502. Default 10 s.
+	ProviderTimeout time.Duration
 }
 
 // Server implements the generated strict server interface.
@@ -62,6 +69,10 @@ type Server struct {
 	metricsElsewhere bool
 	// specYAML is the contract as served by GET /openapi.yaml.
 	specYAML []byte
+	// appKeys opens GitHub App private keys; nil when the store holds none.
+	appKeys        AppKeyStore
+	github         *githubApp
+	requestTimeout time.Duration
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -82,6 +93,12 @@ func New(cfg Config) (*echo.Echo, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.ProviderClient == nil {
+		cfg.ProviderClient = newProviderClient()
+	}
+	if cfg.ProviderTimeout <= 0 {
+		cfg.ProviderTimeout = 10 * time.Second
 	}
 	spec, err := gen.GetSpec()
 	if err != nil {
@@ -107,7 +124,10 @@ func New(cfg Config) (*echo.Echo, error) {
 	srv := &Server{
 		store: cfg.Store, log: cfg.Logger, now: cfg.Now, validate: v, tags: tagsSchema.Value,
 		gatherer: cfg.Registry, metricsElsewhere: cfg.MetricsElsewhere, specYAML: credport.OpenAPI,
+		github:         &githubApp{client: cfg.ProviderClient, timeout: cfg.ProviderTimeout, now: cfg.Now, log: cfg.Logger},
+		requestTimeout: cfg.RequestTimeout,
 	}
+	srv.appKeys, _ = cfg.Store.(AppKeyStore)
 
 	e := echo.New()
 	e.HideBanner = true

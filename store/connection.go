@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -37,13 +38,18 @@ type UpsertConnection struct {
 	Credentials          json.RawMessage
 	CredentialsExpiresAt *time.Time
 	ConnectionConfig     json.RawMessage
-	Metadata             json.RawMessage
-	Tags                 json.RawMessage
-	EndUser              json.RawMessage
+	// MergeConnectionConfig makes the keys of ConnectionConfig written over those of the stored
+	// connection_config of an update, instead of replacing it; an insert stores it as it is. Its
+	// values must be neither objects nor null, which the two dialects merge differently.
+	MergeConnectionConfig bool
+	Metadata              json.RawMessage
+	Tags                  json.RawMessage
+	EndUser               json.RawMessage
 }
 
 // upsertConnectionSQL creates or updates a connection in one statement, so that concurrent
-// imports of one connection neither fail nor duplicate it. Both dialects speak it.
+// imports of one connection neither fail nor duplicate it. Both dialects speak it once
+// {merge_connection_config} is replaced by upsertSQL.
 const upsertConnectionSQL = `
 INSERT INTO connections (
     environment_id, integration_id, provider_config_key, connection_id, credentials,
@@ -54,13 +60,23 @@ ON CONFLICT (environment_id, provider_config_key, connection_id) DO UPDATE SET
     integration_id         = excluded.integration_id,
     credentials            = excluded.credentials,
     credentials_expires_at = excluded.credentials_expires_at,
-    connection_config      = CASE WHEN ? THEN excluded.connection_config ELSE connections.connection_config END,
+    connection_config      = CASE WHEN ? THEN {merge_connection_config}
+                                  WHEN ? THEN excluded.connection_config ELSE connections.connection_config END,
     metadata               = CASE WHEN ? THEN excluded.metadata ELSE connections.metadata END,
     tags                   = CASE WHEN ? THEN excluded.tags ELSE connections.tags END,
     end_user               = CASE WHEN ? THEN excluded.end_user ELSE connections.end_user END,
     updated_at             = excluded.updated_at,
     last_fetched_at        = excluded.last_fetched_at
 RETURNING id, connection_config, metadata, tags, end_user, created_at, updated_at, last_fetched_at`
+
+// upsertSQL is upsertConnectionSQL in the dialect's words for merging two JSON objects.
+func upsertSQL(d Dialect) string {
+	merge := "json_patch(connections.connection_config, excluded.connection_config)"
+	if d == DialectPostgres {
+		merge = "connections.connection_config || excluded.connection_config"
+	}
+	return strings.Replace(upsertConnectionSQL, "{merge_connection_config}", merge, 1)
+}
 
 // UpsertConnection creates the connection or, when (environment, provider config key,
 // connection id) exists, replaces its credentials and the fields the request carried.
@@ -85,11 +101,12 @@ func (db *DB) UpsertConnection(ctx context.Context, in UpsertConnection) (Connec
 		UpdatedAt        time.Time
 		LastFetchedAt    time.Time
 	}
-	err = db.gorm.WithContext(ctx).Raw(upsertConnectionSQL,
+	err = db.gorm.WithContext(ctx).Raw(db.upsertSQL,
 		in.EnvironmentID, in.Integration.ID, in.Integration.UniqueKey, in.ConnectionID, sealed,
 		in.CredentialsExpiresAt, jsonOr(in.ConnectionConfig, "{}"), jsonOr(in.Metadata, "{}"), jsonOr(in.Tags, "{}"), endUser,
 		now, now, now,
-		in.ConnectionConfig != nil, in.Metadata != nil, in.Tags != nil, in.EndUser != nil,
+		in.ConnectionConfig != nil && in.MergeConnectionConfig, in.ConnectionConfig != nil,
+		in.Metadata != nil, in.Tags != nil, in.EndUser != nil,
 	).Scan(&row).Error
 	if err != nil {
 		return Connection{}, fmt.Errorf("upsert connection %q: %w", in.ConnectionID, err)

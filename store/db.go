@@ -35,6 +35,8 @@ type DB struct {
 	gorm    *gorm.DB
 	dialect Dialect
 	keys    *Keyring
+	// upsertSQL is the connection upsert in the dialect's words.
+	upsertSQL string
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 }
@@ -108,7 +110,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		sqlDB.SetMaxIdleConns(32)
 		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	}
-	db := &DB{gorm: g, dialect: dialect, keys: cfg.Keys, Now: func() time.Time { return time.Now().UTC() }}
+	db := &DB{gorm: g, dialect: dialect, keys: cfg.Keys, upsertSQL: upsertSQL(dialect), Now: func() time.Time { return time.Now().UTC() }}
 	if err := db.Ping(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)

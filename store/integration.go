@@ -2,16 +2,18 @@ package store
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
 )
 
-// Integration is a provider configuration; connections belong to one. Its client secret stays
-// sealed in the database and is not part of this value.
+// Integration is a provider configuration; connections belong to one. Its client secret and its
+// GitHub App private key stay sealed in the database and are not part of this value.
 type Integration struct {
 	ID              int64
 	EnvironmentID   int64
@@ -20,7 +22,12 @@ type Integration struct {
 	AuthMode        string
 	ClientID        string
 	HasClientSecret bool
-	CreatedAt       time.Time
+	// AppID is the GitHub App of an APP integration, "" when none is configured; APIBaseURL is
+	// the API it lives on. Its private key is opened by AppPrivateKey.
+	AppID         string
+	APIBaseURL    string
+	HasPrivateKey bool
+	CreatedAt     time.Time
 }
 
 // NewIntegration is what CreateIntegration needs.
@@ -31,11 +38,21 @@ type NewIntegration struct {
 	AuthMode     string
 	ClientID     string
 	ClientSecret string
+	// AppID and PrivateKey (an RSA key in PEM, PKCS#1 or PKCS#8) configure the GitHub App of an
+	// APP integration; they go together. APIBaseURL defaults to DefaultGitHubAPIBaseURL.
+	AppID      string
+	PrivateKey []byte
+	APIBaseURL string
 }
 
 // CreateIntegration adds an integration to an environment (created when new). A second
-// integration with the same unique key in one environment is ErrConflict.
+// integration with the same unique key in one environment is ErrConflict. A GitHub App whose
+// key or API URL is unusable is refused before anything is written.
 func (db *DB) CreateIntegration(ctx context.Context, in NewIntegration) (Integration, error) {
+	app, err := newAppConfig(in)
+	if err != nil {
+		return Integration{}, err
+	}
 	envID, err := db.EnsureEnvironment(ctx, in.Environment)
 	if err != nil {
 		return Integration{}, err
@@ -56,6 +73,13 @@ func (db *DB) CreateIntegration(ctx context.Context, in NewIntegration) (Integra
 			return Integration{}, err
 		}
 		row.ClientSecret = &sealed
+	}
+	if app != nil {
+		sealed, err := db.keys.Seal(app.keyDER, appKeyAAD(envID, in.UniqueKey))
+		if err != nil {
+			return Integration{}, err
+		}
+		row.AppID, row.PrivateKey, row.APIBaseURL = &in.AppID, &sealed, &app.apiBaseURL
 	}
 	err = db.gorm.WithContext(ctx).Create(&row).Error
 	if errors.Is(err, gorm.ErrDuplicatedKey) {
@@ -105,12 +129,55 @@ func (r integrationRow) integration() Integration {
 		Provider:        r.Provider,
 		AuthMode:        r.AuthMode,
 		HasClientSecret: r.ClientSecret != nil,
+		HasPrivateKey:   r.PrivateKey != nil,
 		CreatedAt:       r.CreatedAt,
 	}
 	if r.ClientID != nil {
 		in.ClientID = *r.ClientID
 	}
+	if r.AppID != nil {
+		in.AppID = *r.AppID
+	}
+	if r.APIBaseURL != nil {
+		in.APIBaseURL = *r.APIBaseURL
+	}
 	return in
+}
+
+// appConfig is a GitHub App ready to be stored: its key re-encoded as PKCS#8 DER, so that only
+// the key is sealed, whatever else the PEM file held.
+type appConfig struct {
+	keyDER     []byte
+	apiBaseURL string
+}
+
+// newAppConfig checks the GitHub App of a new integration; it is nil when none is given.
+func newAppConfig(in NewIntegration) (*appConfig, error) {
+	if in.AppID == "" && len(in.PrivateKey) == 0 && in.APIBaseURL == "" {
+		return nil, nil
+	}
+	if in.AuthMode != "APP" {
+		return nil, fmt.Errorf("a GitHub App (app id, private key, API base URL) needs auth mode APP, not %s", in.AuthMode)
+	}
+	if in.AppID == "" || len(in.PrivateKey) == 0 {
+		return nil, errors.New("a GitHub App needs both an app id and a private key")
+	}
+	if strings.TrimSpace(in.AppID) != in.AppID {
+		return nil, fmt.Errorf("app id %q: surrounding spaces", in.AppID)
+	}
+	key, err := ParseAppPrivateKey(in.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("private key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("private key: %w", err)
+	}
+	base, err := NormalizeAPIBaseURL(in.APIBaseURL)
+	if err != nil {
+		return nil, err
+	}
+	return &appConfig{keyDER: der, apiBaseURL: base}, nil
 }
 
 // integrationAAD binds an integration's sealed secrets to the integration.

@@ -32,6 +32,9 @@ type integrationRow struct {
 	AuthMode      string
 	ClientID      *string
 	ClientSecret  *string // sealed
+	AppID         *string
+	PrivateKey    *string // sealed
+	APIBaseURL    *string `gorm:"column:api_base_url"`
 	CreatedAt     time.Time
 }
 

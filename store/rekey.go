@@ -17,7 +17,8 @@ type RekeyProgress struct {
 	Integrations RekeyCount
 }
 
-// RekeyCount counts the sealed values of one table.
+// RekeyCount counts the sealed values of one table (for integrations, client secrets and private
+// keys together).
 type RekeyCount struct {
 	// Total is the number of values not sealed with the primary key when the run started.
 	Total int64
@@ -55,7 +56,7 @@ type rekeyRow struct {
 }
 
 // Rekey re-seals with the key ring's primary key every connection's credentials and every
-// integration's client secret that another key of the ring sealed. It works in batches of
+// integration's client secret and GitHub App private key that another key of the ring sealed. It works in batches of
 // batchSize rows, each in a short transaction of its own, and calls progress after each batch.
 //
 // Only values not on the primary key are read, so a run that stopped (cancelled, crashed) is
@@ -74,6 +75,11 @@ func (db *DB) Rekey(ctx context.Context, batchSize int, progress func(RekeyProgr
 			count: &p.Integrations,
 		},
 		{
+			table: "integrations", column: "private_key", owner: "unique_key AS owner, '' AS connection_id",
+			aad:   func(r rekeyRow) []byte { return appKeyAAD(r.EnvironmentID, r.Owner) },
+			count: &p.Integrations,
+		},
+		{
 			table: "connections", column: "credentials", owner: "provider_config_key AS owner, connection_id",
 			aad:   func(r rekeyRow) []byte { return connectionAAD(r.EnvironmentID, r.Owner, r.ConnectionID) },
 			count: &p.Connections,
@@ -85,7 +91,7 @@ func (db *DB) Rekey(ctx context.Context, batchSize int, progress func(RekeyProgr
 		if err != nil {
 			return p, err
 		}
-		t.count.Total = n
+		t.count.Total += n
 		t.count.update()
 	}
 	for _, t := range targets {
@@ -111,11 +117,14 @@ func (db *DB) Rekey(ctx context.Context, batchSize int, progress func(RekeyProgr
 		}
 	}
 	for _, t := range targets {
+		t.count.Remaining = 0
+	}
+	for _, t := range targets {
 		n, err := db.countNotOnKey(ctx, t, prefix)
 		if err != nil {
 			return p, err
 		}
-		t.count.Remaining = n
+		t.count.Remaining += n
 	}
 	return p, nil
 }

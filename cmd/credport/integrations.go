@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -21,6 +22,7 @@ func (a *app) integrationsCommand() *cobra.Command {
 
 func (a *app) integrationsCreateCommand() *cobra.Command {
 	var in store.NewIntegration
+	var keyFile string
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create an integration; connections name it by its unique key (provider_config_key)",
@@ -39,6 +41,9 @@ func (a *app) integrationsCreateCommand() *cobra.Command {
 			}
 			if (in.ClientID == "") != (in.ClientSecret == "") {
 				return fmt.Errorf("--client-id and --client-secret go together")
+			}
+			if err := readAppKey(cmd, &in, keyFile); err != nil {
+				return err
 			}
 			db, err := a.openStore(cmd.Context(), a.logger())
 			if err != nil {
@@ -59,7 +64,44 @@ func (a *app) integrationsCreateCommand() *cobra.Command {
 	cmd.Flags().StringVar(&in.AuthMode, "auth-mode", "", "one of "+strings.Join(authModes, ", "))
 	cmd.Flags().StringVar(&in.ClientID, "client-id", "", "OAuth client id")
 	cmd.Flags().StringVar(&in.ClientSecret, "client-secret", "", "OAuth client secret (sealed at rest)")
+	cmd.Flags().StringVar(&in.AppID, "app-id", "", "APP: the GitHub App's id")
+	cmd.Flags().StringVar(&keyFile, "private-key-file", "",
+		"APP: PEM file of the GitHub App's RSA private key, PKCS#1 or PKCS#8 (sealed at rest)")
+	cmd.Flags().StringVar(&in.APIBaseURL, "api-base-url", store.DefaultGitHubAPIBaseURL,
+		"APP: the GitHub API; https://HOST/api/v3 for GitHub Enterprise Server")
 	return cmd
+}
+
+// readAppKey checks the GitHub App flags against the auth mode and reads the private key file.
+// The key itself is checked by the store, before anything is written.
+func readAppKey(cmd *cobra.Command, in *store.NewIntegration, keyFile string) error {
+	if in.AuthMode != "APP" {
+		for _, name := range []string{"app-id", "private-key-file", "api-base-url"} {
+			if cmd.Flags().Changed(name) {
+				return fmt.Errorf("--%s is for auth mode APP only", name)
+			}
+		}
+		in.APIBaseURL = ""
+		return nil
+	}
+	if err := requireFlag("app-id", in.AppID); err != nil {
+		return fmt.Errorf("%w with auth mode APP", err)
+	}
+	if err := requireFlag("private-key-file", keyFile); err != nil {
+		return fmt.Errorf("%w with auth mode APP", err)
+	}
+	data, err := os.ReadFile(keyFile)
+	if err != nil {
+		return fmt.Errorf("--private-key-file: %w", err)
+	}
+	if _, err := store.ParseAppPrivateKey(data); err != nil {
+		return fmt.Errorf("--private-key-file %s: %w", keyFile, err)
+	}
+	if _, err := store.NormalizeAPIBaseURL(in.APIBaseURL); err != nil {
+		return fmt.Errorf("--api-base-url: %w", err)
+	}
+	in.PrivateKey = data
+	return nil
 }
 
 func (a *app) integrationsListCommand() *cobra.Command {

@@ -86,7 +86,8 @@ func TestIntegrationsCreate(t *testing.T) {
 				args:    []string{"--env", "ENV", "--unique-key", "github", "--provider", "github", "--auth-mode", "OAUTH2", "extra"},
 				wantErr: "extra"},
 		}
-		for _, mode := range []string{"OAUTH1", "OAUTH2", "OAUTH2_CC", "API_KEY", "BASIC", "TBA", "APP", "NONE"} {
+		// APP needs a GitHub App: TestIntegrationsCreateGitHubApp.
+		for _, mode := range []string{"OAUTH1", "OAUTH2", "OAUTH2_CC", "API_KEY", "BASIC", "TBA", "NONE"} {
 			key := strings.ToLower(mode)
 			cases = append(cases, testCase{name: "auth mode " + mode,
 				args:     []string{"--env", "ENV", "--unique-key", key, "--provider", "p", "--auth-mode", mode},

@@ -14,11 +14,11 @@ func (a *app) rekeyCommand() *cobra.Command {
 		Use:   "rekey",
 		Short: "Re-seal every stored secret with the first key of CREDPORT_ENCRYPTION_KEY",
 		Long: "Re-seals with the first key of CREDPORT_ENCRYPTION_KEY every connection's credentials and\n" +
-			"every integration's client secret that another key of the list sealed, in batches, while the\n" +
-			"server keeps running. Give the servers the new list (new key first, old keys after) before,\n" +
-			"so that what they write meanwhile is sealed with the new key too. An interrupted run\n" +
-			"continues where it stopped when run again. Once it reports that every value is sealed with\n" +
-			"the new key, the old keys can leave the list.",
+			"every integration's client secret and GitHub App private key that another key of the list\n" +
+			"sealed, in batches, while the server keeps running. Give the servers the new list (new key\n" +
+			"first, old keys after) before, so that what they write meanwhile is sealed with the new key\n" +
+			"too. An interrupted run continues where it stopped when run again. Once it reports that every\n" +
+			"value is sealed with the new key, the old keys can leave the list.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if batchSize < 1 {
