@@ -58,7 +58,8 @@ func TestSecurityHeaders(t *testing.T) {
 	readOnly := v.apiKey("dev", "environment:connections:read")
 
 	limitedKey := v.apiKey("dev", server.FullAccess)
-	limited, err := server.New(server.Config{Store: v.db, RateLimit: 1})
+	frozen := &clock{now: time.Now()} // the limiter refills only when the test says so
+	limited, err := server.New(server.Config{Store: v.db, RateLimit: 1, Now: frozen.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,8 @@ func TestSecurityHeaders(t *testing.T) {
 func TestRateLimitPerKey(t *testing.T) {
 	v := newEnv(t, storetest.Backends()[0])
 	v.integration("dev", "github", "OAUTH2")
-	e, err := server.New(server.Config{Store: v.db, RateLimit: 2})
+	clk := &clock{now: time.Now()}
+	e, err := server.New(server.Config{Store: v.db, RateLimit: 2, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +209,7 @@ func TestRateLimitPerKey(t *testing.T) {
 			t.Fatalf("unauthenticated request %d: status %d, want 200", i, res.status)
 		}
 	}
-	time.Sleep(time.Duration(retryAfter) * time.Second)
+	clk.Add(time.Duration(retryAfter) * time.Second)
 	if res := v.do(request{body: importBody("limit-again", "tok"), auth: strPtr("Bearer " + first)}); res.status != http.StatusOK {
 		t.Fatalf("first key after Retry-After: status %d, want 200: %s", res.status, res.body)
 	}

@@ -150,7 +150,7 @@ func New(cfg Config) (*echo.Echo, error) {
 		v.middleware,
 	)
 	if cfg.RateLimit > 0 {
-		e.Use(rateLimit(cfg.RateLimit))
+		e.Use(rateLimit(cfg.RateLimit, cfg.Now))
 	}
 	gen.RegisterHandlers(e, gen.NewStrictHandler(srv, nil))
 	return e, nil
