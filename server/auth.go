@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -25,28 +24,14 @@ func principal(ctx context.Context) (store.APIKey, bool) {
 	return key, ok
 }
 
-// authenticator resolves bearer secrets to API keys, remembering answers for a short time so that
-// a busy client does not cost a database round trip per request. A revoked key stops working once
-// its entry expires.
+// authenticator resolves bearer secrets to API keys through a short-lived cache: a revoked key
+// stops working once its entry expires.
 type authenticator struct {
-	store Store
-	ttl   time.Duration
-	now   func() time.Time
-
-	mu    sync.Mutex
-	cache map[string]cachedKey
+	keys *ttlCache[string, store.APIKey]
 }
-
-type cachedKey struct {
-	key     store.APIKey
-	expires time.Time
-}
-
-// maxCachedKeys bounds the cache; past it the cache starts over.
-const maxCachedKeys = 10000
 
 func newAuthenticator(s Store, ttl time.Duration, now func() time.Time) *authenticator {
-	return &authenticator{store: s, ttl: ttl, now: now, cache: map[string]cachedKey{}}
+	return &authenticator{keys: newTTLCache(ttl, now, s.FindAPIKeyBySecretHash)}
 }
 
 // authenticate is the kin-openapi AuthenticationFunc: it checks the bearer secret and the scopes
@@ -92,14 +77,7 @@ func anyGranted(held, required []string) bool {
 
 func (a *authenticator) lookup(ctx context.Context, secret string) (store.APIKey, error) {
 	hash := store.HashSecret(secret)
-	now := a.now()
-	a.mu.Lock()
-	entry, ok := a.cache[hash]
-	a.mu.Unlock()
-	if ok && now.Before(entry.expires) {
-		return entry.key, nil
-	}
-	key, err := a.store.FindAPIKeyBySecretHash(ctx, hash)
+	key, err := a.keys.get(ctx, hash)
 	if err != nil {
 		return store.APIKey{}, err
 	}
@@ -108,11 +86,5 @@ func (a *authenticator) lookup(ctx context.Context, secret string) (store.APIKey
 	if subtle.ConstantTimeCompare([]byte(key.SecretHash), []byte(hash)) != 1 {
 		return store.APIKey{}, store.ErrNotFound
 	}
-	a.mu.Lock()
-	if len(a.cache) >= maxCachedKeys {
-		clear(a.cache)
-	}
-	a.cache[hash] = cachedKey{key: key, expires: now.Add(a.ttl)}
-	a.mu.Unlock()
 	return key, nil
 }

@@ -21,7 +21,7 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 		return nil, errors.New("import connection: no authenticated key")
 	}
 	body := req.Body
-	integration, err := s.store.FindIntegration(ctx, key.EnvironmentID, body.ProviderConfigKey)
+	integration, err := s.integrations.get(ctx, integrationKey{key.EnvironmentID, body.ProviderConfigKey})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, newError(http.StatusNotFound, "not_found", "Integration does not exist")
 	}

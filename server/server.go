@@ -33,8 +33,8 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxBodyBytes bounds request bodies; larger ones get 413. Default 1 MiB.
 	MaxBodyBytes int64
-	// KeyCacheTTL is how long a resolved API key is trusted before it is looked up again, and so
-	// how long a revoked key may still work. Default 2 s.
+	// KeyCacheTTL is how long a resolved API key or integration is trusted before it is looked up
+	// again, and so how long a revoked key may still work. Default 2 s.
 	KeyCacheTTL time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -69,6 +69,8 @@ type Server struct {
 	metricsElsewhere bool
 	// specYAML is the contract as served by GET /openapi.yaml.
 	specYAML []byte
+	// integrations caches integrations by environment and unique key for KeyCacheTTL.
+	integrations *ttlCache[integrationKey, store.Integration]
 	// appKeys opens GitHub App private keys; nil when the store holds none.
 	appKeys        AppKeyStore
 	github         *githubApp
@@ -128,6 +130,9 @@ func New(cfg Config) (*echo.Echo, error) {
 		requestTimeout: cfg.RequestTimeout,
 	}
 	srv.appKeys, _ = cfg.Store.(AppKeyStore)
+	srv.integrations = newTTLCache(cfg.KeyCacheTTL, cfg.Now, func(ctx context.Context, k integrationKey) (store.Integration, error) {
+		return cfg.Store.FindIntegration(ctx, k.envID, k.uniqueKey)
+	})
 
 	e := echo.New()
 	e.HideBanner = true
@@ -154,6 +159,12 @@ func New(cfg Config) (*echo.Echo, error) {
 	}
 	gen.RegisterHandlers(e, gen.NewStrictHandler(srv, nil))
 	return e, nil
+}
+
+// integrationKey names an integration within its environment.
+type integrationKey struct {
+	envID     int64
+	uniqueKey string
 }
 
 // requestTimeout gives every request a deadline that its database calls honour.
