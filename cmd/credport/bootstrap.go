@@ -6,6 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/credport/credport/store"
+
 	"github.com/credport/credport/server"
 )
 
@@ -21,21 +23,18 @@ func (a *app) bootstrapCommand() *cobra.Command {
 			if err := requireFlag("env", env); err != nil {
 				return err
 			}
-			db, err := a.openStore(cmd.Context(), a.logger())
-			if err != nil {
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				n, err := db.CountAPIKeys(cmd.Context())
+				if err != nil || n > 0 {
+					return err
+				}
+				_, secret, err := db.CreateAPIKey(cmd.Context(), env, "bootstrap", []string{server.FullAccess})
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(a.stdout, bootstrapText, env, secret, env, clientBaseURL(listen))
 				return err
-			}
-			defer db.Close()
-			n, err := db.CountAPIKeys(cmd.Context())
-			if err != nil || n > 0 {
-				return err
-			}
-			_, secret, err := db.CreateAPIKey(cmd.Context(), env, "bootstrap", []string{server.FullAccess})
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(a.stdout, bootstrapText, env, secret, env, clientBaseURL(listen))
-			return err
+			})
 		},
 	}
 	cmd.Flags().StringVar(&env, "env", "dev", "environment to create")

@@ -45,17 +45,14 @@ func (a *app) integrationsCreateCommand() *cobra.Command {
 			if err := readAppKey(cmd, &in, keyFile); err != nil {
 				return err
 			}
-			db, err := a.openStore(cmd.Context(), a.logger())
-			if err != nil {
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				created, err := db.CreateIntegration(cmd.Context(), in)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(a.stdout, "%s\t%s\t%s\n", created.UniqueKey, created.Provider, created.AuthMode)
 				return err
-			}
-			defer db.Close()
-			created, err := db.CreateIntegration(cmd.Context(), in)
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(a.stdout, "%s\t%s\t%s\n", created.UniqueKey, created.Provider, created.AuthMode)
-			return err
+			})
 		},
 	}
 	cmd.Flags().StringVar(&in.Environment, "env", "", "environment (created when new)")
@@ -114,21 +111,18 @@ func (a *app) integrationsListCommand() *cobra.Command {
 			if err := requireFlag("env", env); err != nil {
 				return err
 			}
-			db, err := a.openStore(cmd.Context(), a.logger())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			list, err := db.ListIntegrations(cmd.Context(), env)
-			if err != nil {
-				return err
-			}
-			for _, in := range list {
-				if _, err := fmt.Fprintf(a.stdout, "%s\t%s\t%s\t%s\n", in.UniqueKey, in.Provider, in.AuthMode, in.ClientID); err != nil {
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				list, err := db.ListIntegrations(cmd.Context(), env)
+				if err != nil {
 					return err
 				}
-			}
-			return nil
+				for _, in := range list {
+					if _, err := fmt.Fprintf(a.stdout, "%s\t%s\t%s\t%s\n", in.UniqueKey, in.Provider, in.AuthMode, in.ClientID); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&env, "env", "", "environment")

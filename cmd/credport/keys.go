@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/credport/credport/server"
+	"github.com/credport/credport/store"
 )
 
 func (a *app) keysCommand() *cobra.Command {
@@ -36,17 +37,14 @@ func (a *app) keysCreateCommand() *cobra.Command {
 					return fmt.Errorf("unknown scope %q; known scopes: %s", s, strings.Join(server.Scopes, ", "))
 				}
 			}
-			db, err := a.openStore(cmd.Context(), a.logger())
-			if err != nil {
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				_, secret, err := db.CreateAPIKey(cmd.Context(), env, name, scopes)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintln(a.stdout, secret)
 				return err
-			}
-			defer db.Close()
-			_, secret, err := db.CreateAPIKey(cmd.Context(), env, name, scopes)
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(a.stdout, secret)
-			return err
+			})
 		},
 	}
 	cmd.Flags().StringVar(&env, "env", "", "environment (created when new)")
@@ -65,26 +63,23 @@ func (a *app) keysListCommand() *cobra.Command {
 			if err := requireFlag("env", env); err != nil {
 				return err
 			}
-			db, err := a.openStore(cmd.Context(), a.logger())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			keys, err := db.ListAPIKeys(cmd.Context(), env)
-			if err != nil {
-				return err
-			}
-			for _, k := range keys {
-				state := "active"
-				if k.RevokedAt != nil {
-					state = "revoked " + k.RevokedAt.UTC().Format(time.RFC3339)
-				}
-				if _, err := fmt.Fprintf(a.stdout, "%d\t%s\t%s\t%s\t%s\n", k.ID, k.Name,
-					strings.Join(k.Scopes, ","), k.CreatedAt.UTC().Format(time.RFC3339), state); err != nil {
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				keys, err := db.ListAPIKeys(cmd.Context(), env)
+				if err != nil {
 					return err
 				}
-			}
-			return nil
+				for _, k := range keys {
+					state := "active"
+					if k.RevokedAt != nil {
+						state = "revoked " + k.RevokedAt.UTC().Format(time.RFC3339)
+					}
+					if _, err := fmt.Fprintf(a.stdout, "%d\t%s\t%s\t%s\t%s\n", k.ID, k.Name,
+						strings.Join(k.Scopes, ","), k.CreatedAt.UTC().Format(time.RFC3339), state); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&env, "env", "", "environment")
@@ -105,12 +100,9 @@ func (a *app) keysRevokeCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("key id %q is not a number", args[0])
 			}
-			db, err := a.openStore(cmd.Context(), a.logger())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			return db.RevokeAPIKey(cmd.Context(), env, id)
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				return db.RevokeAPIKey(cmd.Context(), env, id)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&env, "env", "", "environment")
