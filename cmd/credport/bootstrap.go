@@ -6,9 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/credport/credport/store"
-
 	"github.com/credport/credport/server"
+	"github.com/credport/credport/store"
 )
 
 func (a *app) bootstrapCommand() *cobra.Command {
