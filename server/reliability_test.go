@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -43,8 +42,8 @@ func outages() []outage {
 		}},
 		{name: "network stalled", open: func(t *testing.T) (string, string, func(), func()) {
 			direct := pg.NewURL(t)
-			p, proxied := newStallProxy(t, direct)
-			return proxied, direct, p.Stall, p.Resume
+			p, proxied := storetest.NewProxy(t, direct)
+			return proxied, direct, p.Stall, p.Restore
 		}},
 	}
 }
@@ -301,116 +300,4 @@ func mustHost(t *testing.T, dbURL string) string {
 		t.Fatal(err)
 	}
 	return u.Host
-}
-
-// stallProxy is a TCP proxy that plays a network partition: once stalled it keeps every
-// connection open and accepts new ones, but forwards nothing, so that the database neither
-// answers nor refuses. Resume resets the connections held during the stall and forwards again.
-type stallProxy struct {
-	ln     net.Listener
-	target string
-
-	mu      sync.Mutex
-	stalled bool
-	conns   map[net.Conn]struct{}
-}
-
-func newStallProxy(t *testing.T, dbURL string) (*stallProxy, string) {
-	t.Helper()
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &stallProxy{ln: ln, target: u.Host, conns: map[net.Conn]struct{}{}}
-	go p.accept()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.closeAll()
-	})
-	u.Host = ln.Addr().String()
-	return p, u.String()
-}
-
-func (p *stallProxy) accept() {
-	for {
-		client, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		p.conns[client] = struct{}{}
-		stalled := p.stalled
-		p.mu.Unlock()
-		if stalled {
-			continue // held open, never answered; Resume resets it
-		}
-		server, err := net.Dial("tcp", p.target)
-		if err != nil {
-			_ = client.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[server] = struct{}{}
-		p.mu.Unlock()
-		go p.pipe(client, server)
-		go p.pipe(server, client)
-	}
-}
-
-// pipe copies src to dst, dropping what arrives while the proxy is stalled.
-func (p *stallProxy) pipe(dst, src net.Conn) {
-	defer func() {
-		_ = dst.Close()
-		_ = src.Close()
-	}()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 && !p.isStalled() {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *stallProxy) isStalled() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stalled
-}
-
-// Stall stops forwarding without closing anything.
-func (p *stallProxy) Stall() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.stalled = true
-}
-
-// Resume resets every connection that lived through the stall and forwards new ones again.
-func (p *stallProxy) Resume() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closeAllLocked()
-	p.stalled = false
-}
-
-func (p *stallProxy) closeAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closeAllLocked()
-}
-
-func (p *stallProxy) closeAllLocked() {
-	for c := range p.conns {
-		_ = c.Close()
-	}
-	clear(p.conns)
 }

@@ -1,22 +1,22 @@
 package storetest
 
 import (
-	"io"
 	"net"
 	"net/url"
 	"sync"
 	"testing"
 )
 
-// Proxy is a TCP proxy in front of a database server that a test can cut and restore, to play a
-// database that goes away and comes back.
+// Proxy is a TCP proxy in front of a database server that a test can take down and bring back,
+// to play a database that goes away: Cut refuses connections, Stall plays a network partition.
 type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]struct{}
+	mu      sync.Mutex
+	down    bool // refuse: close what is open, close what arrives
+	stalled bool // partition: keep everything open, forward nothing
+	conns   map[net.Conn]struct{}
 }
 
 // NewProxy proxies to the host of dbURL and returns the proxy and dbURL rewritten to go through it.
@@ -47,10 +47,15 @@ func (p *Proxy) accept() {
 			return
 		}
 		p.mu.Lock()
-		down := p.down
+		down, stalled := p.down, p.stalled
+		if stalled {
+			p.conns[client] = struct{}{} // held open, never answered
+		}
 		p.mu.Unlock()
 		if down {
 			_ = client.Close()
+		}
+		if down || stalled {
 			continue
 		}
 		server, err := net.Dial("tcp", p.target)
@@ -58,24 +63,38 @@ func (p *Proxy) accept() {
 			_ = client.Close()
 			continue
 		}
-		p.track(client, server)
+		p.mu.Lock()
+		p.conns[client], p.conns[server] = struct{}{}, struct{}{}
+		p.mu.Unlock()
 		go p.pipe(client, server)
 		go p.pipe(server, client)
 	}
 }
 
-func (p *Proxy) track(conns ...net.Conn) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range conns {
-		p.conns[c] = struct{}{}
+// pipe copies src to dst, dropping what arrives while the proxy is stalled.
+func (p *Proxy) pipe(dst, src net.Conn) {
+	defer func() {
+		_ = dst.Close()
+		_ = src.Close()
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.isStalled() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 
-func (p *Proxy) pipe(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
-	_ = dst.Close()
-	_ = src.Close()
+func (p *Proxy) isStalled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stalled
 }
 
 // Cut drops every open connection and refuses new ones until Restore.
@@ -83,15 +102,29 @@ func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.down = true
+	p.closeAllLocked()
+}
+
+// Stall stops forwarding without closing anything, until Restore.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stalled = true
+}
+
+// Restore resets every connection that lived through a stall and forwards again.
+func (p *Proxy) Restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled {
+		p.closeAllLocked()
+	}
+	p.down, p.stalled = false, false
+}
+
+func (p *Proxy) closeAllLocked() {
 	for c := range p.conns {
 		_ = c.Close()
 	}
 	clear(p.conns)
-}
-
-// Restore accepts connections again.
-func (p *Proxy) Restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = false
 }
