@@ -47,15 +47,17 @@ func newValidator(spec *openapi3.T, auth openapi3filter.AuthenticationFunc) (*va
 	if err != nil {
 		return nil, fmt.Errorf("build request router: %w", err)
 	}
-	return &validator{
-		router: router,
-		auth:   auth,
-		schemaOpts: []openapi3.SchemaValidationOption{
-			openapi3.MultiErrors(),
-			openapi3.VisitAsRequest(),
-			openapi3.WithStringFormatValidator("email", openapi3.NewCallbackValidator(validateEmail)),
-		},
-	}, nil
+	return &validator{router: router, auth: auth, schemaOpts: schemaOptions()}, nil
+}
+
+// schemaOptions are the options of every body validation: all errors, request direction, and
+// email addresses as net/mail reads them.
+func schemaOptions() []openapi3.SchemaValidationOption {
+	return []openapi3.SchemaValidationOption{
+		openapi3.MultiErrors(),
+		openapi3.VisitAsRequest(),
+		openapi3.WithStringFormatValidator("email", openapi3.NewCallbackValidator(validateEmail)),
+	}
 }
 
 func validateEmail(s string) error {
@@ -172,28 +174,46 @@ func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody) 
 		return newError(http.StatusBadRequest, "invalid_body", "Request body could not be read")
 	}
 	req.Body = io.NopCloser(bytes.NewReader(data))
+	var schema *openapi3.Schema
+	if content.Schema != nil {
+		schema = content.Schema.Value
+	}
+	value, apiErr := v.checkBody(schema, body.Required, data)
+	if value != nil && schema != nil {
+		notes(req.Context()).credentialType = discriminatorValue(schema, value)
+	}
+	if apiErr != nil {
+		return apiErr
+	}
+	if value != nil && schema != nil {
+		req.Body = validatedBody{Reader: bytes.NewReader(data), value: value}
+	}
+	return nil
+}
+
+// checkBody parses a JSON body and validates it against schema (nil: any JSON). It returns the
+// parsed value, when the body is JSON, and the API error for a body that breaks a rule.
+func (v *validator) checkBody(schema *openapi3.Schema, required bool, data []byte) (any, *Error) {
 	if len(bytes.TrimSpace(data)) == 0 {
-		if body.Required {
-			return invalidBody("Request body is required")
+		if required {
+			return nil, invalidBody("Request body is required")
 		}
-		return nil
+		return nil, nil
 	}
 	value, err := decodeJSON(data)
 	if err != nil {
-		return newError(http.StatusBadRequest, "invalid_json", "Request body is not valid JSON: "+err.Error())
+		return nil, newError(http.StatusBadRequest, "invalid_json", "Request body is not valid JSON: "+err.Error())
 	}
-	notes(req.Context()).credentialType = discriminatorValue(content.Schema.Value, value)
 	if details := unstorableValues(value, nil); len(details) > 0 {
-		return invalidBody("Invalid request body", details...)
+		return value, invalidBody("Invalid request body", details...)
 	}
-	if content.Schema == nil || content.Schema.Value == nil {
-		return nil
+	if schema == nil {
+		return value, nil
 	}
-	if details := v.validateValue(content.Schema.Value, value, nil); len(details) > 0 {
-		return invalidBody("Invalid request body", details...)
+	if details := v.validateValue(schema, value, nil); len(details) > 0 {
+		return value, invalidBody("Invalid request body", details...)
 	}
-	req.Body = validatedBody{Reader: bytes.NewReader(data), value: value}
-	return nil
+	return value, nil
 }
 
 // validatedBody hands the parsed value to the generated handler, which binds it instead of

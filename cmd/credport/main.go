@@ -16,7 +16,7 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "credport:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 

@@ -46,6 +46,7 @@ func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra
 		a.integrationsCommand(),
 		a.bootstrapCommand(),
 		a.rekeyCommand(),
+		a.importCommand(),
 	)
 	return root
 }

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/credport/credport/gen"
+)
+
+// sender posts bodies through the client generated from openapi.yaml, retrying what may
+// succeed later: network errors, 429 (after its Retry-After) and 5xx.
+type sender struct {
+	client     *gen.Client
+	maxRetries int
+	backoff    time.Duration // first retry's ceiling
+	maxBackoff time.Duration
+}
+
+func newSender(url, key string, concurrency, maxRetries int) (*sender, error) {
+	transport := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        concurrency,
+		MaxIdleConnsPerHost: concurrency,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+		ForceAttemptHTTP2:   true,
+	}
+	client, err := gen.NewClient(url,
+		gen.WithHTTPClient(&http.Client{Transport: transport, Timeout: 60 * time.Second}),
+		gen.WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
+			req.Header.Set("Authorization", "Bearer "+key)
+			return nil
+		}))
+	if err != nil {
+		return nil, err
+	}
+	return &sender{client: client, maxRetries: maxRetries, backoff: 200 * time.Millisecond, maxBackoff: 10 * time.Second}, nil
+}
+
+// outcome is what became of one record.
+type sendOutcome struct {
+	status int // the last HTTP status; 0 when no answer came
+	conn   *gen.ConnectionFull
+	// errBody is the server's error object, or one describing a network failure.
+	errBody json.RawMessage
+	// interrupted: the run was stopped before the record got a final answer.
+	interrupted bool
+}
+
+// send posts body until it gets a final answer, the retries run out or ctx ends. A request
+// already under way when ctx ends is finished, not abandoned.
+func (s *sender) send(ctx context.Context, body []byte) sendOutcome {
+	reqCtx := context.WithoutCancel(ctx)
+	for attempt := 0; ; attempt++ {
+		out, retryAfter := s.attempt(reqCtx, body)
+		retryable := out.status == 0 || out.status == http.StatusTooManyRequests || out.status >= 500
+		if out.status == http.StatusOK || !retryable || attempt >= s.maxRetries {
+			return out
+		}
+		wait := s.jitter(attempt)
+		if retryAfter > wait {
+			wait = retryAfter
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			out.interrupted = true
+			return out
+		case <-t.C:
+		}
+	}
+}
+
+// jitter is "full jitter": uniform in [0, min(maxBackoff, backoff·2^attempt)).
+func (s *sender) jitter(attempt int) time.Duration {
+	ceiling := s.maxBackoff
+	if attempt < 30 {
+		ceiling = min(s.maxBackoff, s.backoff<<attempt)
+	}
+	return rand.N(ceiling) + 1
+}
+
+func (s *sender) attempt(ctx context.Context, body []byte) (sendOutcome, time.Duration) {
+	resp, err := s.client.ImportConnectionWithBody(ctx, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return sendOutcome{errBody: errorObject("network_error", err.Error())}, 0
+	}
+	data, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		return sendOutcome{errBody: errorObject("network_error", "reading the response: "+err.Error())}, 0
+	}
+	out := sendOutcome{status: resp.StatusCode}
+	if resp.StatusCode == http.StatusOK {
+		var conn gen.ConnectionFull
+		if json.Unmarshal(data, &conn) == nil {
+			out.conn = &conn
+		}
+		return out, 0
+	}
+	var envelope struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(data, &envelope) == nil && len(envelope.Error) > 0 && envelope.Error[0] == '{' {
+		out.errBody = envelope.Error
+	} else {
+		msg := string(data)
+		if len(msg) > 200 {
+			msg = msg[:200]
+		}
+		out.errBody = errorObject("http_"+strconv.Itoa(resp.StatusCode), msg)
+	}
+	return out, retryAfter(resp.Header.Get("Retry-After"))
+}
+
+// retryAfter reads a Retry-After header: delay seconds or an HTTP date.
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(0, time.Until(t))
+	}
+	return 0
+}
+
+func errorObject(code, message string) json.RawMessage {
+	data, err := json.Marshal(map[string]string{"code": code, "message": message})
+	if err != nil {
+		panic(fmt.Sprintf("marshal error object: %v", err))
+	}
+	return data
+}
