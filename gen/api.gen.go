@@ -462,6 +462,29 @@ type ConnectionFull struct {
 // ConnectionId The connection's id; a new UUID when left out.
 type ConnectionId = string
 
+// ConnectionRead A connection as GET /connections/{connectionId} returns it: ConnectionFull with webhook_url_override, and with the fields the reference may answer null declared nullable.
+type ConnectionRead struct {
+	ConnectionConfig json.RawMessage `json:"connection_config"`
+	ConnectionId     string          `json:"connection_id"`
+	CreatedAt        time.Time       `json:"created_at"`
+
+	// Credentials The stored credentials; {} for a key without read_credentials.
+	Credentials AllAuthCredentials `json:"credentials"`
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	EndUser           *ConnectionEndUser `json:"end_user,omitempty"`
+	Errors            []ConnectionError  `json:"errors"`
+	Id                int64              `json:"id"`
+	LastFetchedAt     *time.Time         `json:"last_fetched_at"`
+	Metadata          json.RawMessage    `json:"metadata"`
+	Provider          string             `json:"provider"`
+	ProviderConfigKey string             `json:"provider_config_key"`
+
+	// Tags Connection tags (key/value strings). Keys are normalized to lowercase and must stay distinct after it.
+	Tags               Tags      `json:"tags"`
+	UpdatedAt          time.Time `json:"updated_at"`
+	WebhookUrlOverride *string   `json:"webhook_url_override"`
+}
+
 // CustomCredentials defines model for CustomCredentials.
 type CustomCredentials struct {
 	Raw  map[string]interface{} `json:"raw"`
@@ -668,6 +691,9 @@ type StdError struct {
 	} `json:"error"`
 }
 
+// StringBool A boolean as the reference reads query flags: true, 1, yes, on, y, enabled or false, 0, no, off, n, disabled, in any case.
+type StringBool = string
+
 // TagKey defines model for TagKey.
 type TagKey = string
 
@@ -720,6 +746,12 @@ type UnauthCredentialsWithType struct {
 // UnauthCredentialsWithTypeType defines model for UnauthCredentialsWithType.Type.
 type UnauthCredentialsWithTypeType string
 
+// ConnectionIdPath The connection's id; a new UUID when left out.
+type ConnectionIdPath = ConnectionId
+
+// ProviderConfigKeyQuery The integration's unique key.
+type ProviderConfigKeyQuery = ProviderConfigKey
+
 // BadRequest defines model for BadRequest.
 type BadRequest = StdError
 
@@ -749,6 +781,20 @@ type Unauthorized = StdError
 
 // UnsupportedMediaType defines model for UnsupportedMediaType.
 type UnsupportedMediaType = StdError
+
+// GetConnectionParams defines parameters for GetConnection.
+type GetConnectionParams struct {
+	ProviderConfigKey ProviderConfigKeyQuery `form:"provider_config_key" json:"provider_config_key"`
+
+	// RefreshToken Keep refresh tokens in the answer. Needs read_credentials when true.
+	RefreshToken *StringBool `form:"refresh_token,omitempty" json:"refresh_token,omitempty"`
+
+	// ForceRefresh Refresh the token now. Token refresh is not configured on credport yet, so on OAUTH2 and OAUTH2_CC connections it answers 400 invalid_credentials; on other types it changes nothing. Needs read_credentials when true.
+	ForceRefresh *StringBool `form:"force_refresh,omitempty" json:"force_refresh,omitempty"`
+
+	// RefreshGithubAppJwtToken Accepted for compatibility; needs read_credentials when true.
+	RefreshGithubAppJwtToken *StringBool `form:"refresh_github_app_jwt_token,omitempty" json:"refresh_github_app_jwt_token,omitempty"`
+}
 
 // ImportConnectionJSONRequestBody defines body for ImportConnection for application/json ContentType.
 type ImportConnectionJSONRequestBody = ImportConnectionRequest
@@ -1666,6 +1712,13 @@ type ClientInterface interface {
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
 	ImportConnection(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetConnection Get a connection, with its credentials for keys that may read them
+	//
+	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
+	//
+	// Corresponds with GET /connections/{connectionId} (the `GetConnection` operationId).
+	GetConnection(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// Health Liveness
 	//
 	// Answers while the process runs; touches no database.
@@ -1721,6 +1774,23 @@ func (c *Client) ImportConnectionWithBody(ctx context.Context, contentType strin
 // Corresponds with POST /connections (the `ImportConnection` operationId).
 func (c *Client) ImportConnection(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewImportConnectionRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetConnection Get a connection, with its credentials for keys that may read them
+//
+// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
+//
+// Corresponds with GET /connections/{connectionId} (the `GetConnection` operationId).
+func (c *Client) GetConnection(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetConnectionRequest(c.Server, connectionId, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1833,6 +1903,99 @@ func NewImportConnectionRequestWithBody(server string, contentType string, body 
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetConnectionRequest constructs an http.Request for the GetConnection method
+func NewGetConnectionRequest(server string, connectionId ConnectionIdPath, params *GetConnectionParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "connectionId", connectionId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/connections/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "provider_config_key", params.ProviderConfigKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if params.RefreshToken != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "refresh_token", *params.RefreshToken, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.ForceRefresh != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "force_refresh", *params.ForceRefresh, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.RefreshGithubAppJwtToken != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "refresh_github_app_jwt_token", *params.RefreshGithubAppJwtToken, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -2007,6 +2170,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
 	ImportConnectionWithResponse(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error)
 
+	// GetConnectionWithResponse Get a connection, with its credentials for keys that may read them
+	//
+	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /connections/{connectionId} (the `GetConnection` operationId).
+	GetConnectionWithResponse(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*GetConnectionResponse, error)
+
 	// HealthWithResponse Liveness
 	//
 	// Answers while the process runs; touches no database.
@@ -2161,6 +2333,117 @@ func (r ImportConnectionResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ImportConnectionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetConnectionResponse200Headers the declared response headers of an HTTP 200 response for GetConnection
+type GetConnectionResponse200Headers struct {
+	CacheControl string
+}
+
+// GetConnectionResponse429Headers the declared response headers of an HTTP 429 response for GetConnection
+type GetConnectionResponse429Headers struct {
+	RetryAfter int
+}
+
+type GetConnectionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ConnectionRead
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetConnectionResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetConnectionResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetConnectionResponse) GetJSON200() *ConnectionRead {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetConnectionResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetConnectionResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetConnectionResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetConnectionResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r GetConnectionResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetConnectionResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetConnectionResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetConnectionResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetConnectionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetConnectionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetConnectionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetConnectionResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -2368,6 +2651,21 @@ func (c *ClientWithResponses) ImportConnectionWithResponse(ctx context.Context, 
 	return ParseImportConnectionResponse(rsp)
 }
 
+// GetConnectionWithResponse Get a connection, with its credentials for keys that may read them
+//
+// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /connections/{connectionId} (the `GetConnection` operationId).
+func (c *ClientWithResponses) GetConnectionWithResponse(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*GetConnectionResponse, error) {
+	rsp, err := c.GetConnection(ctx, connectionId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetConnectionResponse(rsp)
+}
+
 // HealthWithResponse Liveness
 //
 // Answers while the process runs; touches no database.
@@ -2545,6 +2843,111 @@ func ParseImportConnectionResponse(rsp *http.Response) (*ImportConnectionRespons
 	return response, nil
 }
 
+// ParseGetConnectionResponse parses an HTTP response from a GetConnectionWithResponse call
+func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetConnectionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ConnectionRead
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetConnectionResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetConnectionResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseHealthResponse parses an HTTP response from a HealthWithResponse call
 func ParseHealthResponse(rsp *http.Response) (*HealthResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -2661,6 +3064,9 @@ type ServerInterface interface {
 	// ImportConnection Import (upsert) a connection
 	// (POST /connections)
 	ImportConnection(ctx echo.Context) error
+	// GetConnection Get a connection, with its credentials for keys that may read them
+	// (GET /connections/{connectionId})
+	GetConnection(ctx echo.Context, connectionId ConnectionIdPath, params GetConnectionParams) error
 	// Health Liveness
 	// (GET /health)
 	Health(ctx echo.Context) error
@@ -2686,6 +3092,52 @@ func (w *ServerInterfaceWrapper) ImportConnection(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.ImportConnection(ctx)
+	return err
+}
+
+// GetConnection converts echo context to params.
+func (w *ServerInterfaceWrapper) GetConnection(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "connectionId" -------------
+	var connectionId ConnectionIdPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "connectionId", ctx.Param("connectionId"), &connectionId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter connectionId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetConnectionParams
+	// ------------- Required query parameter "provider_config_key" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "provider_config_key", ctx.QueryParams(), &params.ProviderConfigKey, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter provider_config_key: %s", err))
+	}
+
+	// ------------- Optional query parameter "refresh_token" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "refresh_token", ctx.QueryParams(), &params.RefreshToken, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter refresh_token: %s", err))
+	}
+
+	// ------------- Optional query parameter "force_refresh" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "force_refresh", ctx.QueryParams(), &params.ForceRefresh, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter force_refresh: %s", err))
+	}
+
+	// ------------- Optional query parameter "refresh_github_app_jwt_token" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "refresh_github_app_jwt_token", ctx.QueryParams(), &params.RefreshGithubAppJwtToken, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter refresh_github_app_jwt_token: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetConnection(ctx, connectionId, params)
 	return err
 }
 
@@ -2773,6 +3225,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	}
 
 	router.POST(options.BaseURL+"/connections", wrapper.ImportConnection, options.OperationMiddlewares["importConnection"]...)
+	router.GET(options.BaseURL+"/connections/:connectionId", wrapper.GetConnection, options.OperationMiddlewares["getConnection"]...)
 	router.GET(options.BaseURL+"/health", wrapper.Health, options.OperationMiddlewares["health"]...)
 	router.GET(options.BaseURL+"/ready", wrapper.Ready, options.OperationMiddlewares["ready"]...)
 	router.GET(options.BaseURL+"/metrics", wrapper.Metrics, options.OperationMiddlewares["metrics"]...)
@@ -2982,6 +3435,152 @@ func (response ImportConnection503JSONResponse) VisitImportConnectionResponse(w 
 	return err
 }
 
+type GetConnectionRequestObject struct {
+	ConnectionId ConnectionIdPath `json:"connectionId"`
+	Params       GetConnectionParams
+}
+
+type GetConnectionResponseObject interface {
+	VisitGetConnectionResponse(w http.ResponseWriter) error
+}
+
+type GetConnection200ResponseHeaders struct {
+	CacheControl string
+}
+
+type GetConnection200JSONResponse struct {
+	Body    ConnectionRead
+	Headers GetConnection200ResponseHeaders
+}
+
+func (response GetConnection200JSONResponse) VisitGetConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", fmt.Sprint(response.Headers.CacheControl))
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnection400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response GetConnection400JSONResponse) VisitGetConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnection401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response GetConnection401JSONResponse) VisitGetConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnection403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response GetConnection403JSONResponse) VisitGetConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnection404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetConnection404JSONResponse) VisitGetConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnection415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response GetConnection415JSONResponse) VisitGetConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnection429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response GetConnection429JSONResponse) VisitGetConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnection500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response GetConnection500JSONResponse) VisitGetConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnection503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response GetConnection503JSONResponse) VisitGetConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type HealthRequestObject struct {
 }
 
@@ -3102,6 +3701,9 @@ type StrictServerInterface interface {
 	// ImportConnection Import (upsert) a connection
 	// (POST /connections)
 	ImportConnection(ctx context.Context, request ImportConnectionRequestObject) (ImportConnectionResponseObject, error)
+	// GetConnection Get a connection, with its credentials for keys that may read them
+	// (GET /connections/{connectionId})
+	GetConnection(ctx context.Context, request GetConnectionRequestObject) (GetConnectionResponseObject, error)
 	// Health Liveness
 	// (GET /health)
 	Health(ctx context.Context, request HealthRequestObject) (HealthResponseObject, error)
@@ -3168,6 +3770,32 @@ func (sh *strictHandler) ImportConnection(ctx echo.Context) error {
 		return err
 	} else if validResponse, ok := response.(ImportConnectionResponseObject); ok {
 		return validResponse.VisitImportConnectionResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetConnection operation middleware
+func (sh *strictHandler) GetConnection(ctx echo.Context, connectionId ConnectionIdPath, params GetConnectionParams) error {
+	var request GetConnectionRequestObject
+
+	request.ConnectionId = connectionId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetConnection(ctx.Request().Context(), request.(GetConnectionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetConnection")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetConnectionResponseObject); ok {
+		return validResponse.VisitGetConnectionResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -3271,68 +3899,82 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"zFz/U+M6kv9XunyvipldEwLMTNULdVUbGGYfb75AQdh3dwOXFVYn0WJLfpKckDeX/duvJNmOYzuJnWHY",
-	"/QkSu6XWp7+o1a3ONy8QUSw4cq283jdPoooFV2g/nBJ6jb8nqLT5FAiukdt/SRyHLCCaCX7wDyW4+U4F",
-	"E4yI+e8niSOv5/3HwXLoA/dUHdxoei6lkN5isfA9iiqQLDbjeD1vMEGQbj5gCiISjoSMkIKQwEmECpSI",
-	"UE8YH4OeEA1UoAIuNIyY9ha+90HIB0Yp8hdjt391AY84h5AEjwr0BEHEKO1MewpUIGI0jH0R+oNIOH0x",
-	"vhjXOHZ8wCshIRCcY2A+vl6ihk/MIM0t348431OAfMqk4JFhcOF7V2QeCkIHQnwicowvxv6DoHPApwCR",
-	"OlQVyinKPQUhi5ysr6SYMorylpMpYSF5CF+GvT7E6cyWMRbFQmqgGCOnCgzcf2X6l+TBh5GQQMB9gn4c",
-	"v4ZAJCG10D8YTSfBBKkPlLnvCFczlFYeLEKj9CPCQqQn5qlV+hlRoLSQziSCCeFjpAaMGwuP4/lFQOCQ",
-	"cHyKMdBILZuJxBOgqAkLFRCJEIrxGCnMmJ5YoHLDzhlmAb608IxuUaLJA1FoXEzCrRTs/AvfGwjxmfB5",
-	"6vPUi3sRpkBMjQpoBZJoTLXd9yZIKErL0DVqOd/vjzRaUa8OdoOBMGqoBcwIM2o2EtJgr+Wc8bHne0YM",
-	"TCL1elom6BcWEDHOoiTyeoe+p+cxej3PehG0bC9875aTRE+EZH/gyziyL8IHsroNEKN4j1zMeAaaZzlT",
-	"SWzsEOlnpIwMLPsv6auY86iVWQxJOpCZpx+G/URPziRS5JqR0H5L+Pxy5PW+bubj0lAeFkh/Y3pyTWbe",
-	"wm9AeLQD4SlRLOjHrMjuNpp+zD7ivB1F3Ob1X2e6zevp4kOGXO8AQT+Ob4zD3YHUmUsbXs8SpUXUhmLw",
-	"QNq8fsrCcIeVDGbiRmMrKd2wMSc6WQHOW9wvfK+qIMYCKGXGaEh4JU0ApZkJQEckVOh7ceErY8iGfpvR",
-	"DsQjcuMadOoKkBvX9tXrX10MP57/t3efOzmlpXGNxlKXzvGre+pn05nXmTa7lFkAmK/yAcTDPzCwMUlJ",
-	"lVsuLAhQqaG2nPe+ldnzPXyKmUQ1JNahGZ9o/vMo0bhvIgbPr9JIMiuMteS0CstVc0iKjLopCvAs4501",
-	"CF1wpUkYWif5PWoQDxltrAasMGkDuiKPF/S7AXO8VrloA9s6N/RvoGSxZFOicfjo7PJ7lHB4M7i8Pt+O",
-	"bEkHixxUNLIfx2DRq0O2bo9rB2lMlJoJSWuXXl7iaf/m4qxmeb6XKJTmkFszTL1W5QT+koXCqu3CwOx+",
-	"tcuu3wnarZzidK3Md9EjIceEsz+KRlrVtU1or1M0hUptGLMipItPn9bKaN0gzeWXwVZdcGF5bjF+RdhF",
-	"CbMwrJPtmeAjNr6copSMYkuZBjZSWrfI9KnCQKKuX2kdO2nq4ZzTW5UdW2KJAdHLg0hJtZiKQzIfZogu",
-	"Q+QyT/k3PAlDF2JgRFjYmsoteTW+v+Xs9wTDOTBrKSOGLh2BnIIRSWebGq9y8YxrbMNtkaEV9uEBQ8HH",
-	"5rzobfO46XZVkm4NZ5qMN7hQJ+zSMI2mKipSluhYBTQU41Rx8YlEsTWSv0n+oOeP//Xrh+DxLDr+5ern",
-	"Y10ntLIPIM5xqjkPDDPLAcmKR93solOGNi/mg0GupZHmxMPAGns7vH3vaX8s9tMvzTm1c01mn1EpMrZ5",
-	"kML46xyBRGO8rdx7sLrFbjx2Vc/Jxq45HSapA2l2Zq76nqrK+hVnZKYyGmbZZBqjrfyWVXPpB4mUxOYo",
-	"HJA5Uozrd2+8aqbF90Ki9HCEOpi0xDdCTSjR5JmVIUt31m/H6cNUD9eGA5lT2Bism3fMThrTlrpV9R9l",
-	"Ha7ntLC4XOQFHP0aQ0uXsmIBKyxXBbiq+ZudwUWNWx9MsJC/31PA6AkQ4DiD29uL9zCbIIcQRxpEos2O",
-	"FJGnT8jHeuL1jt6+9b2I8ezzoQkxtEZpBv7fr2T/j/7+/3T3f/Y7J73//PM/7+6+3t3d/99ffvq2uPP2",
-	"7u7u7g6GsH//55/q9K2armjnxZoeC85ubwaXn7efCQoBUyFKclzWxUmpS7jgcaK3sl4NWFaF9D5/7put",
-	"FYyWgDnvIaEd6IdKwJxhSBVkXmz4J/tSx9sW+5TFWY21s3gntxX3jb+ddNegZ7OKrTX/eoi3uoW/kTCx",
-	"vmiV0c8ox0iBcS0sgytGYqb0IeFZoSatP+wpEDNeRn7+hUSNOPnoEs47xS92a3hvSySt93uKtW41St10",
-	"/UnJSKMs3I84VzCSIrKg2Nz1KyHh9wTl/DVIITSkaIrRCDllfAxTA79BK98L14RP2W5XwsOyv2Q2Za0O",
-	"ol+QhI7rNn4EVRLqoscQjw28haOq4+LC1vSWTrlQA/+RQVqpxJa/CY48Scu5YlRSdng1OO0Dt7VSEgQi",
-	"4fqCvu7Ap3RLAMFt3cTuUb4rp7oiohUsMAWPGGc7R5Gvw263+/3BY7PAyaXZWsSIqZTWh4ibiFd8f4vY",
-	"qeyAHJUxGaI1CSZQcUVN5JDN/tyiWBOdbQImK6u7JELm7hpHbyUjqw+6toVDVcnWx0TLFwzsFssT+LsZ",
-	"7u+gMMRAu41rSiQj3KJKmRklYpxod4KMSBwb99D7lpcGGle2fJsFXl85Wpfp9tM0YIuym+99ufxy3rjU",
-	"9BvTk4E7g172bwe/HDYuKmYUR42riTnF8OysZRXO873Bab9xcWtlt/Z6TnEWvic47lI/bV84/TepmK5D",
-	"s3VFMleTZ64zbtB9myIqlVdqrZtRs9MV789AsXziA+NAMWARCYGyMdOqHJd2N518uvs/3/+p9lhTKjC3",
-	"2/R3SXszpRKUF2vy3a6ykZY8l1mPFjytSeFsSuJWTtPpy5sygBn5/QrXa5a1vgBVPv39+tugcaGtAFbh",
-	"BGhGqNllqv6gnaiFMaZlJa1RGbJAU0ii71TITv36VmiKbNYyUD0yO2QaYbZb4agEXTWDXgvTznXF54aq",
-	"UmHcAliNq/6OokwjbakUahpR7eK92hlArWhs5LBVOksQysvLmFijyUfg8G8hn93U+vtqZ898waOxg/0R",
-	"Iqi3kAaCeLbbM82sxJ1KRKFUuuWwWiys7ioxHElUbXeOeqm1vihRbyCNBPKDLpz8a2SwxmoqsmloPbvJ",
-	"YY2V1EmjeiyvD5qX1/73FCQ2kQuPON+xKvDPXucvMFyX/6+94/fjw+XN920aC+7m4q9f+oPb2stGz38b",
-	"J8eqTrj5DeOW4O1AszaT3LLgWcxl1xQ71+el61LD99sS6m6ldamiNCW/WiV592a7dt8vtXx4d7ffOVhz",
-	"GsyrDzWFmC1Fj8EPKXosM6auxvTqEecHLpHrplavO2Cz/EQicGNSIfsDKWgBoZihDIhCIJxClCgNSpM5",
-	"UKY044EGMtK2/aA2AVnRv6yQ1bz+tBGxxXOVY3yvlK9onbj/vh3JnRlaROvPciAcnPYbH5RzDktzFzyW",
-	"Ga4O2czBlrui3Agg5LJsKE9cm1kU67kPREMklIZ3b+AjOy3tSO/evj1+t92iqhfRf/x+8/0R9uC3y+HN",
-	"4Pxq1xL2YCbArLtOHtUug22IZKM6SkPlytpNBs8Thu1gLwNic9nNdPW+BcMuqZVIpuc3xlrc5A9IJEp7",
-	"EbZGbQOJ1HbwZT1YTo87YMIp27+pIGRKI03LN3l/p/WvtlDK0wK5IbdOdSJCahTc2qzh0PGw5Hiidez6",
-	"iRgfiZo+Li1kOmixyiFGhcKScrUmJul+TKSemxUoeMAJ4xS+ED4We2rl9f7VRQfeo2RTpK4EnL0VJw8h",
-	"UxOkoGIMTgCnKOdpfyGwHIC0U/T6vP/+8/meApSSaGLvQKYiKqLp+d4UpXILOux0O12b2omRk5h5Pe+4",
-	"c9jppsVgK6iDArP2cp9wNdfS7YRYodQKSLECOhISZhMWTGAuEiChRELnMCHTFfw60C8S5a2JikTFit2Q",
-	"Ubs/1hSvMggCEoa2HbXQL2v7Cd09oBMQeoJyxpTVDvMkvS7UgQ+lrlB41b+6el1ocoWIcbM+vpLvBneA",
-	"AOt1nPTSMfJlrAb/aS7UKqVZjcpUiuiTlHRPgcRRooxqpc2nb7pd376es2gbrQPCy12rzPAiQIVilrWq",
-	"ZqMoeNs98h1jWeuqq3QaXckN6IJ6vUqtPW1RRKVPBZ0/WxPfupL+YtXppLf/Vprgj7rdZ2OjdOtzTUdh",
-	"QUfzht/VJtAzI4T9M8G1FGGNWwtnZK6Ai31L7INiPMDljY+ASMlQrdjGxt7QzHFnI9Y5b7OWNw6rOghy",
-	"TA8KvypgSQ63k6y0nlqi4+1Ey18DsBRvtlPkbfqG4LDBFOX+eEv3tsl6ahpWDfHRz9uJy13KC9972wT3",
-	"YpO4pTlqsMCaLntLe9xsvlKPd3GLtmWs4ub81St4015hM+g55+ndL+59TyVRROQ8dx3wKrE7wuuVHcHO",
-	"dDDJrxONsWYr6afeajZhobOOWArrZWXC1QlokQQT+1sJedN41YGlV5Z+oNNIZ1jjLDKWmQISsmkF4xXI",
-	"PrEpclTuosZBhFqyQK3F57N7nm16V9L++gYmCjQ+aXDhcwesXtnwSKe97IRSaXhKeGj+nF2fv7+6vB4M",
-	"P58Pri/OboafLm4G51/S3/QgPH9fjGzru5jxKs4pM9uBNrwdxCFhJYgr/spvt1x8ioViWbhhDg7t3coG",
-	"0RSmy+RihZQGTJ05icKCpFbBuXQv3cQYtNPEbNQlTJUfejBjG6Eedw6BiiCJajP49cqZ0WZ0xTBnSkJm",
-	"oiWVXc1UNmLYCNJgwmxMqyVJA/4DG+ptNfGjbrdg5vlPQKTxig9vu8fpc7b8WZmqEl7byf4ltm6ntvec",
-	"DHzP6IRXADazsNRDbPTVzhdbSSr7dJXbTyIgYSppz/cSGaannt7BQWieTYTSveNu99hb3C/+PwAA//8=",
+	"7Dxrc9s4kn+li7dVSXZpWc5jqkaurVrZcWY8SWyfLe/cnq3TwmRLwpgEOABohZNof/sVAJLiSxKpOJ69",
+	"uvlki0QDje5Gv4nPjsfDiDNkSjqDz05EBAlRoTC/jjlj6CnK2al/QdRcP6PMGTiR/uE6jIToDByvMMxx",
+	"HYG/xlSg7wyUiNF1pDfHkGjYPwmcOgPnP/ZXi+7bt3K/uJazXLrOheAP1EdxzNmUzt5j8p8xiiRH4Vfz",
+	"K8chSkdPPDN8co/JzqjUVnaWGiGBMuJMoiHNEfEv8dcYpdK/PM4UMvMviaKAekRvZP8XyZl+1m7ZK+Wf",
+	"CMGFXc1H6Qka6XmcgTOaIwi7HlAJIQmmXIToAxegKSBB8hDVnLIZqDlR4HOUwLiCKVXO0nXecXFHfR/Z",
+	"k6E7vDiFe0wgIN69BDVH4BEKs9IzCdLjEWrEzrh6x2PmPxlelCmcWTzgORewkt4XK6rhJ6opzQze95g8",
+	"k4DsgQrOQo2gFk+SBJz4I84/EDHDJ0P/jvsJ4CcP0bdUlSgeUDyTENDQ8jqT32tGHggNyF3wNOgNITuF",
+	"BjEaRlwo8DFC5kvQ5P6Bqh/jOxemXAAB+wuGUfQCPB4HviH9nZZ04s3Rd8Gn9hlhcoHC8IOGqIV+SmiA",
+	"/qF+a4R+QSRIxYU9Et6csBn6mhhXhjwW5ychAoOY4acIPYW+QTMWeAg+KkIDCUQgBHw2Qx8WVM0NofKD",
+	"nSNMPXxq5mnZ8okid0SiVjExM1ww6y9dZ8T5R8KSVOfJJ9ciVAJ/0CKgJAiiMJV215kj8VNzdYlKJHvD",
+	"qULD6vJkV+hxLYaKw4JQLWZTLjTtlUgom200FiFlNIxDZ3DgOiqJtL0xWgQN2kvXuWYkVnMu6G/4NIrs",
+	"jLtAymaAaMG7Z3zBMqI5BjMZR/ocov8RfUpGBv2n1FXUatTaKhoknUivMwyCYazmxwJ9ZIqSwDwlLDmf",
+	"OoObzXica8iDAujPVM0vycJZui0AX+4AeEQk9YYRLaK7DWYY0feYdIOIugz/aaG6DE83H1BkagcSDKPo",
+	"SivcHUDtcemC63EsFQ+7QIzuSJfhRzQIdtjJaMGvFHbi0hWdMaLiEuGc5XjpOnUB0SfA96k+NCS4ENqB",
+	"UlQ7oFMSSHS115s/0gdZw287tCN+j0yrBpWqAmRatd04w4vTyfuTfzjjXMlJJbRqtM5vphxv7Fs3W04P",
+	"p0pbKb0BeG8c73QCfvcLesYnqYhyx415Hko5UQbzwecqeq6DnyIqUE6IUWhaJ+r/HJ8o3NMeg+PWYQRZ",
+	"FOZaYVony0V7khQRtUsUyLPyd9ZQ6JRJRYLAKMmvEYNoQv3WYkALi7aAK+J46n81wSyudSy6kG2dGvo3",
+	"ELJI0Aei0ISjTXN2EMLJ1ej88mQ7ZSsyWMSgJpHDKAJDvSbKNtm4biSNiJQLLvzGrVe3eDS8Oj1u2J7r",
+	"xBKFDfM/t5OqHMBdoVDYtdkYaOvXuO1mS9Bt5z4+rOX5LnLExYww+lvxkNZlbRO11wmaRCk3zFlj0umH",
+	"D2t5tG6S9vzLyFbfcGF7djNujdlFDtMgaOKtzeicP6AQ1MeOPPWMp7Ruk+lbiZ5A1bzTJnTS1MMJ869l",
+	"FrZEAj2iVoFIRbSojAKSTDKKrlzkKk75ExYHgXUxMCQ06Axlt1z2768Z/TXGIAFqTsqUok1HIPNBs6S3",
+	"TYzLWDziHrtgW0SohD7cYcDZTMeLzjaNm5qrCncbMFNktkGFWmZXpmm1VFGQskRHmaABn6WCi59IGJlD",
+	"8nfB7lRy/18/vfPuj8NXP158/0o1Ma2qA4hVnDJhnkZmNSEpadTNKjpFaPNm3mnKdTykOXCaCe5Gb9f5",
+	"tDfje+lDHaf2LsniI0pJZiYPUph/nSIQqA9vJ/XulU3sxrCrHifrc838SZwqkHYxc1331EXWrSkjvZSW",
+	"MIMmVRjK9nn9NFWQb58IQUyOwhIypxRl6rvXTj3T4joBkWoyReXNO9I3REV8osgjC0OW7mw2xw0ViUYT",
+	"myqFjc66HqMtaeR3lK26/qjKsLumdpJvLmd5gY5uw0FLt1I6ASWU6wwsS/5mZXDaoNZHcyzk759JoP4h",
+	"EGC4gOvr07ewmCODAKcKeKy0RQrJpw/IZmruDF6+eeM6IWXZ7wPtYiiFQk/8Pzdk77fh3n/39753e4eD",
+	"v/7lX7e3N7e34y9/+9Pn5a3z7Pb29nZ/Anvjv/ypSd5WWF8i8beqsGoafbUlIBJ+OBnB/uqR3P9cLLgt",
+	"QaCKBZNA1QDKutOmmBd4N+f8fhKLYMJT18cFwgoZ6CnFIC0nCJyiQOYhhCTJEu9aH4CPXkAE+uYXuQuw",
+	"5/yhfbW812UyrUQUJj6Ez8u07HGPiaE8jxUIJP6kMKz3hzJvZtdNxi/X7mf8/1qru07ToV4hUqfW72EH",
+	"GnF8ZPNQywt3cxfb5l+Or69G5x+3J18KkWkhHLVYNgWk6XE9ZVGsWpiJamRY1jxv8/eujmFAswEokwqJ",
+	"34NhIDkkVtFnGmbyZzOorsirAVjVbtaTGllgmYuvfeJuB901utxsy9eeyGYSbz2pfydBbNRDGdGPKGbo",
+	"A2WKGwRL3ohe0oWYZRXxtND7TAJfsCrlkzMStsLkva3s7RQoGrX91tSiOwdWPjZqujDVnM0pKds0VKbZ",
+	"e0wkTAUPDVFMkfA5F2A6el6A4FxBSk0+nSLzKZvBgya/plZup9bEqZklqtDDoL9CNkWtiUQ/Igks1l30",
+	"CMo4UEWNwe9baAsL1YTFqWmeKPqRebPRt4yGK55oPhIseJz2zfBpRdjh+ehoCMw0pRDP4zFTp/6LHnxI",
+	"fW/QriwDq+1d27difSTDWKAS7jHKXPQiXgf9fv/r/cT2nWed3MGUS+tj8U3AJd3fwZ2pKiALpY8MUYp4",
+	"c6ipojZ8yFZ/bFascZg69t91cagqh6zZq9nmWNQ52xx8rgZoshtaHsI/9XT/BIkBesoargciKGGGqj7V",
+	"s4SUEWVTdSGJIq0eBp/zGmzrFgLXlNvWl+jXlRTdtN7Sob/Bdc7Oz05a1/R/pmo+ssm+8+H16MeD1t0b",
+	"GcTL1m0bOcTk+Lhju4PjOqOjYesugpK1dgZWcJauwxnu0qjSvUPl36Q1ZR01O7d+5GLyyA0dG2Tf5OIr",
+	"dezG0019bemKjYpQrFO7QBn46NGQBODTGVWy6pf2N6WY+nvfj//cmD+qdPJ0M/q71BeplDGK0zWFRVtC",
+	"TntLVhmJDjitydZsqpbVwtV08KZSSwY+LmG9ZlvrK/3V6O+nn0etOxoKxCpEgHqGBitT1wfdWM31YVq1",
+	"LLTq9yjAFKqVO3UMpXp9K2mKaDYiUA+ZLWVa0Wy3Cn2FdPVSZSOZdm7geGxS1Vo5thCsQVV/RfW7lbTU",
+	"KuKtoHbRXt0OQCNrjOewlTsrIlS3lyGxRpJfgqV/B/7sJtZf16TwyJ10rRXst2BB8wlpwYhHa1Nsd0ps",
+	"VFLM4W4JVosdLLtyDKcCZVfL0cy1zh1pzQekFUO+UWff78ODNaemxpuWp2c3Pqw5JU3cqIflzU7z6vuq",
+	"ZxJik8iFe0x2LL/+a9D7G0zWFVobm6m/vbu8ubGxNeOuTn84G46uG7s6H7/tMadVE3PzTzk6Em8HmLWZ",
+	"5I7FyGIuu6EQuT4v3ZQaHm9LqNudjhtJp6c94jyoH4gh3HEeIDGF/HJ5XSDxpU16wzQgMzkAk9+DAxcS",
+	"lC7oADNxARm5C+wnPpac0HeBcRf4dOoCc8Gn0oww4ShhCXhE2tr86jw9vxmp8c2lGN9cx+ObExx/Ofhy",
+	"84/E/HtzJcdfbs75+OaMjc3TL+bxGRvfDMn45uhufPMhsEPf+uMvN++m9oV+eCXtdP0vZvw5T6fSY95N",
+	"x1/snG/98c0ptaMbpnzReLbTUke5+vTd6+1aY7zSHpPb273e/pooO6/qNBS4thSTRt+kmLTKRNva3fN7",
+	"TPZtgtwuLV/0wFRPiEBgWlUF9Df0QXEI+AKF5rzp7AhjqUAqkmjpUJR5CshUme/nGhO7tXOdFQjb1/U2",
+	"Umz5WGUu16nkgToXRL7O0ttYrEMU9CiB9uho2DoBkWNYWbtgCfR0TZTNDFdVh9kZtAbKy7Hi0H4nHUYq",
+	"cYEoCLlU8N1reE+PKpb+uzdvXn23/UTVv6T69nb86yOX0c/nk6vRycWurQGjBQe97yZ+1D+T20aRbFYL",
+	"qaFsu0CbyfNEbDeyVwliagTtZHXcAWGbLIwFVcmVPi128TskAoX5kqNBbD2BvvkEPfuI2MpxD0yLlscj",
+	"lBBQqbRxNWWx/IICo19NAZqljQca3CjVOQ98LeDmzGoMLQ4rjOdKRfaDWMqmvOFDZMVFOmmxesSnhYKd",
+	"tDU8Kvy9iAiV6B1IuMM5ZT6cETbjz2Rp+PDitAdvUdAH9G1pPRsVxXcBlXP0QUboHQI+aIfDfiAPNCdA",
+	"etXB5cnw7ceTZxJQCKKIaeJPWVSkpuM6Dyik3dBBr9/rm5RZhIxE1Bk4r3oHvX5aZDeMKvYvmu50bmvZ",
+	"la6PSKJQEkixsjzlAhZz6s0h4TGQQPtNCczJQ4l+PSi1TeadjZKExUrohPrGPjYUBTMSeCQIzH0KhQsf",
+	"zAfxtlPpELiao1hQaaRDv0kbmnrwrnKtATwfXly8KNzSACFlen+sVEcAG5iB0TqWe+kc+TbKQVWaYzZC",
+	"qXcjM5Ei6jAFfSa1qxlLLVppE+frft+2feYomptCPMKq1y5QjQsHGfBFdtdCNouEN/2XrkUsu3vBVpC1",
+	"rOQH6NR3BrUehvQbe5TqiPvJo32Fvq5VYllWOmnHY+kWl5f9/qOhUflsYc0n8eXWXku58i0Gx5oJe8ec",
+	"KdEYUQQLkkhgfM8AuyCpjibyThqPCEFRls7GxssNMsWdzdikvPVeXltaNZEgp+l+4VocA3KwHaR0d4IB",
+	"erUdaHWdjYF4vR0iv2dGAxy0WKJ6wYuBe9NmPw03Lmjgl99vB65es7F0nTdt6F685cTAvGyxwYZrYgzs",
+	"q3brVS4pKZpoUx4sGucbp6BNBwVjMLDK0xkvx64j4zAkIslVBzyPjUV4UbIIZqUNDfEa+xk2mJfLtFG+",
+	"2hxzzoKk0JcN61CtNmvDDJU0N5IUHloVK2NvDsTE+CD1qEpra2pF9JpmmpIr8HmZqunX/Vf2EwY115pe",
+	"3qcd5GmKUOvmNKdgfhr70YNSAvGvxmmD53qcj1MSB+oFCAz5A8rUFyiBW/NTxEajUusjc4Fh6jihBMq8",
+	"IPabTMAPWNb/xfvF1vRKrIbsr7kCbOnWOwoxKu9DZubcmq0enJnetBoLLXlF2lvYcLFYOR3rtr4ZJc8J",
+	"LevoXmaYzjGlOuOLHpj4K99Gem9K1nhnndTcCUtQuSC5fmbTv4ZPeR2l5BxSlRvv1/0+UPZAAloiw6Ge",
+	"x0qkVv0GxLqIMrPyu1NwyoWHk3Rbj0TBoedhZC5YMjd4hRFR9I4GVCWHaRfi7pyeUTWP7yYkiia/LNTX",
+	"MH78JO6G+cRoq7vxNU7GHw5EzYH4P+MIPKkx14fOcZ22BrRq9X9AVbL0aZxRsbDmzBvDaeKXkCTWzqo5",
+	"hrY408XG1O64NM1D+/O8C7zRlRim+nQxp4F1viPBTRAnYiYPQfHYmxvlmV+qVjeOaaf5N1QS6QprlEOG",
+	"MpVAAvpQ43qJNx/oAzKUtr92P0QlqCfX0uejfZ8Z4QthbqfEWILCTwpsdq4HRlqNYVPpXW/E94XGKWaB",
+	"/nN8efL24vxyNPl4Mro8Pb6afDi9Gp2cpXdeEpaP51MjJnzB6nROkdlOaI3bfhQQWiFxTZu53baLnyIu",
+	"aZbNCInaQelsYE1huYwvhklpPqaXkDAocKpMnHM76CpCr5skZrOuyFS7CFHPrZn6qncAPvfisLHxolk4",
+	"M9gMrphFMf4LUSizL2qkURQbiTSaU5MyU4Kk+cR9k0naesRf9vuFY55fkZh6VC68MU66fk9X167WhfDS",
+	"LPa7nHWztGlP1+R7RLNQIrBehaYaYqP1sErfcNJq6DK2H7hHgpTTjuvEIkiTqoP9/UC/m3OpBq/6/Vda",
+	"Vf9vAAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -94,6 +94,15 @@ func (s *benchStore) UpsertConnection(_ context.Context, in store.UpsertConnecti
 
 func (s *benchStore) Ping(context.Context) error { return nil }
 
+// The benchmarks only import: the read side finds nothing.
+func (s *benchStore) GetConnection(context.Context, store.ReadConnection) (store.Connection, error) {
+	return store.Connection{}, store.ErrNotFound
+}
+
+func (s *benchStore) DeleteConnection(context.Context, int64, string, string) error {
+	return store.ErrNotFound
+}
+
 func newBenchServer(b *testing.B) *echo.Echo {
 	b.Helper()
 	e, err := server.New(server.Config{Store: newBenchStore()})

@@ -180,8 +180,9 @@ type request struct {
 	method      string
 	path        string
 	body        string
-	auth        *string // nil: Bearer <env key>; otherwise the exact header, "" for none
-	contentType *string // nil: application/json; "" for none
+	auth        *string     // nil: Bearer <env key>; otherwise the exact header, "" for none
+	contentType *string     // nil: application/json; "" for none
+	header      http.Header // further headers, e.g. those Nango's SDK sends
 }
 
 // response is what the API answered, already checked against openapi.yaml.
@@ -201,6 +202,16 @@ func (r response) json(t *testing.T) map[string]any {
 }
 
 func strPtr(s string) *string { return &s }
+
+// sdkHeaders are the headers Nango's Node SDK sends on every call, GET and DELETE included.
+func sdkHeaders() http.Header {
+	return http.Header{
+		"Nango-Is-Sync":    {"false"},
+		"Nango-Is-Script":  {"false"},
+		"Nango-Is-Dry-Run": {"false"},
+		"User-Agent":       {"nango-node-client/0.71.10 (linux/x64; node.js/22.0.0)"},
+	}
+}
 
 // do sends req through the real Echo stack and validates the response against openapi.yaml,
 // status included: a response the contract does not allow fails the test.
@@ -228,6 +239,11 @@ func (v *env) do(req request) response {
 		httpReq.Header.Set("Content-Type", "application/json")
 	case *req.contentType != "":
 		httpReq.Header.Set("Content-Type", *req.contentType)
+	}
+	for name, values := range req.header {
+		for _, val := range values {
+			httpReq.Header.Add(name, val)
+		}
 	}
 	rec := httptest.NewRecorder()
 	v.e.ServeHTTP(rec, httpReq)

@@ -47,6 +47,12 @@ func (s brokenStore) UpsertConnection(context.Context, store.UpsertConnection) (
 
 func (s brokenStore) Ping(context.Context) error { return s.err }
 
+func (s brokenStore) GetConnection(context.Context, store.ReadConnection) (store.Connection, error) {
+	return store.Connection{}, s.err
+}
+
+func (s brokenStore) DeleteConnection(context.Context, int64, string, string) error { return s.err }
+
 // driverDetail is what a failing database says; it must never reach a client.
 const driverDetail = "ERROR: relation \"api_keys\" does not exist (SQLSTATE 42P01) at 10.0.0.7:5432"
 

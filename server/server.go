@@ -24,6 +24,8 @@ type Store interface {
 	FindAPIKeyBySecretHash(ctx context.Context, hash string) (store.APIKey, error)
 	FindIntegration(ctx context.Context, envID int64, uniqueKey string) (store.Integration, error)
 	UpsertConnection(ctx context.Context, in store.UpsertConnection) (store.Connection, error)
+	GetConnection(ctx context.Context, in store.ReadConnection) (store.Connection, error)
+	DeleteConnection(ctx context.Context, envID int64, providerConfigKey, connectionID string) error
 	Ping(ctx context.Context) error
 }
 

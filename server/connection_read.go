@@ -1,0 +1,155 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"unicode"
+
+	"github.com/credport/credport/gen"
+	"github.com/credport/credport/store"
+)
+
+// scopeReadCredentials is the one scope that lets credentials out of the server.
+const scopeReadCredentials = "environment:connections:read_credentials"
+
+// GetConnection returns one connection; its credentials only to a key holding read_credentials.
+func (s *Server) GetConnection(ctx context.Context, req gen.GetConnectionRequestObject) (gen.GetConnectionResponseObject, error) {
+	key, ok := principal(ctx)
+	if !ok {
+		return nil, errors.New("get connection: no authenticated key")
+	}
+	refreshToken := stringBool(req.Params.RefreshToken)
+	forceRefresh := stringBool(req.Params.ForceRefresh)
+	refreshJWT := stringBool(req.Params.RefreshGithubAppJwtToken)
+	withCredentials := grants(key.Scopes, scopeReadCredentials)
+	if !withCredentials && (refreshToken || forceRefresh || refreshJWT) {
+		return nil, newError(http.StatusForbidden, "forbidden",
+			"Credential and refresh options require the "+scopeReadCredentials+" scope")
+	}
+	integration, err := s.integrations.get(ctx, integrationKey{key.EnvironmentID, req.Params.ProviderConfigKey})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, newError(http.StatusBadRequest, "unknown_provider_config", "Provider does not exists")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get connection: %w", err)
+	}
+	conn, err := s.store.GetConnection(ctx, store.ReadConnection{
+		EnvironmentID:   key.EnvironmentID,
+		Integration:     integration,
+		ConnectionID:    req.ConnectionId,
+		WithCredentials: withCredentials,
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, newError(http.StatusNotFound, "not_found", "Failed to find connection")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get connection: %w", err)
+	}
+	if forceRefresh && (integration.AuthMode == "OAUTH2" || integration.AuthMode == "OAUTH2_CC") {
+		return nil, newError(http.StatusBadRequest, "invalid_credentials",
+			"Cannot refresh: token refresh is not configured for the integration "+integration.UniqueKey)
+	}
+	if !withCredentials {
+		conn.Credentials = json.RawMessage(`{}`)
+	}
+	if !refreshToken {
+		if conn.Credentials, err = withoutRefreshTokens(conn.Credentials); err != nil {
+			return nil, fmt.Errorf("get connection: credentials: %w", err)
+		}
+		if conn.ConnectionConfig, err = withoutRefreshTokens(conn.ConnectionConfig); err != nil {
+			return nil, fmt.Errorf("get connection: connection_config: %w", err)
+		}
+	}
+	full, err := connectionFull(conn)
+	if err != nil {
+		return nil, fmt.Errorf("get connection: %w", err)
+	}
+	return gen.GetConnection200JSONResponse{
+		Body:    connectionRead(full),
+		Headers: gen.GetConnection200ResponseHeaders{CacheControl: "no-store"},
+	}, nil
+}
+
+// connectionRead is a ConnectionFull as GET answers it.
+func connectionRead(f gen.ConnectionFull) gen.ConnectionRead {
+	lastFetched := f.LastFetchedAt
+	return gen.ConnectionRead{
+		Id:                f.Id,
+		ConnectionId:      f.ConnectionId,
+		ProviderConfigKey: f.ProviderConfigKey,
+		Provider:          f.Provider,
+		Errors:            f.Errors,
+		EndUser:           f.EndUser,
+		Metadata:          f.Metadata,
+		ConnectionConfig:  f.ConnectionConfig,
+		Tags:              f.Tags,
+		CreatedAt:         f.CreatedAt,
+		UpdatedAt:         f.UpdatedAt,
+		LastFetchedAt:     &lastFetched,
+		Credentials:       f.Credentials,
+	}
+}
+
+// stringBool reads a query flag that the contract has already checked against StringBool.
+func stringBool(v *gen.StringBool) bool {
+	if v == nil {
+		return false
+	}
+	switch strings.ToLower(*v) {
+	case "true", "1", "yes", "on", "y", "enabled":
+		return true
+	}
+	return false
+}
+
+// isRefreshTokenKey tells whether a key names a refresh token as the reference sees it: its
+// letters, lower-cased, spell "refreshtoken" (refresh_token, refreshToken, Refresh-Token, ...).
+func isRefreshTokenKey(k string) bool {
+	var b strings.Builder
+	for _, r := range k {
+		if unicode.IsLetter(r) {
+			b.WriteRune(unicode.ToLower(r))
+		}
+	}
+	return b.String() == "refreshtoken"
+}
+
+// withoutRefreshTokens is a JSON value with every refresh-token key removed, at any depth.
+func withoutRefreshTokens(data json.RawMessage) (json.RawMessage, error) {
+	if len(data) == 0 || !strings.Contains(strings.ToLower(string(data)), "refresh") {
+		return data, nil
+	}
+	var v any
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	out, err := json.Marshal(stripRefreshTokens(v))
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func stripRefreshTokens(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, child := range t {
+			if isRefreshTokenKey(k) {
+				delete(t, k)
+				continue
+			}
+			t[k] = stripRefreshTokens(child)
+		}
+	case []any:
+		for i, child := range t {
+			t[i] = stripRefreshTokens(child)
+		}
+	}
+	return v
+}
