@@ -694,6 +694,12 @@ type StdError struct {
 // StringBool A boolean as the reference reads query flags: true, 1, yes, on, y, enabled or false, 0, no, off, n, disabled, in any case.
 type StringBool = string
 
+// Success defines model for Success.
+type Success struct {
+	// Success Always true.
+	Success bool `json:"success"`
+}
+
 // TagKey defines model for TagKey.
 type TagKey = string
 
@@ -781,6 +787,11 @@ type Unauthorized = StdError
 
 // UnsupportedMediaType defines model for UnsupportedMediaType.
 type UnsupportedMediaType = StdError
+
+// DeleteConnectionParams defines parameters for DeleteConnection.
+type DeleteConnectionParams struct {
+	ProviderConfigKey ProviderConfigKeyQuery `form:"provider_config_key" json:"provider_config_key"`
+}
 
 // GetConnectionParams defines parameters for GetConnection.
 type GetConnectionParams struct {
@@ -1712,6 +1723,13 @@ type ClientInterface interface {
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
 	ImportConnection(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// DeleteConnection Delete a connection
+	//
+	// Removes the connection and its sealed credentials for good (the reference only flags it deleted). Importing the same connection_id later creates a new connection with a new id. An unknown connection or integration answers 400 unknown_connection, as the reference does.
+	//
+	// Corresponds with DELETE /connections/{connectionId} (the `DeleteConnection` operationId).
+	DeleteConnection(ctx context.Context, connectionId ConnectionIdPath, params *DeleteConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetConnection Get a connection, with its credentials for keys that may read them
 	//
 	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
@@ -1774,6 +1792,23 @@ func (c *Client) ImportConnectionWithBody(ctx context.Context, contentType strin
 // Corresponds with POST /connections (the `ImportConnection` operationId).
 func (c *Client) ImportConnection(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewImportConnectionRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteConnection Delete a connection
+//
+// Removes the connection and its sealed credentials for good (the reference only flags it deleted). Importing the same connection_id later creates a new connection with a new id. An unknown connection or integration answers 400 unknown_connection, as the reference does.
+//
+// Corresponds with DELETE /connections/{connectionId} (the `DeleteConnection` operationId).
+func (c *Client) DeleteConnection(ctx context.Context, connectionId ConnectionIdPath, params *DeleteConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteConnectionRequest(c.Server, connectionId, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1903,6 +1938,63 @@ func NewImportConnectionRequestWithBody(server string, contentType string, body 
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteConnectionRequest constructs an http.Request for the DeleteConnection method
+func NewDeleteConnectionRequest(server string, connectionId ConnectionIdPath, params *DeleteConnectionParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "connectionId", connectionId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/connections/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "provider_config_key", params.ProviderConfigKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
 
 	return req, nil
 }
@@ -2170,6 +2262,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
 	ImportConnectionWithResponse(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error)
 
+	// DeleteConnectionWithResponse Delete a connection
+	//
+	// Removes the connection and its sealed credentials for good (the reference only flags it deleted). Importing the same connection_id later creates a new connection with a new id. An unknown connection or integration answers 400 unknown_connection, as the reference does.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /connections/{connectionId} (the `DeleteConnection` operationId).
+	DeleteConnectionWithResponse(ctx context.Context, connectionId ConnectionIdPath, params *DeleteConnectionParams, reqEditors ...RequestEditorFn) (*DeleteConnectionResponse, error)
+
 	// GetConnectionWithResponse Get a connection, with its credentials for keys that may read them
 	//
 	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
@@ -2333,6 +2434,103 @@ func (r ImportConnectionResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ImportConnectionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteConnectionResponse429Headers the declared response headers of an HTTP 429 response for DeleteConnection
+type DeleteConnectionResponse429Headers struct {
+	RetryAfter int
+}
+
+type DeleteConnectionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Success
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeleteConnectionResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DeleteConnectionResponse) GetJSON200() *Success {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r DeleteConnectionResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteConnectionResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteConnectionResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r DeleteConnectionResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r DeleteConnectionResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeleteConnectionResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeleteConnectionResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteConnectionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteConnectionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteConnectionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteConnectionResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -2651,6 +2849,21 @@ func (c *ClientWithResponses) ImportConnectionWithResponse(ctx context.Context, 
 	return ParseImportConnectionResponse(rsp)
 }
 
+// DeleteConnectionWithResponse Delete a connection
+//
+// Removes the connection and its sealed credentials for good (the reference only flags it deleted). Importing the same connection_id later creates a new connection with a new id. An unknown connection or integration answers 400 unknown_connection, as the reference does.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /connections/{connectionId} (the `DeleteConnection` operationId).
+func (c *ClientWithResponses) DeleteConnectionWithResponse(ctx context.Context, connectionId ConnectionIdPath, params *DeleteConnectionParams, reqEditors ...RequestEditorFn) (*DeleteConnectionResponse, error) {
+	rsp, err := c.DeleteConnection(ctx, connectionId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteConnectionResponse(rsp)
+}
+
 // GetConnectionWithResponse Get a connection, with its credentials for keys that may read them
 //
 // Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
@@ -2830,6 +3043,94 @@ func ParseImportConnectionResponse(rsp *http.Response) (*ImportConnectionRespons
 		response.Headers200 = &headers
 	case rsp.StatusCode == 429:
 		var headers ImportConnectionResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteConnectionResponse parses an HTTP response from a DeleteConnectionWithResponse call
+func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteConnectionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Success
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers DeleteConnectionResponse429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
@@ -3064,6 +3365,9 @@ type ServerInterface interface {
 	// ImportConnection Import (upsert) a connection
 	// (POST /connections)
 	ImportConnection(ctx echo.Context) error
+	// DeleteConnection Delete a connection
+	// (DELETE /connections/{connectionId})
+	DeleteConnection(ctx echo.Context, connectionId ConnectionIdPath, params DeleteConnectionParams) error
 	// GetConnection Get a connection, with its credentials for keys that may read them
 	// (GET /connections/{connectionId})
 	GetConnection(ctx echo.Context, connectionId ConnectionIdPath, params GetConnectionParams) error
@@ -3092,6 +3396,31 @@ func (w *ServerInterfaceWrapper) ImportConnection(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.ImportConnection(ctx)
+	return err
+}
+
+// DeleteConnection converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteConnection(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "connectionId" -------------
+	var connectionId ConnectionIdPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "connectionId", ctx.Param("connectionId"), &connectionId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter connectionId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params DeleteConnectionParams
+	// ------------- Required query parameter "provider_config_key" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "provider_config_key", ctx.QueryParams(), &params.ProviderConfigKey, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter provider_config_key: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteConnection(ctx, connectionId, params)
 	return err
 }
 
@@ -3225,6 +3554,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	}
 
 	router.POST(options.BaseURL+"/connections", wrapper.ImportConnection, options.OperationMiddlewares["importConnection"]...)
+	router.DELETE(options.BaseURL+"/connections/:connectionId", wrapper.DeleteConnection, options.OperationMiddlewares["deleteConnection"]...)
 	router.GET(options.BaseURL+"/connections/:connectionId", wrapper.GetConnection, options.OperationMiddlewares["getConnection"]...)
 	router.GET(options.BaseURL+"/health", wrapper.Health, options.OperationMiddlewares["health"]...)
 	router.GET(options.BaseURL+"/ready", wrapper.Ready, options.OperationMiddlewares["ready"]...)
@@ -3424,6 +3754,130 @@ func (response ImportConnection502JSONResponse) VisitImportConnectionResponse(w 
 type ImportConnection503JSONResponse struct{ ServiceUnavailableJSONResponse }
 
 func (response ImportConnection503JSONResponse) VisitImportConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteConnectionRequestObject struct {
+	ConnectionId ConnectionIdPath `json:"connectionId"`
+	Params       DeleteConnectionParams
+}
+
+type DeleteConnectionResponseObject interface {
+	VisitDeleteConnectionResponse(w http.ResponseWriter) error
+}
+
+type DeleteConnection200JSONResponse Success
+
+func (response DeleteConnection200JSONResponse) VisitDeleteConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteConnection400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response DeleteConnection400JSONResponse) VisitDeleteConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteConnection401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response DeleteConnection401JSONResponse) VisitDeleteConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteConnection403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response DeleteConnection403JSONResponse) VisitDeleteConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteConnection415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response DeleteConnection415JSONResponse) VisitDeleteConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteConnection429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response DeleteConnection429JSONResponse) VisitDeleteConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteConnection500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response DeleteConnection500JSONResponse) VisitDeleteConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteConnection503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response DeleteConnection503JSONResponse) VisitDeleteConnectionResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
@@ -3701,6 +4155,9 @@ type StrictServerInterface interface {
 	// ImportConnection Import (upsert) a connection
 	// (POST /connections)
 	ImportConnection(ctx context.Context, request ImportConnectionRequestObject) (ImportConnectionResponseObject, error)
+	// DeleteConnection Delete a connection
+	// (DELETE /connections/{connectionId})
+	DeleteConnection(ctx context.Context, request DeleteConnectionRequestObject) (DeleteConnectionResponseObject, error)
 	// GetConnection Get a connection, with its credentials for keys that may read them
 	// (GET /connections/{connectionId})
 	GetConnection(ctx context.Context, request GetConnectionRequestObject) (GetConnectionResponseObject, error)
@@ -3770,6 +4227,32 @@ func (sh *strictHandler) ImportConnection(ctx echo.Context) error {
 		return err
 	} else if validResponse, ok := response.(ImportConnectionResponseObject); ok {
 		return validResponse.VisitImportConnectionResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteConnection operation middleware
+func (sh *strictHandler) DeleteConnection(ctx echo.Context, connectionId ConnectionIdPath, params DeleteConnectionParams) error {
+	var request DeleteConnectionRequestObject
+
+	request.ConnectionId = connectionId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteConnection(ctx.Request().Context(), request.(DeleteConnectionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteConnection")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteConnectionResponseObject); ok {
+		return validResponse.VisitDeleteConnectionResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -3899,82 +4382,84 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Dxrc9s4kn+li7dVSXZpWc5jqkaurVrZcWY8SWyfLe/cnq3TwmRLwpgEOABohZNof/sVAJLiSxKpOJ69",
-	"uvlki0QDje5Gv4nPjsfDiDNkSjqDz05EBAlRoTC/jjlj6CnK2al/QdRcP6PMGTiR/uE6jIToDByvMMxx",
-	"HYG/xlSg7wyUiNF1pDfHkGjYPwmcOgPnP/ZXi+7bt3K/uJazXLrOheAP1EdxzNmUzt5j8p8xiiRH4Vfz",
-	"K8chSkdPPDN8co/JzqjUVnaWGiGBMuJMoiHNEfEv8dcYpdK/PM4UMvMviaKAekRvZP8XyZl+1m7ZK+Wf",
-	"CMGFXc1H6Qka6XmcgTOaIwi7HlAJIQmmXIToAxegKSBB8hDVnLIZqDlR4HOUwLiCKVXO0nXecXFHfR/Z",
-	"k6E7vDiFe0wgIN69BDVH4BEKs9IzCdLjEWrEzrh6x2PmPxlelCmcWTzgORewkt4XK6rhJ6opzQze95g8",
-	"k4DsgQrOQo2gFk+SBJz4I84/EDHDJ0P/jvsJ4CcP0bdUlSgeUDyTENDQ8jqT32tGHggNyF3wNOgNITuF",
-	"BjEaRlwo8DFC5kvQ5P6Bqh/jOxemXAAB+wuGUfQCPB4HviH9nZZ04s3Rd8Gn9hlhcoHC8IOGqIV+SmiA",
-	"/qF+a4R+QSRIxYU9Et6csBn6mhhXhjwW5ychAoOY4acIPYW+QTMWeAg+KkIDCUQgBHw2Qx8WVM0NofKD",
-	"nSNMPXxq5mnZ8okid0SiVjExM1ww6y9dZ8T5R8KSVOfJJ9ciVAJ/0CKgJAiiMJV215kj8VNzdYlKJHvD",
-	"qULD6vJkV+hxLYaKw4JQLWZTLjTtlUgom200FiFlNIxDZ3DgOiqJtL0xWgQN2kvXuWYkVnMu6G/4NIrs",
-	"jLtAymaAaMG7Z3zBMqI5BjMZR/ocov8RfUpGBv2n1FXUatTaKhoknUivMwyCYazmxwJ9ZIqSwDwlLDmf",
-	"OoObzXica8iDAujPVM0vycJZui0AX+4AeEQk9YYRLaK7DWYY0feYdIOIugz/aaG6DE83H1BkagcSDKPo",
-	"SivcHUDtcemC63EsFQ+7QIzuSJfhRzQIdtjJaMGvFHbi0hWdMaLiEuGc5XjpOnUB0SfA96k+NCS4ENqB",
-	"UlQ7oFMSSHS115s/0gdZw287tCN+j0yrBpWqAmRatd04w4vTyfuTfzjjXMlJJbRqtM5vphxv7Fs3W04P",
-	"p0pbKb0BeG8c73QCfvcLesYnqYhyx415Hko5UQbzwecqeq6DnyIqUE6IUWhaJ+r/HJ8o3NMeg+PWYQRZ",
-	"FOZaYVony0V7khQRtUsUyLPyd9ZQ6JRJRYLAKMmvEYNoQv3WYkALi7aAK+J46n81wSyudSy6kG2dGvo3",
-	"ELJI0Aei0ISjTXN2EMLJ1ej88mQ7ZSsyWMSgJpHDKAJDvSbKNtm4biSNiJQLLvzGrVe3eDS8Oj1u2J7r",
-	"xBKFDfM/t5OqHMBdoVDYtdkYaOvXuO1mS9Bt5z4+rOX5LnLExYww+lvxkNZlbRO11wmaRCk3zFlj0umH",
-	"D2t5tG6S9vzLyFbfcGF7djNujdlFDtMgaOKtzeicP6AQ1MeOPPWMp7Ruk+lbiZ5A1bzTJnTS1MMJ869l",
-	"FrZEAj2iVoFIRbSojAKSTDKKrlzkKk75ExYHgXUxMCQ06Axlt1z2768Z/TXGIAFqTsqUok1HIPNBs6S3",
-	"TYzLWDziHrtgW0SohD7cYcDZTMeLzjaNm5qrCncbMFNktkGFWmZXpmm1VFGQskRHmaABn6WCi59IGJlD",
-	"8nfB7lRy/18/vfPuj8NXP158/0o1Ma2qA4hVnDJhnkZmNSEpadTNKjpFaPNm3mnKdTykOXCaCe5Gb9f5",
-	"tDfje+lDHaf2LsniI0pJZiYPUph/nSIQqA9vJ/XulU3sxrCrHifrc838SZwqkHYxc1331EXWrSkjvZSW",
-	"MIMmVRjK9nn9NFWQb58IQUyOwhIypxRl6rvXTj3T4joBkWoyReXNO9I3REV8osgjC0OW7mw2xw0ViUYT",
-	"myqFjc66HqMtaeR3lK26/qjKsLumdpJvLmd5gY5uw0FLt1I6ASWU6wwsS/5mZXDaoNZHcyzk759JoP4h",
-	"EGC4gOvr07ewmCODAKcKeKy0RQrJpw/IZmruDF6+eeM6IWXZ7wPtYiiFQk/8Pzdk77fh3n/39753e4eD",
-	"v/7lX7e3N7e34y9/+9Pn5a3z7Pb29nZ/Anvjv/ypSd5WWF8i8beqsGoafbUlIBJ+OBnB/uqR3P9cLLgt",
-	"QaCKBZNA1QDKutOmmBd4N+f8fhKLYMJT18cFwgoZ6CnFIC0nCJyiQOYhhCTJEu9aH4CPXkAE+uYXuQuw",
-	"5/yhfbW812UyrUQUJj6Ez8u07HGPiaE8jxUIJP6kMKz3hzJvZtdNxi/X7mf8/1qru07ToV4hUqfW72EH",
-	"GnF8ZPNQywt3cxfb5l+Or69G5x+3J18KkWkhHLVYNgWk6XE9ZVGsWpiJamRY1jxv8/eujmFAswEokwqJ",
-	"34NhIDkkVtFnGmbyZzOorsirAVjVbtaTGllgmYuvfeJuB901utxsy9eeyGYSbz2pfydBbNRDGdGPKGbo",
-	"A2WKGwRL3ohe0oWYZRXxtND7TAJfsCrlkzMStsLkva3s7RQoGrX91tSiOwdWPjZqujDVnM0pKds0VKbZ",
-	"e0wkTAUPDVFMkfA5F2A6el6A4FxBSk0+nSLzKZvBgya/plZup9bEqZklqtDDoL9CNkWtiUQ/Igks1l30",
-	"CMo4UEWNwe9baAsL1YTFqWmeKPqRebPRt4yGK55oPhIseJz2zfBpRdjh+ehoCMw0pRDP4zFTp/6LHnxI",
-	"fW/QriwDq+1d27difSTDWKAS7jHKXPQiXgf9fv/r/cT2nWed3MGUS+tj8U3AJd3fwZ2pKiALpY8MUYp4",
-	"c6ipojZ8yFZ/bFascZg69t91cagqh6zZq9nmWNQ52xx8rgZoshtaHsI/9XT/BIkBesoargciKGGGqj7V",
-	"s4SUEWVTdSGJIq0eBp/zGmzrFgLXlNvWl+jXlRTdtN7Sob/Bdc7Oz05a1/R/pmo+ssm+8+H16MeD1t0b",
-	"GcTL1m0bOcTk+Lhju4PjOqOjYesugpK1dgZWcJauwxnu0qjSvUPl36Q1ZR01O7d+5GLyyA0dG2Tf5OIr",
-	"dezG0019bemKjYpQrFO7QBn46NGQBODTGVWy6pf2N6WY+nvfj//cmD+qdPJ0M/q71BeplDGK0zWFRVtC",
-	"TntLVhmJDjitydZsqpbVwtV08KZSSwY+LmG9ZlvrK/3V6O+nn0etOxoKxCpEgHqGBitT1wfdWM31YVq1",
-	"LLTq9yjAFKqVO3UMpXp9K2mKaDYiUA+ZLWVa0Wy3Cn2FdPVSZSOZdm7geGxS1Vo5thCsQVV/RfW7lbTU",
-	"KuKtoHbRXt0OQCNrjOewlTsrIlS3lyGxRpJfgqV/B/7sJtZf16TwyJ10rRXst2BB8wlpwYhHa1Nsd0ps",
-	"VFLM4W4JVosdLLtyDKcCZVfL0cy1zh1pzQekFUO+UWff78ODNaemxpuWp2c3Pqw5JU3cqIflzU7z6vuq",
-	"ZxJik8iFe0x2LL/+a9D7G0zWFVobm6m/vbu8ubGxNeOuTn84G46uG7s6H7/tMadVE3PzTzk6Em8HmLWZ",
-	"5I7FyGIuu6EQuT4v3ZQaHm9LqNudjhtJp6c94jyoH4gh3HEeIDGF/HJ5XSDxpU16wzQgMzkAk9+DAxcS",
-	"lC7oADNxARm5C+wnPpac0HeBcRf4dOoCc8Gn0oww4ShhCXhE2tr86jw9vxmp8c2lGN9cx+ObExx/Ofhy",
-	"84/E/HtzJcdfbs75+OaMjc3TL+bxGRvfDMn45uhufPMhsEPf+uMvN++m9oV+eCXtdP0vZvw5T6fSY95N",
-	"x1/snG/98c0ptaMbpnzReLbTUke5+vTd6+1aY7zSHpPb273e/pooO6/qNBS4thSTRt+kmLTKRNva3fN7",
-	"TPZtgtwuLV/0wFRPiEBgWlUF9Df0QXEI+AKF5rzp7AhjqUAqkmjpUJR5CshUme/nGhO7tXOdFQjb1/U2",
-	"Umz5WGUu16nkgToXRL7O0ttYrEMU9CiB9uho2DoBkWNYWbtgCfR0TZTNDFdVh9kZtAbKy7Hi0H4nHUYq",
-	"cYEoCLlU8N1reE+PKpb+uzdvXn23/UTVv6T69nb86yOX0c/nk6vRycWurQGjBQe97yZ+1D+T20aRbFYL",
-	"qaFsu0CbyfNEbDeyVwliagTtZHXcAWGbLIwFVcmVPi128TskAoX5kqNBbD2BvvkEPfuI2MpxD0yLlscj",
-	"lBBQqbRxNWWx/IICo19NAZqljQca3CjVOQ98LeDmzGoMLQ4rjOdKRfaDWMqmvOFDZMVFOmmxesSnhYKd",
-	"tDU8Kvy9iAiV6B1IuMM5ZT6cETbjz2Rp+PDitAdvUdAH9G1pPRsVxXcBlXP0QUboHQI+aIfDfiAPNCdA",
-	"etXB5cnw7ceTZxJQCKKIaeJPWVSkpuM6Dyik3dBBr9/rm5RZhIxE1Bk4r3oHvX5aZDeMKvYvmu50bmvZ",
-	"la6PSKJQEkixsjzlAhZz6s0h4TGQQPtNCczJQ4l+PSi1TeadjZKExUrohPrGPjYUBTMSeCQIzH0KhQsf",
-	"zAfxtlPpELiao1hQaaRDv0kbmnrwrnKtATwfXly8KNzSACFlen+sVEcAG5iB0TqWe+kc+TbKQVWaYzZC",
-	"qXcjM5Ei6jAFfSa1qxlLLVppE+frft+2feYomptCPMKq1y5QjQsHGfBFdtdCNouEN/2XrkUsu3vBVpC1",
-	"rOQH6NR3BrUehvQbe5TqiPvJo32Fvq5VYllWOmnHY+kWl5f9/qOhUflsYc0n8eXWXku58i0Gx5oJe8ec",
-	"KdEYUQQLkkhgfM8AuyCpjibyThqPCEFRls7GxssNMsWdzdikvPVeXltaNZEgp+l+4VocA3KwHaR0d4IB",
-	"erUdaHWdjYF4vR0iv2dGAxy0WKJ6wYuBe9NmPw03Lmjgl99vB65es7F0nTdt6F685cTAvGyxwYZrYgzs",
-	"q3brVS4pKZpoUx4sGucbp6BNBwVjMLDK0xkvx64j4zAkIslVBzyPjUV4UbIIZqUNDfEa+xk2mJfLtFG+",
-	"2hxzzoKk0JcN61CtNmvDDJU0N5IUHloVK2NvDsTE+CD1qEpra2pF9JpmmpIr8HmZqunX/Vf2EwY115pe",
-	"3qcd5GmKUOvmNKdgfhr70YNSAvGvxmmD53qcj1MSB+oFCAz5A8rUFyiBW/NTxEajUusjc4Fh6jihBMq8",
-	"IPabTMAPWNb/xfvF1vRKrIbsr7kCbOnWOwoxKu9DZubcmq0enJnetBoLLXlF2lvYcLFYOR3rtr4ZJc8J",
-	"LevoXmaYzjGlOuOLHpj4K99Gem9K1nhnndTcCUtQuSC5fmbTv4ZPeR2l5BxSlRvv1/0+UPZAAloiw6Ge",
-	"x0qkVv0GxLqIMrPyu1NwyoWHk3Rbj0TBoedhZC5YMjd4hRFR9I4GVCWHaRfi7pyeUTWP7yYkiia/LNTX",
-	"MH78JO6G+cRoq7vxNU7GHw5EzYH4P+MIPKkx14fOcZ22BrRq9X9AVbL0aZxRsbDmzBvDaeKXkCTWzqo5",
-	"hrY408XG1O64NM1D+/O8C7zRlRim+nQxp4F1viPBTRAnYiYPQfHYmxvlmV+qVjeOaaf5N1QS6QprlEOG",
-	"MpVAAvpQ43qJNx/oAzKUtr92P0QlqCfX0uejfZ8Z4QthbqfEWILCTwpsdq4HRlqNYVPpXW/E94XGKWaB",
-	"/nN8efL24vxyNPl4Mro8Pb6afDi9Gp2cpXdeEpaP51MjJnzB6nROkdlOaI3bfhQQWiFxTZu53baLnyIu",
-	"aZbNCInaQelsYE1huYwvhklpPqaXkDAocKpMnHM76CpCr5skZrOuyFS7CFHPrZn6qncAPvfisLHxolk4",
-	"M9gMrphFMf4LUSizL2qkURQbiTSaU5MyU4Kk+cR9k0naesRf9vuFY55fkZh6VC68MU66fk9X167WhfDS",
-	"LPa7nHWztGlP1+R7RLNQIrBehaYaYqP1sErfcNJq6DK2H7hHgpTTjuvEIkiTqoP9/UC/m3OpBq/6/Vda",
-	"Vf9vAAAA//8=",
+	"7Dz7c9s2mv/KN7zOJNmlZTmPzlSenVnZcVI3ie2zle3t2TotRH6SUJMAC4BW2MT7t98AICm+JJGK4/bm",
+	"+lNiCo8P3/sFfHY8HkacIVPSGXx2IiJIiAqF+euYM4aeopyd+hdELfQ3ypyBE+k/XIeREJ2B4xWGOa4j",
+	"8NeYCvSdgRIxuo70FhgSPfc7gTNn4PzH/mrTffur3C/u5dzfu86F4HfUR3HM2YzO32HynzGKJAfhV/NX",
+	"DkOUjp54ZvjkFpOdQant7NxrgATKiDOJBjVHxL/EX2OUSv/lcaaQmf+SKAqoR/RB9n+RnOlv7ba9Uv6J",
+	"EFzY3XyUnqCRXscZOKMFgrD7AZUQkmDGRYg+cAEaAxIkD1EtKJuDWhAFPkcJjCuYUeXcu84bLqbU95E9",
+	"GrjDi1O4xQQC4t1KUAsEHqEwOz2RID0eoQbsjKs3PGb+o8FFmcK5hQOecgEr7n22whp+ohrTzMB9i8kT",
+	"CcjuqOAs1ABq9iRJwIk/4vw9EXN8NPCn3E8AP3mIvsWqRHGH4omEgIaW1hn/fmTkjtCATIPHAW8ImRQa",
+	"wGgYcaHAxwiZL0Gj+y1VP8ZTF2ZcAAH7Fwyj6Bl4PA58g/qp5nTiLdB3waf2G2FyicLQg4aomX5GaID+",
+	"of7VMP2SSJCKCysS3oKwOfoaGVcGPRbmR0ECg5jhpwg9hb4BMxZ4CD4qQgMJRCAEfD5HH5ZULQyicsHO",
+	"AaYePjbxNG/5RJEpkahVTMwMFcz+964z4vwDYUmq8+SjaxEqgd9pFlASBFGYcrvrLJD4qbm6RCWSveFM",
+	"oSF1ebEr9LhmQ8VhSahmsxkXGvdKJJTNNxqLkDIaxqEzOHAdlUTa3hgtggbse9f5yEisFlzQ3/BxFNkZ",
+	"d4GUzQDRjHfL+JJlSHMMZDKOtByi/wF9SkYG/MfUVdRq1Nouekq6kN5nGATDWC2OBfrIFCWB+UpYcj5z",
+	"Bteb4TjXMw8KU3+manFJls6922Li8x0mHhFJvWFEi+BumzOM6DtMus2Iugz/aam6DE8PH1BkagcUDKPo",
+	"SivcHaZacekC63EsFQ+7zBhNSZfhRzQIdjjJaMmvFHai0hWdM6LiEuKc+/G969QZREuA71MtNCS4ENqB",
+	"UlQ7oDMSSHS115t/0oKs528T2hG/RaZVg0pVATKt2q6d4cXp5N3JP51xruSkElo1Wuc3U47X9lc3204P",
+	"p0pbKX0AeGcc73QBPv0FPeOTVFi548E8D6WcKAP54HMVPNfBTxEVKCfEKDStE/X/HJ8o3NMeg+PW5wiy",
+	"LKy1grSOlov2KCkCarcooGfl76zB0CmTigSBUZJfwwbRhPqt2YAWNm0xrwjjqf/VCLOw1qHogrZ1augP",
+	"wGSRoHdEoQlHm9bswISTq9H55cl2zFZ4sAhBjSOHUQQGe02YbbJx3VAaESmXXPiNR68e8Wh4dXrccDzX",
+	"iSUKG+Z/bsdV+QR3BULh1OZgoK1f47GbLUG3k/t4t5bmu/ARF3PC6G9FIa3z2iZsr2M0iVJuWLNGpNP3",
+	"79fSaN0i7emXoa1+4MLx7GHcGrGLFKZB0ERbm9E5v0MhqI8daeoZT2ndIdNfJXoCVfNJm8BJUw8nzP8o",
+	"s7AlEugRtQpEKqxFZRSQZJJhdOUiV2HKv7A4CKyLgSGhQedZ9shl//4jo7/GGCRAjaTMKNp0BDIfNEl6",
+	"29i4DMUDnrELtEWASuDDFAPO5jpedLZp3NRcVajbAJki8w0q1BK7skyrrYqMlCU6yggN+DxlXPxEwsgI",
+	"yT8Em6rk9r9+euPdHocvfrz44YVqIlpVBxCrOGXCPA3MakFS0qibVXQK0ObDvNGY6yik+eQ0E9wN367z",
+	"aW/O99KPOk7tXZLlB5SSzE0epLD+OkUgUAtvJ/XulU3sxrCrHidruWb+JE4VSLuYua576izr1pSR3kpz",
+	"mAGTKgxl+7x+mirIj0+EICZHYRGZY4oy9f1Lp55pcZ2ASDWZofIWHfEboiI+UeSBmSFLdzab44aKRKOJ",
+	"TZXCRmddj9GWNPI78lZdf1R52F1TO8kPl5O8gEe3QdDSo5QkoARynYBlzt+sDE4b1PpogYX8/RMJ1D8E",
+	"AgyX8PHj6WtYLpBBgDMFPFbaIoXk03tkc7VwBs9fvXKdkLLs7wPtYiiFQi/8P9dk77fh3n/3935we4eD",
+	"v/313zc31zc34y9//+7z/Y3z5Obm5mZ/Anvjv37XxG8rqC+R+FtVWDWNvjoSEAlvT0awv/ok9z8XC273",
+	"IFDFgkmgagBl3WlTzEucLji/ncQimPDU9XGBsEIGekYxSMsJAmcokHkIIUmyxLvWB+CjFxCBvvmLTAPs",
+	"OX9qX83vdZ5MKxGFhQ/h831a9rjFxGCexwoEEn9SGNb7U5k3k+s6o5drzzP+f63VXadJqFeA1LH1e9iB",
+	"Rhgf2DzU8sLd3MW2+Zfjj1ej8w/bky+FyLQQjloomwLSVFxPWRSrFmaiGhmWNc/r/HdXxzCgyQCUSYXE",
+	"78EwkBwSq+gzDTP5ixlUV+TVAKxqN+tJjSywzNnXfnG3T901utxsy9dKZDOKt0rqP0gQG/VQBvQDijn6",
+	"QJniBsCSN6K3dCFmWUU8LfQ+kcCXrIr55IyErSB5Zyt7OwWKRm2/NrXozoGVj42aLkw1Z3NKyjYNlXH2",
+	"DhMJM8FDgxRTJHzKBZiOnmcgOFeQYpPPZsh8yuZwp9GvsZXbqTVxamaJKvgw4K+ATUFrQtGPSAILdRc9",
+	"gjIOVFFj8NsW2sLOaoLi1DRPFP3IvNnoW0bDFU80Hwl2epz2zfBZhdnh6ehoCMw0pRDP4zFTp/6zHrxP",
+	"fW/QriwDq+1d27difSRDWKASbjHKXPQiXAf9fv/r/cT2nWed3MGUSutj8U2TS7q/gztTVUB2lhYZohTx",
+	"FlBTRW3okO3+0KRY4zB17L/r4lBVhKzZq9nmWNQp2xx8rgZotBtcHsK/9HL/AokBesoarjsiKGEGqz7V",
+	"q4SUEWVTdSGJIq0eBp/zGmzrFgLXlNvWl+jXlRTdtN7Sob/Bdc7Oz05a1/R/pmoxssm+8+HH0Y8Hrbs3",
+	"shnPW7dt5DMmx8cd2x0c1xkdDVt3EZSstTOwjHPvOpzhLo0q3TtU/iCtKeuw2bn1I2eTB27o2MD7Jhdf",
+	"qWM3Sjf1taUrNipCsU7tAmXgo0dDEoBP51TJql/a35Ri6u/9MP5LY/6o0snTzejvUl+kUsYoTtcUFm0J",
+	"Oe0tWWUkOsC0JluzqVpWC1fTwZtKLdn0cQnqNcdaX+mvRn8//Txq3dFQQFYhAtQrNFiZuj7oRmquhWnV",
+	"stCq36Mwp1Ct3KljKNXrW1FTBLMRgHrIbDHTCme7VegrqKuXKhvRtHMDx0OjqtbKsQVhDar6K6rfrbil",
+	"VhFvNWsX7dVNABpJYzyHrdRZIaF6vAyINZz8HCz+O9BnN7b+uiaFB+6ka61gvwUJmiWkBSEerE2xnZTY",
+	"qKSYw90SrBY7WHalGM4Eyq6Wo5lqnTvSmgWkFUG+UWff70ODNVJTo01L6dmNDmukpIka9bC82Wle3a96",
+	"IiE2iVy4xWTH8uu/B72/w2RdobWxmfrbu8ubGxtbE+7q9O3ZcPSxsavz4dsec1w1ETe/ytEReTvMWZtJ",
+	"7liMLOayGwqR6/PSTanh8baEuj3puBF1etkjzoO6QAxhynmAxBTyy+V1gcSXNukNs4DM5QBMfg8OXEhQ",
+	"uqADzMQFZGQa2Cs+Fp3Qd4FxF/hs5gJzwafSjDDhKGEJeETa2vxKnp5ej9T4+lKMrz/G4+sTHH85+HL9",
+	"z8T89/pKjr9cn/Px9Rkbm69fzOczNr4ekvH10XR8/T6wQ1/74y/Xb2b2B/3xStrl+l/M+HOeLqXHvJmN",
+	"v9g1X/vj61NqRzcs+axZtmOjrzpyl1zNqpAiWJJEGhwXehNT8tTInS3TRPC0BlMui33/crs6G6/U2uTm",
+	"Zq+3vyb8z8tNDZW3LVWu0Tepcq1S5Lao+PQWk32bubdby2c9MGUdIhCY1qEB/Q19UBwCvkShWdK0nISx",
+	"VCAVSTTbKso8BWSmzMW+xoxzTeFklcv2BceNGLt/qPqb61QSVJ0rNV/ngtggsUN49iAZgNHRsHVmJIew",
+	"snfBROnlmjCbWdSqcrUraNWY14nFob3AHUYqcYEoCLlU8P1LeEePKi7I969evfh+u0TVr3h9ewfj60Oq",
+	"0c/nk6vRycWuPQujJQd97iZ61O/vbcNItqqdqWfZPoY2i+cZ4m5oryLEFC/a8eq4A8A2ixkLqpIrLS12",
+	"8ykSgcJcMWlgW0+gb+7GZ7ebLR/3wPSOeTxCCQGVSlt9U6/LX04w+tVUxlnaEaGnG6W64IGvGdzIrDFt",
+	"BoYVxAulIntTl7IZb7ghrbhIFy2WtfisUEmUtrhIhb8XEaESfQIJU1xQ5sMZYXP+RJaGDy9Oe/AaBb1D",
+	"39b8s1FRPA2oXKAPMkLvEPBOe0L25j7QHAHpGwyXJ8PXH06eSEAhiCLGgqckKmLTcZ07FNIe6KDX7/VN",
+	"Li9CRiLqDJwXvYNeP63+G0IVGytN2zy3RfZKO0okUSgJpFjynnEBywX1FpDwGEigHboEFuSuhL8elPo5",
+	"85ZLScJiiXZCfWMfG6qVGQo8EgTmoYfCSxTmpr5toToErhYollQa7tC/pJ1WPXhTeW8Bng4vLp4Vno+A",
+	"kDJ9PlYqcICNGMFoHUu9dI38GOVoL01+G6bUp5EZSxF1mE59IrUPHEvNWml36ct+3/aj5iCaJ0w8wqrv",
+	"QVANCwcZ8GX2CES2ioRX/eeuBSx7FMKWtjWv5AJ06juDWnNFevkfpTrifvJg1+PX9XDcl5VO2opZel7m",
+	"eb//YGBU7lOsuatf7jm2mCs/r3CsibB3zJkSjaGO9a8Z3zOTXZBUhzl5i49HhKAoS7Kx8dWFTHFnKzYp",
+	"b32WlxZXTSjIcbpfeK/HTDnYPqX0qIOZ9GL7pNU7O2bGy+0z8gdw9ISDFltUX54x8161OU/DUxB68vMf",
+	"tk+uvv9x7zqv2uC9+PyKmfO8xQEb3q8xc1+026/yekrRRJu6ZdE4XzsFbTooGIOBVZ7O+H7sOjIOQyKS",
+	"XHXA09hYhGcli2B22tCpb2UmQIV16bnEkN9l1rcgisw3T55IJEG5odyYnznnPjwt5xU4C9KEAlAFdj//",
+	"WQ8s5PaBqEbzExAdh9ljy/QWRdVy2a/U78Fw9dxIYZD2xAvvK2Wq+WW/n42erEa79aSIz1HW9fVrc4iS",
+	"vi4+VLam6WI1ZH/NW2KatN9M7Wbpi+36lkqYc2Zl8Y+ry/7vqJhHVROpQFfUhOXYinZwnTmqJtG393eq",
+	"PXvnWpBX10VgHQTVOyQwRyWN1ih8tA6WjD0tw3oGSD2q0nGf+pB6T7NMSeF8vk+dtJf9F/ZmlVpoP0/e",
+	"phdb0sqFVgKpVJs/jffYg1Jd428mZLOqy8cZiQP1DESqA20kUJpunc8iNBqUWnurCwzTsAklUOYFsd/k",
+	"AL5F9Q20iVtvdMaofA6ZOfNWM/bgzLTM1kho0ZumKpveOyxXidzWDzblqer7OriXGaQLTLHO+LIHJvuS",
+	"HyN9zinrB7Yhah6CJahckFx/s1UpQ6e8vFsKDakq2QfK7khAS2g41OtYjtSOn5liA0SZ+fi7Y3DGhYeT",
+	"9FgPhMGh52Fk3n0zDwuGEVF0SgOqksO0OXp3Ss+pWsTTCYmiyS9L9TWEHz9KsGFuPm41fl8TYvwZPtTC",
+	"hz9t9DoL6bhOWwNaNeZvUZUseZplqFhYI/PGcJrsRUgSa2fVAkNbM+5iY2pP75qexv1Ffjml0ZUYpvp0",
+	"uaCBDb0jwU0KR8RMHoLisbcwyjN/67FuHNMLMN9QSaQ7rFEOGchUAgnoXY3qJdq8p3fIrJvtOvshKkE9",
+	"uRY/H+zvmRG+EObRXIwlKPykwObme2C41Rg2lT5BSXxfaJhiFuh/ji9PXl+cX44mH05Gl6fHV5P3p1ej",
+	"k7P0KV7C8vF8ZtiEL1kdzykw2xGtYduPAkIrKK5pM7fbcfFTxCXNcpkhUTsonQ2kKWyX0cUQKc3G9hIS",
+	"BgVKlZFzbgddReh148Rs1RWaau+z6rU1UV/0DsDnXhw29oM1M2c2N5tXzKEa/8UEz2k2URpFsRFJowU1",
+	"CXMlSFpN2Dd55K0i/rzfL4h5/nJr6lG58Mo46fp3unoNus6El2az30XWzdbm1oxG3wOahRKC9S6U5YH4",
+	"euthlb6hpNXQZWjfc48EKaUd14lFkJZUBvv7gf5twaUavOj3X2hV/b8BAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -153,3 +153,29 @@ func stripRefreshTokens(v any) any {
 	}
 	return v
 }
+
+// DeleteConnection removes a connection and its sealed credentials for good.
+func (s *Server) DeleteConnection(ctx context.Context, req gen.DeleteConnectionRequestObject) (gen.DeleteConnectionResponseObject, error) {
+	key, ok := principal(ctx)
+	if !ok {
+		return nil, errors.New("delete connection: no authenticated key")
+	}
+	unknown := &Error{Status: http.StatusBadRequest, Code: "unknown_connection"}
+	integration, err := s.integrations.get(ctx, integrationKey{key.EnvironmentID, req.Params.ProviderConfigKey})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, unknown
+	}
+	if err != nil {
+		return nil, fmt.Errorf("delete connection: %w", err)
+	}
+	err = s.store.DeleteConnection(ctx, key.EnvironmentID, integration.UniqueKey, req.ConnectionId)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, unknown
+	}
+	if err != nil {
+		return nil, fmt.Errorf("delete connection: %w", err)
+	}
+	s.log.InfoContext(ctx, "connection deleted", "environment", key.Environment, "key_id", key.ID,
+		"integration", integration.UniqueKey, "connection_id", req.ConnectionId)
+	return gen.DeleteConnection200JSONResponse{Success: true}, nil
+}
