@@ -462,6 +462,26 @@ type ConnectionFull struct {
 // ConnectionId The connection's id; a new UUID when left out.
 type ConnectionId = string
 
+// ConnectionList defines model for ConnectionList.
+type ConnectionList struct {
+	Connections []ConnectionListItem `json:"connections"`
+}
+
+// ConnectionListItem defines model for ConnectionListItem.
+type ConnectionListItem struct {
+	ConnectionId      string             `json:"connection_id"`
+	Created           time.Time          `json:"created"`
+	EndUser           *ConnectionEndUser `json:"end_user"`
+	Errors            []ConnectionError  `json:"errors"`
+	Id                int64              `json:"id"`
+	Metadata          *json.RawMessage   `json:"metadata"`
+	Provider          string             `json:"provider"`
+	ProviderConfigKey string             `json:"provider_config_key"`
+
+	// Tags Connection tags (key/value strings). Keys are normalized to lowercase and must stay distinct after it.
+	Tags Tags `json:"tags"`
+}
+
 // ConnectionRead A connection as GET /connections/{connectionId} returns it: ConnectionFull with webhook_url_override, and with the fields the reference may answer null declared nullable.
 type ConnectionRead struct {
 	ConnectionConfig json.RawMessage `json:"connection_config"`
@@ -516,6 +536,9 @@ type ErrorDetail struct {
 	// Path Keys from the body (or query) root to the offending value.
 	Path []string `json:"path"`
 }
+
+// FilterString defines model for FilterString.
+type FilterString = string
 
 // Health defines model for Health.
 type Health struct {
@@ -787,6 +810,35 @@ type Unauthorized = StdError
 
 // UnsupportedMediaType defines model for UnsupportedMediaType.
 type UnsupportedMediaType = StdError
+
+// ListConnectionsParams defines parameters for ListConnections.
+type ListConnectionsParams struct {
+	// ConnectionId Exact connection id, across integrations.
+	ConnectionId *FilterString `form:"connectionId,omitempty" json:"connectionId,omitempty"`
+
+	// Search Case-insensitive substring of the connection id or of the end user's display name or email.
+	Search *FilterString `form:"search,omitempty" json:"search,omitempty"`
+
+	// EndUserId Exact end user id.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	EndUserId *FilterString `form:"endUserId,omitempty" json:"endUserId,omitempty"`
+
+	// EndUserOrganizationId Exact id of the end user's organization.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	EndUserOrganizationId *FilterString `form:"endUserOrganizationId,omitempty" json:"endUserOrganizationId,omitempty"`
+
+	// IntegrationId Comma-separated provider config keys; spaces around each are trimmed.
+	IntegrationId *string `form:"integrationId,omitempty" json:"integrationId,omitempty"`
+
+	// Tags tags[key]=value pairs; every pair must match.
+	Tags *map[string]string `json:"tags,omitempty"`
+
+	// Limit Page size, 1–10000, default 10000 (the reference refuses explicit values over 2000 but defaults to 10000; see the README's errata).
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Page Page number from 0; the offset is page × limit.
+	Page *int `form:"page,omitempty" json:"page,omitempty"`
+}
 
 // DeleteConnectionParams defines parameters for DeleteConnection.
 type DeleteConnectionParams struct {
@@ -1705,6 +1757,13 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// ListConnections List connections, newest first, never with credentials
+	//
+	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+	//
+	// Corresponds with GET /connections (the `ListConnections` operationId).
+	ListConnections(ctx context.Context, params *ListConnectionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ImportConnectionWithBody Import (upsert) a connection
 	//
 	// Upserts a connection for which you already have credentials. A connection with the same connection_id and provider_config_key in the caller's environment is updated; otherwise one is created. For a GitHub App (APP) the server mints an installation access token from GitHub with the integration's private key and stores that; GitHub's refusals answer 400, and a GitHub that cannot be reached, is too slow or fails answers 502, with nothing stored.
@@ -1762,6 +1821,23 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /ready (the `Ready` operationId).
 	Ready(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// ListConnections List connections, newest first, never with credentials
+//
+// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+//
+// Corresponds with GET /connections (the `ListConnections` operationId).
+func (c *Client) ListConnections(ctx context.Context, params *ListConnectionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListConnectionsRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // ImportConnectionWithBody Import (upsert) a connection
@@ -1900,6 +1976,144 @@ func (c *Client) Ready(ctx context.Context, reqEditors ...RequestEditorFn) (*htt
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// NewListConnectionsRequest constructs an http.Request for the ListConnections method
+func NewListConnectionsRequest(server string, params *ListConnectionsParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/connections")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.ConnectionId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "connectionId", *params.ConnectionId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Search != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "search", *params.Search, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.EndUserId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "endUserId", *params.EndUserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.EndUserOrganizationId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "endUserOrganizationId", *params.EndUserOrganizationId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.IntegrationId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "integrationId", *params.IntegrationId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Tags != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("deepObject", true, "tags", *params.Tags, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "object", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Page != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "page", *params.Page, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
 }
 
 // NewImportConnectionRequest calls the generic ImportConnection builder with application/json body
@@ -2244,6 +2458,15 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// ListConnectionsWithResponse List connections, newest first, never with credentials
+	//
+	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /connections (the `ListConnections` operationId).
+	ListConnectionsWithResponse(ctx context.Context, params *ListConnectionsParams, reqEditors ...RequestEditorFn) (*ListConnectionsResponse, error)
+
 	// ImportConnectionWithBodyWithResponse Import (upsert) a connection
 	//
 	// Upserts a connection for which you already have credentials. A connection with the same connection_id and provider_config_key in the caller's environment is updated; otherwise one is created. For a GitHub App (APP) the server mints an installation access token from GitHub with the integration's private key and stores that; GitHub's refusals answer 400, and a GitHub that cannot be reached, is too slow or fails answers 502, with nothing stored.
@@ -2313,6 +2536,103 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /ready (the `Ready` operationId).
 	ReadyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyResponse, error)
+}
+
+// ListConnectionsResponse429Headers the declared response headers of an HTTP 429 response for ListConnections
+type ListConnectionsResponse429Headers struct {
+	RetryAfter int
+}
+
+type ListConnectionsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ConnectionList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListConnectionsResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListConnectionsResponse) GetJSON200() *ConnectionList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListConnectionsResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListConnectionsResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListConnectionsResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ListConnectionsResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListConnectionsResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListConnectionsResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListConnectionsResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListConnectionsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListConnectionsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListConnectionsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListConnectionsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 // ImportConnectionResponse200Headers the declared response headers of an HTTP 200 response for ImportConnection
@@ -2819,6 +3139,21 @@ func (r ReadyResponse) ContentType() string {
 	return ""
 }
 
+// ListConnectionsWithResponse List connections, newest first, never with credentials
+//
+// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /connections (the `ListConnections` operationId).
+func (c *ClientWithResponses) ListConnectionsWithResponse(ctx context.Context, params *ListConnectionsParams, reqEditors ...RequestEditorFn) (*ListConnectionsResponse, error) {
+	rsp, err := c.ListConnections(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListConnectionsResponse(rsp)
+}
+
 // ImportConnectionWithBodyWithResponse Import (upsert) a connection
 //
 // Upserts a connection for which you already have credentials. A connection with the same connection_id and provider_config_key in the caller's environment is updated; otherwise one is created. For a GitHub App (APP) the server mints an installation access token from GitHub with the integration's private key and stores that; GitHub's refusals answer 400, and a GitHub that cannot be reached, is too slow or fails answers 502, with nothing stored.
@@ -2935,6 +3270,94 @@ func (c *ClientWithResponses) ReadyWithResponse(ctx context.Context, reqEditors 
 		return nil, err
 	}
 	return ParseReadyResponse(rsp)
+}
+
+// ParseListConnectionsResponse parses an HTTP response from a ListConnectionsWithResponse call
+func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListConnectionsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ConnectionList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListConnectionsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
 }
 
 // ParseImportConnectionResponse parses an HTTP response from a ImportConnectionWithResponse call
@@ -3362,6 +3785,9 @@ func ParseReadyResponse(rsp *http.Response) (*ReadyResponse, error) {
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// ListConnections List connections, newest first, never with credentials
+	// (GET /connections)
+	ListConnections(ctx echo.Context, params ListConnectionsParams) error
 	// ImportConnection Import (upsert) a connection
 	// (POST /connections)
 	ImportConnection(ctx echo.Context) error
@@ -3388,6 +3814,73 @@ type ServerInterface interface {
 // ServerInterfaceWrapper converts echo contexts to parameters.
 type ServerInterfaceWrapper struct {
 	Handler ServerInterface
+}
+
+// ListConnections converts echo context to params.
+func (w *ServerInterfaceWrapper) ListConnections(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListConnectionsParams
+	// ------------- Optional query parameter "connectionId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "connectionId", ctx.QueryParams(), &params.ConnectionId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter connectionId: %s", err))
+	}
+
+	// ------------- Optional query parameter "search" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "search", ctx.QueryParams(), &params.Search, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter search: %s", err))
+	}
+
+	// ------------- Optional query parameter "endUserId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "endUserId", ctx.QueryParams(), &params.EndUserId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter endUserId: %s", err))
+	}
+
+	// ------------- Optional query parameter "endUserOrganizationId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "endUserOrganizationId", ctx.QueryParams(), &params.EndUserOrganizationId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter endUserOrganizationId: %s", err))
+	}
+
+	// ------------- Optional query parameter "integrationId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "integrationId", ctx.QueryParams(), &params.IntegrationId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter integrationId: %s", err))
+	}
+
+	// ------------- Optional query parameter "tags" -------------
+
+	err = runtime.BindQueryParameterWithOptions("deepObject", true, false, "tags", ctx.QueryParams(), &params.Tags, runtime.BindQueryParameterOptions{Type: "object", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter tags: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "page" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "page", ctx.QueryParams(), &params.Page, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter page: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListConnections(ctx, params)
+	return err
 }
 
 // ImportConnection converts echo context to params.
@@ -3553,6 +4046,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 		Handler: si,
 	}
 
+	router.GET(options.BaseURL+"/connections", wrapper.ListConnections, options.OperationMiddlewares["listConnections"]...)
 	router.POST(options.BaseURL+"/connections", wrapper.ImportConnection, options.OperationMiddlewares["importConnection"]...)
 	router.DELETE(options.BaseURL+"/connections/:connectionId", wrapper.DeleteConnection, options.OperationMiddlewares["deleteConnection"]...)
 	router.GET(options.BaseURL+"/connections/:connectionId", wrapper.GetConnection, options.OperationMiddlewares["getConnection"]...)
@@ -3589,6 +4083,129 @@ type TooManyRequestsJSONResponse struct {
 type UnauthorizedJSONResponse StdError
 
 type UnsupportedMediaTypeJSONResponse StdError
+
+type ListConnectionsRequestObject struct {
+	Params ListConnectionsParams
+}
+
+type ListConnectionsResponseObject interface {
+	VisitListConnectionsResponse(w http.ResponseWriter) error
+}
+
+type ListConnections200JSONResponse ConnectionList
+
+func (response ListConnections200JSONResponse) VisitListConnectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListConnections400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ListConnections400JSONResponse) VisitListConnectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListConnections401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ListConnections401JSONResponse) VisitListConnectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListConnections403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response ListConnections403JSONResponse) VisitListConnectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListConnections415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response ListConnections415JSONResponse) VisitListConnectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListConnections429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ListConnections429JSONResponse) VisitListConnectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListConnections500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response ListConnections500JSONResponse) VisitListConnectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListConnections503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response ListConnections503JSONResponse) VisitListConnectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
 
 type ImportConnectionRequestObject struct {
 	Body *ImportConnectionJSONRequestBody
@@ -4152,6 +4769,9 @@ func (response Ready503JSONResponse) VisitReadyResponse(w http.ResponseWriter) e
 
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// ListConnections List connections, newest first, never with credentials
+	// (GET /connections)
+	ListConnections(ctx context.Context, request ListConnectionsRequestObject) (ListConnectionsResponseObject, error)
 	// ImportConnection Import (upsert) a connection
 	// (POST /connections)
 	ImportConnection(ctx context.Context, request ImportConnectionRequestObject) (ImportConnectionResponseObject, error)
@@ -4185,6 +4805,31 @@ func NewStrictHandler(ssi StrictServerInterface, middlewares []StrictMiddlewareF
 type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
+}
+
+// ListConnections operation middleware
+func (sh *strictHandler) ListConnections(ctx echo.Context, params ListConnectionsParams) error {
+	var request ListConnectionsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListConnections(ctx.Request().Context(), request.(ListConnectionsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListConnections")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListConnectionsResponseObject); ok {
+		return validResponse.VisitListConnectionsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
 }
 
 // ImportConnection operation middleware
@@ -4382,84 +5027,94 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Dz7c9s2mv/KN7zOJNmlZTmPzlSenVnZcVI3ie2zle3t2TotRH6SUJMAC4BW2MT7t98AICm+JJGK4/bm",
-	"+lNiCo8P3/sFfHY8HkacIVPSGXx2IiJIiAqF+euYM4aeopyd+hdELfQ3ypyBE+k/XIeREJ2B4xWGOa4j",
-	"8NeYCvSdgRIxuo70FhgSPfc7gTNn4PzH/mrTffur3C/u5dzfu86F4HfUR3HM2YzO32HynzGKJAfhV/NX",
-	"DkOUjp54ZvjkFpOdQant7NxrgATKiDOJBjVHxL/EX2OUSv/lcaaQmf+SKAqoR/RB9n+RnOlv7ba9Uv6J",
-	"EFzY3XyUnqCRXscZOKMFgrD7AZUQkmDGRYg+cAEaAxIkD1EtKJuDWhAFPkcJjCuYUeXcu84bLqbU95E9",
-	"GrjDi1O4xQQC4t1KUAsEHqEwOz2RID0eoQbsjKs3PGb+o8FFmcK5hQOecgEr7n22whp+ohrTzMB9i8kT",
-	"CcjuqOAs1ABq9iRJwIk/4vw9EXN8NPCn3E8AP3mIvsWqRHGH4omEgIaW1hn/fmTkjtCATIPHAW8ImRQa",
-	"wGgYcaHAxwiZL0Gj+y1VP8ZTF2ZcAAH7Fwyj6Bl4PA58g/qp5nTiLdB3waf2G2FyicLQg4aomX5GaID+",
-	"of7VMP2SSJCKCysS3oKwOfoaGVcGPRbmR0ECg5jhpwg9hb4BMxZ4CD4qQgMJRCAEfD5HH5ZULQyicsHO",
-	"AaYePjbxNG/5RJEpkahVTMwMFcz+964z4vwDYUmq8+SjaxEqgd9pFlASBFGYcrvrLJD4qbm6RCWSveFM",
-	"oSF1ebEr9LhmQ8VhSahmsxkXGvdKJJTNNxqLkDIaxqEzOHAdlUTa3hgtggbse9f5yEisFlzQ3/BxFNkZ",
-	"d4GUzQDRjHfL+JJlSHMMZDKOtByi/wF9SkYG/MfUVdRq1Nouekq6kN5nGATDWC2OBfrIFCWB+UpYcj5z",
-	"Bteb4TjXMw8KU3+manFJls6922Li8x0mHhFJvWFEi+BumzOM6DtMus2Iugz/aam6DE8PH1BkagcUDKPo",
-	"SivcHaZacekC63EsFQ+7zBhNSZfhRzQIdjjJaMmvFHai0hWdM6LiEuKc+/G969QZREuA71MtNCS4ENqB",
-	"UlQ7oDMSSHS115t/0oKs528T2hG/RaZVg0pVATKt2q6d4cXp5N3JP51xruSkElo1Wuc3U47X9lc3204P",
-	"p0pbKX0AeGcc73QBPv0FPeOTVFi548E8D6WcKAP54HMVPNfBTxEVKCfEKDStE/X/HJ8o3NMeg+PW5wiy",
-	"LKy1grSOlov2KCkCarcooGfl76zB0CmTigSBUZJfwwbRhPqt2YAWNm0xrwjjqf/VCLOw1qHogrZ1augP",
-	"wGSRoHdEoQlHm9bswISTq9H55cl2zFZ4sAhBjSOHUQQGe02YbbJx3VAaESmXXPiNR68e8Wh4dXrccDzX",
-	"iSUKG+Z/bsdV+QR3BULh1OZgoK1f47GbLUG3k/t4t5bmu/ARF3PC6G9FIa3z2iZsr2M0iVJuWLNGpNP3",
-	"79fSaN0i7emXoa1+4MLx7GHcGrGLFKZB0ERbm9E5v0MhqI8daeoZT2ndIdNfJXoCVfNJm8BJUw8nzP8o",
-	"s7AlEugRtQpEKqxFZRSQZJJhdOUiV2HKv7A4CKyLgSGhQedZ9shl//4jo7/GGCRAjaTMKNp0BDIfNEl6",
-	"29i4DMUDnrELtEWASuDDFAPO5jpedLZp3NRcVajbAJki8w0q1BK7skyrrYqMlCU6yggN+DxlXPxEwsgI",
-	"yT8Em6rk9r9+euPdHocvfrz44YVqIlpVBxCrOGXCPA3MakFS0qibVXQK0ObDvNGY6yik+eQ0E9wN367z",
-	"aW/O99KPOk7tXZLlB5SSzE0epLD+OkUgUAtvJ/XulU3sxrCrHidruWb+JE4VSLuYua576izr1pSR3kpz",
-	"mAGTKgxl+7x+mirIj0+EICZHYRGZY4oy9f1Lp55pcZ2ASDWZofIWHfEboiI+UeSBmSFLdzab44aKRKOJ",
-	"TZXCRmddj9GWNPI78lZdf1R52F1TO8kPl5O8gEe3QdDSo5QkoARynYBlzt+sDE4b1PpogYX8/RMJ1D8E",
-	"AgyX8PHj6WtYLpBBgDMFPFbaIoXk03tkc7VwBs9fvXKdkLLs7wPtYiiFQi/8P9dk77fh3n/3935we4eD",
-	"v/313zc31zc34y9//+7z/Y3z5Obm5mZ/Anvjv37XxG8rqC+R+FtVWDWNvjoSEAlvT0awv/ok9z8XC273",
-	"IFDFgkmgagBl3WlTzEucLji/ncQimPDU9XGBsEIGekYxSMsJAmcokHkIIUmyxLvWB+CjFxCBvvmLTAPs",
-	"OX9qX83vdZ5MKxGFhQ/h831a9rjFxGCexwoEEn9SGNb7U5k3k+s6o5drzzP+f63VXadJqFeA1LH1e9iB",
-	"Rhgf2DzU8sLd3MW2+Zfjj1ej8w/bky+FyLQQjloomwLSVFxPWRSrFmaiGhmWNc/r/HdXxzCgyQCUSYXE",
-	"78EwkBwSq+gzDTP5ixlUV+TVAKxqN+tJjSywzNnXfnG3T901utxsy9dKZDOKt0rqP0gQG/VQBvQDijn6",
-	"QJniBsCSN6K3dCFmWUU8LfQ+kcCXrIr55IyErSB5Zyt7OwWKRm2/NrXozoGVj42aLkw1Z3NKyjYNlXH2",
-	"DhMJM8FDgxRTJHzKBZiOnmcgOFeQYpPPZsh8yuZwp9GvsZXbqTVxamaJKvgw4K+ATUFrQtGPSAILdRc9",
-	"gjIOVFFj8NsW2sLOaoLi1DRPFP3IvNnoW0bDFU80Hwl2epz2zfBZhdnh6ehoCMw0pRDP4zFTp/6zHrxP",
-	"fW/QriwDq+1d27difSRDWKASbjHKXPQiXAf9fv/r/cT2nWed3MGUSutj8U2TS7q/gztTVUB2lhYZohTx",
-	"FlBTRW3okO3+0KRY4zB17L/r4lBVhKzZq9nmWNQp2xx8rgZotBtcHsK/9HL/AokBesoarjsiKGEGqz7V",
-	"q4SUEWVTdSGJIq0eBp/zGmzrFgLXlNvWl+jXlRTdtN7Sob/Bdc7Oz05a1/R/pmoxssm+8+HH0Y8Hrbs3",
-	"shnPW7dt5DMmx8cd2x0c1xkdDVt3EZSstTOwjHPvOpzhLo0q3TtU/iCtKeuw2bn1I2eTB27o2MD7Jhdf",
-	"qWM3Sjf1taUrNipCsU7tAmXgo0dDEoBP51TJql/a35Ri6u/9MP5LY/6o0snTzejvUl+kUsYoTtcUFm0J",
-	"Oe0tWWUkOsC0JluzqVpWC1fTwZtKLdn0cQnqNcdaX+mvRn8//Txq3dFQQFYhAtQrNFiZuj7oRmquhWnV",
-	"stCq36Mwp1Ct3KljKNXrW1FTBLMRgHrIbDHTCme7VegrqKuXKhvRtHMDx0OjqtbKsQVhDar6K6rfrbil",
-	"VhFvNWsX7dVNABpJYzyHrdRZIaF6vAyINZz8HCz+O9BnN7b+uiaFB+6ka61gvwUJmiWkBSEerE2xnZTY",
-	"qKSYw90SrBY7WHalGM4Eyq6Wo5lqnTvSmgWkFUG+UWff70ODNVJTo01L6dmNDmukpIka9bC82Wle3a96",
-	"IiE2iVy4xWTH8uu/B72/w2RdobWxmfrbu8ubGxtbE+7q9O3ZcPSxsavz4dsec1w1ETe/ytEReTvMWZtJ",
-	"7liMLOayGwqR6/PSTanh8baEuj3puBF1etkjzoO6QAxhynmAxBTyy+V1gcSXNukNs4DM5QBMfg8OXEhQ",
-	"uqADzMQFZGQa2Cs+Fp3Qd4FxF/hs5gJzwafSjDDhKGEJeETa2vxKnp5ej9T4+lKMrz/G4+sTHH85+HL9",
-	"z8T89/pKjr9cn/Px9Rkbm69fzOczNr4ekvH10XR8/T6wQ1/74y/Xb2b2B/3xStrl+l/M+HOeLqXHvJmN",
-	"v9g1X/vj61NqRzcs+axZtmOjrzpyl1zNqpAiWJJEGhwXehNT8tTInS3TRPC0BlMui33/crs6G6/U2uTm",
-	"Zq+3vyb8z8tNDZW3LVWu0Tepcq1S5Lao+PQWk32bubdby2c9MGUdIhCY1qEB/Q19UBwCvkShWdK0nISx",
-	"VCAVSTTbKso8BWSmzMW+xoxzTeFklcv2BceNGLt/qPqb61QSVJ0rNV/ngtggsUN49iAZgNHRsHVmJIew",
-	"snfBROnlmjCbWdSqcrUraNWY14nFob3AHUYqcYEoCLlU8P1LeEePKi7I969evfh+u0TVr3h9ewfj60Oq",
-	"0c/nk6vRycWuPQujJQd97iZ61O/vbcNItqqdqWfZPoY2i+cZ4m5oryLEFC/a8eq4A8A2ixkLqpIrLS12",
-	"8ykSgcJcMWlgW0+gb+7GZ7ebLR/3wPSOeTxCCQGVSlt9U6/LX04w+tVUxlnaEaGnG6W64IGvGdzIrDFt",
-	"BoYVxAulIntTl7IZb7ghrbhIFy2WtfisUEmUtrhIhb8XEaESfQIJU1xQ5sMZYXP+RJaGDy9Oe/AaBb1D",
-	"39b8s1FRPA2oXKAPMkLvEPBOe0L25j7QHAHpGwyXJ8PXH06eSEAhiCLGgqckKmLTcZ07FNIe6KDX7/VN",
-	"Li9CRiLqDJwXvYNeP63+G0IVGytN2zy3RfZKO0okUSgJpFjynnEBywX1FpDwGEigHboEFuSuhL8elPo5",
-	"85ZLScJiiXZCfWMfG6qVGQo8EgTmoYfCSxTmpr5toToErhYollQa7tC/pJ1WPXhTeW8Bng4vLp4Vno+A",
-	"kDJ9PlYqcICNGMFoHUu9dI38GOVoL01+G6bUp5EZSxF1mE59IrUPHEvNWml36ct+3/aj5iCaJ0w8wqrv",
-	"QVANCwcZ8GX2CES2ioRX/eeuBSx7FMKWtjWv5AJ06juDWnNFevkfpTrifvJg1+PX9XDcl5VO2opZel7m",
-	"eb//YGBU7lOsuatf7jm2mCs/r3CsibB3zJkSjaGO9a8Z3zOTXZBUhzl5i49HhKAoS7Kx8dWFTHFnKzYp",
-	"b32WlxZXTSjIcbpfeK/HTDnYPqX0qIOZ9GL7pNU7O2bGy+0z8gdw9ISDFltUX54x8161OU/DUxB68vMf",
-	"tk+uvv9x7zqv2uC9+PyKmfO8xQEb3q8xc1+026/yekrRRJu6ZdE4XzsFbTooGIOBVZ7O+H7sOjIOQyKS",
-	"XHXA09hYhGcli2B22tCpb2UmQIV16bnEkN9l1rcgisw3T55IJEG5odyYnznnPjwt5xU4C9KEAlAFdj//",
-	"WQ8s5PaBqEbzExAdh9ljy/QWRdVy2a/U78Fw9dxIYZD2xAvvK2Wq+WW/n42erEa79aSIz1HW9fVrc4iS",
-	"vi4+VLam6WI1ZH/NW2KatN9M7Wbpi+36lkqYc2Zl8Y+ry/7vqJhHVROpQFfUhOXYinZwnTmqJtG393eq",
-	"PXvnWpBX10VgHQTVOyQwRyWN1ih8tA6WjD0tw3oGSD2q0nGf+pB6T7NMSeF8vk+dtJf9F/ZmlVpoP0/e",
-	"phdb0sqFVgKpVJs/jffYg1Jd428mZLOqy8cZiQP1DESqA20kUJpunc8iNBqUWnurCwzTsAklUOYFsd/k",
-	"AL5F9Q20iVtvdMaofA6ZOfNWM/bgzLTM1kho0ZumKpveOyxXidzWDzblqer7OriXGaQLTLHO+LIHJvuS",
-	"HyN9zinrB7Yhah6CJahckFx/s1UpQ6e8vFsKDakq2QfK7khAS2g41OtYjtSOn5liA0SZ+fi7Y3DGhYeT",
-	"9FgPhMGh52Fk3n0zDwuGEVF0SgOqksO0OXp3Ss+pWsTTCYmiyS9L9TWEHz9KsGFuPm41fl8TYvwZPtTC",
-	"hz9t9DoL6bhOWwNaNeZvUZUseZplqFhYI/PGcJrsRUgSa2fVAkNbM+5iY2pP75qexv1Ffjml0ZUYpvp0",
-	"uaCBDb0jwU0KR8RMHoLisbcwyjN/67FuHNMLMN9QSaQ7rFEOGchUAgnoXY3qJdq8p3fIrJvtOvshKkE9",
-	"uRY/H+zvmRG+EObRXIwlKPykwObme2C41Rg2lT5BSXxfaJhiFuh/ji9PXl+cX44mH05Gl6fHV5P3p1ej",
-	"k7P0KV7C8vF8ZtiEL1kdzykw2xGtYduPAkIrKK5pM7fbcfFTxCXNcpkhUTsonQ2kKWyX0cUQKc3G9hIS",
-	"BgVKlZFzbgddReh148Rs1RWaau+z6rU1UV/0DsDnXhw29oM1M2c2N5tXzKEa/8UEz2k2URpFsRFJowU1",
-	"CXMlSFpN2Dd55K0i/rzfL4h5/nJr6lG58Mo46fp3unoNus6El2az30XWzdbm1oxG3wOahRKC9S6U5YH4",
-	"euthlb6hpNXQZWjfc48EKaUd14lFkJZUBvv7gf5twaUavOj3X2hV/b8BAAD//w==",
+	"7F1rchs5kr5KRu1E2J4pUZQfHdFSTMTQstytti1pJXp6Z2kuB6xKkmhVAdUAShTb1sTeYX/sgfYme5IN",
+	"PKpYLz6KltQ9sf3LJolHIjPxZSKRSH32Ah4nnCFT0jv87CVEkBgVCvPpmDOGgaKcnYYXRM30d5R5h16i",
+	"P/geIzF6h15QaOb5nsCfUyow9A6VSNH3ZDDDmOi+fxA48Q69f9lfTrpvf5X7xbm8uzvfuxD8hoYojjmb",
+	"0Ok7XPxrimKRk/Cz+ZTTkLjWo8A0H13jYmdSajN7d5oggTLhTKJhzWsSXuLPKUqlPwWcKWTmvyRJIhoQ",
+	"vZD9nyRn+rvtpr1S4YkQXNjZQpSBoIkexzv0+jMEYecDKiEm0YSLGEPgAjQHJEgeo5pRNgU1IwpCjhIY",
+	"VzChyrvzvbdcjGkYIns0cnsXp3CNC4hIcC1BzRB4gsLM9ESCDHiCmrAzrt7ylIWPRhdlCqeWDnjKBSy1",
+	"99mSa3hLNaeZofsaF08kILuhgrNYE6jVkywiTsI+5++JmOKjkT/m4QLwNkAMLVclihsUTyRENLayzvT3",
+	"IyM3hEZkHD0OeT3IdqEhjMYJFwpCTJCFEjS7v6Pq+3Tsw4QLIGA/QS9JnkHA0yg0rB9rTSfBDEMfQmq/",
+	"I0zOURh50Bi10k8IjTA80r8apZ8TCVJxYbdEMCNsiqFmxpVhj6X5UZjAIGV4m2CgMDRkpgKPIERFaCSB",
+	"CISIT6cYwpyqmWFUvrFzgmmAjy08rVshUWRMJGqISZmRgpn/zvf6nH8gbOEwTz46ilAJ/EargJIgiEKn",
+	"7b43QxI6c3WJSiz2ehOFRtTlwa4w4FoNFYc5oVrNJlxo3iuxoGy61ljElNE4jb3DA99Ti0TbG4MiaMi+",
+	"872PjKRqxgX9BR8HyM64D6RsBohWvGvG5yxjmmcok2mi9yGGHzCkpG/If0ysohZRa7PoLm4gPU8vinqp",
+	"mh0LDJEpSiLzLWGL84l3OFhPx7nueVDo+iNVs0sy9+78LTo+36HjayJp0EtokdxNfXoJfYeLdj2SNs1/",
+	"mKs2zd3iI4pM7cCCXpJcacDdoavdLm1oPU6l4nGbHv0xadP8NY2iHVbSn/Mrha2kdEWnjKi0xDjvbnjn",
+	"e3UF0TsgDKneNCS6ENqBUlQ7oBMSSfS115t/pTey7r9p0/b5NTINDcpBATINbQOvd3E6enfyN2+Yg5xU",
+	"QkOjdX4zcBzYX/1sOt2cKm2l9ALgnXG83QB8/BMGxiepqHLLhQUBSjlShvLDz1XyfA9vEypQjogBNI2J",
+	"+n9eSBTuaY/B8+t9BJkXxlpSWmfLxfYsKRJqpyiwZ+nvrODQKZOKRJEBya9Rg2REw63VgBYm3aJfkcbT",
+	"8KsZZmmtU9GGbatg6DegZImgN0ShOY42jdlCCUdX/fPLk82crehgkYKaRvaSBAz3mjjbZOPasTQhUs65",
+	"CBuXXl3i697V6XHD8nwvlSjsMf/zdlqVd/CXJBRWbRYG2vo1LrvZErRbeYg3K2W+ix5xMSWM/lLcpHVd",
+	"W8ftVYomUco1Y9aEdPr+/UoZrRpke/llbKsvuLA8uxi/JuyihGkUNcnWRnTOb1AIGmJLmQbGU1q1SPer",
+	"xECgal5pEzku9HDCwo8yO7YkAgOilgeRimpRmURkMco4unSRqzTl37A0iqyLgTGhUetedsll//4joz+n",
+	"GC2Amp0yoWjDEchC0CLpbFLjMhX3uMY21BYJKpEPY4w4m+rzorcJcZ25qki3gTJFpmsg1Aq7MsxWUxUV",
+	"KQt0lBka8alTXLwlcWI2yV8FG6vF9b/98Da4Po5ffH/x7QvVJLQqBhALnHLBAk3MckBSQtT1EO0IWr+Y",
+	"t5pzLTdp3tlFgtvx2/du96Z8z32pz6mdSzL/gFKSqYmDFMZfBQQC9eZtBe9B2cSuPXbVz8l6X7NwlDoA",
+	"2e7MXMeeusr6NTDSU2kNM2RShbHcPq7vQgX58okQxMQoLCNzTlGmvnnp1SMtvhcRqUYTVMGsJX9jVCQk",
+	"ityzMmThzmZz3HAj0WhiHSisddZ1G21Jk7ClbtXxo6rD/oq7k3xxucgLfPQbNppbSmkHlEiuC7Cs+evB",
+	"4LQB1vszLMTvn0ig4REQYDiHjx9P38B8hgwinCjgqdIWKSa375FN1cw7fP7qle/FlGWfD7SLoRQKPfB/",
+	"DMjeL729f+/ufet3jg7//Kd/fPo0+PRp+OUvf/h898l78unTp0/7I9gb/ukPTfq2pPo9tTdEO0HYLrtM",
+	"T3iqMK5vtIoqFKdZz/l8yJ2heD1Ubr+PHwbmfl1Qa4dNgyU4GeqHvzWQul/AyQWeg0sRgpz6rNfeSyTh",
+	"Rs2tXmQtKQYi4buTPuwX9sv+5+KV9x0IVKlgEqg6hLL3Yi955jiecX49SkU04u7w4QNhhTugCcXIXegJ",
+	"nKBAFiDEZJFdfWlhQ4hBRASG5hMZR9jxfvd/tFLUrYK7CywMfASf79zF4zUuDOd5qkAgCUeFZp3f3alm",
+	"cQ0yeWXI8//ar/K9pk29JKTOrV/DE2uk8Z4dtNrNTDsvYdsI6PHHq/75h83hz0JsqBAQslQ2hYTcdj1l",
+	"Saq2MBPV2EwZed7kv/uQSgQtBqBMKiRhB3qR5LCwQJ8hzOiPplEdyKshkKrnWveNstBOrr72G39z113j",
+	"O+u96ZU7spnFG3fqX0mUGngoE/oBxRRDoExxQ2DpPKCn9CFlWU6KS7V4IoHPWZXzizMSb0XJO3u3vlOo",
+	"xsD2G5MN0tqfDrER6WKHnM1BYZu2V+bZO1xImAgeG6aYa/qnXIDJqXsGgnMFjpt8MkEWUjaFG81+za3c",
+	"Tq2IFK08bxjsyYh1pDWx6C2NFIorO2yD6m9Qs++RRHbRbWAIZRqpIuDw6y3AxvZqWsSpyX4quqF5tuBD",
+	"hrMqjmzeEmz31CW+8Ullr8DT/useMJNVRoKAp0ydhs868N4dnkF7wgyssfBt4pl1sYxeAJVwjUl2xi7S",
+	"ddDtdr/ezdw+dbSVN+mktDqYtq5zyXS08Iaq+GV76R1HlCLBDGpIto0cstnvWxQr/K2WCbRfcYRsdoo2",
+	"+SV1yTZHj5YNNNsNL4/g73q4v4PECANl7d4NEZQww9WQ6lFiyoiysfaYJInDqiyJYuscIN/cl6/OsVmV",
+	"E+C7C9MWCUq+d3Z+drJ1Us6PVM36Nlp/3vvY//5g6/SrrMfzrfOu8h6j4+OW+Uqe7/Vf97ZOAyoZe+/Q",
+	"Ks6d73GGu2SatU8x+43klq3iZuvcrVxN7jkja43um5BdJRGlcXfTUFu6YqYxFBNNfKAMQgxoTCII6ZQq",
+	"WXVru+tixN29b4d/bAwAV1Lx2hn9XRIEqJQpitMVmQE2B8Qlhy0DGi1oWhHsWXfdXTvtusbr7kqz7sMS",
+	"1SuWtTpVp3p4/OHH/tYpSQVmFQ6QeoQGK1PHg3ai5nozLXOOtkrYKvQppBvslPLncH0ja4pkNhJQP3Fb",
+	"zmzFs91SbCqsq+caNLJp5wys+2ZVLRdrA8MaoPor0le20pZaSstWvXZBr3YboFE0xnPYKJ0lE6rLy4hY",
+	"ocnPwfK/hXx2U+uvyzK651TYrQH2IUTQvEO2EMS95Rlvt0vsqaQYAt5wWC2moO0qMZwIlG0tR7PUWqeU",
+	"Nm+QrQTyQKm5v44MVuyammy23D27yWHFLmmSRv1Y3uw0Lx9IPpGQmjgwXONix/yJfxx2/gKjVZkSja8h",
+	"Ht5dXp+ZvLXgrk6/O+v1PzamZd9/3nLOqybh5m+xWjJvhz4rA9Et7zKLofCGe8zVYe2myPJwUzzernTY",
+	"yDo97GvOo/qG6MGY8wiJyQMo384LJKG0MXOYRGQqD8HE9+DAhwVKH/QBc+EDMjKO7Bs9y07o+sC4D3wy",
+	"8YH5EFJpWpjjKGELCIi0V/vL/fR00FfDwaUYDj6mw8EJDr8cfBn8bWH+O7iSwy+Dcz4cnLGh+faL+fqM",
+	"DQc9Mhy8Hg8H7yPb9E04/DJ4O7E/6C+vpB2u+8W0P+duKN3m7WT4xY75JhwOTqlt3TDks+a9nRq8aqld",
+	"ctmrIopoThbS8LiQXOzEUxN3NkyTwN0VTvlq4ZuXm+FsuIS10adPe539Fcf//Laq/e1F/0EuyZYhcnsn",
+	"+fQaF/s2cm+nls86YG6FiEBgGkMj+guGoDhEfI5Cq6TJWIlTqUAqstBqqygLFJCJMi9zGyPONcDJLj63",
+	"v69cy7G7+7q+871KgKr1Tc3XuSD2kNjieHYvEYD+697WkZGcwsrcBROlh2vibGZRq+BqR9DQmF8ziyNb",
+	"gSFO1MIHoiDmUsE3L+EdfV1xQb559erFN5t3VP2N5sM7GF9/pOr/eD666p9c7Jry0J9z0Otukkf9Ae4m",
+	"jmSj2p66l02D2GbwPELcju1VhpjLi+10ddiCYBvFTAVViyu9W+zkYyQChXkj1qC2gcDQFLfIyhNYPe6A",
+	"ST0LeIISIiqVtvrmvi4vfWLw1VysM5dQobsbUJ3xKNQKbvasMW2GhiXFM6US+9SesglvKHGguHCDFq+1",
+	"+KRwkyjt5SIV4V5ChFroFUgY44yyEM4Im/InstS8d3HagTco6A2GNmUga5Wk44jKGYYgEwyOAG+0J2RL",
+	"bwDNGeCKqFye9N58OHkiAYUgihgL7kRU5KbnezcopF3QQafb6ZpYXoKMJNQ79F50DjpdlzxgBLVfSZee",
+	"WjAsc8ZmFFjj1jt7g+ERcBFqoyVhmQwFb06ujn2gofnPkfbPJJp6OwmZIvzPf9uiEx044yUG61H14l0e",
+	"KBop5hI/Db1D7z2VhVwAaRawrLQ0qNJ7cksCVbydp6EPJBBcyuLxzNxWNFVDqlRk2q6aQynt4u7OrxJ1",
+	"TCTuUSaRSaroDYJMx3YTNqQTUOPvuu+znKEnElxakylapFsYm79qGRKJCGZftYD1+VqWz/mbLxquogTd",
+	"VX/44MTYK6sK14rP1DaQeF5oep/C53FM9iRqtdW7Oq/0Y/0ejWLyCGRCAtQbgqcsBCTBzOKdoHGMK5lb",
+	"0OgKxQVbf9AtJi/IlYRq93ZwjYvhn617mxAqZAZO+oMF25ioYKYJwtskMudZK5Im+lwy5ZKsVb55S1e/",
+	"wVeuv89VC4ORIWJyvrwuK6/5QsOTpL/os+f//ud/WVZBiBOSRgrMR3haPbxOUokS9PJpQJVN43FFdp7r",
+	"DuNUZUMYo2GGOQKJ2ITnz1YJN6vTs+SeGzQXaUxuXXUd93ldtZ3mtbM0HqOw5ql7lCWuNYL3CjITm5PW",
+	"QGWNwm6FzG4DmcNKubjn3e69Vd2pPC5qqL1zztCuumz6tT69tIQ0jZ8TvF8obme6HGzuUqqAZDq92Nxp",
+	"WZRO9zh4tc00DeWMdOfn327uXK1hded7r7ZhR7GEmOnzYrs+lSpeRU/T2PyijznwCvXlDgtCO9RulDfU",
+	"GiXTOCZi4dyJomR9YDhHqWBChVT6k97G5nFJUMl+4bLBP/qYSBRKAima8AkXMJ/RYAYLngKJBJJwATNy",
+	"U3IvO1B6LZM/aJHawJfS+Ez4oCGZK/MQAxJFxtoVOGEqkdkE9SPgaoZiTqVxnguuWwfeVurJwdPexcWz",
+	"Qnk8iCnT62Ol/A+wAXUwhzKLHm6MfBnlYLjLDTA+u16NzDxuoo5c1yfSYqtxDO3bnZcajXXznERTojEg",
+	"rFrvjmpaOMiIz7Mid9koEl51n/uWsKzonc38q3ub1dxTV9wMpXrNw8W9AdGqFNe78pnMPXR5BDw078VX",
+	"1CIrv+iynCuXjzvWQtg75kyJxkiwDT8yvmc6+yCpNqR5AnVAhKAoS3tjbVW57Fybjdh0tr37bUN29+Xm",
+	"HnmBT4PxW0xRraz5z2Ubnm+xwIb6nI9vVyx4Vi2L3dPwNDUW4VnJIpiZ1ryDtHsmQoX13XOJMb/JghOF",
+	"rchCU9JRIonKz/WM+ZlyHlY9V84id98CVHuoer7wWQcs5bYAbqP5iYjS5xWzbOleiVctl/2Whh3oLcsp",
+	"FhpxUaofm0Hzy243az1atvbrd0YhR1nH6zdmESW8roQHmpRi2WR/Ra3kB3VDs9udzXhLJUw5w9/dz39G",
+	"99Nt6ApMWI2toIPfHHy7dK+jq08azvVGXj7GhVUUVF/owhSVNKhR+NI6WDIN9B7WPUDqVpX3jM6HNNEK",
+	"PUwJcD7fOSftZfeFrRyhZtrPk9fu2bBL7NAg4Ha1+Wi8xw6U0j7+bCLaFrrcSfIZCIeBNhZR6m6dz1JQ",
+	"kYVQe/2jPXsXVUYJlAVRGjY5gN+hegA08evPyDApr0NmzrxFxg6cmRdFNRFa9rqb3KbzeDmJxt+6IG1+",
+	"k98QKrjMKJ2h4zrj8w6Yy6l8Ga5cbfZcykbw8wj1ApUPkuvvbNKOkVOe/VaKnFNVsg+U3ZCIlthwpMex",
+	"GqkdP9PFxs9l5uPvzsEJFwGO3LLuiYO9IMDE1LU2hdPjhCg6phFViyP3dmx3SU+pmqXjEUmS0U9z9TWC",
+	"f5zgi6krsdH4fc0R4/fjQ+348LuNXmUhTbGU7Qxo1Zh/h6pkyV2UoWJhzZ43htNEL2KysHZWzWyxoXY2",
+	"pvanRcyTj/1Z/na30ZXoOTydz2hkj96J4CaEI1Imj0DxNJgZ8Mxr2deNo3sf/IAg4WZYAQ4ZyVQCiehN",
+	"TeqVSN8NMutm+95+jErQYPU95wf7e2aEL4T5oyCYSlB4q8CmLnTAaKsxbMqV2CdhKDRNKYv0P8eXJ28u",
+	"zi/7ow8n/cvT46vR+9Or/smZ+1MjhOXt+cSoCZ+zOp8dMZsZrWnbTyJCKyyuoZnfbrl4m3BJs1hmTNQO",
+	"oLNGNIXpMrkYIbnL6s6CxFFBUmXmnNtGVwkG7TQxG7V4U1H5+xN6bC3UF50DCHmQxo3p8s3KmfXN+hVj",
+	"qMZ/MYdnF02UBijWMqk/oyafQAniki32TRx54xZ/3u0Wtnn+lymcR+XDK+Ok69/p8q/d1JXw0kz2q+x1",
+	"M7V5VKzZd49mocRgPQtl+UF8tfWwoG8k2ZRy8J4HJHKS9nwvFZHLODnc34/0bzMu1eGLbveFhur/CwAA",
+	"//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

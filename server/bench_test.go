@@ -103,6 +103,10 @@ func (s *benchStore) DeleteConnection(context.Context, int64, string, string) er
 	return store.ErrNotFound
 }
 
+func (s *benchStore) ListConnections(context.Context, store.ListConnections) ([]store.ListedConnection, error) {
+	return nil, nil
+}
+
 func newBenchServer(b *testing.B) *echo.Echo {
 	b.Helper()
 	e, err := server.New(server.Config{Store: newBenchStore()})

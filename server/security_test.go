@@ -53,6 +53,10 @@ func (s brokenStore) GetConnection(context.Context, store.ReadConnection) (store
 
 func (s brokenStore) DeleteConnection(context.Context, int64, string, string) error { return s.err }
 
+func (s brokenStore) ListConnections(context.Context, store.ListConnections) ([]store.ListedConnection, error) {
+	return nil, s.err
+}
+
 // driverDetail is what a failing database says; it must never reach a client.
 const driverDetail = "ERROR: relation \"api_keys\" does not exist (SQLSTATE 42P01) at 10.0.0.7:5432"
 

@@ -26,6 +26,7 @@ type Store interface {
 	UpsertConnection(ctx context.Context, in store.UpsertConnection) (store.Connection, error)
 	GetConnection(ctx context.Context, in store.ReadConnection) (store.Connection, error)
 	DeleteConnection(ctx context.Context, envID int64, providerConfigKey, connectionID string) error
+	ListConnections(ctx context.Context, in store.ListConnections) ([]store.ListedConnection, error)
 	Ping(ctx context.Context) error
 }
 

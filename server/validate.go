@@ -130,13 +130,26 @@ func requestError(err error) error {
 	return newError(http.StatusBadRequest, "invalid_query_params", "Invalid query parameters", details...)
 }
 
+// declaredQuery is the query parameter name of the route, nil when it declares none.
+func declaredQuery(route *routers.Route, name string) *openapi3.Parameter {
+	if p := route.Operation.Parameters.GetByInAndName(openapi3.ParameterInQuery, name); p != nil {
+		return p
+	}
+	return route.PathItem.Parameters.GetByInAndName(openapi3.ParameterInQuery, name)
+}
+
 // checkQueryKeys rejects query parameters the operation does not declare.
 func checkQueryKeys(route *routers.Route, req *http.Request) error {
 	var details []gen.ErrorDetail
 	for _, name := range slices.Sorted(maps.Keys(req.URL.Query())) {
-		if route.Operation.Parameters.GetByInAndName(openapi3.ParameterInQuery, name) != nil ||
-			route.PathItem.Parameters.GetByInAndName(openapi3.ParameterInQuery, name) != nil {
+		if declaredQuery(route, name) != nil {
 			continue
+		}
+		// tags[key]=value is one key of the deepObject parameter tags.
+		if base, _, ok := strings.Cut(name, "["); ok && strings.HasSuffix(name, "]") {
+			if p := declaredQuery(route, base); p != nil && p.Style == openapi3.SerializationDeepObject {
+				continue
+			}
 		}
 		details = append(details, gen.ErrorDetail{
 			Code:    "unrecognized_keys",
