@@ -608,6 +608,16 @@ type JwtCredentials_PrivateKey struct {
 // JwtCredentialsType defines model for JwtCredentials.Type.
 type JwtCredentialsType string
 
+// MetadataRequest defines model for MetadataRequest.
+type MetadataRequest struct {
+	// ConnectionId One connection id, or a list of them.
+	ConnectionId json.RawMessage `json:"connection_id"`
+	Metadata     json.RawMessage `json:"metadata"`
+
+	// ProviderConfigKey The integration's unique key.
+	ProviderConfigKey ProviderConfigKey `json:"provider_config_key"`
+}
+
 // OAuth1Credentials defines model for OAuth1Credentials.
 type OAuth1Credentials struct {
 	// OauthToken A secret or identifier; not empty, at most 64 KiB.
@@ -689,6 +699,19 @@ type OAuth2CredentialsWithRaw struct {
 
 // OAuth2CredentialsWithRawType defines model for OAuth2CredentialsWithRaw.Type.
 type OAuth2CredentialsWithRawType string
+
+// PatchConnectionRequest defines model for PatchConnectionRequest.
+type PatchConnectionRequest struct {
+	// EndUser Deprecated, use tags instead. Also yields end_user_* tags.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	EndUser *EndUserInput `json:"end_user,omitempty"`
+
+	// Tags Connection tags (key/value strings). Keys are normalized to lowercase and must stay distinct after it.
+	Tags *Tags `json:"tags,omitempty"`
+
+	// WebhookUrlOverride An http(s) URL, or "" to clear it.
+	WebhookUrlOverride *string `json:"webhook_url_override,omitempty"`
+}
 
 // ProviderConfigKey The integration's unique key.
 type ProviderConfigKey = string
@@ -859,8 +882,22 @@ type GetConnectionParams struct {
 	RefreshGithubAppJwtToken *StringBool `form:"refresh_github_app_jwt_token,omitempty" json:"refresh_github_app_jwt_token,omitempty"`
 }
 
+// PatchConnectionParams defines parameters for PatchConnection.
+type PatchConnectionParams struct {
+	ProviderConfigKey ProviderConfigKeyQuery `form:"provider_config_key" json:"provider_config_key"`
+}
+
 // ImportConnectionJSONRequestBody defines body for ImportConnection for application/json ContentType.
 type ImportConnectionJSONRequestBody = ImportConnectionRequest
+
+// UpdateMetadataJSONRequestBody defines body for UpdateMetadata for application/json ContentType.
+type UpdateMetadataJSONRequestBody = MetadataRequest
+
+// SetMetadataJSONRequestBody defines body for SetMetadata for application/json ContentType.
+type SetMetadataJSONRequestBody = MetadataRequest
+
+// PatchConnectionJSONRequestBody defines body for PatchConnection for application/json ContentType.
+type PatchConnectionJSONRequestBody = PatchConnectionRequest
 
 // Getter for additional properties for Tags. Returns the specified
 // element and whether it was found
@@ -1782,6 +1819,42 @@ type ClientInterface interface {
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
 	ImportConnection(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// UpdateMetadataWithBody Merge metadata into one or more connections
+	//
+	// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /connections/metadata (the `UpdateMetadata` operationId).
+	UpdateMetadataWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateMetadata Merge metadata into one or more connections
+	//
+	// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /connections/metadata (the `UpdateMetadata` operationId).
+	UpdateMetadata(ctx context.Context, body UpdateMetadataJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetMetadataWithBody Replace the metadata of one or more connections
+	//
+	// Replaces the metadata of every connection named ({} clears it), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /connections/metadata (the `SetMetadata` operationId).
+	SetMetadataWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetMetadata Replace the metadata of one or more connections
+	//
+	// Replaces the metadata of every connection named ({} clears it), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /connections/metadata (the `SetMetadata` operationId).
+	SetMetadata(ctx context.Context, body SetMetadataJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// DeleteConnection Delete a connection
 	//
 	// Removes the connection and its sealed credentials for good (the reference only flags it deleted). Importing the same connection_id later creates a new connection with a new id. An unknown connection or integration answers 400 unknown_connection, as the reference does.
@@ -1795,6 +1868,24 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /connections/{connectionId} (the `GetConnection` operationId).
 	GetConnection(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PatchConnectionWithBody Update a connection's tags, end user or webhook URL override
+	//
+	// With tags or end_user, the stored tags are replaced by the end user's tags merged under the request's tags (tags {} clears them). end_user replaces the stored end user. webhook_url_override "" clears it. {} changes nothing.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /connections/{connectionId} (the `PatchConnection` operationId).
+	PatchConnectionWithBody(ctx context.Context, connectionId ConnectionIdPath, params *PatchConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PatchConnection Update a connection's tags, end user or webhook URL override
+	//
+	// With tags or end_user, the stored tags are replaced by the end user's tags merged under the request's tags (tags {} clears them). end_user replaces the stored end user. webhook_url_override "" clears it. {} changes nothing.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /connections/{connectionId} (the `PatchConnection` operationId).
+	PatchConnection(ctx context.Context, connectionId ConnectionIdPath, params *PatchConnectionParams, body PatchConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// Health Liveness
 	//
@@ -1878,6 +1969,82 @@ func (c *Client) ImportConnection(ctx context.Context, body ImportConnectionJSON
 	return c.Client.Do(req)
 }
 
+// UpdateMetadataWithBody Merge metadata into one or more connections
+//
+// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /connections/metadata (the `UpdateMetadata` operationId).
+func (c *Client) UpdateMetadataWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateMetadataRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateMetadata Merge metadata into one or more connections
+//
+// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /connections/metadata (the `UpdateMetadata` operationId).
+func (c *Client) UpdateMetadata(ctx context.Context, body UpdateMetadataJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateMetadataRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetMetadataWithBody Replace the metadata of one or more connections
+//
+// Replaces the metadata of every connection named ({} clears it), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /connections/metadata (the `SetMetadata` operationId).
+func (c *Client) SetMetadataWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetMetadataRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetMetadata Replace the metadata of one or more connections
+//
+// Replaces the metadata of every connection named ({} clears it), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /connections/metadata (the `SetMetadata` operationId).
+func (c *Client) SetMetadata(ctx context.Context, body SetMetadataJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetMetadataRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // DeleteConnection Delete a connection
 //
 // Removes the connection and its sealed credentials for good (the reference only flags it deleted). Importing the same connection_id later creates a new connection with a new id. An unknown connection or integration answers 400 unknown_connection, as the reference does.
@@ -1902,6 +2069,44 @@ func (c *Client) DeleteConnection(ctx context.Context, connectionId ConnectionId
 // Corresponds with GET /connections/{connectionId} (the `GetConnection` operationId).
 func (c *Client) GetConnection(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetConnectionRequest(c.Server, connectionId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PatchConnectionWithBody Update a connection's tags, end user or webhook URL override
+//
+// With tags or end_user, the stored tags are replaced by the end user's tags merged under the request's tags (tags {} clears them). end_user replaces the stored end user. webhook_url_override "" clears it. {} changes nothing.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /connections/{connectionId} (the `PatchConnection` operationId).
+func (c *Client) PatchConnectionWithBody(ctx context.Context, connectionId ConnectionIdPath, params *PatchConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPatchConnectionRequestWithBody(c.Server, connectionId, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PatchConnection Update a connection's tags, end user or webhook URL override
+//
+// With tags or end_user, the stored tags are replaced by the end user's tags merged under the request's tags (tags {} clears them). end_user replaces the stored end user. webhook_url_override "" clears it. {} changes nothing.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /connections/{connectionId} (the `PatchConnection` operationId).
+func (c *Client) PatchConnection(ctx context.Context, connectionId ConnectionIdPath, params *PatchConnectionParams, body PatchConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPatchConnectionRequest(c.Server, connectionId, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2156,6 +2361,86 @@ func NewImportConnectionRequestWithBody(server string, contentType string, body 
 	return req, nil
 }
 
+// NewUpdateMetadataRequest calls the generic UpdateMetadata builder with application/json body
+func NewUpdateMetadataRequest(server string, body UpdateMetadataJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateMetadataRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewUpdateMetadataRequestWithBody constructs an http.Request for the UpdateMetadata method, with any body, and a specified content type
+func NewUpdateMetadataRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/connections/metadata")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewSetMetadataRequest calls the generic SetMetadata builder with application/json body
+func NewSetMetadataRequest(server string, body SetMetadataJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewSetMetadataRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewSetMetadataRequestWithBody constructs an http.Request for the SetMetadata method, with any body, and a specified content type
+func NewSetMetadataRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/connections/metadata")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewDeleteConnectionRequest constructs an http.Request for the DeleteConnection method
 func NewDeleteConnectionRequest(server string, connectionId ConnectionIdPath, params *DeleteConnectionParams) (*http.Request, error) {
 	var err error
@@ -2302,6 +2587,76 @@ func NewGetConnectionRequest(server string, connectionId ConnectionIdPath, param
 	if err != nil {
 		return nil, err
 	}
+
+	return req, nil
+}
+
+// NewPatchConnectionRequest calls the generic PatchConnection builder with application/json body
+func NewPatchConnectionRequest(server string, connectionId ConnectionIdPath, params *PatchConnectionParams, body PatchConnectionJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewPatchConnectionRequestWithBody(server, connectionId, params, "application/json", bodyReader)
+}
+
+// NewPatchConnectionRequestWithBody constructs an http.Request for the PatchConnection method, with any body, and a specified content type
+func NewPatchConnectionRequestWithBody(server string, connectionId ConnectionIdPath, params *PatchConnectionParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "connectionId", connectionId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/connections/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "provider_config_key", params.ProviderConfigKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
 
 	return req, nil
 }
@@ -2485,6 +2840,42 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
 	ImportConnectionWithResponse(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error)
 
+	// UpdateMetadataWithBodyWithResponse Merge metadata into one or more connections
+	//
+	// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /connections/metadata (the `UpdateMetadata` operationId).
+	UpdateMetadataWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateMetadataResponse, error)
+
+	// UpdateMetadataWithResponse Merge metadata into one or more connections
+	//
+	// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /connections/metadata (the `UpdateMetadata` operationId).
+	UpdateMetadataWithResponse(ctx context.Context, body UpdateMetadataJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateMetadataResponse, error)
+
+	// SetMetadataWithBodyWithResponse Replace the metadata of one or more connections
+	//
+	// Replaces the metadata of every connection named ({} clears it), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /connections/metadata (the `SetMetadata` operationId).
+	SetMetadataWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetMetadataResponse, error)
+
+	// SetMetadataWithResponse Replace the metadata of one or more connections
+	//
+	// Replaces the metadata of every connection named ({} clears it), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /connections/metadata (the `SetMetadata` operationId).
+	SetMetadataWithResponse(ctx context.Context, body SetMetadataJSONRequestBody, reqEditors ...RequestEditorFn) (*SetMetadataResponse, error)
+
 	// DeleteConnectionWithResponse Delete a connection
 	//
 	// Removes the connection and its sealed credentials for good (the reference only flags it deleted). Importing the same connection_id later creates a new connection with a new id. An unknown connection or integration answers 400 unknown_connection, as the reference does.
@@ -2502,6 +2893,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /connections/{connectionId} (the `GetConnection` operationId).
 	GetConnectionWithResponse(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*GetConnectionResponse, error)
+
+	// PatchConnectionWithBodyWithResponse Update a connection's tags, end user or webhook URL override
+	//
+	// With tags or end_user, the stored tags are replaced by the end user's tags merged under the request's tags (tags {} clears them). end_user replaces the stored end user. webhook_url_override "" clears it. {} changes nothing.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /connections/{connectionId} (the `PatchConnection` operationId).
+	PatchConnectionWithBodyWithResponse(ctx context.Context, connectionId ConnectionIdPath, params *PatchConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PatchConnectionResponse, error)
+
+	// PatchConnectionWithResponse Update a connection's tags, end user or webhook URL override
+	//
+	// With tags or end_user, the stored tags are replaced by the end user's tags merged under the request's tags (tags {} clears them). end_user replaces the stored end user. webhook_url_override "" clears it. {} changes nothing.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /connections/{connectionId} (the `PatchConnection` operationId).
+	PatchConnectionWithResponse(ctx context.Context, connectionId ConnectionIdPath, params *PatchConnectionParams, body PatchConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchConnectionResponse, error)
 
 	// HealthWithResponse Liveness
 	//
@@ -2760,6 +3169,228 @@ func (r ImportConnectionResponse) ContentType() string {
 	return ""
 }
 
+// UpdateMetadataResponse429Headers the declared response headers of an HTTP 429 response for UpdateMetadata
+type UpdateMetadataResponse429Headers struct {
+	RetryAfter int
+}
+
+type UpdateMetadataResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *MetadataRequest
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PayloadTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *UpdateMetadataResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateMetadataResponse) GetJSON200() *MetadataRequest {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r UpdateMetadataResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r UpdateMetadataResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r UpdateMetadataResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r UpdateMetadataResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r UpdateMetadataResponse) GetJSON413() *PayloadTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r UpdateMetadataResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r UpdateMetadataResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r UpdateMetadataResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r UpdateMetadataResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateMetadataResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateMetadataResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateMetadataResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateMetadataResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// SetMetadataResponse429Headers the declared response headers of an HTTP 429 response for SetMetadata
+type SetMetadataResponse429Headers struct {
+	RetryAfter int
+}
+
+type SetMetadataResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *MetadataRequest
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PayloadTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *SetMetadataResponse429Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r SetMetadataResponse) GetJSON201() *MetadataRequest {
+	return r.JSON201
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r SetMetadataResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r SetMetadataResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r SetMetadataResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r SetMetadataResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r SetMetadataResponse) GetJSON413() *PayloadTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r SetMetadataResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r SetMetadataResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r SetMetadataResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r SetMetadataResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r SetMetadataResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r SetMetadataResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r SetMetadataResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r SetMetadataResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // DeleteConnectionResponse429Headers the declared response headers of an HTTP 429 response for DeleteConnection
 type DeleteConnectionResponse429Headers struct {
 	RetryAfter int
@@ -2962,6 +3593,117 @@ func (r GetConnectionResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetConnectionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// PatchConnectionResponse429Headers the declared response headers of an HTTP 429 response for PatchConnection
+type PatchConnectionResponse429Headers struct {
+	RetryAfter int
+}
+
+type PatchConnectionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Success
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PayloadTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *PatchConnectionResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PatchConnectionResponse) GetJSON200() *Success {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r PatchConnectionResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r PatchConnectionResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r PatchConnectionResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r PatchConnectionResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r PatchConnectionResponse) GetJSON413() *PayloadTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r PatchConnectionResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r PatchConnectionResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r PatchConnectionResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r PatchConnectionResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r PatchConnectionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PatchConnectionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PatchConnectionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PatchConnectionResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -3184,6 +3926,66 @@ func (c *ClientWithResponses) ImportConnectionWithResponse(ctx context.Context, 
 	return ParseImportConnectionResponse(rsp)
 }
 
+// UpdateMetadataWithBodyWithResponse Merge metadata into one or more connections
+//
+// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /connections/metadata (the `UpdateMetadata` operationId).
+func (c *ClientWithResponses) UpdateMetadataWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateMetadataResponse, error) {
+	rsp, err := c.UpdateMetadataWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateMetadataResponse(rsp)
+}
+
+// UpdateMetadataWithResponse Merge metadata into one or more connections
+//
+// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /connections/metadata (the `UpdateMetadata` operationId).
+func (c *ClientWithResponses) UpdateMetadataWithResponse(ctx context.Context, body UpdateMetadataJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateMetadataResponse, error) {
+	rsp, err := c.UpdateMetadata(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateMetadataResponse(rsp)
+}
+
+// SetMetadataWithBodyWithResponse Replace the metadata of one or more connections
+//
+// Replaces the metadata of every connection named ({} clears it), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /connections/metadata (the `SetMetadata` operationId).
+func (c *ClientWithResponses) SetMetadataWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetMetadataResponse, error) {
+	rsp, err := c.SetMetadataWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetMetadataResponse(rsp)
+}
+
+// SetMetadataWithResponse Replace the metadata of one or more connections
+//
+// Replaces the metadata of every connection named ({} clears it), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /connections/metadata (the `SetMetadata` operationId).
+func (c *ClientWithResponses) SetMetadataWithResponse(ctx context.Context, body SetMetadataJSONRequestBody, reqEditors ...RequestEditorFn) (*SetMetadataResponse, error) {
+	rsp, err := c.SetMetadata(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetMetadataResponse(rsp)
+}
+
 // DeleteConnectionWithResponse Delete a connection
 //
 // Removes the connection and its sealed credentials for good (the reference only flags it deleted). Importing the same connection_id later creates a new connection with a new id. An unknown connection or integration answers 400 unknown_connection, as the reference does.
@@ -3212,6 +4014,36 @@ func (c *ClientWithResponses) GetConnectionWithResponse(ctx context.Context, con
 		return nil, err
 	}
 	return ParseGetConnectionResponse(rsp)
+}
+
+// PatchConnectionWithBodyWithResponse Update a connection's tags, end user or webhook URL override
+//
+// With tags or end_user, the stored tags are replaced by the end user's tags merged under the request's tags (tags {} clears them). end_user replaces the stored end user. webhook_url_override "" clears it. {} changes nothing.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /connections/{connectionId} (the `PatchConnection` operationId).
+func (c *ClientWithResponses) PatchConnectionWithBodyWithResponse(ctx context.Context, connectionId ConnectionIdPath, params *PatchConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PatchConnectionResponse, error) {
+	rsp, err := c.PatchConnectionWithBody(ctx, connectionId, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePatchConnectionResponse(rsp)
+}
+
+// PatchConnectionWithResponse Update a connection's tags, end user or webhook URL override
+//
+// With tags or end_user, the stored tags are replaced by the end user's tags merged under the request's tags (tags {} clears them). end_user replaces the stored end user. webhook_url_override "" clears it. {} changes nothing.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /connections/{connectionId} (the `PatchConnection` operationId).
+func (c *ClientWithResponses) PatchConnectionWithResponse(ctx context.Context, connectionId ConnectionIdPath, params *PatchConnectionParams, body PatchConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*PatchConnectionResponse, error) {
+	rsp, err := c.PatchConnection(ctx, connectionId, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePatchConnectionResponse(rsp)
 }
 
 // HealthWithResponse Liveness
@@ -3479,6 +4311,210 @@ func ParseImportConnectionResponse(rsp *http.Response) (*ImportConnectionRespons
 	return response, nil
 }
 
+// ParseUpdateMetadataResponse parses an HTTP response from a UpdateMetadataWithResponse call
+func ParseUpdateMetadataResponse(rsp *http.Response) (*UpdateMetadataResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateMetadataResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest MetadataRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers UpdateMetadataResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseSetMetadataResponse parses an HTTP response from a SetMetadataWithResponse call
+func ParseSetMetadataResponse(rsp *http.Response) (*SetMetadataResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &SetMetadataResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest MetadataRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers SetMetadataResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseDeleteConnectionResponse parses an HTTP response from a DeleteConnectionWithResponse call
 func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -3672,6 +4708,108 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 	return response, nil
 }
 
+// ParsePatchConnectionResponse parses an HTTP response from a PatchConnectionWithResponse call
+func ParsePatchConnectionResponse(rsp *http.Response) (*PatchConnectionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PatchConnectionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Success
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers PatchConnectionResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseHealthResponse parses an HTTP response from a HealthWithResponse call
 func ParseHealthResponse(rsp *http.Response) (*HealthResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -3791,12 +4929,21 @@ type ServerInterface interface {
 	// ImportConnection Import (upsert) a connection
 	// (POST /connections)
 	ImportConnection(ctx echo.Context) error
+	// UpdateMetadata Merge metadata into one or more connections
+	// (PATCH /connections/metadata)
+	UpdateMetadata(ctx echo.Context) error
+	// SetMetadata Replace the metadata of one or more connections
+	// (POST /connections/metadata)
+	SetMetadata(ctx echo.Context) error
 	// DeleteConnection Delete a connection
 	// (DELETE /connections/{connectionId})
 	DeleteConnection(ctx echo.Context, connectionId ConnectionIdPath, params DeleteConnectionParams) error
 	// GetConnection Get a connection, with its credentials for keys that may read them
 	// (GET /connections/{connectionId})
 	GetConnection(ctx echo.Context, connectionId ConnectionIdPath, params GetConnectionParams) error
+	// PatchConnection Update a connection's tags, end user or webhook URL override
+	// (PATCH /connections/{connectionId})
+	PatchConnection(ctx echo.Context, connectionId ConnectionIdPath, params PatchConnectionParams) error
 	// Health Liveness
 	// (GET /health)
 	Health(ctx echo.Context) error
@@ -3892,6 +5039,24 @@ func (w *ServerInterfaceWrapper) ImportConnection(ctx echo.Context) error {
 	return err
 }
 
+// UpdateMetadata converts echo context to params.
+func (w *ServerInterfaceWrapper) UpdateMetadata(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UpdateMetadata(ctx)
+	return err
+}
+
+// SetMetadata converts echo context to params.
+func (w *ServerInterfaceWrapper) SetMetadata(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SetMetadata(ctx)
+	return err
+}
+
 // DeleteConnection converts echo context to params.
 func (w *ServerInterfaceWrapper) DeleteConnection(ctx echo.Context) error {
 	var err error
@@ -3960,6 +5125,31 @@ func (w *ServerInterfaceWrapper) GetConnection(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetConnection(ctx, connectionId, params)
+	return err
+}
+
+// PatchConnection converts echo context to params.
+func (w *ServerInterfaceWrapper) PatchConnection(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "connectionId" -------------
+	var connectionId ConnectionIdPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "connectionId", ctx.Param("connectionId"), &connectionId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter connectionId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params PatchConnectionParams
+	// ------------- Required query parameter "provider_config_key" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "provider_config_key", ctx.QueryParams(), &params.ProviderConfigKey, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter provider_config_key: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.PatchConnection(ctx, connectionId, params)
 	return err
 }
 
@@ -4048,8 +5238,11 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 
 	router.GET(options.BaseURL+"/connections", wrapper.ListConnections, options.OperationMiddlewares["listConnections"]...)
 	router.POST(options.BaseURL+"/connections", wrapper.ImportConnection, options.OperationMiddlewares["importConnection"]...)
+	router.PATCH(options.BaseURL+"/connections/metadata", wrapper.UpdateMetadata, options.OperationMiddlewares["updateMetadata"]...)
+	router.POST(options.BaseURL+"/connections/metadata", wrapper.SetMetadata, options.OperationMiddlewares["setMetadata"]...)
 	router.DELETE(options.BaseURL+"/connections/:connectionId", wrapper.DeleteConnection, options.OperationMiddlewares["deleteConnection"]...)
 	router.GET(options.BaseURL+"/connections/:connectionId", wrapper.GetConnection, options.OperationMiddlewares["getConnection"]...)
+	router.PATCH(options.BaseURL+"/connections/:connectionId", wrapper.PatchConnection, options.OperationMiddlewares["patchConnection"]...)
 	router.GET(options.BaseURL+"/health", wrapper.Health, options.OperationMiddlewares["health"]...)
 	router.GET(options.BaseURL+"/ready", wrapper.Ready, options.OperationMiddlewares["ready"]...)
 	router.GET(options.BaseURL+"/metrics", wrapper.Metrics, options.OperationMiddlewares["metrics"]...)
@@ -4382,6 +5575,308 @@ func (response ImportConnection503JSONResponse) VisitImportConnectionResponse(w 
 	return err
 }
 
+type UpdateMetadataRequestObject struct {
+	Body *UpdateMetadataJSONRequestBody
+}
+
+type UpdateMetadataResponseObject interface {
+	VisitUpdateMetadataResponse(w http.ResponseWriter) error
+}
+
+type UpdateMetadata200JSONResponse MetadataRequest
+
+func (response UpdateMetadata200JSONResponse) VisitUpdateMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadata400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response UpdateMetadata400JSONResponse) VisitUpdateMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadata401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response UpdateMetadata401JSONResponse) VisitUpdateMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadata403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response UpdateMetadata403JSONResponse) VisitUpdateMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadata404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response UpdateMetadata404JSONResponse) VisitUpdateMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadata413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response UpdateMetadata413JSONResponse) VisitUpdateMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadata415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response UpdateMetadata415JSONResponse) VisitUpdateMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadata429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response UpdateMetadata429JSONResponse) VisitUpdateMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadata500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response UpdateMetadata500JSONResponse) VisitUpdateMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadata503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response UpdateMetadata503JSONResponse) VisitUpdateMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadataRequestObject struct {
+	Body *SetMetadataJSONRequestBody
+}
+
+type SetMetadataResponseObject interface {
+	VisitSetMetadataResponse(w http.ResponseWriter) error
+}
+
+type SetMetadata201JSONResponse MetadataRequest
+
+func (response SetMetadata201JSONResponse) VisitSetMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadata400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response SetMetadata400JSONResponse) VisitSetMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadata401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response SetMetadata401JSONResponse) VisitSetMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadata403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response SetMetadata403JSONResponse) VisitSetMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadata404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response SetMetadata404JSONResponse) VisitSetMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadata413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response SetMetadata413JSONResponse) VisitSetMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadata415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response SetMetadata415JSONResponse) VisitSetMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadata429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response SetMetadata429JSONResponse) VisitSetMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadata500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response SetMetadata500JSONResponse) VisitSetMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadata503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response SetMetadata503JSONResponse) VisitSetMetadataResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteConnectionRequestObject struct {
 	ConnectionId ConnectionIdPath `json:"connectionId"`
 	Params       DeleteConnectionParams
@@ -4652,6 +6147,159 @@ func (response GetConnection503JSONResponse) VisitGetConnectionResponse(w http.R
 	return err
 }
 
+type PatchConnectionRequestObject struct {
+	ConnectionId ConnectionIdPath `json:"connectionId"`
+	Params       PatchConnectionParams
+	Body         *PatchConnectionJSONRequestBody
+}
+
+type PatchConnectionResponseObject interface {
+	VisitPatchConnectionResponse(w http.ResponseWriter) error
+}
+
+type PatchConnection200JSONResponse Success
+
+func (response PatchConnection200JSONResponse) VisitPatchConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PatchConnection400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response PatchConnection400JSONResponse) VisitPatchConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PatchConnection401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response PatchConnection401JSONResponse) VisitPatchConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PatchConnection403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response PatchConnection403JSONResponse) VisitPatchConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PatchConnection404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response PatchConnection404JSONResponse) VisitPatchConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PatchConnection413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response PatchConnection413JSONResponse) VisitPatchConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PatchConnection415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response PatchConnection415JSONResponse) VisitPatchConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PatchConnection429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response PatchConnection429JSONResponse) VisitPatchConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PatchConnection500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response PatchConnection500JSONResponse) VisitPatchConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PatchConnection503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response PatchConnection503JSONResponse) VisitPatchConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type HealthRequestObject struct {
 }
 
@@ -4775,12 +6423,21 @@ type StrictServerInterface interface {
 	// ImportConnection Import (upsert) a connection
 	// (POST /connections)
 	ImportConnection(ctx context.Context, request ImportConnectionRequestObject) (ImportConnectionResponseObject, error)
+	// UpdateMetadata Merge metadata into one or more connections
+	// (PATCH /connections/metadata)
+	UpdateMetadata(ctx context.Context, request UpdateMetadataRequestObject) (UpdateMetadataResponseObject, error)
+	// SetMetadata Replace the metadata of one or more connections
+	// (POST /connections/metadata)
+	SetMetadata(ctx context.Context, request SetMetadataRequestObject) (SetMetadataResponseObject, error)
 	// DeleteConnection Delete a connection
 	// (DELETE /connections/{connectionId})
 	DeleteConnection(ctx context.Context, request DeleteConnectionRequestObject) (DeleteConnectionResponseObject, error)
 	// GetConnection Get a connection, with its credentials for keys that may read them
 	// (GET /connections/{connectionId})
 	GetConnection(ctx context.Context, request GetConnectionRequestObject) (GetConnectionResponseObject, error)
+	// PatchConnection Update a connection's tags, end user or webhook URL override
+	// (PATCH /connections/{connectionId})
+	PatchConnection(ctx context.Context, request PatchConnectionRequestObject) (PatchConnectionResponseObject, error)
 	// Health Liveness
 	// (GET /health)
 	Health(ctx context.Context, request HealthRequestObject) (HealthResponseObject, error)
@@ -4878,6 +6535,98 @@ func (sh *strictHandler) ImportConnection(ctx echo.Context) error {
 	return nil
 }
 
+// UpdateMetadata operation middleware
+func (sh *strictHandler) UpdateMetadata(ctx echo.Context) error {
+	var request UpdateMetadataRequestObject
+
+	var body UpdateMetadataJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UpdateMetadata(ctx.Request().Context(), request.(UpdateMetadataRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UpdateMetadata")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(UpdateMetadataResponseObject); ok {
+		return validResponse.VisitUpdateMetadataResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// SetMetadata operation middleware
+func (sh *strictHandler) SetMetadata(ctx echo.Context) error {
+	var request SetMetadataRequestObject
+
+	var body SetMetadataJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.SetMetadata(ctx.Request().Context(), request.(SetMetadataRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "SetMetadata")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SetMetadataResponseObject); ok {
+		return validResponse.VisitSetMetadataResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // DeleteConnection operation middleware
 func (sh *strictHandler) DeleteConnection(ctx echo.Context, connectionId ConnectionIdPath, params DeleteConnectionParams) error {
 	var request DeleteConnectionRequestObject
@@ -4924,6 +6673,55 @@ func (sh *strictHandler) GetConnection(ctx echo.Context, connectionId Connection
 		return err
 	} else if validResponse, ok := response.(GetConnectionResponseObject); ok {
 		return validResponse.VisitGetConnectionResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// PatchConnection operation middleware
+func (sh *strictHandler) PatchConnection(ctx echo.Context, connectionId ConnectionIdPath, params PatchConnectionParams) error {
+	var request PatchConnectionRequestObject
+
+	request.ConnectionId = connectionId
+	request.Params = params
+
+	var body PatchConnectionJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.PatchConnection(ctx.Request().Context(), request.(PatchConnectionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PatchConnection")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(PatchConnectionResponseObject); ok {
+		return validResponse.VisitPatchConnectionResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -5027,94 +6825,101 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7F1rchs5kr5KRu1E2J4pUZQfHdFSTMTQstytti1pJXp6Z2kuB6xKkmhVAdUAShTb1sTeYX/sgfYme5IN",
-	"PKpYLz6KltQ9sf3LJolHIjPxZSKRSH32Ah4nnCFT0jv87CVEkBgVCvPpmDOGgaKcnYYXRM30d5R5h16i",
-	"P/geIzF6h15QaOb5nsCfUyow9A6VSNH3ZDDDmOi+fxA48Q69f9lfTrpvf5X7xbm8uzvfuxD8hoYojjmb",
-	"0Ok7XPxrimKRk/Cz+ZTTkLjWo8A0H13jYmdSajN7d5oggTLhTKJhzWsSXuLPKUqlPwWcKWTmvyRJIhoQ",
-	"vZD9nyRn+rvtpr1S4YkQXNjZQpSBoIkexzv0+jMEYecDKiEm0YSLGEPgAjQHJEgeo5pRNgU1IwpCjhIY",
-	"VzChyrvzvbdcjGkYIns0cnsXp3CNC4hIcC1BzRB4gsLM9ESCDHiCmrAzrt7ylIWPRhdlCqeWDnjKBSy1",
-	"99mSa3hLNaeZofsaF08kILuhgrNYE6jVkywiTsI+5++JmOKjkT/m4QLwNkAMLVclihsUTyRENLayzvT3",
-	"IyM3hEZkHD0OeT3IdqEhjMYJFwpCTJCFEjS7v6Pq+3Tsw4QLIGA/QS9JnkHA0yg0rB9rTSfBDEMfQmq/",
-	"I0zOURh50Bi10k8IjTA80r8apZ8TCVJxYbdEMCNsiqFmxpVhj6X5UZjAIGV4m2CgMDRkpgKPIERFaCSB",
-	"CISIT6cYwpyqmWFUvrFzgmmAjy08rVshUWRMJGqISZmRgpn/zvf6nH8gbOEwTz46ilAJ/EargJIgiEKn",
-	"7b43QxI6c3WJSiz2ehOFRtTlwa4w4FoNFYc5oVrNJlxo3iuxoGy61ljElNE4jb3DA99Ti0TbG4MiaMi+",
-	"872PjKRqxgX9BR8HyM64D6RsBohWvGvG5yxjmmcok2mi9yGGHzCkpG/If0ysohZRa7PoLm4gPU8vinqp",
-	"mh0LDJEpSiLzLWGL84l3OFhPx7nueVDo+iNVs0sy9+78LTo+36HjayJp0EtokdxNfXoJfYeLdj2SNs1/",
-	"mKs2zd3iI4pM7cCCXpJcacDdoavdLm1oPU6l4nGbHv0xadP8NY2iHVbSn/Mrha2kdEWnjKi0xDjvbnjn",
-	"e3UF0TsgDKneNCS6ENqBUlQ7oBMSSfS115t/pTey7r9p0/b5NTINDcpBATINbQOvd3E6enfyN2+Yg5xU",
-	"QkOjdX4zcBzYX/1sOt2cKm2l9ALgnXG83QB8/BMGxiepqHLLhQUBSjlShvLDz1XyfA9vEypQjogBNI2J",
-	"+n9eSBTuaY/B8+t9BJkXxlpSWmfLxfYsKRJqpyiwZ+nvrODQKZOKRJEBya9Rg2REw63VgBYm3aJfkcbT",
-	"8KsZZmmtU9GGbatg6DegZImgN0ShOY42jdlCCUdX/fPLk82crehgkYKaRvaSBAz3mjjbZOPasTQhUs65",
-	"CBuXXl3i697V6XHD8nwvlSjsMf/zdlqVd/CXJBRWbRYG2vo1LrvZErRbeYg3K2W+ix5xMSWM/lLcpHVd",
-	"W8ftVYomUco1Y9aEdPr+/UoZrRpke/llbKsvuLA8uxi/JuyihGkUNcnWRnTOb1AIGmJLmQbGU1q1SPer",
-	"xECgal5pEzku9HDCwo8yO7YkAgOilgeRimpRmURkMco4unSRqzTl37A0iqyLgTGhUetedsll//4joz+n",
-	"GC2Amp0yoWjDEchC0CLpbFLjMhX3uMY21BYJKpEPY4w4m+rzorcJcZ25qki3gTJFpmsg1Aq7MsxWUxUV",
-	"KQt0lBka8alTXLwlcWI2yV8FG6vF9b/98Da4Po5ffH/x7QvVJLQqBhALnHLBAk3MckBSQtT1EO0IWr+Y",
-	"t5pzLTdp3tlFgtvx2/du96Z8z32pz6mdSzL/gFKSqYmDFMZfBQQC9eZtBe9B2cSuPXbVz8l6X7NwlDoA",
-	"2e7MXMeeusr6NTDSU2kNM2RShbHcPq7vQgX58okQxMQoLCNzTlGmvnnp1SMtvhcRqUYTVMGsJX9jVCQk",
-	"ityzMmThzmZz3HAj0WhiHSisddZ1G21Jk7ClbtXxo6rD/oq7k3xxucgLfPQbNppbSmkHlEiuC7Cs+evB",
-	"4LQB1vszLMTvn0ig4REQYDiHjx9P38B8hgwinCjgqdIWKSa375FN1cw7fP7qle/FlGWfD7SLoRQKPfB/",
-	"DMjeL729f+/ufet3jg7//Kd/fPo0+PRp+OUvf/h898l78unTp0/7I9gb/ukPTfq2pPo9tTdEO0HYLrtM",
-	"T3iqMK5vtIoqFKdZz/l8yJ2heD1Ubr+PHwbmfl1Qa4dNgyU4GeqHvzWQul/AyQWeg0sRgpz6rNfeSyTh",
-	"Rs2tXmQtKQYi4buTPuwX9sv+5+KV9x0IVKlgEqg6hLL3Yi955jiecX49SkU04u7w4QNhhTugCcXIXegJ",
-	"nKBAFiDEZJFdfWlhQ4hBRASG5hMZR9jxfvd/tFLUrYK7CywMfASf79zF4zUuDOd5qkAgCUeFZp3f3alm",
-	"cQ0yeWXI8//ar/K9pk29JKTOrV/DE2uk8Z4dtNrNTDsvYdsI6PHHq/75h83hz0JsqBAQslQ2hYTcdj1l",
-	"Saq2MBPV2EwZed7kv/uQSgQtBqBMKiRhB3qR5LCwQJ8hzOiPplEdyKshkKrnWveNstBOrr72G39z113j",
-	"O+u96ZU7spnFG3fqX0mUGngoE/oBxRRDoExxQ2DpPKCn9CFlWU6KS7V4IoHPWZXzizMSb0XJO3u3vlOo",
-	"xsD2G5MN0tqfDrER6WKHnM1BYZu2V+bZO1xImAgeG6aYa/qnXIDJqXsGgnMFjpt8MkEWUjaFG81+za3c",
-	"Tq2IFK08bxjsyYh1pDWx6C2NFIorO2yD6m9Qs++RRHbRbWAIZRqpIuDw6y3AxvZqWsSpyX4quqF5tuBD",
-	"hrMqjmzeEmz31CW+8Ullr8DT/useMJNVRoKAp0ydhs868N4dnkF7wgyssfBt4pl1sYxeAJVwjUl2xi7S",
-	"ddDtdr/ezdw+dbSVN+mktDqYtq5zyXS08Iaq+GV76R1HlCLBDGpIto0cstnvWxQr/K2WCbRfcYRsdoo2",
-	"+SV1yTZHj5YNNNsNL4/g73q4v4PECANl7d4NEZQww9WQ6lFiyoiysfaYJInDqiyJYuscIN/cl6/OsVmV",
-	"E+C7C9MWCUq+d3Z+drJ1Us6PVM36Nlp/3vvY//5g6/SrrMfzrfOu8h6j4+OW+Uqe7/Vf97ZOAyoZe+/Q",
-	"Ks6d73GGu2SatU8x+43klq3iZuvcrVxN7jkja43um5BdJRGlcXfTUFu6YqYxFBNNfKAMQgxoTCII6ZQq",
-	"WXVru+tixN29b4d/bAwAV1Lx2hn9XRIEqJQpitMVmQE2B8Qlhy0DGi1oWhHsWXfdXTvtusbr7kqz7sMS",
-	"1SuWtTpVp3p4/OHH/tYpSQVmFQ6QeoQGK1PHg3ai5nozLXOOtkrYKvQppBvslPLncH0ja4pkNhJQP3Fb",
-	"zmzFs91SbCqsq+caNLJp5wys+2ZVLRdrA8MaoPor0le20pZaSstWvXZBr3YboFE0xnPYKJ0lE6rLy4hY",
-	"ocnPwfK/hXx2U+uvyzK651TYrQH2IUTQvEO2EMS95Rlvt0vsqaQYAt5wWC2moO0qMZwIlG0tR7PUWqeU",
-	"Nm+QrQTyQKm5v44MVuyammy23D27yWHFLmmSRv1Y3uw0Lx9IPpGQmjgwXONix/yJfxx2/gKjVZkSja8h",
-	"Ht5dXp+ZvLXgrk6/O+v1PzamZd9/3nLOqybh5m+xWjJvhz4rA9Et7zKLofCGe8zVYe2myPJwUzzernTY",
-	"yDo97GvOo/qG6MGY8wiJyQMo384LJKG0MXOYRGQqD8HE9+DAhwVKH/QBc+EDMjKO7Bs9y07o+sC4D3wy",
-	"8YH5EFJpWpjjKGELCIi0V/vL/fR00FfDwaUYDj6mw8EJDr8cfBn8bWH+O7iSwy+Dcz4cnLGh+faL+fqM",
-	"DQc9Mhy8Hg8H7yPb9E04/DJ4O7E/6C+vpB2u+8W0P+duKN3m7WT4xY75JhwOTqlt3TDks+a9nRq8aqld",
-	"ctmrIopoThbS8LiQXOzEUxN3NkyTwN0VTvlq4ZuXm+FsuIS10adPe539Fcf//Laq/e1F/0EuyZYhcnsn",
-	"+fQaF/s2cm+nls86YG6FiEBgGkMj+guGoDhEfI5Cq6TJWIlTqUAqstBqqygLFJCJMi9zGyPONcDJLj63",
-	"v69cy7G7+7q+871KgKr1Tc3XuSD2kNjieHYvEYD+697WkZGcwsrcBROlh2vibGZRq+BqR9DQmF8ziyNb",
-	"gSFO1MIHoiDmUsE3L+EdfV1xQb559erFN5t3VP2N5sM7GF9/pOr/eD666p9c7Jry0J9z0Otukkf9Ae4m",
-	"jmSj2p66l02D2GbwPELcju1VhpjLi+10ddiCYBvFTAVViyu9W+zkYyQChXkj1qC2gcDQFLfIyhNYPe6A",
-	"ST0LeIISIiqVtvrmvi4vfWLw1VysM5dQobsbUJ3xKNQKbvasMW2GhiXFM6US+9SesglvKHGguHCDFq+1",
-	"+KRwkyjt5SIV4V5ChFroFUgY44yyEM4Im/InstS8d3HagTco6A2GNmUga5Wk44jKGYYgEwyOAG+0J2RL",
-	"bwDNGeCKqFye9N58OHkiAYUgihgL7kRU5KbnezcopF3QQafb6ZpYXoKMJNQ79F50DjpdlzxgBLVfSZee",
-	"WjAsc8ZmFFjj1jt7g+ERcBFqoyVhmQwFb06ujn2gofnPkfbPJJp6OwmZIvzPf9uiEx044yUG61H14l0e",
-	"KBop5hI/Db1D7z2VhVwAaRawrLQ0qNJ7cksCVbydp6EPJBBcyuLxzNxWNFVDqlRk2q6aQynt4u7OrxJ1",
-	"TCTuUSaRSaroDYJMx3YTNqQTUOPvuu+znKEnElxakylapFsYm79qGRKJCGZftYD1+VqWz/mbLxquogTd",
-	"VX/44MTYK6sK14rP1DaQeF5oep/C53FM9iRqtdW7Oq/0Y/0ejWLyCGRCAtQbgqcsBCTBzOKdoHGMK5lb",
-	"0OgKxQVbf9AtJi/IlYRq93ZwjYvhn617mxAqZAZO+oMF25ioYKYJwtskMudZK5Im+lwy5ZKsVb55S1e/",
-	"wVeuv89VC4ORIWJyvrwuK6/5QsOTpL/os+f//ud/WVZBiBOSRgrMR3haPbxOUokS9PJpQJVN43FFdp7r",
-	"DuNUZUMYo2GGOQKJ2ITnz1YJN6vTs+SeGzQXaUxuXXUd93ldtZ3mtbM0HqOw5ql7lCWuNYL3CjITm5PW",
-	"QGWNwm6FzG4DmcNKubjn3e69Vd2pPC5qqL1zztCuumz6tT69tIQ0jZ8TvF8obme6HGzuUqqAZDq92Nxp",
-	"WZRO9zh4tc00DeWMdOfn327uXK1hded7r7ZhR7GEmOnzYrs+lSpeRU/T2PyijznwCvXlDgtCO9RulDfU",
-	"GiXTOCZi4dyJomR9YDhHqWBChVT6k97G5nFJUMl+4bLBP/qYSBRKAima8AkXMJ/RYAYLngKJBJJwATNy",
-	"U3IvO1B6LZM/aJHawJfS+Ez4oCGZK/MQAxJFxtoVOGEqkdkE9SPgaoZiTqVxnguuWwfeVurJwdPexcWz",
-	"Qnk8iCnT62Ol/A+wAXUwhzKLHm6MfBnlYLjLDTA+u16NzDxuoo5c1yfSYqtxDO3bnZcajXXznERTojEg",
-	"rFrvjmpaOMiIz7Mid9koEl51n/uWsKzonc38q3ub1dxTV9wMpXrNw8W9AdGqFNe78pnMPXR5BDw078VX",
-	"1CIrv+iynCuXjzvWQtg75kyJxkiwDT8yvmc6+yCpNqR5AnVAhKAoS3tjbVW57Fybjdh0tr37bUN29+Xm",
-	"HnmBT4PxW0xRraz5z2Ubnm+xwIb6nI9vVyx4Vi2L3dPwNDUW4VnJIpiZ1ryDtHsmQoX13XOJMb/JghOF",
-	"rchCU9JRIonKz/WM+ZlyHlY9V84id98CVHuoer7wWQcs5bYAbqP5iYjS5xWzbOleiVctl/2Whh3oLcsp",
-	"FhpxUaofm0Hzy243az1atvbrd0YhR1nH6zdmESW8roQHmpRi2WR/Ra3kB3VDs9udzXhLJUw5w9/dz39G",
-	"99Nt6ApMWI2toIPfHHy7dK+jq08azvVGXj7GhVUUVF/owhSVNKhR+NI6WDIN9B7WPUDqVpX3jM6HNNEK",
-	"PUwJcD7fOSftZfeFrRyhZtrPk9fu2bBL7NAg4Ha1+Wi8xw6U0j7+bCLaFrrcSfIZCIeBNhZR6m6dz1JQ",
-	"kYVQe/2jPXsXVUYJlAVRGjY5gN+hegA08evPyDApr0NmzrxFxg6cmRdFNRFa9rqb3KbzeDmJxt+6IG1+",
-	"k98QKrjMKJ2h4zrj8w6Yy6l8Ga5cbfZcykbw8wj1ApUPkuvvbNKOkVOe/VaKnFNVsg+U3ZCIlthwpMex",
-	"GqkdP9PFxs9l5uPvzsEJFwGO3LLuiYO9IMDE1LU2hdPjhCg6phFViyP3dmx3SU+pmqXjEUmS0U9z9TWC",
-	"f5zgi6krsdH4fc0R4/fjQ+348LuNXmUhTbGU7Qxo1Zh/h6pkyV2UoWJhzZ43htNEL2KysHZWzWyxoXY2",
-	"pvanRcyTj/1Z/na30ZXoOTydz2hkj96J4CaEI1Imj0DxNJgZ8Mxr2deNo3sf/IAg4WZYAQ4ZyVQCiehN",
-	"TeqVSN8NMutm+95+jErQYPU95wf7e2aEL4T5oyCYSlB4q8CmLnTAaKsxbMqV2CdhKDRNKYv0P8eXJ28u",
-	"zi/7ow8n/cvT46vR+9Or/smZ+1MjhOXt+cSoCZ+zOp8dMZsZrWnbTyJCKyyuoZnfbrl4m3BJs1hmTNQO",
-	"oLNGNIXpMrkYIbnL6s6CxFFBUmXmnNtGVwkG7TQxG7V4U1H5+xN6bC3UF50DCHmQxo3p8s3KmfXN+hVj",
-	"qMZ/MYdnF02UBijWMqk/oyafQAniki32TRx54xZ/3u0Wtnn+lymcR+XDK+Ok69/p8q/d1JXw0kz2q+x1",
-	"M7V5VKzZd49mocRgPQtl+UF8tfWwoG8k2ZRy8J4HJHKS9nwvFZHLODnc34/0bzMu1eGLbveFhur/CwAA",
-	"//8=",
+	"7H1rcuM4kv9VMvifiCrP0LJcj45/2zERo3K5uj1VZXtteXpnba0GJlMSxiTABkDL6ipP7B32wx5ob7In",
+	"2cCDFF96UH50T2x96S7JBJjITPwykZlIffECHiecIVPS2/viJUSQGBUK8+mAM4aBopwdhadETfR3lHl7",
+	"XqI/+B4jMXp7XlB4zPM9gT+nVGDo7SmRou/JYIIx0WN/J3Dk7Xn/b2f+0h37V7lTfJd3f+97p4Lf0hDF",
+	"AWcjOv6Is39JUcxyEn42n3IaEvf0MDCPD29wtjEptTd795oggTLhTKJhzTsSnuHPKUqlPwWcKWTmnyRJ",
+	"IhoQvZCdv0vO9HfrvfZchYdCcGHfFqIMBE30PN6e158gCPs+oBJiEo24iDEELkBzQILkMaoJZWNQE6Ig",
+	"5CiBcQUjqrx73/vAxTUNQ2TPRm7v9AhucAYRCW4kqAkCT1CYN72QIAOeoCbsmKsPPGXhs9FFmcKxpQNe",
+	"cgFz7d2acw3vqOY0M3Tf4OyFBGS3VHAWawK1epJZxEnY5/wTEWN8NvKveTgDvAsQQ8tVieIWxQsJEY2t",
+	"rDP9vWDkltCIXEfPQ14Psl1oCKNxwoWCEBNkoQTN7h+o+jG99mHEBRCwn6CXJFsQ8DQKDeuvtaaTYIKh",
+	"DyG13xEmpyiMPGiMWulHhEYY7uu/GqWfEglScWG3RDAhbIyhZsa5YY+l+VmYwCBleJdgoDA0ZKYC9yFE",
+	"RWgkgQiEiI/HGMKUqolhVL6xc4JpgM8tPK1bIVHkmkjUEJMyIwXz/nvf63P+mbCZwzz57ChCJfBbrQJK",
+	"giAKnbb73gRJ6MzVGSox2+6NFBpRlyc7x4BrNVQcpoRqNRtxoXmvxIyy8VJjEVNG4zT29nZ9T80SbW8M",
+	"iqAh+973LhhJ1YQL+gs+D5Adcx9I2QwQrXg3jE9ZxjTPUCbTRO9DDD9jSEnfkP+cWEUtotbeooe4ifR7",
+	"elHUS9XkQGCITFESmW8Jm52MvL3L5XSc6JG7haE/UTU5I1Pv3l9j4KsNBr4jkga9hBbJXTWml9CPOGs3",
+	"Imnz+J+nqs3jbvERRaY2YEEvSc414G4w1G6XNrQepFLxuM2I/jVp8/g7GkUbrKQ/5ecKW0npnI4ZUWmJ",
+	"cd794N736gqid0AYUr1pSHQqtAOlqHZARySS6GuvN/9Kb2Q9ftWm7fMbZBoalIMCZBraLr3e6dHw4+Ff",
+	"vUEOclIJDY3W+c3A8dL+1c9epx+nSlspvQD4aBxvNwG//jsGxiepqHLLhQUBSjlUhvK9L1XyfA/vEipQ",
+	"DokBNI2J+l9eSBRua4/B8+tjBJkW5ppTWmfL6fosKRJqX1Fgz9zfWcChIyYViSIDkg9Rg2RIw7XVgBZe",
+	"usa4Io1H4YMZZmmtU9GGbYtg6DegZImgt0ShOY42zdlCCYfn/ZOzw9WcrehgkYKaRvaSBAz3mjjbZOPa",
+	"sTQhUk65CBuXXl3iu9750UHD8nwvlSjsMf/LelqVD/DnJBRWbRYG2vo1LrvZErRbeYi3C2W+iR5xMSaM",
+	"/lLcpHVdW8btRYomUcolc9aEdPTp00IZLZpkffllbKsvuLA8uxi/JuyihGkUNcnWRnROblEIGmJLmQbG",
+	"U1q0SPdXiYFA1bzSJnJc6OGQhRcyO7YkAgOi5geRimpRmURkNsw4OneRqzTl37A0iqyLgTGhUetRdsll",
+	"//6C0Z9TjGZAzU4ZUbThCGQhaJF0VqlxmYpHXGMbaosElciHa4w4G+vzorcKcZ25qki3gTJFxksg1Aq7",
+	"Ms1aryoqUhboKDM04mOnuHhH4sRskr8Idq1mN//65w/BzUH8+sfT71+rJqFVMYBY4JQzFmhi5hOSEqIu",
+	"h2hH0PLFfNCca7lJ88EuEtyO3753tz3m2+5LfU7tnJHpZ5SSjE0cpDD/IiAQqDdvK3gPyiZ26bGrfk7W",
+	"+5qFw9QByHpn5jr21FXWr4GRfpXWMEMmVRjL9eP6LlSQL58IQUyMwjIy5xRl6rs3Xj3S4nsRkWo4QhVM",
+	"WvI3RkVCosgjK0MW7mw2xw0ZiUYT60BhqbOun9GWNAlb6lYdP6o67C/IneSLy0Ve4KPfsNHcUko7oERy",
+	"XYBlzV8OBkcNsN6fYCF+/0ICDfeBAMMpXFwcvYfpBBlEOFLAU6UtUkzuPiEbq4m39+rtW9+LKcs+72oX",
+	"QykUeuJ/vyTbv/S2/627/b3f2d/74x/+cXV1eXU1+Pqn3325v/JeXF1dXe0MYXvwh9816duc6k/UZog2",
+	"grBNdpl+4ZHCuL7RKqpQfM1yzudTbgzFy6Fy/X38NDD364JaO2y6nIOToX7wWwOpxwWcXOA5uBQhyKnP",
+	"cu09QxKu1NxqImtOMRAJPxz2YaewX3a+FFPe9yBQpYJJoGoPyt6LTfJM8XrC+c0wFdGQu8OHD4QVckAj",
+	"ipFL6AkcoUAWIMRklqW+tLAhxCAiAkPziVxH2PG++T9aKepWweUCCxPvw5d7l3i8wZnhPE8VCCThsPBY",
+	"55s71Syuy0xeGfL8n/arfK9pU88JqXPr1/DEGml8ZAetlplp5yWsGwE9uDjvn3xeHf4sxIYKASFLZVNI",
+	"yG3XI5akag0zUY3NlJHnff53H1KJoMUAlEmFJOxAL5IcZhboM4QZ/t48VAfyagik6rnWfaMstJOrr/3G",
+	"Xz100/jOcm964Y5sZvHKnfoXEqUGHsqEfkYxxhAoU9wQWDoP6Ff6kLKsJsWVWryQwKesyvnZMYnXouSj",
+	"za1vFKoxsP3eVIO09qdDbES62CFnc1DYlu2VefYRZxJGgseGKSZN/5ILMDV1WyA4V+C4yUcjZCFlY7jV",
+	"7Nfcyu3UgkjRwvOGwZ6MWEdaE4s+0EihOLfTNqj+CjX7EUlkF90GhlCmkSoCDr9ZA2zsqKZFHJnqp6Ib",
+	"mlcLPmU4q+LI5k+CHZ66wjc+quwVeNl/1wNmqspIEPCUqaNwqwOf3OEZtCfMwBoL3xaeWRfL6AVQCTeY",
+	"ZGfsIl273W734W7m+qWjrbxJJ6XFwbRlg0umo4U3VMUvO0rvOKIUCSZQQ7J15JC9/bFFscDfallA+4Aj",
+	"ZLNTtMovqUu2OXo0f0Cz3fByH/6mp/sbSIwwUNbu3RJBCTNcDameJaaMKBtrj0mSOKzKiijWrgHyTb58",
+	"cY3NopoA3yVMWxQo+d7xyfHh2kU5P1E16dto/Unvov/j7trlV9mIV2vXXeUjhgcHLeuVPN/rv+utXQZU",
+	"MvbenlWce9/jDDepNGtfYvYbqS1bxM3WtVu5mjxyRdYS3Tchu0ohSuPupqG2dMVKYygWmvhAGYQY0JhE",
+	"ENIxVbLq1naXxYi7298Pft8YAK6U4rUz+psUCFApUxRHCyoDbA2IKw6bBzRa0LQg2LMs3V077bqHl+VK",
+	"s+GDEtULlrW4VKd6ePzzT/21S5IKzCocIPUMDVYmM94P9u6ajmAnrOSh0dA3db4QUamcBxdrfV0Puipe",
+	"Uut4k/WtYnJ3ZMdZZyKmLPtc9f9Xh6bXdZh+O27MwhzKsvhNvswmP6VuUdrpENdwPK9aW6vkrzCmULCy",
+	"UdGo8wxWbq4imY0E1GM2ljPeOjzbrEirwrp6tUojmzau4XtsVtWq+VYwrMHYP6AAai1tqRVFrTVqE/vX",
+	"bgM0isb4niulM2dCdXkZEQs0+RVY/reQz2Zq/bA6tUcupl7bRD+FCJp3yBqCeLRK9fV2iTUWxSTCCpNc",
+	"LGLcVGI4EijbWo5mqbUuSm7eIGsJ5ImKu38dGSzYNTXZrLl7NpPDgl3SJI1TooLJQ2Oam4bX2iT0FiXn",
+	"anc1J0olL+UWXJx9Mt71lXflgeIQREgE0FrRUPfN//fXKe2t+47NB9T5ZeQXElKTc4EbnG1Yq/SPvc6f",
+	"YLioKqnx5tHTH02X3wJYW8XPj3447vUvGq9APP4dgZxXTdsgv/fYknkbjFmY9GlZN1BMOzXUDCxOITVl",
+	"cQarcl92pYNG1ulp33EeNWxHuOY8QmJqbsqVMAJJKG1+CkYRGcs9MEdD2PVhhtIHznyY+YCMXEf2Pqxl",
+	"J3R9YNwHPhr5wHwIqTRPmNAPYTMIiLRlNPP99PKyrwaXZ2JweZEOLg9x8HX36+VfZ+afl+dy8PXyhA8u",
+	"j9nAfPvVfH3MBpc9Mrh8dz24/BTZR9+Hg6+XH0b2D/rLc2mn6341z59wN5V+5sNo8NXO+T4cXB5R+3TD",
+	"lFvNezs1yN5Su+R8VEUU0ZTMpOFxoZDfiacm7myaJoG7dGk5jffdm9VwNpjD2vDqaruzsyDUlmeG22cK",
+	"+0+SkJ7bR5v/f3mDsx2bJbOvllsdMBlYIhCYxtCI/oKhNjsRn6LQKmmqw+JUKpCKzLTaKsoCBWSksGCX",
+	"ymGRRZZ2uH5twFKO3T9Wqtz3KsHg1nGzhzlr9jjd4iD7KLGS/rve2lHInMLKuwsmSk/XxNnMolbB1c6g",
+	"oTEv6RD7tttJnKiZD0RBzKWC797AR/qu4oJ89/bt6+9W76j6feindzAefvjs/3QyPO8fnm5aXtSfctDr",
+	"bpJH/bL7Ko5ks9qRepQtOVpn8jwb047tVYaYROF6ujpoQbDNGKSCqtm53i325ddIBApzH7NBbQOBoWkk",
+	"k7UCsXrcAVPmGfAEpYmIa6tvcuN5myGDr6aIhbniJT3cgOqER6FWcLNnjWkzNMwp1ucC29aCshFvaCei",
+	"uHCTFlPIfFSI2EubyKci3E6IUDO9AgnXOKEshGPCxvyFLD3eOz3qwHsU9BZDW56TPZWk1xGVEwxBJhjs",
+	"A95qT8i2uQGaM8A1LDo77L3/fPhCAgpBFDEW3ImoyE3P925RSLug3U630zVRzwQZSai3573u7Ha6rlDH",
+	"CGqncjVhbMGwzBlbvWONW+/4PYb7wEWojZaEeeEhvD88P/CBhuYf+9o/k2h6WyVkjPDf/2UbvHTgmJcY",
+	"rGfVi3c112ikmEv8KPT2vE9UFupupFnAvKvZZZXewzsSqGqehQSCS1k8npnMYFPnsUr3s/U6p5RKnO7v",
+	"/SpRB0TiNmUSmaSK3iLI9NpuwobSHWr8Xfd9Vp/3QoIrITQNwvQTxuYvWoZEIoLJgxawvDbS8jm/X0nD",
+	"RZSgO/eHT06MTQ9XuFa8ErqCxJPCo48pfB7HZFuiVlu9q/OuWtbv0Sgm90EmJEC9IXjKQkASTCzeCRrH",
+	"uJC5BY2uUFyw9bvdYoZNLiRUu7eXNzgb/NG6twmhQmbgpD9YsI2JCiaaILxLInOetSJpos8VLs/JWuSb",
+	"t3T1G3zl+l14NTMYGSImJ/PUdHnNpxqeJP1Fnz3/5z/+07IKQhyRNFJgPsLL6uF1lEqUoJdPA6psyZxr",
+	"aPVKD7hOVTaFMRpmmn2QiE14vrVIuFlPrDn33KS5SGNy5zpZdbP07eLOVs1rZ2l8jcKap+5+ViTaCN4L",
+	"yExs/WcDlTUKuxUyuw1kDiqtGV91u4/W4apyka+hz9UJQ7vqsunX+vTGEtI0f07wTqGRpBmyu3pIqduY",
+	"GfR69aB5A0g9YvftOq9paB2mB7/6fvXgar+4e997uw47iu36zJjX642pdMwreprG5hd9zEuv0MtxryC0",
+	"Pe1GeQOtUTKNYyJmzp0oStYHhlOUCkZUSKU/6W1sLnIFlUozLhv8o4tEolASSNGEj7iA6YQGE5jxFEgk",
+	"kIQzmJDbknvZgdLNtPzymNQGvlSLYMIHDdUImYcYkCgy1q7ACdP1z14G2QeuJiimVBrnueC6deBDpXcj",
+	"vOydnm4VWlFCTJleHyvVWoFNPYA5lFn0cHPkyygHw10djvHZ9Wpk5nETte+GvpAWW41jaO/JvdForB/P",
+	"STTtUAPCqr0lqaaFg4z4NGsomc0i4W33lW8JyxpM2irburdZrfN2jQRRqnc8nD0aEC0qJ78vn8ncpbJn",
+	"wEPTm2FB37/y7UnLuXKrxgMthO0DzpRojATb8CPj22awD5JqQ5pfVgiIEBRlaW8s7eCYnWuzGZvOtve/",
+	"bcjuvlk9Im+mazB+jVdUu9j+c9mGV2sssKEX7vPbFQueVcti9zS8TI1F2CpZBPOm0p3jYrFcoj3qhqDE",
+	"hEQRn27HKMYuODG/FWDvRxFTOejCB/Ntqj2z0ESqXVTanbFjfovhlkmWaDugBGGSmCF7trmCsw4xlZKy",
+	"sZ/DJZUwFVQpZAaNNSlZE18Jb7pvsl6lw8Ilhxq2Xhhr9Hl+1fEpkLVawvnMiNr4+jqkFm93GPGG+6Xe",
+	"wRhMeAYt3yDsm3vbCEPWu6vCkLlAWQEKva25gJgLrJ5qmr3aM0wiE48ogc4SqPlyb2ssJFD1qwHMOarf",
+	"Irrs/proIqwkv+HLN3x5HHxx0FBDhoUYU/V8yt1WLPZEqLAJhbTDIqsBcg0QVEmQSKJyUxBz8B5zHlZj",
+	"dpxFrtIEqAL7vnCrA9Znsz+z0XjwjohC4U7L0vWiqp7Z7bc07EBv3rS98BAXpV+pyA6lb7rdBlTz69Uy",
+	"IUdZB7v3ZhGlk2olMdKkJ/NHdhb8IsuTBuCyupbVJ00qYcwZfgu8/TMih9vQFeSwGls5F/nNaccz14Op",
+	"enH6RG/kecsfWERBtQ8QjFFJgxqFL21oSaaB3sN6BEj9VKVriouemTyNnqYEOF/uXXjqTfe19XDUBGdA",
+	"5I1rTuSKfzUIuF1tPpq4WQdKpcF/NLl8C10uhr7lDm3SOV6l4TbsVkqnshBqPQZ8YOjy6SiBsiBKw6bQ",
+	"1w+ongBN/HqzCkzK65BZGNMiYweOTd+Cmggte10NW1Mmolxo7a/9sxd5DWNDkuQso3SCjuuMTztgynLy",
+	"ZbgfxciaMtjahTw3P0Plg9ReONjCbiOn/IZEqWaAqpJ9oOyWRLTEhn09j9VINUvQDLGVAzLzpjfn4IiL",
+	"AIduWY/EwV4QYGJ+Pcf8PFOcEEWvaUTVbN91qNhc0mOqJun1kCTJ8O9T9RDBP0/ayXSvW2n8HhJc/RY4",
+	"rZ0KvtnoRRbStGRcz4BWjfkPqEqW3OVXKhbW7HljOE2sMiYza2fVxLY0bWdjaj9gqElaEDz9yaShtMPP",
+	"Rd6eq9RhxfyRmB+NskdkuJ5Vq0fMMzZA19h2ylYEm//OIyB6cVud/KXZ/LL48rzvVmM3SXtvJQ+odMzk",
+	"FYyv2e/KbZ7HPQ88fihlweWjZ47XtjqQuHTqt7DJt7BJ67CJTX6UIDNvaJdX0XGRwQFcnH2CvCLexFAm",
+	"eSO0xhNTz7mN0wmNbHQmEdzk6EXK5D4ongYTgx/5DwPWMcQ1W3vCDefesGC/ZSRTCSSitzUZVEo5bpHZ",
+	"zet7OzEqQYPFhayf7d+zs8apML+wiqkEhXcKbG16B4zuGP9dud8rJGEoNE0pi/T/Ds4O35+enPWHnw/7",
+	"Z0cH58NPR+f9w2P3u62E5c/zkbGGfNoQqXbErGa0pm0niQitsLjmtPntlot3CZc0K1aJidoAOpaIpvC6",
+	"TC5GSK4auTMjcVSQVJk5J/ah8wSDdpqYzVosRatcENVza6G+7uxCyIM0brw53qyc2dhsXLFIxhzTTIzQ",
+	"2Upp/KGlTOpPqCkYV4K4avodUyi0cou/6nYL2zz/mU93cPThrYlF6L/T+U8H15XwzLzsV9nr5tWmQ5tm",
+	"3yOCdCVUTULKcvO+GMstVhtJNtWUf+IBiZykPd9LReSuFOzt7ET6bxMu1d7rbve1dz+4/98AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

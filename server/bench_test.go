@@ -245,3 +245,11 @@ func BenchmarkEncodeConnectionFull(b *testing.B) {
 		}
 	}
 }
+
+func (s *benchStore) PatchConnection(context.Context, store.PatchConnection) error {
+	return store.ErrNotFound
+}
+
+func (s *benchStore) SetMetadata(context.Context, int64, string, []string, json.RawMessage, bool) error {
+	return store.ErrNotFound
+}

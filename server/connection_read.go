@@ -68,8 +68,10 @@ func (s *Server) GetConnection(ctx context.Context, req gen.GetConnectionRequest
 	if err != nil {
 		return nil, fmt.Errorf("get connection: %w", err)
 	}
+	read := connectionRead(full)
+	read.WebhookUrlOverride = conn.WebhookURLOverride
 	return gen.GetConnection200JSONResponse{
-		Body:    connectionRead(full),
+		Body:    read,
 		Headers: gen.GetConnection200ResponseHeaders{CacheControl: "no-store"},
 	}, nil
 }

@@ -483,3 +483,9 @@ func TestImportAuditLine(t *testing.T) {
 		}
 	})
 }
+
+func (s brokenStore) PatchConnection(context.Context, store.PatchConnection) error { return s.err }
+
+func (s brokenStore) SetMetadata(context.Context, int64, string, []string, json.RawMessage, bool) error {
+	return s.err
+}

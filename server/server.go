@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -27,6 +28,8 @@ type Store interface {
 	GetConnection(ctx context.Context, in store.ReadConnection) (store.Connection, error)
 	DeleteConnection(ctx context.Context, envID int64, providerConfigKey, connectionID string) error
 	ListConnections(ctx context.Context, in store.ListConnections) ([]store.ListedConnection, error)
+	PatchConnection(ctx context.Context, in store.PatchConnection) error
+	SetMetadata(ctx context.Context, envID int64, providerConfigKey string, connectionIDs []string, metadata json.RawMessage, merge bool) error
 	Ping(ctx context.Context) error
 }
 

@@ -25,6 +25,8 @@ type Connection struct {
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 	LastFetchedAt time.Time
+	// WebhookURLOverride is nil when none is set; only reads fill it in.
+	WebhookURLOverride *string
 	// Created is true when the upsert inserted the row rather than updating it.
 	Created bool
 }

@@ -20,7 +20,7 @@ type ReadConnection struct {
 	WithCredentials bool
 }
 
-const connectionColumns = `id, credentials, connection_config, metadata, tags, end_user, created_at, updated_at, last_fetched_at`
+const connectionColumns = `id, credentials, connection_config, metadata, tags, end_user, created_at, updated_at, last_fetched_at, webhook_url_override`
 
 // GetConnection reads one connection of an integration; ErrNotFound when there is none.
 func (db *DB) GetConnection(ctx context.Context, in ReadConnection) (Connection, error) {
@@ -41,7 +41,7 @@ RETURNING ` + connectionColumns
 		c                             Connection
 	)
 	err := db.gorm.WithContext(ctx).Raw(query, args...).Row().
-		Scan(&c.ID, &sealed, &config, &metadata, &tags, &endUser, &created, &updated, &lastFetched)
+		Scan(&c.ID, &sealed, &config, &metadata, &tags, &endUser, &created, &updated, &lastFetched, &c.WebhookURLOverride)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Connection{}, fmt.Errorf("connection %q: %w", in.ConnectionID, ErrNotFound)
 	}
