@@ -834,6 +834,54 @@ type Unauthorized = StdError
 // UnsupportedMediaType defines model for UnsupportedMediaType.
 type UnsupportedMediaType = StdError
 
+// ListConnectionsLegacyParams defines parameters for ListConnectionsLegacy.
+type ListConnectionsLegacyParams struct {
+	// ConnectionId Exact connection id, across integrations.
+	ConnectionId *FilterString `form:"connectionId,omitempty" json:"connectionId,omitempty"`
+
+	// Search Case-insensitive substring of the connection id or of the end user's display name or email.
+	Search *FilterString `form:"search,omitempty" json:"search,omitempty"`
+
+	// EndUserId Exact end user id.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	EndUserId *FilterString `form:"endUserId,omitempty" json:"endUserId,omitempty"`
+
+	// EndUserOrganizationId Exact id of the end user's organization.
+	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	EndUserOrganizationId *FilterString `form:"endUserOrganizationId,omitempty" json:"endUserOrganizationId,omitempty"`
+
+	// IntegrationId Comma-separated provider config keys; spaces around each are trimmed.
+	IntegrationId *string `form:"integrationId,omitempty" json:"integrationId,omitempty"`
+
+	// Tags tags[key]=value pairs; every pair must match.
+	Tags *map[string]string `json:"tags,omitempty"`
+
+	// Limit Page size, 1–10000, default 10000 (the reference refuses explicit values over 2000 but defaults to 10000; see the README's errata).
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// Page Page number from 0; the offset is page × limit.
+	Page *int `form:"page,omitempty" json:"page,omitempty"`
+}
+
+// DeleteConnectionLegacyParams defines parameters for DeleteConnectionLegacy.
+type DeleteConnectionLegacyParams struct {
+	ProviderConfigKey ProviderConfigKeyQuery `form:"provider_config_key" json:"provider_config_key"`
+}
+
+// GetConnectionLegacyParams defines parameters for GetConnectionLegacy.
+type GetConnectionLegacyParams struct {
+	ProviderConfigKey ProviderConfigKeyQuery `form:"provider_config_key" json:"provider_config_key"`
+
+	// RefreshToken Keep refresh tokens in the answer. Needs read_credentials when true.
+	RefreshToken *StringBool `form:"refresh_token,omitempty" json:"refresh_token,omitempty"`
+
+	// ForceRefresh Refresh the token now. Token refresh is not configured on credport yet, so on OAUTH2 and OAUTH2_CC connections it answers 400 invalid_credentials; on other types it changes nothing. Needs read_credentials when true.
+	ForceRefresh *StringBool `form:"force_refresh,omitempty" json:"force_refresh,omitempty"`
+
+	// RefreshGithubAppJwtToken Accepted for compatibility; needs read_credentials when true.
+	RefreshGithubAppJwtToken *StringBool `form:"refresh_github_app_jwt_token,omitempty" json:"refresh_github_app_jwt_token,omitempty"`
+}
+
 // ListConnectionsParams defines parameters for ListConnections.
 type ListConnectionsParams struct {
 	// ConnectionId Exact connection id, across integrations.
@@ -886,6 +934,16 @@ type GetConnectionParams struct {
 type PatchConnectionParams struct {
 	ProviderConfigKey ProviderConfigKeyQuery `form:"provider_config_key" json:"provider_config_key"`
 }
+
+// UpdateMetadataLegacyJSONRequestBody defines body for UpdateMetadataLegacy for application/json ContentType.
+//
+// Deprecated: this type has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+type UpdateMetadataLegacyJSONRequestBody = MetadataRequest
+
+// SetMetadataLegacyJSONRequestBody defines body for SetMetadataLegacy for application/json ContentType.
+//
+// Deprecated: this type has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+type SetMetadataLegacyJSONRequestBody = MetadataRequest
 
 // ImportConnectionJSONRequestBody defines body for ImportConnection for application/json ContentType.
 type ImportConnectionJSONRequestBody = ImportConnectionRequest
@@ -1794,6 +1852,77 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// ListConnectionsLegacy List connections, newest first, never with credentials (legacy path of /connections)
+	//
+	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+	//
+	// Corresponds with GET /connection (the `ListConnectionsLegacy` operationId).
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	ListConnectionsLegacy(ctx context.Context, params *ListConnectionsLegacyParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateMetadataLegacyWithBody Merge metadata into one or more connections (legacy path of /connections/metadata)
+	//
+	// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /connection/metadata (the `UpdateMetadataLegacy` operationId).
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	UpdateMetadataLegacyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateMetadataLegacy Merge metadata into one or more connections (legacy path of /connections/metadata)
+	//
+	// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /connection/metadata (the `UpdateMetadataLegacy` operationId).
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	UpdateMetadataLegacy(ctx context.Context, body UpdateMetadataLegacyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetMetadataLegacyWithBody Replace the metadata of one or more connections (legacy path of /connections/metadata)
+	//
+	// Replaces the metadata of every connection named ({} clears it), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /connection/metadata (the `SetMetadataLegacy` operationId).
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	SetMetadataLegacyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetMetadataLegacy Replace the metadata of one or more connections (legacy path of /connections/metadata)
+	//
+	// Replaces the metadata of every connection named ({} clears it), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /connection/metadata (the `SetMetadataLegacy` operationId).
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	SetMetadataLegacy(ctx context.Context, body SetMetadataLegacyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteConnectionLegacy Delete a connection (legacy path of /connections/{connectionId})
+	//
+	// Removes the connection and its sealed credentials for good (the reference only flags it deleted). Importing the same connection_id later creates a new connection with a new id. An unknown connection or integration answers 400 unknown_connection, as the reference does.
+	//
+	// Corresponds with DELETE /connection/{connectionId} (the `DeleteConnectionLegacy` operationId).
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	DeleteConnectionLegacy(ctx context.Context, connectionId ConnectionIdPath, params *DeleteConnectionLegacyParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetConnectionLegacy Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
+	//
+	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
+	//
+	// Corresponds with GET /connection/{connectionId} (the `GetConnectionLegacy` operationId).
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	GetConnectionLegacy(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionLegacyParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListConnections List connections, newest first, never with credentials
 	//
 	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
@@ -1912,6 +2041,140 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /ready (the `Ready` operationId).
 	Ready(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// ListConnectionsLegacy List connections, newest first, never with credentials (legacy path of /connections)
+//
+// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+//
+// Corresponds with GET /connection (the `ListConnectionsLegacy` operationId).
+// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+func (c *Client) ListConnectionsLegacy(ctx context.Context, params *ListConnectionsLegacyParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListConnectionsLegacyRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateMetadataLegacyWithBody Merge metadata into one or more connections (legacy path of /connections/metadata)
+//
+// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /connection/metadata (the `UpdateMetadataLegacy` operationId).
+// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+func (c *Client) UpdateMetadataLegacyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateMetadataLegacyRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateMetadataLegacy Merge metadata into one or more connections (legacy path of /connections/metadata)
+//
+// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /connection/metadata (the `UpdateMetadataLegacy` operationId).
+// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+func (c *Client) UpdateMetadataLegacy(ctx context.Context, body UpdateMetadataLegacyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateMetadataLegacyRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetMetadataLegacyWithBody Replace the metadata of one or more connections (legacy path of /connections/metadata)
+//
+// Replaces the metadata of every connection named ({} clears it), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /connection/metadata (the `SetMetadataLegacy` operationId).
+// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+func (c *Client) SetMetadataLegacyWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetMetadataLegacyRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetMetadataLegacy Replace the metadata of one or more connections (legacy path of /connections/metadata)
+//
+// Replaces the metadata of every connection named ({} clears it), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /connection/metadata (the `SetMetadataLegacy` operationId).
+// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+func (c *Client) SetMetadataLegacy(ctx context.Context, body SetMetadataLegacyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetMetadataLegacyRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteConnectionLegacy Delete a connection (legacy path of /connections/{connectionId})
+//
+// Removes the connection and its sealed credentials for good (the reference only flags it deleted). Importing the same connection_id later creates a new connection with a new id. An unknown connection or integration answers 400 unknown_connection, as the reference does.
+//
+// Corresponds with DELETE /connection/{connectionId} (the `DeleteConnectionLegacy` operationId).
+// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+func (c *Client) DeleteConnectionLegacy(ctx context.Context, connectionId ConnectionIdPath, params *DeleteConnectionLegacyParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteConnectionLegacyRequest(c.Server, connectionId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetConnectionLegacy Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
+//
+// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
+//
+// Corresponds with GET /connection/{connectionId} (the `GetConnectionLegacy` operationId).
+// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+func (c *Client) GetConnectionLegacy(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionLegacyParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetConnectionLegacyRequest(c.Server, connectionId, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // ListConnections List connections, newest first, never with credentials
@@ -2181,6 +2444,374 @@ func (c *Client) Ready(ctx context.Context, reqEditors ...RequestEditorFn) (*htt
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// NewListConnectionsLegacyRequest constructs an http.Request for the ListConnectionsLegacy method
+func NewListConnectionsLegacyRequest(server string, params *ListConnectionsLegacyParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/connection")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.ConnectionId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "connectionId", *params.ConnectionId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Search != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "search", *params.Search, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.EndUserId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "endUserId", *params.EndUserId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.EndUserOrganizationId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "endUserOrganizationId", *params.EndUserOrganizationId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.IntegrationId != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "integrationId", *params.IntegrationId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Tags != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("deepObject", true, "tags", *params.Tags, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "object", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Page != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "page", *params.Page, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewUpdateMetadataLegacyRequest calls the generic UpdateMetadataLegacy builder with application/json body
+func NewUpdateMetadataLegacyRequest(server string, body UpdateMetadataLegacyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateMetadataLegacyRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewUpdateMetadataLegacyRequestWithBody constructs an http.Request for the UpdateMetadataLegacy method, with any body, and a specified content type
+func NewUpdateMetadataLegacyRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/connection/metadata")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewSetMetadataLegacyRequest calls the generic SetMetadataLegacy builder with application/json body
+func NewSetMetadataLegacyRequest(server string, body SetMetadataLegacyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewSetMetadataLegacyRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewSetMetadataLegacyRequestWithBody constructs an http.Request for the SetMetadataLegacy method, with any body, and a specified content type
+func NewSetMetadataLegacyRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/connection/metadata")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteConnectionLegacyRequest constructs an http.Request for the DeleteConnectionLegacy method
+func NewDeleteConnectionLegacyRequest(server string, connectionId ConnectionIdPath, params *DeleteConnectionLegacyParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "connectionId", connectionId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/connection/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "provider_config_key", params.ProviderConfigKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetConnectionLegacyRequest constructs an http.Request for the GetConnectionLegacy method
+func NewGetConnectionLegacyRequest(server string, connectionId ConnectionIdPath, params *GetConnectionLegacyParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "connectionId", connectionId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/connection/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if queryFrag, err := runtime.StyleParamWithOptions("form", true, "provider_config_key", params.ProviderConfigKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+			return nil, err
+		} else {
+			for _, qp := range strings.Split(queryFrag, "&") {
+				rawQueryFragments = append(rawQueryFragments, qp)
+			}
+		}
+
+		if params.RefreshToken != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "refresh_token", *params.RefreshToken, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.ForceRefresh != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "force_refresh", *params.ForceRefresh, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.RefreshGithubAppJwtToken != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "refresh_github_app_jwt_token", *params.RefreshGithubAppJwtToken, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
 }
 
 // NewListConnectionsRequest constructs an http.Request for the ListConnections method
@@ -2813,6 +3444,83 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// ListConnectionsLegacyWithResponse List connections, newest first, never with credentials (legacy path of /connections)
+	//
+	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /connection (the `ListConnectionsLegacy` operationId).
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	ListConnectionsLegacyWithResponse(ctx context.Context, params *ListConnectionsLegacyParams, reqEditors ...RequestEditorFn) (*ListConnectionsLegacyResponse, error)
+
+	// UpdateMetadataLegacyWithBodyWithResponse Merge metadata into one or more connections (legacy path of /connections/metadata)
+	//
+	// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /connection/metadata (the `UpdateMetadataLegacy` operationId).
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	UpdateMetadataLegacyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateMetadataLegacyResponse, error)
+
+	// UpdateMetadataLegacyWithResponse Merge metadata into one or more connections (legacy path of /connections/metadata)
+	//
+	// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /connection/metadata (the `UpdateMetadataLegacy` operationId).
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	UpdateMetadataLegacyWithResponse(ctx context.Context, body UpdateMetadataLegacyJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateMetadataLegacyResponse, error)
+
+	// SetMetadataLegacyWithBodyWithResponse Replace the metadata of one or more connections (legacy path of /connections/metadata)
+	//
+	// Replaces the metadata of every connection named ({} clears it), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /connection/metadata (the `SetMetadataLegacy` operationId).
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	SetMetadataLegacyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetMetadataLegacyResponse, error)
+
+	// SetMetadataLegacyWithResponse Replace the metadata of one or more connections (legacy path of /connections/metadata)
+	//
+	// Replaces the metadata of every connection named ({} clears it), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /connection/metadata (the `SetMetadataLegacy` operationId).
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	SetMetadataLegacyWithResponse(ctx context.Context, body SetMetadataLegacyJSONRequestBody, reqEditors ...RequestEditorFn) (*SetMetadataLegacyResponse, error)
+
+	// DeleteConnectionLegacyWithResponse Delete a connection (legacy path of /connections/{connectionId})
+	//
+	// Removes the connection and its sealed credentials for good (the reference only flags it deleted). Importing the same connection_id later creates a new connection with a new id. An unknown connection or integration answers 400 unknown_connection, as the reference does.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /connection/{connectionId} (the `DeleteConnectionLegacy` operationId).
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	DeleteConnectionLegacyWithResponse(ctx context.Context, connectionId ConnectionIdPath, params *DeleteConnectionLegacyParams, reqEditors ...RequestEditorFn) (*DeleteConnectionLegacyResponse, error)
+
+	// GetConnectionLegacyWithResponse Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
+	//
+	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /connection/{connectionId} (the `GetConnectionLegacy` operationId).
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	GetConnectionLegacyWithResponse(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionLegacyParams, reqEditors ...RequestEditorFn) (*GetConnectionLegacyResponse, error)
+
 	// ListConnectionsWithResponse List connections, newest first, never with credentials
 	//
 	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
@@ -2945,6 +3653,533 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /ready (the `Ready` operationId).
 	ReadyWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ReadyResponse, error)
+}
+
+// ListConnectionsLegacyResponse429Headers the declared response headers of an HTTP 429 response for ListConnectionsLegacy
+type ListConnectionsLegacyResponse429Headers struct {
+	RetryAfter int
+}
+
+type ListConnectionsLegacyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ConnectionList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListConnectionsLegacyResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListConnectionsLegacyResponse) GetJSON200() *ConnectionList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListConnectionsLegacyResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListConnectionsLegacyResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListConnectionsLegacyResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ListConnectionsLegacyResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListConnectionsLegacyResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListConnectionsLegacyResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListConnectionsLegacyResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListConnectionsLegacyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListConnectionsLegacyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListConnectionsLegacyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListConnectionsLegacyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// UpdateMetadataLegacyResponse429Headers the declared response headers of an HTTP 429 response for UpdateMetadataLegacy
+type UpdateMetadataLegacyResponse429Headers struct {
+	RetryAfter int
+}
+
+type UpdateMetadataLegacyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *MetadataRequest
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PayloadTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *UpdateMetadataLegacyResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateMetadataLegacyResponse) GetJSON200() *MetadataRequest {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r UpdateMetadataLegacyResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r UpdateMetadataLegacyResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r UpdateMetadataLegacyResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r UpdateMetadataLegacyResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r UpdateMetadataLegacyResponse) GetJSON413() *PayloadTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r UpdateMetadataLegacyResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r UpdateMetadataLegacyResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r UpdateMetadataLegacyResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r UpdateMetadataLegacyResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateMetadataLegacyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateMetadataLegacyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateMetadataLegacyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateMetadataLegacyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// SetMetadataLegacyResponse429Headers the declared response headers of an HTTP 429 response for SetMetadataLegacy
+type SetMetadataLegacyResponse429Headers struct {
+	RetryAfter int
+}
+
+type SetMetadataLegacyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *MetadataRequest
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PayloadTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *SetMetadataLegacyResponse429Headers
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r SetMetadataLegacyResponse) GetJSON201() *MetadataRequest {
+	return r.JSON201
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r SetMetadataLegacyResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r SetMetadataLegacyResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r SetMetadataLegacyResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r SetMetadataLegacyResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r SetMetadataLegacyResponse) GetJSON413() *PayloadTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r SetMetadataLegacyResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r SetMetadataLegacyResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r SetMetadataLegacyResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r SetMetadataLegacyResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r SetMetadataLegacyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r SetMetadataLegacyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r SetMetadataLegacyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r SetMetadataLegacyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteConnectionLegacyResponse429Headers the declared response headers of an HTTP 429 response for DeleteConnectionLegacy
+type DeleteConnectionLegacyResponse429Headers struct {
+	RetryAfter int
+}
+
+type DeleteConnectionLegacyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Success
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeleteConnectionLegacyResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DeleteConnectionLegacyResponse) GetJSON200() *Success {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r DeleteConnectionLegacyResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteConnectionLegacyResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteConnectionLegacyResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r DeleteConnectionLegacyResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r DeleteConnectionLegacyResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeleteConnectionLegacyResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeleteConnectionLegacyResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteConnectionLegacyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteConnectionLegacyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteConnectionLegacyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteConnectionLegacyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetConnectionLegacyResponse200Headers the declared response headers of an HTTP 200 response for GetConnectionLegacy
+type GetConnectionLegacyResponse200Headers struct {
+	CacheControl string
+}
+
+// GetConnectionLegacyResponse429Headers the declared response headers of an HTTP 429 response for GetConnectionLegacy
+type GetConnectionLegacyResponse429Headers struct {
+	RetryAfter int
+}
+
+type GetConnectionLegacyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ConnectionRead
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetConnectionLegacyResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetConnectionLegacyResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetConnectionLegacyResponse) GetJSON200() *ConnectionRead {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetConnectionLegacyResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetConnectionLegacyResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetConnectionLegacyResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetConnectionLegacyResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r GetConnectionLegacyResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetConnectionLegacyResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetConnectionLegacyResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetConnectionLegacyResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetConnectionLegacyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetConnectionLegacyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetConnectionLegacyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetConnectionLegacyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 // ListConnectionsResponse429Headers the declared response headers of an HTTP 429 response for ListConnections
@@ -3881,6 +5116,123 @@ func (r ReadyResponse) ContentType() string {
 	return ""
 }
 
+// ListConnectionsLegacyWithResponse List connections, newest first, never with credentials (legacy path of /connections)
+//
+// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /connection (the `ListConnectionsLegacy` operationId).
+//
+// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+func (c *ClientWithResponses) ListConnectionsLegacyWithResponse(ctx context.Context, params *ListConnectionsLegacyParams, reqEditors ...RequestEditorFn) (*ListConnectionsLegacyResponse, error) {
+	rsp, err := c.ListConnectionsLegacy(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListConnectionsLegacyResponse(rsp)
+}
+
+// UpdateMetadataLegacyWithBodyWithResponse Merge metadata into one or more connections (legacy path of /connections/metadata)
+//
+// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /connection/metadata (the `UpdateMetadataLegacy` operationId).
+//
+// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+func (c *ClientWithResponses) UpdateMetadataLegacyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateMetadataLegacyResponse, error) {
+	rsp, err := c.UpdateMetadataLegacyWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateMetadataLegacyResponse(rsp)
+}
+
+// UpdateMetadataLegacyWithResponse Merge metadata into one or more connections (legacy path of /connections/metadata)
+//
+// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /connection/metadata (the `UpdateMetadataLegacy` operationId).
+// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+func (c *ClientWithResponses) UpdateMetadataLegacyWithResponse(ctx context.Context, body UpdateMetadataLegacyJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateMetadataLegacyResponse, error) {
+	rsp, err := c.UpdateMetadataLegacy(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateMetadataLegacyResponse(rsp)
+}
+
+// SetMetadataLegacyWithBodyWithResponse Replace the metadata of one or more connections (legacy path of /connections/metadata)
+//
+// Replaces the metadata of every connection named ({} clears it), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /connection/metadata (the `SetMetadataLegacy` operationId).
+//
+// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+func (c *ClientWithResponses) SetMetadataLegacyWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetMetadataLegacyResponse, error) {
+	rsp, err := c.SetMetadataLegacyWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetMetadataLegacyResponse(rsp)
+}
+
+// SetMetadataLegacyWithResponse Replace the metadata of one or more connections (legacy path of /connections/metadata)
+//
+// Replaces the metadata of every connection named ({} clears it), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /connection/metadata (the `SetMetadataLegacy` operationId).
+// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+func (c *ClientWithResponses) SetMetadataLegacyWithResponse(ctx context.Context, body SetMetadataLegacyJSONRequestBody, reqEditors ...RequestEditorFn) (*SetMetadataLegacyResponse, error) {
+	rsp, err := c.SetMetadataLegacy(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetMetadataLegacyResponse(rsp)
+}
+
+// DeleteConnectionLegacyWithResponse Delete a connection (legacy path of /connections/{connectionId})
+//
+// Removes the connection and its sealed credentials for good (the reference only flags it deleted). Importing the same connection_id later creates a new connection with a new id. An unknown connection or integration answers 400 unknown_connection, as the reference does.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /connection/{connectionId} (the `DeleteConnectionLegacy` operationId).
+//
+// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+func (c *ClientWithResponses) DeleteConnectionLegacyWithResponse(ctx context.Context, connectionId ConnectionIdPath, params *DeleteConnectionLegacyParams, reqEditors ...RequestEditorFn) (*DeleteConnectionLegacyResponse, error) {
+	rsp, err := c.DeleteConnectionLegacy(ctx, connectionId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteConnectionLegacyResponse(rsp)
+}
+
+// GetConnectionLegacyWithResponse Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
+//
+// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /connection/{connectionId} (the `GetConnectionLegacy` operationId).
+//
+// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+func (c *ClientWithResponses) GetConnectionLegacyWithResponse(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionLegacyParams, reqEditors ...RequestEditorFn) (*GetConnectionLegacyResponse, error) {
+	rsp, err := c.GetConnectionLegacy(ctx, connectionId, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetConnectionLegacyResponse(rsp)
+}
+
 // ListConnectionsWithResponse List connections, newest first, never with credentials
 //
 // Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
@@ -4102,6 +5454,491 @@ func (c *ClientWithResponses) ReadyWithResponse(ctx context.Context, reqEditors 
 		return nil, err
 	}
 	return ParseReadyResponse(rsp)
+}
+
+// ParseListConnectionsLegacyResponse parses an HTTP response from a ListConnectionsLegacyWithResponse call
+func ParseListConnectionsLegacyResponse(rsp *http.Response) (*ListConnectionsLegacyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListConnectionsLegacyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ConnectionList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListConnectionsLegacyResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseUpdateMetadataLegacyResponse parses an HTTP response from a UpdateMetadataLegacyWithResponse call
+func ParseUpdateMetadataLegacyResponse(rsp *http.Response) (*UpdateMetadataLegacyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateMetadataLegacyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest MetadataRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers UpdateMetadataLegacyResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseSetMetadataLegacyResponse parses an HTTP response from a SetMetadataLegacyWithResponse call
+func ParseSetMetadataLegacyResponse(rsp *http.Response) (*SetMetadataLegacyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &SetMetadataLegacyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest MetadataRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers SetMetadataLegacyResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteConnectionLegacyResponse parses an HTTP response from a DeleteConnectionLegacyWithResponse call
+func ParseDeleteConnectionLegacyResponse(rsp *http.Response) (*DeleteConnectionLegacyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteConnectionLegacyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Success
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers DeleteConnectionLegacyResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetConnectionLegacyResponse parses an HTTP response from a GetConnectionLegacyWithResponse call
+func ParseGetConnectionLegacyResponse(rsp *http.Response) (*GetConnectionLegacyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetConnectionLegacyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ConnectionRead
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetConnectionLegacyResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetConnectionLegacyResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
 }
 
 // ParseListConnectionsResponse parses an HTTP response from a ListConnectionsWithResponse call
@@ -4923,6 +6760,31 @@ func ParseReadyResponse(rsp *http.Response) (*ReadyResponse, error) {
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// ListConnectionsLegacy List connections, newest first, never with credentials (legacy path of /connections)
+	// (GET /connection)
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	ListConnectionsLegacy(ctx echo.Context, params ListConnectionsLegacyParams) error
+	// UpdateMetadataLegacy Merge metadata into one or more connections (legacy path of /connections/metadata)
+	// (PATCH /connection/metadata)
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	UpdateMetadataLegacy(ctx echo.Context) error
+	// SetMetadataLegacy Replace the metadata of one or more connections (legacy path of /connections/metadata)
+	// (POST /connection/metadata)
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	SetMetadataLegacy(ctx echo.Context) error
+	// DeleteConnectionLegacy Delete a connection (legacy path of /connections/{connectionId})
+	// (DELETE /connection/{connectionId})
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	DeleteConnectionLegacy(ctx echo.Context, connectionId ConnectionIdPath, params DeleteConnectionLegacyParams) error
+	// GetConnectionLegacy Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
+	// (GET /connection/{connectionId})
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	GetConnectionLegacy(ctx echo.Context, connectionId ConnectionIdPath, params GetConnectionLegacyParams) error
 	// ListConnections List connections, newest first, never with credentials
 	// (GET /connections)
 	ListConnections(ctx echo.Context, params ListConnectionsParams) error
@@ -4961,6 +6823,162 @@ type ServerInterface interface {
 // ServerInterfaceWrapper converts echo contexts to parameters.
 type ServerInterfaceWrapper struct {
 	Handler ServerInterface
+}
+
+// ListConnectionsLegacy converts echo context to params.
+func (w *ServerInterfaceWrapper) ListConnectionsLegacy(ctx echo.Context) error {
+	var err error
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListConnectionsLegacyParams
+	// ------------- Optional query parameter "connectionId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "connectionId", ctx.QueryParams(), &params.ConnectionId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter connectionId: %s", err))
+	}
+
+	// ------------- Optional query parameter "search" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "search", ctx.QueryParams(), &params.Search, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter search: %s", err))
+	}
+
+	// ------------- Optional query parameter "endUserId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "endUserId", ctx.QueryParams(), &params.EndUserId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter endUserId: %s", err))
+	}
+
+	// ------------- Optional query parameter "endUserOrganizationId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "endUserOrganizationId", ctx.QueryParams(), &params.EndUserOrganizationId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter endUserOrganizationId: %s", err))
+	}
+
+	// ------------- Optional query parameter "integrationId" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "integrationId", ctx.QueryParams(), &params.IntegrationId, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter integrationId: %s", err))
+	}
+
+	// ------------- Optional query parameter "tags" -------------
+
+	err = runtime.BindQueryParameterWithOptions("deepObject", true, false, "tags", ctx.QueryParams(), &params.Tags, runtime.BindQueryParameterOptions{Type: "object", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter tags: %s", err))
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", ctx.QueryParams(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter limit: %s", err))
+	}
+
+	// ------------- Optional query parameter "page" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "page", ctx.QueryParams(), &params.Page, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter page: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListConnectionsLegacy(ctx, params)
+	return err
+}
+
+// UpdateMetadataLegacy converts echo context to params.
+func (w *ServerInterfaceWrapper) UpdateMetadataLegacy(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UpdateMetadataLegacy(ctx)
+	return err
+}
+
+// SetMetadataLegacy converts echo context to params.
+func (w *ServerInterfaceWrapper) SetMetadataLegacy(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.SetMetadataLegacy(ctx)
+	return err
+}
+
+// DeleteConnectionLegacy converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteConnectionLegacy(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "connectionId" -------------
+	var connectionId ConnectionIdPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "connectionId", ctx.Param("connectionId"), &connectionId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter connectionId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params DeleteConnectionLegacyParams
+	// ------------- Required query parameter "provider_config_key" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "provider_config_key", ctx.QueryParams(), &params.ProviderConfigKey, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter provider_config_key: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteConnectionLegacy(ctx, connectionId, params)
+	return err
+}
+
+// GetConnectionLegacy converts echo context to params.
+func (w *ServerInterfaceWrapper) GetConnectionLegacy(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "connectionId" -------------
+	var connectionId ConnectionIdPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "connectionId", ctx.Param("connectionId"), &connectionId, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter connectionId: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetConnectionLegacyParams
+	// ------------- Required query parameter "provider_config_key" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "provider_config_key", ctx.QueryParams(), &params.ProviderConfigKey, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter provider_config_key: %s", err))
+	}
+
+	// ------------- Optional query parameter "refresh_token" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "refresh_token", ctx.QueryParams(), &params.RefreshToken, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter refresh_token: %s", err))
+	}
+
+	// ------------- Optional query parameter "force_refresh" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "force_refresh", ctx.QueryParams(), &params.ForceRefresh, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter force_refresh: %s", err))
+	}
+
+	// ------------- Optional query parameter "refresh_github_app_jwt_token" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "refresh_github_app_jwt_token", ctx.QueryParams(), &params.RefreshGithubAppJwtToken, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter refresh_github_app_jwt_token: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetConnectionLegacy(ctx, connectionId, params)
+	return err
 }
 
 // ListConnections converts echo context to params.
@@ -5243,6 +7261,11 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.DELETE(options.BaseURL+"/connections/:connectionId", wrapper.DeleteConnection, options.OperationMiddlewares["deleteConnection"]...)
 	router.GET(options.BaseURL+"/connections/:connectionId", wrapper.GetConnection, options.OperationMiddlewares["getConnection"]...)
 	router.PATCH(options.BaseURL+"/connections/:connectionId", wrapper.PatchConnection, options.OperationMiddlewares["patchConnection"]...)
+	router.GET(options.BaseURL+"/connection", wrapper.ListConnectionsLegacy, options.OperationMiddlewares["listConnectionsLegacy"]...)
+	router.PATCH(options.BaseURL+"/connection/metadata", wrapper.UpdateMetadataLegacy, options.OperationMiddlewares["updateMetadataLegacy"]...)
+	router.POST(options.BaseURL+"/connection/metadata", wrapper.SetMetadataLegacy, options.OperationMiddlewares["setMetadataLegacy"]...)
+	router.DELETE(options.BaseURL+"/connection/:connectionId", wrapper.DeleteConnectionLegacy, options.OperationMiddlewares["deleteConnectionLegacy"]...)
+	router.GET(options.BaseURL+"/connection/:connectionId", wrapper.GetConnectionLegacy, options.OperationMiddlewares["getConnectionLegacy"]...)
 	router.GET(options.BaseURL+"/health", wrapper.Health, options.OperationMiddlewares["health"]...)
 	router.GET(options.BaseURL+"/ready", wrapper.Ready, options.OperationMiddlewares["ready"]...)
 	router.GET(options.BaseURL+"/metrics", wrapper.Metrics, options.OperationMiddlewares["metrics"]...)
@@ -5276,6 +7299,701 @@ type TooManyRequestsJSONResponse struct {
 type UnauthorizedJSONResponse StdError
 
 type UnsupportedMediaTypeJSONResponse StdError
+
+type ListConnectionsLegacyRequestObject struct {
+	Params ListConnectionsLegacyParams
+}
+
+type ListConnectionsLegacyResponseObject interface {
+	VisitListConnectionsLegacyResponse(w http.ResponseWriter) error
+}
+
+type ListConnectionsLegacy200JSONResponse ConnectionList
+
+func (response ListConnectionsLegacy200JSONResponse) VisitListConnectionsLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListConnectionsLegacy400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ListConnectionsLegacy400JSONResponse) VisitListConnectionsLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListConnectionsLegacy401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ListConnectionsLegacy401JSONResponse) VisitListConnectionsLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListConnectionsLegacy403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response ListConnectionsLegacy403JSONResponse) VisitListConnectionsLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListConnectionsLegacy415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response ListConnectionsLegacy415JSONResponse) VisitListConnectionsLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListConnectionsLegacy429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ListConnectionsLegacy429JSONResponse) VisitListConnectionsLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListConnectionsLegacy500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response ListConnectionsLegacy500JSONResponse) VisitListConnectionsLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListConnectionsLegacy503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response ListConnectionsLegacy503JSONResponse) VisitListConnectionsLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadataLegacyRequestObject struct {
+	Body *UpdateMetadataLegacyJSONRequestBody
+}
+
+type UpdateMetadataLegacyResponseObject interface {
+	VisitUpdateMetadataLegacyResponse(w http.ResponseWriter) error
+}
+
+type UpdateMetadataLegacy200JSONResponse MetadataRequest
+
+func (response UpdateMetadataLegacy200JSONResponse) VisitUpdateMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadataLegacy400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response UpdateMetadataLegacy400JSONResponse) VisitUpdateMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadataLegacy401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response UpdateMetadataLegacy401JSONResponse) VisitUpdateMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadataLegacy403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response UpdateMetadataLegacy403JSONResponse) VisitUpdateMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadataLegacy404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response UpdateMetadataLegacy404JSONResponse) VisitUpdateMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadataLegacy413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response UpdateMetadataLegacy413JSONResponse) VisitUpdateMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadataLegacy415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response UpdateMetadataLegacy415JSONResponse) VisitUpdateMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadataLegacy429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response UpdateMetadataLegacy429JSONResponse) VisitUpdateMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadataLegacy500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response UpdateMetadataLegacy500JSONResponse) VisitUpdateMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateMetadataLegacy503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response UpdateMetadataLegacy503JSONResponse) VisitUpdateMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadataLegacyRequestObject struct {
+	Body *SetMetadataLegacyJSONRequestBody
+}
+
+type SetMetadataLegacyResponseObject interface {
+	VisitSetMetadataLegacyResponse(w http.ResponseWriter) error
+}
+
+type SetMetadataLegacy201JSONResponse MetadataRequest
+
+func (response SetMetadataLegacy201JSONResponse) VisitSetMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadataLegacy400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response SetMetadataLegacy400JSONResponse) VisitSetMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadataLegacy401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response SetMetadataLegacy401JSONResponse) VisitSetMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadataLegacy403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response SetMetadataLegacy403JSONResponse) VisitSetMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadataLegacy404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response SetMetadataLegacy404JSONResponse) VisitSetMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadataLegacy413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response SetMetadataLegacy413JSONResponse) VisitSetMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadataLegacy415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response SetMetadataLegacy415JSONResponse) VisitSetMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadataLegacy429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response SetMetadataLegacy429JSONResponse) VisitSetMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadataLegacy500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response SetMetadataLegacy500JSONResponse) VisitSetMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SetMetadataLegacy503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response SetMetadataLegacy503JSONResponse) VisitSetMetadataLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteConnectionLegacyRequestObject struct {
+	ConnectionId ConnectionIdPath `json:"connectionId"`
+	Params       DeleteConnectionLegacyParams
+}
+
+type DeleteConnectionLegacyResponseObject interface {
+	VisitDeleteConnectionLegacyResponse(w http.ResponseWriter) error
+}
+
+type DeleteConnectionLegacy200JSONResponse Success
+
+func (response DeleteConnectionLegacy200JSONResponse) VisitDeleteConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteConnectionLegacy400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response DeleteConnectionLegacy400JSONResponse) VisitDeleteConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteConnectionLegacy401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response DeleteConnectionLegacy401JSONResponse) VisitDeleteConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteConnectionLegacy403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response DeleteConnectionLegacy403JSONResponse) VisitDeleteConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteConnectionLegacy415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response DeleteConnectionLegacy415JSONResponse) VisitDeleteConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteConnectionLegacy429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response DeleteConnectionLegacy429JSONResponse) VisitDeleteConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteConnectionLegacy500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response DeleteConnectionLegacy500JSONResponse) VisitDeleteConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteConnectionLegacy503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response DeleteConnectionLegacy503JSONResponse) VisitDeleteConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnectionLegacyRequestObject struct {
+	ConnectionId ConnectionIdPath `json:"connectionId"`
+	Params       GetConnectionLegacyParams
+}
+
+type GetConnectionLegacyResponseObject interface {
+	VisitGetConnectionLegacyResponse(w http.ResponseWriter) error
+}
+
+type GetConnectionLegacy200ResponseHeaders struct {
+	CacheControl string
+}
+
+type GetConnectionLegacy200JSONResponse struct {
+	Body    ConnectionRead
+	Headers GetConnectionLegacy200ResponseHeaders
+}
+
+func (response GetConnectionLegacy200JSONResponse) VisitGetConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", fmt.Sprint(response.Headers.CacheControl))
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnectionLegacy400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response GetConnectionLegacy400JSONResponse) VisitGetConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnectionLegacy401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response GetConnectionLegacy401JSONResponse) VisitGetConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnectionLegacy403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response GetConnectionLegacy403JSONResponse) VisitGetConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnectionLegacy404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetConnectionLegacy404JSONResponse) VisitGetConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnectionLegacy415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response GetConnectionLegacy415JSONResponse) VisitGetConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnectionLegacy429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response GetConnectionLegacy429JSONResponse) VisitGetConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnectionLegacy500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response GetConnectionLegacy500JSONResponse) VisitGetConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnectionLegacy503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response GetConnectionLegacy503JSONResponse) VisitGetConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
 
 type ListConnectionsRequestObject struct {
 	Params ListConnectionsParams
@@ -6417,6 +9135,31 @@ func (response Ready503JSONResponse) VisitReadyResponse(w http.ResponseWriter) e
 
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// ListConnectionsLegacy List connections, newest first, never with credentials (legacy path of /connections)
+	// (GET /connection)
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	ListConnectionsLegacy(ctx context.Context, request ListConnectionsLegacyRequestObject) (ListConnectionsLegacyResponseObject, error)
+	// UpdateMetadataLegacy Merge metadata into one or more connections (legacy path of /connections/metadata)
+	// (PATCH /connection/metadata)
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	UpdateMetadataLegacy(ctx context.Context, request UpdateMetadataLegacyRequestObject) (UpdateMetadataLegacyResponseObject, error)
+	// SetMetadataLegacy Replace the metadata of one or more connections (legacy path of /connections/metadata)
+	// (POST /connection/metadata)
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	SetMetadataLegacy(ctx context.Context, request SetMetadataLegacyRequestObject) (SetMetadataLegacyResponseObject, error)
+	// DeleteConnectionLegacy Delete a connection (legacy path of /connections/{connectionId})
+	// (DELETE /connection/{connectionId})
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	DeleteConnectionLegacy(ctx context.Context, request DeleteConnectionLegacyRequestObject) (DeleteConnectionLegacyResponseObject, error)
+	// GetConnectionLegacy Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
+	// (GET /connection/{connectionId})
+	//
+	// Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
+	GetConnectionLegacy(ctx context.Context, request GetConnectionLegacyRequestObject) (GetConnectionLegacyResponseObject, error)
 	// ListConnections List connections, newest first, never with credentials
 	// (GET /connections)
 	ListConnections(ctx context.Context, request ListConnectionsRequestObject) (ListConnectionsResponseObject, error)
@@ -6462,6 +9205,175 @@ func NewStrictHandler(ssi StrictServerInterface, middlewares []StrictMiddlewareF
 type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
+}
+
+// ListConnectionsLegacy operation middleware
+func (sh *strictHandler) ListConnectionsLegacy(ctx echo.Context, params ListConnectionsLegacyParams) error {
+	var request ListConnectionsLegacyRequestObject
+
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListConnectionsLegacy(ctx.Request().Context(), request.(ListConnectionsLegacyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListConnectionsLegacy")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListConnectionsLegacyResponseObject); ok {
+		return validResponse.VisitListConnectionsLegacyResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// UpdateMetadataLegacy operation middleware
+func (sh *strictHandler) UpdateMetadataLegacy(ctx echo.Context) error {
+	var request UpdateMetadataLegacyRequestObject
+
+	var body UpdateMetadataLegacyJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UpdateMetadataLegacy(ctx.Request().Context(), request.(UpdateMetadataLegacyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UpdateMetadataLegacy")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(UpdateMetadataLegacyResponseObject); ok {
+		return validResponse.VisitUpdateMetadataLegacyResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// SetMetadataLegacy operation middleware
+func (sh *strictHandler) SetMetadataLegacy(ctx echo.Context) error {
+	var request SetMetadataLegacyRequestObject
+
+	var body SetMetadataLegacyJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.SetMetadataLegacy(ctx.Request().Context(), request.(SetMetadataLegacyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "SetMetadataLegacy")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(SetMetadataLegacyResponseObject); ok {
+		return validResponse.VisitSetMetadataLegacyResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteConnectionLegacy operation middleware
+func (sh *strictHandler) DeleteConnectionLegacy(ctx echo.Context, connectionId ConnectionIdPath, params DeleteConnectionLegacyParams) error {
+	var request DeleteConnectionLegacyRequestObject
+
+	request.ConnectionId = connectionId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteConnectionLegacy(ctx.Request().Context(), request.(DeleteConnectionLegacyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteConnectionLegacy")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteConnectionLegacyResponseObject); ok {
+		return validResponse.VisitDeleteConnectionLegacyResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetConnectionLegacy operation middleware
+func (sh *strictHandler) GetConnectionLegacy(ctx echo.Context, connectionId ConnectionIdPath, params GetConnectionLegacyParams) error {
+	var request GetConnectionLegacyRequestObject
+
+	request.ConnectionId = connectionId
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetConnectionLegacy(ctx.Request().Context(), request.(GetConnectionLegacyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetConnectionLegacy")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetConnectionLegacyResponseObject); ok {
+		return validResponse.VisitGetConnectionLegacyResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
 }
 
 // ListConnections operation middleware
@@ -6825,101 +9737,105 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rcuM4kv9VMvifiCrP0LJcj45/2zERo3K5uj1VZXtteXpnba0GJlMSxiTABkDL6ipP7B32wx5ob7In",
-	"2cCDFF96UH50T2x96S7JBJjITPwykZlIffECHiecIVPS2/viJUSQGBUK8+mAM4aBopwdhadETfR3lHl7",
-	"XqI/+B4jMXp7XlB4zPM9gT+nVGDo7SmRou/JYIIx0WN/J3Dk7Xn/b2f+0h37V7lTfJd3f+97p4Lf0hDF",
-	"AWcjOv6Is39JUcxyEn42n3IaEvf0MDCPD29wtjEptTd795oggTLhTKJhzTsSnuHPKUqlPwWcKWTmnyRJ",
-	"IhoQvZCdv0vO9HfrvfZchYdCcGHfFqIMBE30PN6e158gCPs+oBJiEo24iDEELkBzQILkMaoJZWNQE6Ig",
-	"5CiBcQUjqrx73/vAxTUNQ2TPRm7v9AhucAYRCW4kqAkCT1CYN72QIAOeoCbsmKsPPGXhs9FFmcKxpQNe",
-	"cgFz7d2acw3vqOY0M3Tf4OyFBGS3VHAWawK1epJZxEnY5/wTEWN8NvKveTgDvAsQQ8tVieIWxQsJEY2t",
-	"rDP9vWDkltCIXEfPQ14Psl1oCKNxwoWCEBNkoQTN7h+o+jG99mHEBRCwn6CXJFsQ8DQKDeuvtaaTYIKh",
-	"DyG13xEmpyiMPGiMWulHhEYY7uu/GqWfEglScWG3RDAhbIyhZsa5YY+l+VmYwCBleJdgoDA0ZKYC9yFE",
-	"RWgkgQiEiI/HGMKUqolhVL6xc4JpgM8tPK1bIVHkmkjUEJMyIwXz/nvf63P+mbCZwzz57ChCJfBbrQJK",
-	"giAKnbb73gRJ6MzVGSox2+6NFBpRlyc7x4BrNVQcpoRqNRtxoXmvxIyy8VJjEVNG4zT29nZ9T80SbW8M",
-	"iqAh+973LhhJ1YQL+gs+D5Adcx9I2QwQrXg3jE9ZxjTPUCbTRO9DDD9jSEnfkP+cWEUtotbeooe4ifR7",
-	"elHUS9XkQGCITFESmW8Jm52MvL3L5XSc6JG7haE/UTU5I1Pv3l9j4KsNBr4jkga9hBbJXTWml9CPOGs3",
-	"Imnz+J+nqs3jbvERRaY2YEEvSc414G4w1G6XNrQepFLxuM2I/jVp8/g7GkUbrKQ/5ecKW0npnI4ZUWmJ",
-	"cd794N736gqid0AYUr1pSHQqtAOlqHZARySS6GuvN/9Kb2Q9ftWm7fMbZBoalIMCZBraLr3e6dHw4+Ff",
-	"vUEOclIJDY3W+c3A8dL+1c9epx+nSlspvQD4aBxvNwG//jsGxiepqHLLhQUBSjlUhvK9L1XyfA/vEipQ",
-	"DokBNI2J+l9eSBRua4/B8+tjBJkW5ppTWmfL6fosKRJqX1Fgz9zfWcChIyYViSIDkg9Rg2RIw7XVgBZe",
-	"usa4Io1H4YMZZmmtU9GGbYtg6DegZImgt0ShOY42zdlCCYfn/ZOzw9WcrehgkYKaRvaSBAz3mjjbZOPa",
-	"sTQhUk65CBuXXl3iu9750UHD8nwvlSjsMf/LelqVD/DnJBRWbRYG2vo1LrvZErRbeYi3C2W+iR5xMSaM",
-	"/lLcpHVdW8btRYomUcolc9aEdPTp00IZLZpkffllbKsvuLA8uxi/JuyihGkUNcnWRnROblEIGmJLmQbG",
-	"U1q0SPdXiYFA1bzSJnJc6OGQhRcyO7YkAgOi5geRimpRmURkNsw4OneRqzTl37A0iqyLgTGhUetRdsll",
-	"//6C0Z9TjGZAzU4ZUbThCGQhaJF0VqlxmYpHXGMbaosElciHa4w4G+vzorcKcZ25qki3gTJFxksg1Aq7",
-	"Ms1aryoqUhboKDM04mOnuHhH4sRskr8Idq1mN//65w/BzUH8+sfT71+rJqFVMYBY4JQzFmhi5hOSEqIu",
-	"h2hH0PLFfNCca7lJ88EuEtyO3753tz3m2+5LfU7tnJHpZ5SSjE0cpDD/IiAQqDdvK3gPyiZ26bGrfk7W",
-	"+5qFw9QByHpn5jr21FXWr4GRfpXWMEMmVRjL9eP6LlSQL58IQUyMwjIy5xRl6rs3Xj3S4nsRkWo4QhVM",
-	"WvI3RkVCosgjK0MW7mw2xw0ZiUYT60BhqbOun9GWNAlb6lYdP6o67C/IneSLy0Ve4KPfsNHcUko7oERy",
-	"XYBlzV8OBkcNsN6fYCF+/0ICDfeBAMMpXFwcvYfpBBlEOFLAU6UtUkzuPiEbq4m39+rtW9+LKcs+72oX",
-	"QykUeuJ/vyTbv/S2/627/b3f2d/74x/+cXV1eXU1+Pqn3325v/JeXF1dXe0MYXvwh9816duc6k/UZog2",
-	"grBNdpl+4ZHCuL7RKqpQfM1yzudTbgzFy6Fy/X38NDD364JaO2y6nIOToX7wWwOpxwWcXOA5uBQhyKnP",
-	"cu09QxKu1NxqImtOMRAJPxz2YaewX3a+FFPe9yBQpYJJoGoPyt6LTfJM8XrC+c0wFdGQu8OHD4QVckAj",
-	"ipFL6AkcoUAWIMRklqW+tLAhxCAiAkPziVxH2PG++T9aKepWweUCCxPvw5d7l3i8wZnhPE8VCCThsPBY",
-	"55s71Syuy0xeGfL8n/arfK9pU88JqXPr1/DEGml8ZAetlplp5yWsGwE9uDjvn3xeHf4sxIYKASFLZVNI",
-	"yG3XI5akag0zUY3NlJHnff53H1KJoMUAlEmFJOxAL5IcZhboM4QZ/t48VAfyagik6rnWfaMstJOrr/3G",
-	"Xz100/jOcm964Y5sZvHKnfoXEqUGHsqEfkYxxhAoU9wQWDoP6Ff6kLKsJsWVWryQwKesyvnZMYnXouSj",
-	"za1vFKoxsP3eVIO09qdDbES62CFnc1DYlu2VefYRZxJGgseGKSZN/5ILMDV1WyA4V+C4yUcjZCFlY7jV",
-	"7Nfcyu3UgkjRwvOGwZ6MWEdaE4s+0EihOLfTNqj+CjX7EUlkF90GhlCmkSoCDr9ZA2zsqKZFHJnqp6Ib",
-	"mlcLPmU4q+LI5k+CHZ66wjc+quwVeNl/1wNmqspIEPCUqaNwqwOf3OEZtCfMwBoL3xaeWRfL6AVQCTeY",
-	"ZGfsIl273W734W7m+qWjrbxJJ6XFwbRlg0umo4U3VMUvO0rvOKIUCSZQQ7J15JC9/bFFscDfallA+4Aj",
-	"ZLNTtMovqUu2OXo0f0Cz3fByH/6mp/sbSIwwUNbu3RJBCTNcDameJaaMKBtrj0mSOKzKiijWrgHyTb58",
-	"cY3NopoA3yVMWxQo+d7xyfHh2kU5P1E16dto/Unvov/j7trlV9mIV2vXXeUjhgcHLeuVPN/rv+utXQZU",
-	"MvbenlWce9/jDDepNGtfYvYbqS1bxM3WtVu5mjxyRdYS3Tchu0ohSuPupqG2dMVKYygWmvhAGYQY0JhE",
-	"ENIxVbLq1naXxYi7298Pft8YAK6U4rUz+psUCFApUxRHCyoDbA2IKw6bBzRa0LQg2LMs3V077bqHl+VK",
-	"s+GDEtULlrW4VKd6ePzzT/21S5IKzCocIPUMDVYmM94P9u6ajmAnrOSh0dA3db4QUamcBxdrfV0Puipe",
-	"Uut4k/WtYnJ3ZMdZZyKmLPtc9f9Xh6bXdZh+O27MwhzKsvhNvswmP6VuUdrpENdwPK9aW6vkrzCmULCy",
-	"UdGo8wxWbq4imY0E1GM2ljPeOjzbrEirwrp6tUojmzau4XtsVtWq+VYwrMHYP6AAai1tqRVFrTVqE/vX",
-	"bgM0isb4niulM2dCdXkZEQs0+RVY/reQz2Zq/bA6tUcupl7bRD+FCJp3yBqCeLRK9fV2iTUWxSTCCpNc",
-	"LGLcVGI4EijbWo5mqbUuSm7eIGsJ5ImKu38dGSzYNTXZrLl7NpPDgl3SJI1TooLJQ2Oam4bX2iT0FiXn",
-	"anc1J0olL+UWXJx9Mt71lXflgeIQREgE0FrRUPfN//fXKe2t+47NB9T5ZeQXElKTc4EbnG1Yq/SPvc6f",
-	"YLioKqnx5tHTH02X3wJYW8XPj3447vUvGq9APP4dgZxXTdsgv/fYknkbjFmY9GlZN1BMOzXUDCxOITVl",
-	"cQarcl92pYNG1ulp33EeNWxHuOY8QmJqbsqVMAJJKG1+CkYRGcs9MEdD2PVhhtIHznyY+YCMXEf2Pqxl",
-	"J3R9YNwHPhr5wHwIqTRPmNAPYTMIiLRlNPP99PKyrwaXZ2JweZEOLg9x8HX36+VfZ+afl+dy8PXyhA8u",
-	"j9nAfPvVfH3MBpc9Mrh8dz24/BTZR9+Hg6+XH0b2D/rLc2mn6341z59wN5V+5sNo8NXO+T4cXB5R+3TD",
-	"lFvNezs1yN5Su+R8VEUU0ZTMpOFxoZDfiacm7myaJoG7dGk5jffdm9VwNpjD2vDqaruzsyDUlmeG22cK",
-	"+0+SkJ7bR5v/f3mDsx2bJbOvllsdMBlYIhCYxtCI/oKhNjsRn6LQKmmqw+JUKpCKzLTaKsoCBWSksGCX",
-	"ymGRRZZ2uH5twFKO3T9Wqtz3KsHg1nGzhzlr9jjd4iD7KLGS/rve2lHInMLKuwsmSk/XxNnMolbB1c6g",
-	"oTEv6RD7tttJnKiZD0RBzKWC797AR/qu4oJ89/bt6+9W76j6feindzAefvjs/3QyPO8fnm5aXtSfctDr",
-	"bpJH/bL7Ko5ks9qRepQtOVpn8jwb047tVYaYROF6ujpoQbDNGKSCqtm53i325ddIBApzH7NBbQOBoWkk",
-	"k7UCsXrcAVPmGfAEpYmIa6tvcuN5myGDr6aIhbniJT3cgOqER6FWcLNnjWkzNMwp1ucC29aCshFvaCei",
-	"uHCTFlPIfFSI2EubyKci3E6IUDO9AgnXOKEshGPCxvyFLD3eOz3qwHsU9BZDW56TPZWk1xGVEwxBJhjs",
-	"A95qT8i2uQGaM8A1LDo77L3/fPhCAgpBFDEW3ImoyE3P925RSLug3U630zVRzwQZSai3573u7Ha6rlDH",
-	"CGqncjVhbMGwzBlbvWONW+/4PYb7wEWojZaEeeEhvD88P/CBhuYf+9o/k2h6WyVkjPDf/2UbvHTgmJcY",
-	"rGfVi3c112ikmEv8KPT2vE9UFupupFnAvKvZZZXewzsSqGqehQSCS1k8npnMYFPnsUr3s/U6p5RKnO7v",
-	"/SpRB0TiNmUSmaSK3iLI9NpuwobSHWr8Xfd9Vp/3QoIrITQNwvQTxuYvWoZEIoLJgxawvDbS8jm/X0nD",
-	"RZSgO/eHT06MTQ9XuFa8ErqCxJPCo48pfB7HZFuiVlu9q/OuWtbv0Sgm90EmJEC9IXjKQkASTCzeCRrH",
-	"uJC5BY2uUFyw9bvdYoZNLiRUu7eXNzgb/NG6twmhQmbgpD9YsI2JCiaaILxLInOetSJpos8VLs/JWuSb",
-	"t3T1G3zl+l14NTMYGSImJ/PUdHnNpxqeJP1Fnz3/5z/+07IKQhyRNFJgPsLL6uF1lEqUoJdPA6psyZxr",
-	"aPVKD7hOVTaFMRpmmn2QiE14vrVIuFlPrDn33KS5SGNy5zpZdbP07eLOVs1rZ2l8jcKap+5+ViTaCN4L",
-	"yExs/WcDlTUKuxUyuw1kDiqtGV91u4/W4apyka+hz9UJQ7vqsunX+vTGEtI0f07wTqGRpBmyu3pIqduY",
-	"GfR69aB5A0g9YvftOq9paB2mB7/6fvXgar+4e997uw47iu36zJjX642pdMwreprG5hd9zEuv0MtxryC0",
-	"Pe1GeQOtUTKNYyJmzp0oStYHhlOUCkZUSKU/6W1sLnIFlUozLhv8o4tEolASSNGEj7iA6YQGE5jxFEgk",
-	"kIQzmJDbknvZgdLNtPzymNQGvlSLYMIHDdUImYcYkCgy1q7ACdP1z14G2QeuJiimVBrnueC6deBDpXcj",
-	"vOydnm4VWlFCTJleHyvVWoFNPYA5lFn0cHPkyygHw10djvHZ9Wpk5nETte+GvpAWW41jaO/JvdForB/P",
-	"STTtUAPCqr0lqaaFg4z4NGsomc0i4W33lW8JyxpM2irburdZrfN2jQRRqnc8nD0aEC0qJ78vn8ncpbJn",
-	"wEPTm2FB37/y7UnLuXKrxgMthO0DzpRojATb8CPj22awD5JqQ5pfVgiIEBRlaW8s7eCYnWuzGZvOtve/",
-	"bcjuvlk9Im+mazB+jVdUu9j+c9mGV2sssKEX7vPbFQueVcti9zS8TI1F2CpZBPOm0p3jYrFcoj3qhqDE",
-	"hEQRn27HKMYuODG/FWDvRxFTOejCB/Ntqj2z0ESqXVTanbFjfovhlkmWaDugBGGSmCF7trmCsw4xlZKy",
-	"sZ/DJZUwFVQpZAaNNSlZE18Jb7pvsl6lw8Ilhxq2Xhhr9Hl+1fEpkLVawvnMiNr4+jqkFm93GPGG+6Xe",
-	"wRhMeAYt3yDsm3vbCEPWu6vCkLlAWQEKva25gJgLrJ5qmr3aM0wiE48ogc4SqPlyb2ssJFD1qwHMOarf",
-	"Irrs/proIqwkv+HLN3x5HHxx0FBDhoUYU/V8yt1WLPZEqLAJhbTDIqsBcg0QVEmQSKJyUxBz8B5zHlZj",
-	"dpxFrtIEqAL7vnCrA9Znsz+z0XjwjohC4U7L0vWiqp7Z7bc07EBv3rS98BAXpV+pyA6lb7rdBlTz69Uy",
-	"IUdZB7v3ZhGlk2olMdKkJ/NHdhb8IsuTBuCyupbVJ00qYcwZfgu8/TMih9vQFeSwGls5F/nNaccz14Op",
-	"enH6RG/kecsfWERBtQ8QjFFJgxqFL21oSaaB3sN6BEj9VKVriouemTyNnqYEOF/uXXjqTfe19XDUBGdA",
-	"5I1rTuSKfzUIuF1tPpq4WQdKpcF/NLl8C10uhr7lDm3SOV6l4TbsVkqnshBqPQZ8YOjy6SiBsiBKw6bQ",
-	"1w+ongBN/HqzCkzK65BZGNMiYweOTd+Cmggte10NW1Mmolxo7a/9sxd5DWNDkuQso3SCjuuMTztgynLy",
-	"ZbgfxciaMtjahTw3P0Plg9ReONjCbiOn/IZEqWaAqpJ9oOyWRLTEhn09j9VINUvQDLGVAzLzpjfn4IiL",
-	"AIduWY/EwV4QYGJ+Pcf8PFOcEEWvaUTVbN91qNhc0mOqJun1kCTJ8O9T9RDBP0/ayXSvW2n8HhJc/RY4",
-	"rZ0KvtnoRRbStGRcz4BWjfkPqEqW3OVXKhbW7HljOE2sMiYza2fVxLY0bWdjaj9gqElaEDz9yaShtMPP",
-	"Rd6eq9RhxfyRmB+NskdkuJ5Vq0fMMzZA19h2ylYEm//OIyB6cVud/KXZ/LL48rzvVmM3SXtvJQ+odMzk",
-	"FYyv2e/KbZ7HPQ88fihlweWjZ47XtjqQuHTqt7DJt7BJ67CJTX6UIDNvaJdX0XGRwQFcnH2CvCLexFAm",
-	"eSO0xhNTz7mN0wmNbHQmEdzk6EXK5D4ongYTgx/5DwPWMcQ1W3vCDefesGC/ZSRTCSSitzUZVEo5bpHZ",
-	"zet7OzEqQYPFhayf7d+zs8apML+wiqkEhXcKbG16B4zuGP9dud8rJGEoNE0pi/T/Ds4O35+enPWHnw/7",
-	"Z0cH58NPR+f9w2P3u62E5c/zkbGGfNoQqXbErGa0pm0niQitsLjmtPntlot3CZc0K1aJidoAOpaIpvC6",
-	"TC5GSK4auTMjcVSQVJk5J/ah8wSDdpqYzVosRatcENVza6G+7uxCyIM0brw53qyc2dhsXLFIxhzTTIzQ",
-	"2Upp/KGlTOpPqCkYV4K4avodUyi0cou/6nYL2zz/mU93cPThrYlF6L/T+U8H15XwzLzsV9nr5tWmQ5tm",
-	"3yOCdCVUTULKcvO+GMstVhtJNtWUf+IBiZykPd9LReSuFOzt7ET6bxMu1d7rbve1dz+4/98AAAD//w==",
+	"7H1rcuM4kv9VEPxPRJVnaFmuR8e/7ZiIUblc3Z5y2V5bnt5ZW6uByJSENgmwAdCyusoTe4f9sAfam+xJ",
+	"NvAgxadEyo+q3taX7hJNAInMRCKR+UPys+OxMGIUqBTO3mcnwhyHIIHrXweMUvAkYfTIP8Nyqp4R6uw5",
+	"kfrhOhSH4Ow5XuY1x3U4/BITDr6zJ3kMriO8KYRYtf0Dh7Gz5/y/ncWgO+avYic7lnN/7zpnnN0SH/gB",
+	"o2My+Qjzf4mBz1MSftG/Uhoi+/bQ068Pb2C+NimlkZ17RRAHETEqQLPmHfbP4ZcYhFS/PEYlUP1PHEUB",
+	"8bCayM7PglH1rNmwF9I/5JxxM5oPwuMkUv04e05/Coib8RARKMTBmPEQfMQ4UhwQSLAQ5JTQCZJTLJHP",
+	"QCDKJBoT6dy7zgfGR8T3gT4bub2zI3QDcxRg70YgOQXEIuB6pBcCCY9FoAg7YfIDi6n/bHQRKmFi6EAv",
+	"GUcL7d1acA3uiOI01XTfwPyFQEBvCWc0VAQq9cTzgGG/z9gx5hN4NvJHzJ8juPMAfMNVAfwW+AuBAhIa",
+	"WSf6e0nxLSYBHgXPQ14PJatQE0bCiHGJfIiA+gIpdv9A5I/xyEVjxhFG5hfqRdEW8lgc+Jr1I6Xp2JuC",
+	"7yKfmGeYihlwLQ8SglL6MSYB+Pvqr1rpZ1ggIRk3S8KbYjoBXzHjQrPH0PwsTKAopnAXgSfB12TGHPaR",
+	"DxKTQCDMAQVsMgEfzYicakalCzslmHjw3MJTuuVjiUdYgDIxMdVS0OPfu06fsU+Yzq3NE89uRYhA7Fap",
+	"gBSIYwlW211nCti329U5SD7f7o0laFHnO7sAjyk1lAzNMFFqNmZc8V7yOaGTpZtFSCgJ49DZ23UdOY/U",
+	"fqOtCGiy713nkuJYThknv8LzGLIT5iKc3wawUrwbymY0YZqjKRNxpNYh+J/AJ7ivyX9OW0WMRS2NoprY",
+	"jtQ4vSDoxXJ6wMEHKgkO9FNM56djZ+9qOR2nquVupulPRE7P8cy5dxs0fLVGw3dYEK8XkSy5q9r0IvIR",
+	"5u1aRG1e/+tMtnndTj4gQOUaLOhF0YUyuGs0NculDa0HsZAsbNOiP8JtXn9HgmCNmfRn7EJCKyldkAnF",
+	"Ms4xzrkf3LtOWUHUCvB9ohYNDs64cqAkUQ7oGAcCXOX1po/UQlbtVy3aPrsBqkyDtKYAqDJtV07v7Gj4",
+	"8fDvziA1ckJyZRqN85sYxyvzVzcZTr1OpNql1ATQR+142w7Y6GfwtE9SUOWWE/M8EGIoNeV7n4vkuQ7c",
+	"RYSDGGJt0JRNVP9yfCxhW3kMjltuw/Es09eC0jJbzpqzJEuoGSLDnoW/U8OhIyokDgJtJB+iBtGQ+I3V",
+	"gGQGbdAuS+OR/2CGGVrLVLRhW50Z+gaULOLkFkvQx9GqPlso4fCif3p+uJqzBR3MUlDSyF4UIc29Ks5W",
+	"7XHtWBphIWaM+5VTL07xXe/i6KBieq4TC+DmmP+5mValDdwFCZlZ64khtftVTrt6J2g3cx9ua2W+jh4x",
+	"PsGU/JpdpGVdW8btOkUTIMSSPktCOjo+rpVRXSfN5ZewrTzhzPTMZNySsLMSJkFQJVsT0Tm9Bc6JDy1l",
+	"6mlPqW6S9q8CPA6yeqZV5NjQwyH1L0VybIk4eFguDiIF1SIiCvB8mHB04SIXaUqf0DgIjIsBISZB61Zm",
+	"ynn//pKSX2II5ojolTImYMIRQH2kRNJZpcZ5Kh5xjm2ozRKUIx+NIGB0os6LziqLa7ergnQrKJN4ssSE",
+	"GmEXumk0VFaRkkBHnqEBm1jFhTscRnqR/I3TkZzf/OtfP3g3B+HrH8++fy2rhFa0AdgYTjGnniJm0SHO",
+	"WdTlJtoStHwyHxTnWi7StLGNBLfjt+vcbU/Ytn2ozqmdczz7BELgiY6DZPqvMwQc1OJtZd69/Ba79NhV",
+	"PierdU39YWwNSLMzc9n2lFXWLRkjNZTSME0mkRCK5nF9GypIp485xzpGYRiZcopQ+d0bpxxpcZ0ACzkc",
+	"g/SmLfkbgsQ+lviRlSEJd1ZvxxUZicot1hqFpc66ekftpJHfUrfK9qOow25N7iSdXCryDB/dioVmp5Jb",
+	"ATmSywLMa/5yY3BUYdb7U8jE718IRPx9hBGFGbq8PHqPZlOgKICxRCyWakcK8d0x0ImcOnuv3r51nZDQ",
+	"5PeucjGkBK46/vcrvP1rb/vfutvfu539vT//6Z/X11fX14Mvf/nD5/tr58X19fX1zhBtD/70hyp9W1B9",
+	"TEyGaC0Tts4qUwMeSQjLC62gCtlhlnM+7XJtU7zcVDZfx09j5r6uUWtnm64WxklTP/jWjNTjGpxU4Klx",
+	"yZogqz7LtfccsL9Sc4uJrAXFCAv0w2Ef7WTWy87nbMr7HnGQMacCEbmH8t6LSfLMYDRl7GYY82DI7OHD",
+	"RZhmckBjAoFN6HEYAwfqAQrxPEl9KWEjH7wAc/D1LzwKoONs/B+lFOVdweYCMx3vo8/3NvF4A3PNeRZL",
+	"xAH7w8xrnY07VS2uq0ReieX5XftVrlO1qBeElLn1NTyxShof2UErZWbaeQlNI6AHlxf900+rw5+Z2FAm",
+	"IGSorAoJ2eV6RKNYNtgmirGZvOV5n/7dRbEApMSACBUSsN9BvUAwNDeGPrEwwz/ql8qGvBgCKXquZd8o",
+	"Ce2k6mueuKubrhvfWe5N167IahavXKl/w0GszUOe0E/AJ+AjQiXTBObOA2pIF8U0waRYqMULgdiMFjk/",
+	"P8FhI0o+mtz6WqEabbbfazRIa3/ah0pLF1rLWR0UNrC9PM8+wlygMWehZopO079kHGlM3RbijElkucnG",
+	"Y6A+oRN0q9ivuJXuUzWRotrzhrY9CbGWtCoWfSCBBH5huq1Q/RVq9iPgwEy6jRkCEQcya3DYTQNjY1pV",
+	"TeJIo5+ybmiKFnzKcFbBkU3fRKZ5bIFvbFxYK+hl/10PUY0qw57HYiqP/K0OOraHZ6Q8YYrMZuEa4Jlx",
+	"sbReICLQDUTJGTtL12632324m9kcOtrKm7RSqg+mLWuc2zpaeENF+2VaqRWHpcTeFJUsWRM5JKM/tihq",
+	"/K2WANoHHCGrnaJVfklZstXRo8ULiu2al/voH6q7fyABAXjS7Hu3mBNMNVd9onoJCcXSxNpDHEXWViUg",
+	"isYYIFfny+sxNnWYANcmTFsAlFzn5PTksDEo5ycip30TrT/tXfZ/3G0Mv0pavGqMu0pbDA8OWuKVHNfp",
+	"v+s1hgHlNntnzyjOveswCusgzdpDzL4RbFkdN1tjt1I1eWRE1hLd1yG7AhClcnUTX+10WaQxygJNXEQo",
+	"8sEjIQ6QTyZEiqJb210WI+5ufz/4Y2UAuADFa7fprwMQIELEwI9qkAEGA2LBYYuARguaaoI9y9LdpdOu",
+	"fXlZrjRpPshRXTOteqhO8fD415/6jSFJGWZlDpCqh4pdJtm8H+zdVR3BTmnOQyO+q3G+KCBCWg8uVPra",
+	"zHQVvKTW8SbjW4X47si0M85ESGjyu+j/rw5NN3WYvh03pjaHsix+k06zyk8p7yjtdIgpc7xArTWC/GXa",
+	"ZAAra4FGrWewcnFlyawkoByzMZxxmvBsPZBWgXVltEolm9bG8D02q0povhUMq9jsHwCAaqQtJVBUo1br",
+	"7H/tFkClaLTvuVI6CyYUp5cQUaPJr5Dhfwv5rKfWD8OpPTKYuvEW/RQiqF4hDQTxaEj1ZqvEbBbZJMKK",
+	"LTkLYlxXYjDmINruHNVSaw1Krl4gjQTyRODuryODmlVTkk3D1bOeHGpWSZU0zrD0pg+Naa4bXmuT0KtL",
+	"zpXuak6ljF6KLXR5fqy962vn2kGSIS8AzBEpgYa6b/6/2wTaW/Ydqw+oi8vILwSKdc4F3cB8TazSP/c6",
+	"f0HDOlRS5c2jpz+aLr8F0FjFL45+OOn1LyuvQDz+HYGUV1XLIL332JJ5a7SpTfq0xA1k004VmIH6FFJV",
+	"FmewKvdlZjqoZJ3q9h1jQcVyRCPGAsAac5NHwnDAvjD5KTQO8ETsIX00RLsumoNwEaMumrsIKB4F5j6s",
+	"YSfquogyF7Hx2EXURT4R+g0d+sF0jjwsDIxmsZ5eXvXl4OqcD64u48HVIQy+7H65+vtc//PqQgy+XJ2y",
+	"wdUJHeinX/TjEzq46uHB1bvR4Oo4MK++9wdfrj6MzR/Uwwthuut+0e+fMtuVeufDePDF9PneH1wdEfN2",
+	"RZdb1Ws71pa9pXaJRauCKIIZngvN4wyQ34qnJO6kmyqB23RpPo333ZvV5mywMGvD6+vtzk5NqC3NDLfP",
+	"FPafJCG92B9N/v/lDcx3TJbMDC22OkhnYDEHRJUNDciv4KttJ2Az4EolNTosjIVEQuK5UltJqCcRHkvI",
+	"7Ev5sEjdTjtsjg1YyrH7x0qVu04hGNw6bvYwZ80cp1scZB8lVtJ/12schUwpLIyd2aJUd1WcTXbUonE1",
+	"PSjTmEI6+L6pdhJGcu4iLFHIhETfvUEfybuCC/Ld27evv1u9osr3oZ/ewXj44bP/0+nwon94ti68qD9j",
+	"SM27Sh7ly+6rOJL0alqqVgZy1KTzNBvTju1FhuhEYTNdHbQg2GQMYk7k/EKtFjP4CDAHru9jVqitx8HX",
+	"hWSSUiBGjztIwzw9FoHQEXG16+vceFpmSNtXDWKhFrykmmujOmWBrxRcr1m9tWkaFhSrc4Epa0HomFWU",
+	"E5GM206zKWQ2zkTshUnkE+5vR5jLuZqBQCOYEuqjE0wn7IXIvd47O+qg98DJLfgGnpO8FcWjgIgp+EhE",
+	"4O0juFWekClzg0jKAFuw6Pyw9/7T4QuBgHMssd7BrYiy3HRc5xa4MBPa7XQ7XR31jIDiiDh7zuvObqdr",
+	"gTpaUBkMtPo5MbZwFSjOwHnMbtc7eQ/+PmLcV7uYQAskInp/eHHgIuLrf+wrh02ALnYV4Qmg//4vU/Gl",
+	"g05YjuOqV8UNC8IGLdZUBY58Z885JiIDxBHHMMGexlVmip1dFQV8eIc9WUy/YI8zIbKnNp0wrCpIViiK",
+	"1qygSg75dH/vFok6wAK2CRVABZHkFpCIR2ZtViB6iHaD7fMEtvdCIIss1HXD1BvaFaibhgDMvemDJrBc",
+	"Owyf02uXxK+jBGw4wH9yYkzWuMC17E3RFSSeZl59TOGzMMTbApTaqsWeFtsy7pAybmIfiQh7oJYFi6mP",
+	"AHtTYwY5CUOoZW5GowsUZ1yA3W428SZqCVVe79UNzAd/Nl5vhAkXic1SP4wNDrH0pooguIsCfcw1Iqmi",
+	"z+KZF2TVuewtTwAVLnT5iryca9PpA0Sni4x1fs5nykgJ8qs6kv7Pf/ynYRXyYYzjQCL9E70snmnHsQCB",
+	"1PSJR6RB0tk6V69Ug1Esky70XqK72UcCoMrMb9UJNymVteCe7TQVaYjvbIGrbpLVrS94VT13Gocj4GbX",
+	"6u4n2NFKE15DZmRgoRVUlijsFsjsVpA5KFRsfNXtPlrhq8L9voryV6cUzKzzHoHSpzeGkKr+U4J3MvUl",
+	"dZPd1U1yRch0o9erGy3qQqoWu2+bDFNRUUw1fvX96sbFMnL3rvO2CTuyVfx0m9fN2hQK6WUdUL3nZ13P",
+	"KydT4nEvI7Q95V05A6VRIg5DzOfWqchK1kUUZiAkGhMupPqllrG+35V1V14G2vtAyqdSupG9Vral6cs8",
+	"2ckCJCJlLpv4WxdTHARsth0Cn1gXdYENNSh5rPEj1olceAxqIfo6XmFjE9axCtkt+Fs6ZMao2kswFVg3",
+	"2TNXbNVTIlBIhCB04qZVGYlAM06kBKrjGYqUpJSjQG+6b5KKdcMM1LXkvl1qrGuCtEm9Nwvlf8f8+aOt",
+	"6yKc5z5/4rFXtp7MrFQOX04aZJG+Wsj+fq6OJHhTlpiAb9bUdN+sbpHWhtW2qcEQxaKsG5tWa9MMgrxo",
+	"1fRlmoK5UIubcRQyDrnT6jJTllquLZ0BYqLRSfEcokB7rzmbtcRSfb43iTqBiPxq9ukC5LdrnHa/pnHi",
+	"Rp4b87QxT49jnqyBKNmHh5qogtuVv95vLFcAEprZMOUtiWIwRpkXIgUSgIP8vXR9J33CmF88HzIa2GQn",
+	"IuocqCjwtzrI3Gwxld4BCRxmBxoSHwVYArehNWHLoWRI0T6peUr8Duot6gZnXmI8VyjdWEVlE7sVNtEt",
+	"J2x9BqJsKt/rSWROTzWhuCotW7yyU/NpgCc98iUJ1hqzl427CTRhFDZHvd+i3bELvWB3jN4inLswucy2",
+	"5C2IdoIaRsvPbS2R4gXAU2UNFqUrUN0EivUs0ASk0KYn89AUHxGxpwyBaoGEeqtw+38fMTkFrgOLqpuc",
+	"1fp8r/vA6E33tXGy5BTmCIsbW2TDgtiUJbGmQf/USbkOykHc/qxzUsb+2aDPlj12Cuv75ZqbKFMuC0B9",
+	"VLorqw7hNi8EAhHqBbFflR/4AeSTmSS3fPUaovxsRJK2MUa2g070LdySIA2TLSKjKoCWhw26jYu4p4ic",
+	"itjeeULpFCzvKZt1kE4yp9OwJd6TK8YmE5dmmuYgXSTUOQIZmKKWVor3zW3YROa2GkJvcUBybNhX/Ri9",
+	"lPMIdBOTBxOJW78+B8eMezC003okDvY8DyL9LQj9sZEwwpKMSEDkfN/et15f0hMip/FoiKNo+PNMPkTw",
+	"zxMt1bWYVu6g+a86HGBvCtsHjEpeCRozSCXKtvXd3c7SDzkk6e3k7aoU9/3/tYPJZqOv2yd1gbFm22jR",
+	"I/gBZM4dcM2uXNhn9ZrX26eOuYZ4bnZbOYWwtQPRbkMqfbtL36ncKRQXTJ2Sbzlhv0nVb1L1m1T9JlW/",
+	"SdVvUvWbVP0mfvM8qfp84ipXGi8SwKXIh4OUpzebEm+K5ixGOFB+3hxN8W0OINpBvVIotiaKqw7JFfUE",
+	"kmCBh4NA73YZTujv9plyjjZ2MyMCkuyXdd066EPh64voZe/sbCvzMUkUEqrmR3PVUpC5PJgNwdg+0mnk",
+	"r7PZSho6ZqXjTQlmFst92/SFMLbVxHB05u2NssYmtGS7176zh2nx65BE0cKQCNgs+SSkSMMHb7uvrE+e",
+	"JPtMnayyt1ms1PZE6bu6gnDPjDEofF1hdTg7/bDmQ47lLhKE2sSNLjfoYc4J5A5Lm6P77y+n+KrBBCu+",
+	"Zvv8+4oxnsWdxaxp9DLWO8JWbkcoZhVFHZrr94Pd2qC2NqitDSziq6K26r3a3zz4agO72sCuNvblG4Bd",
+	"lT2f5YCqDXxqTfjUBji1Cbz95oBTOSzUBvn07SCfNpinDeZpg3naYJ42mKcN5umJME+PAmNy64KnP+k0",
+	"lHL4GU8/sJX7Ror+I+aQHpHRaF5Ej+h3TICu8sNRpqaX/u8iAqImt9VJB036F9nB0y9nVX4P0lSeTAMq",
+	"Hd15wcaX9u9CPc7HPQ88fiilpnzoM8drWx1IbDp1EzbZhE1ah01M8iNnMtNP0qUoOsYTc4Auz49RWtNO",
+	"x1Cm6afMKk9MPes2zqYkMNGZiDOdo+cxFftIstibavuBfCzxyJa6zNsQ+7m0J1xwdoSa9ZaQTATCAbkt",
+	"yaAA5bgFahav6+yEIDnx6oGsn8zfk7PGGWchyCnEAkm4k8hUl+sgrTvaf1dv9c6OEPZ9rmiKaaD+d3B+",
+	"+P7s9Lw//HTYPz86uBgeH130D090IFzDJJL32VjvhmxWEam2xKxmtKJtJwowKbC45LS57aYLdxETJAGr",
+	"hFiuYTqWiCYzXCIXLSRbT6wzx2GQkVSeOafmpYsIvHaamPSahaIVSjyrvpVQX3d2kc+8OKys/V6tnEnb",
+	"pF0WJKOPaTpGaPdKof2hpUzqT4ku+SY5tvXwdjRQaOUSf9XtZpZ5spqTg6OL3upYhPo7kTp6qJyGshKe",
+	"68G+ylrXQ+tvrCn2PaKRLoSqsU9our3X23Jjq7UkqzDlx8zDgZW04zoxD2xRwL2dnUD9bcqE3Hvd7b52",
+	"7gf3/xsAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
