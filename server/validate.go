@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/mail"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -75,6 +76,13 @@ func (v *validator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return next(c) // not an API route: Echo answers 404 or 405
 		}
+		// The router hands path parameters over as they appear in the URL, still percent-encoded;
+		// the contract's patterns are about the decoded value, which is what the handler gets.
+		for name, value := range pathParams {
+			if decoded, err := url.PathUnescape(value); err == nil {
+				pathParams[name] = decoded
+			}
+		}
 		ctx := context.WithValue(req.Context(), echoContextKey{}, c)
 		input := &openapi3filter.RequestValidationInput{
 			Request:    req,
@@ -123,6 +131,20 @@ func requestError(err error) error {
 		// The authentication callback failed for a reason of its own, e.g. the database.
 		return secErr.Errors[0]
 	}
+	// The path is checked before the query, as the reference does: a bad connection id is
+	// invalid_uri_params, whatever else is wrong.
+	if pathErrs := pathParamErrors(err); len(pathErrs) > 0 {
+		var details []gen.ErrorDetail
+		for _, e := range pathErrs {
+			for _, d := range schemaErrorDetails(e, nil) {
+				if len(d.Path) == 0 {
+					d.Path = []string{e.Parameter.Name}
+				}
+				details = append(details, d)
+			}
+		}
+		return newError(http.StatusBadRequest, "invalid_uri_params", "Invalid URI parameters", details...)
+	}
 	details := schemaErrorDetails(err, nil)
 	if len(details) == 0 {
 		details = []gen.ErrorDetail{{Code: "invalid", Message: err.Error(), Path: []string{}}}
@@ -136,6 +158,23 @@ func declaredQuery(route *routers.Route, name string) *openapi3.Parameter {
 		return p
 	}
 	return route.PathItem.Parameters.GetByInAndName(openapi3.ParameterInQuery, name)
+}
+
+// pathParamErrors are the errors of err about path parameters.
+func pathParamErrors(err error) []*openapi3filter.RequestError {
+	if reqErr, ok := err.(*openapi3filter.RequestError); ok {
+		if reqErr.Parameter != nil && reqErr.Parameter.In == openapi3.ParameterInPath {
+			return []*openapi3filter.RequestError{reqErr}
+		}
+		return nil
+	}
+	var out []*openapi3filter.RequestError
+	if multi, ok := err.(openapi3.MultiError); ok {
+		for _, e := range multi {
+			out = append(out, pathParamErrors(e)...)
+		}
+	}
+	return out
 }
 
 // checkQueryKeys rejects query parameters the operation does not declare.
