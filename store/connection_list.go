@@ -43,6 +43,40 @@ type ListedConnection struct {
 
 // ListConnections lists connections newest first (created_at, then id, descending).
 func (db *DB) ListConnections(ctx context.Context, in ListConnections) ([]ListedConnection, error) {
+	query, args, err := db.listConnectionsQuery(in)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.gorm.WithContext(ctx).Raw(query, args...).Rows()
+	if err != nil {
+		return nil, fmt.Errorf("list connections: %w", err)
+	}
+	defer rows.Close()
+	out := []ListedConnection{}
+	for rows.Next() {
+		var (
+			c              ListedConnection
+			metadata, tags string
+			endUser        *string
+		)
+		if err := rows.Scan(&c.ID, &c.ConnectionID, &c.ProviderConfigKey, &c.Provider, &metadata, &tags, &endUser, &c.CreatedAt); err != nil {
+			return nil, fmt.Errorf("list connections: %w", err)
+		}
+		c.Metadata, c.Tags = json.RawMessage(metadata), json.RawMessage(tags)
+		if endUser != nil {
+			c.EndUser = json.RawMessage(*endUser)
+		}
+		c.CreatedAt = c.CreatedAt.UTC()
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list connections: %w", err)
+	}
+	return out, nil
+}
+
+// listConnectionsQuery is the statement of one list page and its arguments.
+func (db *DB) listConnectionsQuery(in ListConnections) (string, []any, error) {
 	pg := db.dialect == DialectPostgres
 	jsonText := func(column, key string) string {
 		if pg {
@@ -85,7 +119,7 @@ func (db *DB) ListConnections(ctx context.Context, in ListConnections) ([]Listed
 	if len(in.Tags) > 0 {
 		want, err := json.Marshal(in.Tags)
 		if err != nil {
-			return nil, fmt.Errorf("list connections: tags: %w", err)
+			return "", nil, fmt.Errorf("list connections: tags: %w", err)
 		}
 		if pg {
 			where = append(where, "c.tags @> ?::jsonb")
@@ -102,30 +136,5 @@ FROM connections c JOIN integrations i ON i.id = c.integration_id
 WHERE ` + strings.Join(where, " AND ") + `
 ORDER BY c.created_at DESC, c.id DESC LIMIT ? OFFSET ?`
 	args = append(args, in.Limit, in.Offset)
-	rows, err := db.gorm.WithContext(ctx).Raw(query, args...).Rows()
-	if err != nil {
-		return nil, fmt.Errorf("list connections: %w", err)
-	}
-	defer rows.Close()
-	out := []ListedConnection{}
-	for rows.Next() {
-		var (
-			c              ListedConnection
-			metadata, tags string
-			endUser        *string
-		)
-		if err := rows.Scan(&c.ID, &c.ConnectionID, &c.ProviderConfigKey, &c.Provider, &metadata, &tags, &endUser, &c.CreatedAt); err != nil {
-			return nil, fmt.Errorf("list connections: %w", err)
-		}
-		c.Metadata, c.Tags = json.RawMessage(metadata), json.RawMessage(tags)
-		if endUser != nil {
-			c.EndUser = json.RawMessage(*endUser)
-		}
-		c.CreatedAt = c.CreatedAt.UTC()
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list connections: %w", err)
-	}
-	return out, nil
+	return query, args, nil
 }
