@@ -1,8 +1,10 @@
 package server_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -223,5 +225,38 @@ func TestMetadata(t *testing.T) {
 			reader.key = v.apiKey("dev", scopeRead)
 			wantError(t, send(reader, http.MethodPost, `{"connection_id":"a","provider_config_key":"github","metadata":{}}`), http.StatusForbidden, "forbidden")
 		})
+	})
+}
+
+// TestMetadataConcurrentMerges checks that merges of one connection running together all land:
+// each reads and writes the metadata under the row's lock.
+func TestMetadataConcurrentMerges(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		v := newEnv(t, b)
+		v.integration("dev", "github", "OAUTH2")
+		v.importOK(`{"provider_config_key":"github","connection_id":"a","credentials":{"type":"OAUTH2","access_token":"merge-token-1234"}}`)
+		const n = 16
+		var wg sync.WaitGroup
+		statuses := make([]int, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res := v.do(request{method: http.MethodPatch, path: "/connections/metadata",
+					body: fmt.Sprintf(`{"connection_id":"a","provider_config_key":"github","metadata":{"k%d":%d}}`, i, i)})
+				statuses[i] = res.status
+			}()
+		}
+		wg.Wait()
+		for i, s := range statuses {
+			if s != http.StatusOK {
+				t.Errorf("merge %d: status %d", i, s)
+			}
+		}
+		got := decodeObject(t, v.getConn("a", "provider_config_key=github").body)["metadata"].(map[string]any)
+		if len(got) != n {
+			t.Errorf("%d keys after %d merges: %v", len(got), n, got)
+		}
 	})
 }

@@ -100,6 +100,10 @@ func TestSecurityHeaders(t *testing.T) {
 	}{
 		{name: "import creates", req: request{body: importBody("headers", "tok-headers-1")}, wantStatus: 200, wantNoStore: true},
 		{name: "import updates", req: request{body: importBody("headers", "tok-headers-2")}, wantStatus: 200, wantNoStore: true},
+		{name: "get connection", req: request{method: http.MethodGet, path: "/connections/headers?provider_config_key=github"}, wantStatus: 200, wantNoStore: true},
+		{name: "list connections", req: request{method: http.MethodGet, path: "/connections?limit=5"}, wantStatus: 200},
+		{name: "get connection, server error", e: failing, req: request{method: http.MethodGet, path: "/connections/x?provider_config_key=github", auth: bearer(brokenSecret)}, wantStatus: 500},
+		{name: "list, database unavailable", e: unavailable, req: request{method: http.MethodGet, path: "/connections", auth: bearer(brokenSecret)}, wantStatus: 503},
 		{name: "health", req: get("/health"), wantStatus: 200},
 		{name: "ready", req: get("/ready"), wantStatus: 200},
 		{name: "metrics", req: get("/metrics"), wantStatus: 200},
