@@ -35,3 +35,24 @@ func TestConnectionIDInPath(t *testing.T) {
 		})
 	})
 }
+
+// TestConnectionNamedMetadata checks that GET and DELETE on /connections/metadata, a path of the
+// contract with POST and PATCH only, answer 405 rather than reaching the connection handlers
+// unvalidated.
+func TestConnectionNamedMetadata(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, storetest.Backends()[0])
+	v.integration("dev", "github", "OAUTH2")
+	v.importOK(`{"provider_config_key":"github","connection_id":"metadata","credentials":{"type":"OAUTH2","access_token":"named-metadata-1234"}}`)
+	for _, method := range []string{http.MethodGet, http.MethodDelete} {
+		for _, path := range []string{"/connections/metadata", "/connection/metadata"} {
+			c := serveTimed(v.e, method, path+"?provider_config_key=github", v.key, "")
+			if c.res.status != http.StatusMethodNotAllowed || errorCode(t, c.res) != "method_not_allowed" {
+				t.Errorf("%s %s: %d %s", method, path, c.res.status, c.res.body)
+			}
+		}
+	}
+	if got := v.listIDs("connectionId=metadata"); len(got) != 1 {
+		t.Errorf("list: %q", got)
+	}
+}

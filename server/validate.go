@@ -73,6 +73,12 @@ func (v *validator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
 		route, pathParams, err := v.router.FindRoute(req)
+		if errors.Is(err, routers.ErrMethodNotAllowed) {
+			// A path of the contract without this method. Echo's router could still fall through
+			// to a templated route (GET /connections/metadata to /connections/{connectionId}),
+			// which would then run unauthenticated and unvalidated: answer here instead.
+			return toAPIError(echo.ErrMethodNotAllowed)
+		}
 		if err != nil {
 			return next(c) // not an API route: Echo answers 404 or 405
 		}
