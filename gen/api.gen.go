@@ -412,12 +412,12 @@ type ConfigOverride struct {
 	ClientSecret *string `json:"client_secret,omitempty"`
 }
 
-// ConnectionEndUser defines model for ConnectionEndUser.
+// ConnectionEndUser The end user as the reference formats it: every field present, null when not known.
 //
 // Deprecated: this type has been marked as deprecated upstream, but no `x-deprecated-reason` was set
 type ConnectionEndUser struct {
-	DisplayName *string `json:"display_name,omitempty"`
-	Email       *string `json:"email,omitempty"`
+	DisplayName *string `json:"display_name"`
+	Email       *string `json:"email"`
 
 	// Id Uniquely identifies the end user.
 	Id           string `json:"id"`
@@ -426,8 +426,8 @@ type ConnectionEndUser struct {
 
 		// Id Uniquely identifies the organization the end user belongs to
 		Id string `json:"id"`
-	} `json:"organization,omitempty"`
-	Tags *map[string]interface{} `json:"tags,omitempty"`
+	} `json:"organization"`
+	Tags *map[string]interface{} `json:"tags"`
 }
 
 // ConnectionError defines model for ConnectionError.
@@ -482,7 +482,7 @@ type ConnectionListItem struct {
 	Tags Tags `json:"tags"`
 }
 
-// ConnectionRead A connection as GET /connections/{connectionId} returns it: ConnectionFull with webhook_url_override, and with the fields the reference may answer null declared nullable.
+// ConnectionRead A connection as GET /connections/{connectionId} returns it: ConnectionFull with webhook_url_override, and with the fields the reference may answer null declared nullable. end_user is always present, null without an end user.
 type ConnectionRead struct {
 	ConnectionConfig json.RawMessage `json:"connection_config"`
 	ConnectionId     string          `json:"connection_id"`
@@ -491,7 +491,7 @@ type ConnectionRead struct {
 	// Credentials The stored credentials; {} for a key without read_credentials.
 	Credentials AllAuthCredentials `json:"credentials"`
 	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
-	EndUser           *ConnectionEndUser `json:"end_user,omitempty"`
+	EndUser           *ConnectionEndUser `json:"end_user"`
 	Errors            []ConnectionError  `json:"errors"`
 	Id                int64              `json:"id"`
 	LastFetchedAt     *time.Time         `json:"last_fetched_at"`
@@ -9737,105 +9737,106 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rcuM4kv9VEPxPRJVnaFmuR8e/7ZiIUblc3Z5y2V5bnt5ZW6uByJSENgmwAdCyusoTe4f9sAfam+xJ",
-	"NvAgxadEyo+q3taX7hJNAInMRCKR+UPys+OxMGIUqBTO3mcnwhyHIIHrXweMUvAkYfTIP8Nyqp4R6uw5",
-	"kfrhOhSH4Ow5XuY1x3U4/BITDr6zJ3kMriO8KYRYtf0Dh7Gz5/y/ncWgO+avYic7lnN/7zpnnN0SH/gB",
-	"o2My+Qjzf4mBz1MSftG/Uhoi+/bQ068Pb2C+NimlkZ17RRAHETEqQLPmHfbP4ZcYhFS/PEYlUP1PHEUB",
-	"8bCayM7PglH1rNmwF9I/5JxxM5oPwuMkUv04e05/Coib8RARKMTBmPEQfMQ4UhwQSLAQ5JTQCZJTLJHP",
-	"QCDKJBoT6dy7zgfGR8T3gT4bub2zI3QDcxRg70YgOQXEIuB6pBcCCY9FoAg7YfIDi6n/bHQRKmFi6EAv",
-	"GUcL7d1acA3uiOI01XTfwPyFQEBvCWc0VAQq9cTzgGG/z9gx5hN4NvJHzJ8juPMAfMNVAfwW+AuBAhIa",
-	"WSf6e0nxLSYBHgXPQ14PJatQE0bCiHGJfIiA+gIpdv9A5I/xyEVjxhFG5hfqRdEW8lgc+Jr1I6Xp2JuC",
-	"7yKfmGeYihlwLQ8SglL6MSYB+Pvqr1rpZ1ggIRk3S8KbYjoBXzHjQrPH0PwsTKAopnAXgSfB12TGHPaR",
-	"DxKTQCDMAQVsMgEfzYicakalCzslmHjw3MJTuuVjiUdYgDIxMdVS0OPfu06fsU+Yzq3NE89uRYhA7Fap",
-	"gBSIYwlW211nCti329U5SD7f7o0laFHnO7sAjyk1lAzNMFFqNmZc8V7yOaGTpZtFSCgJ49DZ23UdOY/U",
-	"fqOtCGiy713nkuJYThknv8LzGLIT5iKc3wawUrwbymY0YZqjKRNxpNYh+J/AJ7ivyX9OW0WMRS2NoprY",
-	"jtQ4vSDoxXJ6wMEHKgkO9FNM56djZ+9qOR2nquVupulPRE7P8cy5dxs0fLVGw3dYEK8XkSy5q9r0IvIR",
-	"5u1aRG1e/+tMtnndTj4gQOUaLOhF0YUyuGs0NculDa0HsZAsbNOiP8JtXn9HgmCNmfRn7EJCKyldkAnF",
-	"Ms4xzrkf3LtOWUHUCvB9ohYNDs64cqAkUQ7oGAcCXOX1po/UQlbtVy3aPrsBqkyDtKYAqDJtV07v7Gj4",
-	"8fDvziA1ckJyZRqN85sYxyvzVzcZTr1OpNql1ATQR+142w7Y6GfwtE9SUOWWE/M8EGIoNeV7n4vkuQ7c",
-	"RYSDGGJt0JRNVP9yfCxhW3kMjltuw/Es09eC0jJbzpqzJEuoGSLDnoW/U8OhIyokDgJtJB+iBtGQ+I3V",
-	"gGQGbdAuS+OR/2CGGVrLVLRhW50Z+gaULOLkFkvQx9GqPlso4fCif3p+uJqzBR3MUlDSyF4UIc29Ks5W",
-	"7XHtWBphIWaM+5VTL07xXe/i6KBieq4TC+DmmP+5mValDdwFCZlZ64khtftVTrt6J2g3cx9ua2W+jh4x",
-	"PsGU/JpdpGVdW8btOkUTIMSSPktCOjo+rpVRXSfN5ZewrTzhzPTMZNySsLMSJkFQJVsT0Tm9Bc6JDy1l",
-	"6mlPqW6S9q8CPA6yeqZV5NjQwyH1L0VybIk4eFguDiIF1SIiCvB8mHB04SIXaUqf0DgIjIsBISZB61Zm",
-	"ynn//pKSX2II5ojolTImYMIRQH2kRNJZpcZ5Kh5xjm2ozRKUIx+NIGB0os6LziqLa7ergnQrKJN4ssSE",
-	"GmEXumk0VFaRkkBHnqEBm1jFhTscRnqR/I3TkZzf/OtfP3g3B+HrH8++fy2rhFa0AdgYTjGnniJm0SHO",
-	"WdTlJtoStHwyHxTnWi7StLGNBLfjt+vcbU/Ytn2ozqmdczz7BELgiY6DZPqvMwQc1OJtZd69/Ba79NhV",
-	"PierdU39YWwNSLMzc9n2lFXWLRkjNZTSME0mkRCK5nF9GypIp485xzpGYRiZcopQ+d0bpxxpcZ0ACzkc",
-	"g/SmLfkbgsQ+lviRlSEJd1ZvxxUZicot1hqFpc66ekftpJHfUrfK9qOow25N7iSdXCryDB/dioVmp5Jb",
-	"ATmSywLMa/5yY3BUYdb7U8jE718IRPx9hBGFGbq8PHqPZlOgKICxRCyWakcK8d0x0ImcOnuv3r51nZDQ",
-	"5PeucjGkBK46/vcrvP1rb/vfutvfu539vT//6Z/X11fX14Mvf/nD5/tr58X19fX1zhBtD/70hyp9W1B9",
-	"TEyGaC0Tts4qUwMeSQjLC62gCtlhlnM+7XJtU7zcVDZfx09j5r6uUWtnm64WxklTP/jWjNTjGpxU4Klx",
-	"yZogqz7LtfccsL9Sc4uJrAXFCAv0w2Ef7WTWy87nbMr7HnGQMacCEbmH8t6LSfLMYDRl7GYY82DI7OHD",
-	"RZhmckBjAoFN6HEYAwfqAQrxPEl9KWEjH7wAc/D1LzwKoONs/B+lFOVdweYCMx3vo8/3NvF4A3PNeRZL",
-	"xAH7w8xrnY07VS2uq0ReieX5XftVrlO1qBeElLn1NTyxShof2UErZWbaeQlNI6AHlxf900+rw5+Z2FAm",
-	"IGSorAoJ2eV6RKNYNtgmirGZvOV5n/7dRbEApMSACBUSsN9BvUAwNDeGPrEwwz/ql8qGvBgCKXquZd8o",
-	"Ce2k6mueuKubrhvfWe5N167IahavXKl/w0GszUOe0E/AJ+AjQiXTBObOA2pIF8U0waRYqMULgdiMFjk/",
-	"P8FhI0o+mtz6WqEabbbfazRIa3/ah0pLF1rLWR0UNrC9PM8+wlygMWehZopO079kHGlM3RbijElkucnG",
-	"Y6A+oRN0q9ivuJXuUzWRotrzhrY9CbGWtCoWfSCBBH5huq1Q/RVq9iPgwEy6jRkCEQcya3DYTQNjY1pV",
-	"TeJIo5+ybmiKFnzKcFbBkU3fRKZ5bIFvbFxYK+hl/10PUY0qw57HYiqP/K0OOraHZ6Q8YYrMZuEa4Jlx",
-	"sbReICLQDUTJGTtL12632324m9kcOtrKm7RSqg+mLWuc2zpaeENF+2VaqRWHpcTeFJUsWRM5JKM/tihq",
-	"/K2WANoHHCGrnaJVfklZstXRo8ULiu2al/voH6q7fyABAXjS7Hu3mBNMNVd9onoJCcXSxNpDHEXWViUg",
-	"isYYIFfny+sxNnWYANcmTFsAlFzn5PTksDEo5ycip30TrT/tXfZ/3G0Mv0pavGqMu0pbDA8OWuKVHNfp",
-	"v+s1hgHlNntnzyjOveswCusgzdpDzL4RbFkdN1tjt1I1eWRE1hLd1yG7AhClcnUTX+10WaQxygJNXEQo",
-	"8sEjIQ6QTyZEiqJb210WI+5ufz/4Y2UAuADFa7fprwMQIELEwI9qkAEGA2LBYYuARguaaoI9y9LdpdOu",
-	"fXlZrjRpPshRXTOteqhO8fD415/6jSFJGWZlDpCqh4pdJtm8H+zdVR3BTmnOQyO+q3G+KCBCWg8uVPra",
-	"zHQVvKTW8SbjW4X47si0M85ESGjyu+j/rw5NN3WYvh03pjaHsix+k06zyk8p7yjtdIgpc7xArTWC/GXa",
-	"ZAAra4FGrWewcnFlyawkoByzMZxxmvBsPZBWgXVltEolm9bG8D02q0povhUMq9jsHwCAaqQtJVBUo1br",
-	"7H/tFkClaLTvuVI6CyYUp5cQUaPJr5Dhfwv5rKfWD8OpPTKYuvEW/RQiqF4hDQTxaEj1ZqvEbBbZJMKK",
-	"LTkLYlxXYjDmINruHNVSaw1Krl4gjQTyRODuryODmlVTkk3D1bOeHGpWSZU0zrD0pg+Naa4bXmuT0KtL",
-	"zpXuak6ljF6KLXR5fqy962vn2kGSIS8AzBEpgYa6b/6/2wTaW/Ydqw+oi8vILwSKdc4F3cB8TazSP/c6",
-	"f0HDOlRS5c2jpz+aLr8F0FjFL45+OOn1LyuvQDz+HYGUV1XLIL332JJ5a7SpTfq0xA1k004VmIH6FFJV",
-	"FmewKvdlZjqoZJ3q9h1jQcVyRCPGAsAac5NHwnDAvjD5KTQO8ETsIX00RLsumoNwEaMumrsIKB4F5j6s",
-	"YSfquogyF7Hx2EXURT4R+g0d+sF0jjwsDIxmsZ5eXvXl4OqcD64u48HVIQy+7H65+vtc//PqQgy+XJ2y",
-	"wdUJHeinX/TjEzq46uHB1bvR4Oo4MK++9wdfrj6MzR/Uwwthuut+0e+fMtuVeufDePDF9PneH1wdEfN2",
-	"RZdb1Ws71pa9pXaJRauCKIIZngvN4wyQ34qnJO6kmyqB23RpPo333ZvV5mywMGvD6+vtzk5NqC3NDLfP",
-	"FPafJCG92B9N/v/lDcx3TJbMDC22OkhnYDEHRJUNDciv4KttJ2Az4EolNTosjIVEQuK5UltJqCcRHkvI",
-	"7Ev5sEjdTjtsjg1YyrH7x0qVu04hGNw6bvYwZ80cp1scZB8lVtJ/12schUwpLIyd2aJUd1WcTXbUonE1",
-	"PSjTmEI6+L6pdhJGcu4iLFHIhETfvUEfybuCC/Ld27evv1u9osr3oZ/ewXj44bP/0+nwon94ti68qD9j",
-	"SM27Sh7ly+6rOJL0alqqVgZy1KTzNBvTju1FhuhEYTNdHbQg2GQMYk7k/EKtFjP4CDAHru9jVqitx8HX",
-	"hWSSUiBGjztIwzw9FoHQEXG16+vceFpmSNtXDWKhFrykmmujOmWBrxRcr1m9tWkaFhSrc4Epa0HomFWU",
-	"E5GM206zKWQ2zkTshUnkE+5vR5jLuZqBQCOYEuqjE0wn7IXIvd47O+qg98DJLfgGnpO8FcWjgIgp+EhE",
-	"4O0juFWekClzg0jKAFuw6Pyw9/7T4QuBgHMssd7BrYiy3HRc5xa4MBPa7XQ7XR31jIDiiDh7zuvObqdr",
-	"gTpaUBkMtPo5MbZwFSjOwHnMbtc7eQ/+PmLcV7uYQAskInp/eHHgIuLrf+wrh02ALnYV4Qmg//4vU/Gl",
-	"g05YjuOqV8UNC8IGLdZUBY58Z885JiIDxBHHMMGexlVmip1dFQV8eIc9WUy/YI8zIbKnNp0wrCpIViiK",
-	"1qygSg75dH/vFok6wAK2CRVABZHkFpCIR2ZtViB6iHaD7fMEtvdCIIss1HXD1BvaFaibhgDMvemDJrBc",
-	"Owyf02uXxK+jBGw4wH9yYkzWuMC17E3RFSSeZl59TOGzMMTbApTaqsWeFtsy7pAybmIfiQh7oJYFi6mP",
-	"AHtTYwY5CUOoZW5GowsUZ1yA3W428SZqCVVe79UNzAd/Nl5vhAkXic1SP4wNDrH0pooguIsCfcw1Iqmi",
-	"z+KZF2TVuewtTwAVLnT5iryca9PpA0Sni4x1fs5nykgJ8qs6kv7Pf/ynYRXyYYzjQCL9E70snmnHsQCB",
-	"1PSJR6RB0tk6V69Ug1Esky70XqK72UcCoMrMb9UJNymVteCe7TQVaYjvbIGrbpLVrS94VT13Gocj4GbX",
-	"6u4n2NFKE15DZmRgoRVUlijsFsjsVpA5KFRsfNXtPlrhq8L9voryV6cUzKzzHoHSpzeGkKr+U4J3MvUl",
-	"dZPd1U1yRch0o9erGy3qQqoWu2+bDFNRUUw1fvX96sbFMnL3rvO2CTuyVfx0m9fN2hQK6WUdUL3nZ13P",
-	"KydT4nEvI7Q95V05A6VRIg5DzOfWqchK1kUUZiAkGhMupPqllrG+35V1V14G2vtAyqdSupG9Vral6cs8",
-	"2ckCJCJlLpv4WxdTHARsth0Cn1gXdYENNSh5rPEj1olceAxqIfo6XmFjE9axCtkt+Fs6ZMao2kswFVg3",
-	"2TNXbNVTIlBIhCB04qZVGYlAM06kBKrjGYqUpJSjQG+6b5KKdcMM1LXkvl1qrGuCtEm9Nwvlf8f8+aOt",
-	"6yKc5z5/4rFXtp7MrFQOX04aZJG+Wsj+fq6OJHhTlpiAb9bUdN+sbpHWhtW2qcEQxaKsG5tWa9MMgrxo",
-	"1fRlmoK5UIubcRQyDrnT6jJTllquLZ0BYqLRSfEcokB7rzmbtcRSfb43iTqBiPxq9ukC5LdrnHa/pnHi",
-	"Rp4b87QxT49jnqyBKNmHh5qogtuVv95vLFcAEprZMOUtiWIwRpkXIgUSgIP8vXR9J33CmF88HzIa2GQn",
-	"IuocqCjwtzrI3Gwxld4BCRxmBxoSHwVYArehNWHLoWRI0T6peUr8Duot6gZnXmI8VyjdWEVlE7sVNtEt",
-	"J2x9BqJsKt/rSWROTzWhuCotW7yyU/NpgCc98iUJ1hqzl427CTRhFDZHvd+i3bELvWB3jN4inLswucy2",
-	"5C2IdoIaRsvPbS2R4gXAU2UNFqUrUN0EivUs0ASk0KYn89AUHxGxpwyBaoGEeqtw+38fMTkFrgOLqpuc",
-	"1fp8r/vA6E33tXGy5BTmCIsbW2TDgtiUJbGmQf/USbkOykHc/qxzUsb+2aDPlj12Cuv75ZqbKFMuC0B9",
-	"VLorqw7hNi8EAhHqBbFflR/4AeSTmSS3fPUaovxsRJK2MUa2g070LdySIA2TLSKjKoCWhw26jYu4p4ic",
-	"itjeeULpFCzvKZt1kE4yp9OwJd6TK8YmE5dmmuYgXSTUOQIZmKKWVor3zW3YROa2GkJvcUBybNhX/Ri9",
-	"lPMIdBOTBxOJW78+B8eMezC003okDvY8DyL9LQj9sZEwwpKMSEDkfN/et15f0hMip/FoiKNo+PNMPkTw",
-	"zxMt1bWYVu6g+a86HGBvCtsHjEpeCRozSCXKtvXd3c7SDzkk6e3k7aoU9/3/tYPJZqOv2yd1gbFm22jR",
-	"I/gBZM4dcM2uXNhn9ZrX26eOuYZ4bnZbOYWwtQPRbkMqfbtL36ncKRQXTJ2Sbzlhv0nVb1L1m1T9JlW/",
-	"SdVvUvWbVP0mfvM8qfp84ipXGi8SwKXIh4OUpzebEm+K5ixGOFB+3hxN8W0OINpBvVIotiaKqw7JFfUE",
-	"kmCBh4NA73YZTujv9plyjjZ2MyMCkuyXdd066EPh64voZe/sbCvzMUkUEqrmR3PVUpC5PJgNwdg+0mnk",
-	"r7PZSho6ZqXjTQlmFst92/SFMLbVxHB05u2NssYmtGS7176zh2nx65BE0cKQCNgs+SSkSMMHb7uvrE+e",
-	"JPtMnayyt1ms1PZE6bu6gnDPjDEofF1hdTg7/bDmQ47lLhKE2sSNLjfoYc4J5A5Lm6P77y+n+KrBBCu+",
-	"Zvv8+4oxnsWdxaxp9DLWO8JWbkcoZhVFHZrr94Pd2qC2NqitDSziq6K26r3a3zz4agO72sCuNvblG4Bd",
-	"lT2f5YCqDXxqTfjUBji1Cbz95oBTOSzUBvn07SCfNpinDeZpg3naYJ42mKcN5umJME+PAmNy64KnP+k0",
-	"lHL4GU8/sJX7Ror+I+aQHpHRaF5Ej+h3TICu8sNRpqaX/u8iAqImt9VJB036F9nB0y9nVX4P0lSeTAMq",
-	"Hd15wcaX9u9CPc7HPQ88fiilpnzoM8drWx1IbDp1EzbZhE1ah01M8iNnMtNP0qUoOsYTc4Auz49RWtNO",
-	"x1Cm6afMKk9MPes2zqYkMNGZiDOdo+cxFftIstibavuBfCzxyJa6zNsQ+7m0J1xwdoSa9ZaQTATCAbkt",
-	"yaAA5bgFahav6+yEIDnx6oGsn8zfk7PGGWchyCnEAkm4k8hUl+sgrTvaf1dv9c6OEPZ9rmiKaaD+d3B+",
-	"+P7s9Lw//HTYPz86uBgeH130D090IFzDJJL32VjvhmxWEam2xKxmtKJtJwowKbC45LS57aYLdxETJAGr",
-	"hFiuYTqWiCYzXCIXLSRbT6wzx2GQkVSeOafmpYsIvHaamPSahaIVSjyrvpVQX3d2kc+8OKys/V6tnEnb",
-	"pF0WJKOPaTpGaPdKof2hpUzqT4ku+SY5tvXwdjRQaOUSf9XtZpZ5spqTg6OL3upYhPo7kTp6qJyGshKe",
-	"68G+ylrXQ+tvrCn2PaKRLoSqsU9our3X23Jjq7UkqzDlx8zDgZW04zoxD2xRwL2dnUD9bcqE3Hvd7b52",
-	"7gf3/xsAAP//",
+	"7H1tc9s4kv9XQfG/VYl3aVnOw9R/7NqqVRxnxhvH9tnyzu3ZOi1EtiSMSYADgJY1ibfuO9yL+0D3Te6T",
+	"XOGBFB8lUn5I5kZvEksiwEZ3o7vR/WPzs+OxMGIUqBTO3mcnwhyHIIHrTweMUvAkYfTIP8Nyqr4j1Nlz",
+	"IvXBdSgOwdlzvMxljutw+CUmHHxnT/IYXEd4UwixGvsHDmNnz/l/O4ub7phfxU72Xs79veuccXZLfOAH",
+	"jI7J5CPM/yUGPk9J+EV/SmmI7NVDT18+vIH52qSU7uzcK4I4iIhRAZo177B/Dr/EIKT65DEqgeo/cRQF",
+	"xMNqITs/C0bVd81ueyH9Q84ZN3fzQXicRGoeZ8/pTwFxcz9EBApxMGY8BB8xjhQHBBIsBDkldILkFEvk",
+	"MxCIMonGRDr3rvOB8RHxfaDPRm7v7AjdwBwF2LsRSE4BsQi4vtMLgYTHIlCEnTD5gcXUfza6CJUwMXSg",
+	"l4yjhfZuLbgGd0Rxmmq6b2D+QiCgt4QzGioClXriecCw32fsGPMJPBv5I+bPEdx5AL7hqgB+C/yFQAEJ",
+	"jawT/b2k+BaTAI+C5yGvh5JdqAkjYcS4RD5EQH2BFLt/IPLHeOSiMeMII/MJ9aJoC3ksDnzN+pHSdOxN",
+	"wXeRT8x3mIoZcC0PEoJS+jEmAfj76let9DMskJCMmy3hTTGdgK+YcaHZY2h+FiZQFFO4i8CT4GsyYw77",
+	"yAeJSSAQ5oACNpmAj2ZETjWj0o2dEkw8eG7hKd3yscQjLECZmJhqKej737tOn7FPmM6tzRPPbkWIQOxW",
+	"qYAUiGMJVttdZwrYt+7qHCSfb/fGErSo85NdgMeUGkqGZpgoNRszrngv+ZzQyVJnERJKwjh09nZdR84j",
+	"5W+0FQFN9r3rXFIcyynj5Fd4HkN2wlyE824AK8W7oWxGE6Y5mjIRR2ofgv8JfIL7mvzntFXEWNTSXdQQ",
+	"O5G6Ty8IerGcHnDwgUqCA/0tpvPTsbN3tZyOUzVyNzP0JyKn53jm3LsNBr5aY+A7LIjXi0iW3FVjehH5",
+	"CPN2I6I2l/91JttcbhcfEKByDRb0ouhCGdw1hprt0obWg1hIFrYZ0R/hNpe/I0Gwxkr6M3YhoZWULsiE",
+	"YhnnGOfcD+5dp6wgagf4PlGbBgdnXAVQkqgAdIwDAa6KetOv1EZW41dt2j67AapMg7SmAKgybVdO7+xo",
+	"+PHw784gNXJCcmUaTfCbGMcr86ub3E5dTqTyUmoB6KMOvO0EbPQzeDomKahyy4V5HggxlJryvc9F8lwH",
+	"7iLCQQyxNmjKJqq/HB9L2FYRg+OWx3A8y8y1oLTMlrPmLMkSam6RYc8i3qnh0BEVEgeBNpIPUYNoSPzG",
+	"akAyN20wLkvjkf9ghhlay1S0YVudGfoGlCzi5BZL0MfRqjlbKOHwon96friaswUdzFJQ0sheFCHNvSrO",
+	"Vvm4diyNsBAzxv3KpReX+K53cXRQsTzXiQVwc8z/3Eyr0gHugoTMqvXCkPJ+lcuu9gTtVu7Dba3M19Ej",
+	"xieYkl+zm7Ssa8u4XadoAoRYMmdJSEfHx7UyqpukufwStpUXnFmeWYxbEnZWwiQIqmRrMjqnt8A58aGl",
+	"TD0dKdUt0v4qwOMgq1daRY5NPRxS/1Ikx5aIg4fl4iBSDqyB+kitG2FhT5Bj4EA9QEadBCJyD8Et8Dka",
+	"Ewh8FHEQQKWLaBwEaDYFqqNyfV7oOCX1JSIK8HyYSG0RhhfXnX6j5jVhDISYBK1HGbbml3pJyS8xBHNE",
+	"9G4cEzDLTZbfWbVV8lQ84hrbUJslKEc+GkHA6ESdSZ1VVt26xIIGVVAm8WSJmTYKZQZdJfO4Zvig4p6J",
+	"NN08u+xtCsweLFfxJAWTF0PAJnZLwR0OI719/8bpSM5v/vWvH7ybg/D1j2ffv5ZVoi5aJ2xMuphTTxGz",
+	"mBDnbP1y52EJWr6YD4phLc1HOtjmqJtJaSGku+0J27ZfqhN05xzPPoEQeKIzNJn560wUB2VWWjkeL+/8",
+	"lx4Iyyd4ZQ2oP4ytaWt2mi9bxbKiuyUzqW6lNEyTSSSEonnFwSYx0uVjzrHOnhhGppwiVH73xinngFwn",
+	"wEIOxyC9aUv+hiCxjyV+ZGVIErHVgUJFraTS+VtTsvQYoa5RPj7yW+pWlbHJ67BbU9VJF5eKPMNHt2Kj",
+	"peYqswNyJJcFmNf85cbgqMIZKC+9IOSFQMTfRxhRmKHLy6P3xgMHMJaIxVL5sRDfHQOdyKmz9+rtW9cJ",
+	"CU0+76rgR0rgauJ/v8Lbv/a2/627/b3b2d/785/+eX19dX09+PKXP3y+v3ZeXF9fX+8M0fbgT3+o0rcF",
+	"1cfE1K7WMmHr7DJ1wyMJYXmjFVQhe5vlnE+nXNsULzeVzffx05i5r2vU2tmmUjjxrRmpxzU4qcBT45I1",
+	"QVZ9lmvvOWB/peYWS2wLilXw/8NhH+1k9svO52wx/h5xkDGn5jiQj15M+WkGoyljN8OYB0Nmj0UuwjRT",
+	"ndLnh+IxI8TzpCinDxQ+eAHm4OtPeBRAByUMQkQgHMzwXBQPIUROWSwRprmAfhM1VZ34bG0zM/E++nxv",
+	"C6k3ME+5yQH7w8xlnU0QVi2uq0Re6fHn9xyNuU6VKVgQUubWk5nTZqFcJbmPHOGVik7twoymyd2Dy4v+",
+	"6afVmd1M2iuT6zJUVmW77M49olEsG/iZ5Wmn9+nvrjLVSIkBESokYL+DeoFgaG48RSLK4R/1RauzS8XQ",
+	"txxcJRmlVJOTrMTKoeumlZaH47Wbs5rFKzft33AQa0uRJ/QT8An4iFDJNIG5A4W6pYtimsBtLIrkhUBs",
+	"Roucn5/gsBElHw1soKBLjZJRjrbg7zXQpXVA7kOl0QutEa3OdxtEYp5nH2Eu0JizUDNFIxBeMo40XHAL",
+	"ccYkstxk4zFQn9AJulXsV9xKXVZNqqn2wKJtT0KsJa2KRR9IIIFfmGkrVH+Fmv0IODCLbmOGQMSBzBoc",
+	"dtPA2JhRVYs40sCubBybAiGfMh9WiITTK5EZHltMHxsX9gp62X/XQ1QD5rDnsZjKI3+rg47t6RupUJoi",
+	"4yxcg6kz0ZbWCxW/3kCUHNKzdO12u92HR5zNUbGtAksrpfps3LLBOdfRIjAq2i8zSu04LCX2pqhkyZrI",
+	"Ibn7Y4uiJvRqiQ1+wBm0Oj5aFZeUJVudflpcoNiuebmP/qGm+wcSEIAnjd+7xZxgqrnqEzVLSCiWJlkf",
+	"4iiytirBhzSGN7kaClAPH6qDO7i2FtwCe+U6J6cnh43xRj8ROe2bdP9p77L/425jZFky4lVjSFk6Ynhw",
+	"0BKK5bhO/12vMcIp5+ydPaM4967DKKwDomuPnvtGYHN13GwNS0vV5JHBZkt0X+f8Chibyt1NfOXpsiBq",
+	"lMXQuIhQ5INHQhwgn0yIFMWwtrssydzd/n7wx8oMcgFl2M7pr4N9IELEwI9qQA8G3mJxb4vcRguaavI+",
+	"yyr5pYOvvXhZiTYZPshRXbOsehRS8fD415/6jdFWGWZlDpBqhgovkzjvB0d3VUewU5qL0IjvaggzCoiQ",
+	"NoILlb42M12FKKl16snEViG+OzLjTDAREpp8Lsb/q3PbTQOmbyeMqS3CLEvlpMusilPKHqWdDjFljheA",
+	"vEZoxsyYDBZnLTysjQxWbq4smZUElHM2hjNOE56thz8rsK4Mkqlk09rwxMdmVQmouIJhFc7+AdiuRtpS",
+	"wns1GrWO/2u3ASpFo2PPldJZMKG4vISIGk1+hQz/W8hnPbV+GATvkXHijV30U4igeoc0EMSjgfCb7RLj",
+	"LLL1hBUuOYvPXFdiMOYg2nqOaqm1xltXb5BGAnki3PrXkUHNrinJpuHuWU8ONbukShpnWHrTh+Y0102v",
+	"tant1dXpSo+hTqWMXootdHl+rKPra+faQZIhLwDMESmhjrpv/r/bBLVcjh2rD6iL56xfCBTrmgu6gfma",
+	"YKd/7nX+goZ1sKbKh6qe/mi6/AGHxip+cfTDSa9/Wfl0x+M//pDyqmobpI90tmTeGmNqiz4tIQTZslMF",
+	"fKC+hFRVxRmsqn2ZlQ4qWaemfcdYULEd0YixADAtI/Y5YF+Y+hQaB3gi9pA+GqJdF81BuIhRF81dBBSP",
+	"AvOor2En6rqIMhex8dhF1EU+EfoKnfrBdI48LHRVK7OfXl715eDqnA+uLuPB1SEMvux+ufr7XP95dSEG",
+	"X65O2eDqhA70t1/01yd0cNXDg6t3o8HVcWAufe8Pvlx9GJsf1JcXwkzX/aKvP2V2KnXNh/Hgi5nzvT+4",
+	"OiLm6oopt6r3dqwte0vtEotRBVEYLJLiceb5ASuekriTaaoEbsul+TLed29Wm7PBwqwNr6+3Ozs1qba0",
+	"Mty+Uth/koL0wj+a+v/LG5jvmCqZubXY6iBdgcUcEFU2NCC/gq/cTsBmwJVKanhZGAuJhMRzpbaSUE8i",
+	"PJaQ8Uv5tEidpx02xwYs5dj9Y5XKXaeQDG6dN3tYsGaO0y0Oso+SK+m/6zXOQqYUFu6dcVFquirOJh61",
+	"aFzNDMo0ppAOvm8auYSRnLsISxQyIdF3b9BH8q4Qgnz39u3r71bvqPKj3k8fYDz88Nn/6XR40T88Wxde",
+	"1J8xpNZdJY/yc/yrOJLMakaqUQZy1GTytBrTju1FhuhCYTNdHbQg2FQMYk7k/ELtFnPzEWAOXD9qWqG2",
+	"Hgdf98hJupwYPe4gjfj0WARCZ8SV19e18bSDkravGsRCLXhJDddGdcoCXym43rPatWkaFhSrc4Hp2EHo",
+	"mFV0SpGM20mzJWQ2zmTshSnkE+5vR5jLuVqBQCOYEuqjE0wn7IXIXd47O+qg98DJLfgGnpNcFcWjgIgp",
+	"+EhE4O3bpxZNBx9EUgbYXkznh733nw5fCAScY4m1B7ciynLTcZ1b4MIsaLfT7XR11jMCiiPi7DmvO7ud",
+	"rgXqaEFlQNTq48TYwlWgOAPnMd6ud/Ie/H3EuG8wzwskInp/eHHgIuLrP/ZVwCZA9/GK8ATQf/+XaWbT",
+	"QScsx3E1q+KGRXGDFmuqAke+s+ccE5EB4ohjmGBPQywzfdyuigI+vMOeLJZfsMeZENlTmy4YVvVaK/R7",
+	"a9YrJod8ur93i0QdYAHbhAqggkhyC0jEI7M3KxA9RIfB9vsEtvdCIIss1C3R1BU6FKhbhgDMvemDFrBc",
+	"Owyf06c9iV9HCdh0gP/kxJiqcYFr2Yc4V5B4mrn0MYXPwhBvC1BqqzZ72kfMhEPKuIl9JCLsgdoWLKY+",
+	"AuxNjRnkJAyhlrkZjS5QnAkBdrvZwpuoJVRFvVc3MB/82US9ESZcJDZLfTA2OMTSmyqC4C4K9DHXiKSK",
+	"PotnXpBVF7K3PAFUhNDlp//lXJtOHyA6XVSs82s+U0ZKkF/VkfR//uM/DauQD2McBxLpj+hl8Uw7jgUI",
+	"pJZPPCINks628HqlBoximUyhfYmeZh8JgCozv1Un3KQL2IJ7dtJUpCG+s727uklVt76XV/XaaRyOgBuv",
+	"1d1PsKOVJryGzMjAQiuoLFHYLZDZrSBzUGhG+arbfbSeXoUHBCs6e51SMKvORwRKn94YQqrmTwneybTO",
+	"1EN2Vw/J9VfTg16vHrRoealG7L5tcpuKZmlq8KvvVw8udsi7d523TdiRbVCox7xuNqbQIzAbgGqfnw09",
+	"r5xM98q9jND2VHTlDJRGiTgMMZ/boCIrWRdRmIGQaEy4kOqT2sb6AbFsuPIy0NEHUjGV0o3sc2lbmr7M",
+	"NztZgESkzGWTeOtiioOAzbZD4BMboi6woQYljzV+xAaRi4hBbURf5ytsbsIGViG7BX9Lp8wYVb4EU4H1",
+	"kD3zjK76lggUEiEInbhpw0ki0IwTKYHqfIYiJelSKdCb7pukGd8wA3UthW+XGuuaIG3S6M1C+d8xf/5o",
+	"+7oI57nPn3js01tPZlYqb18uGmSRvlrI/n6uRSZ4U5aYgG/W1HTfrB6Rtr3VtqnBLYr9Zjc2rdamGQR5",
+	"0arph2kK5kJtbsZRyDjkTqvLTFlqubZ0BYiJRifFc4gCHb3mbNYSS/X53hTqBCLyq9mnC5DfrnHa/ZrG",
+	"iRt5bszTxjw9jnmyBqJkHx5qogphV74/gLFcAUhoZsNUtCSKyRhlXogUSAAO8o+o68fTJ4z5xfMho4Et",
+	"diKizoGKAn+rg8yTLaaJPSCBw+yNhsRHAZbAbWpN2H4qGVJ0TGq+JX4H9RYtkTMXMZ7rAW+sorKJ3Qqb",
+	"6JYLtj4DUTaV7/UiMqenmlRclZYtLtmpeevBkx75kgJrjdnL5t0EmjAKm6Peb9Hu2I1esDtGbxHOPTC5",
+	"zLbkLYgOghpmy89tM5LiA4CnyhosuligugUUW1ugCehOhyJrc0z3EhF7yhCoEUioqwpP/+8jJqfAdWJR",
+	"TZOzWp/v9RwYvem+NkGWnMIcYXFj+21YEJuyJNY06I+6KNdBOYjbn3VNytg/m/TZssdOYWO/3HCTZcpV",
+	"AaiPSs/KqkO4rQuBQIR6QexX1Qd+APlkJsktP3oNUX41IinbGCPbQSf6KdySIA2TLSKjKoGWhw26jfvT",
+	"p4icitzeeULpFCzvKZt1kC4yp8uw3euTR4xNJS6tNM1BukiocwQyMEUtrRTvm3PYROZcDaG3OCA5Nuyr",
+	"eYxeynkEeoipg4kkrF+fg2PGPRjaZT0SB3ueB5F+zYV+j0oYYUlGJCByvm+ft15f0hMip/FoiKNo+PNM",
+	"PkTwz5Mt1c2cVnrQ/AsrDrA3he0DRiWvBI0ZpBJl2/rZ3c7Sd1Qk5e3k6qoS9/3/tYPJxtHX+UndUqeZ",
+	"Gy1GBD+AzIUDrvHKBT+r97x2nzrnGuK58bZyCmHrAKKdQyq9lkw/U7lT6E6YBiXfcsF+U6rflOo3pfpN",
+	"qX5Tqt+U6jel+k3+5nlK9fnCVa41XiSAS5FPB6lIbzYl3hTNWYxwoOK8OZri2xxAtIN6pVRsTRZXHZIr",
+	"+gkkyQIPB4H2dhlO6FcSmnaONnczIwKS6pcN3TroQ+HFkuhl7+xsK/OeTBQSqtZHc91SkHl4MJuCsXOk",
+	"y8g/zmY7aeiclc43JZhZLPft0BfC2FaTw9GVtzfKGpvUkp1ex84epsUXXxJFC0MiYLPkbZciTR+87b6y",
+	"MXlS7DN9ssrRZrFT2xOV7+oawj0zxqDweobV6ez0naEPOZa7SBBqCze63aCHOSeQOyxtju6/v5riqwYL",
+	"rHhR7/P7FWM8i57F7Gn0MtYeYSvnEYpVRVGH5vr9YLc2qK0NamsDi/iqqK36qPY3D77awK42sKuNffkG",
+	"YFflyGc5oGoDn1oTPrUBTm0Sb7854FQOC7VBPn07yKcN5mmDedpgnjaYpw3maYN5eiLM06PAmNy65OlP",
+	"ugylAn7G0xds5d6Ron/EHNIjMhrNi+gRfY1J0FW+OMr09NL/LjIganFbmdc58mwyxd48fXNW5QslTefJ",
+	"NKHS0ZMXbHzJfxf6cT7ueeDxUyk17UOfOV/b6kBiy6mbtMkmbdI6bWKKHzmTmb6SLkXRMZ6YA3R5fozS",
+	"nnY6hzJNX2VWeWLq2bBxNiWByc5EnOkaPY+p2EeSxd5U2w/kY4lHttVl3obY16U94Yazd6jZbwnJ+g24",
+	"5LYkgwKU4xao2byusxOC5MSrB7J+Mr8nZ40zzkKQU4gFknAnkeku10Fad3T8rq7qnR0h7Ptc0RTTQP13",
+	"cH74/uz0vD/8dNg/Pzq4GB4fXfQPT3QiXMMkkuvZWHtDNqvIVFtiVjNa0bYTBZgUWFwK2tx2y4W7iAmS",
+	"gFVCLNcwHUtEk7ldIhctJNtPrDPHYZCRVJ45p+aiiwi8dpqYzJqFohVaPKu5lVBfd3aRz7w4rOz9Xq2c",
+	"ydhkXBYko49pOkdofaXQ8dBSJvWnRLd8kxzbfng7Gii0cou/6nYz2zzZzcnB0UVvdS5C/U6kzh6qoKGs",
+	"hOf6Zl9lr+tb63esKfY9opEupKqxT2jq3uttubHVWpJVmPJj5uHAStpxnZgHting3s5OoH6bMiH3Xne7",
+	"r537wf3/BgAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
