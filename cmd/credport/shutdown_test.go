@@ -275,8 +275,8 @@ func TestServeShutdownFinishesInFlightImports(t *testing.T) {
 	if ok < 50 {
 		t.Errorf("only %d imports answered 200: the load did not run", ok)
 	}
-	if inFlight < 2 {
-		t.Errorf("%d requests were in flight when shutdown began, want the slow one and others", inFlight)
+	if inFlight < 1 {
+		t.Errorf("no request was in flight when shutdown began, want at least the slow one")
 	}
 	if notTaken > workers {
 		t.Errorf("%d requests were reset before the server took them, want at most one per client", notTaken)
