@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -249,26 +248,12 @@ func TestServeGitHubApp(t *testing.T) {
 			t.Helper()
 			body := `{"provider_config_key":"gh-app","connection_id":"octo-org","credentials":{"type":"APP","app_id":"424242","installation_id":"` +
 				installationID + `"},"connection_config":{"org":"octo-org"}}`
-			req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/connections", strings.NewReader(body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("Authorization", "Bearer "+apiKey)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatalf("POST /connections: %v", err)
-			}
-			defer resp.Body.Close()
-			data, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
+			status, data := postConnection(t, client, addr, apiKey, body)
 			var m map[string]any
 			if err := json.Unmarshal(data, &m); err != nil {
 				t.Fatalf("response %s: %v", data, err)
 			}
-			return resp.StatusCode, m
+			return status, m
 		}
 		accessToken := func(conn map[string]any) any {
 			creds, _ := conn["credentials"].(map[string]any)

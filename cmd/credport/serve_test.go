@@ -91,22 +91,7 @@ func TestServeEndToEnd(t *testing.T) {
 
 		post := func(key, body string) (int, []byte) {
 			t.Helper()
-			req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/connections", strings.NewReader(body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("Authorization", "Bearer "+key)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatalf("POST /connections: %v", err)
-			}
-			defer resp.Body.Close()
-			data, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return resp.StatusCode, data
+			return postConnection(t, client, addr, key, body)
 		}
 		importBody := fmt.Sprintf(`{"provider_config_key":"github","connection_id":%q,`+
 			`"credentials":{"type":"OAUTH2","access_token":%q,"refresh_token":%q,"expires_at":"2030-01-02T03:04:05Z"}}`,
@@ -309,4 +294,25 @@ func TestServeListeners(t *testing.T) {
 			})
 		}
 	})
+}
+
+// postConnection sends an import to the server at addr and returns the status and body.
+func postConnection(t *testing.T, client *http.Client, addr, key, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/connections", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("POST /connections: %v", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, data
 }
