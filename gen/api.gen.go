@@ -819,6 +819,9 @@ type PayloadTooLarge = StdError
 // ProviderUnavailable defines model for ProviderUnavailable.
 type ProviderUnavailable = StdError
 
+// RefreshBlocked defines model for RefreshBlocked.
+type RefreshBlocked = StdError
+
 // ServerError defines model for ServerError.
 type ServerError = StdError
 
@@ -875,7 +878,7 @@ type GetConnectionLegacyParams struct {
 	// RefreshToken Keep refresh tokens in the answer. Needs read_credentials when true.
 	RefreshToken *StringBool `form:"refresh_token,omitempty" json:"refresh_token,omitempty"`
 
-	// ForceRefresh Refresh the token now. Token refresh is not configured on credport yet, so on OAUTH2 and OAUTH2_CC connections it answers 400 invalid_credentials; on other types it changes nothing. Needs read_credentials when true.
+	// ForceRefresh Refresh an OAUTH2 or OAUTH2_CC token now, even when it is not about to expire and during the back-off after a refusal (not once the connection is exhausted). On an integration without a token URL it answers 400 invalid_credentials; on other types it changes nothing. Needs read_credentials when true.
 	ForceRefresh *StringBool `form:"force_refresh,omitempty" json:"force_refresh,omitempty"`
 
 	// RefreshGithubAppJwtToken Accepted for compatibility; needs read_credentials when true.
@@ -923,7 +926,7 @@ type GetConnectionParams struct {
 	// RefreshToken Keep refresh tokens in the answer. Needs read_credentials when true.
 	RefreshToken *StringBool `form:"refresh_token,omitempty" json:"refresh_token,omitempty"`
 
-	// ForceRefresh Refresh the token now. Token refresh is not configured on credport yet, so on OAUTH2 and OAUTH2_CC connections it answers 400 invalid_credentials; on other types it changes nothing. Needs read_credentials when true.
+	// ForceRefresh Refresh an OAUTH2 or OAUTH2_CC token now, even when it is not about to expire and during the back-off after a refusal (not once the connection is exhausted). On an integration without a token URL it answers 400 invalid_credentials; on other types it changes nothing. Needs read_credentials when true.
 	ForceRefresh *StringBool `form:"force_refresh,omitempty" json:"force_refresh,omitempty"`
 
 	// RefreshGithubAppJwtToken Accepted for compatibility; needs read_credentials when true.
@@ -1916,7 +1919,7 @@ type ClientInterface interface {
 
 	// GetConnectionLegacy Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
 	//
-	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
+	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
 	//
 	// Corresponds with GET /connection/{connectionId} (the `GetConnectionLegacy` operationId).
 	//
@@ -1993,7 +1996,7 @@ type ClientInterface interface {
 
 	// GetConnection Get a connection, with its credentials for keys that may read them
 	//
-	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
+	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
 	//
 	// Corresponds with GET /connections/{connectionId} (the `GetConnection` operationId).
 	GetConnection(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2161,7 +2164,7 @@ func (c *Client) DeleteConnectionLegacy(ctx context.Context, connectionId Connec
 
 // GetConnectionLegacy Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
 //
-// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
+// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
 //
 // Corresponds with GET /connection/{connectionId} (the `GetConnectionLegacy` operationId).
 // Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
@@ -2327,7 +2330,7 @@ func (c *Client) DeleteConnection(ctx context.Context, connectionId ConnectionId
 
 // GetConnection Get a connection, with its credentials for keys that may read them
 //
-// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
+// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
 //
 // Corresponds with GET /connections/{connectionId} (the `GetConnection` operationId).
 func (c *Client) GetConnection(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3512,7 +3515,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetConnectionLegacyWithResponse Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
 	//
-	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
+	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3595,7 +3598,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetConnectionWithResponse Get a connection, with its credentials for keys that may read them
 	//
-	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
+	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -4096,10 +4099,14 @@ type GetConnectionLegacyResponse struct {
 	JSON404 *NotFound
 	// JSON415 the response for an HTTP 415 `application/json` response
 	JSON415 *UnsupportedMediaType
+	// JSON424 the response for an HTTP 424 `application/json` response
+	JSON424 *RefreshBlocked
 	// JSON429 the response for an HTTP 429 `application/json` response
 	JSON429 *TooManyRequests
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *ServerError
+	// JSON502 the response for an HTTP 502 `application/json` response
+	JSON502 *ProviderUnavailable
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *ServiceUnavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -4138,6 +4145,11 @@ func (r GetConnectionLegacyResponse) GetJSON415() *UnsupportedMediaType {
 	return r.JSON415
 }
 
+// GetJSON424 returns the response for an HTTP 424 `application/json` response
+func (r GetConnectionLegacyResponse) GetJSON424() *RefreshBlocked {
+	return r.JSON424
+}
+
 // GetJSON429 returns the response for an HTTP 429 `application/json` response
 func (r GetConnectionLegacyResponse) GetJSON429() *TooManyRequests {
 	return r.JSON429
@@ -4146,6 +4158,11 @@ func (r GetConnectionLegacyResponse) GetJSON429() *TooManyRequests {
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
 func (r GetConnectionLegacyResponse) GetJSON500() *ServerError {
 	return r.JSON500
+}
+
+// GetJSON502 returns the response for an HTTP 502 `application/json` response
+func (r GetConnectionLegacyResponse) GetJSON502() *ProviderUnavailable {
+	return r.JSON502
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
@@ -4748,10 +4765,14 @@ type GetConnectionResponse struct {
 	JSON404 *NotFound
 	// JSON415 the response for an HTTP 415 `application/json` response
 	JSON415 *UnsupportedMediaType
+	// JSON424 the response for an HTTP 424 `application/json` response
+	JSON424 *RefreshBlocked
 	// JSON429 the response for an HTTP 429 `application/json` response
 	JSON429 *TooManyRequests
 	// JSON500 the response for an HTTP 500 `application/json` response
 	JSON500 *ServerError
+	// JSON502 the response for an HTTP 502 `application/json` response
+	JSON502 *ProviderUnavailable
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *ServiceUnavailable
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -4790,6 +4811,11 @@ func (r GetConnectionResponse) GetJSON415() *UnsupportedMediaType {
 	return r.JSON415
 }
 
+// GetJSON424 returns the response for an HTTP 424 `application/json` response
+func (r GetConnectionResponse) GetJSON424() *RefreshBlocked {
+	return r.JSON424
+}
+
 // GetJSON429 returns the response for an HTTP 429 `application/json` response
 func (r GetConnectionResponse) GetJSON429() *TooManyRequests {
 	return r.JSON429
@@ -4798,6 +4824,11 @@ func (r GetConnectionResponse) GetJSON429() *TooManyRequests {
 // GetJSON500 returns the response for an HTTP 500 `application/json` response
 func (r GetConnectionResponse) GetJSON500() *ServerError {
 	return r.JSON500
+}
+
+// GetJSON502 returns the response for an HTTP 502 `application/json` response
+func (r GetConnectionResponse) GetJSON502() *ProviderUnavailable {
+	return r.JSON502
 }
 
 // GetJSON503 returns the response for an HTTP 503 `application/json` response
@@ -5218,7 +5249,7 @@ func (c *ClientWithResponses) DeleteConnectionLegacyWithResponse(ctx context.Con
 
 // GetConnectionLegacyWithResponse Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
 //
-// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
+// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5355,7 +5386,7 @@ func (c *ClientWithResponses) DeleteConnectionWithResponse(ctx context.Context, 
 
 // GetConnectionWithResponse Get a connection, with its credentials for keys that may read them
 //
-// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included.
+// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5892,6 +5923,13 @@ func ParseGetConnectionLegacyResponse(rsp *http.Response) (*GetConnectionLegacyR
 		}
 		response.JSON415 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 424:
+		var dest RefreshBlocked
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON424 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -5905,6 +5943,13 @@ func ParseGetConnectionLegacyResponse(rsp *http.Response) (*GetConnectionLegacyR
 			return nil, err
 		}
 		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest ProviderUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON502 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest ServiceUnavailable
@@ -6496,6 +6541,13 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 		}
 		response.JSON415 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 424:
+		var dest RefreshBlocked
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON424 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
 		var dest TooManyRequests
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -6509,6 +6561,13 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 			return nil, err
 		}
 		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 502:
+		var dest ProviderUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON502 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest ServiceUnavailable
@@ -7283,6 +7342,8 @@ type PayloadTooLargeJSONResponse StdError
 
 type ProviderUnavailableJSONResponse StdError
 
+type RefreshBlockedJSONResponse StdError
+
 type ServerErrorJSONResponse StdError
 
 type ServiceUnavailableJSONResponse StdError
@@ -7952,6 +8013,20 @@ func (response GetConnectionLegacy415JSONResponse) VisitGetConnectionLegacyRespo
 	return err
 }
 
+type GetConnectionLegacy424JSONResponse struct{ RefreshBlockedJSONResponse }
+
+func (response GetConnectionLegacy424JSONResponse) VisitGetConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(424)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetConnectionLegacy429JSONResponse struct{ TooManyRequestsJSONResponse }
 
 func (response GetConnectionLegacy429JSONResponse) VisitGetConnectionLegacyResponse(w http.ResponseWriter) error {
@@ -7977,6 +8052,22 @@ func (response GetConnectionLegacy500JSONResponse) VisitGetConnectionLegacyRespo
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnectionLegacy502JSONResponse struct {
+	ProviderUnavailableJSONResponse
+}
+
+func (response GetConnectionLegacy502JSONResponse) VisitGetConnectionLegacyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(502)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -8822,6 +8913,20 @@ func (response GetConnection415JSONResponse) VisitGetConnectionResponse(w http.R
 	return err
 }
 
+type GetConnection424JSONResponse struct{ RefreshBlockedJSONResponse }
+
+func (response GetConnection424JSONResponse) VisitGetConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(424)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetConnection429JSONResponse struct{ TooManyRequestsJSONResponse }
 
 func (response GetConnection429JSONResponse) VisitGetConnectionResponse(w http.ResponseWriter) error {
@@ -8847,6 +8952,22 @@ func (response GetConnection500JSONResponse) VisitGetConnectionResponse(w http.R
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetConnection502JSONResponse struct {
+	ProviderUnavailableJSONResponse
+}
+
+func (response GetConnection502JSONResponse) VisitGetConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(502)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -9737,106 +9858,111 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1tc9s4kv9XQfG/VYl3aVnOw9R/7NqqVRxnxhvH9tnyzu3ZOi1EtiSMSYADgJY1ibfuO9yL+0D3Te6T",
-	"XOGBFB8lUn5I5kZvEksiwEZ3o7vR/WPzs+OxMGIUqBTO3mcnwhyHIIHrTweMUvAkYfTIP8Nyqr4j1Nlz",
-	"IvXBdSgOwdlzvMxljutw+CUmHHxnT/IYXEd4UwixGvsHDmNnz/l/O4ub7phfxU72Xs79veuccXZLfOAH",
-	"jI7J5CPM/yUGPk9J+EV/SmmI7NVDT18+vIH52qSU7uzcK4I4iIhRAZo177B/Dr/EIKT65DEqgeo/cRQF",
-	"xMNqITs/C0bVd81ueyH9Q84ZN3fzQXicRGoeZ8/pTwFxcz9EBApxMGY8BB8xjhQHBBIsBDkldILkFEvk",
-	"MxCIMonGRDr3rvOB8RHxfaDPRm7v7AjdwBwF2LsRSE4BsQi4vtMLgYTHIlCEnTD5gcXUfza6CJUwMXSg",
-	"l4yjhfZuLbgGd0Rxmmq6b2D+QiCgt4QzGioClXriecCw32fsGPMJPBv5I+bPEdx5AL7hqgB+C/yFQAEJ",
-	"jawT/b2k+BaTAI+C5yGvh5JdqAkjYcS4RD5EQH2BFLt/IPLHeOSiMeMII/MJ9aJoC3ksDnzN+pHSdOxN",
-	"wXeRT8x3mIoZcC0PEoJS+jEmAfj76let9DMskJCMmy3hTTGdgK+YcaHZY2h+FiZQFFO4i8CT4GsyYw77",
-	"yAeJSSAQ5oACNpmAj2ZETjWj0o2dEkw8eG7hKd3yscQjLECZmJhqKej737tOn7FPmM6tzRPPbkWIQOxW",
-	"qYAUiGMJVttdZwrYt+7qHCSfb/fGErSo85NdgMeUGkqGZpgoNRszrngv+ZzQyVJnERJKwjh09nZdR84j",
-	"5W+0FQFN9r3rXFIcyynj5Fd4HkN2wlyE824AK8W7oWxGE6Y5mjIRR2ofgv8JfIL7mvzntFXEWNTSXdQQ",
-	"O5G6Ty8IerGcHnDwgUqCA/0tpvPTsbN3tZyOUzVyNzP0JyKn53jm3LsNBr5aY+A7LIjXi0iW3FVjehH5",
-	"CPN2I6I2l/91JttcbhcfEKByDRb0ouhCGdw1hprt0obWg1hIFrYZ0R/hNpe/I0Gwxkr6M3YhoZWULsiE",
-	"YhnnGOfcD+5dp6wgagf4PlGbBgdnXAVQkqgAdIwDAa6KetOv1EZW41dt2j67AapMg7SmAKgybVdO7+xo",
-	"+PHw784gNXJCcmUaTfCbGMcr86ub3E5dTqTyUmoB6KMOvO0EbPQzeDomKahyy4V5HggxlJryvc9F8lwH",
-	"7iLCQQyxNmjKJqq/HB9L2FYRg+OWx3A8y8y1oLTMlrPmLMkSam6RYc8i3qnh0BEVEgeBNpIPUYNoSPzG",
-	"akAyN20wLkvjkf9ghhlay1S0YVudGfoGlCzi5BZL0MfRqjlbKOHwon96friaswUdzFJQ0sheFCHNvSrO",
-	"Vvm4diyNsBAzxv3KpReX+K53cXRQsTzXiQVwc8z/3Eyr0gHugoTMqvXCkPJ+lcuu9gTtVu7Dba3M19Ej",
-	"xieYkl+zm7Ssa8u4XadoAoRYMmdJSEfHx7UyqpukufwStpUXnFmeWYxbEnZWwiQIqmRrMjqnt8A58aGl",
-	"TD0dKdUt0v4qwOMgq1daRY5NPRxS/1Ikx5aIg4fl4iBSDqyB+kitG2FhT5Bj4EA9QEadBCJyD8Et8Dka",
-	"Ewh8FHEQQKWLaBwEaDYFqqNyfV7oOCX1JSIK8HyYSG0RhhfXnX6j5jVhDISYBK1HGbbml3pJyS8xBHNE",
-	"9G4cEzDLTZbfWbVV8lQ84hrbUJslKEc+GkHA6ESdSZ1VVt26xIIGVVAm8WSJmTYKZQZdJfO4Zvig4p6J",
-	"NN08u+xtCsweLFfxJAWTF0PAJnZLwR0OI719/8bpSM5v/vWvH7ybg/D1j2ffv5ZVoi5aJ2xMuphTTxGz",
-	"mBDnbP1y52EJWr6YD4phLc1HOtjmqJtJaSGku+0J27ZfqhN05xzPPoEQeKIzNJn560wUB2VWWjkeL+/8",
-	"lx4Iyyd4ZQ2oP4ytaWt2mi9bxbKiuyUzqW6lNEyTSSSEonnFwSYx0uVjzrHOnhhGppwiVH73xinngFwn",
-	"wEIOxyC9aUv+hiCxjyV+ZGVIErHVgUJFraTS+VtTsvQYoa5RPj7yW+pWlbHJ67BbU9VJF5eKPMNHt2Kj",
-	"peYqswNyJJcFmNf85cbgqMIZKC+9IOSFQMTfRxhRmKHLy6P3xgMHMJaIxVL5sRDfHQOdyKmz9+rtW9cJ",
-	"CU0+76rgR0rgauJ/v8Lbv/a2/627/b3b2d/785/+eX19dX09+PKXP3y+v3ZeXF9fX+8M0fbgT3+o0rcF",
-	"1cfE1K7WMmHr7DJ1wyMJYXmjFVQhe5vlnE+nXNsULzeVzffx05i5r2vU2tmmUjjxrRmpxzU4qcBT45I1",
-	"QVZ9lmvvOWB/peYWS2wLilXw/8NhH+1k9svO52wx/h5xkDGn5jiQj15M+WkGoyljN8OYB0Nmj0UuwjRT",
-	"ndLnh+IxI8TzpCinDxQ+eAHm4OtPeBRAByUMQkQgHMzwXBQPIUROWSwRprmAfhM1VZ34bG0zM/E++nxv",
-	"C6k3ME+5yQH7w8xlnU0QVi2uq0Re6fHn9xyNuU6VKVgQUubWk5nTZqFcJbmPHOGVik7twoymyd2Dy4v+",
-	"6afVmd1M2iuT6zJUVmW77M49olEsG/iZ5Wmn9+nvrjLVSIkBESokYL+DeoFgaG48RSLK4R/1RauzS8XQ",
-	"txxcJRmlVJOTrMTKoeumlZaH47Wbs5rFKzft33AQa0uRJ/QT8An4iFDJNIG5A4W6pYtimsBtLIrkhUBs",
-	"Roucn5/gsBElHw1soKBLjZJRjrbg7zXQpXVA7kOl0QutEa3OdxtEYp5nH2Eu0JizUDNFIxBeMo40XHAL",
-	"ccYkstxk4zFQn9AJulXsV9xKXVZNqqn2wKJtT0KsJa2KRR9IIIFfmGkrVH+Fmv0IODCLbmOGQMSBzBoc",
-	"dtPA2JhRVYs40sCubBybAiGfMh9WiITTK5EZHltMHxsX9gp62X/XQ1QD5rDnsZjKI3+rg47t6RupUJoi",
-	"4yxcg6kz0ZbWCxW/3kCUHNKzdO12u92HR5zNUbGtAksrpfps3LLBOdfRIjAq2i8zSu04LCX2pqhkyZrI",
-	"Ibn7Y4uiJvRqiQ1+wBm0Oj5aFZeUJVudflpcoNiuebmP/qGm+wcSEIAnjd+7xZxgqrnqEzVLSCiWJlkf",
-	"4iiytirBhzSGN7kaClAPH6qDO7i2FtwCe+U6J6cnh43xRj8ROe2bdP9p77L/425jZFky4lVjSFk6Ynhw",
-	"0BKK5bhO/12vMcIp5+ydPaM4967DKKwDomuPnvtGYHN13GwNS0vV5JHBZkt0X+f8Chibyt1NfOXpsiBq",
-	"lMXQuIhQ5INHQhwgn0yIFMWwtrssydzd/n7wx8oMcgFl2M7pr4N9IELEwI9qQA8G3mJxb4vcRguaavI+",
-	"yyr5pYOvvXhZiTYZPshRXbOsehRS8fD415/6jdFWGWZlDpBqhgovkzjvB0d3VUewU5qL0IjvaggzCoiQ",
-	"NoILlb42M12FKKl16snEViG+OzLjTDAREpp8Lsb/q3PbTQOmbyeMqS3CLEvlpMusilPKHqWdDjFljheA",
-	"vEZoxsyYDBZnLTysjQxWbq4smZUElHM2hjNOE56thz8rsK4Mkqlk09rwxMdmVQmouIJhFc7+AdiuRtpS",
-	"wns1GrWO/2u3ASpFo2PPldJZMKG4vISIGk1+hQz/W8hnPbV+GATvkXHijV30U4igeoc0EMSjgfCb7RLj",
-	"LLL1hBUuOYvPXFdiMOYg2nqOaqm1xltXb5BGAnki3PrXkUHNrinJpuHuWU8ONbukShpnWHrTh+Y0102v",
-	"tant1dXpSo+hTqWMXootdHl+rKPra+faQZIhLwDMESmhjrpv/r/bBLVcjh2rD6iL56xfCBTrmgu6gfma",
-	"YKd/7nX+goZ1sKbKh6qe/mi6/AGHxip+cfTDSa9/Wfl0x+M//pDyqmobpI90tmTeGmNqiz4tIQTZslMF",
-	"fKC+hFRVxRmsqn2ZlQ4qWaemfcdYULEd0YixADAtI/Y5YF+Y+hQaB3gi9pA+GqJdF81BuIhRF81dBBSP",
-	"AvOor2En6rqIMhex8dhF1EU+EfoKnfrBdI48LHRVK7OfXl715eDqnA+uLuPB1SEMvux+ufr7XP95dSEG",
-	"X65O2eDqhA70t1/01yd0cNXDg6t3o8HVcWAufe8Pvlx9GJsf1JcXwkzX/aKvP2V2KnXNh/Hgi5nzvT+4",
-	"OiLm6oopt6r3dqwte0vtEotRBVEYLJLiceb5ASuekriTaaoEbsul+TLed29Wm7PBwqwNr6+3Ozs1qba0",
-	"Mty+Uth/koL0wj+a+v/LG5jvmCqZubXY6iBdgcUcEFU2NCC/gq/cTsBmwJVKanhZGAuJhMRzpbaSUE8i",
-	"PJaQ8Uv5tEidpx02xwYs5dj9Y5XKXaeQDG6dN3tYsGaO0y0Oso+SK+m/6zXOQqYUFu6dcVFquirOJh61",
-	"aFzNDMo0ppAOvm8auYSRnLsISxQyIdF3b9BH8q4Qgnz39u3r71bvqPKj3k8fYDz88Nn/6XR40T88Wxde",
-	"1J8xpNZdJY/yc/yrOJLMakaqUQZy1GTytBrTju1FhuhCYTNdHbQg2FQMYk7k/ELtFnPzEWAOXD9qWqG2",
-	"Hgdf98hJupwYPe4gjfj0WARCZ8SV19e18bSDkravGsRCLXhJDddGdcoCXym43rPatWkaFhSrc4Hp2EHo",
-	"mFV0SpGM20mzJWQ2zmTshSnkE+5vR5jLuVqBQCOYEuqjE0wn7IXIXd47O+qg98DJLfgGnpNcFcWjgIgp",
-	"+EhE4O3bpxZNBx9EUgbYXkznh733nw5fCAScY4m1B7ciynLTcZ1b4MIsaLfT7XR11jMCiiPi7DmvO7ud",
-	"rgXqaEFlQNTq48TYwlWgOAPnMd6ud/Ie/H3EuG8wzwskInp/eHHgIuLrP/ZVwCZA9/GK8ATQf/+XaWbT",
-	"QScsx3E1q+KGRXGDFmuqAke+s+ccE5EB4ohjmGBPQywzfdyuigI+vMOeLJZfsMeZENlTmy4YVvVaK/R7",
-	"a9YrJod8ur93i0QdYAHbhAqggkhyC0jEI7M3KxA9RIfB9vsEtvdCIIss1C3R1BU6FKhbhgDMvemDFrBc",
-	"Owyf06c9iV9HCdh0gP/kxJiqcYFr2Yc4V5B4mrn0MYXPwhBvC1BqqzZ72kfMhEPKuIl9JCLsgdoWLKY+",
-	"AuxNjRnkJAyhlrkZjS5QnAkBdrvZwpuoJVRFvVc3MB/82US9ESZcJDZLfTA2OMTSmyqC4C4K9DHXiKSK",
-	"PotnXpBVF7K3PAFUhNDlp//lXJtOHyA6XVSs82s+U0ZKkF/VkfR//uM/DauQD2McBxLpj+hl8Uw7jgUI",
-	"pJZPPCINks628HqlBoximUyhfYmeZh8JgCozv1Un3KQL2IJ7dtJUpCG+s727uklVt76XV/XaaRyOgBuv",
-	"1d1PsKOVJryGzMjAQiuoLFHYLZDZrSBzUGhG+arbfbSeXoUHBCs6e51SMKvORwRKn94YQqrmTwneybTO",
-	"1EN2Vw/J9VfTg16vHrRoealG7L5tcpuKZmlq8KvvVw8udsi7d523TdiRbVCox7xuNqbQIzAbgGqfnw09",
-	"r5xM98q9jND2VHTlDJRGiTgMMZ/boCIrWRdRmIGQaEy4kOqT2sb6AbFsuPIy0NEHUjGV0o3sc2lbmr7M",
-	"NztZgESkzGWTeOtiioOAzbZD4BMboi6woQYljzV+xAaRi4hBbURf5ytsbsIGViG7BX9Lp8wYVb4EU4H1",
-	"kD3zjK76lggUEiEInbhpw0ki0IwTKYHqfIYiJelSKdCb7pukGd8wA3UthW+XGuuaIG3S6M1C+d8xf/5o",
-	"+7oI57nPn3js01tPZlYqb18uGmSRvlrI/n6uRSZ4U5aYgG/W1HTfrB6Rtr3VtqnBLYr9Zjc2rdamGQR5",
-	"0arph2kK5kJtbsZRyDjkTqvLTFlqubZ0BYiJRifFc4gCHb3mbNYSS/X53hTqBCLyq9mnC5DfrnHa/ZrG",
-	"iRt5bszTxjw9jnmyBqJkHx5qogphV74/gLFcAUhoZsNUtCSKyRhlXogUSAAO8o+o68fTJ4z5xfMho4Et",
-	"diKizoGKAn+rg8yTLaaJPSCBw+yNhsRHAZbAbWpN2H4qGVJ0TGq+JX4H9RYtkTMXMZ7rAW+sorKJ3Qqb",
-	"6JYLtj4DUTaV7/UiMqenmlRclZYtLtmpeevBkx75kgJrjdnL5t0EmjAKm6Peb9Hu2I1esDtGbxHOPTC5",
-	"zLbkLYgOghpmy89tM5LiA4CnyhosuligugUUW1ugCehOhyJrc0z3EhF7yhCoEUioqwpP/+8jJqfAdWJR",
-	"TZOzWp/v9RwYvem+NkGWnMIcYXFj+21YEJuyJNY06I+6KNdBOYjbn3VNytg/m/TZssdOYWO/3HCTZcpV",
-	"AaiPSs/KqkO4rQuBQIR6QexX1Qd+APlkJsktP3oNUX41IinbGCPbQSf6KdySIA2TLSKjKoGWhw26jfvT",
-	"p4icitzeeULpFCzvKZt1kC4yp8uw3euTR4xNJS6tNM1BukiocwQyMEUtrRTvm3PYROZcDaG3OCA5Nuyr",
-	"eYxeynkEeoipg4kkrF+fg2PGPRjaZT0SB3ueB5F+zYV+j0oYYUlGJCByvm+ft15f0hMip/FoiKNo+PNM",
-	"PkTwz5Mt1c2cVnrQ/AsrDrA3he0DRiWvBI0ZpBJl2/rZ3c7Sd1Qk5e3k6qoS9/3/tYPJxtHX+UndUqeZ",
-	"Gy1GBD+AzIUDrvHKBT+r97x2nzrnGuK58bZyCmHrAKKdQyq9lkw/U7lT6E6YBiXfcsF+U6rflOo3pfpN",
-	"qX5Tqt+U6jel+k3+5nlK9fnCVa41XiSAS5FPB6lIbzYl3hTNWYxwoOK8OZri2xxAtIN6pVRsTRZXHZIr",
-	"+gkkyQIPB4H2dhlO6FcSmnaONnczIwKS6pcN3TroQ+HFkuhl7+xsK/OeTBQSqtZHc91SkHl4MJuCsXOk",
-	"y8g/zmY7aeiclc43JZhZLPft0BfC2FaTw9GVtzfKGpvUkp1ex84epsUXXxJFC0MiYLPkbZciTR+87b6y",
-	"MXlS7DN9ssrRZrFT2xOV7+oawj0zxqDweobV6ez0naEPOZa7SBBqCze63aCHOSeQOyxtju6/v5riqwYL",
-	"rHhR7/P7FWM8i57F7Gn0MtYeYSvnEYpVRVGH5vr9YLc2qK0NamsDi/iqqK36qPY3D77awK42sKuNffkG",
-	"YFflyGc5oGoDn1oTPrUBTm0Sb7854FQOC7VBPn07yKcN5mmDedpgnjaYpw3maYN5eiLM06PAmNy65OlP",
-	"ugylAn7G0xds5d6Ron/EHNIjMhrNi+gRfY1J0FW+OMr09NL/LjIganFbmdc58mwyxd48fXNW5QslTefJ",
-	"NKHS0ZMXbHzJfxf6cT7ueeDxUyk17UOfOV/b6kBiy6mbtMkmbdI6bWKKHzmTmb6SLkXRMZ6YA3R5fozS",
-	"nnY6hzJNX2VWeWLq2bBxNiWByc5EnOkaPY+p2EeSxd5U2w/kY4lHttVl3obY16U94Yazd6jZbwnJ+g24",
-	"5LYkgwKU4xao2byusxOC5MSrB7J+Mr8nZ40zzkKQU4gFknAnkeku10Fad3T8rq7qnR0h7Ptc0RTTQP13",
-	"cH74/uz0vD/8dNg/Pzq4GB4fXfQPT3QiXMMkkuvZWHtDNqvIVFtiVjNa0bYTBZgUWFwK2tx2y4W7iAmS",
-	"gFVCLNcwHUtEk7ldIhctJNtPrDPHYZCRVJ45p+aiiwi8dpqYzJqFohVaPKu5lVBfd3aRz7w4rOz9Xq2c",
-	"ydhkXBYko49pOkdofaXQ8dBSJvWnRLd8kxzbfng7Gii0cou/6nYz2zzZzcnB0UVvdS5C/U6kzh6qoKGs",
-	"hOf6Zl9lr+tb63esKfY9opEupKqxT2jq3uttubHVWpJVmPJj5uHAStpxnZgHting3s5OoH6bMiH3Xne7",
-	"r537wf3/BgAA//8=",
+	"7H1rchs5kv9VEPWfCFszJYryo+PfUkzE0LLcrfFDWome3lmJywELSRKjKqAaQIli25rYO+yHPdDeZE+y",
+	"gUcV60kWqUe7d/jFFskCKpHITCQyf0h88QIexZwBU9I7+OLFWOAIFAjz6YgzBoGinJ2QM6ym+jvKvAMv",
+	"1h98j+EIvAMvyD3m+Z6AnxMqgHgHSiTgezKYQoR1298JGHsH3v/bW7x0z/4q9/Lv8u7ufO9M8BtKQBxx",
+	"NqaT9zD/lwTEPCPhZ/MpoyF2Tw8D8/jwGuYbk1J5s3enCRIgY84kGNa8weQcfk5AKv0p4EwBM3/iOA5p",
+	"gPVA9v4uOdPftXvthSLHQnBh30ZABoLGuh/vwOtPAQn7PkQlinA45iICgrhAmgMSSR6BmlI2QWqKFSIc",
+	"JGJcoTFV3p3vveNiRAkB9mTk9s5O0DXMUYiDa4nUFBCPQZg3PZNIBjwGTdgnrt7xhJEno4syBRNLB3rO",
+	"BVpI786Ca3BLNaeZofsa5s8kAnZDBWeRJlCLJ56HHJM+5x+wmMCTkT/iZI7gNgAglqsSxA2IZxKFNLJz",
+	"ncrvZ4ZvMA3xKHwa8noo1UJDWCqvBGJgRCLN7x+o+jEZ+WjMBcLIfkK9OD40LRS/BoY+n39IHxAwFiCn",
+	"OyjgSUjMzIx0xziYAvERofY7zOQMhJkuGoHWiTGmIZBD/avRiRmWSCourMYEU8wmQDSvzu0b3oQ8uIan",
+	"EULKbnBIyTAQQIApikN5kBt+lEg3SkOZHucoUQtmmLEIGCcSCJpRPT7TeoSD610+HqMYBOUEPX/ZRRKN",
+	"5ojAGCeh2vH10NOGrw2rpOYZRoLP7ARk86ffoTkb4DAE0kHnsEujmAtlDQzktAYFIWAh0YiraUez9MII",
+	"pB3+k4gdQwmD2xgCBcTMfCLgEBFQmIYSYQEo5JOJ41ZBNClJCaYBPLW6aG0mWOERlqCNesKMYJv33/le",
+	"n/OPmM3dKiOf3G5TifiN1iolkcAKnH3xvSlg4hyEc1BivtsbKzBTXezsAgKu9V5xNMNUy/SYC817JeaU",
+	"TZYuzxFlNEoi72Df99Q8BqM2CiZgyL7zvc8MJ2rKBf3libT2E/cRLi68WAveNeMzljLNM5TJJNaqAuQj",
+	"EIr7hvynXB2o1d3KW3QT15F+Ty8Me4maHi3MkKGNzU/H3sHlcjpOdcv9XNOfqJqe45l357do+GKDhm+w",
+	"pEEvpnlyV7XpxfQ9zNdrEa/z+J9nap3H3eBDCkxtwIJeHF/oNWyDplZd1qH1KJGKR+u06I/wOo+/oWG4",
+	"wUj6M36hYK1ZuqAThlVSYJx3N7jzvaqAaA0ghGqlweGZ0C6rotrlH+NQgq/3GdlXWpF1+1VK29frujYN",
+	"ypkCYNq0XXq9s5Ph++O/eoPMyEkltGm0243UOF7aX/30dfpxqvQqpQeA3putjuuAj/4OgfECS6K85sCC",
+	"AKQcGo9Efy6R53twG1MBcoiNQdM2Uf/lEaxgV3sWnl9tI/As19eC0ipbztqzJE+ofUWOPQsHs4FDJ0wq",
+	"HIbGSN5HDOIhJa3FgOZe2qJdnsYTcm+GWVqrVKzDtiYz9A0IWSzoDVZgAgB1fa4hhMOL/un58WrOlmQw",
+	"T0FFIntxjAz36jhbt8atx9IYSznjgtQOvTzEN72Lk6Oa4fleIkHYwMqXdlKVNfAXJORGbQaG9OpXO+z6",
+	"lWC9kRO4aZzzTeSIiwlm9Je8klZlbRm3mwRNgpRL+qxM0smHD41z1NRJ+/lL2VYdcG54djB+ZbLzM0zD",
+	"sG5ubQzt9AaEoATWnNPAeEpNg3S/SggEqPqR1pHjtq3HjHyW6bYlFhBgtdiIVB1rYATpcSMs3Q5yDAJY",
+	"AMiKk0RUHSC4ATFHYwohQbEACUz5iCVhiGZTYMYrN/uFjlcRXyrjEM+H6awt3PDyuLNvdL/WjYEI03Dt",
+	"VpatxaF+ZvTnBMI5okYbxxTscNPhd1apSpGKBxzjOtTmCSqQj0YQcjbRe1JvlVV3S2JJgmooU3iyxExb",
+	"gbKNLtN+fNt8UPPOdDb9Irvca0rMHiwX8TQEU5yGkE+cSsEtjmKjvn8RbKTm1//653fB9VH08sez71+q",
+	"uqkuWydsTbqcs0ATs+gQF2z98sXDEbR8MO80w9Y0H1ljlxVoN0uLSbrdnfBd96XeQXfO8ewjSIknJkKT",
+	"67/JRAnQZmWthScoLv5LN4TVHby2BowME2fa2u3mq1axKuh+xUzqV2kJM2RSBZFsn+NxQYxs+FgIbKIn",
+	"lpEZpyhT373yqjEg3wuxVMMxqGC6Jn8jUJhghR9YGNLQab2jUJOdql38nSlZuo3Qz+g1PiZryladsSnK",
+	"sN+QR8sGl015jo9+jaJl5iqnAQWSqxNYlPzlxuCkZjHoF6LSzySi5BBhxGCGPn8+eWtX4BDGCvFE6XUs",
+	"wrcfgE3U1Dt48fq170WUpZ/3tfOjFAjd8b9f4t1ferv/1t393u8cHvzxD/+4urq8uhp8/dPvvtxdec+u",
+	"rq6u9oZod/CH39XJ24LqD9RmCzcyYZtomX7hiYKoqmglUci/Zjnnsy43NsXLTWV7PX4cM/frGrX1bFPF",
+	"nfjWjNTDGpxswjPjkjdBTnyWS+85YLJScstJzVyqC0v0w3Ef7eX0Ze9LHv5whwSoRDC7HSh6Lzb9NIPR",
+	"lPPrYSLCIXfbIh9hlstOmf1DeZsR4Xma5zQbCgJBiAUQ8wmPQuiglEGISoTDGZ7L8iaEqilPFMKs4NBv",
+	"vaa6HZ9LF+c6PkRf7lxi+hrmGTcF4EIyt7N1wuqn6zKdr2z788/sjflenSlYEFLl1qOZ03auXC25D+zh",
+	"VZJO67kZbYO7R58v+qcfV0d2c2GvXKzLUlkX7XKae8LiRLVYZ5aHnd5mv/vaVCM9DYgyqQCTDuqFkqO5",
+	"XSnSqRz+3jy0OrpUdn2rzlUaUcokOY1KrGy6aVhpuTveqJz1LF6ptH/BYWIsRZHQjyAmQBBlipdgLs+k",
+	"4a2PElYCOD2TiM9YmfPzTzhqRcl7CxsoyVKrYJRnLPhbA3RZ2yEnUGv0ImdE6+PdFgNa5Nl7mEs0Fjyy",
+	"MCRO5gZXZwCaO0hwrpDjJh+PgRHKJuhGs19zK1uyGkJNjRsWY3tSYh1pdSx6R0MF4sJ2WyP6K8TsR8Ch",
+	"HfQ6ZghkEqq8weHXLYyNbVU3iBODvcr7sRn09DHjYSVPOHsS2eaJQ1HycRkS9rz/poeYgSjiIOAJUydk",
+	"p4M+uN030q40Q3ax8C2K0XpbRi60/3oNcbpJz9O13+127+9xtschr+VYullqjsYta1xYOtZwjMr2y7bS",
+	"GoeVwsEUVSxZm3lI3/7QU9Hgeq2Jxr7HHrTeP1rll1Rntj78tHhAs93w8hD9TXf3NyQhhEDZde8GC4qZ",
+	"4SqhupeIMqxssD7CcexsVYoPaQ1v8g0UoBk+1AR38F0ueA3sle99Ov103Bpv9BNV074N95/2Pvd/3G+N",
+	"LEtbvGgNKctaDI+O1oRieb7Xf9NrjXAqLPbegRWcO9/jDDYB0a2PnvtGYHNN3FwblpaJyQODzZbIvon5",
+	"lTA2tdpNiV7p8qh1lMfQ+IgyRCCgEQ4RoROqZNmt7S4LMnd3vx/8vjaCXEIZrrfob4J9oFImIE4aQA8W",
+	"3uJwb4vYxho0NcR9lmXyKxtf9/CyFG3afFCgumFYzSik8ubxzz/1W6OtcszKbSB1DzWrTLp439u7q9uC",
+	"nbKCh0aJOQ6AUUilch5cpOW1nekqeUlrh56sbxXh2xPbzjoTEWXp57L/vzq23dZh+nbcmMYkzLJQTjbM",
+	"Oj+luqKsJ0Ncm+MFIK8VmjHXJofF2QgP6zyDlcqVJ7OWgGrMxnLGa8OzzfBnJdZVQTK1bNoYnvjQrKoA",
+	"FVcwrGaxvwe2q5W0VPBerVptsv6tpwC1U2N8z5Wzs2BCeXgpEQ2S/AJZ/q8xP5uJ9f0geA+ME2+9RD/G",
+	"FNRrSIuJeDAQfjstsYtFPp+wYknO4zM3nTF7NHH4EIqzNt66XkFaTcgj4dZ/nTlo0JrK3LTUns3moUFL",
+	"6mbjDKtget+Y5qbhtXVye015usox1KlS8XO5Y08wc4GuvCsPKW5PyCJaQR11X/1/vw1queo71m9QFyfb",
+	"n0mUmJwLuob5hmCnfxx0/oSGTbCm2kNVj781XX7AobWIX5z88KnX/1x7uuPhjz9kvKpTg+xI55rM26BN",
+	"Y9JnTQhBPu1UAx9oTiHVZXEGq3JfdqSDWtbpbt9wHtaoIxpxHgJmVcS+AEykzU+hcYgn8gCZrSHa99Ec",
+	"pI8489HcR8DwKLRHfS07UddHjPuIj8c+Yj4iVJonTOgHszkKsDRZrZw+Pb/sq8HluRhcfk4Gl8cw+Lr/",
+	"9fKvc/Pn5YUcfL085YPLT2xgvv1qvv7EBpc9PLh8Mxpcfgjto2/J4Ovlu7H9QX95IW133a/m+VPuutLP",
+	"vBsPvto+35LB5Qm1T9d0uVOv24mx7GtKl1y0Kk2FxSJpHufOD7jpqUx32k3dhLt0aTGN992r1eZssDBr",
+	"w6ur3c5eQ6gtywyvnynsP0pCerE+2vz/82uY79ksmX213Okgk4HFAhDTNjSkvwDRy07IZyC0SBp4makr",
+	"IRWea7FVlAUK4bGC3LpUDIs0rbTD9tiApRy7e6hUue+VgsFrx83u56zZ7fQaG9kHiZX03/RaRyEzCkvv",
+	"zi1Rurs6zqYratm42h60acwgHeLQls6JYjX3EVYo4lKh716h9/RNyQX57vXrl9+t1qjqUe/HdzDuv/ns",
+	"/3Q6vOgfn20KL+rPONLjrpuP6jn+VRxJe7UtdSsLOWrTeZaNWY/tZYaYRGE7WR2sQbDNGCSCqvmF1hb7",
+	"8hFgAcIcNa0R20AAiblQWZUTK8cdZBCfAY9Bmoi4XvVNbjyrWWXsqwGxMAde0s2NUZ3ykGgBNzprljZD",
+	"w4JivS+wFTsoG/OaSimKC9dpPoXMx7mIvbSJfCrIboyFmusRSDSCKWUEfcJswp/JwuO9s5MOeguC3gCx",
+	"8Jz0qTgZhVROgSAZQ3DoTi3aokiIZgxwdYXOj3tvPx4/kwiEwAqbFdxNUZ6bnu/dgJB2QPudbqdrop4x",
+	"MBxT78B72dnvdB1Qx0xUDkStP06sLVwFirNwHrva9T69BXKIuCAW87xAIqK3xxdHPqLE/HGoHTYJpnJa",
+	"jCeA/vu/bDGbDvrECxzXvWpuOBQ3mGnNROCEeAfeBypzQBz5ASY4MBDLXOW8y/IEH9/iQJXTLzgQXMr8",
+	"rs0kDOuq25Uq7LWrFVNAPt3d+WWijrCEXcokMEkVvQEkk5HVzRpEDzVusPs+he09k8ghC00ROv2EcQWa",
+	"hiEBi2B6rwEslw7L5+y0JyVNlIALB5BHJ8ZmjUtcyx/iXEHiae7Rh5x8HkV4V4IWW63sWeUv6w5p4yYP",
+	"kYxxAFoteMIIAhxMrRkUNIqgkbk5iS5RnHMB9rv5xJtsJFR7vZfXMB/80Xq9MaZCpjZLf7A2OMIqmGqC",
+	"4DYOzTbXTkkdfQ7PvCCryWVfcwdQ40JXT/+ruTGdBCA+XWSsi2M+00ZK0l/0lvR//uM/LavSOm7IfETP",
+	"y3vacSJBIj18GlBlkXSuhNcL3WCUqLQLs5aYbg6RBKgz8ztNk5tWAVtwz3WaTWmEb13trm6a1W2u5VU/",
+	"dpZEIxB21eoeptjRWhPeQGZsYaE1VFYo7JbI7NaQOSiV/3zR7T5YTa/SAcGayl6nDOyoix6BlqdXlpC6",
+	"/jOC93LFSk2T/dVNCvXVTKOXqxstiozqFvuv27ympliabvzi+9WNyxXy7nzvdRt25AsUmjYv27Up1QjM",
+	"O6Bmzc+7npderl7oQW7SDrR35Q20RMkkirCYO6ciP7M+YjADqdCYCqn0J63G5oBY3l15HhrvA2mfSstG",
+	"/lzajqEv981eHiARa3PZxt+6mOIw5LPdCMTEuagLbKhFyWODH3FO5MJj0IpITLzCxSacYxXxGyA7JmTG",
+	"mV5LMJPYNDmwZ3T1t1SiiEpJ2cTPanhSiWaCKgXMxDM0KWnhT4ledV+lxfiGOahrxX37bLCuKdIm894c",
+	"lP8NJ/MH0+synOeuuONxp7cezazUvr6aNMgjfc0kk8NCiUwIpjw1Ad+sqem+Wt0iKzRsbFOLV5Qr/G5t",
+	"WqNNswjyslUzh2lK5kIrNxco4gIKu9VlpiyzXDsmA8Rlq53iOcSh8V4LNmuJpfpyl5aypepXs08XoL5d",
+	"47T/axonYedza5625ulhzJMzEBX7cF8TVXK7ivUBrOUKQUE7G6a9JVkOxmjzQpVEEnBYPKJujqdPOCfl",
+	"/SFnoUt2Iqr3gZoCstNBJ4Wq3hJH+RcNKUEhViBcaE26eio5UoxPar+lpIN6i5LIuYe4KFTdt1ZR28Ru",
+	"jU30qwlbwkFWTeVbM4jc7qkhFFcnZYtH9hrumXjULV+aYG0we/m4m0QTzmC71fst2h2n6CW7Y+UW4cKB",
+	"yWW2pWhBjBPUMlp+7oqRlA8AnmprsKhigZoGUC5tgSZgKh3KvM2x1UtkEkzNJQWYIKmfKp3+P0RcTUGY",
+	"wKLupmC1vtyZPjB61X1pnSw1hTnC8rp4EYS2JM40mI8mKddBBYjbH01Oytq/9OoDt+2UzvcrNLdRpkIW",
+	"gBFUOSurN+EuL2SuTQjChADpoHeFeiCVYiCaOcgC6jTxGTDVvdvsnl2aMn+ZQ3bXA2WEz9Dz/dcooizR",
+	"Jjh3o4N1ixjMgCCsTMMiBiy7UCMtvk+VbWOzG4cIZ4HfZ+5SCRwW7HPNZRV+UXRHOLi2OYOxAxTgrCcu",
+	"ENxOcWIYN5qn30v06sWrhq5Z/h4EH8mQz9ILPfRbsjj16+6L7MMwWejqooyOO8pqeZAwxRMtitV15AdQ",
+	"j7aI+NXD8hAX5U+miTbL9g76ZM5NV1TPqoXD0NSFPItAT7/1jQIZhqomGuuuR1kuxIzPfK1ZzNJoZczc",
+	"QDDiiTn8byXcKBZJROptZDeWlMXmuW7MmfPNiqthJk872oxpwvKuRVbhKCf6VK2S6EOknRRjntQ8BuMi",
+	"2XSoTHd3m0/LmIsAhm5yHmhaekEAsbntxFxgFMVY0RENqZofumP3m4vPhKppMhriOB7+fabuI01PEzQ3",
+	"Nb1WOlLFe0uOcDCF3SPOlKjFDlrAGuO7xoZ0ll5VkqIc0qfrkA53/9f2p/fy91q8rXQt05O7iS9a7L9r",
+	"btl6ehdT67kp5tTOgSv7oj+AKqzmvl0+Sx6eMTPGcTP+SoTn1s9TU4jWdl3XW1grVxCa07x7pbqYmTv8",
+	"LUNFtiCRLUhkCxLZgkS2IJEtSGQLEtlGDp8GJFJMmRaKMsYShJLFaI729GZTGkzRnCcIh9rPm6MpvilA",
+	"kzuoV0kCNOQP9J6/ppJFGvQwF4yK4vW65jJMW0jURQ1nVEKad3WuWxp5y1Xjed47O9vJ3YmLIsr0+Fih",
+	"Tg+yx1bzwT/XRzaMYhDN1XAxMT4T6UzR2lgduqaL4JlMc76vtDW2QU3XvfGdA8zKt9hSTQsvRLpkFrF4",
+	"3X3hfPI0zWzDWlVvs1wj8JESx02lCJ8Y3VK6GGR1IiW7APg+kQAfSZqGpUyhywALQaGwWdpGC/75stm/",
+	"mXCBNZ7llcXqNHqemBVhp7AilPPZsglH+M+DGtziBbd4wS0g51fFCzZ7tb952N8W8LcF/G3tyzcA+Kt6",
+	"PsuhfFvg3obAvS1kbxt4+81B9goovC3mbou522LuNsXcbdF2W7TdFm23Rdtt0XZbtN0WbbcUbfcgADq/",
+	"KWz/k1nG9VZTOxGu3l/hXijzIxaQBWe0h1HCLZlnbGi49rI8W8fQ/LuIvenB7eSusBX5MJ57eXZbYO0l",
+	"urbabhbK65jOS8tKxQ8p1SB+2J3owwfxGkomP3GmYK2tsEvkbwN224Dd2gE7m3YrmMzsGs4Mv8lFag6M",
+	"/5nV8TTRu2l2fWPtXr3nPNXZlIbW/Y0FN+gQkTB5iOz+RdsPRLDCI1fet2hD3BWRj6hw7g0N+paSbG79",
+	"pjeVOSiBiG6AWeX1vb0IlKBBM4T6o/093TOdCR6BmkIikYJbhWxFzQ4ysmMqJuqnemcnCBMiNE0JC/V/",
+	"R+fHb89Oz/vDj8f985Oji+GHk4v+8SeTgjEAnfR5PjarIZ/V5EgcMasZrWnbi0NMSyyu+In+esOF25hL",
+	"msKkIqw2MB1Lpib3unRezCS5GoqdOY7C3EwVmXNqH7qIIVhPEtNe8yDIUll73bee1JedfUR4kES1913U",
+	"C2faNm2Xh2eZnaGJTru10oZjljKpP6WmzKUS2NUA3TMQtZUq/qLbzal5qs3pXtVHr00UTP9OlYlba6eh",
+	"KoTn5mW/iq6bV5t7JTX7HtBIl5IkmFCWLe/NttzaajOTdacZPvAAh26mPd9LROgKoR7s7YX6tymX6uBl",
+	"t/vSuxvc/W8AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -37,21 +37,32 @@ func (s *Server) GetConnection(ctx context.Context, req gen.GetConnectionRequest
 	if err != nil {
 		return nil, fmt.Errorf("get connection: %w", err)
 	}
-	conn, err := s.store.GetConnection(ctx, store.ReadConnection{
+	target := store.ReadConnection{
 		EnvironmentID:   key.EnvironmentID,
 		Integration:     integration,
 		ConnectionID:    req.ConnectionId,
 		WithCredentials: withCredentials,
-	})
+	}
+	conn, err := s.store.GetConnection(ctx, target)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, newError(http.StatusNotFound, "not_found", "Failed to find connection")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get connection: %w", err)
 	}
-	if forceRefresh && (integration.AuthMode == "OAUTH2" || integration.AuthMode == "OAUTH2_CC") {
-		return nil, newError(http.StatusBadRequest, "invalid_credentials",
-			"Cannot refresh: token refresh is not configured for the integration "+integration.UniqueKey)
+	if withCredentials && refreshable(integration) {
+		renewed, err := s.refresh.renewIfDue(ctx, target, conn, forceRefresh)
+		if err != nil {
+			return nil, fmt.Errorf("get connection: %w", err)
+		}
+		if renewed {
+			// The provider's time is not the database's: the read again gets a deadline of its own.
+			readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.requestTimeout)
+			defer cancel()
+			if conn, err = s.store.GetConnection(readCtx, target); err != nil {
+				return nil, fmt.Errorf("get connection: %w", err)
+			}
+		}
 	}
 	if !withCredentials {
 		conn.Credentials = json.RawMessage(`{}`)
@@ -70,6 +81,9 @@ func (s *Server) GetConnection(ctx context.Context, req gen.GetConnectionRequest
 	}
 	read := connectionRead(full)
 	read.WebhookUrlOverride = conn.WebhookURLOverride
+	if conn.Refresh.Failures > 0 {
+		read.Errors = []gen.ConnectionError{{Type: gen.Auth, LogId: conn.Refresh.LogID}}
+	}
 	return gen.GetConnection200JSONResponse{
 		Body:    read,
 		Headers: gen.GetConnection200ResponseHeaders{CacheControl: "no-store"},

@@ -94,7 +94,7 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), s.requestTimeout)
 		defer cancel()
-	} else if in.Credentials, in.CredentialsExpiresAt, err = storedCredentials(body.Credentials); err != nil {
+	} else if in.Credentials, in.CredentialsExpiresAt, err = storedCredentials(body.Credentials, s.now().UTC()); err != nil {
 		return nil, fmt.Errorf("import connection: %w", err)
 	}
 

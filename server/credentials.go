@@ -27,8 +27,11 @@ var credentialPolicies = map[string]credentialPolicy{
 	"NONE":      {empty: true},
 }
 
-// storedCredentials is what an import stores for the given credentials, and their expiry.
-func storedCredentials(creds gen.ImportCredentials) (json.RawMessage, *time.Time, error) {
+// storedCredentials is what an import at time now stores for the given credentials, and when
+// they must be renewed: nil for credentials that cannot be renewed or never expire. An OAUTH2
+// token with a refresh token but no expiry is due at once, so that a first refresh tells its
+// real expiry instead of leaving it to a guess.
+func storedCredentials(creds gen.ImportCredentials, now time.Time) (json.RawMessage, *time.Time, error) {
 	typ, err := creds.Discriminator()
 	if err != nil {
 		return nil, nil, fmt.Errorf("credentials type: %w", err)
@@ -57,6 +60,13 @@ func storedCredentials(creds gen.ImportCredentials) (json.RawMessage, *time.Time
 		t = t.UTC()
 		expiresAt = &t
 		fields["expires_at"] = t.Format(time.RFC3339Nano)
+	}
+	if typ == "OAUTH2" {
+		if refresh, _ := fields["refresh_token"].(string); refresh == "" {
+			expiresAt = nil
+		} else if expiresAt == nil {
+			expiresAt = &now
+		}
 	}
 	if policy.raw {
 		fields["raw"] = json.RawMessage(input)

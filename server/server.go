@@ -17,6 +17,7 @@ import (
 
 	"github.com/credport/credport"
 	"github.com/credport/credport/gen"
+	"github.com/credport/credport/provider"
 	"github.com/credport/credport/store"
 )
 
@@ -59,8 +60,14 @@ type Config struct {
 	// ProviderClient makes the calls to providers: GitHub, to mint the installation tokens of
 	// GitHub App imports. Default: a client that follows no redirect.
 	ProviderClient *http.Client
-	// ProviderTimeout bounds one call to a provider; past it the import answers 502. Default 10 s.
+	// ProviderTimeout bounds one call to a provider; past it the request answers 502. Default 10 s.
 	ProviderTimeout time.Duration
+	// RefreshWindow: an OAuth token that expires within it is renewed before it is handed out.
+	// Default 15 minutes.
+	RefreshWindow time.Duration
+	// RefreshBackoff: after a provider refused a refresh, reads that do not force one make no
+	// new attempt within it. Default 30 s.
+	RefreshBackoff time.Duration
 }
 
 // Server implements the generated strict server interface.
@@ -80,13 +87,35 @@ type Server struct {
 	// appKeys opens GitHub App private keys; nil when the store holds none.
 	appKeys        AppKeyStore
 	github         *githubApp
+	refresh        *refresher
 	requestTimeout time.Duration
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
 
+// API is the Echo instance that serves the API and the work it does in the background.
+type API struct {
+	*echo.Echo
+	srv *Server
+}
+
+// RunRefresh renews, every interval, the OAuth tokens that will expire within the refresh
+// window, until ctx ends.
+func (a *API) RunRefresh(ctx context.Context, interval time.Duration) {
+	a.srv.refresh.runBackground(ctx, interval, a.srv.integrations.get)
+}
+
 // New builds the Echo instance that serves the API, the same one the tests drive.
 func New(cfg Config) (*echo.Echo, error) {
+	api, err := NewAPI(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return api.Echo, nil
+}
+
+// NewAPI builds the API: New's Echo instance, with its background work.
+func NewAPI(cfg Config) (*API, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -107,6 +136,12 @@ func New(cfg Config) (*echo.Echo, error) {
 	}
 	if cfg.ProviderTimeout <= 0 {
 		cfg.ProviderTimeout = 10 * time.Second
+	}
+	if cfg.RefreshWindow <= 0 {
+		cfg.RefreshWindow = 15 * time.Minute
+	}
+	if cfg.RefreshBackoff <= 0 {
+		cfg.RefreshBackoff = 30 * time.Second
 	}
 	spec, err := gen.GetSpec()
 	if err != nil {
@@ -129,6 +164,10 @@ func New(cfg Config) (*echo.Echo, error) {
 	if err != nil {
 		return nil, err
 	}
+	refreshes, err := newRefreshCounter(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
 	srv := &Server{
 		store: cfg.Store, log: cfg.Logger, now: cfg.Now, validate: v, tags: tagsSchema.Value,
 		gatherer: cfg.Registry, metricsElsewhere: cfg.MetricsElsewhere, specYAML: credport.OpenAPI,
@@ -136,6 +175,13 @@ func New(cfg Config) (*echo.Echo, error) {
 		requestTimeout: cfg.RequestTimeout,
 	}
 	srv.appKeys, _ = cfg.Store.(AppKeyStore)
+	refreshStore, _ := cfg.Store.(RefreshStore)
+	srv.refresh = &refresher{
+		store:  refreshStore,
+		client: &provider.Client{HTTP: cfg.ProviderClient, Timeout: cfg.ProviderTimeout, Now: cfg.Now},
+		window: cfg.RefreshWindow, backoff: cfg.RefreshBackoff, dbTimeout: cfg.RequestTimeout,
+		now: cfg.Now, log: cfg.Logger, outcomes: refreshes,
+	}
 	srv.integrations = newTTLCache(cfg.KeyCacheTTL, cfg.Now, func(ctx context.Context, k integrationKey) (store.Integration, error) {
 		return cfg.Store.FindIntegration(ctx, k.envID, k.uniqueKey)
 	})
@@ -164,7 +210,7 @@ func New(cfg Config) (*echo.Echo, error) {
 		e.Use(rateLimit(cfg.RateLimit, cfg.Now))
 	}
 	gen.RegisterHandlers(e, gen.NewStrictHandler(srv, nil))
-	return e, nil
+	return &API{Echo: e, srv: srv}, nil
 }
 
 // integrationKey names an integration within its environment.

@@ -27,17 +27,33 @@ type Connection struct {
 	LastFetchedAt time.Time
 	// WebhookURLOverride is nil when none is set; only reads fill it in.
 	WebhookURLOverride *string
+	// Refresh is the token refresh history; only reads fill it in.
+	Refresh RefreshHistory
 	// Created is true when the upsert inserted the row rather than updating it.
 	Created bool
+}
+
+// RefreshHistory is what a connection's token refreshes left behind.
+type RefreshHistory struct {
+	// ExpiresAt is when the credentials must be renewed; nil when never.
+	ExpiresAt *time.Time
+	// Failures counts the provider's refusals since the last import or successful refresh;
+	// FailedAt, Error and LogID describe the latest.
+	Failures int
+	FailedAt *time.Time
+	Error    string
+	LogID    string
 }
 
 // UpsertConnection is one import. The optional JSON fields are nil when the request left them
 // out: an insert then stores their default and an update keeps the stored value.
 type UpsertConnection struct {
-	EnvironmentID        int64
-	Integration          Integration
-	ConnectionID         string
-	Credentials          json.RawMessage
+	EnvironmentID int64
+	Integration   Integration
+	ConnectionID  string
+	Credentials   json.RawMessage
+	// CredentialsExpiresAt is when the credentials must be renewed, nil when they cannot be or
+	// never need to be. A re-import clears the connection's refresh history.
 	CredentialsExpiresAt *time.Time
 	ConnectionConfig     json.RawMessage
 	// MergeConnectionConfig makes the keys of ConnectionConfig written over those of the stored
@@ -68,7 +84,12 @@ ON CONFLICT (environment_id, provider_config_key, connection_id) DO UPDATE SET
     tags                   = CASE WHEN ? THEN excluded.tags ELSE connections.tags END,
     end_user               = CASE WHEN ? THEN excluded.end_user ELSE connections.end_user END,
     updated_at             = excluded.updated_at,
-    last_fetched_at        = excluded.last_fetched_at
+    last_fetched_at        = excluded.last_fetched_at,
+    refresh_failures       = 0,
+    refresh_failed_at      = NULL,
+    refresh_error          = NULL,
+    refresh_log_id         = NULL,
+    refresh_unavailable_at = NULL
 RETURNING id, connection_config, metadata, tags, end_user, created_at, updated_at, last_fetched_at`
 
 // upsertSQL is upsertConnectionSQL in the dialect's words for merging two JSON objects.

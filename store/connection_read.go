@@ -20,7 +20,8 @@ type ReadConnection struct {
 	WithCredentials bool
 }
 
-const connectionColumns = `id, credentials, connection_config, metadata, tags, end_user, created_at, updated_at, last_fetched_at, webhook_url_override`
+const connectionColumns = `id, credentials, connection_config, metadata, tags, end_user, created_at, updated_at, last_fetched_at, webhook_url_override,
+credentials_expires_at, refresh_failures, refresh_failed_at, refresh_error, refresh_log_id`
 
 // GetConnection reads one connection of an integration; ErrNotFound when there is none.
 func (db *DB) GetConnection(ctx context.Context, in ReadConnection) (Connection, error) {
@@ -38,10 +39,13 @@ RETURNING ` + connectionColumns
 		config, metadata, tags        string
 		endUser                       *string
 		created, updated, lastFetched time.Time
+		expiresAt, failedAt           sql.NullTime
+		refreshError, refreshLogID    sql.NullString
 		c                             Connection
 	)
 	err := db.gorm.WithContext(ctx).Raw(query, args...).Row().
-		Scan(&c.ID, &sealed, &config, &metadata, &tags, &endUser, &created, &updated, &lastFetched, &c.WebhookURLOverride)
+		Scan(&c.ID, &sealed, &config, &metadata, &tags, &endUser, &created, &updated, &lastFetched, &c.WebhookURLOverride,
+			&expiresAt, &c.Refresh.Failures, &failedAt, &refreshError, &refreshLogID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Connection{}, fmt.Errorf("connection %q: %w", in.ConnectionID, ErrNotFound)
 	}
@@ -58,6 +62,8 @@ RETURNING ` + connectionColumns
 		c.EndUser = json.RawMessage(*endUser)
 	}
 	c.CreatedAt, c.UpdatedAt, c.LastFetchedAt = created.UTC(), updated.UTC(), lastFetched.UTC()
+	c.Refresh.ExpiresAt, c.Refresh.FailedAt = utcTime(expiresAt), utcTime(failedAt)
+	c.Refresh.Error, c.Refresh.LogID = refreshError.String, refreshLogID.String
 	if in.WithCredentials {
 		plain, err := db.keys.Open(sealed, connectionAAD(in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID))
 		if err != nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/credport/credport/provider"
 )
 
 // Integration is a provider configuration; connections belong to one. Its client secret and its
@@ -27,7 +29,13 @@ type Integration struct {
 	AppID         string
 	APIBaseURL    string
 	HasPrivateKey bool
-	CreatedAt     time.Time
+	// TokenURL is where OAUTH2 and OAUTH2_CC tokens are renewed, "" when refresh is not
+	// configured; TokenAuth is how the client authenticates there (provider.AuthBody or
+	// provider.AuthBasic) and Scopes the space-separated scopes a client credentials grant asks for.
+	TokenURL  string
+	TokenAuth string
+	Scopes    string
+	CreatedAt time.Time
 }
 
 // NewIntegration is what CreateIntegration needs.
@@ -43,6 +51,11 @@ type NewIntegration struct {
 	AppID      string
 	PrivateKey []byte
 	APIBaseURL string
+	// TokenURL, TokenAuth (default provider.AuthBody) and Scopes configure token refresh of an OAUTH2
+	// or OAUTH2_CC integration.
+	TokenURL  string
+	TokenAuth string
+	Scopes    string
 }
 
 // CreateIntegration adds an integration to an environment (created when new). A second
@@ -51,6 +64,9 @@ type NewIntegration struct {
 func (db *DB) CreateIntegration(ctx context.Context, in NewIntegration) (Integration, error) {
 	app, err := newAppConfig(in)
 	if err != nil {
+		return Integration{}, err
+	}
+	if err := checkRefreshConfig(&in); err != nil {
 		return Integration{}, err
 	}
 	envID, err := db.EnsureEnvironment(ctx, in.Environment)
@@ -80,6 +96,12 @@ func (db *DB) CreateIntegration(ctx context.Context, in NewIntegration) (Integra
 			return Integration{}, err
 		}
 		row.AppID, row.PrivateKey, row.APIBaseURL = &in.AppID, &sealed, &app.apiBaseURL
+	}
+	if in.TokenURL != "" {
+		row.TokenURL, row.TokenAuth = &in.TokenURL, &in.TokenAuth
+	}
+	if in.Scopes != "" {
+		row.Scopes = &in.Scopes
 	}
 	err = db.gorm.WithContext(ctx).Create(&row).Error
 	if errors.Is(err, gorm.ErrDuplicatedKey) {
@@ -141,7 +163,61 @@ func (r integrationRow) integration() Integration {
 	if r.APIBaseURL != nil {
 		in.APIBaseURL = *r.APIBaseURL
 	}
+	if r.TokenURL != nil {
+		in.TokenURL = *r.TokenURL
+	}
+	if r.TokenAuth != nil {
+		in.TokenAuth = *r.TokenAuth
+	}
+	if r.Scopes != nil {
+		in.Scopes = *r.Scopes
+	}
 	return in
+}
+
+// checkRefreshConfig checks the token refresh settings of a new integration and fills in the
+// default client authentication.
+func checkRefreshConfig(in *NewIntegration) error {
+	if in.TokenURL == "" {
+		if in.TokenAuth != "" || in.Scopes != "" {
+			return errors.New("a token auth method or scopes need a token URL")
+		}
+		return nil
+	}
+	if in.AuthMode != "OAUTH2" && in.AuthMode != "OAUTH2_CC" {
+		return fmt.Errorf("a token URL needs auth mode OAUTH2 or OAUTH2_CC, not %s", in.AuthMode)
+	}
+	if in.AuthMode == "OAUTH2" && in.ClientID == "" {
+		return errors.New("refreshing OAUTH2 tokens needs the integration's client id and secret")
+	}
+	if err := provider.CheckTokenURL(in.TokenURL); err != nil {
+		return err
+	}
+	switch in.TokenAuth {
+	case "":
+		in.TokenAuth = provider.AuthBody
+	case provider.AuthBody, provider.AuthBasic:
+	default:
+		return fmt.Errorf("token auth %q: want %s or %s", in.TokenAuth, provider.AuthBody, provider.AuthBasic)
+	}
+	return nil
+}
+
+// IntegrationClientSecret opens the integration's client secret; "" when it has none.
+func (db *DB) IntegrationClientSecret(ctx context.Context, in Integration) (string, error) {
+	var sealed *string
+	err := db.gorm.WithContext(ctx).Raw("SELECT client_secret FROM integrations WHERE id = ?", in.ID).Row().Scan(&sealed)
+	if err != nil {
+		return "", fmt.Errorf("client secret of integration %q: %w", in.UniqueKey, err)
+	}
+	if sealed == nil {
+		return "", nil
+	}
+	plain, err := db.keys.Open(*sealed, integrationAAD(in.EnvironmentID, in.UniqueKey))
+	if err != nil {
+		return "", fmt.Errorf("client secret of integration %q: %w", in.UniqueKey, err)
+	}
+	return string(plain), nil
 }
 
 // appConfig is a GitHub App ready to be stored: its key re-encoded as PKCS#8 DER, so that only

@@ -35,6 +35,9 @@ type integrationRow struct {
 	AppID         *string
 	PrivateKey    *string // sealed
 	APIBaseURL    *string `gorm:"column:api_base_url"`
+	TokenURL      *string `gorm:"column:token_url"`
+	TokenAuth     *string
+	Scopes        *string
 	CreatedAt     time.Time
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/credport/credport/provider"
 	"github.com/credport/credport/store"
 )
 
@@ -45,6 +47,9 @@ func (a *app) integrationsCreateCommand() *cobra.Command {
 			if err := readAppKey(cmd, &in, keyFile); err != nil {
 				return err
 			}
+			if err := a.resolveTokenURL(cmd, &in); err != nil {
+				return err
+			}
 			return a.withStore(cmd.Context(), func(db *store.DB) error {
 				created, err := db.CreateIntegration(cmd.Context(), in)
 				if err != nil {
@@ -66,7 +71,51 @@ func (a *app) integrationsCreateCommand() *cobra.Command {
 		"APP: PEM file of the GitHub App's RSA private key, PKCS#1 or PKCS#8 (sealed at rest)")
 	cmd.Flags().StringVar(&in.APIBaseURL, "api-base-url", store.DefaultGitHubAPIBaseURL,
 		"APP: the GitHub API; https://HOST/api/v3 for GitHub Enterprise Server")
+	cmd.Flags().StringVar(&in.TokenURL, "token-url", "",
+		"OAUTH2, OAUTH2_CC: where tokens are refreshed; default from the provider catalog by --provider")
+	cmd.Flags().StringVar(&in.TokenAuth, "token-auth", "",
+		"OAUTH2, OAUTH2_CC: client authentication at the token URL, body or basic (default body, or the catalog's)")
+	cmd.Flags().StringVar(&in.Scopes, "scopes", "", `OAUTH2_CC: space-separated scopes the client credentials grant asks for, e.g. "a b"`)
 	return cmd
+}
+
+// resolveTokenURL fills in the token URL of an OAuth integration from the provider catalog (the
+// built-in one with CREDPORT_PROVIDERS_FILE's entries) when --token-url is not given. An
+// integration without one stores imported tokens but never refreshes them, which is said.
+func (a *app) resolveTokenURL(cmd *cobra.Command, in *store.NewIntegration) error {
+	if in.AuthMode != "OAUTH2" && in.AuthMode != "OAUTH2_CC" {
+		for _, name := range []string{"token-url", "token-auth", "scopes"} {
+			if cmd.Flags().Changed(name) {
+				return fmt.Errorf("--%s is for auth modes OAUTH2 and OAUTH2_CC only", name)
+			}
+		}
+		return nil
+	}
+	if in.TokenURL == "" {
+		catalog, err := provider.Load(a.getenv(provider.ProvidersFileEnv))
+		if err != nil {
+			return err
+		}
+		entry, known := catalog[in.Provider]
+		refreshes := in.AuthMode == "OAUTH2_CC" || in.ClientID != ""
+		switch {
+		case known && refreshes:
+			in.TokenURL = entry.TokenURL
+			if in.TokenAuth == "" {
+				in.TokenAuth = entry.TokenAuth
+			}
+		case in.AuthMode == "OAUTH2" && refreshes:
+			return fmt.Errorf("provider %q is not in the catalog (%s): give --token-url, or add it to the file %s names",
+				in.Provider, strings.Join(catalog.Names(), ", "), provider.ProvidersFileEnv)
+		default:
+			_, err := fmt.Fprintln(a.stderr, "note: no token URL and client credentials: tokens of this integration are stored but never refreshed")
+			return err
+		}
+	}
+	if in.AuthMode == "OAUTH2" && in.ClientID == "" {
+		return errors.New("--token-url needs --client-id and --client-secret with auth mode OAUTH2")
+	}
+	return nil
 }
 
 // readAppKey checks the GitHub App flags against the auth mode and reads the private key file.
@@ -105,7 +154,7 @@ func (a *app) integrationsListCommand() *cobra.Command {
 	var env string
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List an environment's integrations: unique key, provider, auth mode, client id",
+		Short: "List an environment's integrations: unique key, provider, auth mode, client id, token URL",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireFlag("env", env); err != nil {
@@ -117,7 +166,7 @@ func (a *app) integrationsListCommand() *cobra.Command {
 					return err
 				}
 				for _, in := range list {
-					if _, err := fmt.Fprintf(a.stdout, "%s\t%s\t%s\t%s\n", in.UniqueKey, in.Provider, in.AuthMode, in.ClientID); err != nil {
+					if _, err := fmt.Fprintf(a.stdout, "%s\t%s\t%s\t%s\t%s\n", in.UniqueKey, in.Provider, in.AuthMode, in.ClientID, in.TokenURL); err != nil {
 						return err
 					}
 				}

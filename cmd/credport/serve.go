@@ -25,6 +25,9 @@ type serveOptions struct {
 	maxBodyBytes    int64
 	rateLimit       float64
 	shutdownTimeout time.Duration
+	refreshWindow   time.Duration
+	refreshInterval time.Duration
+	refreshBackoff  time.Duration
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -34,7 +37,8 @@ func (a *app) serveCommand() *cobra.Command {
 		Short: "Serve the API",
 		Args:  cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
-			return a.bindEnv(cmd, "listen", "metrics-listen", "max-body-bytes", "rate-limit", "shutdown-timeout")
+			return a.bindEnv(cmd, "listen", "metrics-listen", "max-body-bytes", "rate-limit", "shutdown-timeout",
+				"refresh-window", "refresh-interval", "refresh-backoff")
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.serve(cmd.Context(), o)
@@ -48,6 +52,12 @@ func (a *app) serveCommand() *cobra.Command {
 	f.Float64Var(&o.rateLimit, "rate-limit", 0, "requests per second allowed to each API key, 0 for no limit (env CREDPORT_RATE_LIMIT)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second,
 		"on SIGTERM, how long in-flight requests may take to finish (env CREDPORT_SHUTDOWN_TIMEOUT)")
+	f.DurationVar(&o.refreshWindow, "refresh-window", 15*time.Minute,
+		"OAuth tokens that expire within this are renewed before they are handed out (env CREDPORT_REFRESH_WINDOW)")
+	f.DurationVar(&o.refreshInterval, "refresh-interval", time.Minute,
+		"how often tokens about to expire are renewed in the background, 0 for never (env CREDPORT_REFRESH_INTERVAL)")
+	f.DurationVar(&o.refreshBackoff, "refresh-backoff", 30*time.Second,
+		"after a provider refused a refresh, how long reads make no new attempt (env CREDPORT_REFRESH_BACKOFF)")
 	return cmd
 }
 
@@ -65,14 +75,23 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	}
 	reg := server.DefaultRegistry()
 	reg.MustRegister(collectors.NewDBStatsCollector(sqlDB, "credport"))
-	e, err := server.New(server.Config{
+	if o.refreshWindow <= 0 || o.refreshBackoff <= 0 || o.refreshInterval < 0 {
+		return errors.New("--refresh-window and --refresh-backoff must be positive, --refresh-interval not negative")
+	}
+	api, err := server.NewAPI(server.Config{
 		Store: db, Logger: log, Registry: reg, MetricsElsewhere: o.metricsListen != "",
 		MaxBodyBytes: o.maxBodyBytes, RateLimit: o.rateLimit,
+		RefreshWindow: o.refreshWindow, RefreshBackoff: o.refreshBackoff,
 	})
 	if err != nil {
 		return err
 	}
-	servers := []*http.Server{{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}}
+	if o.refreshInterval > 0 {
+		refreshCtx, stopRefresh := context.WithCancel(ctx)
+		defer stopRefresh()
+		go api.RunRefresh(refreshCtx, o.refreshInterval)
+	}
+	servers := []*http.Server{{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}}
 	addrs := []string{o.listen}
 	if o.metricsListen != "" {
 		mux := http.NewServeMux()
