@@ -52,16 +52,30 @@ type RefreshResult struct {
 }
 
 // RefreshConnection runs refresh on the connection's current credentials while no other refresh
-// of it runs, and records its result. On PostgreSQL the row stays locked (SELECT ... FOR UPDATE)
-// until the result is written, so servers sharing the database refresh a connection one at a
-// time and a waiter reads what the one before it stored. SQLite locks the whole database for a
-// write, which must not wait on a provider, so there the caller serialises the refreshes of one
-// process, and a renewal is written only over the credentials it started from.
+// of it runs, and records its result. On PostgreSQL a transaction-scoped advisory lock on the
+// connection's id is held until the result is written, so servers sharing the database refresh a
+// connection one at a time and a waiter reads what the one before it stored; unlike a row lock it
+// does not hold up reads and imports of the row during the provider call. SQLite locks the whole
+// database for a write, which must not wait on a provider, so there the caller serialises the
+// refreshes of one process. Either way a result is written only over the credentials it started
+// from, so a re-import during the call wins.
 func (db *DB) RefreshConnection(ctx context.Context, in ReadConnection,
 	refresh func(ctx context.Context, st RefreshState) RefreshResult) error {
 	if db.dialect == DialectPostgres {
 		err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			id, sealed, st, err := db.refreshState(tx, in, " FOR UPDATE")
+			var id int64
+			err := tx.Raw("SELECT id FROM connections WHERE environment_id = ? AND provider_config_key = ? AND connection_id = ?",
+				in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID).Row().Scan(&id)
+			if errors.Is(err, sql.ErrNoRows) {
+				return ErrNotFound
+			}
+			if err != nil {
+				return err
+			}
+			if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", id).Error; err != nil {
+				return err
+			}
+			id, sealed, st, err := db.refreshState(tx, in)
 			if err != nil {
 				return err
 			}
@@ -73,7 +87,7 @@ func (db *DB) RefreshConnection(ctx context.Context, in ReadConnection,
 		return nil
 	}
 	tx := db.gorm.WithContext(ctx)
-	id, sealed, st, err := db.refreshState(tx, in, "")
+	id, sealed, st, err := db.refreshState(tx, in)
 	if err != nil {
 		return fmt.Errorf("refresh connection %q: %w", in.ConnectionID, err)
 	}
@@ -83,7 +97,7 @@ func (db *DB) RefreshConnection(ctx context.Context, in ReadConnection,
 	return nil
 }
 
-func (db *DB) refreshState(tx *gorm.DB, in ReadConnection, lock string) (int64, string, RefreshState, error) {
+func (db *DB) refreshState(tx *gorm.DB, in ReadConnection) (int64, string, RefreshState, error) {
 	var (
 		id                                 int64
 		sealed                             string
@@ -91,7 +105,7 @@ func (db *DB) refreshState(tx *gorm.DB, in ReadConnection, lock string) (int64, 
 		st                                 RefreshState
 	)
 	err := tx.Raw(`SELECT id, credentials, credentials_expires_at, refresh_failures, refresh_failed_at, refresh_unavailable_at
-FROM connections WHERE environment_id = ? AND provider_config_key = ? AND connection_id = ?`+lock,
+FROM connections WHERE environment_id = ? AND provider_config_key = ? AND connection_id = ?`,
 		in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID).Row().
 		Scan(&id, &sealed, &expiresAt, &st.Failures, &failedAt, &unavailableAt)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -125,7 +139,7 @@ WHERE id = ? AND credentials = ?`, renewed, res.ExpiresAt, now, id, sealed).Erro
 		return tx.Exec(`UPDATE connections SET refresh_failures = refresh_failures + 1, refresh_failed_at = ?,
     refresh_error = ?, refresh_log_id = ? WHERE id = ? AND credentials = ?`, now, res.Error, res.LogID, id, sealed).Error
 	case RefreshUnavailable:
-		return tx.Exec(`UPDATE connections SET refresh_unavailable_at = ? WHERE id = ?`, now, id).Error
+		return tx.Exec(`UPDATE connections SET refresh_unavailable_at = ? WHERE id = ? AND credentials = ?`, now, id, sealed).Error
 	}
 	return nil
 }
