@@ -166,6 +166,8 @@ func outcomeLabel(o store.RefreshOutcome, err error) string {
 		return "refused"
 	case store.RefreshUnavailable:
 		return "unavailable"
+	case store.RefreshImpossible:
+		return "impossible"
 	}
 	if err != nil {
 		return "error"
@@ -188,7 +190,7 @@ func (r *refresher) renew(ctx context.Context, in store.Integration, stored json
 	case "OAUTH2":
 		refreshToken, _ := creds["refresh_token"].(string)
 		if refreshToken == "" {
-			return store.RefreshResult{}, newError(http.StatusBadRequest, "invalid_credentials",
+			return store.RefreshResult{Outcome: store.RefreshImpossible}, newError(http.StatusBadRequest, "invalid_credentials",
 				"Cannot refresh: the connection has no refresh token")
 		}
 		if endpoint.ClientID, endpoint.ClientSecret, err = r.clientCredentials(ctx, in, creds); err != nil {
@@ -200,7 +202,7 @@ func (r *refresher) renew(ctx context.Context, in store.Integration, stored json
 		endpoint.ClientSecret, _ = creds["client_secret"].(string)
 		tok, err = r.client.ClientCredentials(ctx, endpoint)
 	default:
-		return store.RefreshResult{}, newError(http.StatusBadRequest, "invalid_credentials",
+		return store.RefreshResult{Outcome: store.RefreshImpossible}, newError(http.StatusBadRequest, "invalid_credentials",
 			fmt.Sprintf("Cannot refresh credentials of type %v", creds["type"]))
 	}
 	var refused *provider.RefusedError

@@ -75,7 +75,9 @@ func (r *refresher) backgroundRenew(ctx context.Context, d store.DueRefresh, int
 	}
 }
 
-// isUnexpected tells an error that is not one of the API's own answers.
+// isUnexpected tells an error that a refresh does not record on the connection itself: neither a
+// refusal nor an unreachable provider.
 func isUnexpected(err error) bool {
-	return toAPIError(err).Status >= 500 && toAPIError(err).Code != "provider_unavailable"
+	e := toAPIError(err)
+	return e.Status >= 500 && e.Code != "provider_unavailable"
 }

@@ -37,6 +37,9 @@ const (
 	RefreshRefused
 	// RefreshUnavailable notes that the provider could not be reached; it counts no failure.
 	RefreshUnavailable
+	// RefreshImpossible notes that the credentials cannot be renewed (an OAUTH2 token without a
+	// refresh token), so that they are no longer due.
+	RefreshImpossible
 )
 
 // RefreshResult is what the function given to RefreshConnection decided.
@@ -140,6 +143,8 @@ WHERE id = ? AND credentials = ?`, renewed, res.ExpiresAt, now, id, sealed).Erro
     refresh_error = ?, refresh_log_id = ? WHERE id = ? AND credentials = ?`, now, res.Error, res.LogID, id, sealed).Error
 	case RefreshUnavailable:
 		return tx.Exec(`UPDATE connections SET refresh_unavailable_at = ? WHERE id = ? AND credentials = ?`, now, id, sealed).Error
+	case RefreshImpossible:
+		return tx.Exec(`UPDATE connections SET credentials_expires_at = NULL WHERE id = ? AND credentials = ?`, id, sealed).Error
 	}
 	return nil
 }
