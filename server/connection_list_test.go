@@ -3,6 +3,7 @@ package server_test
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -149,6 +150,128 @@ func TestListConnections(t *testing.T) {
 			if e.message != "Insufficient scope. Required: environment:connections:list" {
 				t.Errorf("message %q", e.message)
 			}
+		})
+	})
+}
+
+// TestListConnectionsSearchAndTags covers where the search and tag indexes could answer
+// differently from the rows: case and non-ASCII letters, LIKE's wildcards in a search, searches
+// too short for a trigram, several tags, and tags, end users and connections changed by PATCH,
+// by a new import and by DELETE.
+func TestListConnectionsSearchAndTags(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		v := newEnv(t, b)
+		clk := &clock{now: mustTime(t, "2025-01-01T10:00:00Z")}
+		v.db.Now = clk.Now
+		v.integration("dev", "github", "OAUTH2")
+		imp := func(id, extra string) {
+			t.Helper()
+			v.importOK(`{"provider_config_key":"github","connection_id":` + mustJSON(id) +
+				`,"credentials":{"type":"OAUTH2","access_token":"list-token-secret"}` + extra + `}`)
+			clk.Add(time.Second)
+		}
+		imp("elan", `,"end_user":{"id":"u-1","email":"zoe@elan.test","display_name":"Zoë Ärger-Élan"},"tags":{"team":"core","plan":"pro","region":"eu"}`)
+		imp("under_score", `,"tags":{"team":"core"}`)
+		imp("underXscore", `,"tags":{"team":"core","plan":"pro"}`)
+		imp("fifty", `,"end_user":{"id":"u-4","display_name":"Fifty%Off"},"tags":{"plan":"pro"}`)
+		imp("fifty-off", ``)
+		imp(`back\slash`, ``)
+		imp(`quote"d`, ``)
+		clk.Add(-time.Second) // created at the same instant as the one before: id decides
+		imp("twin", `,"tags":{"team":"ops"}`)
+		lister := v.on(t)
+		lister.key = v.apiKey("dev", "environment:connections:list")
+		updater := v.on(t)
+		updater.key = v.apiKey("dev", "environment:connections:update", "environment:connections:delete")
+
+		check := func(t *testing.T, query string, want ...string) {
+			t.Helper()
+			got := lister.on(t).listIDs(query)
+			for i := range want {
+				want[i] = "github/" + want[i]
+			}
+			if strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("%s: got %q, want %q", query, got, want)
+			}
+		}
+		search := func(s string) string { return "search=" + url.QueryEscape(s) }
+		for _, tt := range []struct {
+			name, query string
+			want        []string
+		}{
+			{"non-ASCII, other case", search("ärger-é"), []string{"elan"}},
+			{"non-ASCII, upper case", search("ZOË Ä"), []string{"elan"}},
+			{"email", search("@ELAN."), []string{"elan"}},
+			{"short, other case", search("EL"), []string{"elan"}},
+			{"short, non-ASCII, same case", search("ë"), []string{"elan"}},
+			{"underscore is not a wildcard", search("under_s"), []string{"under_score"}},
+			{"underscore alone", search("_"), []string{"under_score"}},
+			{"percent is not a wildcard", search("y%o"), []string{"fifty"}},
+			{"percent alone", search("%"), []string{"fifty"}},
+			{"backslash", search(`k\s`), []string{`back\slash`}},
+			{"backslash alone", search(`\`), []string{`back\slash`}},
+			{"double quote", search(`e"d`), []string{`quote"d`}},
+			{"several matches, newest first", search("FIFTY"), []string{"fifty-off", "fifty"}},
+			{"search and tags", search("under") + "&tags[plan]=pro", []string{"underXscore"}},
+			{"no match", search("nothing-like-it"), nil},
+			{"one tag, newest first", "tags[team]=core", []string{"underXscore", "under_score", "elan"}},
+			{"two tags", "tags[team]=core&tags[plan]=pro", []string{"underXscore", "elan"}},
+			{"three tags", "tags[team]=core&tags[plan]=pro&tags[region]=eu", []string{"elan"}},
+			{"a tag that no connection has with that value", "tags[team]=core&tags[region]=us", nil},
+			{"tags are paged", "tags[team]=core&limit=2&page=1", []string{"elan"}},
+			{"end-user tags", "tags[end_user_email]=zoe@elan.test", []string{"elan"}},
+		} {
+			t.Run(tt.name, func(t *testing.T) { check(t, tt.query, tt.want...) })
+		}
+		t.Run("ties on created_at", func(t *testing.T) {
+			check(t, search(`"`)+"&limit=1", `quote"d`)
+			imp("twin2", `,"tags":{"team":"ops"}`)
+			clk.Add(-time.Second)
+			imp("twin3", `,"tags":{"team":"ops"}`)
+			check(t, "tags[team]=ops", "twin3", "twin2", "twin")
+			check(t, search("TWIN"), "twin3", "twin2", "twin")
+		})
+
+		patch := func(t *testing.T, id, body string) {
+			t.Helper()
+			res := updater.on(t).do(request{method: http.MethodPatch, path: "/connections/" + url.PathEscape(id) + "?provider_config_key=github", body: body})
+			if res.status != http.StatusOK {
+				t.Fatalf("patch %s: %d %s", id, res.status, res.body)
+			}
+		}
+		t.Run("PATCH replaces tags and end user", func(t *testing.T) {
+			patch(t, "under_score", `{"tags":{"team":"ops","plan":"free"}}`)
+			check(t, "tags[team]=core", "underXscore", "elan")
+			check(t, "tags[team]=ops&tags[plan]=free", "under_score")
+			patch(t, "fifty-off", `{"end_user":{"id":"u-9","display_name":"Grüße Straße"}}`)
+			check(t, search("GRÜßE"), "fifty-off")
+			check(t, "tags[end_user_id]=u-9", "fifty-off")
+			patch(t, "fifty-off", `{"tags":{}}`)
+			check(t, "tags[end_user_id]=u-9")
+			check(t, search("grüße"), "fifty-off")
+		})
+		t.Run("import replaces tags and end user, or keeps them", func(t *testing.T) {
+			imp("elan", `,"end_user":{"id":"u-1","email":"zoe@vital.test"},"tags":{"plan":"free"}`)
+			check(t, search("zoë"))
+			check(t, search("@vital"), "elan")
+			check(t, "tags[team]=core", "underXscore")
+			check(t, "tags[plan]=free", "under_score", "elan")
+			imp("elan", ``)
+			check(t, search("@vital"), "elan")
+			check(t, "tags[plan]=free&tags[end_user_id]=u-1", "elan")
+		})
+		t.Run("deleted connections disappear", func(t *testing.T) {
+			res := updater.on(t).do(request{method: http.MethodDelete, path: "/connections/" + url.PathEscape("elan") + "?provider_config_key=github"})
+			if res.status != http.StatusOK {
+				t.Fatalf("delete: %d %s", res.status, res.body)
+			}
+			check(t, search("elan"))
+			check(t, search("@vital"))
+			check(t, "tags[plan]=free", "under_score")
+			imp("elan", ``)
+			check(t, search("elan"), "elan")
+			check(t, "tags[plan]=free", "under_score")
 		})
 	})
 }

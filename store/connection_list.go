@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ListConnections is one page of a connection list. Empty filters match everything; the filters
@@ -75,7 +78,11 @@ func (db *DB) ListConnections(ctx context.Context, in ListConnections) ([]Listed
 	return out, nil
 }
 
-// listConnectionsQuery is the statement of one list page and its arguments.
+// listConnectionsQuery is the statement of one list page and its arguments. Every filter is
+// served by an index (migrations 3 and 5). On SQLite the search and the tags live in tables of
+// their own; when the page filters on one of them, that table drives the statement (CROSS JOIN
+// fixes the order of the loops in SQLite), since the planner cannot weigh a virtual table's
+// matches against the environment's ordered index.
 func (db *DB) listConnectionsQuery(in ListConnections) (string, []any, error) {
 	pg := db.dialect == DialectPostgres
 	jsonText := func(column, key string) string {
@@ -84,19 +91,41 @@ func (db *DB) listConnectionsQuery(in ListConnections) (string, []any, error) {
 		}
 		return "json_extract(" + column + ", '$." + key + "')"
 	}
-	where := []string{"c.environment_id = ?"}
-	args := []any{in.EnvironmentID}
+	from := "connections c"
+	order := "c.created_at DESC, c.id DESC"
+	var where []string
+	var args []any
+	tags := sortedKeys(in.Tags)
+	switch {
+	case !pg && utf8.RuneCountInString(in.Search) >= trigram:
+		from = "connections_search CROSS JOIN connections c ON c.id = connections_search.rowid"
+		where = append(where, "connections_search MATCH ?")
+		args = append(args, ftsPhrase(in.Search))
+	case !pg && len(tags) > 0:
+		// The first tag's index rows are in the list's order (the trigger copies created_at and
+		// id), so a page reads only its own rows.
+		from = "connection_tags t CROSS JOIN connections c ON c.id = t.connection_pk"
+		order = "t.created_at DESC, t.connection_pk DESC"
+		where = append(where, "t.environment_id = ? AND t.key = ? AND t.value = ?")
+		args = append(args, in.EnvironmentID, tags[0], in.Tags[tags[0]])
+		tags = tags[1:]
+	}
+	where = append(where, "c.environment_id = ?")
+	args = append(args, in.EnvironmentID)
 	if in.ConnectionID != "" {
 		where = append(where, "c.connection_id = ?")
 		args = append(args, in.ConnectionID)
 	}
-	if in.Search != "" {
-		like := "LIKE" // SQLite's LIKE ignores ASCII case
+	if in.Search != "" && (pg || utf8.RuneCountInString(in.Search) < trigram) {
+		// On SQLite only a search too short for a trigram comes here: it filters the
+		// environment's ordered rows, and LIKE folds ASCII letters only (the trigram table folds
+		// every letter). PostgreSQL's trigram index serves the ILIKEs themselves.
+		like := "LIKE"
 		if pg {
 			like = "ILIKE"
 		}
-		pattern := "%" + in.Search + "%"
-		where = append(where, fmt.Sprintf("(c.connection_id %[1]s ? OR %[2]s %[1]s ? OR %[3]s %[1]s ?)",
+		pattern := likeSubstring(in.Search)
+		where = append(where, fmt.Sprintf(`(c.connection_id %[1]s ? ESCAPE '\' OR %[2]s %[1]s ? ESCAPE '\' OR %[3]s %[1]s ? ESCAPE '\')`,
 			like, jsonText("c.end_user", "display_name"), jsonText("c.end_user", "email")))
 		args = append(args, pattern, pattern, pattern)
 	}
@@ -116,25 +145,45 @@ func (db *DB) listConnectionsQuery(in ListConnections) (string, []any, error) {
 		where = append(where, "c.provider_config_key IN ?")
 		args = append(args, in.ProviderConfigKeys)
 	}
-	if len(in.Tags) > 0 {
+	if pg && len(tags) > 0 {
 		want, err := json.Marshal(in.Tags)
 		if err != nil {
 			return "", nil, fmt.Errorf("list connections: tags: %w", err)
 		}
-		if pg {
-			where = append(where, "c.tags @> ?::jsonb")
-			args = append(args, string(want))
-		} else {
-			for k, v := range in.Tags {
-				where = append(where, "json_extract(c.tags, ?) = ?")
-				args = append(args, `$."`+k+`"`, v)
-			}
+		where = append(where, "c.tags @> ?::jsonb")
+		args = append(args, string(want))
+	}
+	if !pg {
+		// The tags that do not drive the statement are checked on its rows.
+		for _, k := range tags {
+			where = append(where, "json_extract(c.tags, ?) = ?")
+			args = append(args, `$."`+k+`"`, in.Tags[k])
 		}
 	}
 	query := `SELECT c.id, c.connection_id, c.provider_config_key, i.provider, c.metadata, c.tags, c.end_user, c.created_at
-FROM connections c JOIN integrations i ON i.id = c.integration_id
+FROM ` + from + ` JOIN integrations i ON i.id = c.integration_id
 WHERE ` + strings.Join(where, " AND ") + `
-ORDER BY c.created_at DESC, c.id DESC LIMIT ? OFFSET ?`
+ORDER BY ` + order + ` LIMIT ? OFFSET ?`
 	args = append(args, in.Limit, in.Offset)
 	return query, args, nil
+}
+
+// trigram is the shortest search a trigram index can serve.
+const trigram = 3
+
+// likeSubstring is the LIKE pattern of s anywhere in a value, with LIKE's wildcards in s taken
+// as themselves (escaped with a backslash): a search is a plain substring.
+func likeSubstring(s string) string {
+	return "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s) + "%"
+}
+
+// ftsPhrase is s as one FTS5 phrase: a trigram table matches it as a substring of a column,
+// whatever characters it holds.
+func ftsPhrase(s string) string {
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// sortedKeys are the keys of m in order, so that a statement does not change with map order.
+func sortedKeys(m map[string]string) []string {
+	return slices.Sorted(maps.Keys(m))
 }
