@@ -91,12 +91,20 @@ func (r *refresher) fly(ctx context.Context, target store.ReadConnection, seen [
 		defer cancel()
 		return r.refresh(fctx, target, seen, force, started, trigger)
 	})
-	select {
-	case <-ctx.Done():
-		return false, ctx.Err()
-	case out := <-res:
-		changed, _ := out.Val.(bool)
-		return changed, out.Err
+	gone := ctx.Done()
+	for {
+		select {
+		case <-gone:
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return false, ctx.Err()
+			}
+			// The request's deadline bounds its database work, not the provider's call: the
+			// flight has a deadline of its own.
+			gone = nil
+		case out := <-res:
+			changed, _ := out.Val.(bool)
+			return changed, out.Err
+		}
 	}
 }
 
