@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -154,22 +155,34 @@ func (c *Client) classify(ctx context.Context, err error) error {
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		err = ue.Err // the URL may carry nothing secret, but the operation adds nothing either
+		// The URL may carry nothing secret, but the operation adds nothing either.
+		return &UnavailableError{Reason: "the provider could not be reached", Err: ue.Err}
 	}
-	return &UnavailableError{Reason: "the provider could not be reached", Err: err}
+	// oauth2 could not read a successful answer: not JSON, or without an access token.
+	return &UnavailableError{Reason: "the provider's answer is not a token", Err: err}
 }
 
 // expiry is the token's expiry: now + expires_in, or the answer's expires_at (RFC 3339 or Unix
-// seconds) when it gives that instead; nil when it gives neither.
+// seconds) when it gives that instead; nil when it gives neither. expires_in is read from the
+// answer when oauth2 did not keep it: it keeps none for form-encoded answers nor for the client
+// credentials grant.
 func expiry(expiresIn int64, raw json.RawMessage, now time.Time) (*time.Time, error) {
+	var answer struct {
+		ExpiresIn json.RawMessage `json:"expires_in"`
+		ExpiresAt json.RawMessage `json:"expires_at"`
+	}
+	if err := json.Unmarshal(raw, &answer); err != nil {
+		return nil, nil
+	}
+	if expiresIn <= 0 && len(answer.ExpiresIn) > 0 {
+		// A number, or a string of one (form-encoded answers, and providers that quote it).
+		expiresIn, _ = strconv.ParseInt(strings.Trim(string(answer.ExpiresIn), `"`), 10, 64)
+	}
 	if expiresIn > 0 {
 		t := now.Add(time.Duration(expiresIn) * time.Second).UTC()
 		return &t, nil
 	}
-	var answer struct {
-		ExpiresAt json.RawMessage `json:"expires_at"`
-	}
-	if err := json.Unmarshal(raw, &answer); err != nil || len(answer.ExpiresAt) == 0 || string(answer.ExpiresAt) == "null" {
+	if len(answer.ExpiresAt) == 0 || string(answer.ExpiresAt) == "null" {
 		return nil, nil
 	}
 	var s string
