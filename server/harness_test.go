@@ -29,6 +29,7 @@ type env struct {
 	t      *testing.T
 	db     *store.DB
 	e      *echo.Echo
+	api    *server.API // e with its background work
 	router routers.Router
 	// key is a full-access secret of environment "dev".
 	key string
@@ -55,9 +56,9 @@ func newEnvWith(t *testing.T, db *store.DB, cfg server.Config) *env {
 	logs := &lockedBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.Store, cfg.Logger = db, logger
-	e, err := server.New(cfg)
+	api, err := server.NewAPI(cfg)
 	if err != nil {
-		t.Fatalf("server.New: %v", err)
+		t.Fatalf("server.NewAPI: %v", err)
 	}
 	spec, err := gen.GetSpec()
 	if err != nil {
@@ -72,7 +73,7 @@ func newEnvWith(t *testing.T, db *store.DB, cfg server.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &env{t: t, db: db, e: e, router: router, key: key, logs: logs, secrets: &secretSet{}}
+	v := &env{t: t, db: db, e: api.Echo, api: api, router: router, key: key, logs: logs, secrets: &secretSet{}}
 	v.secrets.add(key)
 	t.Cleanup(func() { v.checkLogs(t) })
 	return v

@@ -4,8 +4,10 @@
 package providertest
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -47,17 +49,23 @@ type Provider struct {
 	// refreshTokens are the refresh tokens that may be used, with the count that issued them.
 	refreshTokens map[string]bool
 	issued        int
-	calls         atomic.Int64
-	failures      []string
+	// tokens is every access and refresh token the provider issued, for log checks.
+	tokens   []string
+	calls    atomic.Int64
+	failures []string
+	// closed ends the requests that hang or wait when the test ends.
+	closed chan struct{}
 }
 
 // New starts a fake provider for client clientID/clientSecret, authenticating in the form body.
 // It issues tokens that expire in an hour and keeps refresh tokens (no rotation).
 func New(t testing.TB, clientID, clientSecret string) *Provider {
 	t.Helper()
-	p := &Provider{ClientID: clientID, ClientSecret: clientSecret, expiresIn: 3600, refreshTokens: map[string]bool{}}
+	p := &Provider{ClientID: clientID, ClientSecret: clientSecret, expiresIn: 3600, refreshTokens: map[string]bool{},
+		closed: make(chan struct{})}
 	srv := httptest.NewServer(http.HandlerFunc(p.serve))
 	t.Cleanup(func() {
+		close(p.closed)
 		srv.CloseClientConnections()
 		srv.Close()
 		p.mu.Lock()
@@ -98,7 +106,15 @@ func (p *Provider) IssueRefreshToken() string {
 	p.issued++
 	rt := fmt.Sprintf("rt-%d-%d", p.issued, time.Now().UnixNano())
 	p.refreshTokens[rt] = true
+	p.tokens = append(p.tokens, rt)
 	return rt
+}
+
+// Issued is every access and refresh token the provider has issued.
+func (p *Provider) Issued() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.tokens...)
 }
 
 // Valid tells whether the provider would accept refresh token rt now.
@@ -119,16 +135,28 @@ func (p *Provider) serve(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	mode, delay := p.mode, p.delay
 	p.mu.Unlock()
+	// The body is read first: until it is, the server does not notice a client that gives up,
+	// and the request's context would not end.
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
 		case <-r.Context().Done():
 			return
+		case <-p.closed:
+			return
 		}
 	}
 	switch mode {
 	case Hang:
-		<-r.Context().Done()
+		select {
+		case <-r.Context().Done():
+		case <-p.closed:
+		}
 		return
 	case Fail:
 		http.Error(w, "upstream exploded", http.StatusInternalServerError)
@@ -194,6 +222,7 @@ func (p *Provider) refresh(w http.ResponseWriter, rt string) {
 		p.issued++
 		next := fmt.Sprintf("rt-%d-%d", p.issued, time.Now().UnixNano())
 		p.refreshTokens[next] = true
+		p.tokens = append(p.tokens, next)
 		extra["refresh_token"] = next
 	}
 	p.mu.Unlock()
@@ -208,7 +237,9 @@ func (p *Provider) refresh(w http.ResponseWriter, rt string) {
 func (p *Provider) answer(w http.ResponseWriter, extra map[string]any) {
 	p.mu.Lock()
 	p.issued++
-	body := map[string]any{"access_token": fmt.Sprintf("at-%d-%d", p.issued, time.Now().UnixNano()), "token_type": "bearer"}
+	access := fmt.Sprintf("at-%d-%d", p.issued, time.Now().UnixNano())
+	p.tokens = append(p.tokens, access)
+	body := map[string]any{"access_token": access, "token_type": "bearer"}
 	if p.expiresIn > 0 {
 		body["expires_in"] = p.expiresIn
 	}
