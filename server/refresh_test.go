@@ -205,25 +205,6 @@ func hasRefreshTokenKey(v any) bool {
 	return false
 }
 
-func TestRefreshOnReadSmoke(t *testing.T) {
-	t.Parallel()
-	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		v := newRefreshEnv(t, b, server.Config{})
-		v.importExpiring("c1")
-		res := v.getConn("c1", "provider_config_key=oauth")
-		if res.status != http.StatusOK {
-			t.Fatalf("status %d: %s", res.status, res.body)
-		}
-		creds := decodeObject(t, res.body)["credentials"].(map[string]any)
-		if creds["access_token"] == "old-access-token-c1" {
-			t.Errorf("not refreshed: %s", res.body)
-		}
-		if v.provider.Calls() != 1 {
-			t.Errorf("provider calls %d", v.provider.Calls())
-		}
-	})
-}
-
 // TestRefreshOnRead: a read with read_credentials renews a token that expires within the window
 // (15 minutes) or when forced, and leaves others alone.
 func TestRefreshOnRead(t *testing.T) {
