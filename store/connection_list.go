@@ -79,10 +79,10 @@ func (db *DB) ListConnections(ctx context.Context, in ListConnections) ([]Listed
 }
 
 // listConnectionsQuery is the statement of one list page and its arguments. Every filter is
-// served by an index (migrations 3 and 5). On SQLite the search and the tags live in tables of
-// their own; when the page filters on one of them, that table drives the statement (CROSS JOIN
-// fixes the order of the loops in SQLite), since the planner cannot weigh a virtual table's
-// matches against the environment's ordered index.
+// served by an index (migrations 3 and 5). Tags live in a table of their own on both databases
+// and, on SQLite, the search too; when the page filters on one of them, that table drives the
+// statement (on SQLite, CROSS JOIN fixes the order of the loops), since no planner can weigh
+// their matches against the environment's ordered index reliably.
 func (db *DB) listConnectionsQuery(in ListConnections) (string, []any, error) {
 	pg := db.dialect == DialectPostgres
 	jsonText := func(column, key string) string {
@@ -101,10 +101,13 @@ func (db *DB) listConnectionsQuery(in ListConnections) (string, []any, error) {
 		from = "connections_search CROSS JOIN connections c ON c.id = connections_search.rowid"
 		where = append(where, "connections_search MATCH ?")
 		args = append(args, ftsPhrase(in.Search))
-	case !pg && len(tags) > 0:
+	case len(tags) > 0:
 		// The first tag's index rows are in the list's order (the trigger copies created_at and
-		// id), so a page reads only its own rows.
+		// id), so a page reads only its own rows, however many connections have the tag.
 		from = "connection_tags t CROSS JOIN connections c ON c.id = t.connection_pk"
+		if pg {
+			from = "connection_tags t JOIN connections c ON c.id = t.connection_pk"
+		}
 		order = "t.created_at DESC, t.connection_pk DESC"
 		where = append(where, "t.environment_id = ? AND t.key = ? AND t.value = ?")
 		args = append(args, in.EnvironmentID, tags[0], in.Tags[tags[0]])
@@ -145,17 +148,12 @@ func (db *DB) listConnectionsQuery(in ListConnections) (string, []any, error) {
 		where = append(where, "c.provider_config_key IN ?")
 		args = append(args, in.ProviderConfigKeys)
 	}
-	if pg && len(tags) > 0 {
-		want, err := json.Marshal(in.Tags)
-		if err != nil {
-			return "", nil, fmt.Errorf("list connections: tags: %w", err)
-		}
-		where = append(where, "c.tags @> ?::jsonb")
-		args = append(args, string(want))
-	}
-	if !pg {
-		// The tags that do not drive the statement are checked on its rows.
-		for _, k := range tags {
+	// The tags that do not drive the statement are checked on its rows.
+	for _, k := range tags {
+		if pg {
+			where = append(where, "c.tags->>? = ?")
+			args = append(args, k, in.Tags[k])
+		} else {
 			where = append(where, "json_extract(c.tags, ?) = ?")
 			args = append(args, `$."`+k+`"`, in.Tags[k])
 		}
