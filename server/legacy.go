@@ -18,11 +18,11 @@ func (s *Server) ListConnectionsLegacy(ctx context.Context, req gen.ListConnecti
 	if err != nil {
 		return nil, err
 	}
-	ok, isOK := res.(gen.ListConnections200JSONResponse)
-	if !isOK {
+	page, isPage := res.(listPage)
+	if !isPage {
 		return nil, fmt.Errorf("list connections: unexpected response %T", res)
 	}
-	return gen.ListConnectionsLegacy200JSONResponse(ok), nil
+	return page, nil
 }
 
 // GetConnectionLegacy is GET /connection/{connectionId}.
