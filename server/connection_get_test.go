@@ -29,6 +29,41 @@ func (v *env) getConn(id, query string) response {
 	return v.do(request{method: http.MethodGet, path: "/connections/" + url.PathEscape(id) + "?" + query})
 }
 
+// TestGetConnectionLastFetchedAt checks that a read with credentials writes last_fetched_at only
+// once it is a minute old, so that frequent reads of one connection do not each write the row.
+func TestGetConnectionLastFetchedAt(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		v := newEnv(t, b)
+		clk := &clock{now: mustTime(t, "2025-01-01T10:00:00Z")}
+		v.db.Now = clk.Now
+		v.integration("dev", "github", "OAUTH2")
+		v.importOK(oauth2WithRefresh)
+		imported := clk.Now()
+		for _, step := range []struct {
+			name    string
+			advance time.Duration
+			want    time.Time
+		}{
+			{"under a minute after the import: the import's", 59 * time.Second, imported},
+			{"a minute after: now", time.Second, imported.Add(time.Minute)},
+			{"again under a minute after: unchanged", 59 * time.Second, imported.Add(time.Minute)},
+			{"a minute after the last write: now", time.Second, imported.Add(2 * time.Minute)},
+		} {
+			t.Run(step.name, func(t *testing.T) {
+				clk.Add(step.advance)
+				res := v.on(t).getConn("acme", "provider_config_key=github")
+				if res.status != http.StatusOK {
+					t.Fatalf("status %d: %s", res.status, res.body)
+				}
+				if got := utcTime(t, "last_fetched_at", decodeObject(t, res.body)["last_fetched_at"]); !got.Equal(step.want) {
+					t.Errorf("last_fetched_at %v, want %v", got, step.want)
+				}
+			})
+		}
+	})
+}
+
 func TestGetConnectionCredentialsByScope(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {

@@ -15,10 +15,14 @@ type ReadConnection struct {
 	Integration   Integration
 	ConnectionID  string
 	// WithCredentials opens the sealed credentials into the result and sets last_fetched_at to
-	// now, in the statement that reads the row. Without it the credentials stay in the database
-	// and last_fetched_at is not touched.
+	// now when it is lastFetchedEvery old or older. Without it the credentials stay in the
+	// database and last_fetched_at is not touched.
 	WithCredentials bool
 }
+
+// lastFetchedEvery is how stale last_fetched_at may be: a read with credentials writes it only
+// when it is at least this old, so that most reads are one SELECT, with no write and no commit.
+const lastFetchedEvery = time.Minute
 
 const connectionColumns = `id, credentials, connection_config, metadata, tags, end_user, created_at, updated_at, last_fetched_at, webhook_url_override,
 credentials_expires_at, refresh_failures, refresh_failed_at, refresh_error, refresh_log_id`
@@ -28,12 +32,6 @@ func (db *DB) GetConnection(ctx context.Context, in ReadConnection) (Connection,
 	query := `SELECT ` + connectionColumns + ` FROM connections
 WHERE environment_id = ? AND provider_config_key = ? AND connection_id = ?`
 	args := []any{in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID}
-	if in.WithCredentials {
-		query = `UPDATE connections SET last_fetched_at = ?
-WHERE environment_id = ? AND provider_config_key = ? AND connection_id = ?
-RETURNING ` + connectionColumns
-		args = append([]any{db.now()}, args...)
-	}
 	var (
 		sealed                        string
 		config, metadata, tags        string
@@ -51,6 +49,15 @@ RETURNING ` + connectionColumns
 	}
 	if err != nil {
 		return Connection{}, fmt.Errorf("read connection %q: %w", in.ConnectionID, err)
+	}
+	if now := db.now(); in.WithCredentials && !lastFetched.After(now.Add(-lastFetchedEvery)) {
+		// The condition again in the statement: of concurrent readers, one writes.
+		err := db.gorm.WithContext(ctx).Exec("UPDATE connections SET last_fetched_at = ? WHERE id = ? AND last_fetched_at <= ?",
+			now, c.ID, now.Add(-lastFetchedEvery)).Error
+		if err != nil {
+			return Connection{}, fmt.Errorf("read connection %q: last_fetched_at: %w", in.ConnectionID, err)
+		}
+		lastFetched = now
 	}
 	c.ConnectionID = in.ConnectionID
 	c.ProviderConfigKey = in.Integration.UniqueKey
