@@ -29,17 +29,18 @@ fuzz: ## fuzz the whole import request path (FUZZTIME, default 30s)
 	$(GO) test -run '^$$' -fuzz FuzzImport -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./server
 
 BENCH_FLAGS ?=
+BENCH_PRELOAD ?= 1000000
 
-bench: ## benchmarks of the per-request path, then imports/s on PostgreSQL (beside pgbench) and on SQLite
+bench: ## benchmarks of the per-request path, then imports/s (beside pgbench) and reads with BENCH_PRELOAD connections stored, on PostgreSQL and on SQLite
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	$(GO) run ./bench $(BENCH_FLAGS)
-	$(GO) run ./bench --sqlite $(BENCH_FLAGS)
+	$(GO) run ./bench --preload $(BENCH_PRELOAD) $(BENCH_FLAGS)
+	$(GO) run ./bench --sqlite --preload $(BENCH_PRELOAD) $(BENCH_FLAGS)
 
 .PHONY: bench-smoke
 bench-smoke: ## every benchmark once, briefly, as CI runs them; fails on any error
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
-	$(GO) run ./bench --duration 2s --warmup 0s --out bench/results/smoke
-	$(GO) run ./bench --sqlite --duration 2s --warmup 0s --out bench/results/smoke
+	$(GO) run ./bench --duration 2s --warmup 0s --preload 10000 --out bench/results/smoke
+	$(GO) run ./bench --sqlite --duration 2s --warmup 0s --preload 10000 --out bench/results/smoke
 
 clean:
 	rm -rf bin

@@ -120,7 +120,8 @@ func (db *benchDB) bind(query string) string {
 }
 
 // preload stores n connections in one server-side statement. Their credentials look like sealed
-// values of the size the load's imports produce; the rows are otherwise like the load's.
+// values of the size the load's imports produce; the rows are otherwise like the load's, plus an
+// end user in one of orgCount organizations, which the list by organization reads.
 func (db *benchDB) preload(ctx context.Context, n int, keyID string) error {
 	now := time.Now().UTC()
 	expires := now.Add(time.Hour)
@@ -142,8 +143,9 @@ SELECT $1, $2, $3, 'preload-' || lpad(i::text, 9, '0'),
         'plan', 'enterprise', 'region', 'eu-west-1', 'imported_from', 'legacy-vault',
         'scopes', jsonb_build_array('repo', 'read:org', 'workflow', 'read:user'),
         'seats', 1 + i % 500, 'migrated', true),
-    jsonb_build_object('end_user_id', 'user-' || i, 'organization_id', 'org-' || i % 10000),
-    NULL, $6, $6, $6
+    jsonb_build_object('end_user_id', 'user-' || i, 'organization_id', 'org-' || i % $8),
+    jsonb_build_object('id', 'user-' || i, 'organization', jsonb_build_object('id', 'org-' || i % $8)),
+    $6, $6, $6
 FROM generate_series(1, $7::bigint) AS i`
 	default:
 		query = `
@@ -158,11 +160,12 @@ SELECT ?1, ?2, ?3, 'preload-' || printf('%09d', i),
     '{"account_id":"acct_' || lower(hex(randomblob(8))) || '","account_name":"Example Corporation",' ||
         '"plan":"enterprise","region":"eu-west-1","imported_from":"legacy-vault",' ||
         '"scopes":["repo","read:org","workflow","read:user"],"seats":' || (1 + i % 500) || ',"migrated":true}',
-    '{"end_user_id":"user-' || i || '","organization_id":"org-' || (i % 10000) || '"}',
-    NULL, ?6, ?6, ?6
+    '{"end_user_id":"user-' || i || '","organization_id":"org-' || (i % ?8) || '"}',
+    '{"id":"user-' || i || '","organization":{"id":"org-' || (i % ?8) || '"}}',
+    ?6, ?6, ?6
 FROM s`
 	}
-	_, err := db.sql.ExecContext(ctx, query, db.envID, db.integrationID, benchIntegration, keyID, expires, now, n)
+	_, err := db.sql.ExecContext(ctx, query, db.envID, db.integrationID, benchIntegration, keyID, expires, now, n, orgCount)
 	if err != nil {
 		return fmt.Errorf("preload %d connections: %w", n, err)
 	}

@@ -28,10 +28,15 @@ type loadConfig struct {
 // connectionIDPrefix marks the connections the load imports, so that they can be counted.
 const connectionIDPrefix = "bench-"
 
+// readIDsPerClient bounds how many of its imported connection ids each client keeps for the
+// read scenarios.
+const readIDsPerClient = 1000
+
 // runLoad drives POST /connections from cfg.clients closed-loop clients: each sends its next
 // request as soon as the previous one is answered. Throughput and latencies are those of the
-// requests that complete inside the measured window; errors are counted over the whole run.
-func runLoad(ctx context.Context, cfg loadConfig) (loadStats, error) {
+// requests that complete inside the measured window; errors are counted over the whole run. It
+// also returns ids of connections it imported, for the reads.
+func runLoad(ctx context.Context, cfg loadConfig) (loadStats, []string, error) {
 	transport := &http.Transport{
 		MaxIdleConns:        cfg.clients * 2,
 		MaxIdleConnsPerHost: cfg.clients * 2,
@@ -73,15 +78,17 @@ func runLoad(ctx context.Context, cfg loadConfig) (loadStats, error) {
 	cancel()
 	<-samplerDone
 	if err := parent.Err(); err != nil {
-		return loadStats{}, fmt.Errorf("load interrupted: %w", err)
+		return loadStats{}, nil, fmt.Errorf("load interrupted: %w", err)
 	}
 
 	var stats loadStats
 	var latencies []time.Duration
+	var ids []string
 	errorKinds := map[string]int{}
 	for i := range workers {
 		w := &workers[i]
 		latencies = append(latencies, w.latencies...)
+		ids = append(ids, w.imported...)
 		stats.Errors += w.errors
 		stats.Sent += w.sent
 		stats.Succeeded += w.succeeded
@@ -114,7 +121,7 @@ func runLoad(ctx context.Context, cfg loadConfig) (loadStats, error) {
 			stats.ServerCPUPerImport = 1e6 * cpu.server.Seconds() / window / stats.ImportsPerSecond
 		}
 	}
-	return stats, nil
+	return stats, ids, nil
 }
 
 // worker is one closed-loop client.
@@ -133,6 +140,8 @@ type worker struct {
 	latencies  []time.Duration
 	bodyBytes  int
 	checkErr   string
+	// imported holds the first readIDsPerClient connection ids this client imported.
+	imported []string
 }
 
 func (w *worker) loop(ctx context.Context, measureFrom, measureTo time.Time) {
@@ -187,6 +196,9 @@ func (w *worker) loop(ctx context.Context, measureFrom, measureTo time.Time) {
 			continue
 		}
 		w.succeeded++
+		if len(w.imported) < readIDsPerClient {
+			w.imported = append(w.imported, connectionID)
+		}
 		if !checked {
 			checked = true
 			w.checkResponse(buf.Bytes(), connectionID)
@@ -235,7 +247,7 @@ func (w *worker) body(connectionID string) []byte {
 	b = append(b, `,"migrated":true},"tags":{"end_user_id":"user-`...)
 	b = strconv.AppendInt(b, int64(w.rng.IntN(10_000_000)), 10)
 	b = append(b, `","organization_id":"org-`...)
-	b = strconv.AppendInt(b, int64(w.rng.IntN(10_000)), 10)
+	b = strconv.AppendInt(b, int64(w.rng.IntN(orgCount)), 10)
 	b = append(b, `"}}`...)
 	return b
 }

@@ -1,10 +1,13 @@
-// Command bench measures how many connections credport imports per second.
+// Command bench measures how many connections credport imports per second, and how fast it
+// answers reads beside them.
 //
-// One run starts credport on a fresh database, creates an API key and an integration with the
-// CLI, drives POST /connections with distinct connection ids from N closed-loop clients, and then
-// (on PostgreSQL) runs pgbench with the equivalent single-statement upsert into a table shaped
-// like connections, for the same N and duration. It prints one table and writes the same figures
-// as JSON under --out.
+// One run starts credport on a fresh database, creates API keys and an integration with the CLI,
+// drives POST /connections with distinct connection ids from N closed-loop clients, then, on the
+// same server and table and for the same duration, getConnection of connections it imported from
+// N clients and list pages of 100 filtered by a tag and by the end user's organization from
+// --list-clients. On PostgreSQL it then runs pgbench with the equivalent single-statement upsert
+// into a table shaped like connections. It prints one table and writes the same figures as JSON
+// under --out.
 //
 //	go run ./bench                      # PostgreSQL at CREDPORT_BENCH_DATABASE_URL
 //	go run ./bench --sqlite             # the embedded default
@@ -38,15 +41,17 @@ const (
 )
 
 type options struct {
-	sqlite   bool
-	clients  int
-	duration time.Duration
-	warmup   time.Duration
-	preload  int
-	out      string
-	pgbench  bool
-	baseline string
-	adminURL string
+	sqlite      bool
+	clients     int
+	duration    time.Duration
+	warmup      time.Duration
+	preload     int
+	out         string
+	pgbench     bool
+	baseline    string
+	reads       bool
+	listClients int
+	adminURL    string
 }
 
 func main() {
@@ -59,6 +64,8 @@ func main() {
 	flag.StringVar(&o.out, "out", filepath.Join("bench", "results"), "directory the JSON results go to")
 	flag.BoolVar(&o.pgbench, "pgbench", true, "run pgbench with the equivalent upsert (PostgreSQL only)")
 	flag.StringVar(&o.baseline, "baseline", "", "a previous result (JSON) to compare with")
+	flag.BoolVar(&o.reads, "reads", true, "measure getConnection and filtered list pages after the imports")
+	flag.IntVar(&o.listClients, "list-clients", 4, "concurrent closed-loop clients of the list pages")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", flag.Args())
@@ -68,8 +75,8 @@ func main() {
 	if o.adminURL == "" {
 		o.adminURL = defaultAdminURL
 	}
-	if o.clients < 1 || o.duration <= 0 || o.warmup < 0 || o.preload < 0 {
-		fmt.Fprintln(os.Stderr, "bench: --clients must be ≥ 1, --duration > 0, --warmup and --preload ≥ 0")
+	if o.clients < 1 || o.listClients < 1 || o.duration <= 0 || o.warmup < 0 || o.preload < 0 {
+		fmt.Fprintln(os.Stderr, "bench: --clients and --list-clients must be ≥ 1, --duration > 0, --warmup and --preload ≥ 0")
 		os.Exit(2)
 	}
 
@@ -86,8 +93,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-	if res.Load.Errors > 0 {
-		fmt.Fprintf(os.Stderr, "bench: %d requests failed\n", res.Load.Errors)
+	failed := res.Load.Errors
+	for _, r := range res.Reads {
+		failed += r.Errors
+	}
+	if failed > 0 {
+		fmt.Fprintf(os.Stderr, "bench: %d requests failed\n", failed)
 		os.Exit(1)
 	}
 }
@@ -144,6 +155,12 @@ func run(ctx context.Context, o options) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The reads use a key of their own, as an application that only reads would.
+	readSecret, err := cli.run(ctx, "keys", "create", "--env", benchEnv, "--name", "bench-read",
+		"--scope", "environment:connections:read_credentials", "--scope", "environment:connections:list")
+	if err != nil {
+		return nil, err
+	}
 	if _, err := cli.run(ctx, "integrations", "create", "--env", benchEnv, "--unique-key", benchIntegration,
 		"--provider", "github", "--auth-mode", "OAUTH2"); err != nil {
 		return nil, err
@@ -175,10 +192,14 @@ func run(ctx context.Context, o options) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	load, loadErr := runLoad(ctx, loadConfig{
+	cfg := loadConfig{
 		baseURL: srv.baseURL, secret: secret, clients: o.clients, warmup: o.warmup, duration: o.duration,
 		serverPID: srv.pid(),
-	})
+	}
+	load, ids, loadErr := runLoad(ctx, cfg)
+	if loadErr == nil && o.reads {
+		res.Reads, loadErr = runReadScenarios(ctx, cfg, o.listClients, readSecret, ids)
+	}
 	stats, stopErr := srv.stop()
 	if loadErr != nil {
 		return nil, errors.Join(loadErr, stopErr)
@@ -215,6 +236,30 @@ func run(ctx context.Context, o options) (*result, error) {
 		}
 	}
 	return res, nil
+}
+
+// runReadScenarios measures each read scenario in turn: getConnection with as many clients as
+// the imports, list pages with listClients. Sixteen clients on a small machine queue each request
+// behind the others, so that a latency is mostly the queue's; a list page is an occasional,
+// heavier request whose latency is the point.
+func runReadScenarios(ctx context.Context, cfg loadConfig, listClients int, secret string, ids []string) ([]readStats, error) {
+	if len(ids) == 0 {
+		return nil, errors.New("no imported connection to read")
+	}
+	var out []readStats
+	for _, s := range readScenarios(secret, ids) {
+		c := cfg
+		if s.pages {
+			c.clients = listClients
+		}
+		fmt.Fprintf(os.Stderr, "bench: %s, %d clients\n", s.request, c.clients)
+		r, err := runReads(ctx, c, s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // hostInfo describes the machine, since every figure depends on it.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,6 +29,8 @@ type result struct {
 	Pgbench *pgbenchStats `json:"pgbench"`
 	// Ratio is credport's imports/s over pgbench's transactions/s.
 	Ratio *float64 `json:"ratio_credport_pgbench"`
+	// Reads are the read scenarios, measured after the imports on the same server and table.
+	Reads []readStats `json:"reads,omitempty"`
 }
 
 type host struct {
@@ -59,6 +62,34 @@ type loadStats struct {
 	ClientCPUPercent float64 `json:"client_cpu_percent"`
 	// HostCPUBusyPercent is how busy all the machine's CPUs were (100 = all of them).
 	HostCPUBusyPercent float64 `json:"host_cpu_busy_percent"`
+}
+
+type readStats struct {
+	Name    string `json:"name"`
+	Request string `json:"request"`
+	Clients int    `json:"clients"`
+	// Requests counts the 200 answers completed in the measured window.
+	Requests          int64   `json:"requests"`
+	RequestsPerSecond float64 `json:"requests_per_s"`
+	Latency           latency `json:"latency"`
+	// Errors counts failed requests of the whole run, warm-up included.
+	Errors     int64       `json:"errors"`
+	ErrorKinds []errorKind `json:"error_kinds,omitempty"`
+	// RowsPerPage is the mean number of connections a list page held.
+	RowsPerPage *float64 `json:"rows_per_page,omitempty"`
+	// ServerCPUPerRequest is the server's CPU time per request, in microseconds.
+	ServerCPUPerRequest float64 `json:"server_cpu_us_per_request"`
+	HostCPUBusyPercent  float64 `json:"host_cpu_busy_percent"`
+}
+
+// read is the read scenario of that name, or nil.
+func (r *result) read(name string) *readStats {
+	for i := range r.Reads {
+		if r.Reads[i].Name == name {
+			return &r.Reads[i]
+		}
+	}
+	return nil
 }
 
 type errorKind struct {
@@ -101,8 +132,11 @@ func report(w io.Writer, o options, res *result, completed bool) error {
 }
 
 func printTable(w io.Writer, res, base *result, baseName string) {
-	fmt.Fprintf(w, "\ncredport POST /connections — %s, %d clients, %gs measured after %gs warm-up, preload %d, body %d B\n",
+	fmt.Fprintf(w, "\ncredport POST /connections, then reads — %s, %d clients, %gs measured after %gs warm-up each, preload %d, body %d B\n",
 		res.Database, res.Clients, res.Duration, res.Warmup, res.Preload, res.Load.BodyBytes)
+	for _, r := range res.Reads {
+		fmt.Fprintf(w, "%s: %s, %d clients\n", r.Name, r.Request, r.Clients)
+	}
 	fmt.Fprintf(w, "host: %d CPUs, %s, %s\n\n", res.Host.CPUs, res.Host.CPUModel, res.Host.GoVersion)
 
 	type row struct {
@@ -147,6 +181,38 @@ func printTable(w io.Writer, res, base *result, baseName string) {
 			return fmt.Sprintf("%.3f", *r.Ratio)
 		}},
 	}
+	for _, name := range readNames(res, base) {
+		read := func(f func(r *result, s *readStats) string) func(*result) string {
+			return func(r *result) string {
+				if s := r.read(name); s != nil {
+					return f(r, s)
+				}
+				return "n/a"
+			}
+		}
+		rows = append(rows,
+			row{name + "/s", read(func(_ *result, s *readStats) string { return f1(s.RequestsPerSecond) })},
+			row{name + " p50 / p90 / p99 (ms)", read(func(_ *result, s *readStats) string {
+				return f2(s.Latency.P50) + " / " + f2(s.Latency.P90) + " / " + f2(s.Latency.P99)
+			})},
+			row{name + " / imports", read(func(r *result, s *readStats) string {
+				if r.Load.ImportsPerSecond == 0 {
+					return "n/a"
+				}
+				return f2(s.RequestsPerSecond / r.Load.ImportsPerSecond)
+			})},
+			row{name + " errors", read(func(_ *result, s *readStats) string { return fmt.Sprint(s.Errors) })},
+			row{name + " server CPU per request (µs)", read(func(_ *result, s *readStats) string { return f1(s.ServerCPUPerRequest) })},
+		)
+		if s := res.read(name); s != nil && s.RowsPerPage != nil {
+			rows = append(rows, row{name + " rows per page", read(func(_ *result, s *readStats) string {
+				if s.RowsPerPage == nil {
+					return "n/a"
+				}
+				return f1(*s.RowsPerPage)
+			})})
+		}
+	}
 	header := "| metric | this run |"
 	rule := "|---|---:|"
 	if base != nil {
@@ -162,19 +228,43 @@ func printTable(w io.Writer, res, base *result, baseName string) {
 		}
 		fmt.Fprintln(w, line)
 	}
-	if len(res.Load.ErrorKinds) > 0 {
-		fmt.Fprintln(w, "\nerrors:")
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		for i, k := range res.Load.ErrorKinds {
-			if i == 10 {
-				fmt.Fprintf(tw, "  …\t%d more kinds\n", len(res.Load.ErrorKinds)-10)
-				break
-			}
-			fmt.Fprintf(tw, "  %d\t%s\n", k.Count, strings.ReplaceAll(k.Kind, "\n", " "))
-		}
-		tw.Flush()
+	printErrors(w, "errors", res.Load.ErrorKinds)
+	for _, r := range res.Reads {
+		printErrors(w, r.Name+" errors", r.ErrorKinds)
 	}
 	fmt.Fprintln(w)
+}
+
+// readNames are the read scenarios of res and then those only base has, in order.
+func readNames(res, base *result) []string {
+	var names []string
+	for _, r := range []*result{res, base} {
+		if r == nil {
+			continue
+		}
+		for _, s := range r.Reads {
+			if !slices.Contains(names, s.Name) {
+				names = append(names, s.Name)
+			}
+		}
+	}
+	return names
+}
+
+func printErrors(w io.Writer, title string, kinds []errorKind) {
+	if len(kinds) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s:\n", title)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for i, k := range kinds {
+		if i == 10 {
+			fmt.Fprintf(tw, "  …\t%d more kinds\n", len(kinds)-10)
+			break
+		}
+		fmt.Fprintf(tw, "  %d\t%s\n", k.Count, strings.ReplaceAll(k.Kind, "\n", " "))
+	}
+	tw.Flush()
 }
 
 // writeJSON writes the result as <timestamp>-<database>.json and latest-<database>.json in dir.
