@@ -154,25 +154,17 @@ func (r integrationRow) integration() Integration {
 		HasPrivateKey:   r.PrivateKey != nil,
 		CreatedAt:       r.CreatedAt,
 	}
-	if r.ClientID != nil {
-		in.ClientID = *r.ClientID
-	}
-	if r.AppID != nil {
-		in.AppID = *r.AppID
-	}
-	if r.APIBaseURL != nil {
-		in.APIBaseURL = *r.APIBaseURL
-	}
-	if r.TokenURL != nil {
-		in.TokenURL = *r.TokenURL
-	}
-	if r.TokenAuth != nil {
-		in.TokenAuth = *r.TokenAuth
-	}
-	if r.Scopes != nil {
-		in.Scopes = *r.Scopes
-	}
+	in.ClientID, in.AppID, in.APIBaseURL = deref(r.ClientID), deref(r.AppID), deref(r.APIBaseURL)
+	in.TokenURL, in.TokenAuth, in.Scopes = deref(r.TokenURL), deref(r.TokenAuth), deref(r.Scopes)
 	return in
+}
+
+// deref is the string p points to, "" when nil.
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }
 
 // checkRefreshConfig checks the token refresh settings of a new integration and fills in the
