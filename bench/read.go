@@ -9,10 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
-	"sync"
-	"time"
 )
 
 // orgCount is how many organizations the preload and the imports spread connections over: with
@@ -132,158 +129,71 @@ func pageRows(body []byte) int {
 	return bytes.Count(body, []byte(`"connection_id":`))
 }
 
-// runReads drives one read scenario from cfg.clients closed-loop clients, as runLoad drives
-// imports: throughput and latencies of the requests completed in the measured window, errors
-// over the whole run.
+// runReads drives one read scenario from cfg.clients closed-loop clients, as closedLoop
+// measures them.
 func runReads(ctx context.Context, cfg loadConfig, s readScenario) (readStats, error) {
-	transport := &http.Transport{
-		MaxIdleConns:        cfg.clients * 2,
-		MaxIdleConnsPerHost: cfg.clients * 2,
-		IdleConnTimeout:     time.Minute,
-		DisableCompression:  true,
-	}
-	defer transport.CloseIdleConnections()
-	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
-
-	parent := ctx
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	start := time.Now()
-	measureFrom := start.Add(cfg.warmup)
-	measureTo := measureFrom.Add(cfg.duration)
-	var cpu cpuWindow
-	samplerDone := make(chan struct{})
-	go func() {
-		defer close(samplerDone)
-		cpu.sample(parent, cfg.serverPID, measureFrom, measureTo)
-	}()
-
 	readers := make([]reader, cfg.clients)
-	var wg sync.WaitGroup
-	for i := range readers {
-		r := &readers[i]
-		r.client, r.baseURL, r.scenario = client, cfg.baseURL, s
-		r.rng = rand.New(rand.NewPCG(uint64(i)+1, uint64(start.UnixNano())))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.loop(ctx, measureFrom, measureTo)
-		}()
-	}
-	wg.Wait()
-	cancel()
-	<-samplerDone
-	if err := parent.Err(); err != nil {
+	run, err := closedLoop(ctx, cfg, func(i int, rng *rand.Rand) loopClient {
+		readers[i] = reader{baseURL: cfg.baseURL, scenario: s, rng: rng}
+		return &readers[i]
+	})
+	if err != nil {
 		return readStats{}, fmt.Errorf("%s: interrupted: %w", s.name, err)
 	}
 
-	stats := readStats{Name: s.name, Request: s.request, Clients: cfg.clients}
-	var latencies []time.Duration
-	var rows int64
-	errorKinds := map[string]int{}
-	for i := range readers {
-		r := &readers[i]
-		latencies = append(latencies, r.latencies...)
-		rows += r.rows
-		stats.Errors += r.errors
-		for k, n := range r.errorKinds {
-			errorKinds[k] += n
+	stats := readStats{
+		Name:              s.name,
+		Request:           s.request,
+		Clients:           cfg.clients,
+		Requests:          run.measured,
+		RequestsPerSecond: run.perSecond,
+		Latency:           run.latency,
+		Errors:            run.errors,
+		ErrorKinds:        run.errorKinds,
+	}
+	if s.pages && run.measured > 0 {
+		var rows int64
+		for i := range readers {
+			rows += readers[i].rows
 		}
-	}
-	for k, n := range errorKinds {
-		stats.ErrorKinds = append(stats.ErrorKinds, errorKind{Kind: k, Count: n})
-	}
-	slices.SortFunc(stats.ErrorKinds, func(a, b errorKind) int { return b.Count - a.Count })
-	stats.Requests = int64(len(latencies))
-	stats.RequestsPerSecond = float64(len(latencies)) / cfg.duration.Seconds()
-	stats.Latency = summarize(latencies)
-	if s.pages && len(latencies) > 0 {
-		perPage := float64(rows) / float64(len(latencies))
+		perPage := float64(rows) / float64(run.measured)
 		stats.RowsPerPage = &perPage
 	}
-	if cpu.ok {
-		window := cpu.wall.Seconds()
-		if cpu.hostTotal > 0 {
-			stats.HostCPUBusyPercent = 100 * float64(cpu.hostBusy) / float64(cpu.hostTotal)
-		}
-		if stats.RequestsPerSecond > 0 {
-			stats.ServerCPUPerRequest = 1e6 * cpu.server.Seconds() / window / stats.RequestsPerSecond
-		}
+	if cpu := run.cpu; cpu.ok {
+		stats.HostCPUBusyPercent = cpu.hostBusyPercent()
+		stats.ServerCPUPerRequest = cpu.serverMicrosPer(stats.RequestsPerSecond)
 	}
 	return stats, nil
 }
 
 // reader is one closed-loop client of a read scenario.
 type reader struct {
-	client   *http.Client
 	baseURL  string
 	scenario readScenario
 	rng      *rand.Rand
 
-	errors     int64
-	errorKinds map[string]int
-	latencies  []time.Duration
 	// rows counts the rows of the pages answered in the measured window.
 	rows int64
 }
 
-func (r *reader) loop(ctx context.Context, measureFrom, measureTo time.Time) {
-	r.errorKinds = map[string]int{}
-	r.latencies = make([]time.Duration, 0, 1<<14)
-	auth := "Bearer " + r.scenario.secret
-	var buf bytes.Buffer
-	checked := false
-	for ctx.Err() == nil {
-		if time.Now().After(measureTo) {
-			return
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.baseURL+r.scenario.path(r.rng), nil)
-		if err != nil {
-			r.errors++
-			r.errorKinds[err.Error()]++
-			return
-		}
-		// The headers Nango's Node SDK sends on every call.
-		req.Header.Set("Authorization", auth)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Nango-Is-Sync", "false")
-		req.Header.Set("Nango-Is-Script", "false")
-		req.Header.Set("Nango-Is-Dry-Run", "false")
-		t0 := time.Now()
-		res, err := r.client.Do(req)
-		var status int
-		if err == nil {
-			buf.Reset()
-			_, err = buf.ReadFrom(res.Body)
-			res.Body.Close()
-			status = res.StatusCode
-		}
-		t1 := time.Now()
-		if ctx.Err() != nil {
-			return
-		}
-		switch {
-		case err != nil:
-			r.errors++
-			r.errorKinds["transport: "+err.Error()]++
-			continue
-		case status != http.StatusOK:
-			r.errors++
-			r.errorKinds[fmt.Sprintf("HTTP %d: %s", status, truncate(buf.String(), 200))]++
-			continue
-		}
-		if !checked {
-			checked = true
-			if err := r.scenario.check(buf.Bytes()); err != nil {
-				r.errors++
-				r.errorKinds[err.Error()]++
-			}
-		}
-		if !t1.Before(measureFrom) && !t1.After(measureTo) {
-			r.latencies = append(r.latencies, t1.Sub(t0))
-			if r.scenario.pages {
-				r.rows += int64(pageRows(buf.Bytes()))
-			}
-		}
+func (r *reader) request(ctx context.Context) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.baseURL+r.scenario.path(r.rng), nil)
+	if err != nil {
+		return nil, err
+	}
+	// The headers Nango's Node SDK sends on every call.
+	req.Header.Set("Authorization", "Bearer "+r.scenario.secret)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Nango-Is-Sync", "false")
+	req.Header.Set("Nango-Is-Script", "false")
+	req.Header.Set("Nango-Is-Dry-Run", "false")
+	return req, nil
+}
+
+func (r *reader) check(body []byte) error { return r.scenario.check(body) }
+
+func (r *reader) answered(body []byte, measured bool) {
+	if measured && r.scenario.pages {
+		r.rows += int64(pageRows(body))
 	}
 }
