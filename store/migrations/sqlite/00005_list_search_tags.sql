@@ -7,9 +7,6 @@
 CREATE VIRTUAL TABLE connections_search USING fts5(
     connection_id, display_name, email,
     tokenize = 'trigram', content = '', contentless_delete = 1);
--- Every import writes a row; letting segments pile up further before a merge is forced in the
--- writer's statement saves about a sixth of an import's CPU with 300,000 connections stored.
-INSERT INTO connections_search (connections_search, rank) VALUES ('crisismerge', 64);
 
 -- The list's tags filter: one row per tag of each connection. The environment and created_at
 -- are copied from the connection (neither changes after insert) so that the index walks the
