@@ -140,7 +140,7 @@ func TestRekeyAppPrivateKeys(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		got, err := openWithKeys(t, dbURL, keyB+","+keyA).Rekey(ctx, 1, nil)
+		got, err := openWithKeys(t, dbURL, keyB+","+keyA).Rekey(ctx, 1, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

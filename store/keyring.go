@@ -82,19 +82,20 @@ func NewKey() string {
 	return base64.StdEncoding.EncodeToString(raw)
 }
 
-// LoadOrCreateKeyFile reads the key stored in path, creating it (mode 0600) when it does not
-// exist. created reports whether a new key was written.
-func LoadOrCreateKeyFile(path string) (spec string, created bool, err error) {
+// ReadKeyFile reads the key stored in path; the error wraps os.ErrNotExist when there is none.
+func ReadKeyFile(path string) (spec string, err error) {
 	data, err := os.ReadFile(path)
-	if err == nil {
-		return strings.TrimSpace(string(data)), false, nil
+	if err != nil {
+		return "", fmt.Errorf("read key file: %w", err)
 	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return "", false, fmt.Errorf("read key file: %w", err)
-	}
+	return strings.TrimSpace(string(data)), nil
+}
+
+// CreateKeyFile writes key to path (mode 0600) unless the file exists. It returns the key the
+// file holds afterwards: key, or the one another process wrote first (then created is false).
+func CreateKeyFile(path, key string) (spec string, created bool, err error) {
 	// Write the key to a temporary file, then link it into place: another process starting at
 	// the same moment sees either no file or a complete one, never an empty one.
-	key := NewKey()
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
 	if err != nil {
 		return "", false, fmt.Errorf("create key file: %w", err)
@@ -116,7 +117,8 @@ func LoadOrCreateKeyFile(path string) (spec string, created bool, err error) {
 		return "", false, fmt.Errorf("write key file: %w", err)
 	}
 	if err := os.Link(tmp.Name(), path); errors.Is(err, os.ErrExist) {
-		return LoadOrCreateKeyFile(path) // another process made it first; use that one
+		spec, err := ReadKeyFile(path) // another process made it first; use that one
+		return spec, false, err
 	} else if err != nil {
 		return "", false, fmt.Errorf("create key file: %w", err)
 	}

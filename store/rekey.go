@@ -27,14 +27,33 @@ type RekeyCount struct {
 	// Skipped is the number of values another writer replaced between this run's read and its
 	// update; they are left as that writer stored them.
 	Skipped int64
+	// Failed is the number of values the key ring could not open (a key it lacks, or a value that
+	// does not belong to its row); each is reported and left as it is.
+	Failed int64
 	// Remaining is the number of values still to visit. In the result of a run that finished, it
 	// is counted again in the database: the values still not sealed with the primary key (for
-	// example written meanwhile by a server that seals with an older key). A next run re-seals them.
+	// example written meanwhile by a server that seals with an older key), the failed ones aside.
+	// A next run re-seals them.
 	Remaining int64
 }
 
 func (c *RekeyCount) update() {
-	c.Remaining = max(c.Total-c.Done-c.Skipped, 0)
+	c.Remaining = max(c.Total-c.Done-c.Skipped-c.Failed, 0)
+}
+
+// RekeyFailure is a value Rekey could not open. It names the row, never the value.
+type RekeyFailure struct {
+	Table, Column string
+	// ID is the row's primary key.
+	ID          int64
+	Environment string
+	// Integration is the integration's unique key (provider_config_key).
+	Integration string
+	// ConnectionID is empty for an integration.
+	ConnectionID string
+	// KeyID is the id of the key the value names.
+	KeyID string
+	Err   error
 }
 
 // rekeyTarget is one sealed column and how to rebuild the AAD its values are bound to.
@@ -62,8 +81,10 @@ type rekeyRow struct {
 // Only values not on the primary key are read, so a run that stopped (cancelled, crashed) is
 // resumed by running it again. Each row is updated only if it still holds the value that was
 // read, so a write made meanwhile (an import by a running server) is never overwritten; such a
-// row is counted as skipped. On error the progress made so far is returned with it.
-func (db *DB) Rekey(ctx context.Context, batchSize int, progress func(RekeyProgress)) (RekeyProgress, error) {
+// row is counted as skipped. A value the ring cannot open is counted as failed, passed to failed
+// (which may be nil) and left as it is; the run goes on. On error the progress made so far is
+// returned with it.
+func (db *DB) Rekey(ctx context.Context, batchSize int, progress func(RekeyProgress), failed func(RekeyFailure)) (RekeyProgress, error) {
 	p := RekeyProgress{KeyID: db.keys.PrimaryID()}
 	if batchSize < 1 {
 		return p, fmt.Errorf("rekey: batch size %d, want at least 1", batchSize)
@@ -100,7 +121,7 @@ func (db *DB) Rekey(ctx context.Context, batchSize int, progress func(RekeyProgr
 			if err := ctx.Err(); err != nil {
 				return p, fmt.Errorf("rekey %s: %w", t.table, err)
 			}
-			n, err := db.rekeyBatch(ctx, t, prefix, batchSize, &lastID)
+			n, err := db.rekeyBatch(ctx, t, prefix, batchSize, &lastID, failed)
 			if err != nil {
 				return p, err
 			}
@@ -126,6 +147,9 @@ func (db *DB) Rekey(ctx context.Context, batchSize int, progress func(RekeyProgr
 		}
 		t.count.Remaining += n
 	}
+	for _, c := range []*RekeyCount{&p.Integrations, &p.Connections} {
+		c.Remaining = max(c.Remaining-c.Failed, 0) // the failed values are still not on the key
+	}
 	return p, nil
 }
 
@@ -148,9 +172,10 @@ func (db *DB) countNotOnKey(ctx context.Context, t rekeyTarget, prefix string) (
 
 // rekeyBatch re-seals, in one transaction, up to batchSize values after row *lastID that are not
 // on the primary key, and moves *lastID past them. It returns how many rows it read.
-func (db *DB) rekeyBatch(ctx context.Context, t rekeyTarget, prefix string, batchSize int, lastID *int64) (int, error) {
+func (db *DB) rekeyBatch(ctx context.Context, t rekeyTarget, prefix string, batchSize int, lastID *int64, failed func(RekeyFailure)) (int, error) {
 	var rows []rekeyRow
 	var done, skipped int64
+	var failures []RekeyFailure
 	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		err := tx.Raw("SELECT id, environment_id, "+t.owner+", "+t.column+" AS sealed FROM "+t.table+
 			" WHERE id > ? AND "+notOnKey(t.column)+" ORDER BY id LIMIT ?",
@@ -162,7 +187,13 @@ func (db *DB) rekeyBatch(ctx context.Context, t rekeyTarget, prefix string, batc
 			aad := t.aad(r)
 			plain, err := db.keys.Open(r.Sealed, aad)
 			if err != nil {
-				return fmt.Errorf("row %d: %w", r.ID, err)
+				f := RekeyFailure{Table: t.table, Column: t.column, ID: r.ID, Integration: r.Owner, ConnectionID: r.ConnectionID,
+					KeyID: SealedKeyID(r.Sealed), Err: err}
+				if err := tx.Raw("SELECT name FROM environments WHERE id = ?", r.EnvironmentID).Scan(&f.Environment).Error; err != nil {
+					return fmt.Errorf("row %d: environment: %w", r.ID, err)
+				}
+				failures = append(failures, f)
+				continue
 			}
 			sealed, err := db.keys.Seal(plain, aad)
 			if err != nil {
@@ -192,5 +223,11 @@ func (db *DB) rekeyBatch(ctx context.Context, t rekeyTarget, prefix string, batc
 	}
 	t.count.Done += done
 	t.count.Skipped += skipped
+	t.count.Failed += int64(len(failures))
+	if failed != nil {
+		for _, f := range failures {
+			failed(f)
+		}
+	}
 	return len(rows), nil
 }

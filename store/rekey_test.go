@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -208,7 +207,7 @@ func TestRekey(t *testing.T) {
 
 				rotated := openWithKeys(t, dbURL, keyB+","+keyA)
 				var calls []store.RekeyProgress
-				got, err := rotated.Rekey(ctx, tt.batchSize, func(p store.RekeyProgress) { calls = append(calls, p) })
+				got, err := rotated.Rekey(ctx, tt.batchSize, func(p store.RekeyProgress) { calls = append(calls, p) }, nil)
 				if err != nil {
 					t.Fatalf("rekey: %v", err)
 				}
@@ -238,7 +237,7 @@ func TestRekey(t *testing.T) {
 				onlyB := openWithKeys(t, dbURL, keyB)
 				wantReadable(t, onlyB, mustRing(t, keyB), f)
 
-				again, err := onlyB.Rekey(ctx, tt.batchSize, func(p store.RekeyProgress) { t.Errorf("second run: progress %+v, want none", p) })
+				again, err := onlyB.Rekey(ctx, tt.batchSize, func(p store.RekeyProgress) { t.Errorf("second run: progress %+v, want none", p) }, nil)
 				if err != nil || again != (store.RekeyProgress{KeyID: "b"}) {
 					t.Errorf("second run = %+v, %v; want nothing to do", again, err)
 				}
@@ -289,7 +288,7 @@ func TestRekeyResumes(t *testing.T) {
 					if batches++; batches == tt.stopAfter {
 						cancel()
 					}
-				})
+				}, nil)
 				if !errors.Is(err, context.Canceled) {
 					t.Fatalf("cancelled run: error %v, want context.Canceled", err)
 				}
@@ -301,7 +300,7 @@ func TestRekeyResumes(t *testing.T) {
 					nonZero(map[string]int{"a": 7 - doneConns, "b": doneConns}),
 					nonZero(map[string]int{"a": 2 - doneIntegrations, "b": doneIntegrations}))
 
-				second, err := rotated.Rekey(context.Background(), 1, nil)
+				second, err := rotated.Rekey(context.Background(), 1, nil, nil)
 				if err != nil {
 					t.Fatalf("second run: %v", err)
 				}
@@ -377,7 +376,7 @@ func TestRekeyConcurrentImport(t *testing.T) {
 						imported = true
 						importCredentials(t, importer, in, target.connectionID, target.credentials)
 					}
-				})
+				}, nil)
 				if err != nil {
 					t.Fatalf("rekey: %v", err)
 				}
@@ -389,7 +388,7 @@ func TestRekeyConcurrentImport(t *testing.T) {
 				}
 				wantReadable(t, openWithKeys(t, dbURL, keyB+","+keyA), mustRing(t, keyB+","+keyA), f)
 
-				again, err := rotated.Rekey(ctx, 1, nil)
+				again, err := rotated.Rekey(ctx, 1, nil, nil)
 				if err != nil || again.Connections.Done != tt.wantRemaining || again.Connections.Remaining != 0 {
 					t.Errorf("second run = %+v, %v; want %d re-sealed and none left", again, err, tt.wantRemaining)
 				}
@@ -449,7 +448,7 @@ func TestRekeyWriteBetweenReadAndUpdate(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			p, err := rotated.Rekey(ctx, 10, nil)
+			p, err := rotated.Rekey(ctx, 10, nil, nil)
 			done <- result{p, err}
 		}()
 		waitForLockWait(t, sqlDB, done)
@@ -493,33 +492,79 @@ func waitForLockWait[T any](t *testing.T, sqlDB *sql.DB, done <-chan T) {
 	t.Fatal("rekey never waited for the locked row")
 }
 
-func TestRekeyRefuses(t *testing.T) {
+func TestRekeyRefusesABatchSizeUnderOne(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		keyA, keyB := rekeyKeys()
+		dbURL := b.NewURL(t)
+		seedRekey(t, openWithKeys(t, dbURL, keyA))
+		if _, err := openWithKeys(t, dbURL, keyB+","+keyA).Rekey(context.Background(), 0, nil, nil); err == nil {
+			t.Fatal("rekey with batch size 0: no error")
+		}
+	})
+}
+
+// TestRekeySkipsWhatItCannotOpen: a value the ring cannot open is reported with its row and left
+// as it is, and the run goes on past it, in the run that meets it and in a run that resumes one
+// stopped just after it.
+func TestRekeySkipsWhatItCannotOpen(t *testing.T) {
+	// The rows of seedRekey, by id: 1 dev/github c1, 2 prod/github c1, 3 dev/github c2,
+	// 4 dev/stripe s1, 5 dev/github c3, 6 prod/github c2, 7 dev/stripe s2.
+	const moveC3ToC2 = "UPDATE connections SET credentials = (SELECT c.credentials FROM connections c " +
+		"WHERE c.connection_id = 'c3') WHERE connection_id = 'c2' AND provider_config_key = 'github' " +
+		"AND environment_id = (SELECT id FROM environments WHERE name = 'dev')"
+	c2 := store.RekeyFailure{Table: "connections", Column: "credentials", Environment: "dev", Integration: "github", ConnectionID: "c2", KeyID: "a"}
 	tests := []struct {
 		name string
 		// ring is the key ring Rekey runs with, from the old key a and the new key b.
-		ring      func(a, b string) string
-		batchSize int
+		ring func(a, b string) string
 		// tamper changes the stored data before the run.
-		tamper  string
-		wantErr error
+		tamper string
+		// stopAfterFailure cancels the first run once it reported its first failure.
+		stopAfterFailure bool
+		want             store.RekeyProgress
+		wantFailures     []string // table/connection id (or unique key)/key id
+		// wantSecond is a second run's result, which resumes the first.
+		wantSecond store.RekeyProgress
+		// wantKeys are the key ids of the connections after both runs.
+		wantKeys map[string]int
 	}{
 		{
-			name:      "a batch size under 1",
-			ring:      func(a, b string) string { return b + "," + a },
-			batchSize: 0,
+			name: "values sealed with a key the ring lacks",
+			ring: func(a, b string) string { return b },
+			want: store.RekeyProgress{KeyID: "b",
+				Connections:  store.RekeyCount{Total: 7, Failed: 7},
+				Integrations: store.RekeyCount{Total: 2, Failed: 2}},
+			wantFailures: []string{"integrations/github/a", "integrations/github/a",
+				"connections/c1/a", "connections/c1/a", "connections/c2/a", "connections/s1/a", "connections/c3/a", "connections/c2/a", "connections/s2/a"},
+			wantSecond: store.RekeyProgress{KeyID: "b",
+				Connections:  store.RekeyCount{Total: 7, Failed: 7},
+				Integrations: store.RekeyCount{Total: 2, Failed: 2}},
+			wantKeys: map[string]int{"a": 7},
 		},
 		{
-			name:      "a value sealed with a key the ring lacks",
-			ring:      func(a, b string) string { return b },
-			batchSize: 2,
-			wantErr:   store.ErrUnknownKey,
+			name:   "a value moved to another connection",
+			ring:   func(a, b string) string { return b + "," + a },
+			tamper: moveC3ToC2,
+			want: store.RekeyProgress{KeyID: "b",
+				Connections:  store.RekeyCount{Total: 7, Done: 6, Failed: 1},
+				Integrations: store.RekeyCount{Total: 2, Done: 2}},
+			wantFailures: []string{"connections/c2/a"},
+			wantSecond: store.RekeyProgress{KeyID: "b",
+				Connections: store.RekeyCount{Total: 1, Failed: 1}},
+			wantKeys: map[string]int{"a": 1, "b": 6},
 		},
 		{
-			name:      "a value moved to another connection",
-			ring:      func(a, b string) string { return b + "," + a },
-			batchSize: 2,
-			tamper: "UPDATE connections SET credentials = (SELECT c.credentials FROM connections c " +
-				"WHERE c.connection_id = 'c3') WHERE connection_id = 's2'",
+			name:             "resumed after a run stopped just past the value",
+			ring:             func(a, b string) string { return b + "," + a },
+			tamper:           moveC3ToC2,
+			stopAfterFailure: true,
+			want: store.RekeyProgress{KeyID: "b",
+				Connections:  store.RekeyCount{Total: 7, Done: 2, Failed: 1, Remaining: 4},
+				Integrations: store.RekeyCount{Total: 2, Done: 2}},
+			wantFailures: []string{"connections/c2/a"},
+			wantSecond: store.RekeyProgress{KeyID: "b",
+				Connections: store.RekeyCount{Total: 5, Done: 4, Failed: 1}},
+			wantKeys: map[string]int{"a": 1, "b": 6},
 		},
 	}
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
@@ -538,25 +583,66 @@ func TestRekeyRefuses(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				before := sealedKeyIDs(t, seeded)
 				db := openWithKeys(t, dbURL, tt.ring(keyA, keyB))
-				_, err := db.Rekey(context.Background(), tt.batchSize, nil)
-				if err == nil || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) {
-					t.Fatalf("rekey: error %v, want one (%v)", err, tt.wantErr)
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				var failures []string
+				got, err := db.Rekey(ctx, 1, nil, func(rf store.RekeyFailure) {
+					name := rf.ConnectionID
+					if rf.Table == "integrations" {
+						name = rf.Integration
+					}
+					failures = append(failures, rf.Table+"/"+name+"/"+rf.KeyID)
+					if rf.Err == nil || rf.Environment == "" || rf.ID == 0 {
+						t.Errorf("failure %+v: want its error, environment and row id", rf)
+					}
+					if rf.ConnectionID == "c2" && rf.Environment == "dev" {
+						want := c2
+						want.ID, want.Err = rf.ID, rf.Err
+						if rf != want || rf.ID != 3 {
+							t.Errorf("failure %+v, want %+v with row id 3", rf, want)
+						}
+					}
+					if tt.stopAfterFailure {
+						cancel()
+					}
+				})
+				if tt.stopAfterFailure {
+					if !errors.Is(err, context.Canceled) {
+						t.Fatalf("stopped run: error %v, want context.Canceled", err)
+					}
+				} else if err != nil {
+					t.Fatalf("rekey: %v", err)
+				}
+				if got != tt.want {
+					t.Errorf("rekey = %+v, want %+v", got, tt.want)
+				}
+				if fmt.Sprint(failures) != fmt.Sprint(tt.wantFailures) {
+					t.Errorf("failures %v, want %v", failures, tt.wantFailures)
+				}
+				second, err := db.Rekey(context.Background(), 2, nil, nil)
+				if err != nil {
+					t.Fatalf("second run: %v", err)
+				}
+				if second != tt.wantSecond {
+					t.Errorf("second run = %+v, want %+v", second, tt.wantSecond)
+				}
+				if got := sealedKeyIDs(t, db)["connections"]; fmt.Sprint(got) != fmt.Sprint(tt.wantKeys) {
+					t.Errorf("connections by key id %v, want %v", got, tt.wantKeys)
 				}
 				if tt.tamper == "" {
-					if after := sealedKeyIDs(t, db); fmt.Sprint(after) != fmt.Sprint(before) {
-						t.Errorf("sealed values by key id went from %v to %v, want no change", before, after)
-					}
 					return
 				}
-				// Batches before the moved value are kept; the moved value is not re-sealed for its new row.
-				if !strings.Contains(err.Error(), "rekey connections: row ") {
-					t.Errorf("error %q does not name the row", err)
-				}
-				raw, err := db.RawCredentials(context.Background(), f.integration["dev/stripe"].EnvironmentID, "stripe", "s2")
-				if err != nil || store.SealedKeyID(raw) != "a" {
-					t.Errorf("moved value: key id %q, %v; want it left sealed with a", store.SealedKeyID(raw), err)
+				// Every other value opens with the new key alone.
+				onlyB := openWithKeys(t, dbURL, keyB)
+				for _, c := range f.connections {
+					if c.connectionID == "c2" && c.envID == f.integration["dev/github"].EnvironmentID {
+						continue
+					}
+					got, err := onlyB.ConnectionCredentials(context.Background(), c.envID, c.providerConfigKey, c.connectionID)
+					if err != nil || string(got) != c.credentials {
+						t.Errorf("%s: %s, %v; want %s", c.connectionID, got, err, c.credentials)
+					}
 				}
 			})
 		}

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/mattn/go-isatty"
@@ -104,37 +101,6 @@ func (a *app) logger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(a.stderr, opts))
 	}
 	return slog.New(slog.NewJSONHandler(a.stderr, opts))
-}
-
-// openStore opens the database and brings its schema up to date.
-func (a *app) openStore(ctx context.Context, log *slog.Logger) (*store.DB, error) {
-	keys, err := a.keyring(log)
-	if err != nil {
-		return nil, err
-	}
-	return store.Open(ctx, store.Config{URL: a.databaseURL, Keys: keys, Logger: log})
-}
-
-// keyring reads CREDPORT_ENCRYPTION_KEY. Without it, and only on SQLite, the key lives in a file
-// beside the database, made on first use.
-func (a *app) keyring(log *slog.Logger) (*store.Keyring, error) {
-	if spec := a.getenv("CREDPORT_ENCRYPTION_KEY"); spec != "" {
-		return store.ParseKeyring(spec)
-	}
-	if store.DialectOf(a.databaseURL) != store.DialectSQLite {
-		return nil, errors.New("CREDPORT_ENCRYPTION_KEY is required with PostgreSQL (base64 of 32 bytes; e.g. `openssl rand -base64 32`)")
-	}
-	dbPath := store.SQLitePath(a.databaseURL)
-	keyPath := dbPath + ".key"
-	spec, created, err := store.LoadOrCreateKeyFile(keyPath)
-	if err != nil {
-		return nil, err
-	}
-	if created {
-		log.Warn("no CREDPORT_ENCRYPTION_KEY set: created a key file beside the database; back it up, or set CREDPORT_ENCRYPTION_KEY in production",
-			"key_file", filepath.Clean(keyPath))
-	}
-	return store.ParseKeyring(spec)
 }
 
 func (a *app) migrateCommand() *cobra.Command {
