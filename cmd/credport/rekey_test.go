@@ -63,7 +63,11 @@ func TestRekeyCommand(t *testing.T) {
 	ctx := context.Background()
 	dbPath := filepath.Join(t.TempDir(), "credport.db")
 	keyA, keyB, keyC := store.NewKey(), store.NewKey(), store.NewKey()
-	idB, idC := keyID(t, keyB), keyID(t, keyC)
+	idA, idB, idC := keyID(t, keyA), keyID(t, keyB), keyID(t, keyC)
+	connFailure := func(i int) string {
+		return fmt.Sprintf(`rekey: cannot open the credentials of connection row %d (environment "dev", integration "github", connection id "user-%d", key id %q): sealed with an unknown encryption key: %s`,
+			i, i-1, idA, idA)
+	}
 	const clientSecret = "client-secret-in-clear"
 
 	apiKey, _, err := rekeyRun(t, dbPath, keyA, "keys", "create", "--env", "dev")
@@ -114,11 +118,20 @@ func TestRekeyCommand(t *testing.T) {
 			wantErr: "--batch-size 0",
 		},
 		{
-			name:       "the new key alone cannot open values the old key sealed",
-			keys:       keyB,
-			args:       []string{"rekey"},
-			wantErr:    "unknown encryption key",
-			wantStderr: []string{"rekey: stopped after re-sealing 0 connections and 0 integrations; run rekey again to continue"},
+			// Each value is named, the run goes to the end and fails with their count.
+			name:    "the new key alone cannot open values the old key sealed",
+			keys:    keyB,
+			args:    []string{"rekey", "--batch-size", "4"},
+			wantErr: "6 values could not be opened",
+			wantStderr: []string{
+				fmt.Sprintf(`rekey: cannot open the client_secret of integration row 1 (environment "dev", integration "github", key id %q): sealed with an unknown encryption key: %s`, idA, idA),
+				"rekey: connections 0/5, integrations 1/1",
+				connFailure(1), connFailure(2), connFailure(3), connFailure(4),
+				"rekey: connections 4/5, integrations 1/1",
+				connFailure(5),
+				"rekey: connections 5/5, integrations 1/1",
+			},
+			wantStdout: []string{"rekey: connections 0 re-sealed, 0 skipped, 5 failed; integrations 0 re-sealed, 0 skipped, 1 failed"},
 		},
 		{
 			name: "new key first, old key after",
@@ -131,7 +144,7 @@ func TestRekeyCommand(t *testing.T) {
 				"rekey: connections 5/5, integrations 1/1",
 			},
 			wantStdout: []string{
-				"rekey: connections 5 re-sealed, 0 skipped; integrations 1 re-sealed, 0 skipped",
+				"rekey: connections 5 re-sealed, 0 skipped, 0 failed; integrations 1 re-sealed, 0 skipped, 0 failed",
 				`rekey: every value is sealed with key "` + idB + `"; the other keys can leave CREDPORT_ENCRYPTION_KEY`,
 			},
 		},
@@ -140,7 +153,7 @@ func TestRekeyCommand(t *testing.T) {
 			keys: keyB + "," + keyA,
 			args: []string{"rekey"},
 			wantStdout: []string{
-				"rekey: connections 0 re-sealed, 0 skipped; integrations 0 re-sealed, 0 skipped",
+				"rekey: connections 0 re-sealed, 0 skipped, 0 failed; integrations 0 re-sealed, 0 skipped, 0 failed",
 				`rekey: every value is sealed with key "` + idB + `"; the other keys can leave CREDPORT_ENCRYPTION_KEY`,
 			},
 			then: func(t *testing.T) {
@@ -168,7 +181,7 @@ func TestRekeyCommand(t *testing.T) {
 				"rekey: connections 5/5, integrations 1/1",
 			},
 			wantStdout: []string{
-				"rekey: connections 5 re-sealed, 0 skipped; integrations 1 re-sealed, 0 skipped",
+				"rekey: connections 5 re-sealed, 0 skipped, 0 failed; integrations 1 re-sealed, 0 skipped, 0 failed",
 				`rekey: every value is sealed with key "` + idC + `"; the other keys can leave CREDPORT_ENCRYPTION_KEY`,
 			},
 		},
