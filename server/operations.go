@@ -17,13 +17,30 @@ func (s *Server) Health(context.Context, gen.HealthRequestObject) (gen.HealthRes
 // readyTimeout bounds the database ping of a readiness check.
 const readyTimeout = 2 * time.Second
 
-// Ready answers 200 while the database answers and 503 while it does not.
+// KeyChecker names the ids of keys that stored values were sealed with and the server lacks.
+type KeyChecker interface {
+	MissingKeyIDs(ctx context.Context) ([]string, error)
+}
+
+// Ready answers 200 while the database answers and the server holds every key its values were
+// sealed with, 503 otherwise: a server that cannot open what it stores is not ready.
 func (s *Server) Ready(ctx context.Context, _ gen.ReadyRequestObject) (gen.ReadyResponseObject, error) {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
 		s.log.WarnContext(ctx, "not ready", "error", err)
 		return nil, newError(http.StatusServiceUnavailable, "service_unavailable", "The database is unavailable")
+	}
+	if keys, ok := s.store.(KeyChecker); ok {
+		missing, err := keys.MissingKeyIDs(ctx)
+		if err != nil {
+			s.log.WarnContext(ctx, "not ready", "error", err)
+			return nil, newError(http.StatusServiceUnavailable, "service_unavailable", "The database is unavailable")
+		}
+		if len(missing) > 0 {
+			s.log.WarnContext(ctx, "not ready: stored values are sealed with encryption keys this server lacks", "missing_key_ids", missing)
+			return nil, newError(http.StatusServiceUnavailable, "service_unavailable", "Stored values are sealed with encryption keys this server lacks")
+		}
 	}
 	return gen.Ready200JSONResponse{Result: gen.Ok}, nil
 }
