@@ -8,8 +8,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -88,10 +90,14 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		g   *gorm.DB
 		err error
 	)
+	created := false
 	switch dialect {
 	case DialectPostgres:
 		g, err = gorm.Open(postgres.Open(postgresDSN(cfg.URL)), gcfg)
 	default:
+		if created, err = createPrivateFile(SQLitePath(cfg.URL)); err != nil {
+			return nil, fmt.Errorf("open %s database: %w", dialect, err)
+		}
 		g, err = gorm.Open(sqlite.Open(sqliteDSN(cfg.URL)), gcfg)
 	}
 	if err != nil {
@@ -119,7 +125,36 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if created {
+		// SQLite gives its -wal and -shm files the database file's mode; make sure of it.
+		for _, suffix := range []string{"-wal", "-shm"} {
+			if err := os.Chmod(SQLitePath(cfg.URL)+suffix, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				_ = db.Close()
+				return nil, fmt.Errorf("open %s database: %w", dialect, err)
+			}
+		}
+	}
 	return db, nil
+}
+
+// createPrivateFile creates an empty SQLite database file readable by its owner only (0600,
+// whatever the umask), like the key file, unless it exists. It reports whether it created it.
+func createPrivateFile(path string) (bool, error) {
+	if path == "" || strings.HasPrefix(path, ":") { // ":memory:"
+		return false, nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		_ = f.Close()
+		return false, err
+	}
+	return true, f.Close()
 }
 
 // Dialect is the engine behind db.
