@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -24,7 +25,7 @@ func (a *app) integrationsCommand() *cobra.Command {
 
 func (a *app) integrationsCreateCommand() *cobra.Command {
 	var in store.NewIntegration
-	var keyFile string
+	var keyFile, secretFile string
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create an integration; connections name it by its unique key (provider_config_key)",
@@ -41,8 +42,11 @@ func (a *app) integrationsCreateCommand() *cobra.Command {
 			if !slices.Contains(authModes, in.AuthMode) {
 				return fmt.Errorf("unknown auth mode %q; one of %s", in.AuthMode, strings.Join(authModes, ", "))
 			}
+			if err := readClientSecret(cmd, &in, secretFile, keyFile); err != nil {
+				return err
+			}
 			if (in.ClientID == "") != (in.ClientSecret == "") {
-				return fmt.Errorf("--client-id and --client-secret go together")
+				return fmt.Errorf("--client-id and --client-secret (or --client-secret-file) go together")
 			}
 			if err := readAppKey(cmd, &in, keyFile); err != nil {
 				return err
@@ -65,10 +69,12 @@ func (a *app) integrationsCreateCommand() *cobra.Command {
 	cmd.Flags().StringVar(&in.Provider, "provider", "", "provider name, e.g. github")
 	cmd.Flags().StringVar(&in.AuthMode, "auth-mode", "", "one of "+strings.Join(authModes, ", "))
 	cmd.Flags().StringVar(&in.ClientID, "client-id", "", "OAuth client id")
-	cmd.Flags().StringVar(&in.ClientSecret, "client-secret", "", "OAuth client secret (sealed at rest)")
+	cmd.Flags().StringVar(&in.ClientSecret, "client-secret", "", "OAuth client secret (sealed at rest); --client-secret-file keeps it out of ps and shell history")
+	cmd.Flags().StringVar(&secretFile, "client-secret-file", "",
+		"read the OAuth client secret from this file, - for standard input (one trailing newline is dropped)")
 	cmd.Flags().StringVar(&in.AppID, "app-id", "", "APP: the GitHub App's id")
 	cmd.Flags().StringVar(&keyFile, "private-key-file", "",
-		"APP: PEM file of the GitHub App's RSA private key, PKCS#1 or PKCS#8 (sealed at rest)")
+		"APP: PEM file of the GitHub App's RSA private key, PKCS#1 or PKCS#8 (sealed at rest); - for standard input")
 	cmd.Flags().StringVar(&in.APIBaseURL, "api-base-url", store.DefaultGitHubAPIBaseURL,
 		"APP: the GitHub API; https://HOST/api/v3 for GitHub Enterprise Server")
 	cmd.Flags().StringVar(&in.TokenURL, "token-url", "",
@@ -136,7 +142,7 @@ func readAppKey(cmd *cobra.Command, in *store.NewIntegration, keyFile string) er
 	if err := requireFlag("private-key-file", keyFile); err != nil {
 		return fmt.Errorf("%w with auth mode APP", err)
 	}
-	data, err := os.ReadFile(keyFile)
+	data, err := readSecretInput(cmd, keyFile)
 	if err != nil {
 		return fmt.Errorf("--private-key-file: %w", err)
 	}
@@ -147,6 +153,55 @@ func readAppKey(cmd *cobra.Command, in *store.NewIntegration, keyFile string) er
 		return fmt.Errorf("--api-base-url: %w", err)
 	}
 	in.PrivateKey = data
+	return nil
+}
+
+// maxSecretInput bounds what a secret flag reads from a file or standard input.
+const maxSecretInput = 1 << 20
+
+// readSecretInput reads a secret from the file path names, or from standard input for "-", so
+// that it stays out of the process list and shell history.
+func readSecretInput(cmd *cobra.Command, path string) ([]byte, error) {
+	r := cmd.InOrStdin()
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, maxSecretInput+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxSecretInput {
+		return nil, fmt.Errorf("more than %d bytes", maxSecretInput)
+	}
+	return data, nil
+}
+
+// readClientSecret reads --client-secret-file into the integration's client secret, without the
+// newline that ends a file written by a shell or an editor.
+func readClientSecret(cmd *cobra.Command, in *store.NewIntegration, secretFile, keyFile string) error {
+	if secretFile == "" {
+		return nil
+	}
+	if cmd.Flags().Changed("client-secret") {
+		return usageError("give --client-secret or --client-secret-file, not both")
+	}
+	if secretFile == "-" && keyFile == "-" {
+		return usageError("--client-secret-file and --private-key-file cannot both read standard input")
+	}
+	data, err := readSecretInput(cmd, secretFile)
+	if err != nil {
+		return fmt.Errorf("--client-secret-file: %w", err)
+	}
+	secret := strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
+	if strings.TrimSpace(secret) == "" {
+		return fmt.Errorf("--client-secret-file %s: empty", secretFile)
+	}
+	in.ClientSecret = secret
 	return nil
 }
 
