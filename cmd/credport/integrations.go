@@ -46,7 +46,7 @@ func (a *app) integrationsCreateCommand() *cobra.Command {
 				return err
 			}
 			if (in.ClientID == "") != (in.ClientSecret == "") {
-				return fmt.Errorf("--client-id and --client-secret (or --client-secret-file) go together")
+				return fmt.Errorf("--client-id and --client-secret go together (the secret inline or from --client-secret-file)")
 			}
 			if err := readAppKey(cmd, &in, keyFile); err != nil {
 				return err
