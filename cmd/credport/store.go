@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/credport/credport/store"
@@ -122,6 +123,9 @@ func (a *app) keyring() (*store.Keyring, keySource, error) {
 func createKeyFile(ctx context.Context, db *store.DB, src keySource, log *slog.Logger) (created bool, err error) {
 	var missing *store.MissingKeysError
 	if err := db.CheckKeys(ctx); errors.As(err, &missing) {
+		if _, err := os.Stat(src.file); err == nil {
+			return false, nil // another process made the file, then sealed with its key, meanwhile
+		}
 		return false, fmt.Errorf("the key file %s is missing, and the database holds values sealed with encryption key id(s) %s: "+
 			"restore the key file, or set CREDPORT_ENCRYPTION_KEY to the keys; no new key was made", src.file, store.QuoteIDs(missing.Missing))
 	} else if err != nil {
