@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/pressly/goose/v3"
 
 	"github.com/credport/credport/server/githubapptest"
 	"github.com/credport/credport/store"
@@ -130,6 +134,40 @@ func TestCheckKeys(t *testing.T) {
 					}
 				}
 			})
+		}
+	})
+}
+
+// TestSealingKeysListsExistingValues: migrating a database that holds sealed values from before
+// sealing_keys lists their key ids, so the first start after the upgrade checks them too.
+func TestSealingKeysListsExistingValues(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		keyA, keyB := rekeyKeys()
+		dbURL := b.NewURL(t)
+		db := openWithKeys(t, dbURL, keyA)
+		seedRekey(t, db)
+		sqlDB, err := db.SQL()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gooseDialect := goose.DialectSQLite3
+		if db.Dialect() == store.DialectPostgres {
+			gooseDialect = goose.DialectPostgres
+		}
+		provider, err := goose.NewProvider(gooseDialect, sqlDB, os.DirFS(filepath.Join("migrations", string(db.Dialect()))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := provider.DownTo(context.Background(), 6); err != nil {
+			t.Fatalf("migrate down to 6: %v", err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		err = openWithKeys(t, dbURL, keyB).CheckKeys(context.Background()) // migrates up again
+		var missing *store.MissingKeysError
+		if !errors.As(err, &missing) || fmt.Sprint(missing.Missing) != "[a]" {
+			t.Errorf("CheckKeys after the upgrade: %v, want key id a missing", err)
 		}
 	})
 }
