@@ -38,9 +38,6 @@ func (k *Keyring) IDs() []string {
 	return ids
 }
 
-// KeyIDs are the ids of the keys the ring seals and opens with, the sealing one first.
-func (db *DB) KeyIDs() []string { return db.keys.IDs() }
-
 // MissingKeyIDs are the key ids listed in sealing_keys that the key ring lacks. It reads a table
 // of a few rows, so readiness checks may call it. An id listed there may have lost its last value
 // since; CheckKeys tells.
