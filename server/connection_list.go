@@ -121,7 +121,9 @@ func encodeListPage(rows []store.ListedConnection) (listPage, error) {
 		} else {
 			b = append(b, "null"...)
 		}
-		b = append(b, `,"errors":[],"id":`...)
+		b = append(b, `,"errors":`...)
+		b = appendListErrors(b, c)
+		b = append(b, `,"id":`...)
 		b = strconv.AppendInt(b, c.ID, 10)
 		b = append(b, `,"metadata":`...)
 		b = append(b, jsonObjectOrEmpty(c.Metadata)...)
@@ -135,6 +137,15 @@ func encodeListPage(rows []store.ListedConnection) (listPage, error) {
 	}
 	b = append(b, "]}\n"...)
 	return listPage(b), nil
+}
+
+// appendListErrors appends a listed connection's errors as GET /connections/{connectionId} shows
+// them: the auth error of the provider's last refusal, while refusals are counted.
+func appendListErrors(b []byte, c store.ListedConnection) []byte {
+	if c.RefreshFailures == 0 {
+		return append(b, "[]"...)
+	}
+	return appendJSON(b, connectionErrors(c.RefreshFailures, c.RefreshLogID))
 }
 
 // appendJSON appends v encoded as encoding/json encodes it; v cannot fail to encode.

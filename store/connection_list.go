@@ -42,6 +42,9 @@ type ListedConnection struct {
 	// EndUser is nil when the connection has none.
 	EndUser   json.RawMessage
 	CreatedAt time.Time
+	// RefreshFailures counts the provider's refusals in a row; RefreshLogID names the last one.
+	RefreshFailures int
+	RefreshLogID    string
 }
 
 // ListConnections lists connections newest first (created_at, then id, descending).
@@ -60,14 +63,18 @@ func (db *DB) ListConnections(ctx context.Context, in ListConnections) ([]Listed
 		var (
 			c              ListedConnection
 			metadata, tags string
-			endUser        *string
+			endUser, logID *string
 		)
-		if err := rows.Scan(&c.ID, &c.ConnectionID, &c.ProviderConfigKey, &c.Provider, &metadata, &tags, &endUser, &c.CreatedAt); err != nil {
+		if err := rows.Scan(&c.ID, &c.ConnectionID, &c.ProviderConfigKey, &c.Provider, &metadata, &tags, &endUser, &c.CreatedAt,
+			&c.RefreshFailures, &logID); err != nil {
 			return nil, fmt.Errorf("list connections: %w", err)
 		}
 		c.Metadata, c.Tags = json.RawMessage(metadata), json.RawMessage(tags)
 		if endUser != nil {
 			c.EndUser = json.RawMessage(*endUser)
+		}
+		if logID != nil {
+			c.RefreshLogID = *logID
 		}
 		c.CreatedAt = c.CreatedAt.UTC()
 		out = append(out, c)
@@ -158,7 +165,8 @@ func (db *DB) listConnectionsQuery(in ListConnections) (string, []any, error) {
 			args = append(args, `$."`+k+`"`, in.Tags[k])
 		}
 	}
-	query := `SELECT c.id, c.connection_id, c.provider_config_key, i.provider, c.metadata, c.tags, c.end_user, c.created_at
+	query := `SELECT c.id, c.connection_id, c.provider_config_key, i.provider, c.metadata, c.tags, c.end_user, c.created_at,
+       c.refresh_failures, c.refresh_log_id
 FROM ` + from + ` JOIN integrations i ON i.id = c.integration_id
 WHERE ` + strings.Join(where, " AND ") + `
 ORDER BY ` + order + ` LIMIT ? OFFSET ?`
