@@ -1919,7 +1919,7 @@ type ClientInterface interface {
 
 	// GetConnectionLegacy Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
 	//
-	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
+	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched when that token has expired or the refresh was forced (otherwise the still valid stored token is answered).
 	//
 	// Corresponds with GET /connection/{connectionId} (the `GetConnectionLegacy` operationId).
 	//
@@ -1996,7 +1996,7 @@ type ClientInterface interface {
 
 	// GetConnection Get a connection, with its credentials for keys that may read them
 	//
-	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
+	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched when that token has expired or the refresh was forced (otherwise the still valid stored token is answered).
 	//
 	// Corresponds with GET /connections/{connectionId} (the `GetConnection` operationId).
 	GetConnection(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2164,7 +2164,7 @@ func (c *Client) DeleteConnectionLegacy(ctx context.Context, connectionId Connec
 
 // GetConnectionLegacy Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
 //
-// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
+// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched when that token has expired or the refresh was forced (otherwise the still valid stored token is answered).
 //
 // Corresponds with GET /connection/{connectionId} (the `GetConnectionLegacy` operationId).
 // Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
@@ -2330,7 +2330,7 @@ func (c *Client) DeleteConnection(ctx context.Context, connectionId ConnectionId
 
 // GetConnection Get a connection, with its credentials for keys that may read them
 //
-// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
+// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched when that token has expired or the refresh was forced (otherwise the still valid stored token is answered).
 //
 // Corresponds with GET /connections/{connectionId} (the `GetConnection` operationId).
 func (c *Client) GetConnection(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3515,7 +3515,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetConnectionLegacyWithResponse Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
 	//
-	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
+	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched when that token has expired or the refresh was forced (otherwise the still valid stored token is answered).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3598,7 +3598,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetConnectionWithResponse Get a connection, with its credentials for keys that may read them
 	//
-	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
+	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched when that token has expired or the refresh was forced (otherwise the still valid stored token is answered).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5249,7 +5249,7 @@ func (c *ClientWithResponses) DeleteConnectionLegacyWithResponse(ctx context.Con
 
 // GetConnectionLegacyWithResponse Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
 //
-// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
+// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched when that token has expired or the refresh was forced (otherwise the still valid stored token is answered).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5386,7 +5386,7 @@ func (c *ClientWithResponses) DeleteConnectionWithResponse(ctx context.Context, 
 
 // GetConnectionWithResponse Get a connection, with its credentials for keys that may read them
 //
-// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
+// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched when that token has expired or the refresh was forced (otherwise the still valid stored token is answered).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -9942,27 +9942,27 @@ var swaggerSpec = []string{
 	"gUXdTcFqfbk1fWD0ov/cOllqBguE5XXxIghtSZxpMB9NUq6HChC3P5qclLV/6dUHbtspne9XaG6jTIUs",
 	"ACOoclZWb8JdXshcmxCECQHSQ28K9UAqxUA0c5AF1GniM2Cqe7fZPbs0Zf4yh+yuB8oIn6On+y9RRFmi",
 	"TXDuRgfrFjGYA0FYmYZFDFh2oUZafJ8q28ZmNw4RzgK/T9ylEjgs2Oeayyr8ouiOcXBtcwYTByjAWU9c",
-	"IPg8w4lh3HiRfi/Ri2cvGrpm+XsQfCRDPk8v9NBvyeLUL/vPsg+jZKmryzI67iir5UHCFE+0KFbXkR9A",
-	"Pdgi4lcPy0NclD+ZJtos23vogzk3XVE9qxYOQ1MX8iwCPf3WNwpkGKqaaKy7HmW1EDM+97VmMUujlTFz",
-	"A8GYJ+bwv5Vwo1gkEam3kd1YUhabp7oxZ843K66GmTztaDOmCcu7FlmFo5zoU7VOog+RdlKMeVKLGIyL",
-	"ZNOhMt3dbT4tEy4CGLnJuadpGQQBxOa2E3OBURRjRcc0pGpx6I7dby4+U6pmyXiE43j097m6izQ9TtDc",
-	"1PRa60gV7y05wsEMdo84U6IWO2gBa4zvGhvSW3lVSYpySJ+uQzrc/l/bn97J32vxttK1TI/uJj5rsf+u",
-	"uWXr8V1MrefeUFuI9s+PCuUOis7pD6AKy7tv19OSy2fsjvHkjAMT4YV1/NQMos6+bLeVtnInoTneu1cq",
-	"lJn5x98ydmSLGtmiRraokS1qZIsa2aJGtqiRbSjxcVAjxRxqoUpjLEEoWQzvaE9vPqPBDC14gnCo/bwF",
-	"muGbAla5hwaVrEBDQgGz5bqRK22RRkHMjaOieN+uuR3TVhZ1YcQ5lZAmYp3rlobicuV5ng7OznZyl+Si",
-	"iDI9PlYo3IPsOdZ8NND1kQ2jGFVzRV1M0M+EPlP4NlaHrukymibTJPALbY1tlNN1b3znALPytbZU08IL",
-	"oS+ZhTBe9p85nzzNO9s4V9XbLBcNfKBMclNtwkeGu5RuClmfWcluBL5LaMBHkqZxKlP5MsBCUChslrbh",
-	"g3++9PZvJn5gjWd5ZbE6jZ4mZkXYKawI5QS3bAIW/vPACLcAwi2AcIvQ+VUBhM1e7W8eB7hFAG4RgFv7",
-	"8g0gAKuez2ps3xbJtyGSb4vh2wbefnMYvgIsbwvC24LwtiC8TUF4W/jdFn63hd9t4Xdb+N0WfreF33WD",
-	"390Los5viuP/ZNZ1vffUXoWrCFi4Ocr8iAVk0RrtcpSATOYZGyuuvU7PVjo0/y6DcXpwO7lLbkU+rude",
-	"nt0nWHvNrq3Hm8X2eqbz0jpTcUxKVYrvd2t6/1G9hqLKj5w66LQ3dpn9bQRvG8HrHMGzebiCycwu6swA",
-	"nVyk5sA4pFmlTxPOm2UXPNZu3gfOdZ3PaGj94VhwAxcRCZOHyG5otP1ABCs8dgWAizbEXSL5gArn3tCg",
-	"bynJ5l5welOZgxKq6AaYVV7f24tACRo0Y6rf29/TTdSZ4BGoGSQSKfiskK252UNGdkxNRf3U4OwEYUKE",
-	"pilhof7v6Pz49dnp+eXo/fHl+cnRxejdycXl8QeTkzGInfR5PjGrIZ/XJE0cMesZrWnbi0NMSyyuOI5+",
-	"t+HC55hLmuKmIqw2MB0rpib3unRezCS5Kou9BY7C3EwVmXNqH7qIIegmiWmveVRkqfC97ltP6vPePiI8",
-	"SKLaGzHqhTNtm7bL47XMVtGEq91aaeMzK5l0OaOmEKYS2FUJ3TOYtbUq/qzfz6l5qs3p5tVHL01YTP9O",
-	"lQlka6ehKoTn5mW/iq6bV5ubJzX77tFIl7ImmFCWLe/NttzaajOTdccb3vEAh26mPd9LROhKpR7s7YX6",
-	"txmX6uB5v//cux3e/m8AAAD//w==",
+	"IPg8w4lh3HiRfi/Ri2cvGrpm+XsQfCRDPk8v9NBvyeLUL/vPsg+jZKmryzI67iir5UHCFE+0KKbipfll",
+	"fplh6WaAlMVrjs2CGujdgZHeOZXg+qZhiAz9xfdQ6dinV9fKkvUDqAdbr/zquXyIi6Iu05yeJbGHPpgj",
+	"2hUttyxycJ266GoRU+q3vrwgg2vVBH7dTSyr9YXxua+VmFkarTibyw7GPDF1BuxUGh0miUgdm+xylLKE",
+	"PtWNOXNuYHHhzUR3R1tMTVjei8mKKeW0jKp1ynOItD9kLKFaxGC8MZt5lelGcvNpMbI6cpNzT9MyCAKI",
+	"zcUq5q6kKMaKjmlI1eLQnfDfXHymVM2S8QjH8ejvc3UXaXqc+LwpH7bWZytekXKEgxnsHnGmRC1M0WLj",
+	"GN81ZqS38laUFFCRPl0Hqrj9v7YVvpNr2eJtpRugHt0jfdZiq19zodfje7Naz72hthDtnx8VKisU/eAf",
+	"QBU8Cd8u3SXv0tgd4zSaNTvCC+tjqhlEnd3mbitt5fpDc5J4r1STM3PFv2WYyhagsgWobAEqW4DKFqCy",
+	"BahsASrbqOXjAFSK6dpCQchYglCyGEnSnt58RoMZWvAE4VD7eQs0wzcFWHQPDSoJiIbcBWbLdSNXRSON",
+	"gpjLTUXxal9zEactYuoilibm43K+znVLo365SkBPB2dnO7n7eFFEmR4fK9QIQvbIbD7w6PrIhlEM4Ln6",
+	"MSa+aKKsKVIcq0PXdBm4S0NP6IW2xjag6ro3vnOAWfkGXapp4YUom8xCGC/7z5xPnqa4bair6m2W6xM+",
+	"UNK6qQziIyNrSpeSrE/iZJcP3yU04CNJ0ziVKbIZYCEoFDZL2/DBP18m/TcTP7DGs7yyWJ1GTxOzIuwU",
+	"VoRyLl02YRj/eRCLW6ziFqu4BQP9qljFZq/2Nw853IINt2DDrX35BsCGVc9nNYxwCxrcEDS4hQtuA2+/",
+	"ObhgAQG4xftt8X5bvN9vAO+3RfptkX5bpN8W6bdF+m2RflukXzek372A9/ymlMFPxoXQ21ztwLg6h4X7",
+	"sMyPWEAWGNLeTQkzZZ6xYenaSwJt/Ubz7zLupwe3k7u6V+RDiO7l2S2JtZcH2yrDWRixZzovrTMVx6RU",
+	"e/l+d8H3H0BsKBX9yFmKTttwByLYBgu3wcLOwUKb8iuYzOz60Qw7ykVqDoxDmtUvNZHDWXZtZW2cYOBc",
+	"1/mMhtYfjgU3yBSRMHmI7N5J2w9EsMJjV9a4aEPc1ZgPqHDuDQ36lpJsbjunN5U5KAGYboBZ5fW9vQiU",
+	"oEEzfPu9/T3dRJ0JHoGaQSKRgs8K2UqiPWRkx1SK1E8Nzk4QJkRomhIW6v+Ozo9fn52eX47eH1+enxxd",
+	"jN6dXFwefzDpHwMOSp/nE7Ma8nlNfsYRs57Rmra9OMS0xOKK4+h3Gy58jrmkKUQrwmoD07FianKvS+fF",
+	"TJKrHdlb4CjMzVSROaf2oYsYgm6SmPaaB2CWyvnrvvWkPu/tI8KDJKq956NeONO2abs8NMxsFU1k3K2V",
+	"NhS0kkmXM2rKeyqBXe3TPQOPW6viz/r9nJqn2pxuXn300kTg9O9UmZi5dhqqQnhuXvar6Lp5tblPU7Pv",
+	"Ho10KUGDCWXZ8t5sy62tNjNZd5LiHQ9w6Gba871EhK4A7MHeXqh/m3GpDp73+8+92+Ht/wYAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
