@@ -56,6 +56,21 @@ func (e AppCredentialsType) Valid() bool {
 	}
 }
 
+// Defines values for AppCredentialsWithheldType.
+const (
+	AppCredentialsWithheldTypeAPP AppCredentialsWithheldType = "APP"
+)
+
+// Valid indicates whether the value is a known member of the AppCredentialsWithheldType enum.
+func (e AppCredentialsWithheldType) Valid() bool {
+	switch e {
+	case AppCredentialsWithheldTypeAPP:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for AppInstallationCredentialsType.
 const (
 	AppInstallationCredentialsTypeAPP AppInstallationCredentialsType = "APP"
@@ -354,6 +369,17 @@ type AppCredentials struct {
 
 // AppCredentialsType defines model for AppCredentials.Type.
 type AppCredentialsType string
+
+// AppCredentialsWithheld The credentials of an APP import as a key without environment:connections:read_credentials gets them: what the request sent and when the token minted for it expires, never the token itself.
+type AppCredentialsWithheld struct {
+	AppId          string                     `json:"app_id"`
+	ExpiresAt      *time.Time                 `json:"expires_at,omitempty"`
+	InstallationId string                     `json:"installation_id"`
+	Type           AppCredentialsWithheldType `json:"type"`
+}
+
+// AppCredentialsWithheldType defines model for AppCredentialsWithheld.Type.
+type AppCredentialsWithheldType string
 
 // AppInstallationCredentials defines model for AppInstallationCredentials.
 type AppInstallationCredentials struct {
@@ -1148,6 +1174,32 @@ func (t *AllAuthCredentials) FromAppCredentials(v AppCredentials) error {
 
 // MergeAppCredentials performs a merge with any union data inside the AllAuthCredentials, using the provided AppCredentials
 func (t *AllAuthCredentials) MergeAppCredentials(v AppCredentials) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAppCredentialsWithheld returns the union data inside the AllAuthCredentials as a AppCredentialsWithheld
+func (t AllAuthCredentials) AsAppCredentialsWithheld() (AppCredentialsWithheld, error) {
+	var body AppCredentialsWithheld
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAppCredentialsWithheld overwrites any union data inside the AllAuthCredentials as the provided AppCredentialsWithheld
+func (t *AllAuthCredentials) FromAppCredentialsWithheld(v AppCredentialsWithheld) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAppCredentialsWithheld performs a merge with any union data inside the AllAuthCredentials, using the provided AppCredentialsWithheld
+func (t *AllAuthCredentials) MergeAppCredentialsWithheld(v AppCredentialsWithheld) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -9858,111 +9910,114 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3rdts4kv+r4PA/5ySeoWU5lz7/ts+cM4rjdHtysdd2pnfW0WogoiRhTAJsALSiTjxn32E/7APtm+yT",
-	"7MGFFK8SKV86vaMviSURYKFQVShU/VD44gU8ijkDpqR38MWLscARKBDm0xFnDAJFOTshZ1jN9HeUeQde",
-	"rD/4HsMReAdekHvM8z0BPydUAPEOlEjA92Qwgwjrtr8TMPEOvP+3t3zpnv1V7uXf5d3e+t6Z4DeUgDji",
-	"bEKnb2HxLwmIRUbCz+ZTRkPsnh4F5vHRNSw2JqXyZu9WEyRAxpxJMKx5hck5/JyAVPpTwJkCZv7EcRzS",
-	"AOuB7P1dcqa/a/faC0WOheDCvo2ADASNdT/egXc5AyTs+xCVKMLhhIsICOICaQ5IJHkEakbZFKkZVohw",
-	"kIhxhSZUebe+94aLMSUE2KOROzg7QdewQCEOriVSM0A8BmHe9EQiGfAYNGEfuHrDE0YejS7KFEwtHegp",
-	"F2gpvTtLrsFnqjnNDN3XsHgiEbAbKjiLNIFaPPEi5Jhccv4Oiyk8GvljThYIPgcAxHJVgrgB8USikEZ2",
-	"rlP5/cjwDaYhHoePQ94ApVpoCEvllUAMjEik+f0DVT8mYx9NuEAY2U9oEMeHpoXi18DQx/N36QMCJgLk",
-	"bAcFPAmJmZmx7hgHMyA+ItR+h5mcgzDTRSPQOjHBNARyqH81OjHHEknFhdWYYIbZFIjm1bl9w6uQB9fw",
-	"OEJI2Q0OKRkFAggwRXEoD3LDjxLpRmko0+McJ2rJDDMWAZNEAkFzqsdnWo9xcL3LJxMUg6CcoKfP+0ii",
-	"8QIRmOAkVDu+Hnra8KVhldQ8w0jwuZ2AbP70OzRnAxyGQHroHHZpFHOhrIGBnNagIAQsJBpzNetpll4Y",
-	"gbTDfxSxYyhh8DmGQAExM58IOEQEFKahRFgACvl06rhVEE1KUoJpAI+tLlqbCVZ4jCVoo54wI9jm/be+",
-	"d8n5e8wWbpWRj263qUT8RmuVkkhgBc6++N4MMHEOwjkosdgdTBSYqS52dgEB13qvOJpjqmV6woXmvRIL",
-	"yqYrl+eIMholkXew73tqEYNRGwVTMGTf+t5HhhM144L+8kha+4H7CBcXXqwF75rxOUuZ5hnKZBJrVQHy",
-	"HgjFl4b8x1wdqNXdylt0E9eRfs8gDAeJmh0tzZChjS1OJ97B1Wo6TnXL/VzTn6ianeO5d+u3aPhsg4av",
-	"sKTBIKZ5cte1GcT0LSy6tYi7PP7nueryuBt8SIGpDVgwiOMLvYZt0NSqSxdajxKpeNSlxeUYd3n8FQ3D",
-	"DUZyOecXCjrN0gWdMqySAuO82+Gt71UFRGsAIVQrDQ7PhHZZFdUu/wSHEny9z8i+0oqs269T2ku9rmvT",
-	"oJwpAKZN25U3ODsZvT3+qzfMjJxUQptGu91IjeOV/dVPX6cfp0qvUnoA6K3Z6rgO+PjvEBgvsCTKHQcW",
-	"BCDlyHgk+nOJPN+DzzEVIEfYGDRtE/VfHsEKdrVn4fnVNgLPc30tKa2y5aw9S/KE2lfk2LN0MBs4dMKk",
-	"wmFojORdxCAeUdJaDGjupS3a5Wk8IXdmmKW1SkUXtjWZoW9AyGJBb7ACEwCo67ODEI4uLk/Pj9dztiSD",
-	"eQoqEjmIY2S4V8fZujWuG0tjLOWcC1I79PIQXw0uTo5qhud7iQRhAytf2klV1sBfkpAbtRkY0qtf7bDr",
-	"V4JuIydw0zjnm8gRF1PM6C95Ja3K2ipuNwmaBClX9FmZpJN37xrnqKmT9vOXsq064Nzw7GD8ymTnZ5iG",
-	"Yd3c2hja6Q0IQQl0nNPAeEpNg3S/SggEqPqR1pHjtq3HjHyU6bYlFhBgtdyIVB1rYATpcSMs3Q5yAgJY",
-	"AMiKk0RUHSC4AbFAEwohQbEACUz5iCVhiOYzYMYrN/uFnlcRXyrjEC9G6awt3fDyuLNvdL/WjYEI07Bz",
-	"K8vW4lA/MvpzAuECUaONEwp2uOnwe+tUpUjFPY6xC7V5ggrkozGEnE31ntRbZ9XdkliSoBrKFJ6uMNNW",
-	"oGyjq7Qf3zYf1rwznU2/yC73mhKzh6tFPA3BFKch5FOnUvAZR7FR378INlaL63/985vg+ih6/uPZ989V",
-	"3VSXrRO2Jl0uWKCJWXaIC7Z+9eLhCFo9mDeaYR3NR9bYZQXazdJykj7vTvmu+1LvoHvneP4epMRTE6HJ",
-	"9d9kogRos9Jp4QmKi//KDWF1B6+tASOjxJm2drv5qlWsCrpfMZP6VVrCDJlUQSTb53hcECMbPhYCm+iJ",
-	"ZWTGKcrUdy+8agzI90Is1WgCKph15G8EChOs8D0LQxo6rXcUarJTtYu/MyUrtxH6Gb3Gx6SjbNUZm6IM",
-	"+w15tGxw2ZTn+OjXKFpmrnIaUCC5OoFFyV9tDE5qFoPLQlT6iUSUHCKMGMzRx48nr+0KHMJEIZ4ovY5F",
-	"+PM7YFM18w6evXzpexFl6ed97fwoBUJ3/O9XePeXwe6/9Xe/93uHB3/8wz8+fbr69Gn49U+/+3L7yXvy",
-	"6dOnT3sjtDv8w+/q5G1J9Ttqs4UbmbBNtEy/8ERBVFW0kijkX7Oa81mXG5vi1aayvR4/jJn7dY1aN9tU",
-	"cSe+NSN1vwYnm/DMuORNkBOf1dJ7DpisldxyUjOX6sIS/XB8ifZy+rL3JQ9/uEUCVCKY3Q4UvRebfprD",
-	"eMb59SgR4Yi7bZGPMMtlp8z+obzNiPAizXOaDQWBIMQCiPmExyH0UMogRCXC4RwvZHkTQtWMJwphVnDo",
-	"t15T3Y7PpYtzHR+iL7cuMX0Ni4ybAnAhmdvbOmH103WVzle2/fln9sZ8r84ULAmpcuvBzGk7V66W3Hv2",
-	"8CpJp25uRtvg7tHHi8vT9+sju7mwVy7WZamsi3Y5zT1hcaJarDOrw06vs999baqRngZEmVSASQ8NQsnR",
-	"wq4U6VSOfm8eWh9dKru+VecqjShlkpxGJdY23TSstNodb1TOehavVdq/4DAxlqJI6HsQUyCIMsVLMJcn",
-	"0vDWRwkrAZyeSMTnrMz5xQcctaLkrYUNlGSpVTDKMxb8tQG6dHbICdQavcgZ0fp4t8WAFnn2FhYSTQSP",
-	"LAyJk4XB1RmA5g4SnCvkuMknE2CEsim60ezX3MqWrIZQU+OGxdielFhHWh2L3tBQgbiw3daI/hox+xFw",
-	"aAfdxQyBTEKVNzj8uoWxsa3qBnFisFd5PzaDnj5kPKzkCWdPIts8cShKPilDwp5evhogZiCKOAh4wtQJ",
-	"2emhd273jbQrzZBdLHyLYrTelpEL7b9eQ5xu0vN07ff7/bt7nO1xyJ0cSzdLzdG4VY0LS0cHx6hsv2wr",
-	"rXFYKRzMUMWStZmH9O33PRUNrldHNPYd9qD1/tE6v6Q6s/Xhp+UDmu2Gl4fob7q7vyEJIQTKrns3WFDM",
-	"DFcJ1b1ElGFlg/URjmNnq1J8SGt4k2+gAM3woSa4g+9ywR2wV7734fTDcWu80U9UzS5tuP908PHyx/3W",
-	"yLK0xbPWkLKsxejoqCMUy/O9y1eD1ginwmLvHVjBufU9zmATEF139Nw3Aptr4mZnWFomJvcMNlsh+ybm",
-	"V8LY1Go3JXqly6PWUR5D4yPKEIGARjhEhE6pkmW3tr8qyNzf/X74+9oIcgll2G3R3wT7QKVMQJw0gB4s",
-	"vMXh3paxjQ40NcR9VmXyKxtf9/CqFG3afFigumFYzSik8ubxzz9dtkZb5ZiV20DqHmpWmXTxvrN3V7cF",
-	"O2UFD40ScxwAo5BK5Ty4SMtrO9NV8pI6h56sbxXhzye2nXUmIsrSz2X/f31su63D9O24MY1JmFWhnGyY",
-	"dX5KdUXpJkNcm+MlIK8VmjHXJofF2QgP6zyDtcqVJ7OWgGrMxnLGa8OzzfBnJdZVQTK1bNoYnnjfrKoA",
-	"FdcwrGaxvwO2q5W0VPBerVptsv51U4DaqTG+59rZWTKhPLyUiAZJfoYs/zvMz2ZifTcI3j3jxFsv0Q8x",
-	"BfUa0mIi7g2E305L7GKRzyesWZLz+MxNZ8weTRzdh+J0xlvXK0irCXkg3PqvMwcNWlOZm5bas9k8NGhJ",
-	"3WycYRXM7hrT3DS81iW315SnqxxDnSkVP5U79gQzF+iT98lDitsTsohWUEf9F//fb4NarvqO9RvU5cn2",
-	"JxIlJueCrmGxIdjpHwe9P6FRE6yp9lDVw29NVx9waC3iFyc/fBhcfqw93XH/xx8yXtWpQXaksyPzNmjT",
-	"mPTpCCHIp51q4APNKaS6LM5wXe7LjnRYyzrd7SvOwxp1RGPOQ8CsitgXgIm0+Sk0CfFUHiCzNUT7PlqA",
-	"9BFnPlr4CBgeh/aor2Un6vuIcR/xycRHzEeESvOECf1gtkABliarldOnp1eXanh1LoZXH5Ph1TEMv+5/",
-	"vfrrwvx5dSGHX69O+fDqAxuab7+arz+w4dUAD69ejYdX70L76Gsy/Hr1ZmJ/0F9eSNtd/6t5/pS7rvQz",
-	"bybDr7bP12R4dULt0zVd7tTrdmIse0fpkstWpamwWCTN49z5ATc9lelOu6mbcJcuLabxvnux3pwNl2Zt",
-	"9OnTbm+vIdSWZYa7ZwovHyQhvVwfbf7/6TUs9myWzL5a7vSQycBiAYhpGxrSX4DoZSfkcxBaJA28zNSV",
-	"kAovtNgqygKF8ERBbl0qhkWaVtpRe2zASo7d3leq3PdKweDOcbO7OWt2O91hI3svsZLLV4PWUciMwtK7",
-	"c0uU7q6Os+mKWjautgdtGjNIhzi0pXOiWC18hBWKuFTouxfoLX1VckG+e/ny+XfrNap61PvhHYy7bz4v",
-	"fzodXVwen20KL7qcc6THXTcf1XP86ziS9mpb6lYWctSm8ywb043tZYaYRGE7WR12INhmDBJB1eJCa4t9",
-	"+RiwAGGOmtaIbSCAxFyorMqJleMeMojPgMcgTURcr/omN57VrDL21YBYmAMv6ebGqM54SLSAG501S5uh",
-	"YUmx3hfYih2UTXhNpRTFhes0n0Lmk1zEXtpEPhVkN8ZCLfQIJBrDjDKCPmA25U9k4fHB2UkPvQZBb4BY",
-	"eE76VJyMQypnQJCMITh0pxZtUSREMwa4ukLnx4PX74+fSARCYIXNCu6mKM9Nz/duQEg7oP1ev9c3Uc8Y",
-	"GI6pd+A97+33+g6oYyYqB6LWH6fWFq4DxVk4j13tBh9eAzlEXBCLeV4iEdHr44sjH1Fi/jjUDpsEUzkt",
-	"xlNA//1ftphND33gBY7rXjU3HIobzLRmInBCvAPvHZU5II58B1McGIhlrnLeVXmCjz/jQJXTLzgQXMr8",
-	"rs0kDOuq25Uq7LWrFVNAPt3e+mWijrCEXcokMEkVvQEkk7HVzRpEDzVusPs+he09kcghC00ROv2EcQWa",
-	"hiEBi2B2pwGslg7L5+y0JyVNlIALB5AHJ8ZmjUtcyx/iXEPiae7R+5x8HkV4V4IWW63sWeUv6w5p4yYP",
-	"kYxxAFoteMIIAhzMrBkUNIqgkbk5iS5RnHMB9vv5xJtsJFR7vVfXsBj+0Xq9MaZCpjZLf7A2OMIqmGmC",
-	"4HMcmm2unZI6+hyeeUlWk8vecQdQ40JXT/+rhTGdBCA+XWasi2M+00ZK0l/0lvR//uM/LavSOm7IfERP",
-	"y3vaSSJBIj18GlBlkXSuhNcz3WCcqLQLs5aYbg6RBKgz8ztNk5tWAVtyz3WaTWmEP7vaXf00q9tcy6t+",
-	"7CyJxiDsqtU/TLGjtSa8gczYwkJrqKxQ2C+R2a8hc1gq//ms37+3ml6lA4I1lb1OGdhRFz0CLU8vLCF1",
-	"/WcE7+WKlZom++ubFOqrmUbP1zdaFhnVLfZftnlNTbE03fjZ9+sblyvk3freyzbsyBcoNG2et2tTqhGY",
-	"d0DNmp93Pa+8XL3Qg9ykHWjvyhtqiZJJFGGxcE5FfmZ9xGAOUqEJFVLpT1qNzQGxvLvyNDTeB9I+lZaN",
-	"/Lm0HUNf7pu9PEAi1uayjb91McNhyOe7EYipc1GX2FCLkscGP+KcyKXHoBWRmHiFi004xyriN0B2TMiM",
-	"M72WYCaxaXJgz+jqb6lEEZWSsqmf1fCkEs0FVQqYiWdoUtLCnxK96L9Ii/GNclDXivv20WBdU6RN5r05",
-	"KP8rThb3ptdlOM9tccfjTm89mFmpfX01aZBH+ppJJoeFEpkQzHhqAr5ZU9N/sb5FVmjY2KYWryhX+N3a",
-	"tEabZhHkZatmDtOUzIVWbi5QxAUUdqurTFlmuXZMBojLVjvFc4hD470WbNYKS/XlNi1lS9WvZp8uQH27",
-	"xmn/1zROws7n1jxtzdP9mCdnICr24a4mquR2FesDWMsVgoJ2Nkx7S7IcjNHmhSqJJOCweETdHE+fck7K",
-	"+0POQpfsRFTvAzUFZKeHTgpVvSWO8i8aUYJCrEC40Jp09VRypBif1H5LSQ8NliWRcw9xUai6b62iton9",
-	"GpvoVxO2hIOsmsrXZhC53VNDKK5OypaP7DXcM/GgW740wdpg9vJxN4mmnMF2q/dbtDtO0Ut2x8otwoUD",
-	"k6tsS9GCGCeoZbT83BUjKR8APNXWYFnFAjUNoFzaAk3BVDqUeZtjq5fIJJiZSwowQVI/VTr9f4i4moEw",
-	"gUXdTcFqfbk1fWD0ov/cOllqBguE5XXxIghtSZxpMB9NUq6HChC3P5qclLV/6dUHbtspne9XaG6jTIUs",
-	"ACOoclZWb8JdXshcmxCECQHSQ28K9UAqxUA0c5AF1GniM2Cqe7fZPbs0Zf4yh+yuB8oIn6On+y9RRFmi",
-	"TXDuRgfrFjGYA0FYmYZFDFh2oUZafJ8q28ZmNw4RzgK/T9ylEjgs2Oeayyr8ouiOcXBtcwYTByjAWU9c",
-	"IPg8w4lh3HiRfi/Ri2cvGrpm+XsQfCRDPk8v9NBvyeLUL/vPsg+jZKmryzI67iir5UHCFE+0KKbipfll",
-	"fplh6WaAlMVrjs2CGujdgZHeOZXg+qZhiAz9xfdQ6dinV9fKkvUDqAdbr/zquXyIi6Iu05yeJbGHPpgj",
-	"2hUttyxycJ266GoRU+q3vrwgg2vVBH7dTSyr9YXxua+VmFkarTibyw7GPDF1BuxUGh0miUgdm+xylLKE",
-	"PtWNOXNuYHHhzUR3R1tMTVjei8mKKeW0jKp1ynOItD9kLKFaxGC8MZt5lelGcvNpMbI6cpNzT9MyCAKI",
-	"zcUq5q6kKMaKjmlI1eLQnfDfXHymVM2S8QjH8ejvc3UXaXqc+LwpH7bWZytekXKEgxnsHnGmRC1M0WLj",
-	"GN81ZqS38laUFFCRPl0Hqrj9v7YVvpNr2eJtpRugHt0jfdZiq19zodfje7Naz72hthDtnx8VKisU/eAf",
-	"QBU8Cd8u3SXv0tgd4zSaNTvCC+tjqhlEnd3mbitt5fpDc5J4r1STM3PFv2WYyhagsgWobAEqW4DKFqCy",
-	"BahsASrbqOXjAFSK6dpCQchYglCyGEnSnt58RoMZWvAE4VD7eQs0wzcFWHQPDSoJiIbcBWbLdSNXRSON",
-	"gpjLTUXxal9zEactYuoilibm43K+znVLo365SkBPB2dnO7n7eFFEmR4fK9QIQvbIbD7w6PrIhlEM4Ln6",
-	"MSa+aKKsKVIcq0PXdBm4S0NP6IW2xjag6ro3vnOAWfkGXapp4YUom8xCGC/7z5xPnqa4bair6m2W6xM+",
-	"UNK6qQziIyNrSpeSrE/iZJcP3yU04CNJ0ziVKbIZYCEoFDZL2/DBP18m/TcTP7DGs7yyWJ1GTxOzIuwU",
-	"VoRyLl02YRj/eRCLW6ziFqu4BQP9qljFZq/2Nw853IINt2DDrX35BsCGVc9nNYxwCxrcEDS4hQtuA2+/",
-	"ObhgAQG4xftt8X5bvN9vAO+3RfptkX5bpN8W6bdF+m2RflukXzek372A9/ymlMFPxoXQ21ztwLg6h4X7",
-	"sMyPWEAWGNLeTQkzZZ6xYenaSwJt/Ubz7zLupwe3k7u6V+RDiO7l2S2JtZcH2yrDWRixZzovrTMVx6RU",
-	"e/l+d8H3H0BsKBX9yFmKTttwByLYBgu3wcLOwUKb8iuYzOz60Qw7ykVqDoxDmtUvNZHDWXZtZW2cYOBc",
-	"1/mMhtYfjgU3yBSRMHmI7N5J2w9EsMJjV9a4aEPc1ZgPqHDuDQ36lpJsbjunN5U5KAGYboBZ5fW9vQiU",
-	"oEEzfPu9/T3dRJ0JHoGaQSKRgs8K2UqiPWRkx1SK1E8Nzk4QJkRomhIW6v+Ozo9fn52eX47eH1+enxxd",
-	"jN6dXFwefzDpHwMOSp/nE7Ma8nlNfsYRs57Rmra9OMS0xOKK4+h3Gy58jrmkKUQrwmoD07FianKvS+fF",
-	"TJKrHdlb4CjMzVSROaf2oYsYgm6SmPaaB2CWyvnrvvWkPu/tI8KDJKq956NeONO2abs8NMxsFU1k3K2V",
-	"NhS0kkmXM2rKeyqBXe3TPQOPW6viz/r9nJqn2pxuXn300kTg9O9UmZi5dhqqQnhuXvar6Lp5tblPU7Pv",
-	"Ho10KUGDCWXZ8t5sy62tNjNZd5LiHQ9w6Gba871EhK4A7MHeXqh/m3GpDp73+8+92+Ht/wYAAP//",
+	"7H3rchs5ku6rIOpMhK2ZEkX50nFaiokYWpa7Nb5IR5KnzxyZhwMWkiRaVUA1gBLNtjWx77A/9oH2TfZJ",
+	"NnCpYl3JKurS7h3+sUWygEpkJhKJzA+JL17Ao5gzYEp6B1+8GAscgQJhPh1xxiBQlLMTcobVTH9HmXfg",
+	"xfqD7zEcgXfgBbnHPN8T8EtCBRDvQIkEfE8GM4iwbvsHARPvwPtfe8uX7tlf5V7+Xd7tre+dCX5DCYgj",
+	"ziZ0+hYW/ycBschI+MV8ymiI3dOjwDw+uobFxqRU3uzdaoIEyJgzCYY1rzA5h18SkEp/CjhTwMyfOI5D",
+	"GmA9kL2fJWf6u3avvVDkWAgu7NsIyEDQWPfjHXiXM0DCvg9RiSIcTriIgCAukOaARJJHoGaUTZGaYYUI",
+	"B4kYV2hClXfre2+4GFNCgD0auYOzE3QNCxTi4FoiNQPEYxDmTU8kkgGPQRP2gas3PGHk0eiiTMHU0oGe",
+	"coGW2ruz5Bp8pprTzNB9DYsnEgG7oYKzSBOo1RMvQo7JJefvsJjCo5E/5mSB4HMAQCxXJYgbEE8kCmlk",
+	"ZZ3q70eGbzAN8Th8HPIGKJ2FhrBUXwnEwIhEmt8/UPVjMvbRhAuEkf2EBnF8aFoofg0MfTx/lz4gYCJA",
+	"znZQwJOQGMmMdcc4mAHxEaH2O8zkHIQRF41Az4kJpiGQQ/2rmRNzLJFUXNgZE8wwmwLRvDq3b3gV8uAa",
+	"HkcJKbvBISWjQAABpigO5UFu+FEi3SgNZXqc40QtmWHGImCSSCBoTvX4TOsxDq53+WSCYhCUE/T0eR9J",
+	"NF4gAhOchGrH10NPG740rJKaZxgJPrcCyOSn36E5G+AwBNJD57BLo5gLZQ0M5GYNCkLAQqIxV7OeZumF",
+	"UUg7/EdRO4YSBp9jCBQQI/lEwCEioDANJcICUMinU8etgmpSkhJMA3js6aJnM8EKj7EEbdQTZhTbvP/W",
+	"9y45f4/Zwq0y8tHtNpWI3+hZpSQSWIGzL743A0ycg3AOSix2BxMFRtTFzi4g4HreK47mmGqdnnChea/E",
+	"grLpyuU5ooxGSeQd7PueWsRgpo2CKRiyb33vI8OJmnFBf32kWfuB+wgXF16sFe+a8TlLmeYZymQS66kC",
+	"5D0Qii8N+Y+5OlA7dytv0U1cR/o9gzAcJGp2tDRDhja2OJ14B1er6TjVLfdzTX+ianaO596t36Lhsw0a",
+	"vsKSBoOY5sld12YQ07ew6NYi3vxxPZQZhGRts7/OVZe3OJ6FFJjagHODOL7QS98GTe0s60LrUSIVj7q0",
+	"uBzjLo+/omG4wUgu5/xCQSfhXtApwyopMM67Hd76XlWv9MQhhOq5hsMzoT1dRfVOYYJDCb7enmRf6fmv",
+	"26+b65faHdAWRTkLAkxbxCtvcHYyenv8d2+Y2UaphLaodpeS2tQr+6ufvk4/TpVe3PQA0FuzQ3Id8PHP",
+	"EBjnsTQDOg4sCEDKkXFk9OcSeb4Hn2MqQI6wsYPalOq/PIIV7GqHxPOrbQSe5/paUlply1l7luQJta/I",
+	"sWfpl67nUDbp13GqaqxzDiDiE72cDM7OkPWzEJYIm3VYOy08Ufn9x8HS+5IHAnDBl0RTUGZnEB2gud4K",
+	"5h0eCUy7ywTNZ8DyTqdeXYnxuqne/Rgp+YjBjXPm7WNUSQgnPa+q0PGIknuTOGVS4TA0S1dTv3eSviW3",
+	"+qJaHfDd4OeppOt14iTX111MQ8rJVqahhlOr2uVpPCGPy8YGtjUtTd+A4YkFvcEKTCyprs8Ohml0cXl6",
+	"fryesyW7lKegYqUGcYwM9+o4W+cudWNpjKWcc9Fu9r0aXJwc1QzP9xIJwsbovrTTqqyBvyQhN2ozMKQ9",
+	"otph13sH3UZO4KZR5pvoERdTzOivK83ZSm43KZoEKTuYyFcn7941yqipk/byS9lWHXBueHYwfkXYeQnT",
+	"MKyTrQ3Hnt6AEJRAR5kGxntuGqT7VUIgQNWPtI4ctwYfM/JRpjvgWECA1XJPW132gRGkx62XeLs2T0AA",
+	"CwBZdZKIqgOkV94FmlAICYoF6IXbRywJQ7t06w2e2XpWF2NCZRzixSiV2nJHVx539o3u17q2EGEadm5l",
+	"2Voc6kdGf0kgXCBqZuOEgh1uOvzeuqlSpOIex9iF2jxBBfLRGELOphIp7q2z6m5JLGlQDWUKT1eYaatQ",
+	"ttFV2o9vmw9r3plK0y+yy72mxOzhahVPo3lFMYR86qYUfMZRbKbv3wQbq8X1//3rm+D6KHr+49n3z1Wd",
+	"qMvWCVuTLhcs0MQsO8QFW7968XAErR7MG82wjuYja+wSTO2ktBTS590p33Vf/iw5653j+XuQEk9NsC/X",
+	"f5OJEqDNSqeFJygu/iuDBNVgkLYGjIwSZ9raBYaqVrGq6H7FTOpXaQ0zZFIFkWyfLnTxsGz4WAhsAnGW",
+	"kRmnKFPfvfCq4UTfC7FUowmoYNaRvxEoTLDC96wMaRS+3lGoSXTWLv7OlKzcRuhn9Bofk466VWdsijrs",
+	"N6Rks8FlIs/x0a+ZaJm5ys2AAslVARY1f7UxOKlZDC4LCY4nElFyiDBiMEcfP568titwCBOFeKL0Ohbh",
+	"z++ATdXMO3j28qXvRZSln/e186MUCN3x/7/Cu78Odv9ff/d7v3d48Oc//fPTp6tPn4Zf//KHL7efvCef",
+	"Pn36tDdCu8M//aFO35ZUv6M28byRCdtklukXniiIqhOtpAr516zmfNblxqZ4talsP48fxsz9tkatm22q",
+	"uBPfmpG6X4OTCTwzLnkT5NRntfaeA+4a8xvks6ZYoh+OL9Febr7sfckjaW6RAJUIZrcDRe/FZjLnMJ5x",
+	"fj1KRDjiblvk2+hemug0+4fyNiPCizRlbjYUBIIQCyDmEx6H0EMpgxCVCIdzvJDlTYiLSmJWcOi3XlPd",
+	"js8hD3IdH6Ivtw7jkI/xlmO5va0TVi+uq1Re2fbnX9kb8706U7AkpMqtBzOn7Vy5WnLv2cOrJCK7uRlt",
+	"g7tHHy8uT9+vj+zmwl65WJelsi7a5WbuCYsT1WKdWR12ep397mtTjbQYEGVSASY9NAglRwu7UqSiHP3R",
+	"PLQ+ulR2favOVRpRyjQ5jUqsbbppWGm1O944OetZvHbS/g2HibEURULfg5gCQZQpXkJMPZGGtz5KWAkr",
+	"90QiPmdlzi8+4KgVJW8tAqWkS62CUZ6x4K8NZqqzQ06g1uhFzojWx7stnLjIs7ewkGgieGQRbZwsDETT",
+	"YH13kOBcIcdNPpkAI5RN0Y1mv+ZWtmQ1hJoaNyzG9qTEOtLqWPSGhgrEhe22RvXXqNmPgEM76C5mCGQS",
+	"qrzB4dctjI1tVTeIE5NezvuxGYr5IeNhJU84exLZ5okD5PJJGV349PLVADGDdsVBwBOmTshOD71zu2+k",
+	"XWmG7GLhW0Cs9baMXmj/9RridJOep2u/3+/f3eNsD2nv5Fg6KTVH41Y1LiwdHRyjsv2yrfSMw0rhYIYq",
+	"lqyNHNK337coGlyvjsD+O+xB6/2jdX5JVbL14accoENxy8tD9A/d3T+QhBACC/JAN1hQzAxXCdW9RJRh",
+	"ZYP1EY5jZ6tSzFBrpJxvoADNkLImuIPvcsEdYHy+9+H0w3FrDNpPVM0ubbj/dPDx8sf91iDFtMWz1ujE",
+	"rMXo6KgjPM/zvctXg9aot8Ji7x1Yxbn1Pc5gEzxmdyDmN4LAbOJmZ6hipib3DEBcofsm5lfC2NTObkoM",
+	"4Ct3AALlMTQ+ogwRCGiEQ0TolCpZdmv7q4LM/d3vh3+sjSCXkKfdFv2NoFxSJiBOGkAPFt7isJDL2EYH",
+	"mhriPqsy+ZWNr3t4VYo2bT4sUN0wrGYUUnnz+NefLlujrXLMym0gdQ81q0y6eN/Zu6vbgp2ygodGiTlZ",
+	"glFIpXIeXKT1tZ3pKnlJnUNP1reK8OcT2846ExFl6eey/78+tt3WYfp23JjGJMyqUE42zDo/pbqidNMh",
+	"rs3xEpDXCs2Ya5PD4myEkXaewdrJlSezloBqzMZyxmvDs83wZyXWVUEytWzaGJ5436yqABXXMKxmsb8D",
+	"tquVtlTwXq1abbL+dZsAtaIxvuda6SyZUB5eSkSDJj9Dlv8d5LOZWt8NgnfPZwdaL9EPIYL6GdJCEPd2",
+	"MKPdLLGLRT6fsGZJzuMzN5WYPeU6uo+J0xlvXT9BWgnkgXDrv40MGmZNRTYtZ89mcmiYJXXSOMMqmN01",
+	"prlpeK1Lbq8pT1c50TxTKn4qd+xheC7QJ++ThxS3h60RraCO+i/+t98GtVz1Hes3qMsiCU8kSkzOBV3D",
+	"YkOw0z8Pen9BoyZYU+1Bu4ffmq4+4NBaxS9OfvgwuPxYe7rj/o8/ZLyqmwbZ6eCOzNugTWPSpyOEIJ92",
+	"qoEPNKeQ6rI4w3W5LzvSYS3rdLevOA9rpiMacx4CZlXEvgBMpM1PoUmIp/IAma0h2vfRAqSPOPPRwkfA",
+	"8Di0p8YtO1HfR4z7iE8mPmI+IlSaJ0zoB7MFCrA0Wa3cfHp6damGV+diePUxGV4dw/Dr/tervy/Mn1cX",
+	"cvj16pQPrz6wofn2q/n6AxteDfDw6tV4ePUutI++JsOvV28m9gf95YW03fW/mudPuetKP/NmMvxq+3xN",
+	"hlcn1D5d0+VO/dxOjGXvqF1y2aokCotF0jzOnR9w4qmIO+2mTuAuXVpM4333Yr05Gy7N2ujTp93eXkOo",
+	"LcsMd88UXj5IQnq5Ptr8/9NrWOzZLJl9tdzpIZOBxQIQ0zY0pL8C0ctOyOcgtEoaeJkpUSIVXmi1VZQF",
+	"CuGJgty6VAyLNK20o/bYgJUcu72vVLnvlYLBneNmd3PW7Ha6w0b2XmIll68GraOQGYWld+eWKN1dHWfT",
+	"FbVsXG0P2jRmkA5xaKswRbFa+AgrFHGp0Hcv0Fv6quSCfPfy5fPv1s+o6vH/h3cw7r75vPzpdHRxeXy2",
+	"Kbzocs6RHnedPKq1HdZxJO3VttStLOSoTedZNqYb28sMMYnCdro67ECwzRgkgqrFhZ4t9uVjwAKEOWpa",
+	"o7aBAGJO6qcFc6we95BBfAY8Bmki4nrVN7nxrPyZsa8GxMIceEk3N0Z1xkOiFdzMWbO0GRqWFOt9gS3+",
+	"QtmE1xTdUVy4TkvlBXJAY5vIp4LsxliohR6BRGOYUUbQB8ym/IksPD44O+mh1yDoDRALz0mfipNxSOUM",
+	"CJIxBIfu1KKtr4VoxgBXour8ePD6/fETiUAIrLBZwZ2I8tz0fO8GhLQD2u/1e30T9YyB4Zh6B97z3n6v",
+	"74A6RlA5ELX+OLW2cB0ozsJ57Go3+PAayCHigljM8xKJiF4fXxz5iBLzx6F22CSYInwxngL6z/+wdZF6",
+	"6AMvcFz3aqonWBQ3GLFmKnBCvAPvHZU5II58B1McGIhlrgjjVVnAx59xoMrpFxwILmV+12YShnWFEkvF",
+	"GtuVHSogn25v/TJRR1jCLmUSmKSK3gCSydjOzRpEDzVusPs+he09kcghC009Q/2EcQWahiEBi2B2pwGs",
+	"1g7L5+y0JyVNlIALB5AHJ8ZmjUtcyx/iXEPiae7R+xQ+jyK8K0GrrZ7sWRE56w5p4yYPkYxxAHpa8IQR",
+	"BDiYWTMoaBRBI3NzGl2iOOcC7PfziTfZSKj2eq+uYTH8s/V6Y0yFTG2W/mBtcIRVMNMEwec4NNtcK5I6",
+	"+hyeeUlWk8vecQdQ40JXT/+rhTGdBCA+XWasi2M+00ZK0l/1lvS//u3fLavSkoDIfERPy3vaSSJBIj18",
+	"GlBlkXSuGtwz3WCcqLQLs5aYbg6RBKgz8ztNwk0Lyi255zrNRBrhz64MXD/N6jaXhasfO0uiMQi7avUP",
+	"U+xorQlvIDO2sNAaKisU9ktk9mvIHJYqyT7r9++tPFzpgGBNkbhTBnbURY9A69MLS0hd/xnBe7m6t6bJ",
+	"/vomhVJ9ptHz9Y2W9Wp1i/2XbV5TU3dPN372/frG5WKLt773sg078rUuTZvn7dqUyk3mHVCz5uddzyuv",
+	"qfST9q68odYomUQRFgvnVOQl6yMGc5AKTaiQKi3pZA6I5d2Vp6HxPpD2qbRu5M+l7Rj6ct/s5QESsTaX",
+	"bfytixkOQz7fjUBMnYu6xIZalDw2+BHnRC49Bj0RiYlXuNiEc6wifgNkx4TMONNrCWYSmyYH9oyu/pZK",
+	"FFEpKZv6WTlYKtFcUKWAmXiGJiWtISvRi/6LtK7jKAd1rbhvHw3WNUXaZN6bg/K/4mRxb/O6DOe5Le54",
+	"3OmtBzMrta+vJg3ySF8jZHJYKD4GwYynJuCbNTX9F+tbZDWrjW1q8YpyseitTWu0aRZBXrZq5jBNyVzo",
+	"yc0FiriAwm51lSnLLNeOyQBx2WqneA5xaLzXgs1aYam+3KZVkan6zezTBahv1zjt/5bGSVh5bs3T1jzd",
+	"j3lyBqJiH+5qokpuV7E+gLVcIShoZ8O0tyTLwRhtXqiSSAIOi0fUzfH0KeekvD/kLHTJTkT1PlBTQHZ6",
+	"6KRQIF7iKP+iESUoxAqEC61JV08lR4rxSe23lPTQYFldO/cQF4ULHKxV1DaxX2MT/WrClnCQVVP52gwi",
+	"t3tqCMXVadnykb2GK0sedMuXJlgbzF4+7ibRlDPYbvV+j3bHTfSS3bF6i3DhwOQq21K0IMYJahktP3fF",
+	"SMoHAE+1NVhWsehYplibntyXtnqJTIKZue8CEyT1U6XT/4eIqxkIE1jU3RSs1pdb0wdGL/rPsyrHC4Tl",
+	"dfFOEW1JnGkwH01SrocKELc/m5yUtX/pLRpu2ymd71dobqNMhSwAI6hyVlZvwl1eyNzAEYQJAdJDbwr1",
+	"QCrFQDRzkAXUaeIzYKp7t9k9uzRl/l6Q7NoQygifo6f7L1FEWaJNcO5yEOsWMZgDQa5mdBEDlt3Nkt7j",
+	"QJVtY7Mbhwhngd8n7n4SHBbsc829J35Rdcc4uLY5g4kDFOCsJy4QfJ7hxDBuvEi/l+jFsxcNXbP8lRo+",
+	"kiGfp3fD6LdkceqX/WfZh1GynKvLMjruKKvlQcIUT7Qqpuql+WV+mWHpJEDK6jXHZkEN9O7AaO+cSnB9",
+	"0zBEhv7ie6h07NOra2XJ+gHUg61XfvVcPsRFVZdpTs+S2EMfzBHtyiy3LHJwnbroahFT6re+ByODa9UE",
+	"ft2lPqvnC+NzX09iZmm06mzuzRjzxNQZsKI0c5gkInVssnt2yhr6VDfmzLmBxYU3U90dbTE1YXkvJium",
+	"lJtlVK2bPIdI+0PGEqpFDMYbs5lXmW4kNxeL0dWRE849iWUQBBCnZeZ1a6zomIZULQ7dCf/N1WdK1SwZ",
+	"j3Acj36eq7to0+PE5035sLU+W/G2nSMczGD3iDMlamGKFhvH+K4xI72VF+ykgIr06TpQxe3/tK3wnVzL",
+	"Fm8rXSb26B7psxZb/Zq74R7fm9Xz3BtqC9H++VGhskLRD/4BVMGT8O3SXfIujd0xTqNZsyO8sD6mmkHU",
+	"2W3uttJWbtI0J4n3SjU5M1f8W4apbAEqW4DKFqCyBahsASpbgMoWoLKNWj4OQKWYri0UhIwlCCWLkSTt",
+	"6c1nNJihBU8QDrWft0AzfFOARffQoJKAaMhdYLZcN3JVNNIoiLknVxRviTZ3utoipi5iaWI+LufrXLc0",
+	"6perBPR0cHa2k7va2VzOJm3MYFkjCNkjs/nAo+sjG0YxgOfqx5j4oomypkhxrA5d02XgLg09oRfaGtuA",
+	"quve+M4BZuXLmKmmhReibDILYbzsP3M+eZritqGuqrdZrk/4QEnrpjKIj4ysKV1Ksj6Jk91j7RQnf2eg",
+	"f6cbAwthF9eDyWfaqwGtnj2tv/zQrKAbRyp8JGkaNjM1PwMsBIUCSdtoxr9eYv93E86wtry80FkTg54m",
+	"ZoHaKSxQ5dS+bIJU/usAKLfQyS10cotN+k2hk81O9u8eAbnFPm6xj1v78g1gH6uez2pU4xbDuCGGcYte",
+	"3MYBf3foxQIgcQs/3MIPt/DD3wH8cAs83AIPt8DDLfBwCzzcAg+3wMNuwMN7wRL6TSmDn4wLobe52oFx",
+	"ZRcL13OZH7GALDCkvZsShMs8Y8PStXcW2nKS5t9l3E8Pbid3k7DIhxDdy7NLG2vvMrZFj7MwYs90Xlpn",
+	"Ko5JqRT0/e6C7z+A2FC5+pGzFJ224Q7TsA0WboOFnYOFNuVXMJnZbagZlJWL1BwYhzQrp2oih7PsFs3a",
+	"OMHAua7zGQ2tPxwLboAyImHyENm9k7YfiGCFx67KctGGuJs6H3DCuTc0zLeUZHP5Or2pyKCEp7oBZiev",
+	"7+1FoAQNmtHk7+3v6SbqTPAI1AwSiRR8VsgWNu0hozumcKV+anB2gjAhQtOUsFD/d3R+/Prs9Pxy9P74",
+	"8vzk6GL07uTi8viDSf8YrFL6PJ+Y1ZDPa/Izjpj1jNa07cUhpiUWVxxHv9tw4XPMJU0RYxFWG5iOFaLJ",
+	"vS6VixGSK2XZW+AozEmqyJxT+9BFDEE3TUx7zeNBS7cL6L61UJ/39hHhQRLVXjtSr5xp27RdHqlmtoom",
+	"Mu7WShsKWsmkyxk11UaVwK4U655B662d4s/6/dw0T2dzunn10UsTgdO/U2Vi5tppqCrhuXnZbzLXzavN",
+	"9Z6affdopEsJGkwoy5b3ZltubbWRZN3Bjnc8wKGTtOd7iQhdPdqDvb1Q/zbjUh087/efe7fD2/8OAAD/",
+	"/w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
