@@ -131,6 +131,10 @@ func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.Impo
 	if err != nil {
 		return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
 	}
+	if full.EndUser != nil && full.EndUser.Tags == nil {
+		// The seed's ConnectionFull declares the end user's tags an object: {} when it has none.
+		full.EndUser.Tags = &map[string]any{}
+	}
 	return full, nil
 }
 
