@@ -493,6 +493,9 @@ type ConnectionId = string
 // ConnectionList defines model for ConnectionList.
 type ConnectionList struct {
 	Connections []ConnectionListItem `json:"connections"`
+
+	// NextCursor Present when more connections match: pass it as cursor (with the same filters and limit) for the next page. Absent on the last page.
+	NextCursor *ListCursor `json:"next_cursor,omitempty"`
 }
 
 // ConnectionListItem defines model for ConnectionListItem.
@@ -635,6 +638,9 @@ type JwtCredentials_PrivateKey struct {
 
 // JwtCredentialsType defines model for JwtCredentials.Type.
 type JwtCredentialsType string
+
+// ListCursor Where a list page starts; opaque.
+type ListCursor = string
 
 // MetadataRequest defines model for MetadataRequest.
 type MetadataRequest struct {
@@ -887,11 +893,14 @@ type ListConnectionsLegacyParams struct {
 	// Tags tags[key]=value pairs; every pair must match.
 	Tags *map[string]string `json:"tags,omitempty"`
 
-	// Limit Page size, 1–10000, default 10000 (the reference refuses explicit values over 2000 but defaults to 10000; see the README's errata).
+	// Limit Most connections a page holds, 1–2000, default 100. A page also ends early, before the connection that would take its body past 4 MiB (it always holds at least one); next_cursor then continues it. The reference defaults to 10000; see the README's errata.
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 
-	// Page Page number from 0; the offset is page × limit.
+	// Page Page number from 0; the offset is page × limit. Ignored with cursor.
 	Page *int `form:"page,omitempty" json:"page,omitempty"`
+
+	// Cursor The next_cursor of the previous page: the page starts where that one ended, whatever page says.
+	Cursor *ListCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // DeleteConnectionLegacyParams defines parameters for DeleteConnectionLegacy.
@@ -935,11 +944,14 @@ type ListConnectionsParams struct {
 	// Tags tags[key]=value pairs; every pair must match.
 	Tags *map[string]string `json:"tags,omitempty"`
 
-	// Limit Page size, 1–10000, default 10000 (the reference refuses explicit values over 2000 but defaults to 10000; see the README's errata).
+	// Limit Most connections a page holds, 1–2000, default 100. A page also ends early, before the connection that would take its body past 4 MiB (it always holds at least one); next_cursor then continues it. The reference defaults to 10000; see the README's errata.
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 
-	// Page Page number from 0; the offset is page × limit.
+	// Page Page number from 0; the offset is page × limit. Ignored with cursor.
 	Page *int `form:"page,omitempty" json:"page,omitempty"`
+
+	// Cursor The next_cursor of the previous page: the page starts where that one ended, whatever page says.
+	Cursor *ListCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // DeleteConnectionParams defines parameters for DeleteConnection.
@@ -1911,7 +1923,7 @@ type ClientInterface interface {
 
 	// ListConnectionsLegacy List connections, newest first, never with credentials (legacy path of /connections)
 	//
-	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit, or where the previous page's next_cursor says. A page holds at most limit connections and ends early before its body passes 4 MiB; next_cursor is present whenever more connections match. No credentials are ever returned.
 	//
 	// Corresponds with GET /connection (the `ListConnectionsLegacy` operationId).
 	//
@@ -1982,7 +1994,7 @@ type ClientInterface interface {
 
 	// ListConnections List connections, newest first, never with credentials
 	//
-	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit, or where the previous page's next_cursor says. A page holds at most limit connections and ends early before its body passes 4 MiB; next_cursor is present whenever more connections match. No credentials are ever returned.
 	//
 	// Corresponds with GET /connections (the `ListConnections` operationId).
 	ListConnections(ctx context.Context, params *ListConnectionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2102,7 +2114,7 @@ type ClientInterface interface {
 
 // ListConnectionsLegacy List connections, newest first, never with credentials (legacy path of /connections)
 //
-// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit, or where the previous page's next_cursor says. A page holds at most limit connections and ends early before its body passes 4 MiB; next_cursor is present whenever more connections match. No credentials are ever returned.
 //
 // Corresponds with GET /connection (the `ListConnectionsLegacy` operationId).
 // Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
@@ -2236,7 +2248,7 @@ func (c *Client) GetConnectionLegacy(ctx context.Context, connectionId Connectio
 
 // ListConnections List connections, newest first, never with credentials
 //
-// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit, or where the previous page's next_cursor says. A page holds at most limit connections and ends early before its body passes 4 MiB; next_cursor is present whenever more connections match. No credentials are ever returned.
 //
 // Corresponds with GET /connections (the `ListConnections` operationId).
 func (c *Client) ListConnections(ctx context.Context, params *ListConnectionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2627,6 +2639,18 @@ func NewListConnectionsLegacyRequest(server string, params *ListConnectionsLegac
 
 		}
 
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -2986,6 +3010,18 @@ func NewListConnectionsRequest(server string, params *ListConnectionsParams) (*h
 		if params.Page != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "page", *params.Page, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -3503,7 +3539,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListConnectionsLegacyWithResponse List connections, newest first, never with credentials (legacy path of /connections)
 	//
-	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit, or where the previous page's next_cursor says. A page holds at most limit connections and ends early before its body passes 4 MiB; next_cursor is present whenever more connections match. No credentials are ever returned.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3580,7 +3616,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListConnectionsWithResponse List connections, newest first, never with credentials
 	//
-	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit, or where the previous page's next_cursor says. A page holds at most limit connections and ends early before its body passes 4 MiB; next_cursor is present whenever more connections match. No credentials are ever returned.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5203,7 +5239,7 @@ func (r ReadyResponse) ContentType() string {
 
 // ListConnectionsLegacyWithResponse List connections, newest first, never with credentials (legacy path of /connections)
 //
-// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit, or where the previous page's next_cursor says. A page holds at most limit connections and ends early before its body passes 4 MiB; next_cursor is present whenever more connections match. No credentials are ever returned.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5320,7 +5356,7 @@ func (c *ClientWithResponses) GetConnectionLegacyWithResponse(ctx context.Contex
 
 // ListConnectionsWithResponse List connections, newest first, never with credentials
 //
-// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit, or where the previous page's next_cursor says. A page holds at most limit connections and ends early before its body passes 4 MiB; next_cursor is present whenever more connections match. No credentials are ever returned.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7000,6 +7036,13 @@ func (w *ServerInterfaceWrapper) ListConnectionsLegacy(ctx echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter page: %s", err))
 	}
 
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.ListConnectionsLegacy(ctx, params)
 	return err
@@ -7154,6 +7197,13 @@ func (w *ServerInterfaceWrapper) ListConnections(ctx echo.Context) error {
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "page", ctx.QueryParams(), &params.Page, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter page: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
 	}
 
 	// Invoke the callback with all the unmarshaled arguments
@@ -9912,115 +9962,120 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3rchs5ku6rIOpMhK2ZEkX50nFaiokYWpa7Nb5IR5KnzxyZhwMWkiRaVUA1gBLNtjWx77A/9oH2TfZJ",
-	"NnCpYl3JKurS7h3+sUWygEokMhOJzA+JL17Ao5gzYEp6B1+8GAscgQJhPh1xxiBQlLMTcobVTH9HmXfg",
-	"xfqD7zEcgXfgBbnHPN8T8EtCBRDvQIkEfE8GM4iwbvsHARPvwPtfe8uX7tlf5V7+Xd7tre+dCX5DCYgj",
-	"ziZ0+hYW/ycBschI+MV8ymiI3dOjwDw+uobFxqRU3uzdaoIEyJgzCYY1rzA5h18SkEp/CjhTwMyfOI5D",
-	"GmA9kL2fJWf6u3avvVDkWAgu7NsIyEDQWPfjHXiXM0DCvg9RiSIcTriIgCAukOaARJJHoGaUTZGaYYUI",
-	"B4kYV2hClXfre2+4GFNCgD0auYOzE3QNCxTi4FoiNQPEYxDmTU8kkgGPQRP2gas3PGHk0eiiTMHU0oGe",
-	"coGW0ruz5Bp8pprTzNB9DYsnEgG7oYKzSBOoxRMvQo7JJefvsJjCo5E/5mSB4HMAQCxXJYgbEE8kCmlk",
-	"5zqV348M32Aa4nH4OOQNUKqFhrBUXgnEwIhEmt8/UPVjMvbRhAuEkf2EBnF8aFoofg0MfTx/lz4gYCJA",
-	"znZQwJOQmJkZ645xMAPiI0Ltd5jJOQgzXTQCrRMTTEMgh/pXoxNzLJFUXFiNCWaYTYFoXp3bN7wKeXAN",
-	"jyOElN3gkJJRIIAAUxSH8iA3/CiRbpSGMj3OcaKWzDBjETBJJBA0p3p8pvUYB9e7fDJBMQjKCXr6vI8k",
-	"Gi8QgQlOQrXj66GnDV8aVknNM4wEn9sJyOZPv0NzNsBhCKSHzmGXRjEXyhoYyGkNCkLAQqIxV7OeZumF",
-	"EUg7/EcRO4YSBp9jCBQQM/OJgENEQGEaSoQFoJBPp45bBdGkJCWYBvDY6qK1mWCFx1iCNuoJM4Jt3n/r",
-	"e5ecv8ds4VYZ+eh2m0rEb7RWKYkEVuDsi+/NABPnIJyDEovdwUSBmepiZxcQcK33iqM5plqmJ1xo3iux",
-	"oGy6cnmOKKNREnkH+76nFjEYtVEwBUP2re99ZDhRMy7or4+ktR+4j3Bx4cVa8K4Zn7OUaZ6hTCaxVhUg",
-	"74FQfGnIf8zVgVrdrbxFN3Ed6fcMwnCQqNnR0gwZ2tjidOIdXK2m41S33M81/Ymq2Tmee7d+i4bPNmj4",
-	"CksaDGKaJ3ddm0FM38KiW4t488f1UGYQkrXN/jpXXd7ieBZSYGoDzg3i+EIvfRs0tVrWhdajRCoedWlx",
-	"OcZdHn9Fw3CDkVzO+YWCTpN7QacMq6TAOO92eOt7VbnSikMI1bqGwzOhPV1F9U5hgkMJvt6eZF9p/dft",
-	"1+n6pXYHtEVRzoIA0xbxyhucnYzeHv/dG2a2USqhLardpaQ29cr+6qev049TpRc3PQD01uyQXAd8/DME",
-	"xnksaUDHgQUBSDkyjoz+XCLP9+BzTAXIETZ2UJtS/ZdHsIJd7ZB4frWNwPNcX0tKq2w5a8+SPKH2FTn2",
-	"LP3S9RzKlH4dp6rGOucAIj7Ry8ng7AxZPwthibBZh7XTwhOV338cLL0veSAAF3xJNAVldgbRAZrrrWDe",
-	"4ZHAtLtM0HwGLO906tWVGK+b6t2PmSUfMbhxzrx9jCoJ4aTnVQU6HlFybzNOmVQ4DM3S1dTvnWbfklt9",
-	"Ua0M+G7w83Sm62XiJNfXXUxDyslWpqGGU6va5Wk8IY/Lxga2NS1N34DhiQW9wQpMLKmuzw6GaXRxeXp+",
-	"vJ6zJbuUp6BipQZxjAz36jhb5y51Y2mMpZxz0U77Xg0uTo5qhud7iQRhY3Rf2klV1sBfkpAbtRkY0h5R",
-	"7bDrvYNuIydw0zjnm8gRF1PM6K8rzdlKbjcJmgQpO5jIVyfv3jXOUVMn7ecvZVt1wLnh2cH4lcnOzzAN",
-	"w7q5teHY0xsQghLoOKeB8Z6bBul+lRAIUPUjrSPHrcHHjHyU6Q44FhBgtdzTVpd9YATpcesl3q7NExDA",
-	"AkBWnCSi6gDplXeBJhRCgmIBeuH2EUvC0C7deoNntp7VxZhQGYd4MUpnbbmjK487+0b3a11biDANO7ey",
-	"bC0O9SOjvyQQLhA12jihYIebDr+3TlWKVNzjGLtQmyeoQD4aQ8jZVCLFvXVW3S2JJQmqoUzh6QozbQXK",
-	"NrpK+/Ft82HNO9PZ9Ivscq8pMXu4WsTTaF5xGkI+dSoFn3EUG/X9m2Bjtbj+v399E1wfRc9/PPv+uaqb",
-	"6rJ1wtakywULNDHLDnHB1q9ePBxBqwfzRjOso/nIGrsEU7tZWk7S590p33Vf/iw5653j+XuQEk9NsC/X",
-	"f5OJEqDNSqeFJygu/iuDBNVgkLYGjIwSZ9qWKobDsEWIqGoftcgX2ZrKe2myquZ2WORgfd9FdfI7GeND",
-	"E+fU9JiAMWbIvtpHX26txaUKzUxUnIGfmm4JQJ5IVCEHEQhCLKwNiUxUHLQGmcFSBZFsnw518b6MJVgI",
-	"bAKNVlAySaBMfffCq4ZLfS/EUo0moIJZR/mJQGGCFb5nYU+zDPWOUE0it9a5caKzcpukn9E+TEw66k6d",
-	"MS3qqN+Qcs4Gl015jo9+jSHJzHFOwwskVyewqNmrjd1JzWJ3WUjgPJGIkkOEEYM5+vjx5LWV9xAmCvFE",
-	"6XU6wp/fAZuqmXfw7OVL34soSz/va+dOKRC64/9/hXd/Hez+v/7u937v8ODPf/rnp09Xnz4Nv/7lD19u",
-	"P3lPPn369GlvhHaHf/pDnbwtqX5HbWJ9IxO9iZbpF54oiKqKVhKF/GtWcz7rcuOlZvVS0F6P6814d+Nd",
-	"9RZ/O6PWzTZV3KVvzUjdr8HJJjwzLnkT5MRntfSeA+4a0xzks8JYoh+OL9FeTl/2vuSRQrdIgEoEs9ud",
-	"ondmM7VzGM84vx4lIhxxt+3zbfQyTeSa/VF5GxXhRQoJMBsmtxgT8wmPQ+ihlEGISoTDOV7I8ibLRV0x",
-	"K2xYtl5hnRPlkBW5jg+122QxHPkYdjlW3Xs461R1/35PTthVOl/Z9u5f2RvzvTpTsCSkyq0HM6ftXLla",
-	"cu/Zw6skWru5GW2D10cfLy5P36+PXOfCerlYnqWyLprnNPeExYlqsc6s3sm9zn73tam2+zjKpAJMemgQ",
-	"So4WdqVIp3L0R/PQ+uhZ2fWtOldpxCyT5DTqsrbppmGz1e54o3LWs3it0v4Nh4mxFEVC34OYAkGUKV5C",
-	"hD2xG2kfJayEBXwiEZ+zMucXH3DUipK3FmFTjRasD7Z5xoK/Npiwzg45gVqjFzkjWh/Pt3DpIs/ewkKi",
-	"ieCRRexxsjAQVINl3kGCc4UcN/lkAoxQNkU3mv2aW9mS1RBKa9ywGNuTEutIq2PRGxoqEBe22xrRXyNm",
-	"PwIO7aC7mCGQSajyBodftzA2tlXdIE5M+jzvx2Yo7YeM95U84exJZJsnDnDMJ2X05NPLVwPEDJoXBwFP",
-	"mDohOz30zu2+kXalGbKLhW+DTtbbMnKh/ddriNNNep6u/X6/f3ePsz1kv5Nj6WapOdq4qnFh6ejgGJXt",
-	"l22lNQ4rhYMZqliyNvOQvv2+p6LB9ep4cOEOe9B6/2idX1Kd2frwUw6worjl5SH6h+7uH0hCCIEFsaAb",
-	"LChmhquE6l4iyrCyyYgIx7GzVSkmqjUS0DdQh2bIXBOcw3e57g4wRd/7cPrhuDXG7ieqZpc2nXE6+Hj5",
-	"435rEGba4llr9GXWYnR01BF+6Pne5atBa1RfYbH3Dqzg3PoeZ7AJ3rQ70PQbQZg2cbMzFDMTk3sGWK6Q",
-	"fRPzK2GIarWbEgNoyx3wQHmMkI8oQwQCGuEQETqlSpbd2v6qIHN/9/vhH2sjyCVkbbdFfyOompQJiJMG",
-	"UIeF7zisZy6B1p6mhrjPKqRCZePrHl6Vgk6bDwtUNwyrGWVV3jz+9afL1miyHLNyG0jdQ80qky7ed/bu",
-	"6rZgp6zgoVFiTs5gFFKpnAcXaXltZ7pKXlLn0JP1rSL8+cS2s85ERFn6uez/r49tt3WYvh03pjEJsyqU",
-	"kw2zzk+prijdZIhrc7wEHLZCa+ba5LBGG2HAnWewVrnyZNYSUI3ZWM54bXi2Gb6uxLoqCKiWTRvDL++b",
-	"VRUg5hqG1Sz2d8CutZKWCp6tVatN1r9uClA7Ncb3XDs7SyaUh5cS0SDJz5Dlf4f52Uys7wYxvOezEa2X",
-	"6IeYgnoNaTER93bwpJ2W2MUin09YsyTn8aebzpg9xTu6D8XpjCevV5BWE/JAuPzfZg4atKYyNy21Z7N5",
-	"aNCSutk4wyqY3TWmuWl4rUturylPVzmxPVMqfip37GF/LtAn75OHFLeHyRGtoI76L/633waVXfUd6zeo",
-	"yyIQTyRKTM4FXcNiQ7DTPw96f0GjJlhT7UHCh9+arj7A0VrEL05++DC4/Fh7euX+j3dkvKpTg+z0c0fm",
-	"bdCmMenTEUKQTzvVwAeaU0h1WZzhutyXHemwlnW621echzXqiMach4BZ9USCAEykzU+hSYin8gCZrSHa",
-	"99ECpI8489HCR8DwOLSn4i07Ud9HjPuITyY+Yj4iVJonTOgHswUKsDRZrZw+Pb26VMOrczG8+pgMr45h",
-	"+HX/69XfF+bPqws5/Hp1yodXH9jQfPvVfP2BDa8GeHj1ajy8ehfaR1+T4derNxP7g/7yQtru+l/N86fc",
-	"daWfeTMZfrV9vibDqxNqn67pcqdetxNj2TtKl1y2Kk2FxSJpHufOR7jpqUx32k3dhLt0aTGN992L9eZs",
-	"uDRro0+fdnt7DaG2LDPcPVN4+SAJ6eX6aPP/T69hsWezZPbVcqeHTAYWC0BM29CQ/gpELzshn4PQImng",
-	"ZaYEi1R4ocVWURYohCcKcutSMSzStNKO2mMDVnLs9r5S5b5XCgZ3jpvdzVmz2+kOG9l7iZVcvhq0jkJm",
-	"FJbenVuidHd1nE1X1LJxtT1o05hBOsShrTIVxWrhI6xQxKVC371Ab+mrkgvy3cuXz79br1HV8gYP72Dc",
-	"ffN5+dPp6OLy+GxTeNHlnCM97rr5qNauWMeRtFfbUreykKM2nWfZmG5sLzPEJArbyeqwA8E2Y5AIqhYX",
-	"Wlvsy8eABQhzlLZGbAMBxFQiSAsCWTnuIYP4DHgM0kTE9apvcuNZeTdjXw2IhTnwkm5ujOqMh0QLuNFZ",
-	"s7QZGpYU632BLW5D2YTXFBVS3B2rKZdPyAGNbSKfCrIbY6EWegQSjWFGGUEfMJvyJ7Lw+ODspIdeg6A3",
-	"QCw8J30qTsYhlTMgSMYQHLpTmbZ+GKIZA1wJrvPjwev3x08kAiGwwmYFd1OU56bnezcgpB3Qfq/f65uo",
-	"ZwwMx9Q78J739nt9B9QxE5UDUeuPU2sL14HiLJzHrnaDD6+BHCIuiMU8L5GI6PXxxZGPKDF/HGqHTYIp",
-	"MhjjKaD//A9b96mHPvACx3WvpjqERXGDmdZMBE6Id+C9ozIHxJHvYIoDA7HMFZm8Kk/w8WccqHL6BQeC",
-	"S5nftZmEYV0hyFIxynZllQrIp9tbv0zUEZawS5kEJqmiN4BkMra6WYPoocYNdt+nsL0nEjlkoanXqJ8w",
-	"rkDTMCRgEczuNIDV0mH5nJ1mpaSJEnDhAPLgxNiscYlr+UOqa0g8zT16n5PPowjvStBiq5U9K5Jn3SFt",
-	"3OQhkjEOQKsFTxhBgIOZNYOCRhE0Mjcn0SWKcy7Afj+feJONhGqv9+oaFsM/W683xlTI1GbpD9YGR1gF",
-	"M00QfI5Ds821U1JHn8MzL8lqctk77gBqXOhqdQO1MKaTAMSny4x1ccxn2khJ+qvekv7Xv/27ZVVa8hCZ",
-	"j+hpeU87SSRIpIdPA6osks5Vu3umG4wTlXZh1hLTzSGSAHVmfqdpctOCeUvuuU6zKY3wZ1fmrp9mdZvL",
-	"3tWPnSXRGIRdtfqHKXa01oQ3kBlbWGgNlRUK+yUy+zVkDkuVcp/1+/dW/q50QLCmCN4pAzvqokeg5emF",
-	"JaSu/4zgvVxdX9Nkf32TQilC0+j5+kbLery6xf7LNq+pqSuoGz/7fn3jcjHJW9972YYd+Vqeps3zdm1K",
-	"5TTzDqhZ8/Ou55XXVNpKe1feUEuUTKIIi4VzKvIz6yMGc5AKTaiQKi1ZZQ6I5d2Vp6HxPpD2qbRs5M+l",
-	"7Rj6ct/s5QESsTaXbfytixkOQz7fjUBMnYu6xIZalDw2+BHnRC49Bq2IxMQrXGzCOVYRvwGyY0JmnOm1",
-	"BDOJTZMDe0ZXf0sliqiUlE39rNwtlWguqFLATDxDk5LWyJXoRf9FWrdylIO6Vty3jwbrmiJtMu/NQflf",
-	"cbK4N70uw3luizsed3rrwcxK7eurSYM80tdMMjksFFeDYMZTE/DNmpr+i/Utsprcxja1eEW5GPbWpjXa",
-	"NIsgL1s1c5imZC60cnOBIi6gsFtdZcoyy7VjMkBcttopnkMcGu+1YLNWWKovt2nVZ6p+M/t0AerbNU77",
-	"v6VxEnY+t+Zpa57uxzw5A1GxD3c1USW3q1gfwFquEBS0s2HaW5LlYIw2L1RJJAGHxSPq5nj6lHNS3h9y",
-	"FrpkJ6J6H6gpIDs9dFIogC9xlH/RiBIUYgXChdakq6eSI8X4pPZbSnposKwennuIi8IFFdYqapvYr7GJ",
-	"fjVhSzjIqql8bQaR2z01hOLqpGz5yF7DlSwPuuVLE6wNZi8fd5Noyhlst3q/R7vjFL1kd6zcIlw4MLnK",
-	"thQtiHGCWkbLz10xkvIBwFNtDZZVLDqWYdamJ/elrV4ik2Bm7vPABEn9VOn0/yHiagbCBBZ1NwWr9eXW",
-	"9IHRi/7zrIrzAmF5XbwzRVsSZxrMR5OU66ECxO3PJidl7V96S4jbdkrn+xWa2yhTIQvACKqcldWbcJcX",
-	"MjeMBGFCgPTQm0I9kEoxEM0cZAF1mvgMmOrebXbPLk2Zv/ckuxaFMsLn6On+SxRRlmgTnLv8xLpFDOZA",
-	"kKuJXcSAZXfPpPdUUGXb2OzGIcJZ4PeJu38FhwX7XHOvi18U3TEOrm3OYOIABTjriQsEn2c4MYwbL9Lv",
-	"JXrx7EVD1yx/ZYiPZMjn6d03+i1ZnPpl/1n2YZQsdXVZRscdZbU8SJjiiRbFVLw0v8wvMyzdDJCyeM2x",
-	"WVADvTsw0junElzfNAyRob/4Hiod+/TqWlmyfgD1YOuVXz2XD3FR1GWa07Mk9tAHc0S7ouWWRQ6uUxdd",
-	"LWJK/db3fGRwrZrAr7u0aLW+MD73tRKzrHxhei/ImCemzoCdSqPDJBGpY5PdI1SW0Ke6MWfODSwuvJno",
-	"7miLqQnLezFZMaWcllG1TnkOkfaHjCVUixiMN2YzrzLdSG4+LUZWR25y7mlaBkEAcVpGX7fGio5pSNXi",
-	"0J3w31x8plTNkvEIx/Ho57m6izQ9TnzelA9b67MVbxM6wsEMdo84U6IWpmixcYzvGjPSW3mBUAqoSJ+u",
-	"A1Xc/k/bCt/JtWzxttJlaY/ukT5rsdWvufvu8b1ZrefeUFuI9s+PCpUVin7wD6AKnoRvl+6Sd2nsjnEa",
-	"zZod4YX1MdUMos5uc7eVtnJTqDlJvFeqyZm54t8yTGULUNkCVLYAlS1AZQtQ2QJUtgCVbdTycQAqxXRt",
-	"oSBkLEEoWYwkaU9vPqPBDC14gnCo/bwFmuGbAiy6hwaVBERD7gKz5bqRq6KRRkHMPcCieAu2ubPWFjF1",
-	"EUsT83E5X+e6pVG/XCWgp4Ozs53c1dXm8jlpYwbLGkHIHpnNBx5dH9kwigE8Vz/GxBdNlDVFimN16Jou",
-	"A3dp6Am90NbYBlRd98Z3DjArXzZNNS28EGWTWQjjZf+Z88nTFLcNdVW9zXJ9wgdKWjeVQXxkZE3p0pX1",
-	"SZzsnm4nOPk7Ef073YhYCLu4Hkw+0159aOXsaf3ljmYF3ThS4SNJ07CZqfkZYCEoFEjaRjP+9RL7v5tw",
-	"hrXl5YXOmhj0NDEL1E5hgSqn9mUTpPJfB0C5hU5uoZNbbNJvCp1sdrJ/9wjILfZxi33c2pdvAPtY9XxW",
-	"oxq3GMYNMYxb9OI2Dvi7Qy8WAIlb+OEWfriFH/4O4Idb4OEWeLgFHm6Bh1vg4RZ4uAUedgMe3guW0G9K",
-	"GfxkXAi9zdUOjCu7WLieK7vSPw0Mae+mBOEyz9iwdO2dhbacpPl3GffTg9vJ3SQs8iFE9/Ls0sbau4xt",
-	"0eMsjNgznZfWmYpjUioFfb+74PsPIDZUrn7kLEWnbbjDNGyDhdtgYedgoU35FUxmdhtqBmXlIjUHxiHN",
-	"yqmayOEsu0WzNk4wcK7rfEZD6w/HghugjEiYPER276TtByJY4bGrsly0Ie6mzgdUOPeGBn1LSTaXr9Ob",
-	"yhyU8FQ3wKzy+t5eBErQoBlN/t7+nm6izgSPQM0gkUjBZ4VsYdMeMrJjClfqpwZnJwgTIjRNCQv1f0fn",
-	"x6/PTs8vR++PL89Pji5G704uLo8/mPSPwSqlz/OJWQ35vCY/44hZz2hN214cYlpiccVx9LsNFz7HXNIU",
-	"MRZhtYHpWDE1udel82ImyZWy7C1wFOZmqsicU/vQRQxBN0lMe83jQUu3C+i+9aQ+7+0jwoMkqr12pF44",
-	"07ZpuzxSzWwVTWTcrZU2FLSSSZczaqqNKoFdKdY9g9Zbq+LP+v2cmqfanG5effTSROD071SZmLl2GqpC",
-	"eG5e9pvounm1ud5Ts+8ejXQpQYMJZdny3mzLra02M1l3sOMdD3DoZtrzvUSErh7twd5eqH+bcakOnvf7",
-	"z73b4e1/BwAA//8=",
+	"7F39cts4kn8VFG+rbO/SsuwkUzd2bdXKjjPjzYd9trJzu45OC5EtCWMS4ACgZU3irXuH++Me6N7knuQK",
+	"H6T4KZHyxyS3+iexJAJsNLobje4fGp8dj4URo0ClcA4/OxHmOAQJXH86YZSCJwmjZ/4FllP1HaHOoROp",
+	"D65DcQjOoeNlHnNch8MvMeHgO4eSx+A6wptCiFXb33EYO4fOv+wtXrpnfhV72Xc59/euc8HZLfGBnzA6",
+	"JpO3MP+3GPg8JeEX/SmlIbJPDz39+PAG5muTUnqzc68I4iAiRgVo1hxj/xJ+iUFI9cljVALVf+IoCoiH",
+	"1UD2fhaMqu+avfZK+qecM27e5oPwOIlUP86h058C4uZ9iAgU4mDMeAg+YhwpDggkWAhySugEySmWyGcg",
+	"EGUSjYl07l3nDeMj4vtAn43c3sUZuoE5CrB3I5CcAmIRcP2mLYGExyJQhH1g8g2Lqf9sdBEqYWLoQNuM",
+	"o4X07iy4BndEcZpqum9gviUQ0FvCGQ0VgUo88Txg2O8z9g7zCTwb+SPmzxHceQC+4aoAfgt8S6CAhGau",
+	"E/n9SPEtJgEeBc9DXg8lWqgJS+TVhwioL5Di9w9E/hiPXDRmHGFkPqFeFB3pFpLdAEUfL98lD3AYcxDT",
+	"HeSxOPD1zIxUx9ibgu8in5jvMBUz4Hq6SAhKJ8aYBOAfqV+1TsywQEIybjTGm2I6AV/x6tK84Thg3g08",
+	"jxASeosD4g89Dj5QSXAgDjPDD2NhR6kpU+McxXLBDD0WDuNYgI9mRI1Ptx5h72aXjccoAk6Yj7ZfdJFA",
+	"oznyYYzjQO64auhJw1eaVULxDCPOZmYC0vlT71Cc9XAQgN9Bl7BLwohxaQwMZLQGeQFgLtCIyWlHsfRK",
+	"C6QZ/rOIHUUxhbsIPAm+nvmYwxHyQWISCIQ5oIBNJpZbOdEkfkIw8eC51UVps48lHmEByqjHVAu2fv+9",
+	"6/QZe4/p3K4y4tntNhGI3SqtkgJxLMHaF9eZAvatg3AJks93e2MJeqrznV2Bx5TeS4ZmmCiZHjOueC/5",
+	"nNDJ0uU5JJSEcegc7ruOnEeg1UbCBDTZ967zkeJYThknvz6T1n5gLsL5hRcrwbuhbEYTpjmaMhFHSlXA",
+	"fw8+wX1N/nOuDsTobuktqontSL2nFwS9WE5PFmZI00bn52Pn8Ho5Heeq5X6m6U9ETi/xzLl3GzQ8WKPh",
+	"MRbE60UkS+6qNr2IvIV5uxbR+o+roUwh8Fc2+/NMtnmL5VlAgMo1ONeLoiu19K3R1GhZG1pPYiFZ2KZF",
+	"f4TbPH5MgmCNkfRn7EpCq8m9IhOKZZxjnHM/uHedslwpxfF9onQNBxdcebqSqJ3CGAcCXLU9Sb9S+q/a",
+	"r9L1vnIHlEWR1oIAVRbx2uldnA3fnv7VGaS2UUiuLKrZpSQ29dr86iavU48TqRY3NQD0Vu+QbAds9DN4",
+	"2nksaEDLgXkeCDHUjoz6XCDPdeAuIhzEEGs7qEyp+svxsYRd5ZA4brkNx7NMXwtKy2y5aM6SLKHmFRn2",
+	"LPzS1RxKlX4Vp8rGOuMAIjZWy0nv4gIZPwthgbBeh5XTwmKZ3X8cLrwvccgB53xJNAGpdwbhIZqprWDW",
+	"4RFAlbvso9kUaNbpVKurr71uonY/epZcROHWOvPmMSIFBOOOUxboaEj8R5txQoXEQaCXrrp+HzT7htzy",
+	"iyplwLWDnyUzXS0TZ5m+HmIaEk42Mg0VnFrWLkvjmf+8bKxhW93S9BUYnoiTWyxBx5Kq+mxhmIZX/fPL",
+	"09WcLdilLAUlK9WLIqS5V8XZKnepHUsjLMSM8Wbad9y7OjupGJ7rxAK4idF9biZVaQN3QUJm1HpgSHlE",
+	"lcOu9g7ajdyH29o5X0eOGJ9gSn5das6WcrtO0AQI0cJEHp+9e1c7R3WdNJ+/hG3lAWeGZwbjliY7O8Mk",
+	"CKrm1oRjz2+Bc+JDyzn1tPdcN0j7qwCPg6weaRU5dg0+pf5HkeyAIw4elos9bXnZB+ojNW61xJu1eQwc",
+	"qAfIiJNARB4itfLO0ZhA4KOIg1q4XUTjIDBLt9rg6a1neTH2iYgCPB8ms7bY0RXHnX6j+jWuLYSYBK1b",
+	"Gbbmh/qRkl9iCOaIaG0cEzDDTYbfWaUqeSoecYxtqM0SlCMfjSBgdCKQZM4qq26XxIIEVVAm8WSJmTYC",
+	"ZRpdJ/24pvmg4p3JbLp5dtnXFJg9WC7iSTQvPw0Bm1iVgjscRlp9/8LpSM5v/v3Pb7ybk/DFjxffv5BV",
+	"U120TtiYdDGnniJm0SHO2frli4claPlg3iiGtTQfaWObYGo2S4tJutudsF375c+C0c4lnr0HIfBEB/sy",
+	"/deZKA7KrLRaeLz84r80SFAOBilrQP1hbE3bQsVwEDQIEZXtoxL5PFsTeS9MVtncDvIcrO47r05uK2N8",
+	"pOOcih4dMMYUmVe76PO9sbhEoqmOilNwE9MtAPwtgUrkIB+8AHNjQ0IdFQelQXqwREIomqdDbbwvZQnm",
+	"HOtAoxGUVBIIld+9dMrhUtcJsJDDMUhv2lJ+QpDYxxI/srAnWYZqR6gikVvp3FjRWbpNUs8oHybyW+pO",
+	"lTHN66hbk3JOB5dOeYaPboUhSc1xRsNzJJcnMK/Zy43dWcVi188lcLYEIv4RwojCDH38ePbayHsAY4lY",
+	"LNU6HeK7d0AncuocHrx65TohocnnfeXcSQlcdfwf13j3197u37q737udo8M//uEfnz5df/o0+PKn332+",
+	"/+Rsffr06dPeEO0O/vC7KnlbUP2OmMT6WiZ6HS1TLzyTEFYpGoU7OfRiLswSuKxD1c2JebJobS6ME2eY",
+	"GzKenQKBQiy96SFSfrKyNFgg80K0nSatBA4BjUkggQsdw9EJmR0dtFG/KzJRhCfQQb2RfpV1WZT4mB9K",
+	"gp1l2nI5Shm09sK5fGFrbpWqF6X2S1HZ9/3tTHQ7S1ty/r42k/u45jOd8NRUZg2qFZ/l0nsJuG2EtpfN",
+	"cWOBfjjto72Mvux9zuKe7hEHGXNqNm95X9PknWcwmjJ2M4x5MGR2E+uaWGyi4Xq3V9wUhnieABz09s+6",
+	"Fr7+hEcBdFDCIEQEwsEMz0Vxy2hjyJjmtl8bH7fKJbQ4kUzHR8oJNIiUbES+GHnvPJ11Kjuz35JLeZ3M",
+	"V7pZ/Wf2LV2nyhQsCClz68nMaTPHtJLcR/ZXS2njdm5G01D8ycer/vn71XH4TJAyE5k0VFbFJq3mntEo",
+	"lg3WmeX70tfp764y1WZXSqiQgP0O6gWCoblZKZKpHP5eP7Q6Flh05MvOVRL/SyU5iSGtbLpuEHD55qJW",
+	"OatZvFJp/4KDWFuKPKHvgU/AR4RKVsC3bZmwgItiWkA2bgnEZrTI+fkHHDai5K3BC5VjH6tDh4624K81",
+	"wq21Q+5DpdELrRGtzk4Y8HeeZ29hLtCYs9DgD5k/14BajczeQZwxiSw32XgM1Cd0gm4V+xW30iWrJjCY",
+	"LEqlDYu2PQmxlrQqFr3RO6Ur022F6K8Qsx8BB2bQbcwQiDiQWYPDbhoYG9OqahBnGgyQ9WNTzPlTRi8L",
+	"nnD6JDLNYwufZuMiFnS7f9xDVGOTseexmMozf6eD3tlYgtqRYorMYuGaXa3xtrRcKP/1BqIk5JCla7/b",
+	"7T7c42x+AKGVY2lnqT52uqxxbulo4RgV7ZdppTQOS4m9KSpZsibzkLz9saeixvVqeQzjAXvQav9olV9S",
+	"ntnqYFoGfiOZ4eUR+rvq7u9IQACegeSgW8wJppqrPlG9hIRiaeJKIY4ia6sShFdjXKOrgRv1AMA6cIpr",
+	"M/ctQJeu8+H8w2ljxOBPRE77Jjlz3vvY/3G/MaQ0aXHQGEuathienLQEUzqu0z/uNcYo5hZ759AIzr3r",
+	"MArroGfbw2a/ErxsHTdbA0tTMXlkuOgS2dcxvwIiqlK7ia/heZnjKiiLeHIRocgHj4Q4QD6ZECmKbm13",
+	"Wci8u/v94PeV8fACTrjdor8W8E6IGPhZDUTFgJEscjWTDmxOU03cZxnuorTxtQ8vS6gnzQc5qmuGVY8Z",
+	"K24e//xTvzE2LsOszAZS9VCxymSyBiUB/GkKHBBGAbFBfCQk5lIcIRbhX4wvnRG1FwfLRK23+ze8+2t3",
+	"9/thXQom8SMe7GhW7QbPac5ZJL4+kmTHZpzJUI2nmRUtOGyto2DGzQvx3ZlpZ/yakNDkc3ErsjrM3tR3",
+	"+3o8qtp80LKoUjrMKpepvLi1kyGmVoYFkrMRDDbTJgPiWgtcb52UlXqeJbOSgHL4yHDGacKz9YCLBdaV",
+	"0VWVbFob1/rYrCohXFcwrMLveAAosJG0lICCjVqtsxS3U4DKqdFu8MrZWTChOLyEiBpJPkCG/y3mZz2x",
+	"fhh285EPnTT2Fp5iCqo1pMFEPNqJnmZaYhaLbGpjxZKcBfauO2PmePTwMRSnNVC/WkEaTcgTHXj4beag",
+	"RmtKc9NQe9abhxotqZqNCyy96UPDq+tG+tqkGetShqWj8FMpo22xY6ooMI4+OZ8cJJk5pY9ICc7Vffmv",
+	"bhO4e9l3rN4rL6prbAkU6/QPuoH5miiyfxx2/oRqNyuVJzSffpe8/GRMYxG/OvvhQ6//sfJY0OOfm0l5",
+	"VaUG6bHylsxbo01t/qklmiGbAatAMtRns6oSSoNVaTgz0kEl61S3x4wFFeqIRowFgGn5qAcH7AuTKkPj",
+	"AE/EIdJbQ7TvojkIFzHqormLgOJRYMoNGHairosocxEbj11EXeQToZ/QUShM58jDQgcFMvq0fd2Xg+tL",
+	"Prj+GA+uT2HwZf/L9V/n+s/rKzH4cn3OBtcf6EB/+0V//YEOrnt4cH08Gly/C8yjr/3Bl+s3Y/OD+vJK",
+	"mO66X/Tz58x2pZ55Mx58MX2+9gfXZ8Q8XdHlTrVux9qyt5QusWhVmAoDi1I8zhw8sdNTmu6km6oJt5nb",
+	"fEbxu5erzdlgYdaGnz7tdvZqon5pkrp90rL/JLnxxfpooAjbNzDfMwk782qx00E6GYw5IKpsaEB+BV8t",
+	"OwGbAVciqZFuuraNkHiuxFYS6kmExxIy61I+LFK30g6bwxSWcuz+sbL2rlOIS7eOmz3MWTPb6RYb2UeJ",
+	"lfSPe40DoimFhXdnlijVXRVnkxW1aFxND8o0pugSfmTKd4WRnLsISxQyIdF3L9FbclxwQb579erFd6s1",
+	"qlw34ukdjIdvPvs/nQ+v+qcX6yKd+jOG1Lir5qNcFGQVR5JeTUvVyqCfmnSeJobasb3IEJ2zbCargxYE",
+	"m+RFzImcXyltMS8fAebA9RnlCrH1OPi6xENSacnIcQdp8KnHIhA6Iq5WfZ2mT+vmafuq8TTU4qhUc21U",
+	"pyzwlYBrndVLm6ZhQbHaF5iqQYSOWUW1JsnseaViXYrsMQWNKSDc340wl3M1AoFGMCXURx8wnbAtkXu8",
+	"d3HWQa+Bk1vwDVIoeSqKRwERU/CRiMA7ssddTWE2RFIG2Npml6e91+9PtwQCzrHEegW3U5TlpuM6t8CF",
+	"GdB+p9vp6qhnBBRHxDl0XnT2O12LGdITlcFzq48TYwtX4fPeJGcwOKDeh9fgHyHGfQO/XoAi0evTqxMX",
+	"EV//caQcNgG6eqPO4vzPf5vzG3qTNtNJHlOBDW4Ji81DWwJlzp4ggeeig3qmvZpwkVo43VWO9Wq51WX3",
+	"APNgnhTfIlIYoJbaIoBAL9F7cnyUewtJweP6qIquAFJ9XKWDPrCcsCiG6OcNFh60RKbSe+Y7hybVtejo",
+	"HUywp4GqmcKj10XZPL3DnixmjrDHmRDZDadOu1YVBy0UKG1WaiuHH7u/d4tEnWABu4QKoIJIcgtIxCNj",
+	"VipwUUR78Pb7BPy4JZDFZ+oanuoJ7cXUDUMA5t70QQNYLtiGz+kJZ+LXUQI2kuE/OTEm917gWvbg8goS",
+	"zzOPPubkszDEuwKU2Co7lRZONJ6cssviCIkIe6DUgsVKG7E3NRackzCEWuZmJLpAccZ72e9mc4aillDl",
+	"sF/fwHzwR+OwR5hwkZhb9cEsH0afHR31C/QO3UxJFX0WFb4gq2630XLzUuH9lyteyLm2+j5AdL7I+xew",
+	"cMoi5mxhxmS6aP9///O/DhT3ksqYaL/bTe0qDgTLGE43sZwFhdZFdme6KqnEN3nDKo1ZRdtEJsdxUmsd",
+	"gPqdUdjJW13lZaj+JaExCLUfQv1cwMDSqpdgPflHSADUrY5V85bUb1xMnO1TS5Pmv6m5eJAkwutLMJZ4",
+	"fqF4R+NwBNws9N2jBPlbtep10NmEasChPvxkmFBHeGSQvhV0Z6nWTOl287R3m9Det4cnk7mwBie3FJsK",
+	"rRn8RbpmYz2dSmTAd3XFLb0EmkfVil23KCXHRJtZpAxG5P5+UKhGfdDtPlqJycIh3IpCk+fUciLvHCr9",
+	"fGkIqeo/JXgvUztbN9lf3SRX7lM3erG60aLmtWqx/6rJaypqd6rGB9+vblws2HrvOq+asCNbL1e3edGs",
+	"TaFkbXYvon2o7C7k2qkrH6ccbWegJErEYYj53Dpp2Zl1EYUZCInGhAuZlIUzmptx/7YD7c0h5V4r2cie",
+	"ltzR9GW+2ctiZSK1/DRxva+mOAjYbDcEPrG7lQVi2ZzdwBpKZPcTC4OttM7XoSsbprKOashuwd/R0VOl",
+	"xpJjKrBucmiOaqtviUAhEYLQiZuWlCYCzTiREqj2tRUpSR1qgV52Xya1YYcZAHbJHf6oEdgJ6Cr1hu0B",
+	"k2Pmzx9Nr4vIrvv85teeKXwys1L5+rIdzuLP9ST7R7kChuBNWWICvlpT0325ukVa917bpgavKBac39i0",
+	"WptmzjUUrZo+4lUwF0q5WcX+dpkpSy3Xjk4GMtEoaHAJUaB3AzmbtcRSfb5PKqsT+ZvZpyuQX69x2v8t",
+	"jRM387kxTxvz9DjmyRqIkn14qIkquF35qhXGcgUgoZkNU96SKO6FlXlR+18BOMgXTtBFEyaM+Wg7n/5m",
+	"NLB5b0QkMhT4Ox10lrtkQle8yUGSUYAlcBtlFbZmUYYU7ZOab4nfQb1Fhf7MQ4znLoExVlHZxG6FTXTL",
+	"uXufgSibytd6EJndU01os0rKFo/s1Vx79KRbviTXXmP2snFMgSaMwmar9y3aHavoBbtj5Bbh3DHeZbYl",
+	"b0G0E9QwcXJpS+QUj6WeK2uwqK3SstS5Mj2ZL01NHRF7U31nDvaRUE8ValIcISanwHWgVnWTs1qf73Uf",
+	"GL3svkgrpc8RFjf5e4kQS+oBmI86P9tBObTjH3V60ti/5CYeu+0U1vfLNTfRs1xWhfqodIJbbcJtilDf",
+	"4uMFsQ9+B73JVakplahRzEEGW6mITzHK9t1692wz1tm7hdKrhwj12Qxt779CIaGxMsGZC4aMW0RhBj6y",
+	"defzcMD0fqdFOsq0MdmiI4TTQPqWveMIBzn7XHF3kpsX3RH2bkwOZmyxJTjtiXEEd1Mca8aN5sn3Ar08",
+	"eFnTNc1ey+MiEbBZcr+Ueksa93/VPUg/DOOFri6KO9kD1oYHMZUsVqKYiJfil/5lioWdAb8oXjOsF1RP",
+	"7Q609M6IANs3CQKk6c+/hwjLPrW6lpasH0A+2XrllqtFQJQXdZGkdw2JHfRBFw4oablhkUVuVYVS8/Bi",
+	"t/FdOilyryIobC8GW64vlM1cpcQ0LRGa3L0zYrGufmGmUuuwH/PEsUnv6ipK6LZqzKhXyjcQsRDdHWUx",
+	"FWFZLyYt8ZXRMiJXKc8RUv6QtoRyHunEg03Ci2Qjuf60aFkd2sl5pGnpeR5EyVUVqjWWZEQCIudHtu7E",
+	"+uIzIXIaj4Y4ioY/z+RDpOl54vO6qN1Kny1/Y9cJ9qawe8Ko5JWIVZOuomxXm5HO0ku6EmxN8nQVvub+",
+	"/9tW+EGuZYO3FS4kfHaP9KDBVr/ifsnn92aVnjsDZSGaPz/M1fvI+8E/gMx5Eq5ZugvepbY72mnUa3aI",
+	"58bHlFMIW7vN7Vba0m28+nz7XqHubeqKbxBLT4JY2mCVNlilDVZpg1XaYJU2WKUNVmmDVdoEsL9FrFI+",
+	"c5+rWBsJUCqTCyqOtcdLvCmasxjhQLn8czTFt7nDEsouF3NRNWks5etW1NZJAmL62nXlPWQ4oa8IN1WW",
+	"bfBah/9s+t968UkAOFOqbLt3cbFjb6vh2jUmVI2P5oqYIXOQPhuDtn2kw8jHcm2BKx1q1gH35PwIlke2",
+	"6SKGm0Qh0Uu1lJnYuu1eGyUP0+Ld/kTRwnIBV5FGs151D+z2LEE7mKhn2XsvFlB9IvxCXZ3WZwZZFe64",
+	"Wp3PwyLhnBGc7BW07oMuoM1F4GwPOrVtbpo1crZdfZeuDlWvHbRykSBJBFW7OR7mnECOpE1g658P4/HN",
+	"RLaMLS8udMbEoO1YL1A7uQWqiPIQdejafx4s7QZFu0HRbmBqvymKtt7J/ubBsBsY7AYGu7EvXwEMtuz5",
+	"LAe4buCsa8JZN0DWTRzwmwOy5rCpGyTqBom6QaJ+A0jUDQZ1g0HdYFA3GNQNBnWDQd1gUNthUB8FVurW",
+	"pQx+0i6E2uYqB8YWY83dH6h/xBzSwJDybgqQOP2MCUtXXqpqiszqfxdxPzW4ncxV5zwbQrQvT2+Vrbxs",
+	"3ZRCT8OIHd15YZ0pOSaFAvGPuwt+/ABiTT37Z85StNqGW0zDJli4CRa2DhaalF/OZKbXNafQYMYTc6Ad",
+	"0rTIso4cTtNrfivjBD3rus6mJEjg7kwDZXhMxREyeydlP5CPJR7Z2ut5G2KvEn5ChbNvqNG3hGS1BQvI",
+	"bWkOCniqW6BGeV1nLwTJiVd/sOC9+T3ZRF1wFoKcQiyQhDuJTLnjDtKyo8vZqqd6F2cI+z5XNMU0UP+d",
+	"XJ6+vji/7A/fn/Yvz06uhu/OrvqnH3T6R2OVkufZWK+GbFaRn7HErGa0om0vCjApsLjkOLrthgt3ERMk",
+	"QYyFWK5hOpZMTeZ1ybzoSbIFbjtzHAaZmcoz59w8dBWB104Sk16zkNbCnSOqbzWpLzr7yGdeHFZeRlQt",
+	"nEnbpF0Wqaa3ijoybtdKEwpayqT+lOgaxJJjW6B5T6P1Vqr4QbebUfNEm5PNq4te6Qic+p1IHTNXTkNZ",
+	"CC/1y34TXdev1vcPK/Y9opEuJGiwT2i6vNfbcmOr9UxWHZR5xzwc2Jl2XCfmga1Sfbi3F6jfpkzIwxfd",
+	"7gvnfnD/fwEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -1,10 +1,13 @@
 package server
 
 import (
+	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"slices"
@@ -16,8 +19,14 @@ import (
 	"github.com/credport/credport/store"
 )
 
-// defaultListLimit is the page size when the request names none (DESIGN.md, "List limit").
-const defaultListLimit = 10000
+// A list page holds at most its limit of connections (listDefaultLimit when the request names
+// none) and ends before the connection that would take its body past listPageBytes, so that
+// neither a default request nor a large limit makes a huge answer; it always holds one connection,
+// however large. Its next_cursor continues it.
+const (
+	listDefaultLimit = 100
+	listPageBytes    = 4 << 20
+)
 
 // listTagKey is the pattern of a tag key, as openapi.yaml's TagKey declares it.
 var listTagKey = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_\-./]*$`)
@@ -29,7 +38,8 @@ func (s *Server) ListConnections(ctx context.Context, req gen.ListConnectionsReq
 		return nil, errors.New("list connections: no authenticated key")
 	}
 	p := req.Params
-	in := store.ListConnections{EnvironmentID: key.EnvironmentID, Limit: defaultListLimit}
+	in := store.ListConnections{EnvironmentID: key.EnvironmentID}
+	limit := listDefaultLimit
 	for _, f := range []struct {
 		from *gen.FilterString
 		to   *string
@@ -63,80 +73,150 @@ func (s *Server) ListConnections(ctx context.Context, req gen.ListConnectionsReq
 		in.Tags = *p.Tags
 	}
 	if p.Limit != nil {
-		in.Limit = *p.Limit
+		limit = *p.Limit
 	}
-	if p.Page != nil {
-		in.Offset = *p.Page * in.Limit
+	switch {
+	case p.Cursor != nil: // page is ignored: the validator fills in its default of 0
+		offset, ok := decodeListCursor(*p.Cursor)
+		if !ok {
+			return nil, newError(http.StatusBadRequest, "invalid_query_params", "Invalid query parameters",
+				detail("invalid", "Not a cursor this server gave", []string{"cursor"}))
+		}
+		in.Offset = offset
+	case p.Page != nil:
+		in.Offset = *p.Page * limit
 	}
-	rows, err := s.store.ListConnections(ctx, in)
-	if err != nil {
-		return nil, fmt.Errorf("list connections: %w", err)
-	}
-	page, err := encodeListPage(rows)
-	if err != nil {
-		return nil, fmt.Errorf("list connections: %w", err)
-	}
-	return page, nil
+	// One connection more than the page holds tells whether another page follows.
+	in.Limit = limit + 1
+	return listPage{ctx: ctx, store: s.store, log: s.log, in: in, limit: limit}, nil
 }
 
-// listPage is the 200 answer of a list, gen.ConnectionList encoded here rather than by the
-// generated code: that one decodes and re-encodes every connection's tags and compacts its
-// metadata again, which cost a page of 100 most of its CPU. Stored tags and metadata are JSON
-// objects the server validated on the way in, so they are written as stored. The tests validate
-// every answer against openapi.yaml.
-type listPage []byte
+// listPage is the 200 answer of a list, written as the database returns its rows rather than
+// built whole, and encoded here rather than by the generated code: that one decodes and
+// re-encodes every connection's tags and compacts its metadata again, which cost a page of 100
+// most of its CPU. Stored tags and metadata are JSON objects the server validated on the way in,
+// so they are written as stored. The tests validate every answer against openapi.yaml.
+type listPage struct {
+	ctx   context.Context
+	store Store
+	log   *slog.Logger
+	in    store.ListConnections
+	limit int
+}
+
+// errPageEnd stops the rows of a page that is full.
+var errPageEnd = errors.New("list page is full")
 
 func (p listPage) VisitListConnectionsResponse(w http.ResponseWriter) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, err := w.Write(p)
-	return err
+	var (
+		out     *bufio.Writer
+		item    []byte
+		written int
+		n       int
+		next    = -1 // the offset of the next page, when one follows
+	)
+	start := func() {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		out = bufio.NewWriterSize(w, 32<<10)
+		out.WriteString(`{"connections":[`)
+	}
+	err := p.store.ListConnections(p.ctx, p.in, func(c store.ListedConnection) error {
+		var err error
+		if item, err = appendListItem(item[:0], c); err != nil {
+			return err
+		}
+		if n == p.limit || (n > 0 && written+len(item) > listPageBytes) {
+			next = p.in.Offset + n
+			return errPageEnd
+		}
+		if out == nil {
+			start()
+		} else {
+			out.WriteByte(',')
+		}
+		written += len(item) + 1
+		n++
+		_, err = out.Write(item)
+		return err
+	})
+	if err != nil && !errors.Is(err, errPageEnd) {
+		if out == nil {
+			return fmt.Errorf("list connections: %w", err) // nothing sent yet: the error handler answers
+		}
+		// The status is sent: the client gets a cut JSON body, which it cannot take for a page.
+		p.log.WarnContext(p.ctx, "list connections: page cut short", "error", err)
+		return nil
+	}
+	if out == nil {
+		start()
+	}
+	out.WriteByte(']')
+	if next >= 0 {
+		out.WriteString(`,"next_cursor":"` + encodeListCursor(next) + `"`)
+	}
+	out.WriteString("}\n")
+	return out.Flush()
 }
 
 func (p listPage) VisitListConnectionsLegacyResponse(w http.ResponseWriter) error {
 	return p.VisitListConnectionsResponse(w)
 }
 
-// encodeListPage writes rows as {"connections":[ConnectionListItem...]}, keys in the order the
-// generated encoder writes them.
-func encodeListPage(rows []store.ListedConnection) (listPage, error) {
-	b := make([]byte, 0, 64+len(rows)*512)
-	b = append(b, `{"connections":[`...)
-	for i, c := range rows {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"connection_id":`...)
-		b = appendJSON(b, c.ConnectionID)
-		b = append(b, `,"created":"`...)
-		b = c.CreatedAt.UTC().AppendFormat(b, time.RFC3339Nano)
-		b = append(b, `","end_user":`...)
-		if len(c.EndUser) > 0 {
-			// Stored as sent; the answer has every key of ConnectionEndUser, null when unknown.
-			var endUser gen.ConnectionEndUser
-			if err := json.Unmarshal(c.EndUser, &endUser); err != nil {
-				return nil, fmt.Errorf("decode stored end_user: %w", err)
-			}
-			b = appendJSON(b, endUser)
-		} else {
-			b = append(b, "null"...)
-		}
-		b = append(b, `,"errors":`...)
-		b = appendListErrors(b, c)
-		b = append(b, `,"id":`...)
-		b = strconv.AppendInt(b, c.ID, 10)
-		b = append(b, `,"metadata":`...)
-		b = append(b, jsonObjectOrEmpty(c.Metadata)...)
-		b = append(b, `,"provider":`...)
-		b = appendJSON(b, c.Provider)
-		b = append(b, `,"provider_config_key":`...)
-		b = appendJSON(b, c.ProviderConfigKey)
-		b = append(b, `,"tags":`...)
-		b = append(b, jsonObjectOrEmpty(c.Tags)...)
-		b = append(b, '}')
+// A list cursor is the offset of the page it starts, versioned, in base64url.
+const listCursorPrefix = "o1:"
+
+func encodeListCursor(offset int) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(listCursorPrefix + strconv.Itoa(offset)))
+}
+
+func decodeListCursor(cursor string) (int, bool) {
+	raw, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil {
+		return 0, false
 	}
-	b = append(b, "]}\n"...)
-	return listPage(b), nil
+	digits, ok := strings.CutPrefix(string(raw), listCursorPrefix)
+	if !ok {
+		return 0, false
+	}
+	offset, err := strconv.Atoi(digits)
+	if err != nil || offset < 0 || strconv.Itoa(offset) != digits {
+		return 0, false
+	}
+	return offset, true
+}
+
+// appendListItem appends a listed connection as a ConnectionListItem, keys in the order the
+// generated encoder writes them.
+func appendListItem(b []byte, c store.ListedConnection) ([]byte, error) {
+	b = append(b, `{"connection_id":`...)
+	b = appendJSON(b, c.ConnectionID)
+	b = append(b, `,"created":"`...)
+	b = c.CreatedAt.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","end_user":`...)
+	if len(c.EndUser) > 0 {
+		// Stored as sent; the answer has every key of ConnectionEndUser, null when unknown.
+		var endUser gen.ConnectionEndUser
+		if err := json.Unmarshal(c.EndUser, &endUser); err != nil {
+			return nil, fmt.Errorf("decode stored end_user: %w", err)
+		}
+		b = appendJSON(b, endUser)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"errors":`...)
+	b = appendListErrors(b, c)
+	b = append(b, `,"id":`...)
+	b = strconv.AppendInt(b, c.ID, 10)
+	b = append(b, `,"metadata":`...)
+	b = append(b, jsonObjectOrEmpty(c.Metadata)...)
+	b = append(b, `,"provider":`...)
+	b = appendJSON(b, c.Provider)
+	b = append(b, `,"provider_config_key":`...)
+	b = appendJSON(b, c.ProviderConfigKey)
+	b = append(b, `,"tags":`...)
+	b = append(b, jsonObjectOrEmpty(c.Tags)...)
+	return append(b, '}'), nil
 }
 
 // appendListErrors appends a listed connection's errors as GET /connections/{connectionId} shows

@@ -47,18 +47,19 @@ type ListedConnection struct {
 	RefreshLogID    string
 }
 
-// ListConnections lists connections newest first (created_at, then id, descending).
-func (db *DB) ListConnections(ctx context.Context, in ListConnections) ([]ListedConnection, error) {
+// ListConnections calls each with the connections of one list page, newest first (created_at,
+// then id, descending), one at a time as the database returns them, so that a page is never held
+// whole. It stops at the first error each returns and returns that error.
+func (db *DB) ListConnections(ctx context.Context, in ListConnections, each func(ListedConnection) error) error {
 	query, args, err := db.listConnectionsQuery(in)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rows, err := db.gorm.WithContext(ctx).Raw(query, args...).Rows()
 	if err != nil {
-		return nil, fmt.Errorf("list connections: %w", err)
+		return fmt.Errorf("list connections: %w", err)
 	}
 	defer rows.Close()
-	out := []ListedConnection{}
 	for rows.Next() {
 		var (
 			c              ListedConnection
@@ -67,7 +68,7 @@ func (db *DB) ListConnections(ctx context.Context, in ListConnections) ([]Listed
 		)
 		if err := rows.Scan(&c.ID, &c.ConnectionID, &c.ProviderConfigKey, &c.Provider, &metadata, &tags, &endUser, &c.CreatedAt,
 			&c.RefreshFailures, &logID); err != nil {
-			return nil, fmt.Errorf("list connections: %w", err)
+			return fmt.Errorf("list connections: %w", err)
 		}
 		c.Metadata, c.Tags = json.RawMessage(metadata), json.RawMessage(tags)
 		if endUser != nil {
@@ -77,12 +78,14 @@ func (db *DB) ListConnections(ctx context.Context, in ListConnections) ([]Listed
 			c.RefreshLogID = *logID
 		}
 		c.CreatedAt = c.CreatedAt.UTC()
-		out = append(out, c)
+		if err := each(c); err != nil {
+			return err
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list connections: %w", err)
+		return fmt.Errorf("list connections: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 // listConnectionsQuery is the statement of one list page and its arguments. Every filter is
