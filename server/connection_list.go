@@ -86,16 +86,16 @@ func (s *Server) ListConnections(ctx context.Context, req gen.ListConnectionsReq
 	case p.Page != nil:
 		in.Offset = *p.Page * limit
 	}
-	// One connection more than the page holds tells whether another page follows.
-	in.Limit = limit + 1
 	return listPage{ctx: ctx, store: s.store, log: s.log, in: in, limit: limit}, nil
 }
 
-// listPage is the 200 answer of a list, written as the database returns its rows rather than
-// built whole, and encoded here rather than by the generated code: that one decodes and
-// re-encodes every connection's tags and compacts its metadata again, which cost a page of 100
-// most of its CPU. Stored tags and metadata are JSON objects the server validated on the way in,
-// so they are written as stored. The tests validate every answer against openapi.yaml.
+// listPage is the 200 answer of a list, streamed: it is read in chunks (listChunkRows rows or
+// about listChunkBytes, each chunk its own statement) and each chunk is written out before the
+// next is read, so that neither the page is held whole nor a database connection waits on a slow
+// client (SQLite has one). It is encoded here rather than by the generated code: that one decodes
+// and re-encodes every connection's tags and compacts its metadata again, which cost a page of
+// 100 most of its CPU. Stored tags and metadata are JSON objects the server validated on the way
+// in, so they are written as stored. The tests validate every answer against openapi.yaml.
 type listPage struct {
 	ctx   context.Context
 	store Store
@@ -104,13 +104,49 @@ type listPage struct {
 	limit int
 }
 
-// errPageEnd stops the rows of a page that is full.
-var errPageEnd = errors.New("list page is full")
+const (
+	listChunkRows  = 256
+	listChunkBytes = 256 << 10
+)
+
+// errChunkEnd stops the rows of a chunk that is complete.
+var errChunkEnd = errors.New("list chunk is complete")
+
+// listChunk is what one statement read: encoded items, and whether a row follows them.
+type listChunk struct {
+	buf  []byte
+	ends []int // the end of each item in buf
+	more bool
+}
+
+// readChunk reads up to max connections from offset, stopping early once the chunk holds
+// listChunkBytes.
+func (p listPage) readChunk(offset, max int, chunk *listChunk) error {
+	chunk.buf, chunk.ends, chunk.more = chunk.buf[:0], chunk.ends[:0], false
+	in := p.in
+	in.Offset, in.Limit = offset, max+1 // one row more tells whether another follows
+	err := p.store.ListConnections(p.ctx, in, func(c store.ListedConnection) error {
+		if len(chunk.ends) == max || len(chunk.buf) >= listChunkBytes {
+			chunk.more = true
+			return errChunkEnd
+		}
+		var err error
+		if chunk.buf, err = appendListItem(chunk.buf, c); err != nil {
+			return err
+		}
+		chunk.ends = append(chunk.ends, len(chunk.buf))
+		return nil
+	})
+	if errors.Is(err, errChunkEnd) {
+		return nil
+	}
+	return err
+}
 
 func (p listPage) VisitListConnectionsResponse(w http.ResponseWriter) error {
 	var (
 		out     *bufio.Writer
-		item    []byte
+		chunk   listChunk
 		written int
 		n       int
 		next    = -1 // the offset of the next page, when one follows
@@ -121,35 +157,43 @@ func (p listPage) VisitListConnectionsResponse(w http.ResponseWriter) error {
 		out = bufio.NewWriterSize(w, 32<<10)
 		out.WriteString(`{"connections":[`)
 	}
-	err := p.store.ListConnections(p.ctx, p.in, func(c store.ListedConnection) error {
-		var err error
-		if item, err = appendListItem(item[:0], c); err != nil {
-			return err
-		}
-		if n == p.limit || (n > 0 && written+len(item) > listPageBytes) {
-			next = p.in.Offset + n
-			return errPageEnd
+page:
+	for {
+		if err := p.readChunk(p.in.Offset+n, min(listChunkRows, p.limit-n), &chunk); err != nil {
+			if out == nil {
+				return fmt.Errorf("list connections: %w", err) // nothing sent yet: the error handler answers
+			}
+			// The status is sent: the client gets a cut JSON body, which it cannot take for a page.
+			p.log.WarnContext(p.ctx, "list connections: page cut short", "error", err)
+			return nil
 		}
 		if out == nil {
 			start()
-		} else {
-			out.WriteByte(',')
 		}
-		written += len(item) + 1
-		n++
-		_, err = out.Write(item)
-		return err
-	})
-	if err != nil && !errors.Is(err, errPageEnd) {
-		if out == nil {
-			return fmt.Errorf("list connections: %w", err) // nothing sent yet: the error handler answers
+		from := 0
+		for _, end := range chunk.ends {
+			item := chunk.buf[from:end]
+			from = end
+			if n > 0 && written+len(item) > listPageBytes {
+				next = p.in.Offset + n
+				break page
+			}
+			if n > 0 {
+				out.WriteByte(',')
+			}
+			if _, err := out.Write(item); err != nil {
+				return nil // the client went away
+			}
+			written += len(item) + 1
+			n++
 		}
-		// The status is sent: the client gets a cut JSON body, which it cannot take for a page.
-		p.log.WarnContext(p.ctx, "list connections: page cut short", "error", err)
-		return nil
-	}
-	if out == nil {
-		start()
+		if !chunk.more {
+			break
+		}
+		if n == p.limit {
+			next = p.in.Offset + n
+			break
+		}
 	}
 	out.WriteByte(']')
 	if next >= 0 {

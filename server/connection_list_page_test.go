@@ -141,6 +141,24 @@ func TestListPageBounds(t *testing.T) {
 				t.Errorf("first page %v, next_cursor %q; want only the huge connection and a cursor", ids, next)
 			}
 		})
+		t.Run("pages longer than one chunk of rows", func(t *testing.T) {
+			u := v.on(t)
+			u.integration("dev", "many", "API_KEY")
+			var many []string
+			for i := range 265 {
+				id := fmt.Sprintf("many-%03d", i)
+				importOne(u, "many", id, `{}`)
+				many = append([]string{id}, many...)
+			}
+			ids, next, _ := u.listPage("integrationId=many&limit=2000")
+			if !slices.Equal(ids, many) || next != "" {
+				t.Errorf("limit 2000: %d connections, next_cursor %q; want all 265 and none", len(ids), next)
+			}
+			pages := u.listAll("integrationId=many&limit=260")
+			if !slices.Equal(lens(pages), []int{260, 5}) || !slices.Equal(slices.Concat(pages...), many) {
+				t.Errorf("limit 260: pages of %v connections, want 260 and 5, in order", lens(pages))
+			}
+		})
 		t.Run("legacy path", func(t *testing.T) {
 			u := v.on(t)
 			res := u.do(request{method: http.MethodGet, path: "/connection?integrationId=keys&limit=100"})
