@@ -56,6 +56,21 @@ func (e AppCredentialsType) Valid() bool {
 	}
 }
 
+// Defines values for AppCredentialsWithheldType.
+const (
+	AppCredentialsWithheldTypeAPP AppCredentialsWithheldType = "APP"
+)
+
+// Valid indicates whether the value is a known member of the AppCredentialsWithheldType enum.
+func (e AppCredentialsWithheldType) Valid() bool {
+	switch e {
+	case AppCredentialsWithheldTypeAPP:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for AppInstallationCredentialsType.
 const (
 	AppInstallationCredentialsTypeAPP AppInstallationCredentialsType = "APP"
@@ -355,6 +370,17 @@ type AppCredentials struct {
 // AppCredentialsType defines model for AppCredentials.Type.
 type AppCredentialsType string
 
+// AppCredentialsWithheld The credentials of an APP import as a key without environment:connections:read_credentials gets them: what the request sent and when the token minted for it expires, never the token itself.
+type AppCredentialsWithheld struct {
+	AppId          string                     `json:"app_id"`
+	ExpiresAt      *time.Time                 `json:"expires_at,omitempty"`
+	InstallationId string                     `json:"installation_id"`
+	Type           AppCredentialsWithheldType `json:"type"`
+}
+
+// AppCredentialsWithheldType defines model for AppCredentialsWithheld.Type.
+type AppCredentialsWithheldType string
+
 // AppInstallationCredentials defines model for AppInstallationCredentials.
 type AppInstallationCredentials struct {
 	// AppId A secret or identifier; not empty, at most 64 KiB.
@@ -445,6 +471,8 @@ type ConnectionFull struct {
 	ConnectionId     string             `json:"connection_id"`
 	CreatedAt        time.Time          `json:"created_at"`
 	Credentials      AllAuthCredentials `json:"credentials"`
+
+	// EndUser The end user; its tags are an object, {} when it has none, as the seed's ConnectionEndUser declares them.
 	// Deprecated: this property has been marked as deprecated upstream, but no `x-deprecated-reason` was set
 	EndUser           *ConnectionEndUser `json:"end_user,omitempty"`
 	Errors            []ConnectionError  `json:"errors"`
@@ -465,6 +493,9 @@ type ConnectionId = string
 // ConnectionList defines model for ConnectionList.
 type ConnectionList struct {
 	Connections []ConnectionListItem `json:"connections"`
+
+	// NextCursor Present when more connections match: pass it as cursor (with the same filters and limit) for the next page. Absent on the last page.
+	NextCursor *ListCursor `json:"next_cursor,omitempty"`
 }
 
 // ConnectionListItem defines model for ConnectionListItem.
@@ -607,6 +638,9 @@ type JwtCredentials_PrivateKey struct {
 
 // JwtCredentialsType defines model for JwtCredentials.Type.
 type JwtCredentialsType string
+
+// ListCursor Where a list page starts; opaque.
+type ListCursor = string
 
 // MetadataRequest defines model for MetadataRequest.
 type MetadataRequest struct {
@@ -859,11 +893,14 @@ type ListConnectionsLegacyParams struct {
 	// Tags tags[key]=value pairs; every pair must match.
 	Tags *map[string]string `json:"tags,omitempty"`
 
-	// Limit Page size, 1–10000, default 10000 (the reference refuses explicit values over 2000 but defaults to 10000; see the README's errata).
+	// Limit Most connections a page holds, 1–2000, default 100. A page also ends early, before the connection that would take its body past 4 MiB (it always holds at least one); next_cursor then continues it. The reference defaults to 10000; see the README's errata.
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 
-	// Page Page number from 0; the offset is page × limit.
+	// Page Page number from 0; the offset is page × limit. Ignored with cursor.
 	Page *int `form:"page,omitempty" json:"page,omitempty"`
+
+	// Cursor The next_cursor of the previous page: the page starts where that one ended, whatever page says.
+	Cursor *ListCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // DeleteConnectionLegacyParams defines parameters for DeleteConnectionLegacy.
@@ -907,11 +944,14 @@ type ListConnectionsParams struct {
 	// Tags tags[key]=value pairs; every pair must match.
 	Tags *map[string]string `json:"tags,omitempty"`
 
-	// Limit Page size, 1–10000, default 10000 (the reference refuses explicit values over 2000 but defaults to 10000; see the README's errata).
+	// Limit Most connections a page holds, 1–2000, default 100. A page also ends early, before the connection that would take its body past 4 MiB (it always holds at least one); next_cursor then continues it. The reference defaults to 10000; see the README's errata.
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 
-	// Page Page number from 0; the offset is page × limit.
+	// Page Page number from 0; the offset is page × limit. Ignored with cursor.
 	Page *int `form:"page,omitempty" json:"page,omitempty"`
+
+	// Cursor The next_cursor of the previous page: the page starts where that one ended, whatever page says.
+	Cursor *ListCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 }
 
 // DeleteConnectionParams defines parameters for DeleteConnection.
@@ -1148,6 +1188,32 @@ func (t *AllAuthCredentials) FromAppCredentials(v AppCredentials) error {
 
 // MergeAppCredentials performs a merge with any union data inside the AllAuthCredentials, using the provided AppCredentials
 func (t *AllAuthCredentials) MergeAppCredentials(v AppCredentials) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsAppCredentialsWithheld returns the union data inside the AllAuthCredentials as a AppCredentialsWithheld
+func (t AllAuthCredentials) AsAppCredentialsWithheld() (AppCredentialsWithheld, error) {
+	var body AppCredentialsWithheld
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromAppCredentialsWithheld overwrites any union data inside the AllAuthCredentials as the provided AppCredentialsWithheld
+func (t *AllAuthCredentials) FromAppCredentialsWithheld(v AppCredentialsWithheld) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeAppCredentialsWithheld performs a merge with any union data inside the AllAuthCredentials, using the provided AppCredentialsWithheld
+func (t *AllAuthCredentials) MergeAppCredentialsWithheld(v AppCredentialsWithheld) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -1857,7 +1923,7 @@ type ClientInterface interface {
 
 	// ListConnectionsLegacy List connections, newest first, never with credentials (legacy path of /connections)
 	//
-	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit, or where the previous page's next_cursor says. A page holds at most limit connections and ends early before its body passes 4 MiB; next_cursor is present whenever more connections match. No credentials are ever returned.
 	//
 	// Corresponds with GET /connection (the `ListConnectionsLegacy` operationId).
 	//
@@ -1919,7 +1985,7 @@ type ClientInterface interface {
 
 	// GetConnectionLegacy Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
 	//
-	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
+	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched when that token has expired or the refresh was forced (otherwise the still valid stored token is answered).
 	//
 	// Corresponds with GET /connection/{connectionId} (the `GetConnectionLegacy` operationId).
 	//
@@ -1928,7 +1994,7 @@ type ClientInterface interface {
 
 	// ListConnections List connections, newest first, never with credentials
 	//
-	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit, or where the previous page's next_cursor says. A page holds at most limit connections and ends early before its body passes 4 MiB; next_cursor is present whenever more connections match. No credentials are ever returned.
 	//
 	// Corresponds with GET /connections (the `ListConnections` operationId).
 	ListConnections(ctx context.Context, params *ListConnectionsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1996,7 +2062,7 @@ type ClientInterface interface {
 
 	// GetConnection Get a connection, with its credentials for keys that may read them
 	//
-	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
+	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched when that token has expired or the refresh was forced (otherwise the still valid stored token is answered).
 	//
 	// Corresponds with GET /connections/{connectionId} (the `GetConnection` operationId).
 	GetConnection(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2048,7 +2114,7 @@ type ClientInterface interface {
 
 // ListConnectionsLegacy List connections, newest first, never with credentials (legacy path of /connections)
 //
-// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit, or where the previous page's next_cursor says. A page holds at most limit connections and ends early before its body passes 4 MiB; next_cursor is present whenever more connections match. No credentials are ever returned.
 //
 // Corresponds with GET /connection (the `ListConnectionsLegacy` operationId).
 // Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
@@ -2164,7 +2230,7 @@ func (c *Client) DeleteConnectionLegacy(ctx context.Context, connectionId Connec
 
 // GetConnectionLegacy Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
 //
-// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
+// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched when that token has expired or the refresh was forced (otherwise the still valid stored token is answered).
 //
 // Corresponds with GET /connection/{connectionId} (the `GetConnectionLegacy` operationId).
 // Deprecated: this operation has been marked as deprecated upstream, but no `x-deprecated-reason` was set
@@ -2182,7 +2248,7 @@ func (c *Client) GetConnectionLegacy(ctx context.Context, connectionId Connectio
 
 // ListConnections List connections, newest first, never with credentials
 //
-// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit, or where the previous page's next_cursor says. A page holds at most limit connections and ends early before its body passes 4 MiB; next_cursor is present whenever more connections match. No credentials are ever returned.
 //
 // Corresponds with GET /connections (the `ListConnections` operationId).
 func (c *Client) ListConnections(ctx context.Context, params *ListConnectionsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2330,7 +2396,7 @@ func (c *Client) DeleteConnection(ctx context.Context, connectionId ConnectionId
 
 // GetConnection Get a connection, with its credentials for keys that may read them
 //
-// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
+// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched when that token has expired or the refresh was forced (otherwise the still valid stored token is answered).
 //
 // Corresponds with GET /connections/{connectionId} (the `GetConnection` operationId).
 func (c *Client) GetConnection(ctx context.Context, connectionId ConnectionIdPath, params *GetConnectionParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2564,6 +2630,18 @@ func NewListConnectionsLegacyRequest(server string, params *ListConnectionsLegac
 		if params.Page != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "page", *params.Page, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -2932,6 +3010,18 @@ func NewListConnectionsRequest(server string, params *ListConnectionsParams) (*h
 		if params.Page != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "page", *params.Page, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -3449,7 +3539,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListConnectionsLegacyWithResponse List connections, newest first, never with credentials (legacy path of /connections)
 	//
-	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit, or where the previous page's next_cursor says. A page holds at most limit connections and ends early before its body passes 4 MiB; next_cursor is present whenever more connections match. No credentials are ever returned.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3515,7 +3605,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetConnectionLegacyWithResponse Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
 	//
-	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
+	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched when that token has expired or the refresh was forced (otherwise the still valid stored token is answered).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3526,7 +3616,7 @@ type ClientWithResponsesInterface interface {
 
 	// ListConnectionsWithResponse List connections, newest first, never with credentials
 	//
-	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+	// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit, or where the previous page's next_cursor says. A page holds at most limit connections and ends early before its body passes 4 MiB; next_cursor is present whenever more connections match. No credentials are ever returned.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3598,7 +3688,7 @@ type ClientWithResponsesInterface interface {
 
 	// GetConnectionWithResponse Get a connection, with its credentials for keys that may read them
 	//
-	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
+	// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched when that token has expired or the refresh was forced (otherwise the still valid stored token is answered).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5149,7 +5239,7 @@ func (r ReadyResponse) ContentType() string {
 
 // ListConnectionsLegacyWithResponse List connections, newest first, never with credentials (legacy path of /connections)
 //
-// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit, or where the previous page's next_cursor says. A page holds at most limit connections and ends early before its body passes 4 MiB; next_cursor is present whenever more connections match. No credentials are ever returned.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5249,7 +5339,7 @@ func (c *ClientWithResponses) DeleteConnectionLegacyWithResponse(ctx context.Con
 
 // GetConnectionLegacyWithResponse Get a connection, with its credentials for keys that may read them (legacy path of /connections/{connectionId})
 //
-// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
+// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched when that token has expired or the refresh was forced (otherwise the still valid stored token is answered).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5266,7 +5356,7 @@ func (c *ClientWithResponses) GetConnectionLegacyWithResponse(ctx context.Contex
 
 // ListConnectionsWithResponse List connections, newest first, never with credentials
 //
-// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit. No credentials are ever returned.
+// Filters are ANDed; order is created_at DESC, id DESC; offset is page × limit, or where the previous page's next_cursor says. A page holds at most limit connections and ends early before its body passes 4 MiB; next_cursor is present whenever more connections match. No credentials are ever returned.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -5386,7 +5476,7 @@ func (c *ClientWithResponses) DeleteConnectionWithResponse(ctx context.Context, 
 
 // GetConnectionWithResponse Get a connection, with its credentials for keys that may read them
 //
-// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched.
+// Returns the connection. Only a key with environment:connections:read_credentials gets its credentials, and such a read sets last_fetched_at; other keys get credentials {} and a 403 when they ask for a refresh or the refresh token. refresh_token=false (the default) removes every refresh token from credentials and connection_config, nested ones included. For a key with read_credentials, an OAUTH2 or OAUTH2_CC token that expires within the refresh window (15 minutes by default) is renewed at the integration's token URL before it is returned; a provider's refusal answers 400 invalid_credentials, a connection backing off after a refusal or exhausted by refusals 424 invalid_credentials, an unreachable, slow or failing provider 502 provider_unavailable with the stored token untouched when that token has expired or the refresh was forced (otherwise the still valid stored token is answered).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -6946,6 +7036,13 @@ func (w *ServerInterfaceWrapper) ListConnectionsLegacy(ctx echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter page: %s", err))
 	}
 
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
+	}
+
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.ListConnectionsLegacy(ctx, params)
 	return err
@@ -7100,6 +7197,13 @@ func (w *ServerInterfaceWrapper) ListConnections(ctx echo.Context) error {
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "page", ctx.QueryParams(), &params.Page, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter page: %s", err))
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", ctx.QueryParams(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter cursor: %s", err))
 	}
 
 	// Invoke the callback with all the unmarshaled arguments
@@ -9858,111 +9962,120 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rchs5kv9VEPWfCFszJYryo+PfUkzE0LLcrfFDWome3lmJywELSRKjKqAaQIli25rYO+yHPdDeZE+y",
-	"gUcV60kWqUe7d/jFFskCKpHITCQyf0h88QIexZwBU9I7+OLFWOAIFAjz6YgzBoGinJ2QM6ym+jvKvAMv",
-	"1h98j+EIvAMvyD3m+Z6AnxMqgHgHSiTgezKYQoR1298JGHsH3v/bW7x0z/4q9/Lv8u7ufO9M8BtKQBxx",
-	"NqaT9zD/lwTEPCPhZ/MpoyF2Tw8D8/jwGuYbk1J5s3enCRIgY84kGNa8weQcfk5AKv0p4EwBM3/iOA5p",
-	"gPVA9v4uOdPftXvthSLHQnBh30ZABoLGuh/vwOtPAQn7PkQlinA45iICgrhAmgMSSR6BmlI2QWqKFSIc",
-	"JGJcoTFV3p3vveNiRAkB9mTk9s5O0DXMUYiDa4nUFBCPQZg3PZNIBjwGTdgnrt7xhJEno4syBRNLB3rO",
-	"BVpI786Ca3BLNaeZofsa5s8kAnZDBWeRJlCLJ56HHJM+5x+wmMCTkT/iZI7gNgAglqsSxA2IZxKFNLJz",
-	"ncrvZ4ZvMA3xKHwa8noo1UJDWCqvBGJgRCLN7x+o+jEZ+WjMBcLIfkK9OD40LRS/BoY+n39IHxAwFiCn",
-	"OyjgSUjMzIx0xziYAvERofY7zOQMhJkuGoHWiTGmIZBD/avRiRmWSCourMYEU8wmQDSvzu0b3oQ8uIan",
-	"EULKbnBIyTAQQIApikN5kBt+lEg3SkOZHucoUQtmmLEIGCcSCJpRPT7TeoSD610+HqMYBOUEPX/ZRRKN",
-	"5ojAGCeh2vH10NOGrw2rpOYZRoLP7ARk86ffoTkb4DAE0kHnsEujmAtlDQzktAYFIWAh0YiraUez9MII",
-	"pB3+k4gdQwmD2xgCBcTMfCLgEBFQmIYSYQEo5JOJ41ZBNClJCaYBPLW6aG0mWOERlqCNesKMYJv33/le",
-	"n/OPmM3dKiOf3G5TifiN1iolkcAKnH3xvSlg4hyEc1BivtsbKzBTXezsAgKu9V5xNMNUy/SYC817JeaU",
-	"TZYuzxFlNEoi72Df99Q8BqM2CiZgyL7zvc8MJ2rKBf3libT2E/cRLi68WAveNeMzljLNM5TJJNaqAuQj",
-	"EIr7hvynXB2o1d3KW3QT15F+Ty8Me4maHi3MkKGNzU/H3sHlcjpOdcv9XNOfqJqe45l357do+GKDhm+w",
-	"pEEvpnlyV7XpxfQ9zNdrEa/z+J9nap3H3eBDCkxtwIJeHF/oNWyDplZd1qH1KJGKR+u06I/wOo+/oWG4",
-	"wUj6M36hYK1ZuqAThlVSYJx3N7jzvaqAaA0ghGqlweGZ0C6rotrlH+NQgq/3GdlXWpF1+1VK29frujYN",
-	"ypkCYNq0XXq9s5Ph++O/eoPMyEkltGm0243UOF7aX/30dfpxqvQqpQeA3putjuuAj/4OgfECS6K85sCC",
-	"AKQcGo9Efy6R53twG1MBcoiNQdM2Uf/lEaxgV3sWnl9tI/As19eC0ipbztqzJE+ofUWOPQsHs4FDJ0wq",
-	"HIbGSN5HDOIhJa3FgOZe2qJdnsYTcm+GWVqrVKzDtiYz9A0IWSzoDVZgAgB1fa4hhMOL/un58WrOlmQw",
-	"T0FFIntxjAz36jhbt8atx9IYSznjgtQOvTzEN72Lk6Oa4fleIkHYwMqXdlKVNfAXJORGbQaG9OpXO+z6",
-	"lWC9kRO4aZzzTeSIiwlm9Je8klZlbRm3mwRNgpRL+qxM0smHD41z1NRJ+/lL2VYdcG54djB+ZbLzM0zD",
-	"sG5ubQzt9AaEoATWnNPAeEpNg3S/SggEqPqR1pHjtq3HjHyW6bYlFhBgtdiIVB1rYATpcSMs3Q5yDAJY",
-	"AMiKk0RUHSC4ATFHYwohQbEACUz5iCVhiGZTYMYrN/uFjlcRXyrjEM+H6awt3PDyuLNvdL/WjYEI03Dt",
-	"VpatxaF+ZvTnBMI5okYbxxTscNPhd1apSpGKBxzjOtTmCSqQj0YQcjbRe1JvlVV3S2JJgmooU3iyxExb",
-	"gbKNLtN+fNt8UPPOdDb9Irvca0rMHiwX8TQEU5yGkE+cSsEtjmKjvn8RbKTm1//653fB9VH08sez71+q",
-	"uqkuWydsTbqcs0ATs+gQF2z98sXDEbR8MO80w9Y0H1ljlxVoN0uLSbrdnfBd96XeQXfO8ewjSIknJkKT",
-	"67/JRAnQZmWthScoLv5LN4TVHby2BowME2fa2u3mq1axKuh+xUzqV2kJM2RSBZFsn+NxQYxs+FgIbKIn",
-	"lpEZpyhT373yqjEg3wuxVMMxqGC6Jn8jUJhghR9YGNLQab2jUJOdql38nSlZuo3Qz+g1PiZryladsSnK",
-	"sN+QR8sGl015jo9+jaJl5iqnAQWSqxNYlPzlxuCkZjHoF6LSzySi5BBhxGCGPn8+eWtX4BDGCvFE6XUs",
-	"wrcfgE3U1Dt48fq170WUpZ/3tfOjFAjd8b9f4t1ferv/1t393u8cHvzxD/+4urq8uhp8/dPvvtxdec+u",
-	"rq6u9oZod/CH39XJ24LqD9RmCzcyYZtomX7hiYKoqmglUci/Zjnnsy43NsXLTWV7PX4cM/frGrX1bFPF",
-	"nfjWjNTDGpxswjPjkjdBTnyWS+85YLJScstJzVyqC0v0w3Ef7eX0Ze9LHv5whwSoRDC7HSh6Lzb9NIPR",
-	"lPPrYSLCIXfbIh9hlstOmf1DeZsR4Xma5zQbCgJBiAUQ8wmPQuiglEGISoTDGZ7L8iaEqilPFMKs4NBv",
-	"vaa6HZ9LF+c6PkRf7lxi+hrmGTcF4EIyt7N1wuqn6zKdr2z788/sjflenSlYEFLl1qOZ03auXC25D+zh",
-	"VZJO67kZbYO7R58v+qcfV0d2c2GvXKzLUlkX7XKae8LiRLVYZ5aHnd5mv/vaVCM9DYgyqQCTDuqFkqO5",
-	"XSnSqRz+3jy0OrpUdn2rzlUaUcokOY1KrGy6aVhpuTveqJz1LF6ptH/BYWIsRZHQjyAmQBBlipdgLs+k",
-	"4a2PElYCOD2TiM9YmfPzTzhqRcl7CxsoyVKrYJRnLPhbA3RZ2yEnUGv0ImdE6+PdFgNa5Nl7mEs0Fjyy",
-	"MCRO5gZXZwCaO0hwrpDjJh+PgRHKJuhGs19zK1uyGkJNjRsWY3tSYh1pdSx6R0MF4sJ2WyP6K8TsR8Ch",
-	"HfQ6ZghkEqq8weHXLYyNbVU3iBODvcr7sRn09DHjYSVPOHsS2eaJQ1HycRkS9rz/poeYgSjiIOAJUydk",
-	"p4M+uN030q40Q3ax8C2K0XpbRi60/3oNcbpJz9O13+127+9xtschr+VYullqjsYta1xYOtZwjMr2y7bS",
-	"GoeVwsEUVSxZm3lI3/7QU9Hgeq2Jxr7HHrTeP1rll1Rntj78tHhAs93w8hD9TXf3NyQhhEDZde8GC4qZ",
-	"4SqhupeIMqxssD7CcexsVYoPaQ1v8g0UoBk+1AR38F0ueA3sle99Ov103Bpv9BNV074N95/2Pvd/3G+N",
-	"LEtbvGgNKctaDI+O1oRieb7Xf9NrjXAqLPbegRWcO9/jDDYB0a2PnvtGYHNN3FwblpaJyQODzZbIvon5",
-	"lTA2tdpNiV7p8qh1lMfQ+IgyRCCgEQ4RoROqZNmt7S4LMnd3vx/8vjaCXEIZrrfob4J9oFImIE4aQA8W",
-	"3uJwb4vYxho0NcR9lmXyKxtf9/CyFG3afFCgumFYzSik8ubxzz/1W6OtcszKbSB1DzWrTLp439u7q9uC",
-	"nbKCh0aJOQ6AUUilch5cpOW1nekqeUlrh56sbxXh2xPbzjoTEWXp57L/vzq23dZh+nbcmMYkzLJQTjbM",
-	"Oj+luqKsJ0Ncm+MFIK8VmjHXJofF2QgP6zyDlcqVJ7OWgGrMxnLGa8OzzfBnJdZVQTK1bNoYnvjQrKoA",
-	"FVcwrGaxvwe2q5W0VPBerVptsv6tpwC1U2N8z5Wzs2BCeXgpEQ2S/AJZ/q8xP5uJ9f0geA+ME2+9RD/G",
-	"FNRrSIuJeDAQfjstsYtFPp+wYknO4zM3nTF7NHH4EIqzNt66XkFaTcgj4dZ/nTlo0JrK3LTUns3moUFL",
-	"6mbjDKtget+Y5qbhtXVye015usox1KlS8XO5Y08wc4GuvCsPKW5PyCJaQR11X/1/vw1queo71m9QFyfb",
-	"n0mUmJwLuob5hmCnfxx0/oSGTbCm2kNVj781XX7AobWIX5z88KnX/1x7uuPhjz9kvKpTg+xI55rM26BN",
-	"Y9JnTQhBPu1UAx9oTiHVZXEGq3JfdqSDWtbpbt9wHtaoIxpxHgJmVcS+AEykzU+hcYgn8gCZrSHa99Ec",
-	"pI8489HcR8DwKLRHfS07UddHjPuIj8c+Yj4iVJonTOgHszkKsDRZrZw+Pb/sq8HluRhcfk4Gl8cw+Lr/",
-	"9fKvc/Pn5YUcfL085YPLT2xgvv1qvv7EBpc9PLh8Mxpcfgjto2/J4Ovlu7H9QX95IW133a/m+VPuutLP",
-	"vBsPvto+35LB5Qm1T9d0uVOv24mx7GtKl1y0Kk2FxSJpHufOD7jpqUx32k3dhLt0aTGN992r1eZssDBr",
-	"w6ur3c5eQ6gtywyvnynsP0pCerE+2vz/82uY79ksmX213Okgk4HFAhDTNjSkvwDRy07IZyC0SBp4makr",
-	"IRWea7FVlAUK4bGC3LpUDIs0rbTD9tiApRy7e6hUue+VgsFrx83u56zZ7fQaG9kHiZX03/RaRyEzCkvv",
-	"zi1Rurs6zqYratm42h60acwgHeLQls6JYjX3EVYo4lKh716h9/RNyQX57vXrl9+t1qjqUe/HdzDuv/ns",
-	"/3Q6vOgfn20KL+rPONLjrpuP6jn+VRxJe7UtdSsLOWrTeZaNWY/tZYaYRGE7WR2sQbDNGCSCqvmF1hb7",
-	"8hFgAcIcNa0R20AAiblQWZUTK8cdZBCfAY9Bmoi4XvVNbjyrWWXsqwGxMAde0s2NUZ3ykGgBNzprljZD",
-	"w4JivS+wFTsoG/OaSimKC9dpPoXMx7mIvbSJfCrIboyFmusRSDSCKWUEfcJswp/JwuO9s5MOeguC3gCx",
-	"8Jz0qTgZhVROgSAZQ3DoTi3aokiIZgxwdYXOj3tvPx4/kwiEwAqbFdxNUZ6bnu/dgJB2QPudbqdrop4x",
-	"MBxT78B72dnvdB1Qx0xUDkStP06sLVwFirNwHrva9T69BXKIuCAW87xAIqK3xxdHPqLE/HGoHTYJpnJa",
-	"jCeA/vu/bDGbDvrECxzXvWpuOBQ3mGnNROCEeAfeBypzQBz5ASY4MBDLXOW8y/IEH9/iQJXTLzgQXMr8",
-	"rs0kDOuq25Uq7LWrFVNAPt3d+WWijrCEXcokMEkVvQEkk5HVzRpEDzVusPs+he09k8ghC00ROv2EcQWa",
-	"hiEBi2B6rwEslw7L5+y0JyVNlIALB5BHJ8ZmjUtcyx/iXEHiae7Rh5x8HkV4V4IWW63sWeUv6w5p4yYP",
-	"kYxxAFoteMIIAhxMrRkUNIqgkbk5iS5RnHMB9rv5xJtsJFR7vZfXMB/80Xq9MaZCpjZLf7A2OMIqmGqC",
-	"4DYOzTbXTkkdfQ7PvCCryWVfcwdQ40JXT/+ruTGdBCA+XWSsi2M+00ZK0l/0lvR//uM/LavSOm7IfETP",
-	"y3vacSJBIj18GlBlkXSuhNcL3WCUqLQLs5aYbg6RBKgz8ztNk5tWAVtwz3WaTWmEb13trm6a1W2u5VU/",
-	"dpZEIxB21eoeptjRWhPeQGZsYaE1VFYo7JbI7NaQOSiV/3zR7T5YTa/SAcGayl6nDOyoix6BlqdXlpC6",
-	"/jOC93LFSk2T/dVNCvXVTKOXqxstiozqFvuv27ympliabvzi+9WNyxXy7nzvdRt25AsUmjYv27Up1QjM",
-	"O6Bmzc+7npderl7oQW7SDrR35Q20RMkkirCYO6ciP7M+YjADqdCYCqn0J63G5oBY3l15HhrvA2mfSstG",
-	"/lzajqEv981eHiARa3PZxt+6mOIw5LPdCMTEuagLbKhFyWODH3FO5MJj0IpITLzCxSacYxXxGyA7JmTG",
-	"mV5LMJPYNDmwZ3T1t1SiiEpJ2cTPanhSiWaCKgXMxDM0KWnhT4ledV+lxfiGOahrxX37bLCuKdIm894c",
-	"lP8NJ/MH0+synOeuuONxp7cezazUvr6aNMgjfc0kk8NCiUwIpjw1Ad+sqem+Wt0iKzRsbFOLV5Qr/G5t",
-	"WqNNswjyslUzh2lK5kIrNxco4gIKu9VlpiyzXDsmA8Rlq53iOcSh8V4LNmuJpfpyl5aypepXs08XoL5d",
-	"47T/axonYedza5625ulhzJMzEBX7cF8TVXK7ivUBrOUKQUE7G6a9JVkOxmjzQpVEEnBYPKJujqdPOCfl",
-	"/SFnoUt2Iqr3gZoCstNBJ4Wq3hJH+RcNKUEhViBcaE26eio5UoxPar+lpIN6i5LIuYe4KFTdt1ZR28Ru",
-	"jU30qwlbwkFWTeVbM4jc7qkhFFcnZYtH9hrumXjULV+aYG0we/m4m0QTzmC71fst2h2n6CW7Y+UW4cKB",
-	"yWW2pWhBjBPUMlp+7oqRlA8AnmprsKhigZoGUC5tgSZgKh3KvM2x1UtkEkzNJQWYIKmfKp3+P0RcTUGY",
-	"wKLupmC1vtyZPjB61X1pnSw1hTnC8rp4EYS2JM40mI8mKddBBYjbH01Oytq/9OoDt+2UzvcrNLdRpkIW",
-	"gBFUOSurN+EuL2SuTQjChADpoHeFeiCVYiCaOcgC6jTxGTDVvdvsnl2aMn+ZQ3bXA2WEz9Dz/dcooizR",
-	"Jjh3o4N1ixjMgCCsTMMiBiy7UCMtvk+VbWOzG4cIZ4HfZ+5SCRwW7HPNZRV+UXRHOLi2OYOxAxTgrCcu",
-	"ENxOcWIYN5qn30v06sWrhq5Z/h4EH8mQz9ILPfRbsjj16+6L7MMwWejqooyOO8pqeZAwxRMtitV15AdQ",
-	"j7aI+NXD8hAX5U+miTbL9g76ZM5NV1TPqoXD0NSFPItAT7/1jQIZhqomGuuuR1kuxIzPfK1ZzNJoZczc",
-	"QDDiiTn8byXcKBZJROptZDeWlMXmuW7MmfPNiqthJk872oxpwvKuRVbhKCf6VK2S6EOknRRjntQ8BuMi",
-	"2XSoTHd3m0/LmIsAhm5yHmhaekEAsbntxFxgFMVY0RENqZofumP3m4vPhKppMhriOB7+fabuI01PEzQ3",
-	"Nb1WOlLFe0uOcDCF3SPOlKjFDlrAGuO7xoZ0ll5VkqIc0qfrkA53/9f2p/fy91q8rXQt05O7iS9a7L9r",
-	"btl6ehdT67kp5tTOgSv7oj+AKqzmvl0+Sx6eMTPGcTP+SoTn1s9TU4jWdl3XW1grVxCa07x7pbqYmTv8",
-	"LUNFtiCRLUhkCxLZgkS2IJEtSGQLEtlGDp8GJFJMmRaKMsYShJLFaI729GZTGkzRnCcIh9rPm6MpvilA",
-	"kzuoV0kCNOQP9J6/ppJFGvQwF4yK4vW65jJMW0jURQ1nVEKad3WuWxp5y1Xjed47O9vJ3YmLIsr0+Fih",
-	"Tg+yx1bzwT/XRzaMYhDN1XAxMT4T6UzR2lgduqaL4JlMc76vtDW2QU3XvfGdA8zKt9hSTQsvRLpkFrF4",
-	"3X3hfPI0zWzDWlVvs1wj8JESx02lCJ8Y3VK6GGR1IiW7APg+kQAfSZqGpUyhywALQaGwWdpGC/75stm/",
-	"mXCBNZ7llcXqNHqemBVhp7AilPPZsglH+M+DGtziBbd4wS0g51fFCzZ7tb952N8W8LcF/G3tyzcA+Kt6",
-	"PsuhfFvg3obAvS1kbxt4+81B9goovC3mbou522LuNsXcbdF2W7TdFm23Rdtt0XZbtN0WbbcUbfcgADq/",
-	"KWz/k1nG9VZTOxGu3l/hXijzIxaQBWe0h1HCLZlnbGi49rI8W8fQ/LuIvenB7eSusBX5MJ57eXZbYO0l",
-	"urbabhbK65jOS8tKxQ8p1SB+2J3owwfxGkomP3GmYK2tsEvkbwN224Dd2gE7m3YrmMzsGs4Mv8lFag6M",
-	"/5nV8TTRu2l2fWPtXr3nPNXZlIbW/Y0FN+gQkTB5iOz+RdsPRLDCI1fet2hD3BWRj6hw7g0N+paSbG79",
-	"pjeVOSiBiG6AWeX1vb0IlKBBM4T6o/093TOdCR6BmkIikYJbhWxFzQ4ysmMqJuqnemcnCBMiNE0JC/V/",
-	"R+fHb89Oz/vDj8f985Oji+GHk4v+8SeTgjEAnfR5PjarIZ/V5EgcMasZrWnbi0NMSyyu+In+esOF25hL",
-	"msKkIqw2MB1Lpib3unRezCS5GoqdOY7C3EwVmXNqH7qIIVhPEtNe8yDIUll73bee1JedfUR4kES1913U",
-	"C2faNm2Xh2eZnaGJTru10oZjljKpP6WmzKUS2NUA3TMQtZUq/qLbzal5qs3pXtVHr00UTP9OlYlba6eh",
-	"KoTn5mW/iq6bV5t7JTX7HtBIl5IkmFCWLe/NttzaajOTdacZPvAAh26mPd9LROgKoR7s7YX6tymX6uBl",
-	"t/vSuxvc/W8AAAD//w==",
+	"7F39cts4kn8VFG+rbO/SsuwkUzd2bdXKjjPjzYd9trJzu45OC5EtCWMS4ACgZU3irXuH++Me6N7knuQK",
+	"H6T4KZHyxyS3+iexJAJsNLobje4fGp8dj4URo0ClcA4/OxHmOAQJXH86YZSCJwmjZ/4FllP1HaHOoROp",
+	"D65DcQjOoeNlHnNch8MvMeHgO4eSx+A6wptCiFXb33EYO4fOv+wtXrpnfhV72Xc59/euc8HZLfGBnzA6",
+	"JpO3MP+3GPg8JeEX/SmlIbJPDz39+PAG5muTUnqzc68I4iAiRgVo1hxj/xJ+iUFI9cljVALVf+IoCoiH",
+	"1UD2fhaMqu+avfZK+qecM27e5oPwOIlUP86h058C4uZ9iAgU4mDMeAg+YhwpDggkWAhySugEySmWyGcg",
+	"EGUSjYl07l3nDeMj4vtAn43c3sUZuoE5CrB3I5CcAmIRcP2mLYGExyJQhH1g8g2Lqf9sdBEqYWLoQNuM",
+	"o4X07iy4BndEcZpqum9gviUQ0FvCGQ0VgUo88Txg2O8z9g7zCTwb+SPmzxHceQC+4aoAfgt8S6CAhGau",
+	"E/n9SPEtJgEeBc9DXg8lWqgJS+TVhwioL5Di9w9E/hiPXDRmHGFkPqFeFB3pFpLdAEUfL98lD3AYcxDT",
+	"HeSxOPD1zIxUx9ibgu8in5jvMBUz4Hq6SAhKJ8aYBOAfqV+1TsywQEIybjTGm2I6AV/x6tK84Thg3g08",
+	"jxASeosD4g89Dj5QSXAgDjPDD2NhR6kpU+McxXLBDD0WDuNYgI9mRI1Ptx5h72aXjccoAk6Yj7ZfdJFA",
+	"oznyYYzjQO64auhJw1eaVULxDCPOZmYC0vlT71Cc9XAQgN9Bl7BLwohxaQwMZLQGeQFgLtCIyWlHsfRK",
+	"C6QZ/rOIHUUxhbsIPAm+nvmYwxHyQWISCIQ5oIBNJpZbOdEkfkIw8eC51UVps48lHmEByqjHVAu2fv+9",
+	"6/QZe4/p3K4y4tntNhGI3SqtkgJxLMHaF9eZAvatg3AJks93e2MJeqrznV2Bx5TeS4ZmmCiZHjOueC/5",
+	"nNDJ0uU5JJSEcegc7ruOnEeg1UbCBDTZ967zkeJYThknvz6T1n5gLsL5hRcrwbuhbEYTpjmaMhFHSlXA",
+	"fw8+wX1N/nOuDsTobuktqontSL2nFwS9WE5PFmZI00bn52Pn8Ho5Heeq5X6m6U9ETi/xzLl3GzQ8WKPh",
+	"MRbE60UkS+6qNr2IvIV5uxbR+o+roUwh8Fc2+/NMtnmL5VlAgMo1ONeLoiu19K3R1GhZG1pPYiFZ2KZF",
+	"f4TbPH5MgmCNkfRn7EpCq8m9IhOKZZxjnHM/uHedslwpxfF9onQNBxdcebqSqJ3CGAcCXLU9Sb9S+q/a",
+	"r9L1vnIHlEWR1oIAVRbx2uldnA3fnv7VGaS2UUiuLKrZpSQ29dr86iavU48TqRY3NQD0Vu+QbAds9DN4",
+	"2nksaEDLgXkeCDHUjoz6XCDPdeAuIhzEEGs7qEyp+svxsYRd5ZA4brkNx7NMXwtKy2y5aM6SLKHmFRn2",
+	"LPzS1RxKlX4Vp8rGOuMAIjZWy0nv4gIZPwthgbBeh5XTwmKZ3X8cLrwvccgB53xJNAGpdwbhIZqprWDW",
+	"4RFAlbvso9kUaNbpVKurr71uonY/epZcROHWOvPmMSIFBOOOUxboaEj8R5txQoXEQaCXrrp+HzT7htzy",
+	"iyplwLWDnyUzXS0TZ5m+HmIaEk42Mg0VnFrWLkvjmf+8bKxhW93S9BUYnoiTWyxBx5Kq+mxhmIZX/fPL",
+	"09WcLdilLAUlK9WLIqS5V8XZKnepHUsjLMSM8Wbad9y7OjupGJ7rxAK4idF9biZVaQN3QUJm1HpgSHlE",
+	"lcOu9g7ajdyH29o5X0eOGJ9gSn5das6WcrtO0AQI0cJEHp+9e1c7R3WdNJ+/hG3lAWeGZwbjliY7O8Mk",
+	"CKrm1oRjz2+Bc+JDyzn1tPdcN0j7qwCPg6weaRU5dg0+pf5HkeyAIw4elos9bXnZB+ojNW61xJu1eQwc",
+	"qAfIiJNARB4itfLO0ZhA4KOIg1q4XUTjIDBLt9rg6a1neTH2iYgCPB8ms7bY0RXHnX6j+jWuLYSYBK1b",
+	"Gbbmh/qRkl9iCOaIaG0cEzDDTYbfWaUqeSoecYxtqM0SlCMfjSBgdCKQZM4qq26XxIIEVVAm8WSJmTYC",
+	"ZRpdJ/24pvmg4p3JbLp5dtnXFJg9WC7iSTQvPw0Bm1iVgjscRlp9/8LpSM5v/v3Pb7ybk/DFjxffv5BV",
+	"U120TtiYdDGnniJm0SHO2frli4claPlg3iiGtTQfaWObYGo2S4tJutudsF375c+C0c4lnr0HIfBEB/sy",
+	"/deZKA7KrLRaeLz84r80SFAOBilrQP1hbE3bQsVwEDQIEZXtoxL5PFsTeS9MVtncDvIcrO47r05uK2N8",
+	"pOOcih4dMMYUmVe76PO9sbhEoqmOilNwE9MtAPwtgUrkIB+8AHNjQ0IdFQelQXqwREIomqdDbbwvZQnm",
+	"HOtAoxGUVBIIld+9dMrhUtcJsJDDMUhv2lJ+QpDYxxI/srAnWYZqR6gikVvp3FjRWbpNUs8oHybyW+pO",
+	"lTHN66hbk3JOB5dOeYaPboUhSc1xRsNzJJcnMK/Zy43dWcVi188lcLYEIv4RwojCDH38ePbayHsAY4lY",
+	"LNU6HeK7d0AncuocHrx65TohocnnfeXcSQlcdfwf13j3197u37q737udo8M//uEfnz5df/o0+PKn332+",
+	"/+Rsffr06dPeEO0O/vC7KnlbUP2OmMT6WiZ6HS1TLzyTEFYpGoU7OfRiLswSuKxD1c2JebJobS6ME2eY",
+	"GzKenQKBQiy96SFSfrKyNFgg80K0nSatBA4BjUkggQsdw9EJmR0dtFG/KzJRhCfQQb2RfpV1WZT4mB9K",
+	"gp1l2nI5Shm09sK5fGFrbpWqF6X2S1HZ9/3tTHQ7S1ty/r42k/u45jOd8NRUZg2qFZ/l0nsJuG2EtpfN",
+	"cWOBfjjto72Mvux9zuKe7hEHGXNqNm95X9PknWcwmjJ2M4x5MGR2E+uaWGyi4Xq3V9wUhnieABz09s+6",
+	"Fr7+hEcBdFDCIEQEwsEMz0Vxy2hjyJjmtl8bH7fKJbQ4kUzHR8oJNIiUbES+GHnvPJ11Kjuz35JLeZ3M",
+	"V7pZ/Wf2LV2nyhQsCClz68nMaTPHtJLcR/ZXS2njdm5G01D8ycer/vn71XH4TJAyE5k0VFbFJq3mntEo",
+	"lg3WmeX70tfp764y1WZXSqiQgP0O6gWCoblZKZKpHP5eP7Q6Flh05MvOVRL/SyU5iSGtbLpuEHD55qJW",
+	"OatZvFJp/4KDWFuKPKHvgU/AR4RKVsC3bZmwgItiWkA2bgnEZrTI+fkHHDai5K3BC5VjH6tDh4624K81",
+	"wq21Q+5DpdELrRGtzk4Y8HeeZ29hLtCYs9DgD5k/14BajczeQZwxiSw32XgM1Cd0gm4V+xW30iWrJjCY",
+	"LEqlDYu2PQmxlrQqFr3RO6Ur022F6K8Qsx8BB2bQbcwQiDiQWYPDbhoYG9OqahBnGgyQ9WNTzPlTRi8L",
+	"nnD6JDLNYwufZuMiFnS7f9xDVGOTseexmMozf6eD3tlYgtqRYorMYuGaXa3xtrRcKP/1BqIk5JCla7/b",
+	"7T7c42x+AKGVY2lnqT52uqxxbulo4RgV7ZdppTQOS4m9KSpZsibzkLz9saeixvVqeQzjAXvQav9olV9S",
+	"ntnqYFoGfiOZ4eUR+rvq7u9IQACegeSgW8wJppqrPlG9hIRiaeJKIY4ia6sShFdjXKOrgRv1AMA6cIpr",
+	"M/ctQJeu8+H8w2ljxOBPRE77Jjlz3vvY/3G/MaQ0aXHQGEuathienLQEUzqu0z/uNcYo5hZ759AIzr3r",
+	"MArroGfbw2a/ErxsHTdbA0tTMXlkuOgS2dcxvwIiqlK7ia/heZnjKiiLeHIRocgHj4Q4QD6ZECmKbm13",
+	"Wci8u/v94PeV8fACTrjdor8W8E6IGPhZDUTFgJEscjWTDmxOU03cZxnuorTxtQ8vS6gnzQc5qmuGVY8Z",
+	"K24e//xTvzE2LsOszAZS9VCxymSyBiUB/GkKHBBGAbFBfCQk5lIcIRbhX4wvnRG1FwfLRK23+ze8+2t3",
+	"9/thXQom8SMe7GhW7QbPac5ZJL4+kmTHZpzJUI2nmRUtOGyto2DGzQvx3ZlpZ/yakNDkc3ErsjrM3tR3",
+	"+3o8qtp80LKoUjrMKpepvLi1kyGmVoYFkrMRDDbTJgPiWgtcb52UlXqeJbOSgHL4yHDGacKz9YCLBdaV",
+	"0VWVbFob1/rYrCohXFcwrMLveAAosJG0lICCjVqtsxS3U4DKqdFu8MrZWTChOLyEiBpJPkCG/y3mZz2x",
+	"fhh285EPnTT2Fp5iCqo1pMFEPNqJnmZaYhaLbGpjxZKcBfauO2PmePTwMRSnNVC/WkEaTcgTHXj4beag",
+	"RmtKc9NQe9abhxotqZqNCyy96UPDq+tG+tqkGetShqWj8FMpo22xY6ooMI4+OZ8cJJk5pY9ICc7Vffmv",
+	"bhO4e9l3rN4rL6prbAkU6/QPuoH5miiyfxx2/oRqNyuVJzSffpe8/GRMYxG/OvvhQ6//sfJY0OOfm0l5",
+	"VaUG6bHylsxbo01t/qklmiGbAatAMtRns6oSSoNVaTgz0kEl61S3x4wFFeqIRowFgGn5qAcH7AuTKkPj",
+	"AE/EIdJbQ7TvojkIFzHqormLgOJRYMoNGHairosocxEbj11EXeQToZ/QUShM58jDQgcFMvq0fd2Xg+tL",
+	"Prj+GA+uT2HwZf/L9V/n+s/rKzH4cn3OBtcf6EB/+0V//YEOrnt4cH08Gly/C8yjr/3Bl+s3Y/OD+vJK",
+	"mO66X/Tz58x2pZ55Mx58MX2+9gfXZ8Q8XdHlTrVux9qyt5QusWhVmAoDi1I8zhw8sdNTmu6km6oJt5nb",
+	"fEbxu5erzdlgYdaGnz7tdvZqon5pkrp90rL/JLnxxfpooAjbNzDfMwk782qx00E6GYw5IKpsaEB+BV8t",
+	"OwGbAVciqZFuuraNkHiuxFYS6kmExxIy61I+LFK30g6bwxSWcuz+sbL2rlOIS7eOmz3MWTPb6RYb2UeJ",
+	"lfSPe40DoimFhXdnlijVXRVnkxW1aFxND8o0pugSfmTKd4WRnLsISxQyIdF3L9FbclxwQb579erFd6s1",
+	"qlw34ukdjIdvPvs/nQ+v+qcX6yKd+jOG1Lir5qNcFGQVR5JeTUvVyqCfmnSeJobasb3IEJ2zbCargxYE",
+	"m+RFzImcXyltMS8fAebA9RnlCrH1OPi6xENSacnIcQdp8KnHIhA6Iq5WfZ2mT+vmafuq8TTU4qhUc21U",
+	"pyzwlYBrndVLm6ZhQbHaF5iqQYSOWUW1JsnseaViXYrsMQWNKSDc340wl3M1AoFGMCXURx8wnbAtkXu8",
+	"d3HWQa+Bk1vwDVIoeSqKRwERU/CRiMA7ssddTWE2RFIG2Npml6e91+9PtwQCzrHEegW3U5TlpuM6t8CF",
+	"GdB+p9vp6qhnBBRHxDl0XnT2O12LGdITlcFzq48TYwtX4fPeJGcwOKDeh9fgHyHGfQO/XoAi0evTqxMX",
+	"EV//caQcNgG6eqPO4vzPf5vzG3qTNtNJHlOBDW4Ji81DWwJlzp4ggeeig3qmvZpwkVo43VWO9Wq51WX3",
+	"APNgnhTfIlIYoJbaIoBAL9F7cnyUewtJweP6qIquAFJ9XKWDPrCcsCiG6OcNFh60RKbSe+Y7hybVtejo",
+	"HUywp4GqmcKj10XZPL3DnixmjrDHmRDZDadOu1YVBy0UKG1WaiuHH7u/d4tEnWABu4QKoIJIcgtIxCNj",
+	"VipwUUR78Pb7BPy4JZDFZ+oanuoJ7cXUDUMA5t70QQNYLtiGz+kJZ+LXUQI2kuE/OTEm917gWvbg8goS",
+	"zzOPPubkszDEuwKU2Co7lRZONJ6cssviCIkIe6DUgsVKG7E3NRackzCEWuZmJLpAccZ72e9mc4aillDl",
+	"sF/fwHzwR+OwR5hwkZhb9cEsH0afHR31C/QO3UxJFX0WFb4gq2630XLzUuH9lyteyLm2+j5AdL7I+xew",
+	"cMoi5mxhxmS6aP9///O/DhT3ksqYaL/bTe0qDgTLGE43sZwFhdZFdme6KqnEN3nDKo1ZRdtEJsdxUmsd",
+	"gPqdUdjJW13lZaj+JaExCLUfQv1cwMDSqpdgPflHSADUrY5V85bUb1xMnO1TS5Pmv6m5eJAkwutLMJZ4",
+	"fqF4R+NwBNws9N2jBPlbtep10NmEasChPvxkmFBHeGSQvhV0Z6nWTOl287R3m9Det4cnk7mwBie3FJsK",
+	"rRn8RbpmYz2dSmTAd3XFLb0EmkfVil23KCXHRJtZpAxG5P5+UKhGfdDtPlqJycIh3IpCk+fUciLvHCr9",
+	"fGkIqeo/JXgvUztbN9lf3SRX7lM3erG60aLmtWqx/6rJaypqd6rGB9+vblws2HrvOq+asCNbL1e3edGs",
+	"TaFkbXYvon2o7C7k2qkrH6ccbWegJErEYYj53Dpp2Zl1EYUZCInGhAuZlIUzmptx/7YD7c0h5V4r2cie",
+	"ltzR9GW+2ctiZSK1/DRxva+mOAjYbDcEPrG7lQVi2ZzdwBpKZPcTC4OttM7XoSsbprKOashuwd/R0VOl",
+	"xpJjKrBucmiOaqtviUAhEYLQiZuWlCYCzTiREqj2tRUpSR1qgV52Xya1YYcZAHbJHf6oEdgJ6Cr1hu0B",
+	"k2Pmzx9Nr4vIrvv85teeKXwys1L5+rIdzuLP9ST7R7kChuBNWWICvlpT0325ukVa917bpgavKBac39i0",
+	"WptmzjUUrZo+4lUwF0q5WcX+dpkpSy3Xjk4GMtEoaHAJUaB3AzmbtcRSfb5PKqsT+ZvZpyuQX69x2v8t",
+	"jRM387kxTxvz9DjmyRqIkn14qIkquF35qhXGcgUgoZkNU96SKO6FlXlR+18BOMgXTtBFEyaM+Wg7n/5m",
+	"NLB5b0QkMhT4Ox10lrtkQle8yUGSUYAlcBtlFbZmUYYU7ZOab4nfQb1Fhf7MQ4znLoExVlHZxG6FTXTL",
+	"uXufgSibytd6EJndU01os0rKFo/s1Vx79KRbviTXXmP2snFMgSaMwmar9y3aHavoBbtj5Bbh3DHeZbYl",
+	"b0G0E9QwcXJpS+QUj6WeK2uwqK3SstS5Mj2ZL01NHRF7U31nDvaRUE8ValIcISanwHWgVnWTs1qf73Uf",
+	"GL3svkgrpc8RFjf5e4kQS+oBmI86P9tBObTjH3V60ti/5CYeu+0U1vfLNTfRs1xWhfqodIJbbcJtilDf",
+	"4uMFsQ9+B73JVakplahRzEEGW6mITzHK9t1692wz1tm7hdKrhwj12Qxt779CIaGxMsGZC4aMW0RhBj6y",
+	"defzcMD0fqdFOsq0MdmiI4TTQPqWveMIBzn7XHF3kpsX3RH2bkwOZmyxJTjtiXEEd1Mca8aN5sn3Ar08",
+	"eFnTNc1ey+MiEbBZcr+Ueksa93/VPUg/DOOFri6KO9kD1oYHMZUsVqKYiJfil/5lioWdAb8oXjOsF1RP",
+	"7Q609M6IANs3CQKk6c+/hwjLPrW6lpasH0A+2XrllqtFQJQXdZGkdw2JHfRBFw4oablhkUVuVYVS8/Bi",
+	"t/FdOilyryIobC8GW64vlM1cpcQ0LRGa3L0zYrGufmGmUuuwH/PEsUnv6ipK6LZqzKhXyjcQsRDdHWUx",
+	"FWFZLyYt8ZXRMiJXKc8RUv6QtoRyHunEg03Ci2Qjuf60aFkd2sl5pGnpeR5EyVUVqjWWZEQCIudHtu7E",
+	"+uIzIXIaj4Y4ioY/z+RDpOl54vO6qN1Kny1/Y9cJ9qawe8Ko5JWIVZOuomxXm5HO0ku6EmxN8nQVvub+",
+	"/9tW+EGuZYO3FS4kfHaP9KDBVr/ifsnn92aVnjsDZSGaPz/M1fvI+8E/gMx5Eq5ZugvepbY72mnUa3aI",
+	"58bHlFMIW7vN7Vba0m28+nz7XqHubeqKbxBLT4JY2mCVNlilDVZpg1XaYJU2WKUNVmmDVdoEsL9FrFI+",
+	"c5+rWBsJUCqTCyqOtcdLvCmasxjhQLn8czTFt7nDEsouF3NRNWks5etW1NZJAmL62nXlPWQ4oa8IN1WW",
+	"bfBah/9s+t968UkAOFOqbLt3cbFjb6vh2jUmVI2P5oqYIXOQPhuDtn2kw8jHcm2BKx1q1gH35PwIlke2",
+	"6SKGm0Qh0Uu1lJnYuu1eGyUP0+Ld/kTRwnIBV5FGs151D+z2LEE7mKhn2XsvFlB9IvxCXZ3WZwZZFe64",
+	"Wp3PwyLhnBGc7BW07oMuoM1F4GwPOrVtbpo1crZdfZeuDlWvHbRykSBJBFW7OR7mnECOpE1g658P4/HN",
+	"RLaMLS8udMbEoO1YL1A7uQWqiPIQdejafx4s7QZFu0HRbmBqvymKtt7J/ubBsBsY7AYGu7EvXwEMtuz5",
+	"LAe4buCsa8JZN0DWTRzwmwOy5rCpGyTqBom6QaJ+A0jUDQZ1g0HdYFA3GNQNBnWDQd1gUNthUB8FVurW",
+	"pQx+0i6E2uYqB8YWY83dH6h/xBzSwJDybgqQOP2MCUtXXqpqiszqfxdxPzW4ncxV5zwbQrQvT2+Vrbxs",
+	"3ZRCT8OIHd15YZ0pOSaFAvGPuwt+/ABiTT37Z85StNqGW0zDJli4CRa2DhaalF/OZKbXNafQYMYTc6Ad",
+	"0rTIso4cTtNrfivjBD3rus6mJEjg7kwDZXhMxREyeydlP5CPJR7Z2ut5G2KvEn5ChbNvqNG3hGS1BQvI",
+	"bWkOCniqW6BGeV1nLwTJiVd/sOC9+T3ZRF1wFoKcQiyQhDuJTLnjDtKyo8vZqqd6F2cI+z5XNMU0UP+d",
+	"XJ6+vji/7A/fn/Yvz06uhu/OrvqnH3T6R2OVkufZWK+GbFaRn7HErGa0om0vCjApsLjkOLrthgt3ERMk",
+	"QYyFWK5hOpZMTeZ1ybzoSbIFbjtzHAaZmcoz59w8dBWB104Sk16zkNbCnSOqbzWpLzr7yGdeHFZeRlQt",
+	"nEnbpF0Wqaa3ijoybtdKEwpayqT+lOgaxJJjW6B5T6P1Vqr4QbebUfNEm5PNq4te6Qic+p1IHTNXTkNZ",
+	"CC/1y34TXdev1vcPK/Y9opEuJGiwT2i6vNfbcmOr9UxWHZR5xzwc2Jl2XCfmga1Sfbi3F6jfpkzIwxfd",
+	"7gvnfnD/fwEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -58,7 +58,7 @@ func (a *authenticator) authenticate(ctx context.Context, input *openapi3filter.
 		return fmt.Errorf("authenticate: %w", err)
 	}
 	if len(input.Scopes) > 0 && !anyGranted(key.Scopes, input.Scopes) {
-		return newError(http.StatusForbidden, "forbidden", missingScopeMessage(input.Scopes))
+		return newError(http.StatusForbidden, "forbidden", missingScopeMessage(operationScopes(input)))
 	}
 	c.Set(principalKeyName, key)
 	return nil

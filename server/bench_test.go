@@ -103,8 +103,8 @@ func (s *benchStore) DeleteConnection(context.Context, int64, string, string) er
 	return store.ErrNotFound
 }
 
-func (s *benchStore) ListConnections(context.Context, store.ListConnections) ([]store.ListedConnection, error) {
-	return nil, nil
+func (s *benchStore) ListConnections(context.Context, store.ListConnections, func(store.ListedConnection) error) error {
+	return nil
 }
 
 func newBenchServer(b *testing.B) *echo.Echo {

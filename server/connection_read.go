@@ -81,13 +81,20 @@ func (s *Server) GetConnection(ctx context.Context, req gen.GetConnectionRequest
 	}
 	read := connectionRead(full)
 	read.WebhookUrlOverride = conn.WebhookURLOverride
-	if conn.Refresh.Failures > 0 {
-		read.Errors = []gen.ConnectionError{{Type: gen.Auth, LogId: conn.Refresh.LogID}}
-	}
+	read.Errors = connectionErrors(conn.Refresh.Failures, conn.Refresh.LogID)
 	return gen.GetConnection200JSONResponse{
 		Body:    read,
 		Headers: gen.GetConnection200ResponseHeaders{CacheControl: "no-store"},
 	}, nil
+}
+
+// connectionErrors are a connection's errors: the auth error of the provider's last refusal of a
+// refresh, while refusals are counted (a renewal or a re-import clears them).
+func connectionErrors(refreshFailures int, logID string) []gen.ConnectionError {
+	if refreshFailures == 0 {
+		return []gen.ConnectionError{}
+	}
+	return []gen.ConnectionError{{Type: gen.Auth, LogId: logID}}
 }
 
 // connectionRead is a ConnectionFull as GET answers it.

@@ -20,20 +20,33 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	if !ok {
 		return nil, errors.New("import connection: no authenticated key")
 	}
-	body := req.Body
+	full, err := s.importOne(ctx, key, req.Body)
+	if err != nil {
+		return nil, err
+	}
+	return gen.ImportConnection200JSONResponse{
+		Body:    full,
+		Headers: gen.ImportConnection200ResponseHeaders{CacheControl: "no-store"},
+	}, nil
+}
+
+// importOne imports one connection for key and answers it as key may see it: every endpoint that
+// imports goes through it, so that none shows a key a credential the key did not send (see
+// withheldAppCredentials).
+func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest) (gen.ConnectionFull, error) {
 	integration, err := s.integrations.get(ctx, integrationKey{key.EnvironmentID, body.ProviderConfigKey})
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, newError(http.StatusNotFound, "not_found", "Integration does not exist")
+		return gen.ConnectionFull{}, newError(http.StatusNotFound, "not_found", "Integration does not exist")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("import connection: %w", err)
+		return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
 	}
 	credType, err := body.Credentials.Discriminator()
 	if err != nil {
-		return nil, fmt.Errorf("import connection: %w", err)
+		return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
 	}
 	if credType != integration.AuthMode {
-		return nil, invalidBody(fmt.Sprintf("Provider %s does not support %s auth", integration.AuthMode, credType),
+		return gen.ConnectionFull{}, invalidBody(fmt.Sprintf("Provider %s does not support %s auth", integration.AuthMode, credType),
 			detail("invalid_auth_mode", "The integration's auth mode is "+integration.AuthMode, []string{"credentials", "type"}))
 	}
 	var app *gen.AppInstallationCredentials
@@ -41,15 +54,15 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	case "APP":
 		creds, err := body.Credentials.AsAppInstallationCredentials()
 		if err != nil {
-			return nil, fmt.Errorf("import connection: %w", err)
+			return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
 		}
 		if err := s.checkApp(integration, creds); err != nil {
-			return nil, err
+			return gen.ConnectionFull{}, err
 		}
 		app = &creds
 	case "TBA":
 		if !hasAccountID(body.ConnectionConfig) {
-			return nil, invalidBody("TBA credentials need connection_config.accountId",
+			return gen.ConnectionFull{}, invalidBody("TBA credentials need connection_config.accountId",
 				detail("invalid_type", "Required", []string{"connection_config", "accountId"}))
 		}
 	}
@@ -74,33 +87,33 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 			errs = s.validate.validateValue(s.tags, stringMapToAny(tags), []string{"tags"})
 		}
 		if len(errs) > 0 {
-			return nil, invalidBody("Invalid tags", errs...)
+			return gen.ConnectionFull{}, invalidBody("Invalid tags", errs...)
 		}
 		if in.Tags, err = json.Marshal(tags); err != nil {
-			return nil, fmt.Errorf("import connection: %w", err)
+			return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
 		}
 	}
 	if body.EndUser != nil {
 		if in.EndUser, err = json.Marshal(body.EndUser); err != nil {
-			return nil, fmt.Errorf("import connection: %w", err)
+			return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
 		}
 	}
 	if app != nil {
 		// Every rule of the request has passed: only now is GitHub asked for a token.
 		if err := s.mintAppCredentials(ctx, &in, *app, body.ConnectionConfig); err != nil {
-			return nil, err
+			return gen.ConnectionFull{}, err
 		}
 		// The provider's time is not the database's: what follows gets a deadline of its own.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), s.requestTimeout)
 		defer cancel()
 	} else if in.Credentials, in.CredentialsExpiresAt, err = storedCredentials(body.Credentials, s.now().UTC()); err != nil {
-		return nil, fmt.Errorf("import connection: %w", err)
+		return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
 	}
 
 	conn, err := s.store.UpsertConnection(ctx, in)
 	if err != nil {
-		return nil, fmt.Errorf("import connection: %w", err)
+		return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
 	}
 	notes(ctx).created = &conn.Created
 	outcome := "updated"
@@ -109,14 +122,38 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	}
 	s.log.InfoContext(ctx, "connection imported", "environment", key.Environment, "key_id", key.ID,
 		"integration", integration.UniqueKey, "connection_id", conn.ConnectionID, "type", credType, "outcome", outcome)
+	if app != nil && !grants(key.Scopes, scopeReadCredentials) {
+		if conn.Credentials, err = withheldAppCredentials(conn.Credentials, *app); err != nil {
+			return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
+		}
+	}
 	full, err := connectionFull(conn)
 	if err != nil {
-		return nil, fmt.Errorf("import connection: %w", err)
+		return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
 	}
-	return gen.ImportConnection200JSONResponse{
-		Body:    full,
-		Headers: gen.ImportConnection200ResponseHeaders{CacheControl: "no-store"},
-	}, nil
+	if full.EndUser != nil && full.EndUser.Tags == nil {
+		// The seed's ConnectionFull declares the end user's tags an object: {} when it has none.
+		full.EndUser.Tags = &map[string]any{}
+	}
+	return full, nil
+}
+
+// withheldAppCredentials are the credentials of an APP import as a key without read_credentials
+// gets them: the token credport minted was never the caller's, so the answer carries only what
+// the request sent and when the token expires (AppCredentialsWithheld). Every other type stores
+// what the request sent, which the answer may echo.
+func withheldAppCredentials(stored json.RawMessage, sent gen.AppInstallationCredentials) (json.RawMessage, error) {
+	var minted struct {
+		ExpiresAt *string `json:"expires_at"`
+	}
+	if err := json.Unmarshal(stored, &minted); err != nil {
+		return nil, fmt.Errorf("stored credentials: %w", err)
+	}
+	out := map[string]any{"type": "APP", "app_id": sent.AppId, "installation_id": sent.InstallationId}
+	if minted.ExpiresAt != nil {
+		out["expires_at"] = *minted.ExpiresAt
+	}
+	return json.Marshal(out)
 }
 
 // checkApp refuses an APP import that the integration's GitHub App cannot serve, before GitHub

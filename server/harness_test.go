@@ -215,7 +215,8 @@ func sdkHeaders() http.Header {
 }
 
 // do sends req through the real Echo stack and validates the response against openapi.yaml,
-// status included: a response the contract does not allow fails the test.
+// status included: a response the contract does not allow fails the test. A POST /connections
+// answer is also validated against the seed's own schema (see checkSeedContract).
 func (v *env) do(req request) response {
 	v.t.Helper()
 	if req.method == "" {
@@ -250,6 +251,9 @@ func (v *env) do(req request) response {
 	v.e.ServeHTTP(rec, httpReq)
 	res := response{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
 	v.checkContract(httpReq, res)
+	if req.method == http.MethodPost && httpReq.URL.Path == "/connections" && len(res.body) > 0 {
+		v.checkSeedContract(res)
+	}
 	return res
 }
 

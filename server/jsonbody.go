@@ -13,7 +13,7 @@ import (
 const maxJSONDepth = 64
 
 // decodeJSON parses a request body strictly: valid UTF-8, one value, no member name twice in an
-// object, at most maxJSONDepth levels, numbers kept exactly as sent.
+// object, at most maxJSONDepth levels, no lone UTF-16 surrogate escape, numbers kept exactly as sent.
 func decodeJSON(data []byte) (any, error) {
 	if !utf8.Valid(data) {
 		return nil, errors.New("invalid UTF-8")
@@ -26,6 +26,9 @@ func decodeJSON(data []byte) (any, error) {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, errors.New("unexpected data after the JSON value")
+	}
+	if err := findLoneSurrogate(data); err != nil {
+		return nil, err
 	}
 	return value, nil
 }

@@ -73,7 +73,38 @@ func (r *refresher) renewIfDue(ctx context.Context, target store.ReadConnection,
 		r.outcomes.inc(triggerRead, "blocked")
 		return false, err
 	}
-	return r.fly(ctx, target, conn.Credentials, force, now, triggerRead)
+	changed, err := r.fly(ctx, target, conn.Credentials, force, now, triggerRead)
+	if err != nil && !force && isProviderUnavailable(err) && stillValid(conn.Credentials, r.now()) {
+		// The stored token still works: hand it out. It stays due, so the next read or
+		// background round tries again.
+		r.log.InfoContext(ctx, "provider unavailable, stored token answered", "environment_id", target.EnvironmentID,
+			"integration", in.UniqueKey, "connection_id", target.ConnectionID)
+		return false, nil
+	}
+	return changed, err
+}
+
+// isProviderUnavailable tells a refresh error that says the provider could not be reached, as
+// opposed to a refusal.
+func isProviderUnavailable(err error) bool {
+	var apiErr *Error
+	return errors.As(err, &apiErr) && apiErr.Code == "provider_unavailable"
+}
+
+// stillValid tells whether stored credentials hold a token that has not expired at now: its
+// expires_at is later, or it has none, so that nothing says it has expired.
+func stillValid(stored json.RawMessage, now time.Time) bool {
+	var creds struct {
+		ExpiresAt *string `json:"expires_at"`
+	}
+	if err := json.Unmarshal(stored, &creds); err != nil {
+		return false
+	}
+	if creds.ExpiresAt == nil {
+		return true
+	}
+	exp, err := time.Parse(time.RFC3339Nano, *creds.ExpiresAt)
+	return err == nil && exp.After(now)
 }
 
 // What asked for a refresh, as metrics and the log name it.

@@ -1,6 +1,11 @@
 package server
 
-import "strings"
+import (
+	"slices"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3filter"
+)
 
 // Scopes are the scopes an API key may hold, named as the reference names them.
 var Scopes = []string{
@@ -47,4 +52,25 @@ func missingScopeMessage(required []string) string {
 		return "Insufficient scope. Required: " + required[0]
 	}
 	return "Insufficient scope. Required one of: " + strings.Join(required, " or ")
+}
+
+// operationScopes are the scopes of every security requirement of the operation under scheme, in
+// the order openapi.yaml lists them: any one of them is enough when each requirement names one.
+func operationScopes(input *openapi3filter.AuthenticationInput) []string {
+	route := input.RequestValidationInput.Route
+	if route == nil || route.Operation == nil || route.Operation.Security == nil {
+		return input.Scopes
+	}
+	var out []string
+	for _, req := range *route.Operation.Security {
+		for _, s := range req[input.SecuritySchemeName] {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return input.Scopes
+	}
+	return out
 }

@@ -53,8 +53,8 @@ func (s brokenStore) GetConnection(context.Context, store.ReadConnection) (store
 
 func (s brokenStore) DeleteConnection(context.Context, int64, string, string) error { return s.err }
 
-func (s brokenStore) ListConnections(context.Context, store.ListConnections) ([]store.ListedConnection, error) {
-	return nil, s.err
+func (s brokenStore) ListConnections(context.Context, store.ListConnections, func(store.ListedConnection) error) error {
+	return s.err
 }
 
 // driverDetail is what a failing database says; it must never reach a client.

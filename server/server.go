@@ -28,7 +28,7 @@ type Store interface {
 	UpsertConnection(ctx context.Context, in store.UpsertConnection) (store.Connection, error)
 	GetConnection(ctx context.Context, in store.ReadConnection) (store.Connection, error)
 	DeleteConnection(ctx context.Context, envID int64, providerConfigKey, connectionID string) error
-	ListConnections(ctx context.Context, in store.ListConnections) ([]store.ListedConnection, error)
+	ListConnections(ctx context.Context, in store.ListConnections, each func(store.ListedConnection) error) error
 	PatchConnection(ctx context.Context, in store.PatchConnection) error
 	SetMetadata(ctx context.Context, envID int64, providerConfigKey string, connectionIDs []string, metadata json.RawMessage, merge bool) error
 	Ping(ctx context.Context) error

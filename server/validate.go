@@ -266,7 +266,7 @@ func (v *validator) checkBody(schema *openapi3.Schema, required bool, data []byt
 	}
 	value, err := decodeJSON(data)
 	if err != nil {
-		return nil, newError(http.StatusBadRequest, "invalid_json", "Request body is not valid JSON: "+err.Error())
+		return nil, jsonError(err)
 	}
 	if details := unstorableValues(value, nil); len(details) > 0 {
 		return value, invalidBody("Invalid request body", details...)

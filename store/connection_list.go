@@ -42,40 +42,50 @@ type ListedConnection struct {
 	// EndUser is nil when the connection has none.
 	EndUser   json.RawMessage
 	CreatedAt time.Time
+	// RefreshFailures counts the provider's refusals in a row; RefreshLogID names the last one.
+	RefreshFailures int
+	RefreshLogID    string
 }
 
-// ListConnections lists connections newest first (created_at, then id, descending).
-func (db *DB) ListConnections(ctx context.Context, in ListConnections) ([]ListedConnection, error) {
+// ListConnections calls each with the connections of one list page, newest first (created_at,
+// then id, descending), one at a time as the database returns them, so that a page is never held
+// whole. It stops at the first error each returns and returns that error.
+func (db *DB) ListConnections(ctx context.Context, in ListConnections, each func(ListedConnection) error) error {
 	query, args, err := db.listConnectionsQuery(in)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	rows, err := db.gorm.WithContext(ctx).Raw(query, args...).Rows()
 	if err != nil {
-		return nil, fmt.Errorf("list connections: %w", err)
+		return fmt.Errorf("list connections: %w", err)
 	}
 	defer rows.Close()
-	out := []ListedConnection{}
 	for rows.Next() {
 		var (
 			c              ListedConnection
 			metadata, tags string
-			endUser        *string
+			endUser, logID *string
 		)
-		if err := rows.Scan(&c.ID, &c.ConnectionID, &c.ProviderConfigKey, &c.Provider, &metadata, &tags, &endUser, &c.CreatedAt); err != nil {
-			return nil, fmt.Errorf("list connections: %w", err)
+		if err := rows.Scan(&c.ID, &c.ConnectionID, &c.ProviderConfigKey, &c.Provider, &metadata, &tags, &endUser, &c.CreatedAt,
+			&c.RefreshFailures, &logID); err != nil {
+			return fmt.Errorf("list connections: %w", err)
 		}
 		c.Metadata, c.Tags = json.RawMessage(metadata), json.RawMessage(tags)
 		if endUser != nil {
 			c.EndUser = json.RawMessage(*endUser)
 		}
+		if logID != nil {
+			c.RefreshLogID = *logID
+		}
 		c.CreatedAt = c.CreatedAt.UTC()
-		out = append(out, c)
+		if err := each(c); err != nil {
+			return err
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list connections: %w", err)
+		return fmt.Errorf("list connections: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 // listConnectionsQuery is the statement of one list page and its arguments. Every filter is
@@ -158,7 +168,8 @@ func (db *DB) listConnectionsQuery(in ListConnections) (string, []any, error) {
 			args = append(args, `$."`+k+`"`, in.Tags[k])
 		}
 	}
-	query := `SELECT c.id, c.connection_id, c.provider_config_key, i.provider, c.metadata, c.tags, c.end_user, c.created_at
+	query := `SELECT c.id, c.connection_id, c.provider_config_key, i.provider, c.metadata, c.tags, c.end_user, c.created_at,
+       c.refresh_failures, c.refresh_log_id
 FROM ` + from + ` JOIN integrations i ON i.id = c.integration_id
 WHERE ` + strings.Join(where, " AND ") + `
 ORDER BY ` + order + ` LIMIT ? OFFSET ?`
