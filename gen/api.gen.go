@@ -28,13 +28,13 @@ import (
 
 // Defines values for ApiKeyCredentialsType.
 const (
-	APIKEY ApiKeyCredentialsType = "API_KEY"
+	ApiKeyCredentialsTypeAPIKEY ApiKeyCredentialsType = "API_KEY"
 )
 
 // Valid indicates whether the value is a known member of the ApiKeyCredentialsType enum.
 func (e ApiKeyCredentialsType) Valid() bool {
 	switch e {
-	case APIKEY:
+	case ApiKeyCredentialsTypeAPIKEY:
 		return true
 	default:
 		return false
@@ -88,13 +88,13 @@ func (e AppStoreCredentialsWithRawType) Valid() bool {
 
 // Defines values for BasicApiCredentialsType.
 const (
-	BASIC BasicApiCredentialsType = "BASIC"
+	BasicApiCredentialsTypeBASIC BasicApiCredentialsType = "BASIC"
 )
 
 // Valid indicates whether the value is a known member of the BasicApiCredentialsType enum.
 func (e BasicApiCredentialsType) Valid() bool {
 	switch e {
-	case BASIC:
+	case BasicApiCredentialsTypeBASIC:
 		return true
 	default:
 		return false
@@ -134,6 +134,42 @@ func (e ConnectionErrorType) Valid() bool {
 	}
 }
 
+// Defines values for CreateIntegrationRequestAuthMode.
+const (
+	CreateIntegrationRequestAuthModeAPIKEY   CreateIntegrationRequestAuthMode = "API_KEY"
+	CreateIntegrationRequestAuthModeAPP      CreateIntegrationRequestAuthMode = "APP"
+	CreateIntegrationRequestAuthModeBASIC    CreateIntegrationRequestAuthMode = "BASIC"
+	CreateIntegrationRequestAuthModeNONE     CreateIntegrationRequestAuthMode = "NONE"
+	CreateIntegrationRequestAuthModeOAUTH1   CreateIntegrationRequestAuthMode = "OAUTH1"
+	CreateIntegrationRequestAuthModeOAUTH2   CreateIntegrationRequestAuthMode = "OAUTH2"
+	CreateIntegrationRequestAuthModeOAUTH2CC CreateIntegrationRequestAuthMode = "OAUTH2_CC"
+	CreateIntegrationRequestAuthModeTBA      CreateIntegrationRequestAuthMode = "TBA"
+)
+
+// Valid indicates whether the value is a known member of the CreateIntegrationRequestAuthMode enum.
+func (e CreateIntegrationRequestAuthMode) Valid() bool {
+	switch e {
+	case CreateIntegrationRequestAuthModeAPIKEY:
+		return true
+	case CreateIntegrationRequestAuthModeAPP:
+		return true
+	case CreateIntegrationRequestAuthModeBASIC:
+		return true
+	case CreateIntegrationRequestAuthModeNONE:
+		return true
+	case CreateIntegrationRequestAuthModeOAUTH1:
+		return true
+	case CreateIntegrationRequestAuthModeOAUTH2:
+		return true
+	case CreateIntegrationRequestAuthModeOAUTH2CC:
+		return true
+	case CreateIntegrationRequestAuthModeTBA:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for CustomCredentialsType.
 const (
 	CUSTOM CustomCredentialsType = "CUSTOM"
@@ -158,6 +194,84 @@ const (
 func (e HealthResult) Valid() bool {
 	switch e {
 	case Ok:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for IntegrationAppCredentialsType.
+const (
+	IntegrationAppCredentialsTypeAPP IntegrationAppCredentialsType = "APP"
+)
+
+// Valid indicates whether the value is a known member of the IntegrationAppCredentialsType enum.
+func (e IntegrationAppCredentialsType) Valid() bool {
+	switch e {
+	case IntegrationAppCredentialsTypeAPP:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for IntegrationCredentialsInputType.
+const (
+	IntegrationCredentialsInputTypeAPP    IntegrationCredentialsInputType = "APP"
+	IntegrationCredentialsInputTypeOAUTH1 IntegrationCredentialsInputType = "OAUTH1"
+	IntegrationCredentialsInputTypeOAUTH2 IntegrationCredentialsInputType = "OAUTH2"
+	IntegrationCredentialsInputTypeTBA    IntegrationCredentialsInputType = "TBA"
+)
+
+// Valid indicates whether the value is a known member of the IntegrationCredentialsInputType enum.
+func (e IntegrationCredentialsInputType) Valid() bool {
+	switch e {
+	case IntegrationCredentialsInputTypeAPP:
+		return true
+	case IntegrationCredentialsInputTypeOAUTH1:
+		return true
+	case IntegrationCredentialsInputTypeOAUTH2:
+		return true
+	case IntegrationCredentialsInputTypeTBA:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for IntegrationOAuthCredentialsType.
+const (
+	IntegrationOAuthCredentialsTypeOAUTH1 IntegrationOAuthCredentialsType = "OAUTH1"
+	IntegrationOAuthCredentialsTypeOAUTH2 IntegrationOAuthCredentialsType = "OAUTH2"
+	IntegrationOAuthCredentialsTypeTBA    IntegrationOAuthCredentialsType = "TBA"
+)
+
+// Valid indicates whether the value is a known member of the IntegrationOAuthCredentialsType enum.
+func (e IntegrationOAuthCredentialsType) Valid() bool {
+	switch e {
+	case IntegrationOAuthCredentialsTypeOAUTH1:
+		return true
+	case IntegrationOAuthCredentialsTypeOAUTH2:
+		return true
+	case IntegrationOAuthCredentialsTypeTBA:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for IntegrationTokenAuth.
+const (
+	Basic IntegrationTokenAuth = "basic"
+	Body  IntegrationTokenAuth = "body"
+)
+
+// Valid indicates whether the value is a known member of the IntegrationTokenAuth enum.
+func (e IntegrationTokenAuth) Valid() bool {
+	switch e {
+	case Basic:
+		return true
+	case Body:
 		return true
 	default:
 		return false
@@ -286,13 +400,13 @@ func (e SignatureCredentialsType) Valid() bool {
 
 // Defines values for TbaCredentialsType.
 const (
-	TBA TbaCredentialsType = "TBA"
+	TbaCredentialsTypeTBA TbaCredentialsType = "TBA"
 )
 
 // Valid indicates whether the value is a known member of the TbaCredentialsType enum.
 func (e TbaCredentialsType) Valid() bool {
 	switch e {
-	case TBA:
+	case TbaCredentialsTypeTBA:
 		return true
 	default:
 		return false
@@ -316,13 +430,31 @@ func (e TwoStepCredentialsType) Valid() bool {
 
 // Defines values for UnauthCredentialsWithTypeType.
 const (
-	NONE UnauthCredentialsWithTypeType = "NONE"
+	UnauthCredentialsWithTypeTypeNONE UnauthCredentialsWithTypeType = "NONE"
 )
 
 // Valid indicates whether the value is a known member of the UnauthCredentialsWithTypeType enum.
 func (e UnauthCredentialsWithTypeType) Valid() bool {
 	switch e {
-	case NONE:
+	case UnauthCredentialsWithTypeTypeNONE:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetIntegrationParamsInclude.
+const (
+	Credentials GetIntegrationParamsInclude = "credentials"
+	Webhook     GetIntegrationParamsInclude = "webhook"
+)
+
+// Valid indicates whether the value is a known member of the GetIntegrationParamsInclude enum.
+func (e GetIntegrationParamsInclude) Valid() bool {
+	switch e {
+	case Credentials:
+		return true
+	case Webhook:
 		return true
 	default:
 		return false
@@ -505,6 +637,35 @@ type ConnectionRead struct {
 	WebhookUrlOverride *string   `json:"webhook_url_override"`
 }
 
+// CreateIntegrationRequest defines model for CreateIntegrationRequest.
+type CreateIntegrationRequest struct {
+	// ApiBaseUrl credport extension: the GitHub API of an APP integration; default https://api.github.com.
+	ApiBaseUrl *string `json:"api_base_url,omitempty"`
+
+	// AuthMode credport extension: the auth mode of a provider outside the catalog. For a provider in it, it must be the catalog's mode.
+	AuthMode *CreateIntegrationRequestAuthMode `json:"auth_mode,omitempty"`
+
+	// Credentials OAUTH1, OAUTH2 and TBA take client_id, client_secret and scopes; APP takes app_id, app_link and private_key (an RSA key in PEM, PKCS#1 or PKCS#8). Fields of the other types are refused.
+	Credentials     *IntegrationCredentialsInput `json:"credentials,omitempty"`
+	DisplayName     *IntegrationDisplayName      `json:"display_name,omitempty"`
+	ForwardWebhooks *bool                        `json:"forward_webhooks,omitempty"`
+
+	// Provider The provider's name in the catalog, e.g. github.
+	Provider IntegrationProvider `json:"provider"`
+
+	// TokenAuth How the client authenticates at the token URL (credport extension).
+	TokenAuth *IntegrationTokenAuth `json:"token_auth,omitempty"`
+
+	// TokenUrl credport extension: where OAUTH2 tokens are refreshed; default the catalog's.
+	TokenUrl *string `json:"token_url,omitempty"`
+
+	// UniqueKey The integration's unique key.
+	UniqueKey ProviderConfigKey `json:"unique_key"`
+}
+
+// CreateIntegrationRequestAuthMode credport extension: the auth mode of a provider outside the catalog. For a provider in it, it must be the catalog's mode.
+type CreateIntegrationRequestAuthMode string
+
 // CustomCredentials defines model for CustomCredentials.
 type CustomCredentials struct {
 	Raw  map[string]interface{} `json:"raw"`
@@ -580,6 +741,81 @@ type ImportCredentials struct {
 
 // InstallationId The id of a GitHub App installation, in decimal digits.
 type InstallationId = string
+
+// Integration defines model for Integration.
+type Integration struct {
+	CreatedAt time.Time `json:"created_at"`
+
+	// Credentials Only with include=credentials, for a key holding read_credentials; null for auth modes without integration credentials.
+	Credentials     *json.RawMessage `json:"credentials,omitempty"`
+	DisplayName     string           `json:"display_name"`
+	ForwardWebhooks bool             `json:"forward_webhooks"`
+	Logo            string           `json:"logo"`
+	Provider        string           `json:"provider"`
+	UniqueKey       string           `json:"unique_key"`
+	UpdatedAt       time.Time        `json:"updated_at"`
+
+	// WebhookUrl Only with include=webhook; always null.
+	WebhookUrl *json.RawMessage `json:"webhook_url,omitempty"`
+}
+
+// IntegrationAppCredentials defines model for IntegrationAppCredentials.
+type IntegrationAppCredentials struct {
+	AppId      *string                       `json:"app_id"`
+	AppLink    *string                       `json:"app_link"`
+	PrivateKey *string                       `json:"private_key"`
+	Type       IntegrationAppCredentialsType `json:"type"`
+}
+
+// IntegrationAppCredentialsType defines model for IntegrationAppCredentials.Type.
+type IntegrationAppCredentialsType string
+
+// IntegrationCredentialsInput OAUTH1, OAUTH2 and TBA take client_id, client_secret and scopes; APP takes app_id, app_link and private_key (an RSA key in PEM, PKCS#1 or PKCS#8). Fields of the other types are refused.
+type IntegrationCredentialsInput struct {
+	AppId        *string `json:"app_id,omitempty"`
+	AppLink      *string `json:"app_link,omitempty"`
+	ClientId     *string `json:"client_id,omitempty"`
+	ClientSecret *string `json:"client_secret,omitempty"`
+	PrivateKey   *string `json:"private_key,omitempty"`
+
+	// Scopes A comma-separated list, or "" for none.
+	Scopes *string                         `json:"scopes,omitempty"`
+	Type   IntegrationCredentialsInputType `json:"type"`
+}
+
+// IntegrationCredentialsInputType defines model for IntegrationCredentialsInput.Type.
+type IntegrationCredentialsInputType string
+
+// IntegrationDisplayName defines model for IntegrationDisplayName.
+type IntegrationDisplayName = string
+
+// IntegrationList defines model for IntegrationList.
+type IntegrationList struct {
+	Data []Integration `json:"data"`
+}
+
+// IntegrationOAuthCredentials defines model for IntegrationOAuthCredentials.
+type IntegrationOAuthCredentials struct {
+	ClientId      *string                         `json:"client_id"`
+	ClientSecret  *string                         `json:"client_secret"`
+	Scopes        *string                         `json:"scopes"`
+	Type          IntegrationOAuthCredentialsType `json:"type"`
+	WebhookSecret any                             `json:"webhook_secret"`
+}
+
+// IntegrationOAuthCredentialsType defines model for IntegrationOAuthCredentials.Type.
+type IntegrationOAuthCredentialsType string
+
+// IntegrationProvider The provider's name in the catalog, e.g. github.
+type IntegrationProvider = string
+
+// IntegrationResponse defines model for IntegrationResponse.
+type IntegrationResponse struct {
+	Data Integration `json:"data"`
+}
+
+// IntegrationTokenAuth How the client authenticates at the token URL (credport extension).
+type IntegrationTokenAuth string
 
 // JwtCredentials defines model for JwtCredentials.
 type JwtCredentials struct {
@@ -798,11 +1034,31 @@ type UnauthCredentialsWithType struct {
 // UnauthCredentialsWithTypeType defines model for UnauthCredentialsWithType.Type.
 type UnauthCredentialsWithTypeType string
 
+// UpdateIntegrationRequest defines model for UpdateIntegrationRequest.
+type UpdateIntegrationRequest struct {
+	// Credentials OAUTH1, OAUTH2 and TBA take client_id, client_secret and scopes; APP takes app_id, app_link and private_key (an RSA key in PEM, PKCS#1 or PKCS#8). Fields of the other types are refused.
+	Credentials     *IntegrationCredentialsInput `json:"credentials,omitempty"`
+	DisplayName     *IntegrationDisplayName      `json:"display_name,omitempty"`
+	ForwardWebhooks *bool                        `json:"forward_webhooks,omitempty"`
+
+	// TokenAuth How the client authenticates at the token URL (credport extension).
+	TokenAuth *IntegrationTokenAuth `json:"token_auth,omitempty"`
+
+	// TokenUrl credport extension; "" stops refreshing.
+	TokenUrl *string `json:"token_url,omitempty"`
+
+	// UniqueKey The integration's unique key.
+	UniqueKey *ProviderConfigKey `json:"unique_key,omitempty"`
+}
+
 // ConnectionIdPath The connection's id; a new UUID when left out.
 type ConnectionIdPath = ConnectionId
 
 // ProviderConfigKeyQuery The integration's unique key.
 type ProviderConfigKeyQuery = ProviderConfigKey
+
+// UniqueKeyPath The integration's unique key.
+type UniqueKeyPath = ProviderConfigKey
 
 // BadRequest defines model for BadRequest.
 type BadRequest = StdError
@@ -938,6 +1194,14 @@ type PatchConnectionParams struct {
 	ProviderConfigKey ProviderConfigKeyQuery `form:"provider_config_key" json:"provider_config_key"`
 }
 
+// GetIntegrationParams defines parameters for GetIntegration.
+type GetIntegrationParams struct {
+	Include *[]GetIntegrationParamsInclude `form:"include,omitempty" json:"include,omitempty"`
+}
+
+// GetIntegrationParamsInclude defines parameters for GetIntegration.
+type GetIntegrationParamsInclude string
+
 // UpdateMetadataLegacyJSONRequestBody defines body for UpdateMetadataLegacy for application/json ContentType.
 //
 // Deprecated: this type has been marked as deprecated upstream, but no `x-deprecated-reason` was set
@@ -959,6 +1223,12 @@ type SetMetadataJSONRequestBody = MetadataRequest
 
 // PatchConnectionJSONRequestBody defines body for PatchConnection for application/json ContentType.
 type PatchConnectionJSONRequestBody = PatchConnectionRequest
+
+// CreateIntegrationJSONRequestBody defines body for CreateIntegration for application/json ContentType.
+type CreateIntegrationJSONRequestBody = CreateIntegrationRequest
+
+// UpdateIntegrationJSONRequestBody defines body for UpdateIntegration for application/json ContentType.
+type UpdateIntegrationJSONRequestBody = UpdateIntegrationRequest
 
 // Getter for additional properties for Tags. Returns the specified
 // element and whether it was found
@@ -2026,6 +2296,63 @@ type ClientInterface interface {
 	// Corresponds with GET /health (the `Health` operationId).
 	Health(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListIntegrations List the environment's integrations, never with credentials
+	//
+	// Ordered by provider, then created_at. No credentials are ever returned, whatever the key's scopes.
+	//
+	// Corresponds with GET /integrations (the `ListIntegrations` operationId).
+	ListIntegrations(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateIntegrationWithBody Create an integration
+	//
+	// The auth mode is the provider's in the catalog, or the body's auth_mode (a credport extension) for a provider outside it. OAUTH1, OAUTH2 and APP integrations need credentials of their type; secrets are sealed at rest and never returned here. Answers 200, as the reference does.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /integrations (the `CreateIntegration` operationId).
+	CreateIntegrationWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateIntegration Create an integration
+	//
+	// The auth mode is the provider's in the catalog, or the body's auth_mode (a credport extension) for a provider outside it. OAUTH1, OAUTH2 and APP integrations need credentials of their type; secrets are sealed at rest and never returned here. Answers 200, as the reference does.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /integrations (the `CreateIntegration` operationId).
+	CreateIntegration(ctx context.Context, body CreateIntegrationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteIntegration Delete an integration and its connections
+	//
+	// Removes the integration and every connection of it, with their sealed credentials, in one transaction and for good (the reference only flags them deleted). Creating the key again makes a new, empty integration.
+	//
+	// Corresponds with DELETE /integrations/{uniqueKey} (the `DeleteIntegration` operationId).
+	DeleteIntegration(ctx context.Context, uniqueKey UniqueKeyPath, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetIntegration Get an integration, with its credentials for keys that may read them
+	//
+	// include=credentials adds the credentials for a key holding environment:integrations:read_credentials (or a wildcard) and is ignored for others; include=webhook adds webhook_url, always null since credport routes no provider webhooks.
+	//
+	// Corresponds with GET /integrations/{uniqueKey} (the `GetIntegration` operationId).
+	GetIntegration(ctx context.Context, uniqueKey UniqueKeyPath, params *GetIntegrationParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateIntegrationWithBody Update an integration
+	//
+	// Only the fields sent change; updated_at becomes now, even for {}. credentials replaces the client id and secret (or the GitHub App); scopes left out keep the stored scopes. A rename is refused while the integration has connections.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /integrations/{uniqueKey} (the `UpdateIntegration` operationId).
+	UpdateIntegrationWithBody(ctx context.Context, uniqueKey UniqueKeyPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateIntegration Update an integration
+	//
+	// Only the fields sent change; updated_at becomes now, even for {}. credentials replaces the client id and secret (or the GitHub App); scopes left out keep the stored scopes. A rename is refused while the integration has connections.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /integrations/{uniqueKey} (the `UpdateIntegration` operationId).
+	UpdateIntegration(ctx context.Context, uniqueKey UniqueKeyPath, body UpdateIntegrationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// Metrics Prometheus metrics
 	//
 	// Metrics in the Prometheus text format. Served on the API address unless CREDPORT_METRICS_LISTEN names an address of its own.
@@ -2390,6 +2717,133 @@ func (c *Client) PatchConnection(ctx context.Context, connectionId ConnectionIdP
 // Corresponds with GET /health (the `Health` operationId).
 func (c *Client) Health(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewHealthRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListIntegrations List the environment's integrations, never with credentials
+//
+// Ordered by provider, then created_at. No credentials are ever returned, whatever the key's scopes.
+//
+// Corresponds with GET /integrations (the `ListIntegrations` operationId).
+func (c *Client) ListIntegrations(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListIntegrationsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateIntegrationWithBody Create an integration
+//
+// The auth mode is the provider's in the catalog, or the body's auth_mode (a credport extension) for a provider outside it. OAUTH1, OAUTH2 and APP integrations need credentials of their type; secrets are sealed at rest and never returned here. Answers 200, as the reference does.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /integrations (the `CreateIntegration` operationId).
+func (c *Client) CreateIntegrationWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateIntegrationRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateIntegration Create an integration
+//
+// The auth mode is the provider's in the catalog, or the body's auth_mode (a credport extension) for a provider outside it. OAUTH1, OAUTH2 and APP integrations need credentials of their type; secrets are sealed at rest and never returned here. Answers 200, as the reference does.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /integrations (the `CreateIntegration` operationId).
+func (c *Client) CreateIntegration(ctx context.Context, body CreateIntegrationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateIntegrationRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteIntegration Delete an integration and its connections
+//
+// Removes the integration and every connection of it, with their sealed credentials, in one transaction and for good (the reference only flags them deleted). Creating the key again makes a new, empty integration.
+//
+// Corresponds with DELETE /integrations/{uniqueKey} (the `DeleteIntegration` operationId).
+func (c *Client) DeleteIntegration(ctx context.Context, uniqueKey UniqueKeyPath, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteIntegrationRequest(c.Server, uniqueKey)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetIntegration Get an integration, with its credentials for keys that may read them
+//
+// include=credentials adds the credentials for a key holding environment:integrations:read_credentials (or a wildcard) and is ignored for others; include=webhook adds webhook_url, always null since credport routes no provider webhooks.
+//
+// Corresponds with GET /integrations/{uniqueKey} (the `GetIntegration` operationId).
+func (c *Client) GetIntegration(ctx context.Context, uniqueKey UniqueKeyPath, params *GetIntegrationParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetIntegrationRequest(c.Server, uniqueKey, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateIntegrationWithBody Update an integration
+//
+// Only the fields sent change; updated_at becomes now, even for {}. credentials replaces the client id and secret (or the GitHub App); scopes left out keep the stored scopes. A rename is refused while the integration has connections.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /integrations/{uniqueKey} (the `UpdateIntegration` operationId).
+func (c *Client) UpdateIntegrationWithBody(ctx context.Context, uniqueKey UniqueKeyPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateIntegrationRequestWithBody(c.Server, uniqueKey, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateIntegration Update an integration
+//
+// Only the fields sent change; updated_at becomes now, even for {}. credentials replaces the client id and secret (or the GitHub App); scopes left out keep the stored scopes. A rename is refused while the integration has connections.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /integrations/{uniqueKey} (the `UpdateIntegration` operationId).
+func (c *Client) UpdateIntegration(ctx context.Context, uniqueKey UniqueKeyPath, body UpdateIntegrationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateIntegrationRequest(c.Server, uniqueKey, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3322,6 +3776,215 @@ func NewHealthRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewListIntegrationsRequest constructs an http.Request for the ListIntegrations method
+func NewListIntegrationsRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/integrations")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateIntegrationRequest calls the generic CreateIntegration builder with application/json body
+func NewCreateIntegrationRequest(server string, body CreateIntegrationJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateIntegrationRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreateIntegrationRequestWithBody constructs an http.Request for the CreateIntegration method, with any body, and a specified content type
+func NewCreateIntegrationRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/integrations")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteIntegrationRequest constructs an http.Request for the DeleteIntegration method
+func NewDeleteIntegrationRequest(server string, uniqueKey UniqueKeyPath) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "uniqueKey", uniqueKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/integrations/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetIntegrationRequest constructs an http.Request for the GetIntegration method
+func NewGetIntegrationRequest(server string, uniqueKey UniqueKeyPath, params *GetIntegrationParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "uniqueKey", uniqueKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/integrations/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Include != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "include", *params.Include, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewUpdateIntegrationRequest calls the generic UpdateIntegration builder with application/json body
+func NewUpdateIntegrationRequest(server string, uniqueKey UniqueKeyPath, body UpdateIntegrationJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateIntegrationRequestWithBody(server, uniqueKey, "application/json", bodyReader)
+}
+
+// NewUpdateIntegrationRequestWithBody constructs an http.Request for the UpdateIntegration method, with any body, and a specified content type
+func NewUpdateIntegrationRequestWithBody(server string, uniqueKey UniqueKeyPath, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "uniqueKey", uniqueKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/integrations/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewMetricsRequest constructs an http.Request for the Metrics method
 func NewMetricsRequest(server string) (*http.Request, error) {
 	var err error
@@ -3631,6 +4294,69 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /health (the `Health` operationId).
 	HealthWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HealthResponse, error)
+
+	// ListIntegrationsWithResponse List the environment's integrations, never with credentials
+	//
+	// Ordered by provider, then created_at. No credentials are ever returned, whatever the key's scopes.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /integrations (the `ListIntegrations` operationId).
+	ListIntegrationsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListIntegrationsResponse, error)
+
+	// CreateIntegrationWithBodyWithResponse Create an integration
+	//
+	// The auth mode is the provider's in the catalog, or the body's auth_mode (a credport extension) for a provider outside it. OAUTH1, OAUTH2 and APP integrations need credentials of their type; secrets are sealed at rest and never returned here. Answers 200, as the reference does.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /integrations (the `CreateIntegration` operationId).
+	CreateIntegrationWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateIntegrationResponse, error)
+
+	// CreateIntegrationWithResponse Create an integration
+	//
+	// The auth mode is the provider's in the catalog, or the body's auth_mode (a credport extension) for a provider outside it. OAUTH1, OAUTH2 and APP integrations need credentials of their type; secrets are sealed at rest and never returned here. Answers 200, as the reference does.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /integrations (the `CreateIntegration` operationId).
+	CreateIntegrationWithResponse(ctx context.Context, body CreateIntegrationJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateIntegrationResponse, error)
+
+	// DeleteIntegrationWithResponse Delete an integration and its connections
+	//
+	// Removes the integration and every connection of it, with their sealed credentials, in one transaction and for good (the reference only flags them deleted). Creating the key again makes a new, empty integration.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /integrations/{uniqueKey} (the `DeleteIntegration` operationId).
+	DeleteIntegrationWithResponse(ctx context.Context, uniqueKey UniqueKeyPath, reqEditors ...RequestEditorFn) (*DeleteIntegrationResponse, error)
+
+	// GetIntegrationWithResponse Get an integration, with its credentials for keys that may read them
+	//
+	// include=credentials adds the credentials for a key holding environment:integrations:read_credentials (or a wildcard) and is ignored for others; include=webhook adds webhook_url, always null since credport routes no provider webhooks.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /integrations/{uniqueKey} (the `GetIntegration` operationId).
+	GetIntegrationWithResponse(ctx context.Context, uniqueKey UniqueKeyPath, params *GetIntegrationParams, reqEditors ...RequestEditorFn) (*GetIntegrationResponse, error)
+
+	// UpdateIntegrationWithBodyWithResponse Update an integration
+	//
+	// Only the fields sent change; updated_at becomes now, even for {}. credentials replaces the client id and secret (or the GitHub App); scopes left out keep the stored scopes. A rename is refused while the integration has connections.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /integrations/{uniqueKey} (the `UpdateIntegration` operationId).
+	UpdateIntegrationWithBodyWithResponse(ctx context.Context, uniqueKey UniqueKeyPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateIntegrationResponse, error)
+
+	// UpdateIntegrationWithResponse Update an integration
+	//
+	// Only the fields sent change; updated_at becomes now, even for {}. credentials replaces the client id and secret (or the GitHub App); scopes left out keep the stored scopes. A rename is refused while the integration has connections.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /integrations/{uniqueKey} (the `UpdateIntegration` operationId).
+	UpdateIntegrationWithResponse(ctx context.Context, uniqueKey UniqueKeyPath, body UpdateIntegrationJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateIntegrationResponse, error)
 
 	// MetricsWithResponse Prometheus metrics
 	//
@@ -5017,6 +5743,533 @@ func (r HealthResponse) ContentType() string {
 	return ""
 }
 
+// ListIntegrationsResponse429Headers the declared response headers of an HTTP 429 response for ListIntegrations
+type ListIntegrationsResponse429Headers struct {
+	RetryAfter int
+}
+
+type ListIntegrationsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *IntegrationList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListIntegrationsResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListIntegrationsResponse) GetJSON200() *IntegrationList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListIntegrationsResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListIntegrationsResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListIntegrationsResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ListIntegrationsResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListIntegrationsResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListIntegrationsResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListIntegrationsResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListIntegrationsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListIntegrationsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListIntegrationsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListIntegrationsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateIntegrationResponse429Headers the declared response headers of an HTTP 429 response for CreateIntegration
+type CreateIntegrationResponse429Headers struct {
+	RetryAfter int
+}
+
+type CreateIntegrationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *IntegrationResponse
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PayloadTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateIntegrationResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CreateIntegrationResponse) GetJSON200() *IntegrationResponse {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreateIntegrationResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateIntegrationResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateIntegrationResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateIntegrationResponse) GetJSON413() *PayloadTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CreateIntegrationResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreateIntegrationResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreateIntegrationResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateIntegrationResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateIntegrationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateIntegrationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateIntegrationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateIntegrationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteIntegrationResponse429Headers the declared response headers of an HTTP 429 response for DeleteIntegration
+type DeleteIntegrationResponse429Headers struct {
+	RetryAfter int
+}
+
+type DeleteIntegrationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Success
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeleteIntegrationResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON200() *Success {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteIntegrationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteIntegrationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteIntegrationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteIntegrationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetIntegrationResponse200Headers the declared response headers of an HTTP 200 response for GetIntegration
+type GetIntegrationResponse200Headers struct {
+	CacheControl string
+}
+
+// GetIntegrationResponse429Headers the declared response headers of an HTTP 429 response for GetIntegration
+type GetIntegrationResponse429Headers struct {
+	RetryAfter int
+}
+
+type GetIntegrationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *IntegrationResponse
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetIntegrationResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetIntegrationResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetIntegrationResponse) GetJSON200() *IntegrationResponse {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetIntegrationResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetIntegrationResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetIntegrationResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetIntegrationResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r GetIntegrationResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetIntegrationResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetIntegrationResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetIntegrationResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetIntegrationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetIntegrationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetIntegrationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetIntegrationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// UpdateIntegrationResponse429Headers the declared response headers of an HTTP 429 response for UpdateIntegration
+type UpdateIntegrationResponse429Headers struct {
+	RetryAfter int
+}
+
+type UpdateIntegrationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *IntegrationResponse
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PayloadTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *UpdateIntegrationResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON200() *IntegrationResponse {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON413() *PayloadTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateIntegrationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateIntegrationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateIntegrationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateIntegrationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type MetricsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5442,6 +6695,111 @@ func (c *ClientWithResponses) HealthWithResponse(ctx context.Context, reqEditors
 		return nil, err
 	}
 	return ParseHealthResponse(rsp)
+}
+
+// ListIntegrationsWithResponse List the environment's integrations, never with credentials
+//
+// Ordered by provider, then created_at. No credentials are ever returned, whatever the key's scopes.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /integrations (the `ListIntegrations` operationId).
+func (c *ClientWithResponses) ListIntegrationsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListIntegrationsResponse, error) {
+	rsp, err := c.ListIntegrations(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListIntegrationsResponse(rsp)
+}
+
+// CreateIntegrationWithBodyWithResponse Create an integration
+//
+// The auth mode is the provider's in the catalog, or the body's auth_mode (a credport extension) for a provider outside it. OAUTH1, OAUTH2 and APP integrations need credentials of their type; secrets are sealed at rest and never returned here. Answers 200, as the reference does.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /integrations (the `CreateIntegration` operationId).
+func (c *ClientWithResponses) CreateIntegrationWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateIntegrationResponse, error) {
+	rsp, err := c.CreateIntegrationWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateIntegrationResponse(rsp)
+}
+
+// CreateIntegrationWithResponse Create an integration
+//
+// The auth mode is the provider's in the catalog, or the body's auth_mode (a credport extension) for a provider outside it. OAUTH1, OAUTH2 and APP integrations need credentials of their type; secrets are sealed at rest and never returned here. Answers 200, as the reference does.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /integrations (the `CreateIntegration` operationId).
+func (c *ClientWithResponses) CreateIntegrationWithResponse(ctx context.Context, body CreateIntegrationJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateIntegrationResponse, error) {
+	rsp, err := c.CreateIntegration(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateIntegrationResponse(rsp)
+}
+
+// DeleteIntegrationWithResponse Delete an integration and its connections
+//
+// Removes the integration and every connection of it, with their sealed credentials, in one transaction and for good (the reference only flags them deleted). Creating the key again makes a new, empty integration.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /integrations/{uniqueKey} (the `DeleteIntegration` operationId).
+func (c *ClientWithResponses) DeleteIntegrationWithResponse(ctx context.Context, uniqueKey UniqueKeyPath, reqEditors ...RequestEditorFn) (*DeleteIntegrationResponse, error) {
+	rsp, err := c.DeleteIntegration(ctx, uniqueKey, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteIntegrationResponse(rsp)
+}
+
+// GetIntegrationWithResponse Get an integration, with its credentials for keys that may read them
+//
+// include=credentials adds the credentials for a key holding environment:integrations:read_credentials (or a wildcard) and is ignored for others; include=webhook adds webhook_url, always null since credport routes no provider webhooks.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /integrations/{uniqueKey} (the `GetIntegration` operationId).
+func (c *ClientWithResponses) GetIntegrationWithResponse(ctx context.Context, uniqueKey UniqueKeyPath, params *GetIntegrationParams, reqEditors ...RequestEditorFn) (*GetIntegrationResponse, error) {
+	rsp, err := c.GetIntegration(ctx, uniqueKey, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetIntegrationResponse(rsp)
+}
+
+// UpdateIntegrationWithBodyWithResponse Update an integration
+//
+// Only the fields sent change; updated_at becomes now, even for {}. credentials replaces the client id and secret (or the GitHub App); scopes left out keep the stored scopes. A rename is refused while the integration has connections.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /integrations/{uniqueKey} (the `UpdateIntegration` operationId).
+func (c *ClientWithResponses) UpdateIntegrationWithBodyWithResponse(ctx context.Context, uniqueKey UniqueKeyPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateIntegrationResponse, error) {
+	rsp, err := c.UpdateIntegrationWithBody(ctx, uniqueKey, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateIntegrationResponse(rsp)
+}
+
+// UpdateIntegrationWithResponse Update an integration
+//
+// Only the fields sent change; updated_at becomes now, even for {}. credentials replaces the client id and secret (or the GitHub App); scopes left out keep the stored scopes. A rename is refused while the integration has connections.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /integrations/{uniqueKey} (the `UpdateIntegration` operationId).
+func (c *ClientWithResponses) UpdateIntegrationWithResponse(ctx context.Context, uniqueKey UniqueKeyPath, body UpdateIntegrationJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateIntegrationResponse, error) {
+	rsp, err := c.UpdateIntegration(ctx, uniqueKey, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateIntegrationResponse(rsp)
 }
 
 // MetricsWithResponse Prometheus metrics
@@ -6732,6 +8090,491 @@ func ParseHealthResponse(rsp *http.Response) (*HealthResponse, error) {
 	return response, nil
 }
 
+// ParseListIntegrationsResponse parses an HTTP response from a ListIntegrationsWithResponse call
+func ParseListIntegrationsResponse(rsp *http.Response) (*ListIntegrationsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListIntegrationsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest IntegrationList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListIntegrationsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateIntegrationResponse parses an HTTP response from a CreateIntegrationWithResponse call
+func ParseCreateIntegrationResponse(rsp *http.Response) (*CreateIntegrationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateIntegrationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest IntegrationResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers CreateIntegrationResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteIntegrationResponse parses an HTTP response from a DeleteIntegrationWithResponse call
+func ParseDeleteIntegrationResponse(rsp *http.Response) (*DeleteIntegrationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteIntegrationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Success
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers DeleteIntegrationResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetIntegrationResponse parses an HTTP response from a GetIntegrationWithResponse call
+func ParseGetIntegrationResponse(rsp *http.Response) (*GetIntegrationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetIntegrationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest IntegrationResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetIntegrationResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetIntegrationResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseUpdateIntegrationResponse parses an HTTP response from a UpdateIntegrationWithResponse call
+func ParseUpdateIntegrationResponse(rsp *http.Response) (*UpdateIntegrationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateIntegrationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest IntegrationResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers UpdateIntegrationResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseMetricsResponse parses an HTTP response from a MetricsWithResponse call
 func ParseMetricsResponse(rsp *http.Response) (*MetricsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -6868,6 +8711,21 @@ type ServerInterface interface {
 	// Health Liveness
 	// (GET /health)
 	Health(ctx echo.Context) error
+	// ListIntegrations List the environment's integrations, never with credentials
+	// (GET /integrations)
+	ListIntegrations(ctx echo.Context) error
+	// CreateIntegration Create an integration
+	// (POST /integrations)
+	CreateIntegration(ctx echo.Context) error
+	// DeleteIntegration Delete an integration and its connections
+	// (DELETE /integrations/{uniqueKey})
+	DeleteIntegration(ctx echo.Context, uniqueKey UniqueKeyPath) error
+	// GetIntegration Get an integration, with its credentials for keys that may read them
+	// (GET /integrations/{uniqueKey})
+	GetIntegration(ctx echo.Context, uniqueKey UniqueKeyPath, params GetIntegrationParams) error
+	// UpdateIntegration Update an integration
+	// (PATCH /integrations/{uniqueKey})
+	UpdateIntegration(ctx echo.Context, uniqueKey UniqueKeyPath) error
 	// Metrics Prometheus metrics
 	// (GET /metrics)
 	Metrics(ctx echo.Context) error
@@ -7239,6 +9097,81 @@ func (w *ServerInterfaceWrapper) Health(ctx echo.Context) error {
 	return err
 }
 
+// ListIntegrations converts echo context to params.
+func (w *ServerInterfaceWrapper) ListIntegrations(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListIntegrations(ctx)
+	return err
+}
+
+// CreateIntegration converts echo context to params.
+func (w *ServerInterfaceWrapper) CreateIntegration(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CreateIntegration(ctx)
+	return err
+}
+
+// DeleteIntegration converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteIntegration(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "uniqueKey" -------------
+	var uniqueKey UniqueKeyPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "uniqueKey", ctx.Param("uniqueKey"), &uniqueKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter uniqueKey: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteIntegration(ctx, uniqueKey)
+	return err
+}
+
+// GetIntegration converts echo context to params.
+func (w *ServerInterfaceWrapper) GetIntegration(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "uniqueKey" -------------
+	var uniqueKey UniqueKeyPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "uniqueKey", ctx.Param("uniqueKey"), &uniqueKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter uniqueKey: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetIntegrationParams
+	// ------------- Optional query parameter "include" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include", ctx.QueryParams(), &params.Include, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetIntegration(ctx, uniqueKey, params)
+	return err
+}
+
+// UpdateIntegration converts echo context to params.
+func (w *ServerInterfaceWrapper) UpdateIntegration(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "uniqueKey" -------------
+	var uniqueKey UniqueKeyPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "uniqueKey", ctx.Param("uniqueKey"), &uniqueKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter uniqueKey: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UpdateIntegration(ctx, uniqueKey)
+	return err
+}
+
 // Metrics converts echo context to params.
 func (w *ServerInterfaceWrapper) Metrics(ctx echo.Context) error {
 	var err error
@@ -7325,6 +9258,11 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/connection/metadata", wrapper.SetMetadataLegacy, options.OperationMiddlewares["setMetadataLegacy"]...)
 	router.DELETE(options.BaseURL+"/connection/:connectionId", wrapper.DeleteConnectionLegacy, options.OperationMiddlewares["deleteConnectionLegacy"]...)
 	router.GET(options.BaseURL+"/connection/:connectionId", wrapper.GetConnectionLegacy, options.OperationMiddlewares["getConnectionLegacy"]...)
+	router.GET(options.BaseURL+"/integrations", wrapper.ListIntegrations, options.OperationMiddlewares["listIntegrations"]...)
+	router.POST(options.BaseURL+"/integrations", wrapper.CreateIntegration, options.OperationMiddlewares["createIntegration"]...)
+	router.DELETE(options.BaseURL+"/integrations/:uniqueKey", wrapper.DeleteIntegration, options.OperationMiddlewares["deleteIntegration"]...)
+	router.GET(options.BaseURL+"/integrations/:uniqueKey", wrapper.GetIntegration, options.OperationMiddlewares["getIntegration"]...)
+	router.PATCH(options.BaseURL+"/integrations/:uniqueKey", wrapper.UpdateIntegration, options.OperationMiddlewares["updateIntegration"]...)
 	router.GET(options.BaseURL+"/health", wrapper.Health, options.OperationMiddlewares["health"]...)
 	router.GET(options.BaseURL+"/ready", wrapper.Ready, options.OperationMiddlewares["ready"]...)
 	router.GET(options.BaseURL+"/metrics", wrapper.Metrics, options.OperationMiddlewares["metrics"]...)
@@ -9160,6 +11098,700 @@ func (response Health200JSONResponse) VisitHealthResponse(w http.ResponseWriter)
 	return err
 }
 
+type ListIntegrationsRequestObject struct {
+}
+
+type ListIntegrationsResponseObject interface {
+	VisitListIntegrationsResponse(w http.ResponseWriter) error
+}
+
+type ListIntegrations200JSONResponse IntegrationList
+
+func (response ListIntegrations200JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListIntegrations400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ListIntegrations400JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListIntegrations401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ListIntegrations401JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListIntegrations403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response ListIntegrations403JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListIntegrations415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response ListIntegrations415JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListIntegrations429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ListIntegrations429JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListIntegrations500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response ListIntegrations500JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListIntegrations503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response ListIntegrations503JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegrationRequestObject struct {
+	Body *CreateIntegrationJSONRequestBody
+}
+
+type CreateIntegrationResponseObject interface {
+	VisitCreateIntegrationResponse(w http.ResponseWriter) error
+}
+
+type CreateIntegration200JSONResponse IntegrationResponse
+
+func (response CreateIntegration200JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegration400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response CreateIntegration400JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegration401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response CreateIntegration401JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegration403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response CreateIntegration403JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegration413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response CreateIntegration413JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegration415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response CreateIntegration415JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegration429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response CreateIntegration429JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegration500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response CreateIntegration500JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegration503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response CreateIntegration503JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegrationRequestObject struct {
+	UniqueKey UniqueKeyPath `json:"uniqueKey"`
+}
+
+type DeleteIntegrationResponseObject interface {
+	VisitDeleteIntegrationResponse(w http.ResponseWriter) error
+}
+
+type DeleteIntegration200JSONResponse Success
+
+func (response DeleteIntegration200JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegration400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response DeleteIntegration400JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegration401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response DeleteIntegration401JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegration403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response DeleteIntegration403JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegration404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response DeleteIntegration404JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegration415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response DeleteIntegration415JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegration429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response DeleteIntegration429JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegration500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response DeleteIntegration500JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegration503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response DeleteIntegration503JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegrationRequestObject struct {
+	UniqueKey UniqueKeyPath `json:"uniqueKey"`
+	Params    GetIntegrationParams
+}
+
+type GetIntegrationResponseObject interface {
+	VisitGetIntegrationResponse(w http.ResponseWriter) error
+}
+
+type GetIntegration200ResponseHeaders struct {
+	CacheControl string
+}
+
+type GetIntegration200JSONResponse struct {
+	Body    IntegrationResponse
+	Headers GetIntegration200ResponseHeaders
+}
+
+func (response GetIntegration200JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", fmt.Sprint(response.Headers.CacheControl))
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegration400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response GetIntegration400JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegration401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response GetIntegration401JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegration403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response GetIntegration403JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegration404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetIntegration404JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegration415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response GetIntegration415JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegration429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response GetIntegration429JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegration500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response GetIntegration500JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegration503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response GetIntegration503JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegrationRequestObject struct {
+	UniqueKey UniqueKeyPath `json:"uniqueKey"`
+	Body      *UpdateIntegrationJSONRequestBody
+}
+
+type UpdateIntegrationResponseObject interface {
+	VisitUpdateIntegrationResponse(w http.ResponseWriter) error
+}
+
+type UpdateIntegration200JSONResponse IntegrationResponse
+
+func (response UpdateIntegration200JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response UpdateIntegration400JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response UpdateIntegration401JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response UpdateIntegration403JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response UpdateIntegration404JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response UpdateIntegration413JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response UpdateIntegration415JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response UpdateIntegration429JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response UpdateIntegration500JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response UpdateIntegration503JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type MetricsRequestObject struct {
 }
 
@@ -9305,6 +11937,21 @@ type StrictServerInterface interface {
 	// Health Liveness
 	// (GET /health)
 	Health(ctx context.Context, request HealthRequestObject) (HealthResponseObject, error)
+	// ListIntegrations List the environment's integrations, never with credentials
+	// (GET /integrations)
+	ListIntegrations(ctx context.Context, request ListIntegrationsRequestObject) (ListIntegrationsResponseObject, error)
+	// CreateIntegration Create an integration
+	// (POST /integrations)
+	CreateIntegration(ctx context.Context, request CreateIntegrationRequestObject) (CreateIntegrationResponseObject, error)
+	// DeleteIntegration Delete an integration and its connections
+	// (DELETE /integrations/{uniqueKey})
+	DeleteIntegration(ctx context.Context, request DeleteIntegrationRequestObject) (DeleteIntegrationResponseObject, error)
+	// GetIntegration Get an integration, with its credentials for keys that may read them
+	// (GET /integrations/{uniqueKey})
+	GetIntegration(ctx context.Context, request GetIntegrationRequestObject) (GetIntegrationResponseObject, error)
+	// UpdateIntegration Update an integration
+	// (PATCH /integrations/{uniqueKey})
+	UpdateIntegration(ctx context.Context, request UpdateIntegrationRequestObject) (UpdateIntegrationResponseObject, error)
 	// Metrics Prometheus metrics
 	// (GET /metrics)
 	Metrics(ctx context.Context, request MetricsRequestObject) (MetricsResponseObject, error)
@@ -9784,6 +12431,174 @@ func (sh *strictHandler) Health(ctx echo.Context) error {
 	return nil
 }
 
+// ListIntegrations operation middleware
+func (sh *strictHandler) ListIntegrations(ctx echo.Context) error {
+	var request ListIntegrationsRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListIntegrations(ctx.Request().Context(), request.(ListIntegrationsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListIntegrations")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListIntegrationsResponseObject); ok {
+		return validResponse.VisitListIntegrationsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// CreateIntegration operation middleware
+func (sh *strictHandler) CreateIntegration(ctx echo.Context) error {
+	var request CreateIntegrationRequestObject
+
+	var body CreateIntegrationJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.CreateIntegration(ctx.Request().Context(), request.(CreateIntegrationRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CreateIntegration")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(CreateIntegrationResponseObject); ok {
+		return validResponse.VisitCreateIntegrationResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteIntegration operation middleware
+func (sh *strictHandler) DeleteIntegration(ctx echo.Context, uniqueKey UniqueKeyPath) error {
+	var request DeleteIntegrationRequestObject
+
+	request.UniqueKey = uniqueKey
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteIntegration(ctx.Request().Context(), request.(DeleteIntegrationRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteIntegration")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteIntegrationResponseObject); ok {
+		return validResponse.VisitDeleteIntegrationResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetIntegration operation middleware
+func (sh *strictHandler) GetIntegration(ctx echo.Context, uniqueKey UniqueKeyPath, params GetIntegrationParams) error {
+	var request GetIntegrationRequestObject
+
+	request.UniqueKey = uniqueKey
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetIntegration(ctx.Request().Context(), request.(GetIntegrationRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetIntegration")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetIntegrationResponseObject); ok {
+		return validResponse.VisitGetIntegrationResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// UpdateIntegration operation middleware
+func (sh *strictHandler) UpdateIntegration(ctx echo.Context, uniqueKey UniqueKeyPath) error {
+	var request UpdateIntegrationRequestObject
+
+	request.UniqueKey = uniqueKey
+
+	var body UpdateIntegrationJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UpdateIntegration(ctx.Request().Context(), request.(UpdateIntegrationRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UpdateIntegration")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(UpdateIntegrationResponseObject); ok {
+		return validResponse.VisitUpdateIntegrationResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Metrics operation middleware
 func (sh *strictHandler) Metrics(ctx echo.Context) error {
 	var request MetricsRequestObject
@@ -9858,111 +12673,135 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rchs5kv9VEPWfCFszJYryo+PfUkzE0LLcrfFDWome3lmJywELSRKjKqAaQIli25rYO+yHPdDeZE+y",
-	"gUcV60kWqUe7d/jFFskCKpHITCQyf0h88QIexZwBU9I7+OLFWOAIFAjz6YgzBoGinJ2QM6ym+jvKvAMv",
-	"1h98j+EIvAMvyD3m+Z6AnxMqgHgHSiTgezKYQoR1298JGHsH3v/bW7x0z/4q9/Lv8u7ufO9M8BtKQBxx",
-	"NqaT9zD/lwTEPCPhZ/MpoyF2Tw8D8/jwGuYbk1J5s3enCRIgY84kGNa8weQcfk5AKv0p4EwBM3/iOA5p",
-	"gPVA9v4uOdPftXvthSLHQnBh30ZABoLGuh/vwOtPAQn7PkQlinA45iICgrhAmgMSSR6BmlI2QWqKFSIc",
-	"JGJcoTFV3p3vveNiRAkB9mTk9s5O0DXMUYiDa4nUFBCPQZg3PZNIBjwGTdgnrt7xhJEno4syBRNLB3rO",
-	"BVpI786Ca3BLNaeZofsa5s8kAnZDBWeRJlCLJ56HHJM+5x+wmMCTkT/iZI7gNgAglqsSxA2IZxKFNLJz",
-	"ncrvZ4ZvMA3xKHwa8noo1UJDWCqvBGJgRCLN7x+o+jEZ+WjMBcLIfkK9OD40LRS/BoY+n39IHxAwFiCn",
-	"OyjgSUjMzIx0xziYAvERofY7zOQMhJkuGoHWiTGmIZBD/avRiRmWSCourMYEU8wmQDSvzu0b3oQ8uIan",
-	"EULKbnBIyTAQQIApikN5kBt+lEg3SkOZHucoUQtmmLEIGCcSCJpRPT7TeoSD610+HqMYBOUEPX/ZRRKN",
-	"5ojAGCeh2vH10NOGrw2rpOYZRoLP7ARk86ffoTkb4DAE0kHnsEujmAtlDQzktAYFIWAh0YiraUez9MII",
-	"pB3+k4gdQwmD2xgCBcTMfCLgEBFQmIYSYQEo5JOJ41ZBNClJCaYBPLW6aG0mWOERlqCNesKMYJv33/le",
-	"n/OPmM3dKiOf3G5TifiN1iolkcAKnH3xvSlg4hyEc1BivtsbKzBTXezsAgKu9V5xNMNUy/SYC817JeaU",
-	"TZYuzxFlNEoi72Df99Q8BqM2CiZgyL7zvc8MJ2rKBf3libT2E/cRLi68WAveNeMzljLNM5TJJNaqAuQj",
-	"EIr7hvynXB2o1d3KW3QT15F+Ty8Me4maHi3MkKGNzU/H3sHlcjpOdcv9XNOfqJqe45l357do+GKDhm+w",
-	"pEEvpnlyV7XpxfQ9zNdrEa/z+J9nap3H3eBDCkxtwIJeHF/oNWyDplZd1qH1KJGKR+u06I/wOo+/oWG4",
-	"wUj6M36hYK1ZuqAThlVSYJx3N7jzvaqAaA0ghGqlweGZ0C6rotrlH+NQgq/3GdlXWpF1+1VK29frujYN",
-	"ypkCYNq0XXq9s5Ph++O/eoPMyEkltGm0243UOF7aX/30dfpxqvQqpQeA3putjuuAj/4OgfECS6K85sCC",
-	"AKQcGo9Efy6R53twG1MBcoiNQdM2Uf/lEaxgV3sWnl9tI/As19eC0ipbztqzJE+ofUWOPQsHs4FDJ0wq",
-	"HIbGSN5HDOIhJa3FgOZe2qJdnsYTcm+GWVqrVKzDtiYz9A0IWSzoDVZgAgB1fa4hhMOL/un58WrOlmQw",
-	"T0FFIntxjAz36jhbt8atx9IYSznjgtQOvTzEN72Lk6Oa4fleIkHYwMqXdlKVNfAXJORGbQaG9OpXO+z6",
-	"lWC9kRO4aZzzTeSIiwlm9Je8klZlbRm3mwRNgpRL+qxM0smHD41z1NRJ+/lL2VYdcG54djB+ZbLzM0zD",
-	"sG5ubQzt9AaEoATWnNPAeEpNg3S/SggEqPqR1pHjtq3HjHyW6bYlFhBgtdiIVB1rYATpcSMs3Q5yDAJY",
-	"AMiKk0RUHSC4ATFHYwohQbEACUz5iCVhiGZTYMYrN/uFjlcRXyrjEM+H6awt3PDyuLNvdL/WjYEI03Dt",
-	"VpatxaF+ZvTnBMI5okYbxxTscNPhd1apSpGKBxzjOtTmCSqQj0YQcjbRe1JvlVV3S2JJgmooU3iyxExb",
-	"gbKNLtN+fNt8UPPOdDb9Irvca0rMHiwX8TQEU5yGkE+cSsEtjmKjvn8RbKTm1//653fB9VH08sez71+q",
-	"uqkuWydsTbqcs0ATs+gQF2z98sXDEbR8MO80w9Y0H1ljlxVoN0uLSbrdnfBd96XeQXfO8ewjSIknJkKT",
-	"67/JRAnQZmWthScoLv5LN4TVHby2BowME2fa2u3mq1axKuh+xUzqV2kJM2RSBZFsn+NxQYxs+FgIbKIn",
-	"lpEZpyhT373yqjEg3wuxVMMxqGC6Jn8jUJhghR9YGNLQab2jUJOdql38nSlZuo3Qz+g1PiZryladsSnK",
-	"sN+QR8sGl015jo9+jaJl5iqnAQWSqxNYlPzlxuCkZjHoF6LSzySi5BBhxGCGPn8+eWtX4BDGCvFE6XUs",
-	"wrcfgE3U1Dt48fq170WUpZ/3tfOjFAjd8b9f4t1ferv/1t393u8cHvzxD/+4urq8uhp8/dPvvtxdec+u",
-	"rq6u9oZod/CH39XJ24LqD9RmCzcyYZtomX7hiYKoqmglUci/Zjnnsy43NsXLTWV7PX4cM/frGrX1bFPF",
-	"nfjWjNTDGpxswjPjkjdBTnyWS+85YLJScstJzVyqC0v0w3Ef7eX0Ze9LHv5whwSoRDC7HSh6Lzb9NIPR",
-	"lPPrYSLCIXfbIh9hlstOmf1DeZsR4Xma5zQbCgJBiAUQ8wmPQuiglEGISoTDGZ7L8iaEqilPFMKs4NBv",
-	"vaa6HZ9LF+c6PkRf7lxi+hrmGTcF4EIyt7N1wuqn6zKdr2z788/sjflenSlYEFLl1qOZ03auXC25D+zh",
-	"VZJO67kZbYO7R58v+qcfV0d2c2GvXKzLUlkX7XKae8LiRLVYZ5aHnd5mv/vaVCM9DYgyqQCTDuqFkqO5",
-	"XSnSqRz+3jy0OrpUdn2rzlUaUcokOY1KrGy6aVhpuTveqJz1LF6ptH/BYWIsRZHQjyAmQBBlipdgLs+k",
-	"4a2PElYCOD2TiM9YmfPzTzhqRcl7CxsoyVKrYJRnLPhbA3RZ2yEnUGv0ImdE6+PdFgNa5Nl7mEs0Fjyy",
-	"MCRO5gZXZwCaO0hwrpDjJh+PgRHKJuhGs19zK1uyGkJNjRsWY3tSYh1pdSx6R0MF4sJ2WyP6K8TsR8Ch",
-	"HfQ6ZghkEqq8weHXLYyNbVU3iBODvcr7sRn09DHjYSVPOHsS2eaJQ1HycRkS9rz/poeYgSjiIOAJUydk",
-	"p4M+uN030q40Q3ax8C2K0XpbRi60/3oNcbpJz9O13+127+9xtschr+VYullqjsYta1xYOtZwjMr2y7bS",
-	"GoeVwsEUVSxZm3lI3/7QU9Hgeq2Jxr7HHrTeP1rll1Rntj78tHhAs93w8hD9TXf3NyQhhEDZde8GC4qZ",
-	"4SqhupeIMqxssD7CcexsVYoPaQ1v8g0UoBk+1AR38F0ueA3sle99Ov103Bpv9BNV074N95/2Pvd/3G+N",
-	"LEtbvGgNKctaDI+O1oRieb7Xf9NrjXAqLPbegRWcO9/jDDYB0a2PnvtGYHNN3FwblpaJyQODzZbIvon5",
-	"lTA2tdpNiV7p8qh1lMfQ+IgyRCCgEQ4RoROqZNmt7S4LMnd3vx/8vjaCXEIZrrfob4J9oFImIE4aQA8W",
-	"3uJwb4vYxho0NcR9lmXyKxtf9/CyFG3afFCgumFYzSik8ubxzz/1W6OtcszKbSB1DzWrTLp439u7q9uC",
-	"nbKCh0aJOQ6AUUilch5cpOW1nekqeUlrh56sbxXh2xPbzjoTEWXp57L/vzq23dZh+nbcmMYkzLJQTjbM",
-	"Oj+luqKsJ0Ncm+MFIK8VmjHXJofF2QgP6zyDlcqVJ7OWgGrMxnLGa8OzzfBnJdZVQTK1bNoYnvjQrKoA",
-	"FVcwrGaxvwe2q5W0VPBerVptsv6tpwC1U2N8z5Wzs2BCeXgpEQ2S/AJZ/q8xP5uJ9f0geA+ME2+9RD/G",
-	"FNRrSIuJeDAQfjstsYtFPp+wYknO4zM3nTF7NHH4EIqzNt66XkFaTcgj4dZ/nTlo0JrK3LTUns3moUFL",
-	"6mbjDKtget+Y5qbhtXVye015usox1KlS8XO5Y08wc4GuvCsPKW5PyCJaQR11X/1/vw1queo71m9QFyfb",
-	"n0mUmJwLuob5hmCnfxx0/oSGTbCm2kNVj781XX7AobWIX5z88KnX/1x7uuPhjz9kvKpTg+xI55rM26BN",
-	"Y9JnTQhBPu1UAx9oTiHVZXEGq3JfdqSDWtbpbt9wHtaoIxpxHgJmVcS+AEykzU+hcYgn8gCZrSHa99Ec",
-	"pI8489HcR8DwKLRHfS07UddHjPuIj8c+Yj4iVJonTOgHszkKsDRZrZw+Pb/sq8HluRhcfk4Gl8cw+Lr/",
-	"9fKvc/Pn5YUcfL085YPLT2xgvv1qvv7EBpc9PLh8Mxpcfgjto2/J4Ovlu7H9QX95IW133a/m+VPuutLP",
-	"vBsPvto+35LB5Qm1T9d0uVOv24mx7GtKl1y0Kk2FxSJpHufOD7jpqUx32k3dhLt0aTGN992r1eZssDBr",
-	"w6ur3c5eQ6gtywyvnynsP0pCerE+2vz/82uY79ksmX213Okgk4HFAhDTNjSkvwDRy07IZyC0SBp4makr",
-	"IRWea7FVlAUK4bGC3LpUDIs0rbTD9tiApRy7e6hUue+VgsFrx83u56zZ7fQaG9kHiZX03/RaRyEzCkvv",
-	"zi1Rurs6zqYratm42h60acwgHeLQls6JYjX3EVYo4lKh716h9/RNyQX57vXrl9+t1qjqUe/HdzDuv/ns",
-	"/3Q6vOgfn20KL+rPONLjrpuP6jn+VRxJe7UtdSsLOWrTeZaNWY/tZYaYRGE7WR2sQbDNGCSCqvmF1hb7",
-	"8hFgAcIcNa0R20AAiblQWZUTK8cdZBCfAY9Bmoi4XvVNbjyrWWXsqwGxMAde0s2NUZ3ykGgBNzprljZD",
-	"w4JivS+wFTsoG/OaSimKC9dpPoXMx7mIvbSJfCrIboyFmusRSDSCKWUEfcJswp/JwuO9s5MOeguC3gCx",
-	"8Jz0qTgZhVROgSAZQ3DoTi3aokiIZgxwdYXOj3tvPx4/kwiEwAqbFdxNUZ6bnu/dgJB2QPudbqdrop4x",
-	"MBxT78B72dnvdB1Qx0xUDkStP06sLVwFirNwHrva9T69BXKIuCAW87xAIqK3xxdHPqLE/HGoHTYJpnJa",
-	"jCeA/vu/bDGbDvrECxzXvWpuOBQ3mGnNROCEeAfeBypzQBz5ASY4MBDLXOW8y/IEH9/iQJXTLzgQXMr8",
-	"rs0kDOuq25Uq7LWrFVNAPt3d+WWijrCEXcokMEkVvQEkk5HVzRpEDzVusPs+he09k8ghC00ROv2EcQWa",
-	"hiEBi2B6rwEslw7L5+y0JyVNlIALB5BHJ8ZmjUtcyx/iXEHiae7Rh5x8HkV4V4IWW63sWeUv6w5p4yYP",
-	"kYxxAFoteMIIAhxMrRkUNIqgkbk5iS5RnHMB9rv5xJtsJFR7vZfXMB/80Xq9MaZCpjZLf7A2OMIqmGqC",
-	"4DYOzTbXTkkdfQ7PvCCryWVfcwdQ40JXT/+ruTGdBCA+XWSsi2M+00ZK0l/0lvR//uM/LavSOm7IfETP",
-	"y3vacSJBIj18GlBlkXSuhNcL3WCUqLQLs5aYbg6RBKgz8ztNk5tWAVtwz3WaTWmEb13trm6a1W2u5VU/",
-	"dpZEIxB21eoeptjRWhPeQGZsYaE1VFYo7JbI7NaQOSiV/3zR7T5YTa/SAcGayl6nDOyoix6BlqdXlpC6",
-	"/jOC93LFSk2T/dVNCvXVTKOXqxstiozqFvuv27ympliabvzi+9WNyxXy7nzvdRt25AsUmjYv27Up1QjM",
-	"O6Bmzc+7npderl7oQW7SDrR35Q20RMkkirCYO6ciP7M+YjADqdCYCqn0J63G5oBY3l15HhrvA2mfSstG",
-	"/lzajqEv981eHiARa3PZxt+6mOIw5LPdCMTEuagLbKhFyWODH3FO5MJj0IpITLzCxSacYxXxGyA7JmTG",
-	"mV5LMJPYNDmwZ3T1t1SiiEpJ2cTPanhSiWaCKgXMxDM0KWnhT4ledV+lxfiGOahrxX37bLCuKdIm894c",
-	"lP8NJ/MH0+synOeuuONxp7cezazUvr6aNMgjfc0kk8NCiUwIpjw1Ad+sqem+Wt0iKzRsbFOLV5Qr/G5t",
-	"WqNNswjyslUzh2lK5kIrNxco4gIKu9VlpiyzXDsmA8Rlq53iOcSh8V4LNmuJpfpyl5aypepXs08XoL5d",
-	"47T/axonYedza5625ulhzJMzEBX7cF8TVXK7ivUBrOUKQUE7G6a9JVkOxmjzQpVEEnBYPKJujqdPOCfl",
-	"/SFnoUt2Iqr3gZoCstNBJ4Wq3hJH+RcNKUEhViBcaE26eio5UoxPar+lpIN6i5LIuYe4KFTdt1ZR28Ru",
-	"jU30qwlbwkFWTeVbM4jc7qkhFFcnZYtH9hrumXjULV+aYG0we/m4m0QTzmC71fst2h2n6CW7Y+UW4cKB",
-	"yWW2pWhBjBPUMlp+7oqRlA8AnmprsKhigZoGUC5tgSZgKh3KvM2x1UtkEkzNJQWYIKmfKp3+P0RcTUGY",
-	"wKLupmC1vtyZPjB61X1pnSw1hTnC8rp4EYS2JM40mI8mKddBBYjbH01Oytq/9OoDt+2UzvcrNLdRpkIW",
-	"gBFUOSurN+EuL2SuTQjChADpoHeFeiCVYiCaOcgC6jTxGTDVvdvsnl2aMn+ZQ3bXA2WEz9Dz/dcooizR",
-	"Jjh3o4N1ixjMgCCsTMMiBiy7UCMtvk+VbWOzG4cIZ4HfZ+5SCRwW7HPNZRV+UXRHOLi2OYOxAxTgrCcu",
-	"ENxOcWIYN5qn30v06sWrhq5Z/h4EH8mQz9ILPfRbsjj16+6L7MMwWejqooyOO8pqeZAwxRMtitV15AdQ",
-	"j7aI+NXD8hAX5U+miTbL9g76ZM5NV1TPqoXD0NSFPItAT7/1jQIZhqomGuuuR1kuxIzPfK1ZzNJoZczc",
-	"QDDiiTn8byXcKBZJROptZDeWlMXmuW7MmfPNiqthJk872oxpwvKuRVbhKCf6VK2S6EOknRRjntQ8BuMi",
-	"2XSoTHd3m0/LmIsAhm5yHmhaekEAsbntxFxgFMVY0RENqZofumP3m4vPhKppMhriOB7+fabuI01PEzQ3",
-	"Nb1WOlLFe0uOcDCF3SPOlKjFDlrAGuO7xoZ0ll5VkqIc0qfrkA53/9f2p/fy91q8rXQt05O7iS9a7L9r",
-	"btl6ehdT67kp5tTOgSv7oj+AKqzmvl0+Sx6eMTPGcTP+SoTn1s9TU4jWdl3XW1grVxCa07x7pbqYmTv8",
-	"LUNFtiCRLUhkCxLZgkS2IJEtSGQLEtlGDp8GJFJMmRaKMsYShJLFaI729GZTGkzRnCcIh9rPm6MpvilA",
-	"kzuoV0kCNOQP9J6/ppJFGvQwF4yK4vW65jJMW0jURQ1nVEKad3WuWxp5y1Xjed47O9vJ3YmLIsr0+Fih",
-	"Tg+yx1bzwT/XRzaMYhDN1XAxMT4T6UzR2lgduqaL4JlMc76vtDW2QU3XvfGdA8zKt9hSTQsvRLpkFrF4",
-	"3X3hfPI0zWzDWlVvs1wj8JESx02lCJ8Y3VK6GGR1IiW7APg+kQAfSZqGpUyhywALQaGwWdpGC/75stm/",
-	"mXCBNZ7llcXqNHqemBVhp7AilPPZsglH+M+DGtziBbd4wS0g51fFCzZ7tb952N8W8LcF/G3tyzcA+Kt6",
-	"PsuhfFvg3obAvS1kbxt4+81B9goovC3mbou522LuNsXcbdF2W7TdFm23Rdtt0XZbtN0WbbcUbfcgADq/",
-	"KWz/k1nG9VZTOxGu3l/hXijzIxaQBWe0h1HCLZlnbGi49rI8W8fQ/LuIvenB7eSusBX5MJ57eXZbYO0l",
-	"urbabhbK65jOS8tKxQ8p1SB+2J3owwfxGkomP3GmYK2tsEvkbwN224Dd2gE7m3YrmMzsGs4Mv8lFag6M",
-	"/5nV8TTRu2l2fWPtXr3nPNXZlIbW/Y0FN+gQkTB5iOz+RdsPRLDCI1fet2hD3BWRj6hw7g0N+paSbG79",
-	"pjeVOSiBiG6AWeX1vb0IlKBBM4T6o/093TOdCR6BmkIikYJbhWxFzQ4ysmMqJuqnemcnCBMiNE0JC/V/",
-	"R+fHb89Oz/vDj8f985Oji+GHk4v+8SeTgjEAnfR5PjarIZ/V5EgcMasZrWnbi0NMSyyu+In+esOF25hL",
-	"msKkIqw2MB1Lpib3unRezCS5GoqdOY7C3EwVmXNqH7qIIVhPEtNe8yDIUll73bee1JedfUR4kES1913U",
-	"C2faNm2Xh2eZnaGJTru10oZjljKpP6WmzKUS2NUA3TMQtZUq/qLbzal5qs3pXtVHr00UTP9OlYlba6eh",
-	"KoTn5mW/iq6bV5t7JTX7HtBIl5IkmFCWLe/NttzaajOTdacZPvAAh26mPd9LROgKoR7s7YX6tymX6uBl",
-	"t/vSuxvc/W8AAAD//w==",
+	"7H3rcuM4suarIHgmwvYMLdt16Zi2oyOOyuXq9tTFXtt1es+6tDoQmZIwJgE2AFqlrvLEvsP+2AfaN9kn",
+	"2cCFFHiTSPlS1TP6U2VJBJhIJBJ5+ZD44gUsThgFKoV3+MVLMMcxSOD60zGjFAJJGD0Nz7Gcqu8I9Q69",
+	"RH3wPYpj8A69wHnM8z0Ov6WEQ+gdSp6C74lgCjFWbf/EYewdev+2t3jpnvlV7Lnv8u7ufO+cs1sSAj9m",
+	"dEwmb2H+31Lg85yE3/SnnIbEPj0M9OPDG5ivTUrlzZqej5T8lsJbmC/hRJo986DvvlOdiYRRAXpaXuHw",
+	"An5LQUj1KWBUAtV/4iSJSIAVE/f+LhhV37V77aUMTzhn3LwtBBFwkqh+vEPvagqIm/chIlCMozHjMYSI",
+	"caTGLZBgMcgpoRMkp1iikIFAlEk0JtK78703jI9IGAJ9MnL756foBuYowsGNQHIKiCXA9Zu2BBIBS0AR",
+	"9oHJNyyl4ZPRRaiEiaEDbTOOFitnZ8E1+EwUp6mm+wbmWwIBvSWc0VgRqJYGnkcMh1eMvcN8Ak9G/oiF",
+	"cwSfA4DQcFUAvwW+JVBEYjPXmfx+pPgWkwiPoqchr48yDaAJy+Q1hARoKJDi989E/pKOfDRmHGFkPqF+",
+	"khzpFpLdAEUfL95lD3AYcxDTHRSwNAr1zIxUxziYQuijkJjvMBUz4Hq6SAxqTYwxiSA8Ur/qNTHDAgnJ",
+	"uFkxwRTTCYSKVxfmDa8iFtzA0wghobc4IuEw4BAClQRH4tAZfpwKO0pNmRrnKJULZuixcBinAkI0I2p8",
+	"uvUIBze7bDxGCXDCQrT9fB8JNJqjEMY4jeSOr4aeNXypWSUUzzDibGYmIJ8/9Q7F2QBHEYQ9dAG7JE4Y",
+	"l0bBgLNqUBAB5gKNmJz2FEsvtUCa4T+J2FGUUvicQCAh1DOfcjhCIUhMIoEwBxSxycRyqyCaJMwIJgE8",
+	"9XJRqznEEo+wAKXUU6oFW7//zveuGHuP6dzuMuLJ9TYRiN2qVSUF4liC1S++NwUcWuPkAiSf7/bHEvRU",
+	"Fzu7hICpdS8ZmmGiZHrMuOK95HNCJ0u355hQEqexd3jge3KegF42EiagydaWAE7llHHy+xOt2g/MR7i4",
+	"8WIleDeUzWjGNE9TJtJELRUI30NI8JUm/yl3B2LWbuUtqontSL2nH0X9VE6PF2pI00bnZ2Pv8Ho5HWeq",
+	"5YHT9Fcipxd45t35LRo+W6PhKyxI0E+IS+6qNv2EvIV5txZJl8f/NpNdHreDjwhQuQYL+klyqfawNZqa",
+	"5dKF1uNUSBZ3aXE1wl0ef0WiaI2RXM3YpYROs3RJJhTLtMA4725w53tVAVErIAyJWjQ4OufKZJVEmfxj",
+	"HAnwlY+Tf6UWsmq/atFeqX1dqQZpVQFQpdquvf756fDtyX96g1zJCcmVajTuRqYcr82vfvY69TiRapdS",
+	"A0DG1bEdsNHfIdBWYEmUOw4sCECIobZI1OcSeb4HnxPCQQyxVmhKJ6q/vBBL2FWWhedX23A8c/paUFpl",
+	"y3l7lriEmlc47FkYmA0cOqVC4ijSSvI+YpAMSdhaDIjz0hbtXBpPw3szzNBapaIL25rU0HcgZAknt1iC",
+	"Dj7U9dlBCIeXV2cXJ6s5W5JBl4KKRPaTBGnu1XG2bo/rxtIECzFjPKwdenmIr/qXp8c1w/O9VAA34ZQv",
+	"7aQqb+AvSHBGrQeG1O5XO+z6naDbyEO4bZzzdeSI8Qmm5Hd3kVZlbRm3mwRNgBBL+qxM0um7d41z1NRJ",
+	"+/nL2FYdsDM8Mxi/MtnuDJMoqptbE0M7uwXOSQgd5zTQllLTIO2vAgIOsn6kdeRYt/WEhh9F5rYkHAIs",
+	"F45I1bAGGiI1boSF9SDHwIEGgIw4CUTkIYJb4HM0JhCFKOEggEof0TSK0GwKVFvl2l/oeRXxJSKJ8HyY",
+	"zdrCDC+PO/9G9WvMGIgxiTq3MmwtDtUEWKM5Ino1jgmY4WbD761aKkUqHnCMXah1CSqQj0YQMTpRPqm3",
+	"SqvbLbEkQTWUSTxZoqaNQJlG11k/vmk+qHlnNpt+kV32NSVmD5aLeBaCKU5DxCZ2ScFnHCd6+f4HpyM5",
+	"v/nvf3sT3BzHz385//G5rJvqsnbCRqWLOQ0UMYsOcUHXL988LEHLB/NGMayj+sgb24xEu1laTNLn3Qnb",
+	"tV8qD7p3gWfvQQg80REap/8mFcVBqZVOG09Q3PyXOoRVD15pAxoOU6va2nnzVa1YFXS/oibVq5SEaTKJ",
+	"hFi0zy/ZIEY+fMw51tETw8icU4TKH1541RiQ70VYyOEYZDDtyN8YJA6xxA8sDFnotN5QqMmM1W7+VpUs",
+	"dSPUM2qPT8KOslWnbIoy7Dfk8PLB5VPu8NGvWWi5unJWQIHk6gQWJX+5Mjit2QyuClHpLYFIeIQwojBD",
+	"Hz+evjY7cARjiVgq1T4W48/vgE7k1Dt89vKl78WEZp8PlPEjJXDV8f+8xru/93f/x/7uj37v6PCnv/zj",
+	"06frT58GX//9T1/uPnlbnz59+rQ3RLuDv/ypTt4WVL8jJlu4lgpbZ5WpF55KiKsLrSQK7muWcz7vcm1V",
+	"vFxVtl/Hj6Pmvq1S66abKubE96akHlbh5BOeKxdXBVnxWS69F4DDlZJbTmo6qS4s0M8nV2jPWS97X1zo",
+	"xR3iIFNOjTtQtF5M+mkGoyljN8OUR0Nm3SIfYepkp7T/UHYzYjzP8pzaoQghiDCHUH/Cowh6KGMQIgLh",
+	"aIbnouyEEDllqUSYFgz6jdVU5/HZdLHT8RH6cmcT0zcwz7nJAReSub2NEVY/XdfZfOXuz7+yNeZ7dapg",
+	"QUiVW4+mTtuZcrXkPrCFp/s6XSB0HIxVt7TMcIQFKFKrhqIiImFcIvgsgQrCqIFfZFHv81PExkpH9s/P",
+	"XbTQUYakQFMpE3G4t4cT0psQOU1HvYDFZZty/8VfayZdOcbDmJmZbkeYaoJUE03XAqTBUilICAaPgSWO",
+	"2KSH3mj9lD9DKCLSR0TmuBLn6S2hu+1paTAO/Vn/49UvB55v/niW/zE8Pvb8PGHl29ix71296uvvzz3f",
+	"+3D24aQ2VNlBOTtz7yjoU5qkWkDKIaSWXb02zT6oVne+Wp4zzMOhlWjhrP4RYxFgWtYhLd+TIa+09mA3",
+	"QIc6DtK+A50j0nHyvIfWMjybAgdkpstgiQz4JQcSLQS4IAPt5NbAKjNd2R266WouRx053dYqhEoWupsm",
+	"aJvtOf54eXX2fnWqx4mDO8FvQ2Vd+Ntu5UZ+Vxuey+PQr/PffWW7IaWXEaFCAg57qB8JhubGdMx0+/DP",
+	"+qHV4eayL1z1trIQc761ZWHKlU3XjTMv988bd+t6Fq/cxf8DR6lWDkVC3wOfQKi2AVbCvW0JzVsfpbSE",
+	"eNwSiM1omfNa+7Sh5K3BEZVkqVV02tMm3WuNfOvsoYdQawXF1qqqT4AZ7Vbk2VuYCzTmLDa4RBbONdBW",
+	"o8V3EGdMIstNNh4DDQmdoFvFfsWt3IZtiD03RjC0MZIRa0mrY9EbEkngl6bbGtFfIWa/AI7MoLuoIRBp",
+	"JF2Fw25aKBvTqm4QpxqM6Tq269hJnV29kmucP4lM89TCqtm4jBHdvnrVR1RjlnEQsJTK03Cnh97ZcBxS",
+	"vjVFxnr0DazZuF9aLpRDewNJFrVz6TrY39+/vwva/lBEN2PGzFJzeH5Z48LW0cFTKusv00qtOCwlDqao",
+	"osnazEP29oeeigZfrKN9cY+gVL3DtMpRqc5sfTx68YBiu+blEfov1d1/IQERBNLse7eYE0w1V0OieokJ",
+	"xdJk72KcJFZXZfZ3a7yjMc2b8YRN+KfMwO8AxrT2f1sA4q9ETq9M/s/6HG2hpgvnpC3GtODFdMNmWhen",
+	"LeSxsNl7h0Zw7nyPUVgHVdsdTvud4GibuNkZp5qLyQOjT5fIvk4ClEB3taubhMYhX8DlkAuq85XzHUJA",
+	"YhyhkEyIrLpay7JO+7s/Dv5cm1JyHMauO/79Q6vtopkOiWf9jtBjp20NHrsaEXXn5YxGJjKLCA2iNISf",
+	"HPJ9J3o7ZZE2PMvR2yMTKtcPZnEXkcd63cNjhZDvyo2u7HFV2NwuKBGxCVsa1KzHgxWc9+rP9wteVldH",
+	"dRbs40dZYkIxudccGV7BztIe7gyvEOssIWg072oY3RzDrN36G6VzXdBwc3RcPRMRerP8qVrIa92DD4Ib",
+	"LsJbcwpXsKoSzOuWhTMmgp9FtzANkfIoJL4BlKMEfVSABOqn9DlTcaRjueppgcxAfJRRrh9zBoW2MUUX",
+	"l31zCIqi85P3Pjp/e3z5bweIcfPXX3d66I0JtVhfh8kpcKQ4kAfdUgFhNfKymPaOjqcrC5Vw3Yq2BSBl",
+	"x/dWYJZO+xf7P/6wsoOSeDrND354/tcXK9ubKawqmT4KWBzjXQEJ5mrFoogIqU85fvI+eVqFU0ahtOka",
+	"mp2N9k9f9V5rQB6He8Pen3cHf9n2q9/t1O/G5VVVDaEvguTtVtuKteRGs7vPp9PRGoCUzANtlWp07ZRV",
+	"ARzd8YqBn9WdV7sXnLhOSzbgiuseXYhme6VbLx6DJVtsBeFsbJ96Pb0YZHkkObmVnlew/dwxLapWcLbf",
+	"bgldiSA7NG/TCz6C3qSHbJZsPdTVsAlaVUgUmuIMa4pzayleQ2oXOZ0K/35hM8MsPVHa4FSiHWCpthFZ",
+	"PBSPtqtZnx03dzdiodqSR8rDqxWo0nHFbqxa5xAFESIFftpwesLsC/YA3cKt6EBTA4Bk2ZGASga9eQ1U",
+	"mg8KVDcMq/k4U1kT/O3Xq9bml8MsJ/GkeqgRvizod++ocF3q5owWIrvKlNJOldp8rTWkU+HtQh6l6Gpn",
+	"DIuJycb486lpZ4KQMaHZ5/K2sxok1zbQ+v2EPxvRnMswIfkw69RXNRLVTYaYhjnkS6HVsUinjbPlrXWw",
+	"1u6xKxeXS2YtAdVcr+GM14Zn6x1kK7Guetqmlk1rn3N8aFZVTjyuYFhNkPAeVl0raakYeK1arbP/dVsA",
+	"tVOjY9YrZ2eZ1ZfNWa0kP0OG/x3mZz2xvt9Zvgc+cN56i36MKahfIS0m4sFO87dbJWazcIGJK7Zk96Dn",
+	"ujNmsErDh1g4nQ9u1y+QVhPySAfgv80cNKyayty0XD3rzUPDKqmbjXMsg+l9sRDrpuW7gISbAL+VelZT",
+	"KZNtsWNKoWXxLMlMqS1EZBvIXt3x56rtWJ/YWjivWwKZ6Dq6gfma/vs/Dnv/jhqd+NrqLI/vmi6vlNBa",
+	"xC9Pf/7Qv/p4cfIkdRRyXtUtg7w2VEfmrdGmESzW8SyCC1erOYfQDD2rQ38NVmHmzEgHtaxT3b5iLKoL",
+	"M9v0W/XoPwccCoNrQ+MIT8Qh0q4hOvDRHISPGPXR3EdA8SgyNcMMO9G+jyjzERuPfUR9FBKhn9ApY0zn",
+	"KMBCx62d9bR9fSUH1xd8cP0xHVyfwODrwdfr/5zrP68vxeDr9RkbXH+gA/3tV/31Bzq47uPB9avR4Ppd",
+	"ZB59HQ6+Xr8Zmx/Ul5fCdLf/VT9/xmxX6pk348FX0+frcHB9SszTNV3u1K/tVGv2jtIlFq1KU2Fyh4rH",
+	"TiGCPDtamu6sm7oJtzDLYvT8hxer1dnACUt++rTb22tI0eeI0u4B+qtHAbIu9keDG96+gfmeQdeZV4ud",
+	"HtLITcwBUaVDI/I7hGrbidgMuBJJnSvTBwmExHMltpLQQCI8luDsS8WwSNNOO2yPKV7KsbuHgtj6XglE",
+	"0jludj9jzbjTHRzZB4mV1Gcf6rennMLSu50tyuS6qpzNdtSycrW5WsYXUHB+ZGrwxomc+whLFDMh0Q8v",
+	"0FvyqmSC/PDy5fPVGciamnGPb2Dc3/m8+vVseHl1cr7usYSrGUNq3HXzUS0IuIojWa+mZZamCFt1nqO4",
+	"urG9zJCGA0ZNKdQOBGvIx73Pnf0xzzk98UGlI+PNCMkSkZ1NInTyNKeQqgaigCDlRM4vVTszjSPAHHh9",
+	"xq6P8hFlhXKNBushfWhYZ1h1LkTZexpNnZc91zurBotQe9xFNdfb6ZRFGiuiqdfzo2lYyKryCE3RV0LH",
+	"rKbYrmTcduqCjtnYydUIA/0mPNxNMJdzNQKBRjAlNEQfMJ2wLVF4vH9+2kOvgZNbCM2BjuypJB1FREwh",
+	"RCKB4MgWvjJ1tRHJGWBzwRcn/dfvT7YEAs6xxNp2s4vT5abne7fAhRnQQW+/t6/j3QlQnBDv0HveO+jt",
+	"26MdeqKcc/jq48TsgquOUZkDIMbO6X94DeERYjw0x+YXQDD0+uTy2Eck1H8cKVNdgC6+n+AJoP/7f0w9",
+	"5B76wAocV70qbthCAAYClIvAaegdeu+IcI5uiHcwwYFGrjkXP1yXJ/jkMw5kOfGGA86EcP11DUWsu5yh",
+	"dEFEu3LDhbMyd3d+mahjLGCXUKFWtiS3gEQ6Mou15gwI0Q6Q/T476LUlkNV1Bj3AONJGYNMwBGAeTO81",
+	"gOXSYficFwwjYRMlYANB4aMTY3DGJa65dcBWkHjmPPqQk19CX+Vnjo0hrJSbOEIiwYHGxLGUhghwMDVq",
+	"kJM4hkbmOhJdotiFj+27KVfRSKjyd65vYD74yfg7CSZcZDpLfTA6OMYymGo8xeck0gEOMyV19Nkj8Quy",
+	"mpy1jr5fjfNULSAp51p1hgDJ2QKrUBzzuVJSgvwOPjr4f//rfxtW5ed/9Ue0XY5mjFMBAqnhk4BIc/bK",
+	"VoF/phqMUpl1ofcS3c0REgB1an6naXKzQvIL7tlO8ymN8Wdb/n0/y+c3l4OvHztN4xFws2vtH2WnDWtV",
+	"eAOZiTlIWENlhcL9Epn7NWQOSjfIPNvff7Cy8KUaUzXF4c8omFEXLQIlTy8MIXX95wTvOffd6CYHq5sU",
+	"SvTrRs9XN1rcU6NaHLxs85qaevuq8bMfVzcuX7Jw53sv27DDveNCt3nerk3pmgnXANV7vmt6XnvOlTOH",
+	"zqQdKuvKGyiJEmkcYz63RoU7sz6iMAMh0ZhwIdUntYw1Jt81V7YjbX0gZVMp2XBLG+1o+pxv9lxoTKLU",
+	"ZRt763KKo4jNdmPgE2uiLk4TmnPVWCOHrBG5sBjUQgx1pMpGpaxhFbNbCHd0sJRRtZdgKrBucmjKvKlv",
+	"iUAxEYLQiZ9fA0MEmnEiJVAdydLFNezdMQK92H+R3ecwdA5HVsw34yxmGKvcerOHv1+xcP5g67oM5Lor",
+	"+rq2ANCjqZXa11fTRe7ZUD3J4VHhlhUIpixTAd+tqtl/sbpFfleV1k0tXlG+JGqj0xp1mjl1U9ZquvxC",
+	"SV2oxc04ihmHgre6TJXlmmtH5/6YaOUpXkASaeu1oLOWaKovd9ltSER+M/10CfL7VU4H31I5cTOfG/W0",
+	"UU8Po56sgqjoh/uqqJLZVSwxaTRXBBLa6TBlLYlyMEapFyIFEoCjYpVDfW5qwlhY9g8ZjWyaGxHlByoK",
+	"wp0eOi1cDCdw7L5oSEIUYQnchtaELcnrkKJtUvMtCXuov7hVy3mI8cLZW6MVlU7cr9GJfjVVHzIQVVX5",
+	"Wg/C8Z4aQnF1UrZ4ZK/hmtRHdfmy1HqD2nPjbgJNGIWNq/dH1Dt2oZf0jpFbhAsldpbplqIG0UZQy2j5",
+	"ha1nWy4Zo494LwqhoqYBlM/XownoyzIEKhzM12d102Cq77nEIRLqqVIBySN7ylb7gxOQBa315U73gdGL",
+	"/efGyJJTmCMsbop3iSpNYlWD/qhzVz1UADf+pLN7Rv9lt2dat1NY26/Q3ESZClkAGqJKdSXlhNu8kL55",
+	"U5+MD7OSjTknyxxTzMkOPjOOckiyfbf2nm2C2r0PNL8ulNCQzdD2wUsUE5oqFexcCmrMIgozCLMDZ0X0",
+	"3+L4mb2/kUjTxmQ3jpxik1v2XlIcFfRzzX2nflF0Rzi4MTmDsYWS4LwnxhF8nuJUM240z74X6MWzFw1d",
+	"U/cqTR+JiM2yO2HVW/I49cv9Z/mHYbpYq4tKzLb4keFBSiVLlShW95GfQT7aJuJXy6tBUpQ/kSXaDNt7",
+	"6IOutFVZemZZWPRUXcizCPH1W19KmaPnaqKx9obd5UJM2cxXK4saGo2M6UssRyzV5eKMhOuFFaY8szby",
+	"S2/LYrOtGjNqbbPibpjL045SY4ow17TIi2Q7ok/kKok+QspIcYoAEGnToSLz7tafljHjAQzt5DzQtPSD",
+	"ABJ9Ya6+AztOsCQjEhE5P7KF2tYXH3Pad4iTZPj3mbyPND1N0FyXhV9pSBWvvj3GwRR2jxmVvBY1asuc",
+	"sF2tQ3pLb7vN8C3Z03UYl7t/Nv/0XvZei7eVbvZ+cjPxWQv/u+ai9qc3MdU616fI2xlwZVv0Z5CF3dy3",
+	"hX+KFp5WM9pw0/ZKjOfGzpNTiDubrt02Vvew8DmWU3OOe690tUpuDn/PUJENSGQDEtmARDYgkQ1IZAMS",
+	"2YBENpHDpwGJFFOmhTL+iQAuRTGaoyy92ZQEUzRnKcKRsvPmaIpvC9DkHupXkgAN+QNToK9Sw2RRaSqK",
+	"9G7ncEKtX1vH0UYNZ0RAlne1plsWeXPqt273z893DB168lBMqBofLVR2RebAshv8s33kwygG0Wz1Hh3j",
+	"05HODK2N5ZFtugieiSzn+0JpYxPUtN1r2znAlDJ9lYsOculTg4oWVoh0iTxi8XL/mbXJszSzCWtVrc1y",
+	"VflHShw3Fa9/YnRL6W7Z1YkULCzn7hMJ8JEgWVhKX40QYM4JiHI52U204F8rm/2HCRcY5VneWcyaRtup",
+	"3hF2CjtCOZ8tmnCE/zqowQ1ecIMX3AByvilesNmq/cPD/jaAvw3gb6NfvgPAX9XyWQ7l2wD31gTubSB7",
+	"m8DbHw6yV0DhbTB3G8zdBnO3LuZug7bboO02aLsN2m6Dttug7TZou6VouwcB0PlNYftf9TauXE1lRNhK",
+	"j4WbhPWP5oo0E5xRFkYJt6SfMaHh2uvVTQVL/e8i9qYGt9PLX5r1L9yX5/fLo7pazKYyWR7K6+nOS9tK",
+	"xQ4pVZ9+WE/04YN4DcWynzhT0MkVton8TcBuE7DrHLAzabeCyrT6w1/gNxnP1IG2P/MKrjp6N80v/K/1",
+	"1fvWUp1NSWTM34QzjQ7hKRVHyPgvSn+gEEs8soWdizrkF/OOR1xw9g0N6y0jmQiEI3JbmYMSiOgWqFm8",
+	"vrfnwoobmXTGQ+BG02fOn94TqIOiXg2P9tFsiqX+yhZP3BK24mI9cvrUpe0RmVu+UrGBywVWbUJ7fxAd",
+	"486aAdX5y39fZr5pAJ4xdvIetorY/O4oPCVb+V3VGgtWvJaxfCOjjcaNWKgWkL7JSbfcxqjmhkEbyssj",
+	"OCyVQtlKyj6quZa3f35eGI52b8s1SeUUiHHdj2z5VLPcbVIDS8RBmAt8aUEFoClw6KFM6T7TCLl2KYNj",
+	"rWncyxwfx8CqvOcbmVh1l2OuVkwOyO0711Ab6+lBNVs9rMsIcyloV934976YwsxvYd46p1nMCoZVcAUb",
+	"IyL9PDBMeE3Osw5soXtrkQvVR88W2VA91CzSqYG6E0wois2l4YjCzDcl6V3KmzKTZTXzbdyoMot1lMAp",
+	"R6NU7h8gz/jE0a5/3jW+PDNJV8lLY77SptV+KljvYVgtRz7Os25TFoVqsTXSWomHb+u2MxKFAebhjiFQ",
+	"IDKhOrKjutYZAXGUpfl+ypw6TYsT8PERtgHjNIosHju3fDjT+TrKFiZPVj+/NglVXOql2E+LU2KW2ELE",
+	"Pr88KYtVWwo8v3DHwKD+cFh+FW71RqXsWNiY8fhxwQ7rmR8PiqyPsUHXzzfY+o227K4tayL1SzVUbai+",
+	"oFSfIlj/MTPEVkXqNZhErZUxgSgUSADNkqhHWch1iCUaQcBirRCzpLGi98tdrzCGQrDdXmdvj27ZG362",
+	"rdu5OG21c5TflwFjqRxLdAOQuPF6G91BfcRBH/0mFu8AoRNxc/etKS7sWU1A/Mf3AxvvlNn4gZuw+z+R",
+	"mlwed69xHGOQnATNweL35vcsbHXOWQxyCqlAEj5LZG7f6iE9bH3Hjnqqf36qzDwOQqCURuq/44uT1+dn",
+	"F1fD9ydXF6fHl8N3p5dXJx80aF8f6cye146mQGxW485ZYlY7cYq2vSTCpLQ0K9aD32248DlhgmQHa2Ms",
+	"15D6JcF853XZvOhJsrfu9OY4jpyZKjLnzDx0mUDQzcvNenWPzZeuwFV9q0l93jtAIQvSuPZu7Ho9lrXN",
+	"2rkHejWWSOOZrdI3AL6lTLqaEr2pSI7trVF7+lDzyqTQs/19Z5vK8j8ZuslHLzVuUv1OpA5bIspkVQgv",
+	"9Mu+SXZIvxpJZtj3gPqlBKvHIaF5JKNZDRkto2eyrv7NOxbgyM6053v6RjJ9ddbh3l6kfpsyIQ+f7+8/",
+	"9+4Gd/8/AAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
