@@ -139,15 +139,7 @@ func (db *DB) ListIntegrations(ctx context.Context, env string) ([]Integration, 
 	if err != nil {
 		return nil, err
 	}
-	var rows []integrationRow
-	if err := db.gorm.WithContext(ctx).Where("environment_id = ?", envID).Order("unique_key").Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("list integrations: %w", err)
-	}
-	out := make([]Integration, len(rows))
-	for i, r := range rows {
-		out[i] = r.integration()
-	}
-	return out, nil
+	return db.listIntegrations(ctx, envID, "unique_key")
 }
 
 // FindIntegration returns the integration uniqueKey of environment envID.

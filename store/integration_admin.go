@@ -197,8 +197,13 @@ func (db *DB) DeleteIntegration(ctx context.Context, envID int64, uniqueKey stri
 // ListEnvironmentIntegrations lists the integrations of environment envID by provider, then by
 // creation.
 func (db *DB) ListEnvironmentIntegrations(ctx context.Context, envID int64) ([]Integration, error) {
+	return db.listIntegrations(ctx, envID, "provider, created_at, id")
+}
+
+// listIntegrations lists the integrations of environment envID in the order given.
+func (db *DB) listIntegrations(ctx context.Context, envID int64, order string) ([]Integration, error) {
 	var rows []integrationRow
-	err := db.gorm.WithContext(ctx).Where("environment_id = ?", envID).Order("provider, created_at, id").Find(&rows).Error
+	err := db.gorm.WithContext(ctx).Where("environment_id = ?", envID).Order(order).Find(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("list integrations: %w", err)
 	}
