@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"time"
 
 	"github.com/credport/credport/gen"
 	"github.com/credport/credport/provider"
@@ -25,6 +24,9 @@ type IntegrationStore interface {
 	DeleteIntegration(ctx context.Context, envID int64, uniqueKey string) (int64, error)
 	OpenIntegrationSecrets(ctx context.Context, in store.Integration) (store.IntegrationSecrets, error)
 }
+
+// isoMillis is JavaScript's Date.toISOString format, which the reference's timestamps have.
+const isoMillis = "2006-01-02T15:04:05.000Z"
 
 // logoBaseURL is where the reference serves provider logos, by provider name.
 const logoBaseURL = "https://app.nango.dev/images/template-logos/"
@@ -371,8 +373,8 @@ func (s *Server) integrationView(in store.Integration) gen.Integration {
 		DisplayName:     name,
 		Logo:            logoBaseURL + url.PathEscape(in.Provider) + ".svg",
 		ForwardWebhooks: in.ForwardWebhooks,
-		CreatedAt:       in.CreatedAt.UTC().Truncate(time.Millisecond),
-		UpdatedAt:       in.UpdatedAt.UTC().Truncate(time.Millisecond),
+		CreatedAt:       in.CreatedAt.UTC().Format(isoMillis),
+		UpdatedAt:       in.UpdatedAt.UTC().Format(isoMillis),
 	}
 }
 
