@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -661,4 +662,46 @@ func mustEnvID(t *testing.T, v *env, name string) int64 {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// TestDeleteIntegrationDuringImports: imports racing a delete either land before it, and go with
+// it, or answer 404; none fails, and no connection outlives its integration.
+func TestDeleteIntegrationDuringImports(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		v := newEnv(t, b)
+		v.createIntegrationOK(githubIntegration)
+		v.importOK(`{"provider_config_key":"gh","connection_id":"warm","credentials":{"type":"OAUTH2","access_token":"tok-warm-123456"}}`)
+		const imports = 24
+		start := make(chan struct{})
+		statuses := make(chan int, imports)
+		var wg sync.WaitGroup
+		for i := range imports {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				res := v.do(request{body: `{"provider_config_key":"gh","connection_id":"c` + strconv.Itoa(i) +
+					`","credentials":{"type":"OAUTH2","access_token":"tok-race-123456"}}`})
+				statuses <- res.status
+			}()
+		}
+		close(start)
+		res := v.integrationsAPI(http.MethodDelete, "/integrations/gh", "")
+		wg.Wait()
+		close(statuses)
+		if res.status != http.StatusOK {
+			t.Fatalf("delete: %d %s", res.status, res.body)
+		}
+		for status := range statuses {
+			if status != http.StatusOK && status != http.StatusNotFound {
+				t.Errorf("an import racing the delete answered %d", status)
+			}
+		}
+		var n int64
+		sqlDB, _ := v.db.SQL()
+		if err := sqlDB.QueryRow("SELECT COUNT(*) FROM connections WHERE provider_config_key = 'gh'").Scan(&n); err != nil || n != 0 {
+			t.Errorf("%d connections of the deleted integration, %v", n, err)
+		}
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // ErrHasConnections is a change refused because the integration has connections.
@@ -43,7 +44,7 @@ func (db *DB) UpdateIntegration(ctx context.Context, up IntegrationUpdate) (Inte
 	var out Integration
 	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var row integrationRow
-		err := tx.Where("environment_id = ? AND unique_key = ?", up.EnvironmentID, up.UniqueKey).Take(&row).Error
+		err := db.lockIntegration(tx).Where("environment_id = ? AND unique_key = ?", up.EnvironmentID, up.UniqueKey).Take(&row).Error
 		if errors.Is(err, gorm.ErrRecordNotFound) {
 			return fmt.Errorf("integration %q: %w", up.UniqueKey, ErrNotFound)
 		}
@@ -80,6 +81,17 @@ func (db *DB) UpdateIntegration(ctx context.Context, up IntegrationUpdate) (Inte
 		return Integration{}, fmt.Errorf("update integration %q: %w", up.UniqueKey, err)
 	}
 	return out, nil
+}
+
+// lockIntegration makes tx's read of an integration row lock it until the transaction ends. On
+// PostgreSQL the lock conflicts with the key-share lock an insert of one of its connections
+// takes, so that no import slips a connection in between the count of a rename, or the delete of
+// its connections, and the change itself. SQLite runs one writer at a time already.
+func (db *DB) lockIntegration(tx *gorm.DB) *gorm.DB {
+	if db.dialect == DialectPostgres {
+		return tx.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	return tx
 }
 
 // applyIntegrationUpdate changes row as up says; row.UniqueKey is already the final key, so
@@ -174,7 +186,7 @@ func (db *DB) DeleteIntegration(ctx context.Context, envID int64, uniqueKey stri
 	var removed int64
 	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var row integrationRow
-		err := tx.Select("id").Where("environment_id = ? AND unique_key = ?", envID, uniqueKey).Take(&row).Error
+		err := db.lockIntegration(tx).Select("id").Where("environment_id = ? AND unique_key = ?", envID, uniqueKey).Take(&row).Error
 		if errors.Is(err, gorm.ErrRecordNotFound) {
 			return fmt.Errorf("integration %q: %w", uniqueKey, ErrNotFound)
 		}
