@@ -446,6 +446,23 @@ func TestUpdateIntegration(t *testing.T) {
 			wantError(t, v.on(t).integrationsAPI(http.MethodGet, "/integrations/gh", ""), http.StatusNotFound, "not_found")
 		})
 
+		t.Run("APP: a new GitHub App", func(t *testing.T) {
+			v.on(t).createIntegrationOK(`{"provider":"github-app","unique_key":"app","credentials":{"type":"APP","app_id":"1",
+				"app_link":"https://github.com/apps/old","private_key":` + mustJSON(testAppKeyPEM(t)) + `}}`)
+			res := patch(updater.on(t), "app", `{"credentials":{"type":"APP","app_id":"2","app_link":"https://github.com/apps/new",
+				"private_key":`+mustJSON(testAppKeyPEM(t))+`}}`)
+			if res.status != http.StatusOK {
+				t.Fatalf("%d %s", res.status, res.body)
+			}
+			c, _ := credentials(t, "app").(map[string]any)
+			if c["app_id"] != "2" || c["app_link"] != "https://github.com/apps/new" || c["private_key"] == nil {
+				t.Errorf("credentials %s", mustJSON(c))
+			}
+			e := wantError(t, patch(updater.on(t), "app", `{"credentials":{"type":"APP","app_id":"3","app_link":"l","private_key":"nope"}}`),
+				http.StatusBadRequest, "invalid_body")
+			checkFieldErrors(t, e.errors, at("credentials", "private_key"))
+		})
+
 		v.importOK(`{"provider_config_key":"github","connection_id":"c1","credentials":{"type":"OAUTH2","access_token":"tok-11111111"}}`)
 		errorCases := []struct {
 			name, key, body string
