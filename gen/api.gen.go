@@ -28,13 +28,13 @@ import (
 
 // Defines values for ApiKeyCredentialsType.
 const (
-	APIKEY ApiKeyCredentialsType = "API_KEY"
+	ApiKeyCredentialsTypeAPIKEY ApiKeyCredentialsType = "API_KEY"
 )
 
 // Valid indicates whether the value is a known member of the ApiKeyCredentialsType enum.
 func (e ApiKeyCredentialsType) Valid() bool {
 	switch e {
-	case APIKEY:
+	case ApiKeyCredentialsTypeAPIKEY:
 		return true
 	default:
 		return false
@@ -103,13 +103,13 @@ func (e AppStoreCredentialsWithRawType) Valid() bool {
 
 // Defines values for BasicApiCredentialsType.
 const (
-	BASIC BasicApiCredentialsType = "BASIC"
+	BasicApiCredentialsTypeBASIC BasicApiCredentialsType = "BASIC"
 )
 
 // Valid indicates whether the value is a known member of the BasicApiCredentialsType enum.
 func (e BasicApiCredentialsType) Valid() bool {
 	switch e {
-	case BASIC:
+	case BasicApiCredentialsTypeBASIC:
 		return true
 	default:
 		return false
@@ -149,6 +149,42 @@ func (e ConnectionErrorType) Valid() bool {
 	}
 }
 
+// Defines values for CreateIntegrationRequestAuthMode.
+const (
+	CreateIntegrationRequestAuthModeAPIKEY   CreateIntegrationRequestAuthMode = "API_KEY"
+	CreateIntegrationRequestAuthModeAPP      CreateIntegrationRequestAuthMode = "APP"
+	CreateIntegrationRequestAuthModeBASIC    CreateIntegrationRequestAuthMode = "BASIC"
+	CreateIntegrationRequestAuthModeNONE     CreateIntegrationRequestAuthMode = "NONE"
+	CreateIntegrationRequestAuthModeOAUTH1   CreateIntegrationRequestAuthMode = "OAUTH1"
+	CreateIntegrationRequestAuthModeOAUTH2   CreateIntegrationRequestAuthMode = "OAUTH2"
+	CreateIntegrationRequestAuthModeOAUTH2CC CreateIntegrationRequestAuthMode = "OAUTH2_CC"
+	CreateIntegrationRequestAuthModeTBA      CreateIntegrationRequestAuthMode = "TBA"
+)
+
+// Valid indicates whether the value is a known member of the CreateIntegrationRequestAuthMode enum.
+func (e CreateIntegrationRequestAuthMode) Valid() bool {
+	switch e {
+	case CreateIntegrationRequestAuthModeAPIKEY:
+		return true
+	case CreateIntegrationRequestAuthModeAPP:
+		return true
+	case CreateIntegrationRequestAuthModeBASIC:
+		return true
+	case CreateIntegrationRequestAuthModeNONE:
+		return true
+	case CreateIntegrationRequestAuthModeOAUTH1:
+		return true
+	case CreateIntegrationRequestAuthModeOAUTH2:
+		return true
+	case CreateIntegrationRequestAuthModeOAUTH2CC:
+		return true
+	case CreateIntegrationRequestAuthModeTBA:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for CustomCredentialsType.
 const (
 	CUSTOM CustomCredentialsType = "CUSTOM"
@@ -173,6 +209,84 @@ const (
 func (e HealthResult) Valid() bool {
 	switch e {
 	case Ok:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for IntegrationAppCredentialsType.
+const (
+	IntegrationAppCredentialsTypeAPP IntegrationAppCredentialsType = "APP"
+)
+
+// Valid indicates whether the value is a known member of the IntegrationAppCredentialsType enum.
+func (e IntegrationAppCredentialsType) Valid() bool {
+	switch e {
+	case IntegrationAppCredentialsTypeAPP:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for IntegrationCredentialsInputType.
+const (
+	IntegrationCredentialsInputTypeAPP    IntegrationCredentialsInputType = "APP"
+	IntegrationCredentialsInputTypeOAUTH1 IntegrationCredentialsInputType = "OAUTH1"
+	IntegrationCredentialsInputTypeOAUTH2 IntegrationCredentialsInputType = "OAUTH2"
+	IntegrationCredentialsInputTypeTBA    IntegrationCredentialsInputType = "TBA"
+)
+
+// Valid indicates whether the value is a known member of the IntegrationCredentialsInputType enum.
+func (e IntegrationCredentialsInputType) Valid() bool {
+	switch e {
+	case IntegrationCredentialsInputTypeAPP:
+		return true
+	case IntegrationCredentialsInputTypeOAUTH1:
+		return true
+	case IntegrationCredentialsInputTypeOAUTH2:
+		return true
+	case IntegrationCredentialsInputTypeTBA:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for IntegrationOAuthCredentialsType.
+const (
+	IntegrationOAuthCredentialsTypeOAUTH1 IntegrationOAuthCredentialsType = "OAUTH1"
+	IntegrationOAuthCredentialsTypeOAUTH2 IntegrationOAuthCredentialsType = "OAUTH2"
+	IntegrationOAuthCredentialsTypeTBA    IntegrationOAuthCredentialsType = "TBA"
+)
+
+// Valid indicates whether the value is a known member of the IntegrationOAuthCredentialsType enum.
+func (e IntegrationOAuthCredentialsType) Valid() bool {
+	switch e {
+	case IntegrationOAuthCredentialsTypeOAUTH1:
+		return true
+	case IntegrationOAuthCredentialsTypeOAUTH2:
+		return true
+	case IntegrationOAuthCredentialsTypeTBA:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for IntegrationTokenAuth.
+const (
+	Basic IntegrationTokenAuth = "basic"
+	Body  IntegrationTokenAuth = "body"
+)
+
+// Valid indicates whether the value is a known member of the IntegrationTokenAuth enum.
+func (e IntegrationTokenAuth) Valid() bool {
+	switch e {
+	case Basic:
+		return true
+	case Body:
 		return true
 	default:
 		return false
@@ -301,13 +415,13 @@ func (e SignatureCredentialsType) Valid() bool {
 
 // Defines values for TbaCredentialsType.
 const (
-	TBA TbaCredentialsType = "TBA"
+	TbaCredentialsTypeTBA TbaCredentialsType = "TBA"
 )
 
 // Valid indicates whether the value is a known member of the TbaCredentialsType enum.
 func (e TbaCredentialsType) Valid() bool {
 	switch e {
-	case TBA:
+	case TbaCredentialsTypeTBA:
 		return true
 	default:
 		return false
@@ -331,13 +445,31 @@ func (e TwoStepCredentialsType) Valid() bool {
 
 // Defines values for UnauthCredentialsWithTypeType.
 const (
-	NONE UnauthCredentialsWithTypeType = "NONE"
+	UnauthCredentialsWithTypeTypeNONE UnauthCredentialsWithTypeType = "NONE"
 )
 
 // Valid indicates whether the value is a known member of the UnauthCredentialsWithTypeType enum.
 func (e UnauthCredentialsWithTypeType) Valid() bool {
 	switch e {
-	case NONE:
+	case UnauthCredentialsWithTypeTypeNONE:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetIntegrationParamsInclude.
+const (
+	Credentials GetIntegrationParamsInclude = "credentials"
+	Webhook     GetIntegrationParamsInclude = "webhook"
+)
+
+// Valid indicates whether the value is a known member of the GetIntegrationParamsInclude enum.
+func (e GetIntegrationParamsInclude) Valid() bool {
+	switch e {
+	case Credentials:
+		return true
+	case Webhook:
 		return true
 	default:
 		return false
@@ -536,6 +668,35 @@ type ConnectionRead struct {
 	WebhookUrlOverride *string   `json:"webhook_url_override"`
 }
 
+// CreateIntegrationRequest defines model for CreateIntegrationRequest.
+type CreateIntegrationRequest struct {
+	// ApiBaseUrl credport extension: the GitHub API of an APP integration; default https://api.github.com.
+	ApiBaseUrl *string `json:"api_base_url,omitempty"`
+
+	// AuthMode credport extension: the auth mode of a provider outside the catalog. For a provider in it, it must be the catalog's mode.
+	AuthMode *CreateIntegrationRequestAuthMode `json:"auth_mode,omitempty"`
+
+	// Credentials OAUTH1, OAUTH2 and TBA take client_id, client_secret and scopes; APP takes app_id, app_link and private_key (an RSA key in PEM, PKCS#1 or PKCS#8). Fields of the other types are refused.
+	Credentials     *IntegrationCredentialsInput `json:"credentials,omitempty"`
+	DisplayName     *IntegrationDisplayName      `json:"display_name,omitempty"`
+	ForwardWebhooks *bool                        `json:"forward_webhooks,omitempty"`
+
+	// Provider The provider's name in the catalog, e.g. github.
+	Provider IntegrationProvider `json:"provider"`
+
+	// TokenAuth How the client authenticates at the token URL (credport extension).
+	TokenAuth *IntegrationTokenAuth `json:"token_auth,omitempty"`
+
+	// TokenUrl credport extension: where OAUTH2 tokens are refreshed; default the catalog's.
+	TokenUrl *string `json:"token_url,omitempty"`
+
+	// UniqueKey The integration's unique key.
+	UniqueKey ProviderConfigKey `json:"unique_key"`
+}
+
+// CreateIntegrationRequestAuthMode credport extension: the auth mode of a provider outside the catalog. For a provider in it, it must be the catalog's mode.
+type CreateIntegrationRequestAuthMode string
+
 // CustomCredentials defines model for CustomCredentials.
 type CustomCredentials struct {
 	Raw  map[string]interface{} `json:"raw"`
@@ -611,6 +772,84 @@ type ImportCredentials struct {
 
 // InstallationId The id of a GitHub App installation, in decimal digits.
 type InstallationId = string
+
+// Integration defines model for Integration.
+type Integration struct {
+	// CreatedAt With milliseconds, as JavaScript's toISOString writes it.
+	CreatedAt string `json:"created_at"`
+
+	// Credentials Only with include=credentials, for a key holding read_credentials; null for auth modes without integration credentials.
+	Credentials     *json.RawMessage `json:"credentials,omitempty"`
+	DisplayName     string           `json:"display_name"`
+	ForwardWebhooks bool             `json:"forward_webhooks"`
+	Logo            string           `json:"logo"`
+	Provider        string           `json:"provider"`
+	UniqueKey       string           `json:"unique_key"`
+
+	// UpdatedAt With milliseconds, as JavaScript's toISOString writes it.
+	UpdatedAt string `json:"updated_at"`
+
+	// WebhookUrl Only with include=webhook; always null.
+	WebhookUrl *json.RawMessage `json:"webhook_url,omitempty"`
+}
+
+// IntegrationAppCredentials defines model for IntegrationAppCredentials.
+type IntegrationAppCredentials struct {
+	AppId      *string                       `json:"app_id"`
+	AppLink    *string                       `json:"app_link"`
+	PrivateKey *string                       `json:"private_key"`
+	Type       IntegrationAppCredentialsType `json:"type"`
+}
+
+// IntegrationAppCredentialsType defines model for IntegrationAppCredentials.Type.
+type IntegrationAppCredentialsType string
+
+// IntegrationCredentialsInput OAUTH1, OAUTH2 and TBA take client_id, client_secret and scopes; APP takes app_id, app_link and private_key (an RSA key in PEM, PKCS#1 or PKCS#8). Fields of the other types are refused.
+type IntegrationCredentialsInput struct {
+	AppId        *string `json:"app_id,omitempty"`
+	AppLink      *string `json:"app_link,omitempty"`
+	ClientId     *string `json:"client_id,omitempty"`
+	ClientSecret *string `json:"client_secret,omitempty"`
+	PrivateKey   *string `json:"private_key,omitempty"`
+
+	// Scopes A comma-separated list, or "" for none.
+	Scopes *string                         `json:"scopes,omitempty"`
+	Type   IntegrationCredentialsInputType `json:"type"`
+}
+
+// IntegrationCredentialsInputType defines model for IntegrationCredentialsInput.Type.
+type IntegrationCredentialsInputType string
+
+// IntegrationDisplayName defines model for IntegrationDisplayName.
+type IntegrationDisplayName = string
+
+// IntegrationList defines model for IntegrationList.
+type IntegrationList struct {
+	Data []Integration `json:"data"`
+}
+
+// IntegrationOAuthCredentials defines model for IntegrationOAuthCredentials.
+type IntegrationOAuthCredentials struct {
+	ClientId      *string                         `json:"client_id"`
+	ClientSecret  *string                         `json:"client_secret"`
+	Scopes        *string                         `json:"scopes"`
+	Type          IntegrationOAuthCredentialsType `json:"type"`
+	WebhookSecret any                             `json:"webhook_secret"`
+}
+
+// IntegrationOAuthCredentialsType defines model for IntegrationOAuthCredentials.Type.
+type IntegrationOAuthCredentialsType string
+
+// IntegrationProvider The provider's name in the catalog, e.g. github.
+type IntegrationProvider = string
+
+// IntegrationResponse defines model for IntegrationResponse.
+type IntegrationResponse struct {
+	Data Integration `json:"data"`
+}
+
+// IntegrationTokenAuth How the client authenticates at the token URL (credport extension).
+type IntegrationTokenAuth string
 
 // JwtCredentials defines model for JwtCredentials.
 type JwtCredentials struct {
@@ -832,11 +1071,31 @@ type UnauthCredentialsWithType struct {
 // UnauthCredentialsWithTypeType defines model for UnauthCredentialsWithType.Type.
 type UnauthCredentialsWithTypeType string
 
+// UpdateIntegrationRequest defines model for UpdateIntegrationRequest.
+type UpdateIntegrationRequest struct {
+	// Credentials OAUTH1, OAUTH2 and TBA take client_id, client_secret and scopes; APP takes app_id, app_link and private_key (an RSA key in PEM, PKCS#1 or PKCS#8). Fields of the other types are refused.
+	Credentials     *IntegrationCredentialsInput `json:"credentials,omitempty"`
+	DisplayName     *IntegrationDisplayName      `json:"display_name,omitempty"`
+	ForwardWebhooks *bool                        `json:"forward_webhooks,omitempty"`
+
+	// TokenAuth How the client authenticates at the token URL (credport extension).
+	TokenAuth *IntegrationTokenAuth `json:"token_auth,omitempty"`
+
+	// TokenUrl credport extension; "" stops refreshing.
+	TokenUrl *string `json:"token_url,omitempty"`
+
+	// UniqueKey The integration's unique key.
+	UniqueKey *ProviderConfigKey `json:"unique_key,omitempty"`
+}
+
 // ConnectionIdPath The connection's id; a new UUID when left out.
 type ConnectionIdPath = ConnectionId
 
 // ProviderConfigKeyQuery The integration's unique key.
 type ProviderConfigKeyQuery = ProviderConfigKey
+
+// UniqueKeyPath The integration's unique key.
+type UniqueKeyPath = ProviderConfigKey
 
 // BadRequest defines model for BadRequest.
 type BadRequest = StdError
@@ -978,6 +1237,14 @@ type PatchConnectionParams struct {
 	ProviderConfigKey ProviderConfigKeyQuery `form:"provider_config_key" json:"provider_config_key"`
 }
 
+// GetIntegrationParams defines parameters for GetIntegration.
+type GetIntegrationParams struct {
+	Include *[]GetIntegrationParamsInclude `form:"include,omitempty" json:"include,omitempty"`
+}
+
+// GetIntegrationParamsInclude defines parameters for GetIntegration.
+type GetIntegrationParamsInclude string
+
 // UpdateMetadataLegacyJSONRequestBody defines body for UpdateMetadataLegacy for application/json ContentType.
 //
 // Deprecated: this type has been marked as deprecated upstream, but no `x-deprecated-reason` was set
@@ -999,6 +1266,12 @@ type SetMetadataJSONRequestBody = MetadataRequest
 
 // PatchConnectionJSONRequestBody defines body for PatchConnection for application/json ContentType.
 type PatchConnectionJSONRequestBody = PatchConnectionRequest
+
+// CreateIntegrationJSONRequestBody defines body for CreateIntegration for application/json ContentType.
+type CreateIntegrationJSONRequestBody = CreateIntegrationRequest
+
+// UpdateIntegrationJSONRequestBody defines body for UpdateIntegration for application/json ContentType.
+type UpdateIntegrationJSONRequestBody = UpdateIntegrationRequest
 
 // Getter for additional properties for Tags. Returns the specified
 // element and whether it was found
@@ -2092,6 +2365,63 @@ type ClientInterface interface {
 	// Corresponds with GET /health (the `Health` operationId).
 	Health(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListIntegrations List the environment's integrations, never with credentials
+	//
+	// Ordered by provider, then created_at. No credentials are ever returned, whatever the key's scopes.
+	//
+	// Corresponds with GET /integrations (the `ListIntegrations` operationId).
+	ListIntegrations(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateIntegrationWithBody Create an integration
+	//
+	// The auth mode is the provider's in the catalog, or the body's auth_mode (a credport extension) for a provider outside it. OAUTH1, OAUTH2 and APP integrations need credentials of their type; secrets are sealed at rest and never returned here. Answers 200, as the reference does.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /integrations (the `CreateIntegration` operationId).
+	CreateIntegrationWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// CreateIntegration Create an integration
+	//
+	// The auth mode is the provider's in the catalog, or the body's auth_mode (a credport extension) for a provider outside it. OAUTH1, OAUTH2 and APP integrations need credentials of their type; secrets are sealed at rest and never returned here. Answers 200, as the reference does.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /integrations (the `CreateIntegration` operationId).
+	CreateIntegration(ctx context.Context, body CreateIntegrationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteIntegration Delete an integration and its connections
+	//
+	// Removes the integration and every connection of it, with their sealed credentials, in one transaction and for good (the reference only flags them deleted). Creating the key again makes a new, empty integration.
+	//
+	// Corresponds with DELETE /integrations/{uniqueKey} (the `DeleteIntegration` operationId).
+	DeleteIntegration(ctx context.Context, uniqueKey UniqueKeyPath, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetIntegration Get an integration, with its credentials for keys that may read them
+	//
+	// include=credentials adds the credentials for a key holding environment:integrations:read_credentials (or a wildcard) and is ignored for others; include=webhook adds webhook_url, always null since credport routes no provider webhooks.
+	//
+	// Corresponds with GET /integrations/{uniqueKey} (the `GetIntegration` operationId).
+	GetIntegration(ctx context.Context, uniqueKey UniqueKeyPath, params *GetIntegrationParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateIntegrationWithBody Update an integration
+	//
+	// Only the fields sent change; updated_at becomes now, even for {}. credentials replaces the client id and secret (or the GitHub App); scopes left out keep the stored scopes. A rename is refused while the integration has connections.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /integrations/{uniqueKey} (the `UpdateIntegration` operationId).
+	UpdateIntegrationWithBody(ctx context.Context, uniqueKey UniqueKeyPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateIntegration Update an integration
+	//
+	// Only the fields sent change; updated_at becomes now, even for {}. credentials replaces the client id and secret (or the GitHub App); scopes left out keep the stored scopes. A rename is refused while the integration has connections.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /integrations/{uniqueKey} (the `UpdateIntegration` operationId).
+	UpdateIntegration(ctx context.Context, uniqueKey UniqueKeyPath, body UpdateIntegrationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// Metrics Prometheus metrics
 	//
 	// Metrics in the Prometheus text format. Served on the API address unless CREDPORT_METRICS_LISTEN names an address of its own.
@@ -2456,6 +2786,133 @@ func (c *Client) PatchConnection(ctx context.Context, connectionId ConnectionIdP
 // Corresponds with GET /health (the `Health` operationId).
 func (c *Client) Health(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewHealthRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListIntegrations List the environment's integrations, never with credentials
+//
+// Ordered by provider, then created_at. No credentials are ever returned, whatever the key's scopes.
+//
+// Corresponds with GET /integrations (the `ListIntegrations` operationId).
+func (c *Client) ListIntegrations(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListIntegrationsRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateIntegrationWithBody Create an integration
+//
+// The auth mode is the provider's in the catalog, or the body's auth_mode (a credport extension) for a provider outside it. OAUTH1, OAUTH2 and APP integrations need credentials of their type; secrets are sealed at rest and never returned here. Answers 200, as the reference does.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /integrations (the `CreateIntegration` operationId).
+func (c *Client) CreateIntegrationWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateIntegrationRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// CreateIntegration Create an integration
+//
+// The auth mode is the provider's in the catalog, or the body's auth_mode (a credport extension) for a provider outside it. OAUTH1, OAUTH2 and APP integrations need credentials of their type; secrets are sealed at rest and never returned here. Answers 200, as the reference does.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /integrations (the `CreateIntegration` operationId).
+func (c *Client) CreateIntegration(ctx context.Context, body CreateIntegrationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewCreateIntegrationRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteIntegration Delete an integration and its connections
+//
+// Removes the integration and every connection of it, with their sealed credentials, in one transaction and for good (the reference only flags them deleted). Creating the key again makes a new, empty integration.
+//
+// Corresponds with DELETE /integrations/{uniqueKey} (the `DeleteIntegration` operationId).
+func (c *Client) DeleteIntegration(ctx context.Context, uniqueKey UniqueKeyPath, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteIntegrationRequest(c.Server, uniqueKey)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetIntegration Get an integration, with its credentials for keys that may read them
+//
+// include=credentials adds the credentials for a key holding environment:integrations:read_credentials (or a wildcard) and is ignored for others; include=webhook adds webhook_url, always null since credport routes no provider webhooks.
+//
+// Corresponds with GET /integrations/{uniqueKey} (the `GetIntegration` operationId).
+func (c *Client) GetIntegration(ctx context.Context, uniqueKey UniqueKeyPath, params *GetIntegrationParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetIntegrationRequest(c.Server, uniqueKey, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateIntegrationWithBody Update an integration
+//
+// Only the fields sent change; updated_at becomes now, even for {}. credentials replaces the client id and secret (or the GitHub App); scopes left out keep the stored scopes. A rename is refused while the integration has connections.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /integrations/{uniqueKey} (the `UpdateIntegration` operationId).
+func (c *Client) UpdateIntegrationWithBody(ctx context.Context, uniqueKey UniqueKeyPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateIntegrationRequestWithBody(c.Server, uniqueKey, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateIntegration Update an integration
+//
+// Only the fields sent change; updated_at becomes now, even for {}. credentials replaces the client id and secret (or the GitHub App); scopes left out keep the stored scopes. A rename is refused while the integration has connections.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /integrations/{uniqueKey} (the `UpdateIntegration` operationId).
+func (c *Client) UpdateIntegration(ctx context.Context, uniqueKey UniqueKeyPath, body UpdateIntegrationJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateIntegrationRequest(c.Server, uniqueKey, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3412,6 +3869,215 @@ func NewHealthRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewListIntegrationsRequest constructs an http.Request for the ListIntegrations method
+func NewListIntegrationsRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/integrations")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewCreateIntegrationRequest calls the generic CreateIntegration builder with application/json body
+func NewCreateIntegrationRequest(server string, body CreateIntegrationJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewCreateIntegrationRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewCreateIntegrationRequestWithBody constructs an http.Request for the CreateIntegration method, with any body, and a specified content type
+func NewCreateIntegrationRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/integrations")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteIntegrationRequest constructs an http.Request for the DeleteIntegration method
+func NewDeleteIntegrationRequest(server string, uniqueKey UniqueKeyPath) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "uniqueKey", uniqueKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/integrations/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetIntegrationRequest constructs an http.Request for the GetIntegration method
+func NewGetIntegrationRequest(server string, uniqueKey UniqueKeyPath, params *GetIntegrationParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "uniqueKey", uniqueKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/integrations/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Include != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "include", *params.Include, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "array", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewUpdateIntegrationRequest calls the generic UpdateIntegration builder with application/json body
+func NewUpdateIntegrationRequest(server string, uniqueKey UniqueKeyPath, body UpdateIntegrationJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateIntegrationRequestWithBody(server, uniqueKey, "application/json", bodyReader)
+}
+
+// NewUpdateIntegrationRequestWithBody constructs an http.Request for the UpdateIntegration method, with any body, and a specified content type
+func NewUpdateIntegrationRequestWithBody(server string, uniqueKey UniqueKeyPath, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "uniqueKey", uniqueKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/integrations/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewMetricsRequest constructs an http.Request for the Metrics method
 func NewMetricsRequest(server string) (*http.Request, error) {
 	var err error
@@ -3721,6 +4387,69 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /health (the `Health` operationId).
 	HealthWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*HealthResponse, error)
+
+	// ListIntegrationsWithResponse List the environment's integrations, never with credentials
+	//
+	// Ordered by provider, then created_at. No credentials are ever returned, whatever the key's scopes.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /integrations (the `ListIntegrations` operationId).
+	ListIntegrationsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListIntegrationsResponse, error)
+
+	// CreateIntegrationWithBodyWithResponse Create an integration
+	//
+	// The auth mode is the provider's in the catalog, or the body's auth_mode (a credport extension) for a provider outside it. OAUTH1, OAUTH2 and APP integrations need credentials of their type; secrets are sealed at rest and never returned here. Answers 200, as the reference does.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /integrations (the `CreateIntegration` operationId).
+	CreateIntegrationWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateIntegrationResponse, error)
+
+	// CreateIntegrationWithResponse Create an integration
+	//
+	// The auth mode is the provider's in the catalog, or the body's auth_mode (a credport extension) for a provider outside it. OAUTH1, OAUTH2 and APP integrations need credentials of their type; secrets are sealed at rest and never returned here. Answers 200, as the reference does.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /integrations (the `CreateIntegration` operationId).
+	CreateIntegrationWithResponse(ctx context.Context, body CreateIntegrationJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateIntegrationResponse, error)
+
+	// DeleteIntegrationWithResponse Delete an integration and its connections
+	//
+	// Removes the integration and every connection of it, with their sealed credentials, in one transaction and for good (the reference only flags them deleted). Creating the key again makes a new, empty integration.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /integrations/{uniqueKey} (the `DeleteIntegration` operationId).
+	DeleteIntegrationWithResponse(ctx context.Context, uniqueKey UniqueKeyPath, reqEditors ...RequestEditorFn) (*DeleteIntegrationResponse, error)
+
+	// GetIntegrationWithResponse Get an integration, with its credentials for keys that may read them
+	//
+	// include=credentials adds the credentials for a key holding environment:integrations:read_credentials (or a wildcard) and is ignored for others; include=webhook adds webhook_url, always null since credport routes no provider webhooks.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /integrations/{uniqueKey} (the `GetIntegration` operationId).
+	GetIntegrationWithResponse(ctx context.Context, uniqueKey UniqueKeyPath, params *GetIntegrationParams, reqEditors ...RequestEditorFn) (*GetIntegrationResponse, error)
+
+	// UpdateIntegrationWithBodyWithResponse Update an integration
+	//
+	// Only the fields sent change; updated_at becomes now, even for {}. credentials replaces the client id and secret (or the GitHub App); scopes left out keep the stored scopes. A rename is refused while the integration has connections.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /integrations/{uniqueKey} (the `UpdateIntegration` operationId).
+	UpdateIntegrationWithBodyWithResponse(ctx context.Context, uniqueKey UniqueKeyPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateIntegrationResponse, error)
+
+	// UpdateIntegrationWithResponse Update an integration
+	//
+	// Only the fields sent change; updated_at becomes now, even for {}. credentials replaces the client id and secret (or the GitHub App); scopes left out keep the stored scopes. A rename is refused while the integration has connections.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /integrations/{uniqueKey} (the `UpdateIntegration` operationId).
+	UpdateIntegrationWithResponse(ctx context.Context, uniqueKey UniqueKeyPath, body UpdateIntegrationJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateIntegrationResponse, error)
 
 	// MetricsWithResponse Prometheus metrics
 	//
@@ -5107,6 +5836,533 @@ func (r HealthResponse) ContentType() string {
 	return ""
 }
 
+// ListIntegrationsResponse429Headers the declared response headers of an HTTP 429 response for ListIntegrations
+type ListIntegrationsResponse429Headers struct {
+	RetryAfter int
+}
+
+type ListIntegrationsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *IntegrationList
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ListIntegrationsResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListIntegrationsResponse) GetJSON200() *IntegrationList {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ListIntegrationsResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListIntegrationsResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListIntegrationsResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ListIntegrationsResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ListIntegrationsResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ListIntegrationsResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListIntegrationsResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListIntegrationsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListIntegrationsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListIntegrationsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListIntegrationsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// CreateIntegrationResponse429Headers the declared response headers of an HTTP 429 response for CreateIntegration
+type CreateIntegrationResponse429Headers struct {
+	RetryAfter int
+}
+
+type CreateIntegrationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *IntegrationResponse
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PayloadTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *CreateIntegrationResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r CreateIntegrationResponse) GetJSON200() *IntegrationResponse {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r CreateIntegrationResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateIntegrationResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateIntegrationResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateIntegrationResponse) GetJSON413() *PayloadTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r CreateIntegrationResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r CreateIntegrationResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r CreateIntegrationResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateIntegrationResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r CreateIntegrationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r CreateIntegrationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r CreateIntegrationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r CreateIntegrationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// DeleteIntegrationResponse429Headers the declared response headers of an HTTP 429 response for DeleteIntegration
+type DeleteIntegrationResponse429Headers struct {
+	RetryAfter int
+}
+
+type DeleteIntegrationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Success
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *DeleteIntegrationResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON200() *Success {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r DeleteIntegrationResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteIntegrationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteIntegrationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteIntegrationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteIntegrationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// GetIntegrationResponse200Headers the declared response headers of an HTTP 200 response for GetIntegration
+type GetIntegrationResponse200Headers struct {
+	CacheControl string
+}
+
+// GetIntegrationResponse429Headers the declared response headers of an HTTP 429 response for GetIntegration
+type GetIntegrationResponse429Headers struct {
+	RetryAfter int
+}
+
+type GetIntegrationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *IntegrationResponse
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *GetIntegrationResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetIntegrationResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetIntegrationResponse) GetJSON200() *IntegrationResponse {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r GetIntegrationResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetIntegrationResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetIntegrationResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r GetIntegrationResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r GetIntegrationResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r GetIntegrationResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r GetIntegrationResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetIntegrationResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r GetIntegrationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetIntegrationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetIntegrationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetIntegrationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// UpdateIntegrationResponse429Headers the declared response headers of an HTTP 429 response for UpdateIntegration
+type UpdateIntegrationResponse429Headers struct {
+	RetryAfter int
+}
+
+type UpdateIntegrationResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *IntegrationResponse
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PayloadTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *UpdateIntegrationResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON200() *IntegrationResponse {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON413() *PayloadTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r UpdateIntegrationResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateIntegrationResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateIntegrationResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateIntegrationResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateIntegrationResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type MetricsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5532,6 +6788,111 @@ func (c *ClientWithResponses) HealthWithResponse(ctx context.Context, reqEditors
 		return nil, err
 	}
 	return ParseHealthResponse(rsp)
+}
+
+// ListIntegrationsWithResponse List the environment's integrations, never with credentials
+//
+// Ordered by provider, then created_at. No credentials are ever returned, whatever the key's scopes.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /integrations (the `ListIntegrations` operationId).
+func (c *ClientWithResponses) ListIntegrationsWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListIntegrationsResponse, error) {
+	rsp, err := c.ListIntegrations(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListIntegrationsResponse(rsp)
+}
+
+// CreateIntegrationWithBodyWithResponse Create an integration
+//
+// The auth mode is the provider's in the catalog, or the body's auth_mode (a credport extension) for a provider outside it. OAUTH1, OAUTH2 and APP integrations need credentials of their type; secrets are sealed at rest and never returned here. Answers 200, as the reference does.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /integrations (the `CreateIntegration` operationId).
+func (c *ClientWithResponses) CreateIntegrationWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*CreateIntegrationResponse, error) {
+	rsp, err := c.CreateIntegrationWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateIntegrationResponse(rsp)
+}
+
+// CreateIntegrationWithResponse Create an integration
+//
+// The auth mode is the provider's in the catalog, or the body's auth_mode (a credport extension) for a provider outside it. OAUTH1, OAUTH2 and APP integrations need credentials of their type; secrets are sealed at rest and never returned here. Answers 200, as the reference does.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /integrations (the `CreateIntegration` operationId).
+func (c *ClientWithResponses) CreateIntegrationWithResponse(ctx context.Context, body CreateIntegrationJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateIntegrationResponse, error) {
+	rsp, err := c.CreateIntegration(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseCreateIntegrationResponse(rsp)
+}
+
+// DeleteIntegrationWithResponse Delete an integration and its connections
+//
+// Removes the integration and every connection of it, with their sealed credentials, in one transaction and for good (the reference only flags them deleted). Creating the key again makes a new, empty integration.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /integrations/{uniqueKey} (the `DeleteIntegration` operationId).
+func (c *ClientWithResponses) DeleteIntegrationWithResponse(ctx context.Context, uniqueKey UniqueKeyPath, reqEditors ...RequestEditorFn) (*DeleteIntegrationResponse, error) {
+	rsp, err := c.DeleteIntegration(ctx, uniqueKey, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteIntegrationResponse(rsp)
+}
+
+// GetIntegrationWithResponse Get an integration, with its credentials for keys that may read them
+//
+// include=credentials adds the credentials for a key holding environment:integrations:read_credentials (or a wildcard) and is ignored for others; include=webhook adds webhook_url, always null since credport routes no provider webhooks.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /integrations/{uniqueKey} (the `GetIntegration` operationId).
+func (c *ClientWithResponses) GetIntegrationWithResponse(ctx context.Context, uniqueKey UniqueKeyPath, params *GetIntegrationParams, reqEditors ...RequestEditorFn) (*GetIntegrationResponse, error) {
+	rsp, err := c.GetIntegration(ctx, uniqueKey, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetIntegrationResponse(rsp)
+}
+
+// UpdateIntegrationWithBodyWithResponse Update an integration
+//
+// Only the fields sent change; updated_at becomes now, even for {}. credentials replaces the client id and secret (or the GitHub App); scopes left out keep the stored scopes. A rename is refused while the integration has connections.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /integrations/{uniqueKey} (the `UpdateIntegration` operationId).
+func (c *ClientWithResponses) UpdateIntegrationWithBodyWithResponse(ctx context.Context, uniqueKey UniqueKeyPath, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateIntegrationResponse, error) {
+	rsp, err := c.UpdateIntegrationWithBody(ctx, uniqueKey, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateIntegrationResponse(rsp)
+}
+
+// UpdateIntegrationWithResponse Update an integration
+//
+// Only the fields sent change; updated_at becomes now, even for {}. credentials replaces the client id and secret (or the GitHub App); scopes left out keep the stored scopes. A rename is refused while the integration has connections.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /integrations/{uniqueKey} (the `UpdateIntegration` operationId).
+func (c *ClientWithResponses) UpdateIntegrationWithResponse(ctx context.Context, uniqueKey UniqueKeyPath, body UpdateIntegrationJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateIntegrationResponse, error) {
+	rsp, err := c.UpdateIntegration(ctx, uniqueKey, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateIntegrationResponse(rsp)
 }
 
 // MetricsWithResponse Prometheus metrics
@@ -6822,6 +8183,491 @@ func ParseHealthResponse(rsp *http.Response) (*HealthResponse, error) {
 	return response, nil
 }
 
+// ParseListIntegrationsResponse parses an HTTP response from a ListIntegrationsWithResponse call
+func ParseListIntegrationsResponse(rsp *http.Response) (*ListIntegrationsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListIntegrationsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest IntegrationList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ListIntegrationsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseCreateIntegrationResponse parses an HTTP response from a CreateIntegrationWithResponse call
+func ParseCreateIntegrationResponse(rsp *http.Response) (*CreateIntegrationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &CreateIntegrationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest IntegrationResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers CreateIntegrationResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseDeleteIntegrationResponse parses an HTTP response from a DeleteIntegrationWithResponse call
+func ParseDeleteIntegrationResponse(rsp *http.Response) (*DeleteIntegrationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteIntegrationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Success
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers DeleteIntegrationResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseGetIntegrationResponse parses an HTTP response from a GetIntegrationWithResponse call
+func ParseGetIntegrationResponse(rsp *http.Response) (*GetIntegrationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetIntegrationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest IntegrationResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers GetIntegrationResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetIntegrationResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseUpdateIntegrationResponse parses an HTTP response from a UpdateIntegrationWithResponse call
+func ParseUpdateIntegrationResponse(rsp *http.Response) (*UpdateIntegrationResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateIntegrationResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest IntegrationResponse
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers UpdateIntegrationResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseMetricsResponse parses an HTTP response from a MetricsWithResponse call
 func ParseMetricsResponse(rsp *http.Response) (*MetricsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -6958,6 +8804,21 @@ type ServerInterface interface {
 	// Health Liveness
 	// (GET /health)
 	Health(ctx echo.Context) error
+	// ListIntegrations List the environment's integrations, never with credentials
+	// (GET /integrations)
+	ListIntegrations(ctx echo.Context) error
+	// CreateIntegration Create an integration
+	// (POST /integrations)
+	CreateIntegration(ctx echo.Context) error
+	// DeleteIntegration Delete an integration and its connections
+	// (DELETE /integrations/{uniqueKey})
+	DeleteIntegration(ctx echo.Context, uniqueKey UniqueKeyPath) error
+	// GetIntegration Get an integration, with its credentials for keys that may read them
+	// (GET /integrations/{uniqueKey})
+	GetIntegration(ctx echo.Context, uniqueKey UniqueKeyPath, params GetIntegrationParams) error
+	// UpdateIntegration Update an integration
+	// (PATCH /integrations/{uniqueKey})
+	UpdateIntegration(ctx echo.Context, uniqueKey UniqueKeyPath) error
 	// Metrics Prometheus metrics
 	// (GET /metrics)
 	Metrics(ctx echo.Context) error
@@ -7343,6 +9204,81 @@ func (w *ServerInterfaceWrapper) Health(ctx echo.Context) error {
 	return err
 }
 
+// ListIntegrations converts echo context to params.
+func (w *ServerInterfaceWrapper) ListIntegrations(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ListIntegrations(ctx)
+	return err
+}
+
+// CreateIntegration converts echo context to params.
+func (w *ServerInterfaceWrapper) CreateIntegration(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.CreateIntegration(ctx)
+	return err
+}
+
+// DeleteIntegration converts echo context to params.
+func (w *ServerInterfaceWrapper) DeleteIntegration(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "uniqueKey" -------------
+	var uniqueKey UniqueKeyPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "uniqueKey", ctx.Param("uniqueKey"), &uniqueKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter uniqueKey: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.DeleteIntegration(ctx, uniqueKey)
+	return err
+}
+
+// GetIntegration converts echo context to params.
+func (w *ServerInterfaceWrapper) GetIntegration(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "uniqueKey" -------------
+	var uniqueKey UniqueKeyPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "uniqueKey", ctx.Param("uniqueKey"), &uniqueKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter uniqueKey: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetIntegrationParams
+	// ------------- Optional query parameter "include" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "include", ctx.QueryParams(), &params.Include, runtime.BindQueryParameterOptions{Type: "array", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter include: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetIntegration(ctx, uniqueKey, params)
+	return err
+}
+
+// UpdateIntegration converts echo context to params.
+func (w *ServerInterfaceWrapper) UpdateIntegration(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "uniqueKey" -------------
+	var uniqueKey UniqueKeyPath
+
+	err = runtime.BindStyledParameterWithOptions("simple", "uniqueKey", ctx.Param("uniqueKey"), &uniqueKey, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter uniqueKey: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.UpdateIntegration(ctx, uniqueKey)
+	return err
+}
+
 // Metrics converts echo context to params.
 func (w *ServerInterfaceWrapper) Metrics(ctx echo.Context) error {
 	var err error
@@ -7429,6 +9365,11 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/connection/metadata", wrapper.SetMetadataLegacy, options.OperationMiddlewares["setMetadataLegacy"]...)
 	router.DELETE(options.BaseURL+"/connection/:connectionId", wrapper.DeleteConnectionLegacy, options.OperationMiddlewares["deleteConnectionLegacy"]...)
 	router.GET(options.BaseURL+"/connection/:connectionId", wrapper.GetConnectionLegacy, options.OperationMiddlewares["getConnectionLegacy"]...)
+	router.GET(options.BaseURL+"/integrations", wrapper.ListIntegrations, options.OperationMiddlewares["listIntegrations"]...)
+	router.POST(options.BaseURL+"/integrations", wrapper.CreateIntegration, options.OperationMiddlewares["createIntegration"]...)
+	router.DELETE(options.BaseURL+"/integrations/:uniqueKey", wrapper.DeleteIntegration, options.OperationMiddlewares["deleteIntegration"]...)
+	router.GET(options.BaseURL+"/integrations/:uniqueKey", wrapper.GetIntegration, options.OperationMiddlewares["getIntegration"]...)
+	router.PATCH(options.BaseURL+"/integrations/:uniqueKey", wrapper.UpdateIntegration, options.OperationMiddlewares["updateIntegration"]...)
 	router.GET(options.BaseURL+"/health", wrapper.Health, options.OperationMiddlewares["health"]...)
 	router.GET(options.BaseURL+"/ready", wrapper.Ready, options.OperationMiddlewares["ready"]...)
 	router.GET(options.BaseURL+"/metrics", wrapper.Metrics, options.OperationMiddlewares["metrics"]...)
@@ -9264,6 +11205,700 @@ func (response Health200JSONResponse) VisitHealthResponse(w http.ResponseWriter)
 	return err
 }
 
+type ListIntegrationsRequestObject struct {
+}
+
+type ListIntegrationsResponseObject interface {
+	VisitListIntegrationsResponse(w http.ResponseWriter) error
+}
+
+type ListIntegrations200JSONResponse IntegrationList
+
+func (response ListIntegrations200JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListIntegrations400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ListIntegrations400JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListIntegrations401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ListIntegrations401JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListIntegrations403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response ListIntegrations403JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListIntegrations415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response ListIntegrations415JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListIntegrations429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ListIntegrations429JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListIntegrations500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response ListIntegrations500JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListIntegrations503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response ListIntegrations503JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegrationRequestObject struct {
+	Body *CreateIntegrationJSONRequestBody
+}
+
+type CreateIntegrationResponseObject interface {
+	VisitCreateIntegrationResponse(w http.ResponseWriter) error
+}
+
+type CreateIntegration200JSONResponse IntegrationResponse
+
+func (response CreateIntegration200JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegration400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response CreateIntegration400JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegration401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response CreateIntegration401JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegration403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response CreateIntegration403JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegration413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response CreateIntegration413JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegration415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response CreateIntegration415JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegration429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response CreateIntegration429JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegration500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response CreateIntegration500JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateIntegration503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response CreateIntegration503JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegrationRequestObject struct {
+	UniqueKey UniqueKeyPath `json:"uniqueKey"`
+}
+
+type DeleteIntegrationResponseObject interface {
+	VisitDeleteIntegrationResponse(w http.ResponseWriter) error
+}
+
+type DeleteIntegration200JSONResponse Success
+
+func (response DeleteIntegration200JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegration400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response DeleteIntegration400JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegration401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response DeleteIntegration401JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegration403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response DeleteIntegration403JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegration404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response DeleteIntegration404JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegration415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response DeleteIntegration415JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegration429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response DeleteIntegration429JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegration500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response DeleteIntegration500JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIntegration503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response DeleteIntegration503JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegrationRequestObject struct {
+	UniqueKey UniqueKeyPath `json:"uniqueKey"`
+	Params    GetIntegrationParams
+}
+
+type GetIntegrationResponseObject interface {
+	VisitGetIntegrationResponse(w http.ResponseWriter) error
+}
+
+type GetIntegration200ResponseHeaders struct {
+	CacheControl string
+}
+
+type GetIntegration200JSONResponse struct {
+	Body    IntegrationResponse
+	Headers GetIntegration200ResponseHeaders
+}
+
+func (response GetIntegration200JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", fmt.Sprint(response.Headers.CacheControl))
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegration400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response GetIntegration400JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegration401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response GetIntegration401JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegration403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response GetIntegration403JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegration404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response GetIntegration404JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegration415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response GetIntegration415JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegration429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response GetIntegration429JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegration500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response GetIntegration500JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIntegration503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response GetIntegration503JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegrationRequestObject struct {
+	UniqueKey UniqueKeyPath `json:"uniqueKey"`
+	Body      *UpdateIntegrationJSONRequestBody
+}
+
+type UpdateIntegrationResponseObject interface {
+	VisitUpdateIntegrationResponse(w http.ResponseWriter) error
+}
+
+type UpdateIntegration200JSONResponse IntegrationResponse
+
+func (response UpdateIntegration200JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response UpdateIntegration400JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response UpdateIntegration401JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response UpdateIntegration403JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration404JSONResponse struct{ NotFoundJSONResponse }
+
+func (response UpdateIntegration404JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response UpdateIntegration413JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response UpdateIntegration415JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response UpdateIntegration429JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response UpdateIntegration500JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type UpdateIntegration503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response UpdateIntegration503JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type MetricsRequestObject struct {
 }
 
@@ -9409,6 +12044,21 @@ type StrictServerInterface interface {
 	// Health Liveness
 	// (GET /health)
 	Health(ctx context.Context, request HealthRequestObject) (HealthResponseObject, error)
+	// ListIntegrations List the environment's integrations, never with credentials
+	// (GET /integrations)
+	ListIntegrations(ctx context.Context, request ListIntegrationsRequestObject) (ListIntegrationsResponseObject, error)
+	// CreateIntegration Create an integration
+	// (POST /integrations)
+	CreateIntegration(ctx context.Context, request CreateIntegrationRequestObject) (CreateIntegrationResponseObject, error)
+	// DeleteIntegration Delete an integration and its connections
+	// (DELETE /integrations/{uniqueKey})
+	DeleteIntegration(ctx context.Context, request DeleteIntegrationRequestObject) (DeleteIntegrationResponseObject, error)
+	// GetIntegration Get an integration, with its credentials for keys that may read them
+	// (GET /integrations/{uniqueKey})
+	GetIntegration(ctx context.Context, request GetIntegrationRequestObject) (GetIntegrationResponseObject, error)
+	// UpdateIntegration Update an integration
+	// (PATCH /integrations/{uniqueKey})
+	UpdateIntegration(ctx context.Context, request UpdateIntegrationRequestObject) (UpdateIntegrationResponseObject, error)
 	// Metrics Prometheus metrics
 	// (GET /metrics)
 	Metrics(ctx context.Context, request MetricsRequestObject) (MetricsResponseObject, error)
@@ -9888,6 +12538,174 @@ func (sh *strictHandler) Health(ctx echo.Context) error {
 	return nil
 }
 
+// ListIntegrations operation middleware
+func (sh *strictHandler) ListIntegrations(ctx echo.Context) error {
+	var request ListIntegrationsRequestObject
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ListIntegrations(ctx.Request().Context(), request.(ListIntegrationsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListIntegrations")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ListIntegrationsResponseObject); ok {
+		return validResponse.VisitListIntegrationsResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// CreateIntegration operation middleware
+func (sh *strictHandler) CreateIntegration(ctx echo.Context) error {
+	var request CreateIntegrationRequestObject
+
+	var body CreateIntegrationJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.CreateIntegration(ctx.Request().Context(), request.(CreateIntegrationRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CreateIntegration")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(CreateIntegrationResponseObject); ok {
+		return validResponse.VisitCreateIntegrationResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// DeleteIntegration operation middleware
+func (sh *strictHandler) DeleteIntegration(ctx echo.Context, uniqueKey UniqueKeyPath) error {
+	var request DeleteIntegrationRequestObject
+
+	request.UniqueKey = uniqueKey
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteIntegration(ctx.Request().Context(), request.(DeleteIntegrationRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteIntegration")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(DeleteIntegrationResponseObject); ok {
+		return validResponse.VisitDeleteIntegrationResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// GetIntegration operation middleware
+func (sh *strictHandler) GetIntegration(ctx echo.Context, uniqueKey UniqueKeyPath, params GetIntegrationParams) error {
+	var request GetIntegrationRequestObject
+
+	request.UniqueKey = uniqueKey
+	request.Params = params
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.GetIntegration(ctx.Request().Context(), request.(GetIntegrationRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetIntegration")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(GetIntegrationResponseObject); ok {
+		return validResponse.VisitGetIntegrationResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// UpdateIntegration operation middleware
+func (sh *strictHandler) UpdateIntegration(ctx echo.Context, uniqueKey UniqueKeyPath) error {
+	var request UpdateIntegrationRequestObject
+
+	request.UniqueKey = uniqueKey
+
+	var body UpdateIntegrationJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.UpdateIntegration(ctx.Request().Context(), request.(UpdateIntegrationRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "UpdateIntegration")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(UpdateIntegrationResponseObject); ok {
+		return validResponse.VisitUpdateIntegrationResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
 // Metrics operation middleware
 func (sh *strictHandler) Metrics(ctx echo.Context) error {
 	var request MetricsRequestObject
@@ -9962,120 +12780,145 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7F39cts4kn8VFG+rbO/SsuwkUzd2bdXKjjPjzYd9trJzu45OC5EtCWMS4ACgZU3irXuH++Me6N7knuQK",
-	"H6T4KZHyxyS3+iexJAJsNLobje4fGp8dj4URo0ClcA4/OxHmOAQJXH86YZSCJwmjZ/4FllP1HaHOoROp",
-	"D65DcQjOoeNlHnNch8MvMeHgO4eSx+A6wptCiFXb33EYO4fOv+wtXrpnfhV72Xc59/euc8HZLfGBnzA6",
-	"JpO3MP+3GPg8JeEX/SmlIbJPDz39+PAG5muTUnqzc68I4iAiRgVo1hxj/xJ+iUFI9cljVALVf+IoCoiH",
-	"1UD2fhaMqu+avfZK+qecM27e5oPwOIlUP86h058C4uZ9iAgU4mDMeAg+YhwpDggkWAhySugEySmWyGcg",
-	"EGUSjYl07l3nDeMj4vtAn43c3sUZuoE5CrB3I5CcAmIRcP2mLYGExyJQhH1g8g2Lqf9sdBEqYWLoQNuM",
-	"o4X07iy4BndEcZpqum9gviUQ0FvCGQ0VgUo88Txg2O8z9g7zCTwb+SPmzxHceQC+4aoAfgt8S6CAhGau",
-	"E/n9SPEtJgEeBc9DXg8lWqgJS+TVhwioL5Di9w9E/hiPXDRmHGFkPqFeFB3pFpLdAEUfL98lD3AYcxDT",
-	"HeSxOPD1zIxUx9ibgu8in5jvMBUz4Hq6SAhKJ8aYBOAfqV+1TsywQEIybjTGm2I6AV/x6tK84Thg3g08",
-	"jxASeosD4g89Dj5QSXAgDjPDD2NhR6kpU+McxXLBDD0WDuNYgI9mRI1Ptx5h72aXjccoAk6Yj7ZfdJFA",
-	"oznyYYzjQO64auhJw1eaVULxDCPOZmYC0vlT71Cc9XAQgN9Bl7BLwohxaQwMZLQGeQFgLtCIyWlHsfRK",
-	"C6QZ/rOIHUUxhbsIPAm+nvmYwxHyQWISCIQ5oIBNJpZbOdEkfkIw8eC51UVps48lHmEByqjHVAu2fv+9",
-	"6/QZe4/p3K4y4tntNhGI3SqtkgJxLMHaF9eZAvatg3AJks93e2MJeqrznV2Bx5TeS4ZmmCiZHjOueC/5",
-	"nNDJ0uU5JJSEcegc7ruOnEeg1UbCBDTZ967zkeJYThknvz6T1n5gLsL5hRcrwbuhbEYTpjmaMhFHSlXA",
-	"fw8+wX1N/nOuDsTobuktqontSL2nFwS9WE5PFmZI00bn52Pn8Ho5Heeq5X6m6U9ETi/xzLl3GzQ8WKPh",
-	"MRbE60UkS+6qNr2IvIV5uxbR+o+roUwh8Fc2+/NMtnmL5VlAgMo1ONeLoiu19K3R1GhZG1pPYiFZ2KZF",
-	"f4TbPH5MgmCNkfRn7EpCq8m9IhOKZZxjnHM/uHedslwpxfF9onQNBxdcebqSqJ3CGAcCXLU9Sb9S+q/a",
-	"r9L1vnIHlEWR1oIAVRbx2uldnA3fnv7VGaS2UUiuLKrZpSQ29dr86iavU48TqRY3NQD0Vu+QbAds9DN4",
-	"2nksaEDLgXkeCDHUjoz6XCDPdeAuIhzEEGs7qEyp+svxsYRd5ZA4brkNx7NMXwtKy2y5aM6SLKHmFRn2",
-	"LPzS1RxKlX4Vp8rGOuMAIjZWy0nv4gIZPwthgbBeh5XTwmKZ3X8cLrwvccgB53xJNAGpdwbhIZqprWDW",
-	"4RFAlbvso9kUaNbpVKurr71uonY/epZcROHWOvPmMSIFBOOOUxboaEj8R5txQoXEQaCXrrp+HzT7htzy",
-	"iyplwLWDnyUzXS0TZ5m+HmIaEk42Mg0VnFrWLkvjmf+8bKxhW93S9BUYnoiTWyxBx5Kq+mxhmIZX/fPL",
-	"09WcLdilLAUlK9WLIqS5V8XZKnepHUsjLMSM8Wbad9y7OjupGJ7rxAK4idF9biZVaQN3QUJm1HpgSHlE",
-	"lcOu9g7ajdyH29o5X0eOGJ9gSn5das6WcrtO0AQI0cJEHp+9e1c7R3WdNJ+/hG3lAWeGZwbjliY7O8Mk",
-	"CKrm1oRjz2+Bc+JDyzn1tPdcN0j7qwCPg6weaRU5dg0+pf5HkeyAIw4elos9bXnZB+ojNW61xJu1eQwc",
-	"qAfIiJNARB4itfLO0ZhA4KOIg1q4XUTjIDBLt9rg6a1neTH2iYgCPB8ms7bY0RXHnX6j+jWuLYSYBK1b",
-	"Gbbmh/qRkl9iCOaIaG0cEzDDTYbfWaUqeSoecYxtqM0SlCMfjSBgdCKQZM4qq26XxIIEVVAm8WSJmTYC",
-	"ZRpdJ/24pvmg4p3JbLp5dtnXFJg9WC7iSTQvPw0Bm1iVgjscRlp9/8LpSM5v/v3Pb7ybk/DFjxffv5BV",
-	"U120TtiYdDGnniJm0SHO2frli4claPlg3iiGtTQfaWObYGo2S4tJutudsF375c+C0c4lnr0HIfBEB/sy",
-	"/deZKA7KrLRaeLz84r80SFAOBilrQP1hbE3bQsVwEDQIEZXtoxL5PFsTeS9MVtncDvIcrO47r05uK2N8",
-	"pOOcih4dMMYUmVe76PO9sbhEoqmOilNwE9MtAPwtgUrkIB+8AHNjQ0IdFQelQXqwREIomqdDbbwvZQnm",
-	"HOtAoxGUVBIIld+9dMrhUtcJsJDDMUhv2lJ+QpDYxxI/srAnWYZqR6gikVvp3FjRWbpNUs8oHybyW+pO",
-	"lTHN66hbk3JOB5dOeYaPboUhSc1xRsNzJJcnMK/Zy43dWcVi188lcLYEIv4RwojCDH38ePbayHsAY4lY",
-	"LNU6HeK7d0AncuocHrx65TohocnnfeXcSQlcdfwf13j3197u37q737udo8M//uEfnz5df/o0+PKn332+",
-	"/+Rsffr06dPeEO0O/vC7KnlbUP2OmMT6WiZ6HS1TLzyTEFYpGoU7OfRiLswSuKxD1c2JebJobS6ME2eY",
-	"GzKenQKBQiy96SFSfrKyNFgg80K0nSatBA4BjUkggQsdw9EJmR0dtFG/KzJRhCfQQb2RfpV1WZT4mB9K",
-	"gp1l2nI5Shm09sK5fGFrbpWqF6X2S1HZ9/3tTHQ7S1ty/r42k/u45jOd8NRUZg2qFZ/l0nsJuG2EtpfN",
-	"cWOBfjjto72Mvux9zuKe7hEHGXNqNm95X9PknWcwmjJ2M4x5MGR2E+uaWGyi4Xq3V9wUhnieABz09s+6",
-	"Fr7+hEcBdFDCIEQEwsEMz0Vxy2hjyJjmtl8bH7fKJbQ4kUzHR8oJNIiUbES+GHnvPJ11Kjuz35JLeZ3M",
-	"V7pZ/Wf2LV2nyhQsCClz68nMaTPHtJLcR/ZXS2njdm5G01D8ycer/vn71XH4TJAyE5k0VFbFJq3mntEo",
-	"lg3WmeX70tfp764y1WZXSqiQgP0O6gWCoblZKZKpHP5eP7Q6Flh05MvOVRL/SyU5iSGtbLpuEHD55qJW",
-	"OatZvFJp/4KDWFuKPKHvgU/AR4RKVsC3bZmwgItiWkA2bgnEZrTI+fkHHDai5K3BC5VjH6tDh4624K81",
-	"wq21Q+5DpdELrRGtzk4Y8HeeZ29hLtCYs9DgD5k/14BajczeQZwxiSw32XgM1Cd0gm4V+xW30iWrJjCY",
-	"LEqlDYu2PQmxlrQqFr3RO6Ur022F6K8Qsx8BB2bQbcwQiDiQWYPDbhoYG9OqahBnGgyQ9WNTzPlTRi8L",
-	"nnD6JDLNYwufZuMiFnS7f9xDVGOTseexmMozf6eD3tlYgtqRYorMYuGaXa3xtrRcKP/1BqIk5JCla7/b",
-	"7T7c42x+AKGVY2lnqT52uqxxbulo4RgV7ZdppTQOS4m9KSpZsibzkLz9saeixvVqeQzjAXvQav9olV9S",
-	"ntnqYFoGfiOZ4eUR+rvq7u9IQACegeSgW8wJppqrPlG9hIRiaeJKIY4ia6sShFdjXKOrgRv1AMA6cIpr",
-	"M/ctQJeu8+H8w2ljxOBPRE77Jjlz3vvY/3G/MaQ0aXHQGEuathienLQEUzqu0z/uNcYo5hZ759AIzr3r",
-	"MArroGfbw2a/ErxsHTdbA0tTMXlkuOgS2dcxvwIiqlK7ia/heZnjKiiLeHIRocgHj4Q4QD6ZECmKbm13",
-	"Wci8u/v94PeV8fACTrjdor8W8E6IGPhZDUTFgJEscjWTDmxOU03cZxnuorTxtQ8vS6gnzQc5qmuGVY8Z",
-	"K24e//xTvzE2LsOszAZS9VCxymSyBiUB/GkKHBBGAbFBfCQk5lIcIRbhX4wvnRG1FwfLRK23+ze8+2t3",
-	"9/thXQom8SMe7GhW7QbPac5ZJL4+kmTHZpzJUI2nmRUtOGyto2DGzQvx3ZlpZ/yakNDkc3ErsjrM3tR3",
-	"+3o8qtp80LKoUjrMKpepvLi1kyGmVoYFkrMRDDbTJgPiWgtcb52UlXqeJbOSgHL4yHDGacKz9YCLBdaV",
-	"0VWVbFob1/rYrCohXFcwrMLveAAosJG0lICCjVqtsxS3U4DKqdFu8MrZWTChOLyEiBpJPkCG/y3mZz2x",
-	"fhh285EPnTT2Fp5iCqo1pMFEPNqJnmZaYhaLbGpjxZKcBfauO2PmePTwMRSnNVC/WkEaTcgTHXj4beag",
-	"RmtKc9NQe9abhxotqZqNCyy96UPDq+tG+tqkGetShqWj8FMpo22xY6ooMI4+OZ8cJJk5pY9ICc7Vffmv",
-	"bhO4e9l3rN4rL6prbAkU6/QPuoH5miiyfxx2/oRqNyuVJzSffpe8/GRMYxG/OvvhQ6//sfJY0OOfm0l5",
-	"VaUG6bHylsxbo01t/qklmiGbAatAMtRns6oSSoNVaTgz0kEl61S3x4wFFeqIRowFgGn5qAcH7AuTKkPj",
-	"AE/EIdJbQ7TvojkIFzHqormLgOJRYMoNGHairosocxEbj11EXeQToZ/QUShM58jDQgcFMvq0fd2Xg+tL",
-	"Prj+GA+uT2HwZf/L9V/n+s/rKzH4cn3OBtcf6EB/+0V//YEOrnt4cH08Gly/C8yjr/3Bl+s3Y/OD+vJK",
-	"mO66X/Tz58x2pZ55Mx58MX2+9gfXZ8Q8XdHlTrVux9qyt5QusWhVmAoDi1I8zhw8sdNTmu6km6oJt5nb",
-	"fEbxu5erzdlgYdaGnz7tdvZqon5pkrp90rL/JLnxxfpooAjbNzDfMwk782qx00E6GYw5IKpsaEB+BV8t",
-	"OwGbAVciqZFuuraNkHiuxFYS6kmExxIy61I+LFK30g6bwxSWcuz+sbL2rlOIS7eOmz3MWTPb6RYb2UeJ",
-	"lfSPe40DoimFhXdnlijVXRVnkxW1aFxND8o0pugSfmTKd4WRnLsISxQyIdF3L9FbclxwQb579erFd6s1",
-	"qlw34ukdjIdvPvs/nQ+v+qcX6yKd+jOG1Lir5qNcFGQVR5JeTUvVyqCfmnSeJobasb3IEJ2zbCargxYE",
-	"m+RFzImcXyltMS8fAebA9RnlCrH1OPi6xENSacnIcQdp8KnHIhA6Iq5WfZ2mT+vmafuq8TTU4qhUc21U",
-	"pyzwlYBrndVLm6ZhQbHaF5iqQYSOWUW1JsnseaViXYrsMQWNKSDc340wl3M1AoFGMCXURx8wnbAtkXu8",
-	"d3HWQa+Bk1vwDVIoeSqKRwERU/CRiMA7ssddTWE2RFIG2Npml6e91+9PtwQCzrHEegW3U5TlpuM6t8CF",
-	"GdB+p9vp6qhnBBRHxDl0XnT2O12LGdITlcFzq48TYwtX4fPeJGcwOKDeh9fgHyHGfQO/XoAi0evTqxMX",
-	"EV//caQcNgG6eqPO4vzPf5vzG3qTNtNJHlOBDW4Ji81DWwJlzp4ggeeig3qmvZpwkVo43VWO9Wq51WX3",
-	"APNgnhTfIlIYoJbaIoBAL9F7cnyUewtJweP6qIquAFJ9XKWDPrCcsCiG6OcNFh60RKbSe+Y7hybVtejo",
-	"HUywp4GqmcKj10XZPL3DnixmjrDHmRDZDadOu1YVBy0UKG1WaiuHH7u/d4tEnWABu4QKoIJIcgtIxCNj",
-	"VipwUUR78Pb7BPy4JZDFZ+oanuoJ7cXUDUMA5t70QQNYLtiGz+kJZ+LXUQI2kuE/OTEm917gWvbg8goS",
-	"zzOPPubkszDEuwKU2Co7lRZONJ6cssviCIkIe6DUgsVKG7E3NRackzCEWuZmJLpAccZ72e9mc4aillDl",
-	"sF/fwHzwR+OwR5hwkZhb9cEsH0afHR31C/QO3UxJFX0WFb4gq2630XLzUuH9lyteyLm2+j5AdL7I+xew",
-	"cMoi5mxhxmS6aP9///O/DhT3ksqYaL/bTe0qDgTLGE43sZwFhdZFdme6KqnEN3nDKo1ZRdtEJsdxUmsd",
-	"gPqdUdjJW13lZaj+JaExCLUfQv1cwMDSqpdgPflHSADUrY5V85bUb1xMnO1TS5Pmv6m5eJAkwutLMJZ4",
-	"fqF4R+NwBNws9N2jBPlbtep10NmEasChPvxkmFBHeGSQvhV0Z6nWTOl287R3m9Det4cnk7mwBie3FJsK",
-	"rRn8RbpmYz2dSmTAd3XFLb0EmkfVil23KCXHRJtZpAxG5P5+UKhGfdDtPlqJycIh3IpCk+fUciLvHCr9",
-	"fGkIqeo/JXgvUztbN9lf3SRX7lM3erG60aLmtWqx/6rJaypqd6rGB9+vblws2HrvOq+asCNbL1e3edGs",
-	"TaFkbXYvon2o7C7k2qkrH6ccbWegJErEYYj53Dpp2Zl1EYUZCInGhAuZlIUzmptx/7YD7c0h5V4r2cie",
-	"ltzR9GW+2ctiZSK1/DRxva+mOAjYbDcEPrG7lQVi2ZzdwBpKZPcTC4OttM7XoSsbprKOashuwd/R0VOl",
-	"xpJjKrBucmiOaqtviUAhEYLQiZuWlCYCzTiREqj2tRUpSR1qgV52Xya1YYcZAHbJHf6oEdgJ6Cr1hu0B",
-	"k2Pmzx9Nr4vIrvv85teeKXwys1L5+rIdzuLP9ST7R7kChuBNWWICvlpT0325ukVa917bpgavKBac39i0",
-	"WptmzjUUrZo+4lUwF0q5WcX+dpkpSy3Xjk4GMtEoaHAJUaB3AzmbtcRSfb5PKqsT+ZvZpyuQX69x2v8t",
-	"jRM387kxTxvz9DjmyRqIkn14qIkquF35qhXGcgUgoZkNU96SKO6FlXlR+18BOMgXTtBFEyaM+Wg7n/5m",
-	"NLB5b0QkMhT4Ox10lrtkQle8yUGSUYAlcBtlFbZmUYYU7ZOab4nfQb1Fhf7MQ4znLoExVlHZxG6FTXTL",
-	"uXufgSibytd6EJndU01os0rKFo/s1Vx79KRbviTXXmP2snFMgSaMwmar9y3aHavoBbtj5Bbh3DHeZbYl",
-	"b0G0E9QwcXJpS+QUj6WeK2uwqK3SstS5Mj2ZL01NHRF7U31nDvaRUE8ValIcISanwHWgVnWTs1qf73Uf",
-	"GL3svkgrpc8RFjf5e4kQS+oBmI86P9tBObTjH3V60ti/5CYeu+0U1vfLNTfRs1xWhfqodIJbbcJtilDf",
-	"4uMFsQ9+B73JVakplahRzEEGW6mITzHK9t1692wz1tm7hdKrhwj12Qxt779CIaGxMsGZC4aMW0RhBj6y",
-	"defzcMD0fqdFOsq0MdmiI4TTQPqWveMIBzn7XHF3kpsX3RH2bkwOZmyxJTjtiXEEd1Mca8aN5sn3Ar08",
-	"eFnTNc1ey+MiEbBZcr+Ueksa93/VPUg/DOOFri6KO9kD1oYHMZUsVqKYiJfil/5lioWdAb8oXjOsF1RP",
-	"7Q609M6IANs3CQKk6c+/hwjLPrW6lpasH0A+2XrllqtFQJQXdZGkdw2JHfRBFw4oablhkUVuVYVS8/Bi",
-	"t/FdOilyryIobC8GW64vlM1cpcQ0LRGa3L0zYrGufmGmUuuwH/PEsUnv6ipK6LZqzKhXyjcQsRDdHWUx",
-	"FWFZLyYt8ZXRMiJXKc8RUv6QtoRyHunEg03Ci2Qjuf60aFkd2sl5pGnpeR5EyVUVqjWWZEQCIudHtu7E",
-	"+uIzIXIaj4Y4ioY/z+RDpOl54vO6qN1Kny1/Y9cJ9qawe8Ko5JWIVZOuomxXm5HO0ku6EmxN8nQVvub+",
-	"/9tW+EGuZYO3FS4kfHaP9KDBVr/ifsnn92aVnjsDZSGaPz/M1fvI+8E/gMx5Eq5ZugvepbY72mnUa3aI",
-	"58bHlFMIW7vN7Vba0m28+nz7XqHubeqKbxBLT4JY2mCVNlilDVZpg1XaYJU2WKUNVmmDVdoEsL9FrFI+",
-	"c5+rWBsJUCqTCyqOtcdLvCmasxjhQLn8czTFt7nDEsouF3NRNWks5etW1NZJAmL62nXlPWQ4oa8IN1WW",
-	"bfBah/9s+t968UkAOFOqbLt3cbFjb6vh2jUmVI2P5oqYIXOQPhuDtn2kw8jHcm2BKx1q1gH35PwIlke2",
-	"6SKGm0Qh0Uu1lJnYuu1eGyUP0+Ld/kTRwnIBV5FGs151D+z2LEE7mKhn2XsvFlB9IvxCXZ3WZwZZFe64",
-	"Wp3PwyLhnBGc7BW07oMuoM1F4GwPOrVtbpo1crZdfZeuDlWvHbRykSBJBFW7OR7mnECOpE1g658P4/HN",
-	"RLaMLS8udMbEoO1YL1A7uQWqiPIQdejafx4s7QZFu0HRbmBqvymKtt7J/ubBsBsY7AYGu7EvXwEMtuz5",
-	"LAe4buCsa8JZN0DWTRzwmwOy5rCpGyTqBom6QaJ+A0jUDQZ1g0HdYFA3GNQNBnWDQd1gUNthUB8FVurW",
-	"pQx+0i6E2uYqB8YWY83dH6h/xBzSwJDybgqQOP2MCUtXXqpqiszqfxdxPzW4ncxV5zwbQrQvT2+Vrbxs",
-	"3ZRCT8OIHd15YZ0pOSaFAvGPuwt+/ABiTT37Z85StNqGW0zDJli4CRa2DhaalF/OZKbXNafQYMYTc6Ad",
-	"0rTIso4cTtNrfivjBD3rus6mJEjg7kwDZXhMxREyeydlP5CPJR7Z2ut5G2KvEn5ChbNvqNG3hGS1BQvI",
-	"bWkOCniqW6BGeV1nLwTJiVd/sOC9+T3ZRF1wFoKcQiyQhDuJTLnjDtKyo8vZqqd6F2cI+z5XNMU0UP+d",
-	"XJ6+vji/7A/fn/Yvz06uhu/OrvqnH3T6R2OVkufZWK+GbFaRn7HErGa0om0vCjApsLjkOLrthgt3ERMk",
-	"QYyFWK5hOpZMTeZ1ybzoSbIFbjtzHAaZmcoz59w8dBWB104Sk16zkNbCnSOqbzWpLzr7yGdeHFZeRlQt",
-	"nEnbpF0Wqaa3ijoybtdKEwpayqT+lOgaxJJjW6B5T6P1Vqr4QbebUfNEm5PNq4te6Qic+p1IHTNXTkNZ",
-	"CC/1y34TXdev1vcPK/Y9opEuJGiwT2i6vNfbcmOr9UxWHZR5xzwc2Jl2XCfmga1Sfbi3F6jfpkzIwxfd",
-	"7gvnfnD/fwEAAP//",
+	"7H3rchs5luarIHI6QlJ3iqJ8qegSoyKGluUqtS/SSvLUzshcDpgJkmglgSwAKZpla2LfYX/sA+2b7JNM",
+	"4ACZRN7ITOpSdjf/2CKZQB4cAAfn8uGcL17AZzFnhCnpHX3xYizwjCgi4NMxZ4wEinJ2Gp5jNdXfUeYd",
+	"ebH+4HsMz4h35AXOY57vCfJbQgUJvSMlEuJ7MpiSGdZt/yTI2Dvy/uVg+dID86s8cN/l3d353rngtzQk",
+	"4pizMZ28JYv/kRCxyEj4DT5lNMT26WEAjw9vyGJjUkpvBno+MvpbQt6SxQpOJOkzD/ruO92ZjDmTBKbl",
+	"FQ4vyG8JkUp/CjhThMGfOI4jGmDNxIO/S870d81ee6nCEyG4MG8LiQwEjXU/3pF3NSVImPchKtEMR2Mu",
+	"ZiREXCA9bokknxE1pWyC1BQrFHIiEeMKjany7nzvDRcjGoaEPRm5/fNTdEMWKMLBjURqShCPiYA37Ugk",
+	"Ax4TTdgHrt7whIVPRhdlikwMHWiXC7TcOXtLrpHPVHOaAd03ZLEjEWG3VHA20wTqrYEXEcfhFefvsJiQ",
+	"JyN/xMMFIp8DQkLDVUnELRE7EkV0ZuY6Xb8fGb7FNMKj6GnI66NUAgBh6XoNSUxYKJHm989U/ZKMfDTm",
+	"AmFkPqF+HPegheI3hKGPF+/SBwQZCyKneyjgSRTCzIx0xziYktBHITXfYSbnRMB00RnRe2KMaUTCnv4V",
+	"9sQcSyQVF2bHBFPMJiTUvLowb3gV8eCGPM0ipOwWRzQcBoKEhCmKI3nkDH+WSDtKoEyPc5SoJTNgLIKM",
+	"E0lCNKd6fNB6hIObfT4eo5gIykO0+7yLJBotUEjGOInUnq+HnjZ8CaySmmcYCT43E5DNn36H5myAo4iE",
+	"HXRB9uks5kIZAUOcXYOCiGAh0YiraUez9BIWpBn+kyw7hhJGPsckUCSEmU8E6aGQKEwjibAgKOKTieVW",
+	"bmnSMCWYBuSpt4vezSFWeIQl0UI9YbCw4f13vnfF+XvMFvaUkU8ut6lE/FbvKiWRwIpY+eJ7U4JDq5xc",
+	"ECUW+/2xIjDV+c4uScD1vlcczTHVa3rMhea9EgvKJiuP5xlldJbMvKND31OLmMC2UWRCgGzQBHCiplzQ",
+	"359o137gPsL5gxfrhXfD+JylTPOAMpnEequQ8D0JKb4C8p/ydKBm75beopvYjvR7+lHUT9T0eCmGgDa2",
+	"OBt7R9er6TjTLQ+dpr9SNb3Ac+/Ob9Dw2QYNX2FJg35MXXLXtenH9C1ZtGsRb/64HsqUROHaZn+bqzZv",
+	"sTyLKGFqA8714/hSH30bNDW7rA2tx4lUfNamxdUIt3n8FY2iDUZyNeeXirSa3Es6YVglOcZ5d4M73yuv",
+	"K71xwpDqvYajc6E1XUW1pTDGkSS+No2yr/T+1+3X7fUrrQ5oiaKsBCFMS8Rrr39+Onx78u/eIJONUgkt",
+	"UY2VksrUa/Orn75OP06VPtz0AJCxkGwHfPR3EoDyWNgBLQcWBETKISgy+nOBPN8jn2MqiBxikINalOq/",
+	"vBArsq8VEs8vtxF47vS1pLTMlvPmLHEJNa9w2LPUS9dzKNv06zhVFtaOAoj4WB8n/fNzZPQshCXCcA5r",
+	"pYUnyrU/jpbalzwSBOd0STQhCiyD2RGaa1PQVXgkYVpdDtF8SpirdOrTNQStm2rrB2bJR4zcWmXePEaV",
+	"JNG445UXdDyk4YPNOGVS4SiCo6uu33vNviG3/KLKNeDbwc/Tma5eE6dOX/cRDSknG4mGCk6taufSeBo+",
+	"LRtr2FZ3NH0DgicW9BYrAn6sqj5bCKbh5dXZxcl6zhbkkktBSUr14xgB96o4W6UutWNpjKWcc9Fs973q",
+	"X54eVwzP9xJJhPHMfWm2qrIG/pIEZ9QwMKQ1osphV2sH7UYektvaOd9kHXExwYz+vlKcreR23UKTRMoW",
+	"IvLV6bt3tXNU10nz+UvZVh6wMzwzGL802e4M0yiqmlvjjj27JULQkLSc0wC057pB2l8lCQRR1SOtIsee",
+	"wScs/ChTCzgWJMBqadOWj33CQqTHrY94czaPiSAsIMgsJ4moOkL65F2gMSVRiGJB9MHtI5ZEkTm6tYEH",
+	"pmf5MA6pjCO8GKaztrToiuPOvtH9GtWWzDCNWrcybM0P1fjqowWisBvHlJjhpsPvrNsqeSoecIxtqHUJ",
+	"ypGPRiTibCKR4t46qW6PxMIKqqBM4ckKMW0WlGl0nfbjm+aDinems+nn2WVfU2D2YPUST715+WmI+MRu",
+	"KfIZz2LYvv8m2Egtbv7n394EN8ez57+c//hcVU11UTphI9LlggWamGWHOCfrVx8elqDVg3mjGdZSfGSN",
+	"bXCr2SwtJ+nz/oTv2y//LjnrXOD5eyIlnoCzz+m/TkQJosVKq4MnyB/+K50EZWeQlgYsHCZWtC23GI6i",
+	"Bi6isnzUSz7P1nS9FyarLG4HeQ5W953fTn4rYdwDP6emBxzGmCHzah99uTMSlyo0Ba84I34quiUh4Y5E",
+	"JXJQSIIICyNDZuAVJ3oHwWCpIjPZPBRr/X0ZS7AQGByNZqFkK4Ey9cMLr+wu9b0ISzUcExVMW66fGVE4",
+	"xAo/8GJPowzVilBFELlSubFLZ6WZpJ/ROkwcttw7VcI0v0f9mnB3Nrhsyh0++hWCJBPHzg7PkVyewPzO",
+	"Xi3sTisOu6tcAGdHIhr2EEaMzNHHj6evzXqPyFghnih9Ts/w53eETdTUO3r28qXvzShLPx9q5U4pInTH",
+	"/+sa7//e3/+P7v6Pfqd39NNf/uvTp+tPnwZf//VPX+4+eTufPn36dDBE+4O//KlqvS2pfkdNYH0jEb3J",
+	"LtMvPFVkVrXRGPmshkEipDkCV3Wouzk2TxalzblR4gxzZ1y4UyDRDKtgeoS0nqwlDZbIvBDtZkEriWcE",
+	"jWmkiJDgw4GAzB44bfTvmkwU4wnpoP4IXmVVFr18zA+lhe0ybfU6yhi08cG5+mBrLpWqD6X2R1FZ9/3j",
+	"RHQ7SVtS/r41kfuw4jOb8ExUugLVLp/Vq/eC4LYe2r4b48YS/XxyhQ6c/XLwxcVc3SFBVCKYMd7yuqaJ",
+	"O8/JaMr5zTAR0ZBbI9Y3vth0h4O1VzQKZ3iRAhzA/LOqRQif8CgiHZQyCFGJcDTHC1k0Ga0PGbOc+bXV",
+	"catUQosTcTruaSXQIFJcj3zR8955POlUVma/J5XyOp2vzFj9Z9Ytfa9KFCwJKXPr0cRpM8W0ktwH1leh",
+	"r9MlNM8BV7YLrA5HWBJNalnt1URAbI18VoRJypnBXaUxivNTNwy3pKWXQqjQVKlYHh0c4Jh2JlRNk1En",
+	"4LOihtx98deKSceJmg5n3Mx0M8J0E6SbAF1LdBZPlKQhMUAsrHDEJx30BuRT9gzVFquvdckUUOY8vSOh",
+	"2w6sBuN+Oet/vPrl0PPNH8+yP4bHx56fhZx96+n3vatXffj+3PO9D2cfTiodyy2EszP3joA+ZXECC6To",
+	"8GvY1WvT7INudefr7TnHIhzaFe36HkacRwSzogxp+J4UcgnSg98QNgSvVfMOIKIHUY2sh8ZreD4lgiAz",
+	"XSZWaZwYGYJwuYBza6DZujV46lRWtsdsu5LLEUdOt5UCoYQjaScJmsbmjj9eXp29Xx+Yc6IWTqjCUFkV",
+	"rLBHuVm/6xXP1Y6q19nvvtbdjJuKMqkIDjuoH0mOFkZ1TGX78M/w0PrgQNGyL1tbaUAgO9pSp/LapptG",
+	"BVZ7G2pP62oWrz3F/w1HCQiHPKHviZiQUB8DvAB43TF+Qh8lrAB13pGIz1mR8yB9mlDy1gAIy87Q9bEE",
+	"D1S61wB5bW2hh6RSC5pZrao6XGmkW55nb8lCorHgMwNI5uECEPZwTWQPCc4Vstzk4zFhIWUTdKvZr7mV",
+	"6bA1kYJUSy15MEAZSYm1pFWx6A24Ti5NtxVLf80y+4XgyAy6jRgiMomUK3D4TQNhY1pVDeIU0EGuYbuJ",
+	"ntTa1CuYxtmTyDRP7H0KPi6Cw3evXvURg8sKOAh4wtRpuNdB76xzEWnbmiGjPfrGzWXML1gX2qC9IXHq",
+	"g3TpOux2u/c3QZvfhmqnzJhZqg+mrGqcOzpaWEpF+WVa6R2HlcLBFJUkWZN5SN/+0FNRY4u11C/u4ZSq",
+	"NpjWGSrlma32rjt4PMUNL3voP3V3/4kkiUhgMHroFguKGXA1pLqXGWVYGUfzDMexlVWp/t0Y6GxU83pE",
+	"cB1aLVXwW6Cwrf7fFEL8K1XTKxOttTZHU4z50jhpCi7PWTHt0NXWxGkKWs4d9t6RWTh3vscZ2QRO3x5H",
+	"/40A6Ou42Rppni2TB8aPr1j7EAQoQCQrdzcNjUG+BDciFwLpa+M7JAGd4QiFdEJV2dRaFUPr7v84+HNl",
+	"gMwxGNue+DnXan5ImtVoRqOISnNlB+Lbf8O3+BKe0govP708M6oTmguqiEQUhFYDh1f+KKh1DjRzljoc",
+	"OOu3vJvgtK2451F2uLo8OmORcfwiyoIoCclPDvm+4xye8gj02qJzuGc88fBg6taRmSvZvZSa8yivPUeL",
+	"Bl2Jzc18HhGf8JU+02pwYM43UP455xv9Jhad48ss01SeZPt4Lw2r6Dns1Pu118xWQQNxuJfz1BbQWjA1",
+	"FfNY74GtVFxqF/+mAPV6375+JqLsZvVTlfDqqgcfBKOeh1JnFK5hVckV2S6GaBQcP/XNYRYibQ8pfENQ",
+	"hkj1UQ5+Ck/B9XjZA0+0floiMxAfpZTDY86g0C5m6OKyb+5uMnR+8t5H52+PL//lEHFh/vrrXge9MY4i",
+	"a6lxNSUCaQ5kLsNEknDVDY+WZrO7FkrOxjVtc6Ddlu8tQXqd9i+6P/6wtoPC8nSaH/7w/K8v1rY3U1gW",
+	"Mn0U8NkM70sSY6F3LIqoVHA5+5P3yYMTgnFGCiqDodlRE/70FTQFA7g5Ohh2/rw/+MuuX/5ur1qXKO6q",
+	"cgBg6eJvttvW7CXXF99+Pp2ONgAHpfZzo0Cpq2Wtcz9Bx2sGflZ1zfZe0PUqKVmDYa96dLk0mwvd6uUx",
+	"WBHdLKHpjWpVLaeXgyyOJCO31PMatp87mktZh0/P2x0JCVTSXB82OOIj0pl0kI3xbYaAG9bB3HJhTpNT",
+	"ZsPl3HgVb7BqlxGpEv9+4XPDLJgo0Gf10g6wVtHsjcMslwfaLces9tzI44iH+kgeafu0ckEVrku3Y9VG",
+	"9w+lTIg4rbmpY84Fe4HXQUU3p6kG/rLq+kkp/l+/B0rNBzmqa4ZVf3WuKAn+9utVY/XLYZYTNtM9VCw+",
+	"BzxZNhcgxonhrAQsI5IKCyV7iMf4t6R4Wj5/tmqL9vf/A+//vmqLpt7Te7vXq2JgZyznItdaHZiPMDaj",
+	"mAGmoJnvqOCmbg0GMs7tGf58atoZb+6MsvRz8QRcjzZs6rH+dvzItbDYVeCabJhVkrTs0mu3hjjgRbJd",
+	"2eg2sNPGOX03yjFgj/u1+9wls5KActDccMZrwrPN7m8WWFe+ZFbJpo2v9z40q0oXfdcwrMLbeg8Fs9Fq",
+	"KemajVptchS32wCVUwPO/7Wzs0oBTeesciU/Q4b/LeZns2V9vyusD5x7o7G28BhTUL1DGkzEgyU2abZL",
+	"zGHhIjzXHMnu/eZNZ8yAvoYPsXFa5yuo3iCNJuSR8j78MXNQs2tKc9Nw92w2DzW7pGo2zrEKpvcFlWyK",
+	"b2iDtq5DTpcyAk6VinflnkkmmbrWFDfJCm0YYR32serWf1l3rI4QLu3oHYmMox/dkMWGroT/Our8K6o1",
+	"VioTVT2+lbw6QUjjJX55+vOH/tXHi5MnSR+S8apqG2TZ9Voyb4M2tai7lpc6XNxfxYWOegxfFYxusA58",
+	"aEY6qGSd7vYV51GVx9sGGssZLwTBoTQAQTSO8EQeITAN0aGPFkT6iDMfLXxEGB5FJuuiYSfq+ohxH/Hx",
+	"2EfMRyGV8ATE3jFboABLcAo4+2n3+koNri/E4PpjMrg+IYOvh1+v/30Bf15fysHX6zM+uP7ABvDtV/j6",
+	"Axtc9/Hg+tVocP0uMo++Dgdfr9+MzQ/6y0tpuut+hefPuO1KP/NmPPhq+nwdDq5PqXm6osu96r2dgGRv",
+	"ubrkslVhKkwYU/PYyb+RxYEL0512UzXhFq+ad+T/8GK9OBs4HtJPn/Y7BzVYhwya2z5WcPUoiODl+WgA",
+	"2Ls3ZHFgYIrm1XKvgwACiwVBTMvQiP5OQn3sRHxOhF6SELaDGxlS4YVetoqyQCE8VsQ5l/JukbqTdtgc",
+	"nL2SY3cPhVX2vQIap7Xf7H7KmjGnWxiyD+IrqQ6EVB9PGYWFdztHlAm7lTmbnqhF4WrDxlwsMfWiZ7KY",
+	"z2K18BFWaMalQj+8QG/pq4IK8sPLl8/XB0Mr0mc+voJxf+Pz6tez4eXVyfmm9zuu5hzpcVfNRzk36jqO",
+	"pL2almnEJGzUeQaHa8f2IkNqbmrVRXNbEAzok3tf4Ps+L4w98Y2vnrFmpOKxTC95UTZ5mutcZQVRkiAR",
+	"VC0udTszjSOCBRHVwcM+ykaUpho3EqyD4PY1BHshFqL1PYClZ4Uj4GQF3Aqz94Z0czhOpzwC2ApQD/MD",
+	"NCzXqrYITdpsysa8Il254jZhTzExq5unAzD0VIT7MRZqoUcg0YhMKQvRB8wmfEfmHu+fn3bQayLoLQnN",
+	"zZj0qTgZRVROSYhkTIKezfdmKhMgmjHAhqUvTvqv35/sSESEwAqD7mY3p8tNz/duiZBmQIedbqcL/u6Y",
+	"MBxT78h73jnsdO0dGZgoJ6GB/jghqkkWuzdpEhJBUP/DaxL2EBehyT+wxKSh1yeXxz6iIfzR06q6JFC+",
+	"BOJ3/+//mgQmYJ6bK4ymBAG5pTwxD+1I5CRfQRIvZAf1TXs94TI726CrHOu1ogV1JwgW0SLNPk+VNBeT",
+	"tHFIJHqB3tNXvdxbaJY9AXK1QArc6nwtHfSB5xaLZgg8b5JBGCBVtnpPQ+/IBDmXHb0jExwA/s+p+nNd",
+	"XJsnn3GgijFDHAgupetqALxoVWWeQnWgZrnmc/el7u78IlHHWJJ9yqQWSoreEiSTkZEzFfeAKNhu9vv0",
+	"st+ORFZMGwwGFwj017phSIJFML3XAFYvbMPnLMUfDesoIdaHFT46MQZrXuCam7lvDYlnzqMPOfkFDFt2",
+	"79zo8Fouyx6SMQ4AWcgTvRtxMDUSXNDZjNQy11nRBYpdEF7XjRbLWkK1qXZ9QxaDn4ypFmMqZCpu9Qdz",
+	"fJj97IG/NwLfjJmSKvpsWoQlWXV2ZkuztcLuK6d8VQuQ+iEh8dkS8VG4+6UlYk4WOiLTR4f//3//n2ea",
+	"e9m18MNuN5OrOJLcEZx+KjkLGxqqTM2hLA/AWV3BqoxYRbtUpcDpTFpHRP/OGdnLS12tX+r+FWWJAXqj",
+	"q5yryNIKRzBMfg9JQupOx6p5SwuYLCfO9gmrCfhvio48SyEQ9TVISjw/17xjyWxEhDnou730pmvVqddB",
+	"pxMGF+wAb26YUEd4bG62VtDtUg1M6XbztHeb0H5ls4elc2EFTu4oNhkpHORNdmZjmE69ZEjoQ8p5OALN",
+	"o/rErjuU0jxpzSSSgw66uxsUyrE963YfrMZKIQtdRaWVM2Y5kVcO9f58YQip6j8j+MApHgdNDtc3ydW7",
+	"gUbP1zdaFn3TLQ5fNnlNRfEa3fjZj+sbFysW3fneyybscAtGQZvnzdoUaja5tgjoUK4Vcu3V1U/QirY3",
+	"0CtKJrMZFgurpLkz6yNG5kQqNKZCqrQugtm5jvq3G4E2h7R6rdeGmy5sD+hzvjlwUVKxPn6aqN6XUxxF",
+	"fL4/I2JirZXlDV2TqwADiMzaE0uBrXddCE5L66C0iuqM35JwD/zmehsrgZnE0OTI5CrU31KJZlRKyiZ+",
+	"VlONSriVowgDXRsS1thCbBK96L5IiyMNnQvHJXXY+A1SuF2mDduECq94uHiwfV3E9N3l3R42qdajiZXK",
+	"15flsHvfGiY57OUqeJBgylMR8M2Kmu6L9S2ywo8gmxq8olhxcSvTamWauQtWlGqQ0qQgLvTm5hX27SpR",
+	"lkmuPQgDc9nIaXBB4gisgZzMWiGpvtylpQWp+sPk0yVR365wOvwjhZMw87kVT1vx9DDiyQqIkny4r4gq",
+	"qF35tK1GckVEkWYyTGtLsmgLa/Gi7V9JcJTPHAq3+Sach2g3D3zgLLKIB0QVMhSEex10mquyCimfc2B0",
+	"FGFFhPWySpu02yEFdFLzLQ07qL8sUek8xEXuwrmRilomditkol9GbYScyLKofA2DcKynGtdm1SpbPnJQ",
+	"U3P8UU2+FGVRI/ZcP6ZEE87I1tT7HuWO3egFuWPWLcK5tFWrZEtegoAS1DBwcmFzRBfTMEHigWVy4Za1",
+	"/rToyWWjgBvkSTCFotE4RFI/VUjK2rN3v8EenBCVk1pf7qAPjF50n2elAhcIy5t8YW7E0/x35iOEMTso",
+	"h3P9CQK9Rv6lpait2Smt7pdrbrxnuagKC1EpY5k2wm2IEMpYQ76GME2DmnGyyDHNnPQ6PhcoQ6fbd4P1",
+	"bLEKbnHtrPY2ZSGfo93Dl2hGWaJFsFNh26hFjMxJmF6DzANBl5cis3CUaWOiRT0ngeuOLfKNo5x8rige",
+	"7ueX7ggHNyYGM7aoIpz1xAUin6c4AcaNFun3Er149qKma+bWpfaRjPg8LbCu35L5/V92n2Ufhslyry6z",
+	"m9uEYoYHCVM80UsxXV6aX/DLFEs7A2Fxec0xHKiBtg5g9c6pJLZvGkUI6M+/h0rLPn26lo6sn4l6tPPK",
+	"L2dHJHF+qcs0vGtI7KAPkCivtMsNiyxmr8qVmgeW+42LSWeYzQqnsK2Mv3q/MD739SZmWY2ctPj0iCeQ",
+	"7dFMJezhMBGpYpMVqy+u0F3dmLOgFG+gcrl097TE1IS5WkyW497ZZVSt2zw9pPUhJwsGVTYIL1NDcvNp",
+	"gbU6tJPzQNPSDwISp7VadWus6IhGVC16Ns/i5svHXHcf4jge/n2u7rOansY/D1Ud1ups+ZL1xziYkv1j",
+	"zpSoxCrbPD98H8RIZ2WV+hRVlT5dhay6+0czhe+lWjZ4m5U7ryIe3NhhPalG+qyBqW9Ffk4lfXJtVu9z",
+	"b6AlRPPnh7n8lnk9+GeicpqEb1Nh5bVLkDugNMKZPcMLo2OqKZm1VpvbnbTunfVzrKYms8FBofBTpopv",
+	"EUuPgljaYpW2WKUtVmmLVdpilbZYpS1WaYtV2jqwv0esUj5yn6vQEkuit0zOqTgGjZcGU7TgCcKRVvkX",
+	"aIpvc5cltFwuxqJqwlgme2kpq9IyDV8UgfbgcELLJZvk1jqvwf1nw/9Wi08dwE5q7t3++fmeLdcsQDWm",
+	"TI+P5ZJ2I5NCwfVB2z6yYeR9uTa1GbiaweGe3h/BqmebLn24qRcSvdBHmfGt2+5BKAWYMQ5VusDXCveY",
+	"NS0853CVmTfrZfeZNc9StIPxepa192LBkEfCL9TVJXlikFWhyPv6eB6WKefMwrHF32A0fqHeY7uoTM4D",
+	"Z3uA0LZeRql7ejefi/lXqqZTEhlX9cZOKx9JmnpQQc0JsBCUyGJm8a1j658L4/HdeLaMLC8edEbEoN0E",
+	"Dqi93AFVRHnIOnTtPw+Wdoui3aJotzC1PxRFW69kf/dg2C0MdguD3cqXbwAGW9Z8VgNct3DWDeGsWyDr",
+	"1g/43QFZc9jULRJ1i0TdIlG/AyTqFoO6xaBuMahbDOoWg7rFoG4xqO0wqA8CK/XrQgZQtRay/2oFxqbh",
+	"zdXLhx9NKU3jGNLaTQESB88YtzRKmNZZHN9R+vsu/Lv0++nB7XWyl6b9S/fl6Ts6qCpRvkkbmbkRO9B5",
+	"4ZwpKSaF0gAPawU/vAOxppLBE0cpWpnhFtOwdRZunYWtnYUm5JcTmVZ++EtoMBepOACFNEuvDZ7DKcGR",
+	"SdNa6SfoW9V1PqVRCnfnAJQRCZM9ZGwnLT9QiBUe2az7eRnyi3nHI244+4aa/ZaSrE2wiN6W5qCAp7ol",
+	"zGxe3ztwEeu1TDoToTbrtKRPDU/fgkSzuwXrkfcOHtFmtt2RNh1uNSj/1KXtEZlbLL1bw+Ucq7Zuxe9E",
+	"xrizZvCF/urfV6lvgEU0yk7Ww07+2kd7QKJeW3rG0YyHENxU+fK9xcq91lUz4qHeQFBmD1ruYlRRida6",
+	"ETPvEU+U1LqS1o8qyrcDOswZDti7xYTRakqoseV7Nre12e42oIIVEkSaQu8sJwLQlAjSQanQfQZgwWbh",
+	"imOQNG7R38dRsErv+YNUrKoiyusF0xLv961LqK329KCSrRpSZhZzwYtXPvgPvpis+W/JonE8NR+RDMvA",
+	"Dj5GVPmZU5qKinhrFdADemsQh4ULmctILAw1dX0CZnmCKUMzfJPGXX1TL8SlvC4qWhQzf4wZVWQxeAnc",
+	"m0SCfA8xzid2f/3j7vHVUVG2br3UxkptSO+nnPYehuVaEeMs4jflUag3Wy2tJQf5LrSd0ygMsAj3DIES",
+	"UXvzSncNIQLZS0OMP6VGHdDiOHz89CIbS6LIYsEzzUdwiBUyvlR50uImlVGp/FYv+H4aXEC0xOZc+Fll",
+	"u9R5bSnw/FwBmEH1vcOsTnm53F1643DMxexxgRabqR8PiuqfYYPsX2xx/Vtp2V5aguve9xpLqEpXfU6o",
+	"PoWz/mOqiK3z1AOQRe+VMSVRKBFkRzDe7l7qch1ihUYk4DMQiGkUWdP75a6TG0PO2W5qUyN7i82WX9u1",
+	"Zufy4tleLytmRMZKG5bohpDY9ddb7w7qI0EgqwC1WAtAI6QeN/fcmuLcmVV3CeDx7cDagl9bO3Drdv8H",
+	"EpOr/e4VhuOMKEGDemfxe/N76rY6F3xG1JQkEinyWSFTGrGDYNhQAE0/1T8/1WqeIFKihEX6v+OLk9fn",
+	"ZxdXw/cnVxenx5fDd6eXVycf4MIA3G5NnwdDUyI+rzDnLDHrjThN20EcYVrYmiXtwW83XPI55pKmd4xn",
+	"WG2w6lc4853XpfMCk2RLonUWeBY5M5Vnzpl56DImQTsrN+3VTYJQqE+u+9aT+rxziEIeJHrhlesqVsux",
+	"tG3azr3bDOAiwFJboW/AgyuZdDWlcKgogW1JvwO43702KPSs23WOqTT+k8KdfPQSMJv6d6rAbYkYV+VF",
+	"eAEv+0OiQ/BqpLhh3wPKlwKkH4eUZZ6MejFkpAzMZFVqpXc8wJGdac/3oFwk1DU8OjiI9G9TLtXR8273",
+	"uXc3uPvvAAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

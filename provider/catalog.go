@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 
 	"go.yaml.in/yaml/v3"
@@ -27,13 +28,22 @@ const (
 //go:embed providers.yaml
 var builtinYAML []byte
 
-// Entry is one provider's token endpoint.
+// Entry is one provider: how its integrations authenticate and, for OAuth 2, its token endpoint.
 type Entry struct {
+	// AuthMode is the auth mode of the provider's integrations; default OAUTH2.
+	AuthMode string `yaml:"auth_mode"`
+	// DisplayName names the provider to people; default the provider's name.
+	DisplayName string `yaml:"display_name"`
+	// TokenURL and TokenAuth are where and how OAUTH2 and OAUTH2_CC tokens are renewed; the
+	// other modes have none.
 	TokenURL  string `yaml:"token_url"`
 	TokenAuth string `yaml:"token_auth"`
 }
 
-// Catalog maps provider names to their token endpoints.
+// AuthModes are the auth modes an integration may have.
+var AuthModes = []string{"OAUTH1", "OAUTH2", "OAUTH2_CC", "API_KEY", "BASIC", "TBA", "APP", "NONE"}
+
+// Catalog maps provider names to their entries.
 type Catalog map[string]Entry
 
 // Builtin is the catalog shipped with credport.
@@ -85,7 +95,13 @@ func parseCatalog(r io.Reader) (Catalog, error) {
 		return nil, err
 	}
 	for name, e := range c {
-		if e.TokenAuth == "" {
+		if e.AuthMode == "" {
+			e.AuthMode = "OAUTH2"
+		}
+		if e.DisplayName == "" {
+			e.DisplayName = name
+		}
+		if e.TokenAuth == "" && e.TokenURL != "" {
 			e.TokenAuth = AuthBody
 		}
 		if err := e.check(); err != nil {
@@ -97,6 +113,15 @@ func parseCatalog(r io.Reader) (Catalog, error) {
 }
 
 func (e Entry) check() error {
+	if !slices.Contains(AuthModes, e.AuthMode) {
+		return fmt.Errorf("auth_mode %q: want one of %v", e.AuthMode, AuthModes)
+	}
+	if e.AuthMode != "OAUTH2" && e.AuthMode != "OAUTH2_CC" {
+		if e.TokenURL != "" || e.TokenAuth != "" {
+			return fmt.Errorf("token_url and token_auth are for auth modes OAUTH2 and OAUTH2_CC, not %s", e.AuthMode)
+		}
+		return nil
+	}
 	if err := CheckTokenURL(e.TokenURL); err != nil {
 		return err
 	}

@@ -20,6 +20,9 @@ func TestBuiltinCatalog(t *testing.T) {
 			t.Errorf("the built-in catalog lacks %s", name)
 			continue
 		}
+		if e.AuthMode != "OAUTH2" {
+			t.Errorf("%s: auth mode %q, want OAUTH2", name, e.AuthMode)
+		}
 		if !strings.HasPrefix(e.TokenURL, "https://") {
 			t.Errorf("%s: token URL %q, want https", name, e.TokenURL)
 		}
@@ -33,6 +36,16 @@ func TestBuiltinCatalog(t *testing.T) {
 	}
 	if got := c["notion"].TokenAuth; got != provider.AuthBasic {
 		t.Errorf("notion token auth %q, want %q", got, provider.AuthBasic)
+	}
+	// Every entry has an auth mode; only OAuth 2 entries have a token endpoint.
+	for name, mode := range map[string]string{"twitter": "OAUTH1", "github-app": "APP", "openai": "API_KEY",
+		"ashby": "BASIC", "netsuite-tba": "TBA", "unauthenticated": "NONE"} {
+		if e := c[name]; e.AuthMode != mode || e.TokenURL != "" || e.TokenAuth != "" {
+			t.Errorf("%s: %+v, want auth mode %s without a token endpoint", name, e, mode)
+		}
+	}
+	if got := c["github"].DisplayName; got != "GitHub (User OAuth)" {
+		t.Errorf("github display name %q", got)
 	}
 	names := c.Names()
 	if len(names) != len(c) {
@@ -67,10 +80,18 @@ func TestLoadCatalogFile(t *testing.T) {
 			yaml: "github:\n  token_url: https://ghe.example.test/login/oauth/access_token\n  token_auth: basic\n" +
 				"acme:\n  token_url: http://127.0.0.1:8080/token\n",
 			want: map[string]provider.Entry{
-				"github": {TokenURL: "https://ghe.example.test/login/oauth/access_token", TokenAuth: provider.AuthBasic},
-				"acme":   {TokenURL: "http://127.0.0.1:8080/token", TokenAuth: provider.AuthBody},
+				"github": {AuthMode: "OAUTH2", DisplayName: "github", TokenURL: "https://ghe.example.test/login/oauth/access_token", TokenAuth: provider.AuthBasic},
+				"acme":   {AuthMode: "OAUTH2", DisplayName: "acme", TokenURL: "http://127.0.0.1:8080/token", TokenAuth: provider.AuthBody},
 				"google": builtin["google"],
 			}},
+		{name: "other auth modes", yaml: "acme-key:\n  auth_mode: API_KEY\n  display_name: Acme\nacme-cc:\n  auth_mode: OAUTH2_CC\n  token_url: https://acme.test/token\n",
+			want: map[string]provider.Entry{
+				"acme-key": {AuthMode: "API_KEY", DisplayName: "Acme"},
+				"acme-cc":  {AuthMode: "OAUTH2_CC", DisplayName: "acme-cc", TokenURL: "https://acme.test/token", TokenAuth: provider.AuthBody},
+			}},
+		{name: "bad auth mode", yaml: "acme:\n  auth_mode: OAUTH3\n", wantErr: []string{`provider "acme"`, `auth_mode "OAUTH3"`}},
+		{name: "token URL without OAuth 2", yaml: "acme:\n  auth_mode: BASIC\n  token_url: https://acme.test/token\n",
+			wantErr: []string{`provider "acme"`, "token_url and token_auth are for"}},
 		{name: "empty file", yaml: "", want: map[string]provider.Entry{"slack": builtin["slack"]}},
 		{name: "comments only", yaml: "# nothing yet\n", want: map[string]provider.Entry{"zoom": builtin["zoom"]}},
 		{name: "unknown key", yaml: "acme:\n  token_url: https://acme.test/token\n  tokenurl: https://acme.test/t\n",

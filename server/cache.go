@@ -19,6 +19,9 @@ type ttlCache[K comparable, V any] struct {
 
 	mu      sync.Mutex
 	entries map[K]cacheEntry[V]
+	// generation counts forget calls, so that a load that began before one does not bring back
+	// what it removed.
+	generation uint64
 }
 
 type cacheEntry[V any] struct {
@@ -35,6 +38,7 @@ func (c *ttlCache[K, V]) get(ctx context.Context, key K) (V, error) {
 	now := c.now()
 	c.mu.Lock()
 	entry, ok := c.entries[key]
+	generation := c.generation
 	c.mu.Unlock()
 	if ok && now.Before(entry.expires) {
 		return entry.value, nil
@@ -44,10 +48,22 @@ func (c *ttlCache[K, V]) get(ctx context.Context, key K) (V, error) {
 		return value, err
 	}
 	c.mu.Lock()
+	if c.generation != generation {
+		c.mu.Unlock()
+		return value, nil
+	}
 	if len(c.entries) >= maxCacheEntries {
 		clear(c.entries)
 	}
 	c.entries[key] = cacheEntry[V]{value: value, expires: now.Add(c.ttl)}
 	c.mu.Unlock()
 	return value, nil
+}
+
+// forget drops key at once, so that the next get loads it again.
+func (c *ttlCache[K, V]) forget(key K) {
+	c.mu.Lock()
+	delete(c.entries, key)
+	c.generation++
+	c.mu.Unlock()
 }

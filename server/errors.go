@@ -96,6 +96,10 @@ func toAPIError(err error) *Error {
 	if errors.Is(err, store.ErrNotFound) {
 		return newError(http.StatusNotFound, "not_found", "Not found")
 	}
+	if store.IsForeignKeyViolation(err) {
+		// A write that names an integration deleted after this replica cached it.
+		return newError(http.StatusNotFound, "not_found", "Integration does not exist")
+	}
 	if isUnavailable(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, store.ErrUnavailable) {
 		return newError(http.StatusServiceUnavailable, "service_unavailable", "The database is unavailable, retry later")
 	}

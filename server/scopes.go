@@ -17,6 +17,14 @@ var Scopes = []string{
 	"environment:connections:list",
 	"environment:connections:update",
 	"environment:connections:delete",
+	"environment:integrations:*",
+	"environment:integrations:list",
+	"environment:integrations:list_credentials",
+	"environment:integrations:read",
+	"environment:integrations:read_credentials",
+	"environment:integrations:create",
+	"environment:integrations:update",
+	"environment:integrations:delete",
 }
 
 // FullAccess is what a key gets when it is created without scopes.

@@ -68,6 +68,9 @@ type Config struct {
 	// RefreshBackoff: after a provider refused a refresh, reads that do not force one make no
 	// new attempt within it. Default 30 s.
 	RefreshBackoff time.Duration
+	// Providers is the provider catalog POST /integrations takes auth modes from. Default: the
+	// built-in one.
+	Providers provider.Catalog
 }
 
 // Server implements the generated strict server interface.
@@ -89,6 +92,7 @@ type Server struct {
 	github         *githubApp
 	refresh        *refresher
 	requestTimeout time.Duration
+	providers      provider.Catalog
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -143,6 +147,13 @@ func NewAPI(cfg Config) (*API, error) {
 	if cfg.RefreshBackoff <= 0 {
 		cfg.RefreshBackoff = 30 * time.Second
 	}
+	if cfg.Providers == nil {
+		builtin, err := provider.Builtin()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Providers = builtin
+	}
 	spec, err := gen.GetSpec()
 	if err != nil {
 		return nil, fmt.Errorf("load embedded openapi.yaml: %w", err)
@@ -172,7 +183,7 @@ func NewAPI(cfg Config) (*API, error) {
 		store: cfg.Store, log: cfg.Logger, now: cfg.Now, validate: v, tags: tagsSchema.Value,
 		gatherer: cfg.Registry, metricsElsewhere: cfg.MetricsElsewhere, specYAML: credport.OpenAPI,
 		github:         &githubApp{client: cfg.ProviderClient, timeout: cfg.ProviderTimeout, now: cfg.Now, log: cfg.Logger},
-		requestTimeout: cfg.RequestTimeout,
+		requestTimeout: cfg.RequestTimeout, providers: cfg.Providers,
 	}
 	srv.appKeys, _ = cfg.Store.(AppKeyStore)
 	refreshStore, _ := cfg.Store.(RefreshStore)

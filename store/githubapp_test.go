@@ -65,7 +65,10 @@ func TestCreateIntegrationGitHubApp(t *testing.T) {
 				if !found.CreatedAt.Equal(got.CreatedAt) {
 					t.Errorf("stored created_at %s, returned %s", found.CreatedAt, got.CreatedAt)
 				}
-				found.CreatedAt = got.CreatedAt
+				if !found.UpdatedAt.Equal(got.UpdatedAt) {
+					t.Errorf("stored updated_at %s, returned %s", found.UpdatedAt, got.UpdatedAt)
+				}
+				found.CreatedAt, found.UpdatedAt = got.CreatedAt, got.UpdatedAt
 				if found != got || found.AppID != tt.in.AppID || found.APIBaseURL != tt.wantURL || found.HasPrivateKey != (tt.in.AppID != "") {
 					t.Errorf("stored %+v, returned %+v; want app id %q, API %q", found, got, tt.in.AppID, tt.wantURL)
 				}

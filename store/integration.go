@@ -35,7 +35,14 @@ type Integration struct {
 	TokenURL  string
 	TokenAuth string
 	Scopes    string
-	CreatedAt time.Time
+	// DisplayName is "" when none is stored; ForwardWebhooks defaults to true; AppLink is the
+	// GitHub App's page, "" when not given.
+	DisplayName     string
+	ForwardWebhooks bool
+	AppLink         string
+	CreatedAt       time.Time
+	// UpdatedAt is CreatedAt until the integration is changed.
+	UpdatedAt time.Time
 }
 
 // NewIntegration is what CreateIntegration needs.
@@ -56,6 +63,10 @@ type NewIntegration struct {
 	TokenURL  string
 	TokenAuth string
 	Scopes    string
+	// DisplayName and AppLink are stored when not ""; ForwardWebhooks nil means true.
+	DisplayName     string
+	ForwardWebhooks *bool
+	AppLink         string
 }
 
 // CreateIntegration adds an integration to an environment (created when new). A second
@@ -79,6 +90,15 @@ func (db *DB) CreateIntegration(ctx context.Context, in NewIntegration) (Integra
 		Provider:      in.Provider,
 		AuthMode:      in.AuthMode,
 		CreatedAt:     db.now(),
+		// The reference forwards webhooks unless told otherwise.
+		ForwardWebhooks: in.ForwardWebhooks == nil || *in.ForwardWebhooks,
+	}
+	row.UpdatedAt = &row.CreatedAt
+	if in.DisplayName != "" {
+		row.DisplayName = &in.DisplayName
+	}
+	if in.AppLink != "" {
+		row.AppLink = &in.AppLink
 	}
 	if in.ClientID != "" {
 		row.ClientID = &in.ClientID
@@ -119,15 +139,7 @@ func (db *DB) ListIntegrations(ctx context.Context, env string) ([]Integration, 
 	if err != nil {
 		return nil, err
 	}
-	var rows []integrationRow
-	if err := db.gorm.WithContext(ctx).Where("environment_id = ?", envID).Order("unique_key").Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("list integrations: %w", err)
-	}
-	out := make([]Integration, len(rows))
-	for i, r := range rows {
-		out[i] = r.integration()
-	}
-	return out, nil
+	return db.listIntegrations(ctx, envID, "unique_key")
 }
 
 // FindIntegration returns the integration uniqueKey of environment envID.
@@ -152,8 +164,14 @@ func (r integrationRow) integration() Integration {
 		AuthMode:        r.AuthMode,
 		HasClientSecret: r.ClientSecret != nil,
 		HasPrivateKey:   r.PrivateKey != nil,
+		ForwardWebhooks: r.ForwardWebhooks,
 		CreatedAt:       r.CreatedAt,
+		UpdatedAt:       r.CreatedAt,
 	}
+	if r.UpdatedAt != nil {
+		in.UpdatedAt = *r.UpdatedAt
+	}
+	in.DisplayName, in.AppLink = deref(r.DisplayName), deref(r.AppLink)
 	in.ClientID, in.AppID, in.APIBaseURL = deref(r.ClientID), deref(r.AppID), deref(r.APIBaseURL)
 	in.TokenURL, in.TokenAuth, in.Scopes = deref(r.TokenURL), deref(r.TokenAuth), deref(r.Scopes)
 	return in
@@ -171,7 +189,9 @@ func deref(p *string) string {
 // default client authentication.
 func checkRefreshConfig(in *NewIntegration) error {
 	if in.TokenURL == "" {
-		if in.TokenAuth != "" || in.Scopes != "" {
+		// OAUTH1 and OAUTH2 integrations keep the scopes they were configured with; only a client
+		// credentials grant asks for them, at its token URL.
+		if in.TokenAuth != "" || (in.Scopes != "" && in.AuthMode != "OAUTH1" && in.AuthMode != "OAUTH2" && in.AuthMode != "TBA") {
 			return errors.New("a token auth method or scopes need a token URL")
 		}
 		return nil

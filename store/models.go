@@ -38,7 +38,12 @@ type integrationRow struct {
 	TokenURL      *string `gorm:"column:token_url"`
 	TokenAuth     *string
 	Scopes        *string
-	CreatedAt     time.Time
+	// DisplayName, ForwardWebhooks, AppLink and UpdatedAt are what the integrations API shows.
+	DisplayName     *string
+	ForwardWebhooks bool
+	AppLink         *string
+	CreatedAt       time.Time
+	UpdatedAt       *time.Time `gorm:"autoUpdateTime:false"`
 }
 
 func (integrationRow) TableName() string { return "integrations" }

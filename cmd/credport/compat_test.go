@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -317,6 +318,93 @@ func checkNangoNodeResults(t *testing.T, got map[string]any, expiresAt string) {
 	wantError("getConnectionAfterDelete", 404, M{"code": "not_found", "message": "Failed to find connection"})
 	wantError("getTokenAfterDelete", 404, M{"code": "not_found", "message": "Failed to find connection"})
 	wantError("deleteConnectionAgain", 400, M{"code": "unknown_connection"})
+
+	checkNangoNodeIntegrations(t, got, want, wantError)
+}
+
+// isoMillis matches JavaScript's Date.toISOString, the format of the reference's timestamps.
+var isoMillis = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$`)
+
+// checkNangoNodeIntegrations compares the SDK's five integration calls with what Nango answers.
+func checkNangoNodeIntegrations(t *testing.T, got map[string]any, want func(string, any),
+	wantError func(string, int, map[string]any)) {
+	t.Helper()
+	type M = map[string]any
+	// Timestamps are checked for their format, then left out of the comparison.
+	var stamps func(name string, v any)
+	stamps = func(name string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for _, key := range []string{"created_at", "updated_at"} {
+				if s, ok := x[key].(string); ok {
+					if !isoMillis.MatchString(s) {
+						t.Errorf("%s: %s %q, want the toISOString format", name, key, s)
+					}
+					delete(x, key)
+				}
+			}
+			for _, child := range x {
+				stamps(name, child)
+			}
+		case []any:
+			for _, child := range x {
+				stamps(name, child)
+			}
+		}
+	}
+	for name, v := range got {
+		if strings.Contains(name, "Integration") {
+			stamps(name, v)
+		}
+	}
+	integration := func(key, provider, displayName string) M {
+		return M{"unique_key": key, "provider": provider, "display_name": displayName,
+			"logo": "https://app.nango.dev/images/template-logos/" + provider + ".svg", "forward_webhooks": true}
+	}
+	with := func(m M, key string, v any) M {
+		out := M{}
+		for k, x := range m {
+			out[k] = x
+		}
+		out[key] = v
+		return out
+	}
+	gh := integration("gh", "github", "GitHub (User OAuth)")
+	openai := integration("openai", "openai", "OpenAI")
+	tw := integration("tw", "twitter", "Twitter (OAuth 1.0a)")
+	lin := integration("lin", "linear", "Linear Prod")
+
+	// listIntegrations wraps the items in the legacy {configs}; by provider, then creation.
+	want("listIntegrations", M{"configs": []any{gh, openai, tw}})
+	want("createIntegration", M{"data": lin})
+	wantError("createIntegrationDuplicate", 400, M{"code": "invalid_body", "message": "Invalid request body",
+		"errors": []any{M{"code": "invalid_string", "message": "Unique key already exists", "path": []string{"uniqueKey"}}}})
+	wantError("createIntegrationUnknownProvider", 400, M{"code": "invalid_body", "message": "Invalid request body",
+		"errors": []any{M{"code": "invalid_string", "message": "Invalid provider", "path": []string{"provider"}}}})
+	wantError("createIntegrationMissingCredentials", 400, M{"code": "invalid_body", "message": "Missing credentials"})
+	want("getIntegration", M{"data": lin})
+	want("getIntegrationCredentials", M{"data": with(lin, "credentials", M{"type": "OAUTH2", "client_id": "lin-client",
+		"client_secret": "lin-secret-1", "scopes": "read,write", "webhook_secret": nil})})
+	// Only the last element of include is sent: webhook.
+	want("getIntegrationIncludeLast", M{"data": with(lin, "webhook_url", nil)})
+	wantError("getIntegrationUnknown", 404, M{"code": "not_found", "message": `Integration "nope" does not exist`})
+	wantError("readerGetIntegration", 403, M{"code": "forbidden",
+		"message": "Insufficient scope. Required one of: environment:integrations:read or environment:integrations:read_credentials"})
+	renamed := with(lin, "display_name", "Linear")
+	want("updateIntegration", M{"data": renamed})
+	want("getIntegrationAfterUpdate", M{"data": with(renamed, "credentials", M{"type": "OAUTH2", "client_id": "lin-client-2",
+		"client_secret": "lin-secret-2", "scopes": "read,write", "webhook_secret": nil})})
+	wantError("updateIntegrationRenameWithConnections", 400, M{"code": "invalid_body", "message": "Can't rename an integration with active connections"})
+	wantError("updateIntegrationWrongType", 400, M{"code": "invalid_body", "message": "incompatible credentials auth type and provider auth"})
+	wantError("updateIntegrationUnknown", 404, M{"code": "not_found", "message": `Integration "nope" does not exist`})
+	want("listIntegrationsAfterUpdate", M{"configs": []any{gh, renamed, openai, tw}})
+
+	// deleteIntegration resolves to the HTTP response; the connections go with the integration.
+	want("deleteIntegration", M{"status": 200, "data": M{"success": true}})
+	wantError("getIntegrationAfterDelete", 404, M{"code": "not_found", "message": `Integration "gh" does not exist`})
+	wantError("getConnectionAfterIntegrationDelete", 400, M{"code": "unknown_provider_config", "message": "Provider does not exists"})
+	want("listAfterIntegrationDelete", []string{"openai/acme", "tw/user-1"})
+	wantError("deleteIntegrationAgain", 404, M{"code": "not_found", "message": "Integration does not exist"})
 }
 
 // wantKeys checks that an object has exactly these keys.

@@ -105,11 +105,13 @@ func (a *app) resolveTokenURL(cmd *cobra.Command, in *store.NewIntegration) erro
 		entry, known := catalog[in.Provider]
 		refreshes := in.AuthMode == "OAUTH2_CC" || in.ClientID != ""
 		switch {
-		case known && refreshes:
+		case known && refreshes && entry.TokenURL != "":
 			in.TokenURL = entry.TokenURL
 			if in.TokenAuth == "" {
 				in.TokenAuth = entry.TokenAuth
 			}
+		case in.AuthMode == "OAUTH2" && refreshes && known:
+			return fmt.Errorf("provider %q has no token URL in the catalog (its auth mode is %s): give --token-url", in.Provider, entry.AuthMode)
 		case in.AuthMode == "OAUTH2" && refreshes:
 			return fmt.Errorf("provider %q is not in the catalog (%s): give --token-url, or add it to the file %s names",
 				in.Provider, strings.Join(catalog.Names(), ", "), provider.ProvidersFileEnv)

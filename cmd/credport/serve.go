@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/credport/credport/provider"
 	"github.com/credport/credport/server"
 	"github.com/credport/credport/store"
 )
@@ -78,8 +79,12 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	if o.refreshWindow <= 0 || o.refreshBackoff <= 0 || o.refreshInterval < 0 {
 		return errors.New("--refresh-window and --refresh-backoff must be positive, --refresh-interval not negative")
 	}
+	providers, err := provider.Load(a.getenv(provider.ProvidersFileEnv))
+	if err != nil {
+		return err
+	}
 	api, err := server.NewAPI(server.Config{
-		Store: db, Logger: log, Registry: reg, MetricsElsewhere: o.metricsListen != "",
+		Store: db, Logger: log, Registry: reg, MetricsElsewhere: o.metricsListen != "", Providers: providers,
 		MaxBodyBytes: o.maxBodyBytes, RateLimit: o.rateLimit,
 		RefreshWindow: o.refreshWindow, RefreshBackoff: o.refreshBackoff,
 	})

@@ -3,7 +3,8 @@
 // imports the connections this script expects and checks each result.
 //
 // Environment: NANGO_HOST (the server's base URL), NANGO_SECRET_KEY (a key with every scope),
-// NANGO_READ_KEY (a key with environment:connections:read and :list only).
+// NANGO_READ_KEY (a key with environment:connections:read and :list only). The integrations gh
+// (github), tw (twitter) and openai (openai) exist; the last calls create, change and delete more.
 import { Nango } from '@nangohq/node';
 
 const host = process.env.NANGO_HOST;
@@ -113,5 +114,37 @@ await call('getConnectionAfterDelete', () => nango.getConnection('gh', 'user-3')
 await call('getTokenAfterDelete', () => nango.getToken('gh', 'user-3'));
 await call('deleteConnectionAgain', () => nango.deleteConnection('gh', 'user-3'));
 await call('listAfterDelete', async () => ids(await nango.listConnections({ integrationId: 'gh' })));
+
+// Integrations: created, read, updated and deleted through the SDK's five calls.
+const linear = {
+    provider: 'linear',
+    unique_key: 'lin',
+    display_name: 'Linear Prod',
+    credentials: { type: 'OAUTH2', client_id: 'lin-client', client_secret: 'lin-secret-1', scopes: 'read,write' }
+};
+await call('listIntegrations', () => nango.listIntegrations());
+await call('createIntegration', () => nango.createIntegration(linear));
+await call('createIntegrationDuplicate', () => nango.createIntegration(linear));
+await call('createIntegrationUnknownProvider', () => nango.createIntegration({ provider: 'nope', unique_key: 'nope' }));
+await call('createIntegrationMissingCredentials', () => nango.createIntegration({ provider: 'linear', unique_key: 'lin2' }));
+await call('getIntegration', () => nango.getIntegration({ uniqueKey: 'lin' }));
+await call('getIntegrationCredentials', () => nango.getIntegration({ uniqueKey: 'lin' }, { include: ['credentials'] }));
+// The SDK sends only the last element of include.
+await call('getIntegrationIncludeLast', () => nango.getIntegration({ uniqueKey: 'lin' }, { include: ['credentials', 'webhook'] }));
+await call('getIntegrationUnknown', () => nango.getIntegration({ uniqueKey: 'nope' }));
+await call('readerGetIntegration', () => reader.getIntegration({ uniqueKey: 'lin' }));
+await call('updateIntegration', () =>
+    nango.updateIntegration({ uniqueKey: 'lin' }, { display_name: 'Linear', credentials: { type: 'OAUTH2', client_id: 'lin-client-2', client_secret: 'lin-secret-2' } })
+);
+await call('getIntegrationAfterUpdate', () => nango.getIntegration({ uniqueKey: 'lin' }, { include: ['credentials'] }));
+await call('updateIntegrationRenameWithConnections', () => nango.updateIntegration({ uniqueKey: 'gh' }, { unique_key: 'gh2' }));
+await call('updateIntegrationWrongType', () => nango.updateIntegration({ uniqueKey: 'lin' }, { credentials: { type: 'OAUTH1', client_id: 'a', client_secret: 'b' } }));
+await call('updateIntegrationUnknown', () => nango.updateIntegration({ uniqueKey: 'nope' }, { display_name: 'x' }));
+await call('listIntegrationsAfterUpdate', () => nango.listIntegrations());
+await call('deleteIntegration', () => nango.deleteIntegration('gh'));
+await call('getIntegrationAfterDelete', () => nango.getIntegration({ uniqueKey: 'gh' }));
+await call('getConnectionAfterIntegrationDelete', () => nango.getConnection('gh', 'user-1'));
+await call('listAfterIntegrationDelete', async () => ids(await nango.listConnections()));
+await call('deleteIntegrationAgain', () => nango.deleteIntegration('gh'));
 
 process.stdout.write(JSON.stringify(results) + '\n');
