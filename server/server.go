@@ -40,6 +40,13 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxBodyBytes bounds request bodies; larger ones get 413. Default 1 MiB.
 	MaxBodyBytes int64
+	// MaxInflightBodyBytes bounds the request body bytes read, parsed and handled at once; a
+	// request counts its Content-Length, or MaxBodyBytes when it sends none. A request that
+	// cannot get its share within BodyBudgetWait answers 503 server_overloaded. Default 8 MiB.
+	MaxInflightBodyBytes int64
+	// BodyBudgetWait is how long a request waits for its share of MaxInflightBodyBytes.
+	// Default 250 ms.
+	BodyBudgetWait time.Duration
 	// KeyCacheTTL is how long a resolved API key or integration is trusted before it is looked up
 	// again, and so how long a revoked key may still work. Default 2 s.
 	KeyCacheTTL time.Duration
@@ -122,6 +129,12 @@ func NewAPI(cfg Config) (*API, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
+	if cfg.MaxInflightBodyBytes <= 0 {
+		cfg.MaxInflightBodyBytes = DefaultMaxInflightBodyBytes
+	}
+	if cfg.BodyBudgetWait <= 0 {
+		cfg.BodyBudgetWait = 250 * time.Millisecond
+	}
 	if cfg.KeyCacheTTL <= 0 {
 		cfg.KeyCacheTTL = 2 * time.Second
 	}
@@ -148,11 +161,15 @@ func NewAPI(cfg Config) (*API, error) {
 		return nil, fmt.Errorf("load embedded openapi.yaml: %w", err)
 	}
 	spec.Servers = nil // match requests on any host
-	auth := newAuthenticator(cfg.Store, cfg.KeyCacheTTL, cfg.Now)
-	v, err := newValidator(spec, auth.authenticate)
+	if err := checkSecuritySchemes(spec); err != nil {
+		return nil, err
+	}
+	router, err := newRouter(spec)
 	if err != nil {
 		return nil, err
 	}
+	auth := newAuthenticator(cfg.Store, cfg.KeyCacheTTL, cfg.Now)
+	v := newValidator(router, newBodyBudget(cfg.MaxInflightBodyBytes, cfg.MaxBodyBytes, cfg.BodyBudgetWait))
 	tagsSchema := spec.Components.Schemas["Tags"]
 	if tagsSchema == nil || tagsSchema.Value == nil {
 		return nil, fmt.Errorf("openapi.yaml declares no Tags schema")
@@ -190,8 +207,11 @@ func NewAPI(cfg Config) (*API, error) {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = HTTPErrorHandler(cfg.Logger)
-	e.Use(
+	// Order matters: the request is routed and authenticated, then rate-limited, before anything
+	// reads its body; the body is then bounded in size and in bytes in flight, and validated.
+	mws := []echo.MiddlewareFunc{
 		requestID,
+		trackBody,
 		accessLog(cfg.Logger),
 		m.middleware,
 		middleware.Recover(),
@@ -203,14 +223,48 @@ func NewAPI(cfg Config) (*API, error) {
 			ContentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'",
 			ReferrerPolicy:        "strict-origin",
 		}),
-		middleware.BodyLimit(fmt.Sprintf("%dB", cfg.MaxBodyBytes)),
-		v.middleware,
-	)
-	if cfg.RateLimit > 0 {
-		e.Use(rateLimit(cfg.RateLimit, cfg.Now))
+		auth.guard(router),
 	}
+	if cfg.RateLimit > 0 {
+		mws = append(mws, rateLimit(cfg.RateLimit, cfg.Now))
+	}
+	mws = append(mws, middleware.BodyLimit(fmt.Sprintf("%dB", cfg.MaxBodyBytes)), v.middleware)
+	e.Use(mws...)
 	gen.RegisterHandlers(e, gen.NewStrictHandler(srv, nil))
+	m.knowRoutes(e)
 	return &API{Echo: e, srv: srv}, nil
+}
+
+// DefaultMaxInflightBodyBytes is the default of Config.MaxInflightBodyBytes: eight bodies of the
+// default size limit.
+const DefaultMaxInflightBodyBytes = 8 << 20
+
+// checkSecuritySchemes makes sure that openapi.yaml names no security scheme but the bearer
+// key the guard checks, so that no requirement can pass unchecked.
+func checkSecuritySchemes(spec *openapi3.T) error {
+	check := func(where string, reqs openapi3.SecurityRequirements) error {
+		for _, r := range reqs {
+			for name := range r {
+				if name != bearerScheme {
+					return fmt.Errorf("openapi.yaml: %s names security scheme %q, which the server does not check", where, name)
+				}
+			}
+		}
+		return nil
+	}
+	if err := check("the document", spec.Security); err != nil {
+		return err
+	}
+	for path, item := range spec.Paths.Map() {
+		for method, op := range item.Operations() {
+			if op.Security != nil {
+				if err := check(method+" "+path, *op.Security); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // integrationKey names an integration within its environment.

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,15 +22,11 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/credport/credport/gen"
-	"github.com/credport/credport/store"
 )
 
-// echoContextKey carries the echo context to the kin-openapi authentication callback.
-type echoContextKey struct{}
-
-// validator checks every request against openapi.yaml before a handler sees it: security and
-// parameters through openapi3filter, then the body against its schema. The router and the schemas
-// are built once.
+// validator checks every request against openapi.yaml before a handler sees it, once the guard
+// has routed and authenticated it: parameters through openapi3filter, then the body against its
+// schema. The router and the schemas are built once.
 //
 // Bodies are validated with kin-openapi's own schema validator rather than through
 // openapi3filter, which for OpenAPI 3.1 documents compiles the whole schema again on every
@@ -39,11 +34,17 @@ type echoContextKey struct{}
 // checked only against the variant its type names.
 type validator struct {
 	router     routers.Router
-	auth       openapi3filter.AuthenticationFunc
 	schemaOpts []openapi3.SchemaValidationOption
+	// budget bounds the request body bytes being read, parsed and handled at once.
+	budget *bodyBudget
 }
 
-func newValidator(spec *openapi3.T, auth openapi3filter.AuthenticationFunc) (*validator, error) {
+func newValidator(router routers.Router, budget *bodyBudget) *validator {
+	return &validator{router: router, schemaOpts: schemaOptions(), budget: budget}
+}
+
+// newRouter finds the operation of openapi.yaml that a request is for.
+func newRouter(spec *openapi3.T) (routers.Router, error) {
 	// openapi3filter validates the parameters of a route whose document says 3.1 by compiling
 	// their schemas again on every request, which cost a read more CPU than the rest of it. The
 	// router gets the document marked 3.0, so that parameters go through the built-in validator,
@@ -54,7 +55,7 @@ func newValidator(spec *openapi3.T, auth openapi3filter.AuthenticationFunc) (*va
 	if err != nil {
 		return nil, fmt.Errorf("build request router: %w", err)
 	}
-	return &validator{router: router, auth: auth, schemaOpts: schemaOptions()}, nil
+	return router, nil
 }
 
 // schemaOptions are the options of every body validation: all errors, request direction, and
@@ -78,16 +79,11 @@ func validateEmail(s string) error {
 func (v *validator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
-		route, pathParams, err := v.router.FindRoute(req)
-		if errors.Is(err, routers.ErrMethodNotAllowed) {
-			// A path of the contract without this method. Echo's router could still fall through
-			// to a templated route (GET /connections/metadata to /connections/{connectionId}),
-			// which would then run unauthenticated and unvalidated: answer here instead.
-			return toAPIError(echo.ErrMethodNotAllowed)
+		op, ok := c.Get(matchedOperationKey).(matchedOperation)
+		if !ok {
+			return errors.New("validate: request was not routed by the guard")
 		}
-		if err != nil {
-			return next(c) // not an API route: Echo answers 404 or 405
-		}
+		route, pathParams := op.route, op.params
 		// The router hands path parameters over as they appear in the URL, still percent-encoded;
 		// the contract's patterns are about the decoded value, which is what the handler gets.
 		for name, value := range pathParams {
@@ -95,7 +91,6 @@ func (v *validator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 				pathParams[name] = decoded
 			}
 		}
-		ctx := context.WithValue(req.Context(), echoContextKey{}, c)
 		input := &openapi3filter.RequestValidationInput{
 			Request:    req,
 			PathParams: pathParams,
@@ -103,15 +98,12 @@ func (v *validator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			Options: &openapi3filter.Options{
 				ExcludeRequestBody: true,
 				MultiError:         true,
-				AuthenticationFunc: v.auth,
+				// The guard has authenticated the request already.
+				AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
 			},
 		}
-		if err := openapi3filter.ValidateRequest(ctx, input); err != nil {
+		if err := openapi3filter.ValidateRequest(req.Context(), input); err != nil {
 			return requestError(err)
-		}
-		if key, ok := c.Get(principalKeyName).(store.APIKey); ok {
-			req = req.WithContext(context.WithValue(req.Context(), principalKey{}, key))
-			c.SetRequest(req)
 		}
 		body := route.Operation.RequestBody
 		if body != nil && body.Value != nil {
@@ -123,6 +115,12 @@ func (v *validator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		if body != nil && body.Value != nil {
+			release, err := v.budget.acquire(req)
+			if err != nil {
+				return err
+			}
+			// The parsed body lives until the handler returns, so the budget is held as long.
+			defer release()
 			if err := v.validateBody(req, body.Value); err != nil {
 				return err
 			}
@@ -131,17 +129,11 @@ func (v *validator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// requestError turns what openapi3filter reports into the API's error: authentication first,
-// then parameters.
+// requestError turns what openapi3filter reports about parameters into the API's error.
 func requestError(err error) error {
 	var apiErr *Error
 	if errors.As(err, &apiErr) {
 		return apiErr
-	}
-	var secErr *openapi3filter.SecurityRequirementsError
-	if errors.As(err, &secErr) && len(secErr.Errors) > 0 {
-		// The authentication callback failed for a reason of its own, e.g. the database.
-		return secErr.Errors[0]
 	}
 	// The path is checked before the query, as the reference does: a bad connection id is
 	// invalid_uri_params, whatever else is wrong.
@@ -265,6 +257,9 @@ func (v *validator) checkBody(schema *openapi3.Schema, required bool, data []byt
 		return nil, nil
 	}
 	value, err := decodeJSON(data)
+	if errors.Is(err, errJSONLimit) {
+		return nil, invalidBody("Request body is too complex: " + strings.TrimPrefix(err.Error(), errJSONLimit.Error()+": "))
+	}
 	if err != nil {
 		return nil, newError(http.StatusBadRequest, "invalid_json", "Request body is not valid JSON: "+err.Error())
 	}
