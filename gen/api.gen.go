@@ -3663,6 +3663,11 @@ type ListConnectionsLegacyResponse429Headers struct {
 	RetryAfter int
 }
 
+// ListConnectionsLegacyResponse503Headers the declared response headers of an HTTP 503 response for ListConnectionsLegacy
+type ListConnectionsLegacyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListConnectionsLegacyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3684,6 +3689,8 @@ type ListConnectionsLegacyResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *ListConnectionsLegacyResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListConnectionsLegacyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -3760,6 +3767,11 @@ type UpdateMetadataLegacyResponse429Headers struct {
 	RetryAfter int
 }
 
+// UpdateMetadataLegacyResponse503Headers the declared response headers of an HTTP 503 response for UpdateMetadataLegacy
+type UpdateMetadataLegacyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type UpdateMetadataLegacyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3785,6 +3797,8 @@ type UpdateMetadataLegacyResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *UpdateMetadataLegacyResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *UpdateMetadataLegacyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -3871,6 +3885,11 @@ type SetMetadataLegacyResponse429Headers struct {
 	RetryAfter int
 }
 
+// SetMetadataLegacyResponse503Headers the declared response headers of an HTTP 503 response for SetMetadataLegacy
+type SetMetadataLegacyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type SetMetadataLegacyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3896,6 +3915,8 @@ type SetMetadataLegacyResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *SetMetadataLegacyResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *SetMetadataLegacyResponse503Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -3982,6 +4003,11 @@ type DeleteConnectionLegacyResponse429Headers struct {
 	RetryAfter int
 }
 
+// DeleteConnectionLegacyResponse503Headers the declared response headers of an HTTP 503 response for DeleteConnectionLegacy
+type DeleteConnectionLegacyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type DeleteConnectionLegacyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4003,6 +4029,8 @@ type DeleteConnectionLegacyResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *DeleteConnectionLegacyResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteConnectionLegacyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4084,6 +4112,11 @@ type GetConnectionLegacyResponse429Headers struct {
 	RetryAfter int
 }
 
+// GetConnectionLegacyResponse503Headers the declared response headers of an HTTP 503 response for GetConnectionLegacy
+type GetConnectionLegacyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetConnectionLegacyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4113,6 +4146,8 @@ type GetConnectionLegacyResponse struct {
 	Headers200 *GetConnectionLegacyResponse200Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetConnectionLegacyResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetConnectionLegacyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4204,6 +4239,11 @@ type ListConnectionsResponse429Headers struct {
 	RetryAfter int
 }
 
+// ListConnectionsResponse503Headers the declared response headers of an HTTP 503 response for ListConnections
+type ListConnectionsResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListConnectionsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4225,6 +4265,8 @@ type ListConnectionsResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *ListConnectionsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListConnectionsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4306,6 +4348,11 @@ type ImportConnectionResponse429Headers struct {
 	RetryAfter int
 }
 
+// ImportConnectionResponse503Headers the declared response headers of an HTTP 503 response for ImportConnection
+type ImportConnectionResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ImportConnectionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4335,6 +4382,8 @@ type ImportConnectionResponse struct {
 	Headers200 *ImportConnectionResponse200Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *ImportConnectionResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ImportConnectionResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4426,6 +4475,11 @@ type UpdateMetadataResponse429Headers struct {
 	RetryAfter int
 }
 
+// UpdateMetadataResponse503Headers the declared response headers of an HTTP 503 response for UpdateMetadata
+type UpdateMetadataResponse503Headers struct {
+	RetryAfter *int
+}
+
 type UpdateMetadataResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4451,6 +4505,8 @@ type UpdateMetadataResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *UpdateMetadataResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *UpdateMetadataResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4537,6 +4593,11 @@ type SetMetadataResponse429Headers struct {
 	RetryAfter int
 }
 
+// SetMetadataResponse503Headers the declared response headers of an HTTP 503 response for SetMetadata
+type SetMetadataResponse503Headers struct {
+	RetryAfter *int
+}
+
 type SetMetadataResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4562,6 +4623,8 @@ type SetMetadataResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *SetMetadataResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *SetMetadataResponse503Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -4648,6 +4711,11 @@ type DeleteConnectionResponse429Headers struct {
 	RetryAfter int
 }
 
+// DeleteConnectionResponse503Headers the declared response headers of an HTTP 503 response for DeleteConnection
+type DeleteConnectionResponse503Headers struct {
+	RetryAfter *int
+}
+
 type DeleteConnectionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4669,6 +4737,8 @@ type DeleteConnectionResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *DeleteConnectionResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteConnectionResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4750,6 +4820,11 @@ type GetConnectionResponse429Headers struct {
 	RetryAfter int
 }
 
+// GetConnectionResponse503Headers the declared response headers of an HTTP 503 response for GetConnection
+type GetConnectionResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetConnectionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4779,6 +4854,8 @@ type GetConnectionResponse struct {
 	Headers200 *GetConnectionResponse200Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetConnectionResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetConnectionResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4870,6 +4947,11 @@ type PatchConnectionResponse429Headers struct {
 	RetryAfter int
 }
 
+// PatchConnectionResponse503Headers the declared response headers of an HTTP 503 response for PatchConnection
+type PatchConnectionResponse503Headers struct {
+	RetryAfter *int
+}
+
 type PatchConnectionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4895,6 +4977,8 @@ type PatchConnectionResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *PatchConnectionResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *PatchConnectionResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5099,6 +5183,11 @@ func (r OpenapiSpecResponse) ContentType() string {
 	return ""
 }
 
+// ReadyResponse503Headers the declared response headers of an HTTP 503 response for Ready
+type ReadyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ReadyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5106,6 +5195,8 @@ type ReadyResponse struct {
 	JSON200 *Health
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *ServiceUnavailable
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ReadyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5570,6 +5661,16 @@ func ParseListConnectionsLegacyResponse(rsp *http.Response) (*ListConnectionsLeg
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListConnectionsLegacyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -5672,6 +5773,16 @@ func ParseUpdateMetadataLegacyResponse(rsp *http.Response) (*UpdateMetadataLegac
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers UpdateMetadataLegacyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -5774,6 +5885,16 @@ func ParseSetMetadataLegacyResponse(rsp *http.Response) (*SetMetadataLegacyRespo
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers SetMetadataLegacyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -5862,6 +5983,16 @@ func ParseDeleteConnectionLegacyResponse(rsp *http.Response) (*DeleteConnectionL
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers DeleteConnectionLegacyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -5981,6 +6112,16 @@ func ParseGetConnectionLegacyResponse(rsp *http.Response) (*GetConnectionLegacyR
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetConnectionLegacyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6069,6 +6210,16 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListConnectionsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6188,6 +6339,16 @@ func ParseImportConnectionResponse(rsp *http.Response) (*ImportConnectionRespons
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ImportConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6290,6 +6451,16 @@ func ParseUpdateMetadataResponse(rsp *http.Response) (*UpdateMetadataResponse, e
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers UpdateMetadataResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6392,6 +6563,16 @@ func ParseSetMetadataResponse(rsp *http.Response) (*SetMetadataResponse, error) 
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers SetMetadataResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6480,6 +6661,16 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers DeleteConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6599,6 +6790,16 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6701,6 +6902,16 @@ func ParsePatchConnectionResponse(rsp *http.Response) (*PatchConnectionResponse,
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers PatchConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -6812,6 +7023,19 @@ func ParseReadyResponse(rsp *http.Response) (*ReadyResponse, error) {
 		}
 		response.JSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ReadyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7346,7 +7570,14 @@ type RefreshBlockedJSONResponse StdError
 
 type ServerErrorJSONResponse StdError
 
-type ServiceUnavailableJSONResponse StdError
+type ServiceUnavailableResponseHeaders struct {
+	RetryAfter *int
+}
+type ServiceUnavailableJSONResponse struct {
+	Body StdError
+
+	Headers ServiceUnavailableResponseHeaders
+}
 
 type TooManyRequestsResponseHeaders struct {
 	RetryAfter int
@@ -7475,10 +7706,13 @@ type ListConnectionsLegacy503JSONResponse struct{ ServiceUnavailableJSONResponse
 func (response ListConnectionsLegacy503JSONResponse) VisitListConnectionsLegacyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -7626,10 +7860,13 @@ type UpdateMetadataLegacy503JSONResponse struct{ ServiceUnavailableJSONResponse 
 func (response UpdateMetadataLegacy503JSONResponse) VisitUpdateMetadataLegacyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -7777,10 +8014,13 @@ type SetMetadataLegacy503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response SetMetadataLegacy503JSONResponse) VisitSetMetadataLegacyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -7901,10 +8141,13 @@ type DeleteConnectionLegacy503JSONResponse struct{ ServiceUnavailableJSONRespons
 func (response DeleteConnectionLegacy503JSONResponse) VisitDeleteConnectionLegacyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -8077,10 +8320,13 @@ type GetConnectionLegacy503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response GetConnectionLegacy503JSONResponse) VisitGetConnectionLegacyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -8200,10 +8446,13 @@ type ListConnections503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response ListConnections503JSONResponse) VisitListConnectionsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -8375,10 +8624,13 @@ type ImportConnection503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response ImportConnection503JSONResponse) VisitImportConnectionResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -8526,10 +8778,13 @@ type UpdateMetadata503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response UpdateMetadata503JSONResponse) VisitUpdateMetadataResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -8677,10 +8932,13 @@ type SetMetadata503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response SetMetadata503JSONResponse) VisitSetMetadataResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -8801,10 +9059,13 @@ type DeleteConnection503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response DeleteConnection503JSONResponse) VisitDeleteConnectionResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -8977,10 +9238,13 @@ type GetConnection503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response GetConnection503JSONResponse) VisitGetConnectionResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9130,10 +9394,13 @@ type PatchConnection503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response PatchConnection503JSONResponse) VisitPatchConnectionResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9245,10 +9512,13 @@ type Ready503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response Ready503JSONResponse) VisitReadyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9858,111 +10128,112 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rchs5kv9VEPWfCFszJYryo+PfUkzE0LLcrfFDWome3lmJywELSRKjKqAaQIli25rYO+yHPdDeZE+y",
-	"gUcV60kWqUe7d/jFFskCKpHITCQyf0h88QIexZwBU9I7+OLFWOAIFAjz6YgzBoGinJ2QM6ym+jvKvAMv",
-	"1h98j+EIvAMvyD3m+Z6AnxMqgHgHSiTgezKYQoR1298JGHsH3v/bW7x0z/4q9/Lv8u7ufO9M8BtKQBxx",
-	"NqaT9zD/lwTEPCPhZ/MpoyF2Tw8D8/jwGuYbk1J5s3enCRIgY84kGNa8weQcfk5AKv0p4EwBM3/iOA5p",
-	"gPVA9v4uOdPftXvthSLHQnBh30ZABoLGuh/vwOtPAQn7PkQlinA45iICgrhAmgMSSR6BmlI2QWqKFSIc",
-	"JGJcoTFV3p3vveNiRAkB9mTk9s5O0DXMUYiDa4nUFBCPQZg3PZNIBjwGTdgnrt7xhJEno4syBRNLB3rO",
-	"BVpI786Ca3BLNaeZofsa5s8kAnZDBWeRJlCLJ56HHJM+5x+wmMCTkT/iZI7gNgAglqsSxA2IZxKFNLJz",
-	"ncrvZ4ZvMA3xKHwa8noo1UJDWCqvBGJgRCLN7x+o+jEZ+WjMBcLIfkK9OD40LRS/BoY+n39IHxAwFiCn",
-	"OyjgSUjMzIx0xziYAvERofY7zOQMhJkuGoHWiTGmIZBD/avRiRmWSCourMYEU8wmQDSvzu0b3oQ8uIan",
-	"EULKbnBIyTAQQIApikN5kBt+lEg3SkOZHucoUQtmmLEIGCcSCJpRPT7TeoSD610+HqMYBOUEPX/ZRRKN",
-	"5ojAGCeh2vH10NOGrw2rpOYZRoLP7ARk86ffoTkb4DAE0kHnsEujmAtlDQzktAYFIWAh0YiraUez9MII",
-	"pB3+k4gdQwmD2xgCBcTMfCLgEBFQmIYSYQEo5JOJ41ZBNClJCaYBPLW6aG0mWOERlqCNesKMYJv33/le",
-	"n/OPmM3dKiOf3G5TifiN1iolkcAKnH3xvSlg4hyEc1BivtsbKzBTXezsAgKu9V5xNMNUy/SYC817JeaU",
-	"TZYuzxFlNEoi72Df99Q8BqM2CiZgyL7zvc8MJ2rKBf3libT2E/cRLi68WAveNeMzljLNM5TJJNaqAuQj",
-	"EIr7hvynXB2o1d3KW3QT15F+Ty8Me4maHi3MkKGNzU/H3sHlcjpOdcv9XNOfqJqe45l357do+GKDhm+w",
-	"pEEvpnlyV7XpxfQ9zNdrEa/z+J9nap3H3eBDCkxtwIJeHF/oNWyDplZd1qH1KJGKR+u06I/wOo+/oWG4",
-	"wUj6M36hYK1ZuqAThlVSYJx3N7jzvaqAaA0ghGqlweGZ0C6rotrlH+NQgq/3GdlXWpF1+1VK29frujYN",
-	"ypkCYNq0XXq9s5Ph++O/eoPMyEkltGm0243UOF7aX/30dfpxqvQqpQeA3putjuuAj/4OgfECS6K85sCC",
-	"AKQcGo9Efy6R53twG1MBcoiNQdM2Uf/lEaxgV3sWnl9tI/As19eC0ipbztqzJE+ofUWOPQsHs4FDJ0wq",
-	"HIbGSN5HDOIhJa3FgOZe2qJdnsYTcm+GWVqrVKzDtiYz9A0IWSzoDVZgAgB1fa4hhMOL/un58WrOlmQw",
-	"T0FFIntxjAz36jhbt8atx9IYSznjgtQOvTzEN72Lk6Oa4fleIkHYwMqXdlKVNfAXJORGbQaG9OpXO+z6",
-	"lWC9kRO4aZzzTeSIiwlm9Je8klZlbRm3mwRNgpRL+qxM0smHD41z1NRJ+/lL2VYdcG54djB+ZbLzM0zD",
-	"sG5ubQzt9AaEoATWnNPAeEpNg3S/SggEqPqR1pHjtq3HjHyW6bYlFhBgtdiIVB1rYATpcSMs3Q5yDAJY",
-	"AMiKk0RUHSC4ATFHYwohQbEACUz5iCVhiGZTYMYrN/uFjlcRXyrjEM+H6awt3PDyuLNvdL/WjYEI03Dt",
-	"VpatxaF+ZvTnBMI5okYbxxTscNPhd1apSpGKBxzjOtTmCSqQj0YQcjbRe1JvlVV3S2JJgmooU3iyxExb",
-	"gbKNLtN+fNt8UPPOdDb9Irvca0rMHiwX8TQEU5yGkE+cSsEtjmKjvn8RbKTm1//653fB9VH08sez71+q",
-	"uqkuWydsTbqcs0ATs+gQF2z98sXDEbR8MO80w9Y0H1ljlxVoN0uLSbrdnfBd96XeQXfO8ewjSIknJkKT",
-	"67/JRAnQZmWthScoLv5LN4TVHby2BowME2fa2u3mq1axKuh+xUzqV2kJM2RSBZFsn+NxQYxs+FgIbKIn",
-	"lpEZpyhT373yqjEg3wuxVMMxqGC6Jn8jUJhghR9YGNLQab2jUJOdql38nSlZuo3Qz+g1PiZryladsSnK",
-	"sN+QR8sGl015jo9+jaJl5iqnAQWSqxNYlPzlxuCkZjHoF6LSzySi5BBhxGCGPn8+eWtX4BDGCvFE6XUs",
-	"wrcfgE3U1Dt48fq170WUpZ/3tfOjFAjd8b9f4t1ferv/1t393u8cHvzxD/+4urq8uhp8/dPvvtxdec+u",
-	"rq6u9oZod/CH39XJ24LqD9RmCzcyYZtomX7hiYKoqmglUci/Zjnnsy43NsXLTWV7PX4cM/frGrX1bFPF",
-	"nfjWjNTDGpxswjPjkjdBTnyWS+85YLJScstJzVyqC0v0w3Ef7eX0Ze9LHv5whwSoRDC7HSh6Lzb9NIPR",
-	"lPPrYSLCIXfbIh9hlstOmf1DeZsR4Xma5zQbCgJBiAUQ8wmPQuiglEGISoTDGZ7L8iaEqilPFMKs4NBv",
-	"vaa6HZ9LF+c6PkRf7lxi+hrmGTcF4EIyt7N1wuqn6zKdr2z788/sjflenSlYEFLl1qOZ03auXC25D+zh",
-	"VZJO67kZbYO7R58v+qcfV0d2c2GvXKzLUlkX7XKae8LiRLVYZ5aHnd5mv/vaVCM9DYgyqQCTDuqFkqO5",
-	"XSnSqRz+3jy0OrpUdn2rzlUaUcokOY1KrGy6aVhpuTveqJz1LF6ptH/BYWIsRZHQjyAmQBBlipdgLs+k",
-	"4a2PElYCOD2TiM9YmfPzTzhqRcl7CxsoyVKrYJRnLPhbA3RZ2yEnUGv0ImdE6+PdFgNa5Nl7mEs0Fjyy",
-	"MCRO5gZXZwCaO0hwrpDjJh+PgRHKJuhGs19zK1uyGkJNjRsWY3tSYh1pdSx6R0MF4sJ2WyP6K8TsR8Ch",
-	"HfQ6ZghkEqq8weHXLYyNbVU3iBODvcr7sRn09DHjYSVPOHsS2eaJQ1HycRkS9rz/poeYgSjiIOAJUydk",
-	"p4M+uN030q40Q3ax8C2K0XpbRi60/3oNcbpJz9O13+127+9xtschr+VYullqjsYta1xYOtZwjMr2y7bS",
-	"GoeVwsEUVSxZm3lI3/7QU9Hgeq2Jxr7HHrTeP1rll1Rntj78tHhAs93w8hD9TXf3NyQhhEDZde8GC4qZ",
-	"4SqhupeIMqxssD7CcexsVYoPaQ1v8g0UoBk+1AR38F0ueA3sle99Ov103Bpv9BNV074N95/2Pvd/3G+N",
-	"LEtbvGgNKctaDI+O1oRieb7Xf9NrjXAqLPbegRWcO9/jDDYB0a2PnvtGYHNN3FwblpaJyQODzZbIvon5",
-	"lTA2tdpNiV7p8qh1lMfQ+IgyRCCgEQ4RoROqZNmt7S4LMnd3vx/8vjaCXEIZrrfob4J9oFImIE4aQA8W",
-	"3uJwb4vYxho0NcR9lmXyKxtf9/CyFG3afFCgumFYzSik8ubxzz/1W6OtcszKbSB1DzWrTLp439u7q9uC",
-	"nbKCh0aJOQ6AUUilch5cpOW1nekqeUlrh56sbxXh2xPbzjoTEWXp57L/vzq23dZh+nbcmMYkzLJQTjbM",
-	"Oj+luqKsJ0Ncm+MFIK8VmjHXJofF2QgP6zyDlcqVJ7OWgGrMxnLGa8OzzfBnJdZVQTK1bNoYnvjQrKoA",
-	"FVcwrGaxvwe2q5W0VPBerVptsv6tpwC1U2N8z5Wzs2BCeXgpEQ2S/AJZ/q8xP5uJ9f0geA+ME2+9RD/G",
-	"FNRrSIuJeDAQfjstsYtFPp+wYknO4zM3nTF7NHH4EIqzNt66XkFaTcgj4dZ/nTlo0JrK3LTUns3moUFL",
-	"6mbjDKtget+Y5qbhtXVye015usox1KlS8XO5Y08wc4GuvCsPKW5PyCJaQR11X/1/vw1queo71m9QFyfb",
-	"n0mUmJwLuob5hmCnfxx0/oSGTbCm2kNVj781XX7AobWIX5z88KnX/1x7uuPhjz9kvKpTg+xI55rM26BN",
-	"Y9JnTQhBPu1UAx9oTiHVZXEGq3JfdqSDWtbpbt9wHtaoIxpxHgJmVcS+AEykzU+hcYgn8gCZrSHa99Ec",
-	"pI8489HcR8DwKLRHfS07UddHjPuIj8c+Yj4iVJonTOgHszkKsDRZrZw+Pb/sq8HluRhcfk4Gl8cw+Lr/",
-	"9fKvc/Pn5YUcfL085YPLT2xgvv1qvv7EBpc9PLh8Mxpcfgjto2/J4Ovlu7H9QX95IW133a/m+VPuutLP",
-	"vBsPvto+35LB5Qm1T9d0uVOv24mx7GtKl1y0Kk2FxSJpHufOD7jpqUx32k3dhLt0aTGN992r1eZssDBr",
-	"w6ur3c5eQ6gtywyvnynsP0pCerE+2vz/82uY79ksmX213Okgk4HFAhDTNjSkvwDRy07IZyC0SBp4makr",
-	"IRWea7FVlAUK4bGC3LpUDIs0rbTD9tiApRy7e6hUue+VgsFrx83u56zZ7fQaG9kHiZX03/RaRyEzCkvv",
-	"zi1Rurs6zqYratm42h60acwgHeLQls6JYjX3EVYo4lKh716h9/RNyQX57vXrl9+t1qjqUe/HdzDuv/ns",
-	"/3Q6vOgfn20KL+rPONLjrpuP6jn+VRxJe7UtdSsLOWrTeZaNWY/tZYaYRGE7WR2sQbDNGCSCqvmF1hb7",
-	"8hFgAcIcNa0R20AAiblQWZUTK8cdZBCfAY9Bmoi4XvVNbjyrWWXsqwGxMAde0s2NUZ3ykGgBNzprljZD",
-	"w4JivS+wFTsoG/OaSimKC9dpPoXMx7mIvbSJfCrIboyFmusRSDSCKWUEfcJswp/JwuO9s5MOeguC3gCx",
-	"8Jz0qTgZhVROgSAZQ3DoTi3aokiIZgxwdYXOj3tvPx4/kwiEwAqbFdxNUZ6bnu/dgJB2QPudbqdrop4x",
-	"MBxT78B72dnvdB1Qx0xUDkStP06sLVwFirNwHrva9T69BXKIuCAW87xAIqK3xxdHPqLE/HGoHTYJpnJa",
-	"jCeA/vu/bDGbDvrECxzXvWpuOBQ3mGnNROCEeAfeBypzQBz5ASY4MBDLXOW8y/IEH9/iQJXTLzgQXMr8",
-	"rs0kDOuq25Uq7LWrFVNAPt3d+WWijrCEXcokMEkVvQEkk5HVzRpEDzVusPs+he09k8ghC00ROv2EcQWa",
-	"hiEBi2B6rwEslw7L5+y0JyVNlIALB5BHJ8ZmjUtcyx/iXEHiae7Rh5x8HkV4V4IWW63sWeUv6w5p4yYP",
-	"kYxxAFoteMIIAhxMrRkUNIqgkbk5iS5RnHMB9rv5xJtsJFR7vZfXMB/80Xq9MaZCpjZLf7A2OMIqmGqC",
-	"4DYOzTbXTkkdfQ7PvCCryWVfcwdQ40JXT/+ruTGdBCA+XWSsi2M+00ZK0l/0lvR//uM/LavSOm7IfETP",
-	"y3vacSJBIj18GlBlkXSuhNcL3WCUqLQLs5aYbg6RBKgz8ztNk5tWAVtwz3WaTWmEb13trm6a1W2u5VU/",
-	"dpZEIxB21eoeptjRWhPeQGZsYaE1VFYo7JbI7NaQOSiV/3zR7T5YTa/SAcGayl6nDOyoix6BlqdXlpC6",
-	"/jOC93LFSk2T/dVNCvXVTKOXqxstiozqFvuv27ympliabvzi+9WNyxXy7nzvdRt25AsUmjYv27Up1QjM",
-	"O6Bmzc+7npderl7oQW7SDrR35Q20RMkkirCYO6ciP7M+YjADqdCYCqn0J63G5oBY3l15HhrvA2mfSstG",
-	"/lzajqEv981eHiARa3PZxt+6mOIw5LPdCMTEuagLbKhFyWODH3FO5MJj0IpITLzCxSacYxXxGyA7JmTG",
-	"mV5LMJPYNDmwZ3T1t1SiiEpJ2cTPanhSiWaCKgXMxDM0KWnhT4ledV+lxfiGOahrxX37bLCuKdIm894c",
-	"lP8NJ/MH0+synOeuuONxp7cezazUvr6aNMgjfc0kk8NCiUwIpjw1Ad+sqem+Wt0iKzRsbFOLV5Qr/G5t",
-	"WqNNswjyslUzh2lK5kIrNxco4gIKu9VlpiyzXDsmA8Rlq53iOcSh8V4LNmuJpfpyl5aypepXs08XoL5d",
-	"47T/axonYedza5625ulhzJMzEBX7cF8TVXK7ivUBrOUKQUE7G6a9JVkOxmjzQpVEEnBYPKJujqdPOCfl",
-	"/SFnoUt2Iqr3gZoCstNBJ4Wq3hJH+RcNKUEhViBcaE26eio5UoxPar+lpIN6i5LIuYe4KFTdt1ZR28Ru",
-	"jU30qwlbwkFWTeVbM4jc7qkhFFcnZYtH9hrumXjULV+aYG0we/m4m0QTzmC71fst2h2n6CW7Y+UW4cKB",
-	"yWW2pWhBjBPUMlp+7oqRlA8AnmprsKhigZoGUC5tgSZgKh3KvM2x1UtkEkzNJQWYIKmfKp3+P0RcTUGY",
-	"wKLupmC1vtyZPjB61X1pnSw1hTnC8rp4EYS2JM40mI8mKddBBYjbH01Oytq/9OoDt+2UzvcrNLdRpkIW",
-	"gBFUOSurN+EuL2SuTQjChADpoHeFeiCVYiCaOcgC6jTxGTDVvdvsnl2aMn+ZQ3bXA2WEz9Dz/dcooizR",
-	"Jjh3o4N1ixjMgCCsTMMiBiy7UCMtvk+VbWOzG4cIZ4HfZ+5SCRwW7HPNZRV+UXRHOLi2OYOxAxTgrCcu",
-	"ENxOcWIYN5qn30v06sWrhq5Z/h4EH8mQz9ILPfRbsjj16+6L7MMwWejqooyOO8pqeZAwxRMtitV15AdQ",
-	"j7aI+NXD8hAX5U+miTbL9g76ZM5NV1TPqoXD0NSFPItAT7/1jQIZhqomGuuuR1kuxIzPfK1ZzNJoZczc",
-	"QDDiiTn8byXcKBZJROptZDeWlMXmuW7MmfPNiqthJk872oxpwvKuRVbhKCf6VK2S6EOknRRjntQ8BuMi",
-	"2XSoTHd3m0/LmIsAhm5yHmhaekEAsbntxFxgFMVY0RENqZofumP3m4vPhKppMhriOB7+fabuI01PEzQ3",
-	"Nb1WOlLFe0uOcDCF3SPOlKjFDlrAGuO7xoZ0ll5VkqIc0qfrkA53/9f2p/fy91q8rXQt05O7iS9a7L9r",
-	"btl6ehdT67kp5tTOgSv7oj+AKqzmvl0+Sx6eMTPGcTP+SoTn1s9TU4jWdl3XW1grVxCa07x7pbqYmTv8",
-	"LUNFtiCRLUhkCxLZgkS2IJEtSGQLEtlGDp8GJFJMmRaKMsYShJLFaI729GZTGkzRnCcIh9rPm6MpvilA",
-	"kzuoV0kCNOQP9J6/ppJFGvQwF4yK4vW65jJMW0jURQ1nVEKad3WuWxp5y1Xjed47O9vJ3YmLIsr0+Fih",
-	"Tg+yx1bzwT/XRzaMYhDN1XAxMT4T6UzR2lgduqaL4JlMc76vtDW2QU3XvfGdA8zKt9hSTQsvRLpkFrF4",
-	"3X3hfPI0zWzDWlVvs1wj8JESx02lCJ8Y3VK6GGR1IiW7APg+kQAfSZqGpUyhywALQaGwWdpGC/75stm/",
-	"mXCBNZ7llcXqNHqemBVhp7AilPPZsglH+M+DGtziBbd4wS0g51fFCzZ7tb952N8W8LcF/G3tyzcA+Kt6",
-	"PsuhfFvg3obAvS1kbxt4+81B9goovC3mbou522LuNsXcbdF2W7TdFm23Rdtt0XZbtN0WbbcUbfcgADq/",
-	"KWz/k1nG9VZTOxGu3l/hXijzIxaQBWe0h1HCLZlnbGi49rI8W8fQ/LuIvenB7eSusBX5MJ57eXZbYO0l",
-	"urbabhbK65jOS8tKxQ8p1SB+2J3owwfxGkomP3GmYK2tsEvkbwN224Dd2gE7m3YrmMzsGs4Mv8lFag6M",
-	"/5nV8TTRu2l2fWPtXr3nPNXZlIbW/Y0FN+gQkTB5iOz+RdsPRLDCI1fet2hD3BWRj6hw7g0N+paSbG79",
-	"pjeVOSiBiG6AWeX1vb0IlKBBM4T6o/093TOdCR6BmkIikYJbhWxFzQ4ysmMqJuqnemcnCBMiNE0JC/V/",
-	"R+fHb89Oz/vDj8f985Oji+GHk4v+8SeTgjEAnfR5PjarIZ/V5EgcMasZrWnbi0NMSyyu+In+esOF25hL",
-	"msKkIqw2MB1Lpib3unRezCS5GoqdOY7C3EwVmXNqH7qIIVhPEtNe8yDIUll73bee1JedfUR4kES1913U",
-	"C2faNm2Xh2eZnaGJTru10oZjljKpP6WmzKUS2NUA3TMQtZUq/qLbzal5qs3pXtVHr00UTP9OlYlba6eh",
-	"KoTn5mW/iq6bV5t7JTX7HtBIl5IkmFCWLe/NttzaajOTdacZPvAAh26mPd9LROgKoR7s7YX6tymX6uBl",
-	"t/vSuxvc/W8AAAD//w==",
+	"7H1rcuM4kv9VEPxPRNkztCzXo+PfdkzEqFyubk+5bK8tT++srdVARErCmATYAGhZXeWJvcN+2APtTfYk",
+	"GwBIik+JlB9dvaMv3UWZABKZiUQi88fEF8fjQcgZMCWd/S9OiAUOQIEwT4ecMfAU5eyYnGM11b9R5uw7",
+	"oX5wHYYDcPYdL/Oa4zoCfo6oAOLsKxGB60hvCgHWbX8nYOzsO/9vdzHorv2r3M2O5Tw8uM654HeUgDjk",
+	"bEwnn2D+LxGIeUrCz+YppSGM3x565vXhLczXJqU0svOgCRIgQ84kGNa8x+QCfo5AKv3kcaaAmX/iMPSp",
+	"h/VEdv8uOdO/NRv2UpEjIbiwoxGQnqCh7sfZd/pTQMKOh6hEAfbHXARAEBdIc0AiyQNQU8omSE2xQoSD",
+	"RIwrNKbKeXCdj1yMKCHAXozc3vkxuoU58rF3K5GaAuIhCDPSK4mkx0PQhJ1y9ZFHjLwYXZQpmFg60BYX",
+	"aKG92wuuwT3VnGaG7luYv5II2B0VnAWaQK2eeO5zTPqcn2AxgRcjf8TJHMG9B0AsVyWIOxCvJPJpYGWd",
+	"6O8Vw3eY+njkvwx5PZSsQkNYoq8EQmBEIs3vH6j6MRq5aMwFwsg+oV4YHpgWit8CQ1cXJ8kLAsYC5HQb",
+	"eTzyiZHMSHeMvSkQFxFqf8NMzkAYcdEA9JoYY+oDOdB/NWtihiWSigu7YrwpZhMgmlcXdoT3Pvdu4WWU",
+	"kLI77FMy9AQQYIpiX+5nph9EMp6loUzPcxSpBTPMXASMIwkEzaien2k9wt7tDh+PUQiCcoK23nSRRKM5",
+	"IjDGka+2XT31pOE7wyqpeYaR4DMrgFR+egzNWQ/7PpAOuoAdGoRcKGtgILNqkOcDFhKNuJp2NEsvjULa",
+	"6b+I2jEUMbgPwVNAjOQjAQeIgMLUlwgLQD6fTGJu5VSTkoRg6sFLLxe9mglWeIQlaKMeMaPYenwtKcU5",
+	"kj6foS1p6RtGCwKtMBfLH025TyTCemtg83R+I04omJ+pQgGeI6wQZx7YPkEM+R0Ibca0lhnuXIAS853e",
+	"WIGwKmHsTaIOAjDZdlxnCpjEPkKmgX7MT/ESPK6XvuJohqlW6zEXmv1KzCmbHCAJTNmBSwQ52e06oIwG",
+	"UeDs77mOmodglpGCCRjOPrhOn/PPmM3jPVm++C5HJdKkI6okElhBbI2fjFVLnZmV3LliOFJTLugvL2Tj",
+	"TrmLcN5NwXqZ3jI+YwnTHEOZjEJtWIB8BkJx35D/knsptapdGkU3iTvS4/R8vxep6eHCaBva2Pxs7Oxf",
+	"L6fjTLfcyzT9iarpBZ45D26Dhq/XaPgeS+r1Qpold1WbXkg/wbxdi7DN63+eqTavx5P3KTC1Bgt6YXip",
+	"d/w1mtrl0obWw0gqHrRp0R/hNq+/p76/xkz6M36poJWULumEYRXlGOc8DB5cp6wgegUQQvWiwf650A6+",
+	"ovqANMa+BFefytKf9ELW7Vct2r72grRpULEpAKZN27XTOz8efjr6qzNIjZxUQptGezhLjOO1/aubDKdf",
+	"p0rv6XoC6JM5GMYd8NHfwTM+c0GVW07M80DKofHf9HOBPNeB+5AKkENsDJq2ifpfDsEKdrQf5rjlNgLP",
+	"Mn0tKC2z5bw5S7KE2iEy7Fm44zUcOmZSYd83RvIxahAOKWmsBjQzaIN2WRqPyaMZZmktU9GGbXVm6BtQ",
+	"slDQO6zAhEuq+myhhMPL/tnF0WrOFnQwS0FJI3thiAz3qjhbtce1Y2mIpZxxQSqnXpzi+97l8WHF9Fwn",
+	"kiBsGOpLM61KG7gLEjKzNhNDevernHb1TtBu5gTuamW+jh5xMcGM/pJdpGVdW8btOkWTIOWSPktCOj45",
+	"qZVRXSfN5ZewrTzhzPTsZNySsLMSpr5fJVsbcTy7AyEogZYy9YynVDfJ+K8SPAGqeqZV5MSH/CNGrmRy",
+	"bAkFeFgtDiJlxxoYQXre+uRpz9tjEKAPnlad9Hl0H8EdiDkaU/AJCgXos6CLWOT7aDYFZrxyc17oOCX1",
+	"pTL08XyYSG3hhhfnnf6i+7VuDASY+q1bWbbmp3rF6M8R+HNEzWoc67O2yky/s2qp5Kl4wjm2oTZLUI58",
+	"NAKfs4k+kzqrrHq8JRY0qIIyhSdLzLRVKNvoOunHtc0HFWMm0nTz7IqHKTB7sFzFk4BVXgw+n8RLCu5x",
+	"EJrl+xfBRmp++69//ujdHgZvfjz//o2qEnXROmFr0uWceZqYRYc4Z+uXbx4xQcsn81EzrKX5SBvHOZRm",
+	"UloI6X5nwnfiH/UJunOBZ59BSjwxgf5M/3UmSoA2K602Hi+/+S89EJZP8NoaMDKMYtPW7DRftoplRXdL",
+	"ZlIPpTXMkEkVBLJ5RiwOYqTTx0JgEz2xjEw5RZn67q1TjgG5jo+lGo5BedOW/A1AYYIVfmJlSALN1Y5C",
+	"RS6vcvOPTcnSY4R+R+/xIWmpW1XGJq/Dbk3WMZ1cKvIMH92KhZaaq8wKyJFcFmBe85cbg+OKzaCfi+G/",
+	"koiSA4QRgxm6ujr+YHdgH8YK8UjpfSzA9yfAJmrq7L9+9851AsqS5z3t/CgFQnf879d455fezr91d753",
+	"Owf7f/zDP25urm9uBl//9LsvDzfOq5ubm5vdIdoZ/OF3Vfq2oPqE2tzqWiZsnVWmBzxWEJQXWkEVssMs",
+	"53za5dqmeLmpbL6On8fM/bpGrZ1tKrkT35qRelqDkwo8NS5ZExSrz3LtvQBMVmpuMQWcSQxiiX446qPd",
+	"zHrZ/ZIFizwgASoSzB4H8t6LzQrNYDTl/HYYCd+khvSxyEWYZXJ55vxQPGaYXJfNCpsDBQHPxwKIecIj",
+	"HzooYRCiEmF/hueyeAihasojhTDLOfQbr6nqxBcn1zMdH6AvD3Ea/xbmKTcF4Fzqu7NxwqrFdZ3IKz3+",
+	"/DN7Y65TZQoWhJS59WzmtJkrV0nuE3t4paRTOzejaXD38Oqyf/Z5dWQ3E/bKxLoslVXRrnjlHrMwUg32",
+	"meVhpw/p311tqpEWA6JMKsCkg3q+5Ghud4pElMPfm5dWR5eKrm/ZuUoiSqkmJ1GJlU3XDSstd8drF2c1",
+	"i1cu2r9gPzKWIk/oZxATIIgyxQugoFfS8NZFESvAwV5JxGcs5XyA77OU7HVTYcxPcdCIuE8WSVBQr0bx",
+	"KccY9Q8GKdTaRydQaQeD2K5Wh8AtiDbPxk8wl2gseLAA3GxxgQzCdRsJzhWKGczHY2CEsgm60xLRDEx3",
+	"sZroU+0ZxpijhNiYtCoWfaS+AnFpu61YDSs070fAvp10G8sEMvJV1gbx2wb2x7aqmsSxAa9lXdsUu/uc",
+	"IbKCc5y+iWzzKIah8nERU7fVf99DzGA8sefxiKljst1BJ/GBHGnvmiG7f7gWB2YdMKMX2qW9hVBVLrBu",
+	"9/FOaHMgdytfM5ZSfYBuWePcbtLCVyqaNNtKrzisFPamqGTcmsghGf2pRVHjjbWEsz/iWFrtMq1yVcqS",
+	"rY5ILV7QbDe8PEB/0939DUnwwVN2K7zDgmJmuEqo7iWgDCsbvw9wGMa2KoGMNEY8uQYdUI8oqkNAuHF6",
+	"uAUcy3VOz06PGkOQfqJq2rcZgLPeVf/HvcZgs6TF68Yos7TF8PCwJTrLcZ3++15j0FNus3f2reI8uA5n",
+	"sA6urj2g7htB0tVxszVSLVWTJ8afLdF9EwYswG4qVzcleqfLwv5RFlbjIsoQAY8G2EeETqiSRU+3uyzu",
+	"3N35fvD7yqByAXjYbtNfBw5BpYxAHNfgICziJYbCLcIdLWiqCQUtS+6XzsLxy8uytknzQY7qmmnVA5OK",
+	"58k//9RvDMDKMCtzptQ9VOwyyeb9aO+u6lR2xnIeGiUGgo+RT6WKPbhA62sz01XwklpHo6xvFeD7Y9vO",
+	"OhMBZclz0f9fHe5u6jB9O25MbV5mWXQnnWaVn1LeUdrpENfmeIHRawRwzLTJwHPWgsjGnsHKxZUls5KA",
+	"chjHcsZpwrP1IGkF1pVxM5VsWhux+NSsKmEXVzCsYrN/BNyrkbaUIGCNWq2z/7VbAJWiMb7nSuksmFCc",
+	"XkJEjSa/Rpb/LeSznlo/DpX3xNDxxlv0c4igeoU0EMST4fKbrRK7WWRTDCu25Cxkc12J2W87h0+xcFpD",
+	"sKsXSCOBPBOU/deRQc2qKcmm4epZTw41q6RKGudYedPHxjTXDa+1SffVpe5K3/FOlQq35Lb9BJwLdOPc",
+	"OEhx+4kxoiUgUvft/3ebAJnLvmP1AXVRGuCVRJFJw6BbmK+Jf/rHfudPaFiHdKr8zur5j6bLv3lorOKX",
+	"xz+c9vpXlR98PP0XESmvqpZB+pVnS+at0aY26dMSVZBNO1UgCupTSFVZnMGq3Jed6aCSdbrb95z7FcsR",
+	"jTj3AbMyiF8AJtLmp9DYxxO5j8zREO25aA7SRZy5aO4iYHjk269/LTtR10WMu4iPxy5iLiJUmjdM6Aez",
+	"OfKwNFmtzHrauu6rwfWFGFxfRYPrIxh83ft6/de5+ef1pRx8vT7jg+tTNjC/fjU/n7LBdQ8Prt+PBtcn",
+	"vn31Axl8vf44tn/QP15K2133q3n/jMdd6Xc+jgdfbZ8fyOD6mNq3K7rcrl7bkbHsLbVLLloVRGHhSZrH",
+	"mU8KYvGUxJ10UyXwOF2aT+N993a1ORsszNrw5mans1sTakuTxe0zhf1nyVEv9kcLCdi6hfmuzZLZoeV2",
+	"B5kMLBaAmLahPv0FiN52fD4DoVXSIM5MYQ6p8FyrraLMUwiPFWT2pZpMdmGnHTaHCyzl2MNTpcpdpxAM",
+	"bh03e5yzZo/TLQ6yTxIr6b/vNY5CphQWxs5sUbq7Ks4mO2rRuNoetGlMUR7iwNYeCkI1dxFWKOBSoe/e",
+	"ok/0fcEF+e7duzffrV5R5a+/n9/BePzhs//T2fCyf3S+LuKoP+NIz7tKHuVP+1dxJOnVttStLAqpSedp",
+	"NqYd24sMMYnCZro6aEGwzRhEgqr5pV4tdvARYAHCfH1aobaeABJyodLCJ1aPO8iAQD0egjQRcb3rm9x4",
+	"WvTL2FcDYmExnkk3N0Z1yn3SSeq9mK3N0LCgWJ8LbBEPysa8oniK4iLuNJtC5uNMxF7aRD4VZCfEQs31",
+	"DCQawZQygk4xm/BXMvd67/y4gz6AoHdALDwneSuMRj6VUyBIhuAdxB8y2qpSiKYMiAszXRz1Pnw+eiUR",
+	"CIEVNjt4LKIsNx3XuQMh7YT2Ot1O10Q9Q2A4pM6+86az1+nGQB0jqAyuWj9OrC1chZOzcB672/VOPwA5",
+	"QFwQC4NegBPRh6PLQxdRYv5xoB02Cab0XIgngP77v2x9mw465TmO6141N2JgNxixpipwTJx954TKDBBH",
+	"nsAEewZ1mSk9eF0U8NE99lQx/YI9waXMntpMwrCqPGChRGGz8jE55NPDg1sk6hBL2KFMApNU0TtAMhrZ",
+	"tVmB6KHGDY5/T5B8rySKwYamip9+w7gCddOQgIU3fdQElmuH5XP6ASgldZRAHA4gz06MzRoXuJb9rnMF",
+	"iWeZV59S+DwI8I4ErbZ6sael06w7pI2bPEAyxB7oZcEjRhBgb2rNoKBBALXMzWh0geKMC7DXzSbeZC2h",
+	"2uu9voX54I/W6w0xFTKxWfrB2uAAK2+qCYL70DfHXCuSKvpiiPOCrDqXveUJoMKFLhcEUHNjOglAeLbI",
+	"WOfnfK6NlKS/6CPp//zHf1pWJYXwkHlEW8Uz7TiSIJGePvWoski6uKrXa91gFKmkC7OXmG4OkASoMvPb",
+	"dcJNCoMtuBd3moo0wPdxOa9uktWtL+9VPXcWBSMQdtfqHiTY0UoTXkNmaGGhFVSWKOwWyOxWkDko1E99",
+	"3e0+WZmvwjeDFcW+zhjYWec9Aq1Pby0hVf2nBO9mqr2aJnurm+RKrplGb1Y3WlRp1S323jUZpqJ+mm78",
+	"+vvVjYtF8x5c510TdmQrPJo2b5q1KRRZzDqgZs/Pup7XTqbg6n5GaPvau3IGWqNkFARYzGOnIitZFzGY",
+	"gVRoTIVU+kkvY/PNWNZd2fKN94G0T6V1I/up2rahL/PLbhYgEWpz2cTfupxi3+eznQDEJHZRF9hQC5zH",
+	"Bj8SO5ELj0EvRGLiFXFsInasAn4HZNuEzDjTewlmEpsm+/azXf0rlSigUlI2cdMiqFSimaBKATPxDE1K",
+	"UjlVorfdt0l9vmEG6lpy364M1jVB2qTeW4zuf8/J/MnWdRHO85A/8cQfdD2bWakcvpw0yCJ9jZDJQa7G",
+	"KHhTnpiAb9bUdN+ubpFWaja2qcEQxRLJG5tWa9Msgrxo1cz3NQVzoRc3FyjgAnKn1WWmLLVc2yYDxGWj",
+	"k+IFhL7xXnM2a4ml+vKQ1AKm6lezT5egvl3jtPdrGidh5bkxTxvz9DTmKTYQJfvwWBNVcLvyJQOs5fJB",
+	"QTMbpr0lWQzGaPNClUQSsJ//at18sT7hnBTPh5z5cbITUX0O1BSQ7Q46zpVFlzjIDjSkBPlYgYhDazIu",
+	"sZIhxfik9ldKOqi3qJKceYmL3LUF1ipqm9itsIluOWFLOMiyqfxgJpE5PdWE4qq0bPHKbs1FHc965EsS",
+	"rDVmLxt3k2jCGWyOer9FuxMv9ILdsXqLcO6DyWW2JW9BjBPUMFp+EdcnKX4AeKatwaKwBaqbQLHaBZqA",
+	"KX4oszbHFjSRkTc1tzxggqR+q1AQ4ABxNQVhAou6m5zV+vJg+sDobfeNdbLUFOYIy9v8TRrJrQHJo0nK",
+	"dVAO4vZHk5Oy9i+5OyI+dsrY98s1t1GmXBaAEVT6VlYfwuO8kLl3wvMjAqSDPuZKhJTqg2jmIAuo08Sn",
+	"wNR4bHN6jtOU2dsw0ssyKCN8hrb23qGAskib4MyVGNYtYjADgrAyDfMYsPRGkqQeP1W2jc1uHCCcBn5f",
+	"xbdyYD9nnytu+3DzqjvC3q3NGYxjQAFOe+ICwf0UR4Zxo3nyu0RvX7+t6ZplL5Jw7RUS8Y0oepQ0Tv2u",
+	"+zp9yF4tsaisE3/KankQMcUjrYrlfeQHUM+2ibjlj+UhzOufTBJtlu0ddGq+my4tPbssYgxNVcgzD/R0",
+	"G18ykGKoKqKx8f0yy5WY8ZmrVxazNFodM5cSjHhkPv63Gm4WFolE4m2kV74U1WZLNzYXfajSbpjq07Y2",
+	"Y5qwrGuRFj3KqD5VqzT6AGknxZgnNQ/BuEg2HSqT0936Yhlz4cEwFs4TiaXneRCa62LMDVBBiBUdUZ+q",
+	"+UH82f366jOhahqNhjgMh3+fqcdo08sEzU2Zr5WOVP4qk0PsTWHnkDMlKrGDFrDG+I6xIZ2lt5ckKIfk",
+	"7Sqkw8P/tfPpo/y9BqMV7rV6cTfxdYPzd8U1ZS/vYup1buo7NXPgir7oD6Byu3l8jVLBwzNmxjhuxl8J",
+	"8Nz6eWoKQWvXtd3GWrrD0XzNu1solZm6w98yVGQDEtmARDYgkQ1IZAMS2YBENiCRTeTwZUAi+ZRprk5j",
+	"KEEomY/maE9vNqXeFM15hLCv/bw5muK7HDS5g3qlJEBN/kCf+SsqWSRBD3NDq8jfT2xuE7W1ReOo4YxK",
+	"SPKuseuWRN4y1Xi2eufn29lbRQPK9PxYrk4Psp+tZoN/cR/pNPJBtLiGi4nxmUhngtbG6iBuugieySTn",
+	"+1ZbYxvUjLs3vrOHWfEaYCoXl6XGkS6ZRizedV/HPnmSZrZhrbK3WawR+EyJ47pShC+MbincFbI6kZLe",
+	"oPyYSICLJE3CUqbQpYeFoJA7LG2iBf982ezfTLjAGs/izmLXNNqKzI6wndsRivlsWYcj/OdBDW7wghu8",
+	"4AaQ86viBeu92t887G8D+NsA/jb25RsA/JU9n+VQvg1wb03g3gaytwm8/eYgezkU3gZzt8HcbTB362Lu",
+	"Nmi7Ddpug7bboO02aLsN2m6DtluKtnsSAJ1bF7b/yWzj+qipnYi43l/uXijzRywgDc5oD6OAWzLv2NBw",
+	"5f15to6h+e8i9qYnt5251VZkw3jx4OkFgpX36tpqu2kor2M6L2wrJT+kUIP4aU+iTx/EqymZ/MKZglZH",
+	"4TiRvwnYbQJ2rQN2Nu2WM5npzZwpfpOLxBwY/zOt42mid9P0+sbKs3ov9lRnU+pb9zcU3KBDRMTkAbLn",
+	"F20/EMEKj+LyvnkbEl8R+YwLLh6hZr0lJJuLwOldSQYFENEdMLt4XWc3ACWoVw+h/mz/npyZzgUPQE0h",
+	"kkjBvUK2omYHGd0xFRP1W73zY4QJEZqmiPn6f4cXRx/Ozy76w89H/Yvjw8vhyfFl/+jUpGAMQCd5n4/N",
+	"bshnFTmSmJjVjNa07YY+pgUWl/xEt9104T7kkiYwqQCrNUzHEtFkhkvkYoQU11DszHHgZySVZ86Zfeky",
+	"BK+dJia9ZkGQhbL2um8t1DedPUS4FwWV911UK2fSNmmXhWeZk6GJTsd7pQ3HLGVSf0pNmUslcFwDdNdA",
+	"1FYu8dfdbmaZJ6s5Oau66J2Jgum/U2Xi1tppKCvhhRnsV1nrZmhzr6Rm3xMa6UKSBBPK0u293pZbW20k",
+	"WfU1wwn3sB9L2nGdSPhxIdT93V1f/23Kpdp/0+2+cR4GD/8bAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
