@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
@@ -69,8 +70,10 @@ func HTTPErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		}
 		if bodyUnread(c) {
 			// Refused before its body was read (401, 403, 429, 413, 503...): close the connection
-			// rather than let net/http drain what is left of the body before answering.
+			// rather than let net/http drain what is left of the body, up to 256 KiB at whatever
+			// pace the client sends it. The past read deadline makes that drain stop at once.
 			c.Response().Header().Set(echo.HeaderConnection, "close")
+			_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now())
 		}
 		if apiErr.RetryAfter > 0 {
 			c.Response().Header().Set("Retry-After", strconv.Itoa(apiErr.RetryAfter))

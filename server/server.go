@@ -169,7 +169,7 @@ func NewAPI(cfg Config) (*API, error) {
 		return nil, err
 	}
 	auth := newAuthenticator(cfg.Store, cfg.KeyCacheTTL, cfg.Now)
-	v := newValidator(router, newBodyBudget(cfg.MaxInflightBodyBytes, cfg.MaxBodyBytes, cfg.BodyBudgetWait))
+	v := newValidator(spec, router, newBodyBudget(cfg.MaxInflightBodyBytes, cfg.MaxBodyBytes, cfg.BodyBudgetWait))
 	tagsSchema := spec.Components.Schemas["Tags"]
 	if tagsSchema == nil || tagsSchema.Value == nil {
 		return nil, fmt.Errorf("openapi.yaml declares no Tags schema")
