@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/credport/credport/server"
+	"github.com/credport/credport/store"
 	"github.com/credport/credport/store/storetest"
 )
 
@@ -159,6 +161,40 @@ func TestSlowClients(t *testing.T) {
 			}
 		})
 
+		t.Run("handling outlives the read timeout", func(t *testing.T) {
+			const readTimeout = 200 * time.Millisecond
+			e, err := server.New(server.Config{Store: slowStore{Store: v.db, hold: 3 * readTimeout}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			slow := *v
+			slow.e = e
+			addr := serveHTTP(t, &slow, server.HTTPLimits{ReadTimeout: readTimeout})
+			client := &http.Client{Timeout: failAfter}
+			res, err := client.Get("http://" + addr + "/ready")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				t.Errorf("GET /ready whose ping outlasts the read timeout: status %d, want 200", res.StatusCode)
+			}
+			req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/connections", strings.NewReader(importBody("slow", "tok")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+v.key)
+			req.Header.Set("Content-Type", "application/json")
+			res, err = client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				t.Errorf("an import whose write outlasts the read timeout: status %d, want 200", res.StatusCode)
+			}
+		})
+
 		t.Run("300 slow sockets and /health", func(t *testing.T) {
 			addr := serveHTTP(t, v, server.HTTPLimits{})
 			for i := range 300 {
@@ -218,4 +254,33 @@ func TestSlowClients(t *testing.T) {
 			}
 		})
 	})
+}
+
+// slowStore makes Ping and UpsertConnection take hold, unless their context ends first.
+type slowStore struct {
+	server.Store
+	hold time.Duration
+}
+
+func (s slowStore) wait(ctx context.Context) error {
+	select {
+	case <-time.After(s.hold):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s slowStore) Ping(ctx context.Context) error {
+	if err := s.wait(ctx); err != nil {
+		return err
+	}
+	return s.Store.Ping(ctx)
+}
+
+func (s slowStore) UpsertConnection(ctx context.Context, in store.UpsertConnection) (store.Connection, error) {
+	if err := s.wait(ctx); err != nil {
+		return store.Connection{}, err
+	}
+	return s.Store.UpsertConnection(ctx, in)
 }
