@@ -152,6 +152,46 @@ func TestBodyBytesInFlightBounded(t *testing.T) {
 	})
 }
 
+// TestBodyValuesInFlightCharged: a body's values count toward the budget as well as its bytes,
+// since a small body of many values decodes into much more memory. With a budget of 64 KiB and
+// an import of 40 KiB being read, a 20 KB body of 10,000 values fits by its bytes but not by its
+// values: 503 server_overloaded. The same body goes through alone.
+func TestBodyValuesInFlightCharged(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		v := newEnvWith(t, storetest.Open(t, b), server.Config{MaxInflightBodyBytes: 64 << 10, BodyBudgetWait: 10 * time.Millisecond})
+		v.integration("dev", "github", "OAUTH2")
+		first := largeImport("first", 40<<10)
+		pr, pw := io.Pipe()
+		firstReq := newRawRequest(http.MethodPost, "/connections", "Bearer "+v.key, pr)
+		firstReq.ContentLength = int64(len(first))
+		done := make(chan response, 1)
+		go func() {
+			rec := httptest.NewRecorder()
+			v.e.ServeHTTP(rec, firstReq)
+			done <- response{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
+		}()
+		if _, err := pw.Write([]byte(first[:100])); err != nil {
+			t.Fatal(err)
+		}
+		many := `{"provider_config_key":"github","connection_id":"many","metadata":{"a":[` +
+			strings.TrimSuffix(strings.Repeat("0,", 10_000), ",") + `]},"credentials":{"type":"OAUTH2","access_token":"t"}}`
+		req, _ := watchedRequest("/connections", v.key, many)
+		wantError(t, v.sendRaw(req), http.StatusServiceUnavailable, "server_overloaded")
+
+		if _, err := pw.Write([]byte(first[100:])); err != nil {
+			t.Fatal(err)
+		}
+		_ = pw.Close()
+		if res := <-done; res.status != http.StatusOK {
+			t.Fatalf("first import: status %d: %.300s", res.status, res.body)
+		}
+		req, _ = watchedRequest("/connections", v.key, many)
+		if res := v.sendRaw(req); res.status != http.StatusOK {
+			t.Fatalf("the body of many values alone: status %d: %.300s", res.status, res.body)
+		}
+	})
+}
+
 // TestBodyShapeBounded: bodies too deep, with too many values or with too many members where the
 // schema bounds them answer 400 invalid_body saying what is over, on every body operation.
 func TestBodyShapeBounded(t *testing.T) {
@@ -173,11 +213,11 @@ func TestBodyShapeBounded(t *testing.T) {
 		{"metadata 70 levels deep", http.MethodPost, "/connections",
 			wrap(strings.Repeat(`{"a":`, 70) + `1` + strings.Repeat(`}`, 70)), "nested deeper than 64 levels", nil},
 		{"an array of 60,000 numbers", http.MethodPost, "/connections",
-			wrap(`{"a":[` + strings.TrimSuffix(strings.Repeat("0,", 60_000), ",") + `]}`), "more than 50000 values", nil},
+			wrap(`{"a":[` + strings.TrimSuffix(strings.Repeat("0,", 60_000), ",") + `]}`), "more than 20000 values", nil},
 		{"300,000 empty objects", http.MethodPost, "/connections",
-			wrap(`{"a":[` + strings.TrimSuffix(strings.Repeat("{},", 300_000), ",") + `]}`), "more than 50000 values", nil},
+			wrap(`{"a":[` + strings.TrimSuffix(strings.Repeat("{},", 300_000), ",") + `]}`), "more than 20000 values", nil},
 		{"nested object of 60,000 members", http.MethodPatch, "/connections/metadata",
-			`{"connection_id":"c","provider_config_key":"github","metadata":{"a":` + members(60_000) + `}}`, "more than 50000 values", nil},
+			`{"connection_id":"c","provider_config_key":"github","metadata":{"a":` + members(60_000) + `}}`, "more than 20000 values", nil},
 		{"metadata of 1001 members", http.MethodPost, "/connections", wrap(members(1001)), "", []string{"metadata"}},
 		{"connection_config of 1001 members", http.MethodPost, "/connections",
 			`{"provider_config_key":"github","connection_config":` + members(1001) + `,"credentials":{"type":"OAUTH2","access_token":"t"}}`, "", []string{"connection_config"}},
@@ -187,9 +227,21 @@ func TestBodyShapeBounded(t *testing.T) {
 		{"metadata for 1001 connections", http.MethodPost, "/connections/metadata",
 			`{"connection_id":[` + strings.TrimSuffix(strings.Repeat(`"c",`, 1001), ",") + `],"provider_config_key":"github","metadata":{}}`, "", []string{"connection_id"}},
 	}
+	accepted := []struct{ name, body string }{
+		{"64 levels", wrap(strings.Repeat(`{"a":`, 63) + `1` + strings.Repeat(`}`, 63))},
+		{"19,990 values", wrap(`{"a":[` + strings.TrimSuffix(strings.Repeat("0,", 19_980), ",") + `]}`)},
+		{"brackets and commas inside strings", wrap(`{"s":"` + strings.Repeat(`{[,\"`, 30_000) + `"}`)},
+	}
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		v := newEnv(t, b)
 		v.integration("dev", "github", "OAUTH2")
+		for _, tt := range accepted {
+			t.Run(tt.name, func(t *testing.T) {
+				if res := v.on(t).do(request{body: tt.body}); res.status != http.StatusOK {
+					t.Fatalf("status %d, want 200: %.300s", res.status, res.body)
+				}
+			})
+		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				res := v.on(t).do(request{method: tt.method, path: tt.path, body: tt.body})

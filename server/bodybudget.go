@@ -8,9 +8,10 @@ import (
 	"golang.org/x/sync/semaphore"
 )
 
-// bodyBudget bounds the request body bytes that are read, parsed and handled at once, and so
-// the memory that parsing holds: a request takes its Content-Length (the body limit when it sends
-// none) before its body is read and gives it back when its handler returns.
+// bodyBudget bounds the memory that request bodies hold while they are read, parsed and handled:
+// a request takes its Content-Length (the body limit when it sends none) before its body is read,
+// then jsonValueBytes for each value of the body before it is decoded, and gives all back when
+// its handler returns.
 type bodyBudget struct {
 	sem     *semaphore.Weighted
 	size    int64
@@ -23,24 +24,48 @@ func newBodyBudget(size, maxBody int64, wait time.Duration) *bodyBudget {
 	return &bodyBudget{sem: semaphore.NewWeighted(size), size: size, maxBody: maxBody, wait: wait}
 }
 
-// acquire takes req's share of the budget, waiting at most b.wait, and returns what gives it
-// back; past the wait it answers 503 server_overloaded.
-func (b *bodyBudget) acquire(req *http.Request) (release func(), err error) {
+// bodyLease is one request's share of the budget.
+type bodyLease struct {
+	b *bodyBudget
+	n int64
+}
+
+// acquire takes req's share of the budget for its body's bytes, waiting at most b.wait; past
+// the wait it answers 503 server_overloaded.
+func (b *bodyBudget) acquire(req *http.Request) (*bodyLease, error) {
 	n := req.ContentLength
 	if n < 0 || n > b.maxBody {
 		n = b.maxBody
 	}
-	// A body larger than the whole budget may still run, alone.
-	n = min(n, b.size)
-	if n <= 0 {
-		return func() {}, nil
+	l := &bodyLease{b: b}
+	if err := l.grow(req.Context(), n); err != nil {
+		return nil, err
 	}
-	if !b.sem.TryAcquire(n) {
-		ctx, cancel := context.WithTimeout(req.Context(), b.wait)
+	return l, nil
+}
+
+// grow adds n to the lease, waiting at most the budget's wait. A lease never holds more than the
+// whole budget, so that a request larger than it may still run, alone.
+func (l *bodyLease) grow(ctx context.Context, n int64) *Error {
+	n = min(n, l.b.size-l.n)
+	if n <= 0 {
+		return nil
+	}
+	if !l.b.sem.TryAcquire(n) {
+		ctx, cancel := context.WithTimeout(ctx, l.b.wait)
 		defer cancel()
-		if err := b.sem.Acquire(ctx, n); err != nil {
-			return nil, errOverloaded()
+		if err := l.b.sem.Acquire(ctx, n); err != nil {
+			return errOverloaded()
 		}
 	}
-	return func() { b.sem.Release(n) }, nil
+	l.n += n
+	return nil
+}
+
+// release gives the whole lease back.
+func (l *bodyLease) release() {
+	if l.n > 0 {
+		l.b.sem.Release(l.n)
+		l.n = 0
+	}
 }

@@ -9,33 +9,15 @@ import (
 	"unicode/utf8"
 )
 
-// The limits of a request body's JSON that its schema cannot express. openapi.yaml bounds the
-// members of the objects and arrays it names (maxProperties, maxItems); these bound what it
-// cannot, inside free-form metadata and connection_config. Both are checked while the body is
-// parsed, token by token, so that a body over them costs no more than the values below it.
-const (
-	// maxJSONDepth bounds how deeply a body may nest objects and arrays.
-	maxJSONDepth = 64
-	// maxJSONNodes bounds the values (objects, arrays, strings, numbers, literals) a body holds
-	// in all, each object member and array element counted once: what a 1 MiB body of {} would
-	// otherwise turn into some 27 MB of parsed values.
-	maxJSONNodes = 50_000
-)
-
-// errJSONLimit is a body that is JSON but over maxJSONDepth or maxJSONNodes.
-var errJSONLimit = errors.New("request body is too complex")
-
 // decodeJSON parses a request body strictly: valid UTF-8, one value, no member name twice in an
-// object, at most maxJSONDepth levels and maxJSONNodes values (errJSONLimit beyond), numbers kept
-// exactly as sent.
+// object, at most maxJSONDepth levels (see jsonlimits.go), numbers kept exactly as sent.
 func decodeJSON(data []byte) (any, error) {
 	if !utf8.Valid(data) {
 		return nil, errors.New("invalid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	nodes := 0
-	value, err := decodeValue(dec, 0, &nodes)
+	value, err := decodeValue(dec, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -45,9 +27,7 @@ func decodeJSON(data []byte) (any, error) {
 	return value, nil
 }
 
-// decodeValue decodes the next value of dec, at depth, counting it and every value inside it in
-// nodes.
-func decodeValue(dec *json.Decoder, depth int, nodes *int) (any, error) {
+func decodeValue(dec *json.Decoder, depth int) (any, error) {
 	tok, err := dec.Token()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
@@ -55,15 +35,12 @@ func decodeValue(dec *json.Decoder, depth int, nodes *int) (any, error) {
 		}
 		return nil, err
 	}
-	if *nodes++; *nodes > maxJSONNodes {
-		return nil, fmt.Errorf("%w: more than %d values", errJSONLimit, maxJSONNodes)
-	}
 	delim, ok := tok.(json.Delim)
 	if !ok {
 		return tok, nil // string, json.Number, bool or nil
 	}
 	if depth >= maxJSONDepth {
-		return nil, fmt.Errorf("%w: nested deeper than %d levels", errJSONLimit, maxJSONDepth)
+		return nil, fmt.Errorf("nested deeper than %d levels", maxJSONDepth)
 	}
 	switch delim {
 	case '{':
@@ -77,7 +54,7 @@ func decodeValue(dec *json.Decoder, depth int, nodes *int) (any, error) {
 			if _, dup := obj[key]; dup {
 				return nil, fmt.Errorf("member %q appears twice in one object", key)
 			}
-			if obj[key], err = decodeValue(dec, depth+1, nodes); err != nil {
+			if obj[key], err = decodeValue(dec, depth+1); err != nil {
 				return nil, err
 			}
 		}
@@ -86,7 +63,7 @@ func decodeValue(dec *json.Decoder, depth int, nodes *int) (any, error) {
 	case '[':
 		arr := []any{}
 		for dec.More() {
-			v, err := decodeValue(dec, depth+1, nodes)
+			v, err := decodeValue(dec, depth+1)
 			if err != nil {
 				return nil, err
 			}

@@ -130,13 +130,13 @@ func (v *validator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		if body != nil && body.Value != nil {
-			release, err := v.budget.acquire(req)
+			lease, err := v.budget.acquire(req)
 			if err != nil {
 				return err
 			}
 			// The parsed body lives until the handler returns, so the budget is held as long.
-			defer release()
-			if err := v.validateBody(req, body.Value); err != nil {
+			defer lease.release()
+			if err := v.validateBody(req, body.Value, lease); err != nil {
 				return err
 			}
 		}
@@ -231,8 +231,8 @@ func checkMediaType(req *http.Request, body *openapi3.RequestBody) error {
 }
 
 // validateBody parses the JSON body and validates it against the schema the operation declares,
-// then leaves the body readable again for the handler.
-func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody) error {
+// then leaves the body readable again for the handler. The values it decodes are charged to lease.
+func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody, lease *bodyLease) error {
 	mediaType, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
 	content := body.Content.Get(mediaType)
 	data, err := io.ReadAll(req.Body)
@@ -249,7 +249,9 @@ func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody) 
 	if content.Schema != nil {
 		schema = content.Schema.Value
 	}
-	value, apiErr := v.checkBody(schema, body.Required, data)
+	value, apiErr := v.checkBody(schema, body.Required, data, func(values int) *Error {
+		return lease.grow(req.Context(), int64(values)*jsonValueBytes)
+	})
 	if value != nil && schema != nil {
 		notes(req.Context()).credentialType = discriminatorValue(schema, value)
 	}
@@ -263,18 +265,25 @@ func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody) 
 }
 
 // checkBody parses a JSON body and validates it against schema (nil: any JSON). It returns the
-// parsed value, when the body is JSON, and the API error for a body that breaks a rule.
-func (v *validator) checkBody(schema *openapi3.Schema, required bool, data []byte) (any, *Error) {
+// parsed value, when the body is JSON, and the API error for a body that breaks a rule. A body
+// within the limits of jsonlimits.go is first charged for its values, when charge is set.
+func (v *validator) checkBody(schema *openapi3.Schema, required bool, data []byte, charge func(values int) *Error) (any, *Error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		if required {
 			return nil, invalidBody("Request body is required")
 		}
 		return nil, nil
 	}
-	value, err := decodeJSON(data)
-	if errors.Is(err, errJSONLimit) {
-		return nil, invalidBody("Request body is too complex: " + strings.TrimPrefix(err.Error(), errJSONLimit.Error()+": "))
+	values, apiErr := checkJSONShape(data)
+	if apiErr != nil {
+		return nil, apiErr
 	}
+	if charge != nil {
+		if apiErr := charge(values); apiErr != nil {
+			return nil, apiErr
+		}
+	}
+	value, err := decodeJSON(data)
 	if err != nil {
 		return nil, newError(http.StatusBadRequest, "invalid_json", "Request body is not valid JSON: "+err.Error())
 	}
