@@ -41,8 +41,9 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies; larger ones get 413. Default 1 MiB.
 	MaxBodyBytes int64
 	// MaxInflightBodyBytes bounds the request body bytes read, parsed and handled at once; a
-	// request counts its Content-Length, or MaxBodyBytes when it sends none. A request that
-	// cannot get its share within BodyBudgetWait answers 503 server_overloaded. Default 8 MiB.
+	// request counts its Content-Length (MaxBodyBytes when it sends none), then a share for each
+	// JSON value of its body. A request that cannot get its share within BodyBudgetWait answers
+	// 503 server_overloaded. Default 8 MiB.
 	MaxInflightBodyBytes int64
 	// BodyBudgetWait is how long a request waits for its share of MaxInflightBodyBytes.
 	// Default 250 ms.
