@@ -134,6 +134,34 @@ func (a *authenticator) authenticate(ctx context.Context, header string, require
 	return store.APIKey{}, newError(http.StatusForbidden, "forbidden", missingScopeMessage(wanted))
 }
 
+// checkSecuritySchemes makes sure that openapi.yaml names no security scheme but the bearer
+// key the guard checks, so that no requirement can pass unchecked.
+func checkSecuritySchemes(spec *openapi3.T) error {
+	check := func(where string, reqs openapi3.SecurityRequirements) error {
+		for _, r := range reqs {
+			for name := range r {
+				if name != bearerScheme {
+					return fmt.Errorf("openapi.yaml: %s names security scheme %q, which the server does not check", where, name)
+				}
+			}
+		}
+		return nil
+	}
+	if err := check("the document", spec.Security); err != nil {
+		return err
+	}
+	for path, item := range spec.Paths.Map() {
+		for method, op := range item.Operations() {
+			if op.Security != nil {
+				if err := check(method+" "+path, *op.Security); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // bearerScheme is the name of the security scheme of openapi.yaml that API keys answer.
 const bearerScheme = "bearerAuth"
 

@@ -39,7 +39,7 @@ func invalidBody(message string, details ...gen.ErrorDetail) *Error {
 }
 
 // errOverloaded is the 503 of a server that is busy with as many request bodies as it may hold
-// at once: the request was not read, and may be sent again shortly.
+// at once: the request was not handled, and may be sent again shortly.
 func errOverloaded() *Error {
 	e := newError(http.StatusServiceUnavailable, "server_overloaded", "The server is busy with other requests, retry later")
 	e.RetryAfter = 1

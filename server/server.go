@@ -240,34 +240,6 @@ func NewAPI(cfg Config) (*API, error) {
 // default size limit.
 const DefaultMaxInflightBodyBytes = 8 << 20
 
-// checkSecuritySchemes makes sure that openapi.yaml names no security scheme but the bearer
-// key the guard checks, so that no requirement can pass unchecked.
-func checkSecuritySchemes(spec *openapi3.T) error {
-	check := func(where string, reqs openapi3.SecurityRequirements) error {
-		for _, r := range reqs {
-			for name := range r {
-				if name != bearerScheme {
-					return fmt.Errorf("openapi.yaml: %s names security scheme %q, which the server does not check", where, name)
-				}
-			}
-		}
-		return nil
-	}
-	if err := check("the document", spec.Security); err != nil {
-		return err
-	}
-	for path, item := range spec.Paths.Map() {
-		for method, op := range item.Operations() {
-			if op.Security != nil {
-				if err := check(method+" "+path, *op.Security); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
-}
-
 // integrationKey names an integration within its environment.
 type integrationKey struct {
 	envID     int64
