@@ -4482,6 +4482,11 @@ type ListConnectionsLegacyResponse429Headers struct {
 	RetryAfter int
 }
 
+// ListConnectionsLegacyResponse503Headers the declared response headers of an HTTP 503 response for ListConnectionsLegacy
+type ListConnectionsLegacyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListConnectionsLegacyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4503,6 +4508,8 @@ type ListConnectionsLegacyResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *ListConnectionsLegacyResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListConnectionsLegacyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4579,6 +4586,11 @@ type UpdateMetadataLegacyResponse429Headers struct {
 	RetryAfter int
 }
 
+// UpdateMetadataLegacyResponse503Headers the declared response headers of an HTTP 503 response for UpdateMetadataLegacy
+type UpdateMetadataLegacyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type UpdateMetadataLegacyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4604,6 +4616,8 @@ type UpdateMetadataLegacyResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *UpdateMetadataLegacyResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *UpdateMetadataLegacyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4690,6 +4704,11 @@ type SetMetadataLegacyResponse429Headers struct {
 	RetryAfter int
 }
 
+// SetMetadataLegacyResponse503Headers the declared response headers of an HTTP 503 response for SetMetadataLegacy
+type SetMetadataLegacyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type SetMetadataLegacyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4715,6 +4734,8 @@ type SetMetadataLegacyResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *SetMetadataLegacyResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *SetMetadataLegacyResponse503Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -4801,6 +4822,11 @@ type DeleteConnectionLegacyResponse429Headers struct {
 	RetryAfter int
 }
 
+// DeleteConnectionLegacyResponse503Headers the declared response headers of an HTTP 503 response for DeleteConnectionLegacy
+type DeleteConnectionLegacyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type DeleteConnectionLegacyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4822,6 +4848,8 @@ type DeleteConnectionLegacyResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *DeleteConnectionLegacyResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteConnectionLegacyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4903,6 +4931,11 @@ type GetConnectionLegacyResponse429Headers struct {
 	RetryAfter int
 }
 
+// GetConnectionLegacyResponse503Headers the declared response headers of an HTTP 503 response for GetConnectionLegacy
+type GetConnectionLegacyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetConnectionLegacyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -4932,6 +4965,8 @@ type GetConnectionLegacyResponse struct {
 	Headers200 *GetConnectionLegacyResponse200Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetConnectionLegacyResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetConnectionLegacyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5023,6 +5058,11 @@ type ListConnectionsResponse429Headers struct {
 	RetryAfter int
 }
 
+// ListConnectionsResponse503Headers the declared response headers of an HTTP 503 response for ListConnections
+type ListConnectionsResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListConnectionsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5044,6 +5084,8 @@ type ListConnectionsResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *ListConnectionsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListConnectionsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5125,6 +5167,11 @@ type ImportConnectionResponse429Headers struct {
 	RetryAfter int
 }
 
+// ImportConnectionResponse503Headers the declared response headers of an HTTP 503 response for ImportConnection
+type ImportConnectionResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ImportConnectionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5154,6 +5201,8 @@ type ImportConnectionResponse struct {
 	Headers200 *ImportConnectionResponse200Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *ImportConnectionResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ImportConnectionResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5245,6 +5294,11 @@ type UpdateMetadataResponse429Headers struct {
 	RetryAfter int
 }
 
+// UpdateMetadataResponse503Headers the declared response headers of an HTTP 503 response for UpdateMetadata
+type UpdateMetadataResponse503Headers struct {
+	RetryAfter *int
+}
+
 type UpdateMetadataResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5270,6 +5324,8 @@ type UpdateMetadataResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *UpdateMetadataResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *UpdateMetadataResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5356,6 +5412,11 @@ type SetMetadataResponse429Headers struct {
 	RetryAfter int
 }
 
+// SetMetadataResponse503Headers the declared response headers of an HTTP 503 response for SetMetadata
+type SetMetadataResponse503Headers struct {
+	RetryAfter *int
+}
+
 type SetMetadataResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5381,6 +5442,8 @@ type SetMetadataResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *SetMetadataResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *SetMetadataResponse503Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -5467,6 +5530,11 @@ type DeleteConnectionResponse429Headers struct {
 	RetryAfter int
 }
 
+// DeleteConnectionResponse503Headers the declared response headers of an HTTP 503 response for DeleteConnection
+type DeleteConnectionResponse503Headers struct {
+	RetryAfter *int
+}
+
 type DeleteConnectionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5488,6 +5556,8 @@ type DeleteConnectionResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *DeleteConnectionResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteConnectionResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5569,6 +5639,11 @@ type GetConnectionResponse429Headers struct {
 	RetryAfter int
 }
 
+// GetConnectionResponse503Headers the declared response headers of an HTTP 503 response for GetConnection
+type GetConnectionResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetConnectionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5598,6 +5673,8 @@ type GetConnectionResponse struct {
 	Headers200 *GetConnectionResponse200Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetConnectionResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetConnectionResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5689,6 +5766,11 @@ type PatchConnectionResponse429Headers struct {
 	RetryAfter int
 }
 
+// PatchConnectionResponse503Headers the declared response headers of an HTTP 503 response for PatchConnection
+type PatchConnectionResponse503Headers struct {
+	RetryAfter *int
+}
+
 type PatchConnectionResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5714,6 +5796,8 @@ type PatchConnectionResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *PatchConnectionResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *PatchConnectionResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5841,6 +5925,11 @@ type ListIntegrationsResponse429Headers struct {
 	RetryAfter int
 }
 
+// ListIntegrationsResponse503Headers the declared response headers of an HTTP 503 response for ListIntegrations
+type ListIntegrationsResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ListIntegrationsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5862,6 +5951,8 @@ type ListIntegrationsResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *ListIntegrationsResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListIntegrationsResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -5938,6 +6029,11 @@ type CreateIntegrationResponse429Headers struct {
 	RetryAfter int
 }
 
+// CreateIntegrationResponse503Headers the declared response headers of an HTTP 503 response for CreateIntegration
+type CreateIntegrationResponse503Headers struct {
+	RetryAfter *int
+}
+
 type CreateIntegrationResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5961,6 +6057,8 @@ type CreateIntegrationResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *CreateIntegrationResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *CreateIntegrationResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6042,6 +6140,11 @@ type DeleteIntegrationResponse429Headers struct {
 	RetryAfter int
 }
 
+// DeleteIntegrationResponse503Headers the declared response headers of an HTTP 503 response for DeleteIntegration
+type DeleteIntegrationResponse503Headers struct {
+	RetryAfter *int
+}
+
 type DeleteIntegrationResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6065,6 +6168,8 @@ type DeleteIntegrationResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *DeleteIntegrationResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteIntegrationResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6151,6 +6256,11 @@ type GetIntegrationResponse429Headers struct {
 	RetryAfter int
 }
 
+// GetIntegrationResponse503Headers the declared response headers of an HTTP 503 response for GetIntegration
+type GetIntegrationResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetIntegrationResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6176,6 +6286,8 @@ type GetIntegrationResponse struct {
 	Headers200 *GetIntegrationResponse200Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *GetIntegrationResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetIntegrationResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6257,6 +6369,11 @@ type UpdateIntegrationResponse429Headers struct {
 	RetryAfter int
 }
 
+// UpdateIntegrationResponse503Headers the declared response headers of an HTTP 503 response for UpdateIntegration
+type UpdateIntegrationResponse503Headers struct {
+	RetryAfter *int
+}
+
 type UpdateIntegrationResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6282,6 +6399,8 @@ type UpdateIntegrationResponse struct {
 	JSON503 *ServiceUnavailable
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *UpdateIntegrationResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *UpdateIntegrationResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -6445,6 +6564,11 @@ func (r OpenapiSpecResponse) ContentType() string {
 	return ""
 }
 
+// ReadyResponse503Headers the declared response headers of an HTTP 503 response for Ready
+type ReadyResponse503Headers struct {
+	RetryAfter *int
+}
+
 type ReadyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -6452,6 +6576,8 @@ type ReadyResponse struct {
 	JSON200 *Health
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *ServiceUnavailable
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ReadyResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -7021,6 +7147,16 @@ func ParseListConnectionsLegacyResponse(rsp *http.Response) (*ListConnectionsLeg
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListConnectionsLegacyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7123,6 +7259,16 @@ func ParseUpdateMetadataLegacyResponse(rsp *http.Response) (*UpdateMetadataLegac
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers UpdateMetadataLegacyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7225,6 +7371,16 @@ func ParseSetMetadataLegacyResponse(rsp *http.Response) (*SetMetadataLegacyRespo
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers SetMetadataLegacyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7313,6 +7469,16 @@ func ParseDeleteConnectionLegacyResponse(rsp *http.Response) (*DeleteConnectionL
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers DeleteConnectionLegacyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7432,6 +7598,16 @@ func ParseGetConnectionLegacyResponse(rsp *http.Response) (*GetConnectionLegacyR
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetConnectionLegacyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7520,6 +7696,16 @@ func ParseListConnectionsResponse(rsp *http.Response) (*ListConnectionsResponse,
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListConnectionsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7639,6 +7825,16 @@ func ParseImportConnectionResponse(rsp *http.Response) (*ImportConnectionRespons
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ImportConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7741,6 +7937,16 @@ func ParseUpdateMetadataResponse(rsp *http.Response) (*UpdateMetadataResponse, e
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers UpdateMetadataResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7843,6 +8049,16 @@ func ParseSetMetadataResponse(rsp *http.Response) (*SetMetadataResponse, error) 
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers SetMetadataResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -7931,6 +8147,16 @@ func ParseDeleteConnectionResponse(rsp *http.Response) (*DeleteConnectionRespons
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers DeleteConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8050,6 +8276,16 @@ func ParseGetConnectionResponse(rsp *http.Response) (*GetConnectionResponse, err
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8152,6 +8388,16 @@ func ParsePatchConnectionResponse(rsp *http.Response) (*PatchConnectionResponse,
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers PatchConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8266,6 +8512,16 @@ func ParseListIntegrationsResponse(rsp *http.Response) (*ListIntegrationsRespons
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListIntegrationsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8361,6 +8617,16 @@ func ParseCreateIntegrationResponse(rsp *http.Response) (*CreateIntegrationRespo
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers CreateIntegrationResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8456,6 +8722,16 @@ func ParseDeleteIntegrationResponse(rsp *http.Response) (*DeleteIntegrationRespo
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers DeleteIntegrationResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8561,6 +8837,16 @@ func ParseGetIntegrationResponse(rsp *http.Response) (*GetIntegrationResponse, e
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers GetIntegrationResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8663,6 +8949,16 @@ func ParseUpdateIntegrationResponse(rsp *http.Response) (*UpdateIntegrationRespo
 			headers.RetryAfter = value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers UpdateIntegrationResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -8748,6 +9044,19 @@ func ParseReadyResponse(rsp *http.Response) (*ReadyResponse, error) {
 		}
 		response.JSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers ReadyResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -9391,7 +9700,14 @@ type RefreshBlockedJSONResponse StdError
 
 type ServerErrorJSONResponse StdError
 
-type ServiceUnavailableJSONResponse StdError
+type ServiceUnavailableResponseHeaders struct {
+	RetryAfter *int
+}
+type ServiceUnavailableJSONResponse struct {
+	Body StdError
+
+	Headers ServiceUnavailableResponseHeaders
+}
 
 type TooManyRequestsResponseHeaders struct {
 	RetryAfter int
@@ -9520,10 +9836,13 @@ type ListConnectionsLegacy503JSONResponse struct{ ServiceUnavailableJSONResponse
 func (response ListConnectionsLegacy503JSONResponse) VisitListConnectionsLegacyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9671,10 +9990,13 @@ type UpdateMetadataLegacy503JSONResponse struct{ ServiceUnavailableJSONResponse 
 func (response UpdateMetadataLegacy503JSONResponse) VisitUpdateMetadataLegacyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9822,10 +10144,13 @@ type SetMetadataLegacy503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response SetMetadataLegacy503JSONResponse) VisitSetMetadataLegacyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -9946,10 +10271,13 @@ type DeleteConnectionLegacy503JSONResponse struct{ ServiceUnavailableJSONRespons
 func (response DeleteConnectionLegacy503JSONResponse) VisitDeleteConnectionLegacyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10122,10 +10450,13 @@ type GetConnectionLegacy503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response GetConnectionLegacy503JSONResponse) VisitGetConnectionLegacyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10245,10 +10576,13 @@ type ListConnections503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response ListConnections503JSONResponse) VisitListConnectionsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10420,10 +10754,13 @@ type ImportConnection503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response ImportConnection503JSONResponse) VisitImportConnectionResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10571,10 +10908,13 @@ type UpdateMetadata503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response UpdateMetadata503JSONResponse) VisitUpdateMetadataResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10722,10 +11062,13 @@ type SetMetadata503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response SetMetadata503JSONResponse) VisitSetMetadataResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -10846,10 +11189,13 @@ type DeleteConnection503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response DeleteConnection503JSONResponse) VisitDeleteConnectionResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11022,10 +11368,13 @@ type GetConnection503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response GetConnection503JSONResponse) VisitGetConnectionResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11175,10 +11524,13 @@ type PatchConnection503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response PatchConnection503JSONResponse) VisitPatchConnectionResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11318,10 +11670,13 @@ type ListIntegrations503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response ListIntegrations503JSONResponse) VisitListIntegrationsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11455,10 +11810,13 @@ type CreateIntegration503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response CreateIntegration503JSONResponse) VisitCreateIntegrationResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11592,10 +11950,13 @@ type DeleteIntegration503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response DeleteIntegration503JSONResponse) VisitDeleteIntegrationResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11738,10 +12099,13 @@ type GetIntegration503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response GetIntegration503JSONResponse) VisitGetIntegrationResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11890,10 +12254,13 @@ type UpdateIntegration503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response UpdateIntegration503JSONResponse) VisitUpdateIntegrationResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -11984,10 +12351,13 @@ type Ready503JSONResponse struct{ ServiceUnavailableJSONResponse }
 func (response Ready503JSONResponse) VisitReadyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
 	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
@@ -12780,145 +13150,146 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3rchs5luarIHI6QlJ3iqJ8qegSoyKGluUqtS/SSvLUzshcDpgJkmglgSwAKZpla2LfYX/sA+2b7JNM",
-	"4ACZRN7ITOpSdjf/2CKZQB4cAAfn8uGcL17AZzFnhCnpHX3xYizwjCgi4NMxZ4wEinJ2Gp5jNdXfUeYd",
-	"ebH+4HsMz4h35AXOY57vCfJbQgUJvSMlEuJ7MpiSGdZt/yTI2Dvy/uVg+dID86s8cN/l3d353rngtzQk",
-	"4pizMZ28JYv/kRCxyEj4DT5lNMT26WEAjw9vyGJjUkpvBno+MvpbQt6SxQpOJOkzD/ruO92ZjDmTBKbl",
-	"FQ4vyG8JkUp/CjhThMGfOI4jGmDNxIO/S870d81ee6nCEyG4MG8LiQwEjXU/3pF3NSVImPchKtEMR2Mu",
-	"ZiREXCA9bokknxE1pWyC1BQrFHIiEeMKjany7nzvDRcjGoaEPRm5/fNTdEMWKMLBjURqShCPiYA37Ugk",
-	"Ax4TTdgHrt7whIVPRhdlikwMHWiXC7TcOXtLrpHPVHOaAd03ZLEjEWG3VHA20wTqrYEXEcfhFefvsJiQ",
-	"JyN/xMMFIp8DQkLDVUnELRE7EkV0ZuY6Xb8fGb7FNMKj6GnI66NUAgBh6XoNSUxYKJHm989U/ZKMfDTm",
-	"AmFkPqF+HPegheI3hKGPF+/SBwQZCyKneyjgSRTCzIx0xziYktBHITXfYSbnRMB00RnRe2KMaUTCnv4V",
-	"9sQcSyQVF2bHBFPMJiTUvLowb3gV8eCGPM0ipOwWRzQcBoKEhCmKI3nkDH+WSDtKoEyPc5SoJTNgLIKM",
-	"E0lCNKd6fNB6hIObfT4eo5gIykO0+7yLJBotUEjGOInUnq+HnjZ8CaySmmcYCT43E5DNn36H5myAo4iE",
-	"HXRB9uks5kIZAUOcXYOCiGAh0YiraUez9BIWpBn+kyw7hhJGPsckUCSEmU8E6aGQKEwjibAgKOKTieVW",
-	"bmnSMCWYBuSpt4vezSFWeIQl0UI9YbCw4f13vnfF+XvMFvaUkU8ut6lE/FbvKiWRwIpY+eJ7U4JDq5xc",
-	"ECUW+/2xIjDV+c4uScD1vlcczTHVa3rMhea9EgvKJiuP5xlldJbMvKND31OLmMC2UWRCgGzQBHCiplzQ",
-	"359o137gPsL5gxfrhXfD+JylTPOAMpnEequQ8D0JKb4C8p/ydKBm75beopvYjvR7+lHUT9T0eCmGgDa2",
-	"OBt7R9er6TjTLQ+dpr9SNb3Ac+/Ob9Dw2QYNX2FJg35MXXLXtenH9C1ZtGsRb/64HsqUROHaZn+bqzZv",
-	"sTyLKGFqA8714/hSH30bNDW7rA2tx4lUfNamxdUIt3n8FY2iDUZyNeeXirSa3Es6YVglOcZ5d4M73yuv",
-	"K71xwpDqvYajc6E1XUW1pTDGkSS+No2yr/T+1+3X7fUrrQ5oiaKsBCFMS8Rrr39+Onx78u/eIJONUgkt",
-	"UY2VksrUa/Orn75OP06VPtz0AJCxkGwHfPR3EoDyWNgBLQcWBETKISgy+nOBPN8jn2MqiBxikINalOq/",
-	"vBArsq8VEs8vtxF47vS1pLTMlvPmLHEJNa9w2LPUS9dzKNv06zhVFtaOAoj4WB8n/fNzZPQshCXCcA5r",
-	"pYUnyrU/jpbalzwSBOd0STQhCiyD2RGaa1PQVXgkYVpdDtF8SpirdOrTNQStm2rrB2bJR4zcWmXePEaV",
-	"JNG445UXdDyk4YPNOGVS4SiCo6uu33vNviG3/KLKNeDbwc/Tma5eE6dOX/cRDSknG4mGCk6taufSeBo+",
-	"LRtr2FZ3NH0DgicW9BYrAn6sqj5bCKbh5dXZxcl6zhbkkktBSUr14xgB96o4W6UutWNpjKWcc9Fs973q",
-	"X54eVwzP9xJJhPHMfWm2qrIG/pIEZ9QwMKQ1osphV2sH7UYektvaOd9kHXExwYz+vlKcreR23UKTRMoW",
-	"IvLV6bt3tXNU10nz+UvZVh6wMzwzGL802e4M0yiqmlvjjj27JULQkLSc0wC057pB2l8lCQRR1SOtIsee",
-	"wScs/ChTCzgWJMBqadOWj33CQqTHrY94czaPiSAsIMgsJ4moOkL65F2gMSVRiGJB9MHtI5ZEkTm6tYEH",
-	"pmf5MA6pjCO8GKaztrToiuPOvtH9GtWWzDCNWrcybM0P1fjqowWisBvHlJjhpsPvrNsqeSoecIxtqHUJ",
-	"ypGPRiTibCKR4t46qW6PxMIKqqBM4ckKMW0WlGl0nfbjm+aDinems+nn2WVfU2D2YPUST715+WmI+MRu",
-	"KfIZz2LYvv8m2Egtbv7n394EN8ez57+c//hcVU11UTphI9LlggWamGWHOCfrVx8elqDVg3mjGdZSfGSN",
-	"bXCr2SwtJ+nz/oTv2y//LjnrXOD5eyIlnoCzz+m/TkQJosVKq4MnyB/+K50EZWeQlgYsHCZWtC23GI6i",
-	"Bi6isnzUSz7P1nS9FyarLG4HeQ5W953fTn4rYdwDP6emBxzGmCHzah99uTMSlyo0Ba84I34quiUh4Y5E",
-	"JXJQSIIICyNDZuAVJ3oHwWCpIjPZPBRr/X0ZS7AQGByNZqFkK4Ey9cMLr+wu9b0ISzUcExVMW66fGVE4",
-	"xAo/8GJPowzVilBFELlSubFLZ6WZpJ/ROkwcttw7VcI0v0f9mnB3Nrhsyh0++hWCJBPHzg7PkVyewPzO",
-	"Xi3sTisOu6tcAGdHIhr2EEaMzNHHj6evzXqPyFghnih9Ts/w53eETdTUO3r28qXvzShLPx9q5U4pInTH",
-	"/+sa7//e3/+P7v6Pfqd39NNf/uvTp+tPnwZf//VPX+4+eTufPn36dDBE+4O//KlqvS2pfkdNYH0jEb3J",
-	"LtMvPFVkVrXRGPmshkEipDkCV3Wouzk2TxalzblR4gxzZ1y4UyDRDKtgeoS0nqwlDZbIvBDtZkEriWcE",
-	"jWmkiJDgw4GAzB44bfTvmkwU4wnpoP4IXmVVFr18zA+lhe0ybfU6yhi08cG5+mBrLpWqD6X2R1FZ9/3j",
-	"RHQ7SVtS/r41kfuw4jOb8ExUugLVLp/Vq/eC4LYe2r4b48YS/XxyhQ6c/XLwxcVc3SFBVCKYMd7yuqaJ",
-	"O8/JaMr5zTAR0ZBbI9Y3vth0h4O1VzQKZ3iRAhzA/LOqRQif8CgiHZQyCFGJcDTHC1k0Ga0PGbOc+bXV",
-	"catUQosTcTruaSXQIFJcj3zR8955POlUVma/J5XyOp2vzFj9Z9Ytfa9KFCwJKXPr0cRpM8W0ktwH1leh",
-	"r9MlNM8BV7YLrA5HWBJNalnt1URAbI18VoRJypnBXaUxivNTNwy3pKWXQqjQVKlYHh0c4Jh2JlRNk1En",
-	"4LOihtx98deKSceJmg5n3Mx0M8J0E6SbAF1LdBZPlKQhMUAsrHDEJx30BuRT9gzVFquvdckUUOY8vSOh",
-	"2w6sBuN+Oet/vPrl0PPNH8+yP4bHx56fhZx96+n3vatXffj+3PO9D2cfTiodyy2EszP3joA+ZXECC6To",
-	"8GvY1WvT7INudefr7TnHIhzaFe36HkacRwSzogxp+J4UcgnSg98QNgSvVfMOIKIHUY2sh8ZreD4lgiAz",
-	"XSZWaZwYGYJwuYBza6DZujV46lRWtsdsu5LLEUdOt5UCoYQjaScJmsbmjj9eXp29Xx+Yc6IWTqjCUFkV",
-	"rLBHuVm/6xXP1Y6q19nvvtbdjJuKMqkIDjuoH0mOFkZ1TGX78M/w0PrgQNGyL1tbaUAgO9pSp/LapptG",
-	"BVZ7G2pP62oWrz3F/w1HCQiHPKHviZiQUB8DvAB43TF+Qh8lrAB13pGIz1mR8yB9mlDy1gAIy87Q9bEE",
-	"D1S61wB5bW2hh6RSC5pZrao6XGmkW55nb8lCorHgMwNI5uECEPZwTWQPCc4Vstzk4zFhIWUTdKvZr7mV",
-	"6bA1kYJUSy15MEAZSYm1pFWx6A24Ti5NtxVLf80y+4XgyAy6jRgiMomUK3D4TQNhY1pVDeIU0EGuYbuJ",
-	"ntTa1CuYxtmTyDRP7H0KPi6Cw3evXvURg8sKOAh4wtRpuNdB76xzEWnbmiGjPfrGzWXML1gX2qC9IXHq",
-	"g3TpOux2u/c3QZvfhmqnzJhZqg+mrGqcOzpaWEpF+WVa6R2HlcLBFJUkWZN5SN/+0FNRY4u11C/u4ZSq",
-	"NpjWGSrlma32rjt4PMUNL3voP3V3/4kkiUhgMHroFguKGXA1pLqXGWVYGUfzDMexlVWp/t0Y6GxU83pE",
-	"cB1aLVXwW6Cwrf7fFEL8K1XTKxOttTZHU4z50jhpCi7PWTHt0NXWxGkKWs4d9t6RWTh3vscZ2QRO3x5H",
-	"/40A6Ou42Rppni2TB8aPr1j7EAQoQCQrdzcNjUG+BDciFwLpa+M7JAGd4QiFdEJV2dRaFUPr7v84+HNl",
-	"gMwxGNue+DnXan5ImtVoRqOISnNlB+Lbf8O3+BKe0govP708M6oTmguqiEQUhFYDh1f+KKh1DjRzljoc",
-	"OOu3vJvgtK2451F2uLo8OmORcfwiyoIoCclPDvm+4xye8gj02qJzuGc88fBg6taRmSvZvZSa8yivPUeL",
-	"Bl2Jzc18HhGf8JU+02pwYM43UP455xv9Jhad48ss01SeZPt4Lw2r6Dns1Pu118xWQQNxuJfz1BbQWjA1",
-	"FfNY74GtVFxqF/+mAPV6375+JqLsZvVTlfDqqgcfBKOeh1JnFK5hVckV2S6GaBQcP/XNYRYibQ8pfENQ",
-	"hkj1UQ5+Ck/B9XjZA0+0floiMxAfpZTDY86g0C5m6OKyb+5uMnR+8t5H52+PL//lEHFh/vrrXge9MY4i",
-	"a6lxNSUCaQ5kLsNEknDVDY+WZrO7FkrOxjVtc6Ddlu8tQXqd9i+6P/6wtoPC8nSaH/7w/K8v1rY3U1gW",
-	"Mn0U8NkM70sSY6F3LIqoVHA5+5P3yYMTgnFGCiqDodlRE/70FTQFA7g5Ohh2/rw/+MuuX/5ur1qXKO6q",
-	"cgBg6eJvttvW7CXXF99+Pp2ONgAHpfZzo0Cpq2Wtcz9Bx2sGflZ1zfZe0PUqKVmDYa96dLk0mwvd6uUx",
-	"WBHdLKHpjWpVLaeXgyyOJCO31PMatp87mktZh0/P2x0JCVTSXB82OOIj0pl0kI3xbYaAG9bB3HJhTpNT",
-	"ZsPl3HgVb7BqlxGpEv9+4XPDLJgo0Gf10g6wVtHsjcMslwfaLces9tzI44iH+kgeafu0ckEVrku3Y9VG",
-	"9w+lTIg4rbmpY84Fe4HXQUU3p6kG/rLq+kkp/l+/B0rNBzmqa4ZVf3WuKAn+9utVY/XLYZYTNtM9VCw+",
-	"BzxZNhcgxonhrAQsI5IKCyV7iMf4t6R4Wj5/tmqL9vf/A+//vmqLpt7Te7vXq2JgZyznItdaHZiPMDaj",
-	"mAGmoJnvqOCmbg0GMs7tGf58atoZb+6MsvRz8QRcjzZs6rH+dvzItbDYVeCabJhVkrTs0mu3hjjgRbJd",
-	"2eg2sNPGOX03yjFgj/u1+9wls5KActDccMZrwrPN7m8WWFe+ZFbJpo2v9z40q0oXfdcwrMLbeg8Fs9Fq",
-	"KemajVptchS32wCVUwPO/7Wzs0oBTeesciU/Q4b/LeZns2V9vyusD5x7o7G28BhTUL1DGkzEgyU2abZL",
-	"zGHhIjzXHMnu/eZNZ8yAvoYPsXFa5yuo3iCNJuSR8j78MXNQs2tKc9Nw92w2DzW7pGo2zrEKpvcFlWyK",
-	"b2iDtq5DTpcyAk6VinflnkkmmbrWFDfJCm0YYR32serWf1l3rI4QLu3oHYmMox/dkMWGroT/Our8K6o1",
-	"VioTVT2+lbw6QUjjJX55+vOH/tXHi5MnSR+S8apqG2TZ9Voyb4M2tai7lpc6XNxfxYWOegxfFYxusA58",
-	"aEY6qGSd7vYV51GVx9sGGssZLwTBoTQAQTSO8EQeITAN0aGPFkT6iDMfLXxEGB5FJuuiYSfq+ohxH/Hx",
-	"2EfMRyGV8ATE3jFboABLcAo4+2n3+koNri/E4PpjMrg+IYOvh1+v/30Bf15fysHX6zM+uP7ABvDtV/j6",
-	"Axtc9/Hg+tVocP0uMo++Dgdfr9+MzQ/6y0tpuut+hefPuO1KP/NmPPhq+nwdDq5PqXm6osu96r2dgGRv",
-	"ubrkslVhKkwYU/PYyb+RxYEL0512UzXhFq+ad+T/8GK9OBs4HtJPn/Y7BzVYhwya2z5WcPUoiODl+WgA",
-	"2Ls3ZHFgYIrm1XKvgwACiwVBTMvQiP5OQn3sRHxOhF6SELaDGxlS4YVetoqyQCE8VsQ5l/JukbqTdtgc",
-	"nL2SY3cPhVX2vQIap7Xf7H7KmjGnWxiyD+IrqQ6EVB9PGYWFdztHlAm7lTmbnqhF4WrDxlwsMfWiZ7KY",
-	"z2K18BFWaMalQj+8QG/pq4IK8sPLl8/XB0Mr0mc+voJxf+Pz6tez4eXVyfmm9zuu5hzpcVfNRzk36jqO",
-	"pL2almnEJGzUeQaHa8f2IkNqbmrVRXNbEAzok3tf4Ps+L4w98Y2vnrFmpOKxTC95UTZ5mutcZQVRkiAR",
-	"VC0udTszjSOCBRHVwcM+ykaUpho3EqyD4PY1BHshFqL1PYClZ4Uj4GQF3Aqz94Z0czhOpzwC2ApQD/MD",
-	"NCzXqrYITdpsysa8Il254jZhTzExq5unAzD0VIT7MRZqoUcg0YhMKQvRB8wmfEfmHu+fn3bQayLoLQnN",
-	"zZj0qTgZRVROSYhkTIKezfdmKhMgmjHAhqUvTvqv35/sSESEwAqD7mY3p8tNz/duiZBmQIedbqcL/u6Y",
-	"MBxT78h73jnsdO0dGZgoJ6GB/jghqkkWuzdpEhJBUP/DaxL2EBehyT+wxKSh1yeXxz6iIfzR06q6JFC+",
-	"BOJ3/+//mgQmYJ6bK4ymBAG5pTwxD+1I5CRfQRIvZAf1TXs94TI726CrHOu1ogV1JwgW0SLNPk+VNBeT",
-	"tHFIJHqB3tNXvdxbaJY9AXK1QArc6nwtHfSB5xaLZgg8b5JBGCBVtnpPQ+/IBDmXHb0jExwA/s+p+nNd",
-	"XJsnn3GgijFDHAgupetqALxoVWWeQnWgZrnmc/el7u78IlHHWJJ9yqQWSoreEiSTkZEzFfeAKNhu9vv0",
-	"st+ORFZMGwwGFwj017phSIJFML3XAFYvbMPnLMUfDesoIdaHFT46MQZrXuCam7lvDYlnzqMPOfkFDFt2",
-	"79zo8Fouyx6SMQ4AWcgTvRtxMDUSXNDZjNQy11nRBYpdEF7XjRbLWkK1qXZ9QxaDn4ypFmMqZCpu9Qdz",
-	"fJj97IG/NwLfjJmSKvpsWoQlWXV2ZkuztcLuK6d8VQuQ+iEh8dkS8VG4+6UlYk4WOiLTR4f//3//n2ea",
-	"e9m18MNuN5OrOJLcEZx+KjkLGxqqTM2hLA/AWV3BqoxYRbtUpcDpTFpHRP/OGdnLS12tX+r+FWWJAXqj",
-	"q5yryNIKRzBMfg9JQupOx6p5SwuYLCfO9gmrCfhvio48SyEQ9TVISjw/17xjyWxEhDnou730pmvVqddB",
-	"pxMGF+wAb26YUEd4bG62VtDtUg1M6XbztHeb0H5ls4elc2EFTu4oNhkpHORNdmZjmE69ZEjoQ8p5OALN",
-	"o/rErjuU0jxpzSSSgw66uxsUyrE963YfrMZKIQtdRaWVM2Y5kVcO9f58YQip6j8j+MApHgdNDtc3ydW7",
-	"gUbP1zdaFn3TLQ5fNnlNRfEa3fjZj+sbFysW3fneyybscAtGQZvnzdoUaja5tgjoUK4Vcu3V1U/QirY3",
-	"0CtKJrMZFgurpLkz6yNG5kQqNKZCqrQugtm5jvq3G4E2h7R6rdeGmy5sD+hzvjlwUVKxPn6aqN6XUxxF",
-	"fL4/I2JirZXlDV2TqwADiMzaE0uBrXddCE5L66C0iuqM35JwD/zmehsrgZnE0OTI5CrU31KJZlRKyiZ+",
-	"VlONSriVowgDXRsS1thCbBK96L5IiyMNnQvHJXXY+A1SuF2mDduECq94uHiwfV3E9N3l3R42qdajiZXK",
-	"15flsHvfGiY57OUqeJBgylMR8M2Kmu6L9S2ywo8gmxq8olhxcSvTamWauQtWlGqQ0qQgLvTm5hX27SpR",
-	"lkmuPQgDc9nIaXBB4gisgZzMWiGpvtylpQWp+sPk0yVR365wOvwjhZMw87kVT1vx9DDiyQqIkny4r4gq",
-	"qF35tK1GckVEkWYyTGtLsmgLa/Gi7V9JcJTPHAq3+Sach2g3D3zgLLKIB0QVMhSEex10mquyCimfc2B0",
-	"FGFFhPWySpu02yEFdFLzLQ07qL8sUek8xEXuwrmRilomditkol9GbYScyLKofA2DcKynGtdm1SpbPnJQ",
-	"U3P8UU2+FGVRI/ZcP6ZEE87I1tT7HuWO3egFuWPWLcK5tFWrZEtegoAS1DBwcmFzRBfTMEHigWVy4Za1",
-	"/rToyWWjgBvkSTCFotE4RFI/VUjK2rN3v8EenBCVk1pf7qAPjF50n2elAhcIy5t8YW7E0/x35iOEMTso",
-	"h3P9CQK9Rv6lpait2Smt7pdrbrxnuagKC1EpY5k2wm2IEMpYQ76GME2DmnGyyDHNnPQ6PhcoQ6fbd4P1",
-	"bLEKbnHtrPY2ZSGfo93Dl2hGWaJFsFNh26hFjMxJmF6DzANBl5cis3CUaWOiRT0ngeuOLfKNo5x8rige",
-	"7ueX7ggHNyYGM7aoIpz1xAUin6c4AcaNFun3Er149qKma+bWpfaRjPg8LbCu35L5/V92n2Ufhslyry6z",
-	"m9uEYoYHCVM80UsxXV6aX/DLFEs7A2Fxec0xHKiBtg5g9c6pJLZvGkUI6M+/h0rLPn26lo6sn4l6tPPK",
-	"L2dHJHF+qcs0vGtI7KAPkCivtMsNiyxmr8qVmgeW+42LSWeYzQqnsK2Mv3q/MD739SZmWY2ctPj0iCeQ",
-	"7dFMJezhMBGpYpMVqy+u0F3dmLOgFG+gcrl097TE1IS5WkyW497ZZVSt2zw9pPUhJwsGVTYIL1NDcvNp",
-	"gbU6tJPzQNPSDwISp7VadWus6IhGVC16Ns/i5svHXHcf4jge/n2u7rOansY/D1Ud1ups+ZL1xziYkv1j",
-	"zpSoxCrbPD98H8RIZ2WV+hRVlT5dhay6+0czhe+lWjZ4m5U7ryIe3NhhPalG+qyBqW9Ffk4lfXJtVu9z",
-	"b6AlRPPnh7n8lnk9+GeicpqEb1Nh5bVLkDugNMKZPcMLo2OqKZm1VpvbnbTunfVzrKYms8FBofBTpopv",
-	"EUuPgljaYpW2WKUtVmmLVdpilbZYpS1WaYtV2jqwv0esUj5yn6vQEkuit0zOqTgGjZcGU7TgCcKRVvkX",
-	"aIpvc5cltFwuxqJqwlgme2kpq9IyDV8UgfbgcELLJZvk1jqvwf1nw/9Wi08dwE5q7t3++fmeLdcsQDWm",
-	"TI+P5ZJ2I5NCwfVB2z6yYeR9uTa1GbiaweGe3h/BqmebLn24qRcSvdBHmfGt2+5BKAWYMQ5VusDXCveY",
-	"NS0853CVmTfrZfeZNc9StIPxepa192LBkEfCL9TVJXlikFWhyPv6eB6WKefMwrHF32A0fqHeY7uoTM4D",
-	"Z3uA0LZeRql7ejefi/lXqqZTEhlX9cZOKx9JmnpQQc0JsBCUyGJm8a1j658L4/HdeLaMLC8edEbEoN0E",
-	"Dqi93AFVRHnIOnTtPw+Wdoui3aJotzC1PxRFW69kf/dg2C0MdguD3cqXbwAGW9Z8VgNct3DWDeGsWyDr",
-	"1g/43QFZc9jULRJ1i0TdIlG/AyTqFoO6xaBuMahbDOoWg7rFoG4xqO0wqA8CK/XrQgZQtRay/2oFxqbh",
-	"zdXLhx9NKU3jGNLaTQESB88YtzRKmNZZHN9R+vsu/Lv0++nB7XWyl6b9S/fl6Ts6qCpRvkkbmbkRO9B5",
-	"4ZwpKSaF0gAPawU/vAOxppLBE0cpWpnhFtOwdRZunYWtnYUm5JcTmVZ++EtoMBepOACFNEuvDZ7DKcGR",
-	"SdNa6SfoW9V1PqVRCnfnAJQRCZM9ZGwnLT9QiBUe2az7eRnyi3nHI244+4aa/ZaSrE2wiN6W5qCAp7ol",
-	"zGxe3ztwEeu1TDoToTbrtKRPDU/fgkSzuwXrkfcOHtFmtt2RNh1uNSj/1KXtEZlbLL1bw+Ucq7Zuxe9E",
-	"xrizZvCF/urfV6lvgEU0yk7Ww07+2kd7QKJeW3rG0YyHENxU+fK9xcq91lUz4qHeQFBmD1ruYlRRida6",
-	"ETPvEU+U1LqS1o8qyrcDOswZDti7xYTRakqoseV7Nre12e42oIIVEkSaQu8sJwLQlAjSQanQfQZgwWbh",
-	"imOQNG7R38dRsErv+YNUrKoiyusF0xLv961LqK329KCSrRpSZhZzwYtXPvgPvpis+W/JonE8NR+RDMvA",
-	"Dj5GVPmZU5qKinhrFdADemsQh4ULmctILAw1dX0CZnmCKUMzfJPGXX1TL8SlvC4qWhQzf4wZVWQxeAnc",
-	"m0SCfA8xzid2f/3j7vHVUVG2br3UxkptSO+nnPYehuVaEeMs4jflUag3Wy2tJQf5LrSd0ygMsAj3DIES",
-	"UXvzSncNIQLZS0OMP6VGHdDiOHz89CIbS6LIYsEzzUdwiBUyvlR50uImlVGp/FYv+H4aXEC0xOZc+Fll",
-	"u9R5bSnw/FwBmEH1vcOsTnm53F1643DMxexxgRabqR8PiuqfYYPsX2xx/Vtp2V5aguve9xpLqEpXfU6o",
-	"PoWz/mOqiK3z1AOQRe+VMSVRKBFkRzDe7l7qch1ihUYk4DMQiGkUWdP75a6TG0PO2W5qUyN7i82WX9u1",
-	"Zufy4tleLytmRMZKG5bohpDY9ddb7w7qI0EgqwC1WAtAI6QeN/fcmuLcmVV3CeDx7cDagl9bO3Drdv8H",
-	"EpOr/e4VhuOMKEGDemfxe/N76rY6F3xG1JQkEinyWSFTGrGDYNhQAE0/1T8/1WqeIFKihEX6v+OLk9fn",
-	"ZxdXw/cnVxenx5fDd6eXVycf4MIA3G5NnwdDUyI+rzDnLDHrjThN20EcYVrYmiXtwW83XPI55pKmd4xn",
-	"WG2w6lc4853XpfMCk2RLonUWeBY5M5Vnzpl56DImQTsrN+3VTYJQqE+u+9aT+rxziEIeJHrhlesqVsux",
-	"tG3azr3bDOAiwFJboW/AgyuZdDWlcKgogW1JvwO43702KPSs23WOqTT+k8KdfPQSMJv6d6rAbYkYV+VF",
-	"eAEv+0OiQ/BqpLhh3wPKlwKkH4eUZZ6MejFkpAzMZFVqpXc8wJGdac/3oFwk1DU8OjiI9G9TLtXR8273",
-	"uXc3uPvvAAAA//8=",
+	"7H39ctu4lueroDi3yva9tGzno+u2VV01ipN0++bDXtuZ3hlHq4FISMI1CbAB0Io68dS+w/6xD7Rvsk8y",
+	"hQOQAr8kUrHdyb36J7EkAjw4AA7Oxw/nfPYCHiecEaakd/zZS7DAMVFEwKcTzhgJFOXsNDzHaqa/o8w7",
+	"9hL9wfcYjol37AXOY57vCfJbSgUJvWMlUuJ7MpiRGOu2fxJk4h17/3KwfOmB+VUeuO/y7u5871zwWxoS",
+	"ccLZhE7fkMX/SIlY5CT8Bp9yGhL79CiAx0c3ZLExKZU3Az0fGP0tJW/IYgUn0uyZe333ne5MJpxJAtPy",
+	"AocX5LeUSKU/BZwpwuBPnCQRDbBm4sHfJWf6u3avvVThKyG4MG8LiQwETXQ/3rF3NSNImPchKlGMowkX",
+	"MQkRF0iPWyLJY6JmlE2RmmGFQk4kYlyhCVXene+95mJMw5CwRyN3cH6KbsgCRTi4kUjNCOIJEfCmHYlk",
+	"wBOiCXvP1WuesvDR6KJMkamhA+1ygZY7Z2/JNfKJak4zoPuGLHYkIuyWCs5iTaDeGngRcRxecf4Wiyl5",
+	"NPLHPFwg8ikgJDRclUTcErEjUURjM9fZ+v3A8C2mER5Hj0PeAGUSAAjL1mtIEsJCiTS/f6bql3TsowkX",
+	"CCPzCQ2SpA8tFL8hDH24eJs9IMhEEDnbQwFPoxBmZqw7xsGMhD4KqfkOMzknAqaLxkTviQmmEQn7+lfY",
+	"E3MskVRcmB0TzDCbklDz6sK84UXEgxvyOIuQslsc0XAUCBISpiiO5LEz/DiVdpRAmR7nOFVLZsBYBJmk",
+	"koRoTvX4oPUYBzf7fDJBCRGUh2j36SGSaLxAIZngNFJ7vh561vA5sEpqnmEk+NxMQD5/+h2aswGOIhL2",
+	"0AXZp3HChTIChji7BgURwUKiMVeznmbpJSxIM/xHWXYMpYx8SkigSAgznwrSRyFRmEYSYUFQxKdTy63C",
+	"0qRhRjANyGNvF72bQ6zwGEuihXrKYGHr9+uZUpwjGfE52pWGvlG6JNBM5nL7oxmPQomwPhrYIh/fmIeU",
+	"wNdUoRgvEFaIs4CYPokY8VsitBjTqwy4c0GUWOwPJoqIPc/3ZgSHVhFxftEfi2O5JAHXe1xxNMdUr98J",
+	"F5rPSiwom/aRJEyZN1Te7LnnckwZjdPYOz7yPbVICOwXRaYEWHjne1ecv8NsYQ9f+ejHGZVIk46okkhg",
+	"RazYvTdWrdRa1nLnA8OpmnFBf38kYfae+wgX9RGs9+MN43OWMc0DymSaaAlCwnckpPgKyH/MQ5MakVZ5",
+	"i25iO9LvGUTRIFWzk6V0BtrY4mziHV+vpuNMtzxymv5K1ewCz707v0XDJxs0fIElDQYJdcld12aQ0Ddk",
+	"0a1FsvnjeigzEoVrm/1trrq8xfIsooSpDTg3SJJLrRFs0NTssi60nqRS8bhLi6sx7vL4CxpFG4zkas4v",
+	"Fek0uZd0yrBKC4zz7oZ3vlddV3rjhCHVew1H50IbAIpqA2qCI0l8bTHmX+n9r9uv2+tXWkvSEkVZCUKY",
+	"lojX3uD8dPTm1b97w1w2SiW0RDXGWyZTr82vfvY6/ThV+szXA0DGcLQd8PHfSQA6dWkHdBxYEBApR6Df",
+	"6c8l8nyPfEqoIHKEQQ5qUar/8kKsyL7W0zy/2kbgudPXktIqW87bs8Ql1LzCYc9SXV/PoXzTr+NUVVg7",
+	"ejHiE32cDM7PkVE/tSqD4RzWugRPlWuWHS+VUnksCC6o2GhKFBhM8TGaawvZ1QNBO8EsRPMZYa4urk/X",
+	"EIwRqo1CmCUfMXJrbRzzGFWSRJOeV13QyYiG9zbjlEmFowiOrqZ+v2r2DbnVF9WuAd8Ofp7NdP2aOHX6",
+	"+hrRkHGylWio4dSqdi6Np+HjsrGBbU1H0zcgeBJBb7Ei4N6r67ODYBpdXp1dvFrP2ZJccimoSKlBkiDg",
+	"Xh1n69SlbixNsJRzLtrtvheDy9OTmuH5XiqJMA7Lz+1WVd7AX5LgjBoGhrRGVDvseu2g28hDcts455us",
+	"Iy6mmNHfV4qzldxuWmiSSNlBRL44ffu2cY6aOmk/fxnbqgN2hmcG41cm251hGkV1c2u81Ge3RAgako5z",
+	"GoD23DRI+6skgSCqfqR15Ngz+BULP8jMAk4ECbBa2rTVY5+wEOlx6yPenM0TIggLCDLLSSKqjpE+eRdo",
+	"QkkUokQQfXD7iKVRZI5ubeCB6Vk9jEMqkwgvRtmsLS268rjzb3S/RrUlMaZR51aGrcWhmhBGtEAUduOE",
+	"EjPcbPi9dVulSMU9jrELtS5BBfLRmEScTSVS3Fsn1e2RWFpBNZQpPF0hps2CMo2us35803xY885sNv0i",
+	"u+xrSswerl7imZOzOA0Rn9otRT7hOIHt+2+CjdXi5n/+7XVwcxI//eX8x6eqbqrL0gkbkS4XLNDELDvE",
+	"BVm/+vCwBK0ezGvNsI7iI29sY37tZmk5SZ/2p3zffvl3yVnvAs/fESnxFIJDTv9NIkoQLVY6HTxB8fBf",
+	"6SSoOoO0NGDhKLWibbnFcBS1cBFV5aNe8kW2Zuu9NFlVcTsscrC+7+J28jsJ4z74OTU94EfHDJlX++jz",
+	"nZG4VKEZBAsY8TPRLQkJdySqkINCEkRYGBkSQ7CA6B0Eg6WKxLJ9hNr6+3KWYCEwOBrNQslXAmXqh2de",
+	"1V3qexGWajQhKph1XD8xUTjECt/zYs+CL/WKUE1svVa5sUtnpZmkn9E6TBJ23Dt1wrS4R/0GFEA+uHzK",
+	"HT76NYIkF8fODi+QXJ3A4s5eLexOaw67q0Jca0ciGvYRRozM0YcPpy/Neo/IRCGeKn1Ox/jTW8KmauYd",
+	"P3n+3PdiyrLPR1q5U4oI3fH/usb7vw/2/+Nw/0e/1z/+6S//9fHj9cePwy//+qfPdx+9nY8fP348GKH9",
+	"4V/+VLfellS/pQZvsJGI3mSX6ReeKhLXbTRGPqlRkAppjsBVHepuTsyTZWlzbpQ4w9yYC3cKJIqxCmbH",
+	"SOvJWtJgicwL0W4ey5M4JmhCI0WEBB8OBGT2wGmjf9dkogRPSQ8NxvAqq7Lo5WN+qCxsl2mr11HOoI0P",
+	"ztUHW3upVH8odT+KqrrvHyeiu0naivL3rYnc+xWf+YTnotIVqHb5rF69FwR39dAO3NA/lujnV1fowNkv",
+	"B59dKNodEkSlghnjrahrmnDwnIxnnN+MUhFBTFgbsb7xxWY7HKy9slEI0WyD+wDzz6oWIXzC44j0UMYg",
+	"RCXC0RwvZNlktD5kzArm11bHrVMJLXzG6bivlUAD1HE98mXPe+/hpFNVmf2eVMrrbL5yY/WfWbf0vTpR",
+	"sCSkyq0HE6ftFNNacu9ZX4W+TpeIRQdz2i2wOhpjSTSpVbVXEwGxNfJJESYpZwaOlsUozk/dMNySln6G",
+	"LEMzpRJ5fHCAE9qbUjVLx72Ax2UN+fDZX2smHadqNoq5mel2hOkmSDcBupagNZ4qSUNi8GlY4YhPe+g1",
+	"yKf8GaotVh/gUBZn5zy9I6HbHqwG4345G3y4+uXI880fT/I/Ricnnp+HnH3r6fe9qxcD+P7c8733Z+9f",
+	"1TqWOwhnZ+4dAX3KkhQWSNnh17Krl6bZe93qztfbc45FOLIr2vU9jDmPCGZlGdLyPRkSFaQHvyFsBF6r",
+	"9h1ARA+iGnkPrdfwfEYEQWa6TKzSODFyYOVyARfWQLt1a2DmmazsDmV3JZcjjpxuawVCBUfSTRK0jc2d",
+	"fLi8Onu3PjDnRC2cUIWhsi5YYY9ys37XK56rHVUv8999rbsZNxVlUhEc9tAgkhwtjOqYyfbRn+Gh9cGB",
+	"smVftbaygEB+tGVO5bVNN40KrPY2NJ7W9Sxee4r/G45SEA5FQt8RMSWhPgZ4CQe8Y/yEPkpZCQG+IxGf",
+	"s5zzMf7kUnJ0mE8GCKQ2xL0xmMKqf3R9eMEDLe8lgIM7G+0hqVWMYqto1UcwjcArsvENWUg0ETw20G0e",
+	"LuAuAlyo2UOCc4Usg/lkQlhI2RTd6hnRDMzV2obgQaa4VpwaoJ9kxFrS6lj0Grwpl6bbmt2wZuX9QnBk",
+	"Bt1FMhGZRsqVQfymhfwxreoGcQqAIdfW3UR16mz9lazl/Elkmqf25gmflGH0u1cvBojBtQ4cBDxl6jTc",
+	"66G31t+ItLnNkFEofeP5MhYZrAtt496QRNVusMPDr7dK298b66bfmFlqjq+salw4TToYT2WRZlrpHYeV",
+	"wsEMVYRbm3nI3n7fU9FgnnVUOb7CT1VvQ62zXaozW+9wdyB6ihte9tF/6u7+E0kSkcDA9tAtFhQz4GpI",
+	"dS8xZVgZ33OMk8TKqkwlb419Ntp6M0i4CcCW6fwdgNnWJGiLKv6VqtmVCeBaM6Qt7Hxpr7TFmxcMm26A",
+	"a2v1tMUxFw5779gsnDvf44xsgrDvDq3/RjD1TdzsDD7Pl8k9Q8pXrH2IC5RQk7W7m4bGRl/iHZGLivS1",
+	"PR6SgMY4QiGdUlW1vlaF1Q73fxz+uTZm5tiQXU/8gre1OCTNahTTKKLS3OKBkPff8C2+hKe0DsxPL8+M",
+	"6oTmgioiEQWh1cIHVjwKGv0F7fynDgfOBh2vKzhta65+VH2wLo/OWGR8wYiyIEpD8pNDvu/4i2c8Ar22",
+	"7C/uG+c8PJh5emTuXXav7xaczGvP0bKNV2FzOzdIxKd8pRu1Hi9YcBdUfy64S7+JRee4N6s0VSfZPt7P",
+	"Ii16DnvNru41s1XSQBzuFZy3JQAXTE3NPDY7ZWsVl8bFvylmvdndr5+JKLtZ/VQt4rruwXuBrRfR1TmF",
+	"a1hV8U52CysaBcfP3HWYhUjbQwrfEJSDVH1UQKTCU5BIQPbBOa2flsgMxEcZ5fCYMyi0ixm6uByY65wM",
+	"nb9656PzNyeX/3KEuDB//XWvh14b35G11LiaEYE0B3IvYipJuOrSR0ez2V0LFf/jmrYFHG/H91ZQvk77",
+	"Z4c//rC2g9LydJof/fD0r8/WtjdTWBUyAxTwOMb7kiRY6B2LIioV3Hz+6H304IRgnJGSymBodtSEP30B",
+	"TcFgcI4PRr0/7w//sutXv9ur1yXKu6oaE1h6/dvttjV7yXXPd59Pp6MN8EKZ/dwqdupqWevcT9DxmoGf",
+	"1d28/So0e52UbIC11z26XJrthW798hiuCHhWAPZGtaqX08tBlkeSk1vpeQ3bzx3NparDZ+ftjoRUM1lW",
+	"FBsv8RHpTXvIhv02A8WNmpBvhcinyb6z4XJuvYo3WLXLIFWFf7/wuWEWTBTos3ppB1iraPYSYp71BO1W",
+	"w1h7bjByzEN9JI+1fVq7oEo3qLuxaqMriVKmRJw2XN4x54K90+sApdvT1ICIWXUjpQIJaN4DlebDAtUN",
+	"w2q+TVeWBH/79aq1+uUwy4mk6R5qFp+Dp6yaCxD2xHBWArwRSYWFkn3EE/xbWj4tnz5ZtUUH+/+B939f",
+	"tUUz7+lXu9frwmJnrOAi11odmI8wNqOYAcygne+o5KbujA8yzu0Yfzo17Yw3N6Ys+1w+AdcDENt6rL8d",
+	"P3IjUnYV3iYfZp0krbr0uq0hDhCSfFe2uiDstHFO343SDtjjfu0+d8msJaAaRzec8drwbLMrnSXWVe+d",
+	"1bJp4xu/982qyt3fNQyr8bZ+hYLZarVUdM1WrTY5irttgNqpAef/2tlZpYBmc1a7kp8gw/8O87PZsv66",
+	"W633nI6jtbbwEFNQv0NaTMS95Tppt0vMYeGCPtccye6V501nzODARvexcTqnMKjfIK0m5IFSQfwxc9Cw",
+	"aypz03L3bDYPDbukbjbOsQpmXwsq2RTf0AWA3QSmruROnCmV7Mo9k3Yzc60pbtI62jDCOjhkXSKAqu5Y",
+	"HyFc2tE7EhlHP7ohiw1dCf913PtX1Gis1OauengreXXOkNZL/PL05/eDqw8Xrx4lo0jOq7ptkCfc68i8",
+	"Ddo0ou463vNwcX81dzyaMXx1MLrhOvChGemwlnW62xecR3UebxtorCbBEASH0gAE0STCU3mMwDRERz5a",
+	"EOkjzny08BFheByZRIyGnejQR4z7iE8mPmI+CqmEJyD2jtkCBViCU8DZT7vXV2p4fSGG1x/S4fUrMvxy",
+	"9OX63xfw5/WlHH65PuPD6/dsCN9+ga/fs+H1AA+vX4yH128j8+jLcPjl+vXE/KC/vJSmu8Mv8PwZt13p",
+	"Z15Phl9Mny/D4fUpNU/XdLlXv7dTkOwdV5dctipNhQljah47KTnyOHBpurNu6ibc4lWLjvwfnq0XZ0PH",
+	"Q/rx437voAHrkKN1u8cKrh4EJLw8Hw0me/eGLA4MTNG8Wu71EEBgsSCIaRka0d9JqI+diM+J0EsSwnZw",
+	"SUMqvNDLVlEWKIQnijjnUgOUuHTSjtrjtVdy7O6+sMq+V0LjdPabfZ2yZszpDobsvfhK6gMh9cdTTmHp",
+	"3c4RZcJuVc5mJ2pZuNqwMRdLmL3om3zvcaIWPsIKxVwq9MMz9Ia+KKkgPzx//nR9MLQmo+bDKxhfb3xe",
+	"/Xo2urx6db7plY+rOUd63HXzUU2Xuo4jWa+mZRYxCVt1nsPhurG9zJCGy1tN0dwOBAP65Kvv9H2fd8ge",
+	"+RJY31gzUvFEZve+KJs+zg2vqoIoSZAKqhaXup2ZxjHBgoj64OEA5SPKso8bCdZDcCEbgr0QC9H6HsDS",
+	"8xIbcLICboXZq0S6ORynMx4BbAWoh/kBGpZrVVuEJpM2ZRNek8FccZvDp5yr1U3dARh6KsL9BAu10COQ",
+	"aExmlIXoPWZTviMLjw/OT3voJRH0loTmZkz2VJKOIypnJEQyIUHfpoAzNRwQzRlgw9IXrwYv373akYgI",
+	"gRUG3c1uTpebnu/dEiHNgI56h71D8HcnhOGEesfe095R79DekYGJcnIc6I9Totoktnud5SURBA3evyRh",
+	"H3ERmpQES0waevnq8sRHNIQ/+lpVlwQKvUD87v/9X5PTBMxzc6vRFGsgt5Sn5qEdiZx8LEjiheyhgWlv",
+	"awPYsw26KrBeK1pQoYNgES2yhPRUSXMxSRuHRKJn6B190S+8heYJFSB9C2TFrU/h0kPveWGxaIbA8yY/",
+	"hAFS5av3NPSOTZBz2dFbMsUB4P+c+kjX5bX56hMOVDlmiAPBpXRdDYAXrathVKqj1C79fOG+1N2dXybq",
+	"BEuyT5nUQknRW4JkOjZypuYeEAXbzX6f3f/bkciKaYPB4AKB/to0DEmwCGZfNYDVC9vwOc/6R8MmSoj1",
+	"YYUPTozBmpe45ibzW0PimfPofU5+CcOWX0U3OryWy7KPZIIDQBbyVO9GHMyMBBc0jkkjc50VXaLYBeEd",
+	"utFi2UioNtWub8hi+JMx1RJMhczErf5gjg+znz3w90bgmzFTUkefzZSwJKvJzuxottbYfdUssGoBUj8k",
+	"JDlbIj5Kd7+0RCzIQkdk+ujo///v//NEcy+/KX50eJjLVRxJ7ghOP5OcpQ0N9bjmUMAI4KyuYFVGrKJd",
+	"qjLgdC6tI6J/54zsFaWu1i91/4qy1AC90VXBVWRphSMYJr+PJCFNp2PdvGU1TZYTZ/uE1QT8N3VInmQQ",
+	"iOayJBWen2vesTQeE2EO+sN+dtO17tTrodMpgwt2gDc3TGgiPDE3W2vodqkGphweFmk/bEP7lU0ols2F",
+	"FTiFo9gkqXCQN/mZDdV3QDxBvZ0ZVnAEmkf1id10KGWp09pJJAcddHc3LBWue3J4eG9lV0qJ6WqKr5wx",
+	"y4micqj35zNDSF3/OcEHTpk9aHK0vkmhBA40erq+0bI8nm5x9LzNa2rq2ejGT35c37hcxOjO9563YYdb",
+	"WgvaPG3XplTdyrVFQIdyrZBrr6mkgla0vaFeUTKNYywWVklzZ9ZHjMyJVGhChVRZqQSzcx31bzcCbQ5p",
+	"9VqvDTeD2B7Q53xz4KKkEn38tFG9L2c4ivh8PyZiaq2V5Q1dk74AA4jM2hNLga13XQhOS+ugtIpqzG9J",
+	"uAd+c72NlcBMYmhybNIX6m+pRDGVkrKpn1efoxJu5SjCQNeGHDa2ZJ1Ezw6fZfWSRs6F44o6bPwGGdwu",
+	"14ZtjoUXPFzc274uY/ruim4Pm2frwcRK7eurcti9bw2THPYLRT1IMOOZCPhmRc3hs/Ut8hKZIJtavKJc",
+	"m3Ir0xplmrkLVpZqkOWkJC705uY19u0qUZZLrj0IA3PZymlwQZIIrIGCzFohqT7fZUUYqfrD5NMlUd+u",
+	"cDr6I4WTMPO5FU9b8XQ/4skKiIp8+FoRVVK7iplcjeSKiCLtZJjWlmTZFtbiRdu/kuComEwUbvNNOQ/R",
+	"bhH4wFlkEQ+IKmQoCPd66LRQjxayQBfA6CjCigjrZZU2j7dDCuik5lsa9tBgWbXSeYiLwoVzIxW1TDys",
+	"kYl+FbURciKrovIlDMKxnhpcm3WrbPnIQUN19gc1+TKURYPYc/2YEk05I1tT73uUO3ajl+SOWbcIF9JW",
+	"rZItRQkCSlDLwMmFTRtdTsMEiQeW+YY7lv/ToqeQjQJukKfBDMpr4xBJ/VQpT2vf3v0Ge3BKVEFqfb6D",
+	"PjB6dvg0rx64QFjeFEuYZ+Was48QxuyhAs71Jwj0GvmXFe22Zqe0ul+hufGeFaIqLESVjGXaCLchQij4",
+	"Dfkawiwzas7JMsc0c7Lr+FygHJ1u3w3Ws8UquGXI8yrllIV8jnaPnqOYslSLYKcWuVGLGJmTMLsGWQSC",
+	"Li9F5uEo08ZEi/pOTtcdWw4dRwX5XFNm3S8u3TEObkwMZmJRRTjviQtEPs1wCowbL7LvJXr25FlD18yt",
+	"4O2b2t22FL1+S+73f374JP/g1vReJjy3CcUMD1KmeKqXYra8NL/glxmWdgbC8vKaYzhQA20dwOqdU0ls",
+	"3zSKENBffA+Vln36dK0cWT8T9WDnlV/NjkiS4lKXWXjXkNhD7yFRXmWXGxZZzF6dK7UILPdb15fOMZs1",
+	"TuELS+nK/cL43NebmOVlc7J61GOeQrZHM5Wwh8NUZIpNXta/vEJ3dWMo5q4qB2++dPe0xNSEuVpMnvbe",
+	"2WVUrds8faT1IScLBlU2CC8zQ3LzaYG1OrKTc0/TMggCkmTlW3VrrOiYRlQt+jbP4ubLx1x3H+EkGf19",
+	"rr5mNT2Ofx4KPazV2YpV7E9wMCP7J5wpUYtVtnl++D6Ikd7KwvUZqip7ug5ZdfePZgp/lWrZ4m1W7ryI",
+	"eHBjh/WoGumTFqa+FfkFlfTRtVm9z72hlhDtnx8V8lsW9eCfiSpoEr5NhVXULkHugNIIZ3aMF0bHVDMS",
+	"d1abu5207p31c6xmJrPBQakWVK6KbxFLD4JY2mKVtlilLVZpi1XaYpW2WKUtVmmLVdo6sL9HrFIxcl8o",
+	"2pJIordMwak4AY2XBjO04CnCkVb5F2iGbwuXJbRcLseiGsJYJntpJavSMg1fFIH24HBCyyWb5NY6r8H9",
+	"Z8P/VovPHMBOau7dwfn5nq3gLEA1pkyPjxWSdiOTQsH1Qds+8mEUfbk2tRm4msHhnt0fwapvmy59uJkX",
+	"Ej3TR5nxrdvuQSgFmDEOhbvA1wr3mDUtvOBwlbk36/nhE2ueZWgH4/Wsau/lgiEPhF9oqkvyyCCrUt33",
+	"9fE8LDPOmYVj68HBaPxSCchuUZmCB872AKFtvYwy9/RuMRfzr1TNZiQyruqNnVY+kjTzoIKaE2AhKJHl",
+	"zOJbx9Y/F8bju/FsGVlePuiMiEG7KRxQe4UDqozykE3o2n8eLO0WRbtF0W5han8oirZZyf7uwbBbGOwW",
+	"BruVL98ADLaq+awGuG7hrBvCWbdA1q0f8LsDshawqVsk6haJukWifgdI1C0GdYtB3WJQtxjULQZ1i0Hd",
+	"YlC7YVDvBVbqN4UMoGotZP/VCoxNw1uolw8/mlKaxjGktZsSJA6eMW5plDKtszi+o+z3Xfh36ffTg9vr",
+	"5S/N+pfuy7N39FBdonyTNjJ3I/ag89I5U1FMSqUB7tcKvn8HYkMlg0eOUnQywy2mYess3DoLOzsLTciv",
+	"IDKt/PCX0GAuMnEACmmeXhs8hzOCI5OmtdZPMLCq63xGowzuzgEoI1Im+8jYTlp+oBArPLZZ94sy5Bfz",
+	"jgfccPYNDfstI1mbYBG9rcxBCU91S5jZvL534CLWG5l0JkJt1mlJnxmevgWJ5ncL1iPvHTyizWy7I206",
+	"3HpQ/qlL2wMyt1x6t4HLBVZt3YrfiYxxZ83gC/3Vv69S3wCLaJSdvIed4rWP7oBEvbb0jKOYhxDcVMXy",
+	"veXKvdZVM+ah3kBQZg9a7mJUU4nWuhFz7xFPldS6ktaPasq3AzrMGQ7Yu+WE0WpGqLHl+za3tdnuNqCC",
+	"FRJEmkLvrCAC0IwI0kOZ0H0CYMF24YoTkDRu0d+HUbAq7/mDVKy6IsrrBdMS7/etS6it9nSvkq0eUmYW",
+	"c8mLVz34Dz6brPlvyKJ1PLUYkQyrwA4+QVT5uVOaipp4ax3QA3prEYeFC5nLSCwMNXN9AmZ5iilDMb7J",
+	"4q6+qRfiUt4UFS2LmT/GjCqzGLwE7k0iQb6HGOcju7/+cff46qgoW7deGmOlNqT3U0F7D8NqrYhJHvGb",
+	"8SjUm62R1oqDfBfazmkUBliEe4ZAiai9eaW7hhCB7Gchxp8yow5ocRw+fnaRjaVRZLHgueYjOMQKGV+q",
+	"PFlxk9qoVHGrl3w/LS4gWmILLvy8sl3mvLYUeH6hAMyw/t5hXqe8Wu4uu3E44SJ+WKDFZurHvaL6Y2yQ",
+	"/Ystrn8rLbtLS3Dd+15rCVXrqi8I1cdw1n/IFLF1nnoAsui9MqEkCiWC7AjG293PXK4jrNCYBDwGgZhF",
+	"kTW9n+96hTEUnO2mNjWyt9hs+bVda3YuL57t9fNiRmSitGGJbghJXH+99e6gARIEsgpQi7UANELmcXPP",
+	"rRkunFlNlwAe3g5sLPi1tQO3bvd/IDG52u9eYzjGRAkaNDuL35nfM7fVueAxUTOSSqTIJ4VMacQegmFD",
+	"ATT91OD8VKt5gkiJUhbp/04uXr08P7u4Gr17dXVxenI5ent6efXqPVwYgNut2fNgaErE5zXmnCVmvRGn",
+	"aTtIIkxLW7OiPfjdhks+JVzS7I5xjNUGq36FM995XTYvMEm2JFpvgePImakic87MQ5cJCbpZuVmvbhKE",
+	"Un1y3bee1Ke9IxTyINULr1pXsV6OZW2zdu7dZgAXAZbaCn0DHlzJpKsZhUNFCWxL+h3A/e61QaEnh4fO",
+	"MZXFfzK4k4+eA2ZT/04VuC0R46q6CC/gZX9IdAhejRQ37LtH+VKC9OOQstyT0SyGjJSBmaxLrfSWBziy",
+	"M+35HpSLhLqGxwcHkf5txqU6fnp4+NS7G979dwAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -6,16 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/routers"
 	"github.com/labstack/echo/v4"
 
 	"github.com/credport/credport/store"
 )
 
-// principalKey holds the authenticated API key, in the echo context and then the request context.
+// principalKey holds the authenticated API key in the request context.
 type principalKey struct{}
 
 // principal is the API key behind the current request.
@@ -34,37 +36,134 @@ func newAuthenticator(s Store, ttl time.Duration, now func() time.Time) *authent
 	return &authenticator{keys: newTTLCache(ttl, now, s.FindAPIKeyBySecretHash)}
 }
 
-// authenticate is the kin-openapi AuthenticationFunc: it checks the bearer secret and the scopes
-// the operation declares in openapi.yaml, and leaves the key on the echo context.
-func (a *authenticator) authenticate(ctx context.Context, input *openapi3filter.AuthenticationInput) error {
-	c, ok := ctx.Value(echoContextKey{}).(echo.Context)
-	if !ok {
-		return errors.New("authenticate: no echo context")
+// matchedOperation is the operation of openapi.yaml a request was routed to, found once by the
+// guard and used again by the validator.
+type matchedOperation struct {
+	route  *routers.Route
+	params map[string]string
+}
+
+const matchedOperationKey = "credport.operation"
+
+// guard routes every request through openapi.yaml and authenticates it as its operation's
+// security says, before anything reads the body: a request with no, a malformed or an unknown
+// key, or a key without the scope, is refused without its body being read. A path the contract
+// does not declare never reaches a handler, whatever Echo's router would make of it.
+func (a *authenticator) guard(router routers.Router) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			route, params, err := router.FindRoute(req)
+			if errors.Is(err, routers.ErrMethodNotAllowed) {
+				return toAPIError(echo.ErrMethodNotAllowed)
+			}
+			if err != nil {
+				// Echo's router accepts paths the contract does not (a trailing slash, a dot
+				// segment): they answer 404 here rather than reach a handler unauthenticated.
+				return toAPIError(echo.ErrNotFound)
+			}
+			requirements := securityOf(route)
+			if needsKey(requirements) {
+				key, err := a.authenticate(req.Context(), req.Header.Get(echo.HeaderAuthorization), requirements)
+				if err != nil {
+					return err
+				}
+				req = req.WithContext(context.WithValue(req.Context(), principalKey{}, key))
+				c.SetRequest(req)
+			}
+			c.Set(matchedOperationKey, matchedOperation{route: route, params: params})
+			return next(c)
+		}
 	}
-	header := c.Request().Header.Get(echo.HeaderAuthorization)
+}
+
+// securityOf is the security requirements of the operation of route: its own, else the
+// document's.
+func securityOf(route *routers.Route) openapi3.SecurityRequirements {
+	if route.Operation.Security != nil {
+		return *route.Operation.Security
+	}
+	return route.Spec.Security
+}
+
+// needsKey tells whether requirements ask for a key: `security: []` or an empty requirement
+// lets anyone in.
+func needsKey(requirements openapi3.SecurityRequirements) bool {
+	if len(requirements) == 0 {
+		return false
+	}
+	for _, r := range requirements {
+		if len(r) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// authenticate checks the bearer secret of header and that its key meets one of requirements.
+// A requirement is met when the key holds one of its scopes (or it lists none); the 403 names
+// every scope that would have done.
+func (a *authenticator) authenticate(ctx context.Context, header string, requirements openapi3.SecurityRequirements) (store.APIKey, error) {
 	if header == "" {
-		return newError(http.StatusUnauthorized, "missing_auth_header", "Authentication failed. The request is missing the Authorization header.")
+		return store.APIKey{}, newError(http.StatusUnauthorized, "missing_auth_header", "Authentication failed. The request is missing the Authorization header.")
 	}
 	scheme, secret, found := strings.Cut(header, " ")
 	secret = strings.TrimSpace(secret)
 	if !found || !strings.EqualFold(scheme, "Bearer") || secret == "" {
-		return newError(http.StatusUnauthorized, "malformed_auth_header", "Authentication failed. The provided Authorization header is malformed.")
+		return store.APIKey{}, newError(http.StatusUnauthorized, "malformed_auth_header", "Authentication failed. The provided Authorization header is malformed.")
 	}
 	key, err := a.lookup(ctx, secret)
 	if errors.Is(err, store.ErrNotFound) {
-		return newError(http.StatusUnauthorized, "unknown_account", "Authentication failed. The provided secret key is unknown or revoked.")
+		return store.APIKey{}, newError(http.StatusUnauthorized, "unknown_account", "Authentication failed. The provided secret key is unknown or revoked.")
 	}
 	if err != nil {
-		return fmt.Errorf("authenticate: %w", err)
+		return store.APIKey{}, fmt.Errorf("authenticate: %w", err)
 	}
-	if len(input.Scopes) > 0 && !anyGranted(key.Scopes, input.Scopes) {
-		return newError(http.StatusForbidden, "forbidden", missingScopeMessage(operationScopes(input)))
+	var wanted []string
+	for _, r := range requirements {
+		scopes := r[bearerScheme]
+		if len(scopes) == 0 || anyGranted(key.Scopes, scopes) {
+			return key, nil
+		}
+		for _, s := range scopes {
+			if !slices.Contains(wanted, s) {
+				wanted = append(wanted, s)
+			}
+		}
 	}
-	c.Set(principalKeyName, key)
+	return store.APIKey{}, newError(http.StatusForbidden, "forbidden", missingScopeMessage(wanted))
+}
+
+// checkSecuritySchemes makes sure that openapi.yaml names no security scheme but the bearer
+// key the guard checks, so that no requirement can pass unchecked.
+func checkSecuritySchemes(spec *openapi3.T) error {
+	check := func(where string, reqs openapi3.SecurityRequirements) error {
+		for _, r := range reqs {
+			for name := range r {
+				if name != bearerScheme {
+					return fmt.Errorf("openapi.yaml: %s names security scheme %q, which the server does not check", where, name)
+				}
+			}
+		}
+		return nil
+	}
+	if err := check("the document", spec.Security); err != nil {
+		return err
+	}
+	for path, item := range spec.Paths.Map() {
+		for method, op := range item.Operations() {
+			if op.Security != nil {
+				if err := check(method+" "+path, *op.Security); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	return nil
 }
 
-const principalKeyName = "credport.principal"
+// bearerScheme is the name of the security scheme of openapi.yaml that API keys answer.
+const bearerScheme = "bearerAuth"
 
 func anyGranted(held, required []string) bool {
 	for _, r := range required {

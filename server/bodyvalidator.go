@@ -53,5 +53,5 @@ func NewImportValidator() (*BodyValidator, error) {
 // answer: 400 invalid_json or invalid_body, with the same field errors and paths. value is the
 // parsed body (objects as map[string]any, numbers as json.Number) whenever it is JSON.
 func (b *BodyValidator) Validate(body []byte) (value any, err *Error) {
-	return b.v.checkBody(b.schema, b.required, body)
+	return b.v.checkBody(b.schema, b.required, body, nil)
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
@@ -37,6 +38,14 @@ func invalidBody(message string, details ...gen.ErrorDetail) *Error {
 	return newError(http.StatusBadRequest, "invalid_body", message, details...)
 }
 
+// errOverloaded is the 503 of a server that is busy with as many request bodies as it may hold
+// at once: the request was not handled, and may be sent again shortly.
+func errOverloaded() *Error {
+	e := newError(http.StatusServiceUnavailable, "server_overloaded", "The server is busy with other requests, retry later")
+	e.RetryAfter = 1
+	return e
+}
+
 // HTTPErrorHandler is the one place that turns errors into responses. Client errors keep their
 // message; anything unexpected becomes a generic 500 whose cause is logged with the request id.
 func HTTPErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
@@ -58,6 +67,13 @@ func HTTPErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		}
 		if len(apiErr.Details) > 0 {
 			body.Error.Errors = &apiErr.Details
+		}
+		if bodyUnread(c) {
+			// Refused before its body was read (401, 403, 429, 413, 503...): close the connection
+			// rather than let net/http drain what is left of the body, up to 256 KiB at whatever
+			// pace the client sends it. The past read deadline makes that drain stop at once.
+			c.Response().Header().Set(echo.HeaderConnection, "close")
+			_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now())
 		}
 		if apiErr.RetryAfter > 0 {
 			c.Response().Header().Set("Retry-After", strconv.Itoa(apiErr.RetryAfter))

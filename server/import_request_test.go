@@ -66,7 +66,7 @@ func TestImportMalformedBody(t *testing.T) {
 			{"member twice", `{"provider_config_key":"github","provider_config_key":"github","credentials":{"type":"OAUTH2","access_token":"t"}}`, "invalid_json"},
 			{"invalid UTF-8", "{\"provider_config_key\":\"git\xffhub\",\"credentials\":{\"type\":\"OAUTH2\",\"access_token\":\"t\"}}", "invalid_json"},
 			{"nested too deep", `{"provider_config_key":"github","credentials":{"type":"OAUTH2","access_token":"t"},"metadata":` +
-				strings.Repeat(`{"a":`, 70) + `1` + strings.Repeat(`}`, 70) + `}`, "invalid_json"},
+				strings.Repeat(`{"a":`, 70) + `1` + strings.Repeat(`}`, 70) + `}`, "invalid_body"},
 			{"empty", ``, "invalid_body"},
 			{"only whitespace", " \n\t ", "invalid_body"},
 		}

@@ -9,11 +9,9 @@ import (
 	"unicode/utf8"
 )
 
-// maxJSONDepth bounds how deeply a body may nest objects and arrays.
-const maxJSONDepth = 64
-
 // decodeJSON parses a request body strictly: valid UTF-8, one value, no member name twice in an
-// object, at most maxJSONDepth levels, no lone UTF-16 surrogate escape, numbers kept exactly as sent.
+// object, at most maxJSONDepth levels (see jsonlimits.go), no lone UTF-16 surrogate escape,
+// numbers kept exactly as sent.
 func decodeJSON(data []byte) (any, error) {
 	if !utf8.Valid(data) {
 		return nil, errors.New("invalid UTF-8")

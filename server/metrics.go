@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -13,15 +14,58 @@ import (
 	"github.com/prometheus/common/expfmt"
 )
 
-// metrics are the API's own Prometheus collectors.
+// metrics are the API's own Prometheus collectors. Every label value comes from a closed set,
+// never from the request as sent: a caller must not be able to mint time series.
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	imports  *prometheus.CounterVec
+	// routes are the route templates registered on the router; any other path is unmatchedRoute.
+	routes map[string]bool
+}
+
+// unmatchedRoute labels every request whose path matches no route; otherMethod, every method
+// that is not a standard one.
+const (
+	unmatchedRoute = "unmatched"
+	otherMethod    = "OTHER"
+)
+
+// knownMethods are the request methods that label a metric as themselves.
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
+	http.MethodConnect: true, http.MethodTrace: true,
+}
+
+// methodLabel is method when it is a standard one, else otherMethod.
+func methodLabel(method string) string {
+	if knownMethods[method] {
+		return method
+	}
+	return otherMethod
+}
+
+// routeLabel is the route template Echo matched when it is one of routes, else unmatchedRoute.
+func (m *metrics) routeLabel(route string) string {
+	if m.routes[route] {
+		return route
+	}
+	return unmatchedRoute
+}
+
+// statusLabel is the status code as three digits; a status outside 100-599 cannot be written,
+// and is counted as 0.
+func statusLabel(status int) string {
+	if status < 100 || status > 599 {
+		return "0"
+	}
+	return strconv.Itoa(status)
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
+		routes: map[string]bool{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credport_http_requests_total",
 			Help: "HTTP requests by route template, method and status.",
@@ -42,6 +86,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// knowRoutes makes the route templates of e the closed set of route labels.
+func (m *metrics) knowRoutes(e *echo.Echo) {
+	for _, r := range e.Routes() {
+		m.routes[r.Path] = true
+	}
 }
 
 // DefaultRegistry is a registry with the Go runtime and process collectors, to which the API adds
@@ -78,11 +129,8 @@ func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			c.Error(err) // write the error response now, so its status is the one counted
 		}
-		route, method, status := c.Path(), c.Request().Method, c.Response().Status
-		if route == "" {
-			route = "unmatched"
-		}
-		m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+		route, method, status := m.routeLabel(c.Path()), methodLabel(c.Request().Method), c.Response().Status
+		m.requests.WithLabelValues(route, method, statusLabel(status)).Inc()
 		m.duration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
 		if route == "/connections" && method == "POST" {
 			typ := n.credentialType

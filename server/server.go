@@ -40,6 +40,14 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxBodyBytes bounds request bodies; larger ones get 413. Default 1 MiB.
 	MaxBodyBytes int64
+	// MaxInflightBodyBytes bounds the request body bytes read, parsed and handled at once; a
+	// request counts its Content-Length (MaxBodyBytes when it sends none), then a share for each
+	// JSON value of its body. A request that cannot get its share within BodyBudgetWait answers
+	// 503 server_overloaded. Default 8 MiB.
+	MaxInflightBodyBytes int64
+	// BodyBudgetWait is how long a request waits for its share of MaxInflightBodyBytes.
+	// Default 250 ms.
+	BodyBudgetWait time.Duration
 	// KeyCacheTTL is how long a resolved API key or integration is trusted before it is looked up
 	// again, and so how long a revoked key may still work. Default 2 s.
 	KeyCacheTTL time.Duration
@@ -126,6 +134,12 @@ func NewAPI(cfg Config) (*API, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
+	if cfg.MaxInflightBodyBytes <= 0 {
+		cfg.MaxInflightBodyBytes = DefaultMaxInflightBodyBytes
+	}
+	if cfg.BodyBudgetWait <= 0 {
+		cfg.BodyBudgetWait = 250 * time.Millisecond
+	}
 	if cfg.KeyCacheTTL <= 0 {
 		cfg.KeyCacheTTL = 2 * time.Second
 	}
@@ -159,11 +173,15 @@ func NewAPI(cfg Config) (*API, error) {
 		return nil, fmt.Errorf("load embedded openapi.yaml: %w", err)
 	}
 	spec.Servers = nil // match requests on any host
-	auth := newAuthenticator(cfg.Store, cfg.KeyCacheTTL, cfg.Now)
-	v, err := newValidator(spec, auth.authenticate)
+	if err := checkSecuritySchemes(spec); err != nil {
+		return nil, err
+	}
+	router, err := newRouter(spec)
 	if err != nil {
 		return nil, err
 	}
+	auth := newAuthenticator(cfg.Store, cfg.KeyCacheTTL, cfg.Now)
+	v := newValidator(spec, router, newBodyBudget(cfg.MaxInflightBodyBytes, cfg.MaxBodyBytes, cfg.BodyBudgetWait))
 	tagsSchema := spec.Components.Schemas["Tags"]
 	if tagsSchema == nil || tagsSchema.Value == nil {
 		return nil, fmt.Errorf("openapi.yaml declares no Tags schema")
@@ -201,8 +219,11 @@ func NewAPI(cfg Config) (*API, error) {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = HTTPErrorHandler(cfg.Logger)
-	e.Use(
+	// Order matters: the request is routed and authenticated, then rate-limited, before anything
+	// reads its body; the body is then bounded in size and in bytes in flight, and validated.
+	mws := []echo.MiddlewareFunc{
 		requestID,
+		trackBody,
 		accessLog(cfg.Logger),
 		m.middleware,
 		middleware.Recover(),
@@ -214,15 +235,21 @@ func NewAPI(cfg Config) (*API, error) {
 			ContentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'",
 			ReferrerPolicy:        "strict-origin",
 		}),
-		middleware.BodyLimit(fmt.Sprintf("%dB", cfg.MaxBodyBytes)),
-		v.middleware,
-	)
-	if cfg.RateLimit > 0 {
-		e.Use(rateLimit(cfg.RateLimit, cfg.Now))
+		auth.guard(router),
 	}
+	if cfg.RateLimit > 0 {
+		mws = append(mws, rateLimit(cfg.RateLimit, cfg.Now))
+	}
+	mws = append(mws, middleware.BodyLimit(fmt.Sprintf("%dB", cfg.MaxBodyBytes)), v.middleware)
+	e.Use(mws...)
 	gen.RegisterHandlers(e, gen.NewStrictHandler(srv, nil))
+	m.knowRoutes(e)
 	return &API{Echo: e, srv: srv}, nil
 }
+
+// DefaultMaxInflightBodyBytes is the default of Config.MaxInflightBodyBytes: eight bodies of the
+// default size limit.
+const DefaultMaxInflightBodyBytes = 8 << 20
 
 // integrationKey names an integration within its environment.
 type integrationKey struct {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,15 +22,11 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/credport/credport/gen"
-	"github.com/credport/credport/store"
 )
 
-// echoContextKey carries the echo context to the kin-openapi authentication callback.
-type echoContextKey struct{}
-
-// validator checks every request against openapi.yaml before a handler sees it: security and
-// parameters through openapi3filter, then the body against its schema. The router and the schemas
-// are built once.
+// validator checks every request against openapi.yaml before a handler sees it, once the guard
+// has routed and authenticated it: parameters through openapi3filter, then the body against its
+// schema. The router and the schemas are built once.
 //
 // Bodies are validated with kin-openapi's own schema validator rather than through
 // openapi3filter, which for OpenAPI 3.1 documents compiles the whole schema again on every
@@ -39,11 +34,28 @@ type echoContextKey struct{}
 // checked only against the variant its type names.
 type validator struct {
 	router     routers.Router
-	auth       openapi3filter.AuthenticationFunc
 	schemaOpts []openapi3.SchemaValidationOption
+	// budget bounds the request body bytes being read, parsed and handled at once.
+	budget *bodyBudget
+	// unsecured is each operation without its security requirements: the guard has checked
+	// them, and openapi3filter reads the whole body before it checks any.
+	unsecured map[*openapi3.Operation]*openapi3.Operation
 }
 
-func newValidator(spec *openapi3.T, auth openapi3filter.AuthenticationFunc) (*validator, error) {
+func newValidator(spec *openapi3.T, router routers.Router, budget *bodyBudget) *validator {
+	unsecured := map[*openapi3.Operation]*openapi3.Operation{}
+	for _, item := range spec.Paths.Map() {
+		for _, op := range item.Operations() {
+			bare := *op
+			bare.Security = &openapi3.SecurityRequirements{}
+			unsecured[op] = &bare
+		}
+	}
+	return &validator{router: router, schemaOpts: schemaOptions(), budget: budget, unsecured: unsecured}
+}
+
+// newRouter finds the operation of openapi.yaml that a request is for.
+func newRouter(spec *openapi3.T) (routers.Router, error) {
 	// openapi3filter validates the parameters of a route whose document says 3.1 by compiling
 	// their schemas again on every request, which cost a read more CPU than the rest of it. The
 	// router gets the document marked 3.0, so that parameters go through the built-in validator,
@@ -54,7 +66,7 @@ func newValidator(spec *openapi3.T, auth openapi3filter.AuthenticationFunc) (*va
 	if err != nil {
 		return nil, fmt.Errorf("build request router: %w", err)
 	}
-	return &validator{router: router, auth: auth, schemaOpts: schemaOptions()}, nil
+	return router, nil
 }
 
 // schemaOptions are the options of every body validation: all errors, request direction, and
@@ -78,16 +90,11 @@ func validateEmail(s string) error {
 func (v *validator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
-		route, pathParams, err := v.router.FindRoute(req)
-		if errors.Is(err, routers.ErrMethodNotAllowed) {
-			// A path of the contract without this method. Echo's router could still fall through
-			// to a templated route (GET /connections/metadata to /connections/{connectionId}),
-			// which would then run unauthenticated and unvalidated: answer here instead.
-			return toAPIError(echo.ErrMethodNotAllowed)
+		op, ok := c.Get(matchedOperationKey).(matchedOperation)
+		if !ok {
+			return errors.New("validate: request was not routed by the guard")
 		}
-		if err != nil {
-			return next(c) // not an API route: Echo answers 404 or 405
-		}
+		route, pathParams := op.route, op.params
 		// The router hands path parameters over as they appear in the URL, still percent-encoded;
 		// the contract's patterns are about the decoded value, which is what the handler gets.
 		for name, value := range pathParams {
@@ -95,23 +102,23 @@ func (v *validator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 				pathParams[name] = decoded
 			}
 		}
-		ctx := context.WithValue(req.Context(), echoContextKey{}, c)
+		bare := *route
+		if op := v.unsecured[route.Operation]; op != nil {
+			bare.Operation = op
+		} else {
+			return errors.New("validate: an operation openapi.yaml does not declare")
+		}
 		input := &openapi3filter.RequestValidationInput{
 			Request:    req,
 			PathParams: pathParams,
-			Route:      route,
+			Route:      &bare,
 			Options: &openapi3filter.Options{
 				ExcludeRequestBody: true,
 				MultiError:         true,
-				AuthenticationFunc: v.auth,
 			},
 		}
-		if err := openapi3filter.ValidateRequest(ctx, input); err != nil {
+		if err := openapi3filter.ValidateRequest(req.Context(), input); err != nil {
 			return requestError(err)
-		}
-		if key, ok := c.Get(principalKeyName).(store.APIKey); ok {
-			req = req.WithContext(context.WithValue(req.Context(), principalKey{}, key))
-			c.SetRequest(req)
 		}
 		body := route.Operation.RequestBody
 		if body != nil && body.Value != nil {
@@ -123,7 +130,13 @@ func (v *validator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		if body != nil && body.Value != nil {
-			if err := v.validateBody(req, body.Value); err != nil {
+			lease, err := v.budget.acquire(req)
+			if err != nil {
+				return err
+			}
+			// The parsed body lives until the handler returns, so the budget is held as long.
+			defer lease.release()
+			if err := v.validateBody(req, body.Value, lease); err != nil {
 				return err
 			}
 		}
@@ -131,17 +144,11 @@ func (v *validator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// requestError turns what openapi3filter reports into the API's error: authentication first,
-// then parameters.
+// requestError turns what openapi3filter reports about parameters into the API's error.
 func requestError(err error) error {
 	var apiErr *Error
 	if errors.As(err, &apiErr) {
 		return apiErr
-	}
-	var secErr *openapi3filter.SecurityRequirementsError
-	if errors.As(err, &secErr) && len(secErr.Errors) > 0 {
-		// The authentication callback failed for a reason of its own, e.g. the database.
-		return secErr.Errors[0]
 	}
 	// The path is checked before the query, as the reference does: a bad connection id is
 	// invalid_uri_params, whatever else is wrong.
@@ -224,8 +231,8 @@ func checkMediaType(req *http.Request, body *openapi3.RequestBody) error {
 }
 
 // validateBody parses the JSON body and validates it against the schema the operation declares,
-// then leaves the body readable again for the handler.
-func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody) error {
+// then leaves the body readable again for the handler. The values it decodes are charged to lease.
+func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody, lease *bodyLease) error {
 	mediaType, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
 	content := body.Content.Get(mediaType)
 	data, err := io.ReadAll(req.Body)
@@ -242,7 +249,9 @@ func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody) 
 	if content.Schema != nil {
 		schema = content.Schema.Value
 	}
-	value, apiErr := v.checkBody(schema, body.Required, data)
+	value, apiErr := v.checkBody(schema, body.Required, data, func(values int) *Error {
+		return lease.grow(req.Context(), int64(values)*jsonValueBytes)
+	})
 	if value != nil && schema != nil {
 		notes(req.Context()).credentialType = discriminatorValue(schema, value)
 	}
@@ -256,13 +265,23 @@ func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody) 
 }
 
 // checkBody parses a JSON body and validates it against schema (nil: any JSON). It returns the
-// parsed value, when the body is JSON, and the API error for a body that breaks a rule.
-func (v *validator) checkBody(schema *openapi3.Schema, required bool, data []byte) (any, *Error) {
+// parsed value, when the body is JSON, and the API error for a body that breaks a rule. A body
+// within the limits of jsonlimits.go is first charged for its values, when charge is set.
+func (v *validator) checkBody(schema *openapi3.Schema, required bool, data []byte, charge func(values int) *Error) (any, *Error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		if required {
 			return nil, invalidBody("Request body is required")
 		}
 		return nil, nil
+	}
+	values, apiErr := checkJSONShape(data)
+	if apiErr != nil {
+		return nil, apiErr
+	}
+	if charge != nil {
+		if apiErr := charge(values); apiErr != nil {
+			return nil, apiErr
+		}
 	}
 	value, err := decodeJSON(data)
 	if err != nil {

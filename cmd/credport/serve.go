@@ -24,6 +24,8 @@ type serveOptions struct {
 	listen          string
 	metricsListen   string
 	maxBodyBytes    int64
+	maxInflight     int64
+	maxConnections  int
 	rateLimit       float64
 	shutdownTimeout time.Duration
 	refreshWindow   time.Duration
@@ -38,8 +40,8 @@ func (a *app) serveCommand() *cobra.Command {
 		Short: "Serve the API",
 		Args:  cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
-			return a.bindEnv(cmd, "listen", "metrics-listen", "max-body-bytes", "rate-limit", "shutdown-timeout",
-				"refresh-window", "refresh-interval", "refresh-backoff")
+			return a.bindEnv(cmd, "listen", "metrics-listen", "max-body-bytes", "max-inflight-body-bytes",
+				"max-connections", "rate-limit", "shutdown-timeout", "refresh-window", "refresh-interval", "refresh-backoff")
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.serve(cmd.Context(), o)
@@ -50,6 +52,10 @@ func (a *app) serveCommand() *cobra.Command {
 	f.StringVar(&o.metricsListen, "metrics-listen", "",
 		"serve /metrics on this address only, not on the API address (env CREDPORT_METRICS_LISTEN)")
 	f.Int64Var(&o.maxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted; larger ones get 413 (env CREDPORT_MAX_BODY_BYTES)")
+	f.Int64Var(&o.maxInflight, "max-inflight-body-bytes", server.DefaultMaxInflightBodyBytes,
+		"request body bytes read and parsed at once; beyond them 503 server_overloaded (env CREDPORT_MAX_INFLIGHT_BODY_BYTES)")
+	f.IntVar(&o.maxConnections, "max-connections", server.DefaultMaxConnections,
+		"connections served at once; more wait to be accepted (env CREDPORT_MAX_CONNECTIONS)")
 	f.Float64Var(&o.rateLimit, "rate-limit", 0, "requests per second allowed to each API key, 0 for no limit (env CREDPORT_RATE_LIMIT)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second,
 		"on SIGTERM, how long in-flight requests may take to finish (env CREDPORT_SHUTDOWN_TIMEOUT)")
@@ -79,13 +85,16 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	if o.refreshWindow <= 0 || o.refreshBackoff <= 0 || o.refreshInterval < 0 {
 		return errors.New("--refresh-window and --refresh-backoff must be positive, --refresh-interval not negative")
 	}
+	if o.maxInflight <= 0 || o.maxConnections <= 0 {
+		return errors.New("--max-inflight-body-bytes and --max-connections must be positive")
+	}
 	providers, err := provider.Load(a.getenv(provider.ProvidersFileEnv))
 	if err != nil {
 		return err
 	}
 	api, err := server.NewAPI(server.Config{
 		Store: db, Logger: log, Registry: reg, MetricsElsewhere: o.metricsListen != "", Providers: providers,
-		MaxBodyBytes: o.maxBodyBytes, RateLimit: o.rateLimit,
+		MaxBodyBytes: o.maxBodyBytes, MaxInflightBodyBytes: o.maxInflight, RateLimit: o.rateLimit,
 		RefreshWindow: o.refreshWindow, RefreshBackoff: o.refreshBackoff,
 	})
 	if err != nil {
@@ -96,12 +105,12 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		defer stopRefresh()
 		go api.RunRefresh(refreshCtx, o.refreshInterval)
 	}
-	servers := []*http.Server{{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}}
+	servers := []*server.HTTPServer{server.NewHTTPServer(api, server.HTTPLimits{MaxConnections: o.maxConnections})}
 	addrs := []string{o.listen}
 	if o.metricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		servers = append(servers, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
+		servers = append(servers, server.NewHTTPServer(mux, server.HTTPLimits{MaxConnections: o.maxConnections}))
 		addrs = append(addrs, o.metricsListen)
 	}
 	// Every address is bound before any is served, so that a failure leaves nothing listening.
