@@ -20,7 +20,21 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	if !ok {
 		return nil, errors.New("import connection: no authenticated key")
 	}
-	body := req.Body
+	out, err := s.importOne(ctx, key, req.Body)
+	if err != nil {
+		return nil, err
+	}
+	notes(ctx).created = &out.created
+	return gen.ImportConnection200JSONResponse{
+		Body:    out.connection,
+		Headers: gen.ImportConnection200ResponseHeaders{CacheControl: "no-store"},
+	}, nil
+}
+
+// importOne applies one import request of key: every rule of POST /connections, the store's
+// upsert and the answer's connection. POST /connections and each item of POST
+// /connections/batch go through it alike; its errors become answers through toAPIError.
+func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest) (*imported, error) {
 	integration, err := s.integrations.get(ctx, integrationKey{key.EnvironmentID, body.ProviderConfigKey})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, newError(http.StatusNotFound, "not_found", "Integration does not exist")
@@ -102,7 +116,6 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	if err != nil {
 		return nil, fmt.Errorf("import connection: %w", err)
 	}
-	notes(ctx).created = &conn.Created
 	outcome := "updated"
 	if conn.Created {
 		outcome = "created"
@@ -113,10 +126,13 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	if err != nil {
 		return nil, fmt.Errorf("import connection: %w", err)
 	}
-	return gen.ImportConnection200JSONResponse{
-		Body:    full,
-		Headers: gen.ImportConnection200ResponseHeaders{CacheControl: "no-store"},
-	}, nil
+	return &imported{connection: full, created: conn.Created}, nil
+}
+
+// imported is the outcome of one import: the answer's connection, and whether it was new.
+type imported struct {
+	connection gen.ConnectionFull
+	created    bool
 }
 
 // checkApp refuses an APP import that the integration's GitHub App cannot serve, before GitHub
