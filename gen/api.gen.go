@@ -164,6 +164,21 @@ func (e HealthResult) Valid() bool {
 	}
 }
 
+// Defines values for ImportConnectionBatchImportedStatus.
+const (
+	N200 ImportConnectionBatchImportedStatus = 200
+)
+
+// Valid indicates whether the value is a known member of the ImportConnectionBatchImportedStatus enum.
+func (e ImportConnectionBatchImportedStatus) Valid() bool {
+	switch e {
+	case N200:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for JwtCredentialsType.
 const (
 	JWT JwtCredentialsType = "JWT"
@@ -537,6 +552,13 @@ type ErrorDetail struct {
 	Path []string `json:"path"`
 }
 
+// ErrorObject defines model for ErrorObject.
+type ErrorObject struct {
+	Code    string         `json:"code"`
+	Errors  *[]ErrorDetail `json:"errors,omitempty"`
+	Message *string        `json:"message,omitempty"`
+}
+
 // FilterString defines model for FilterString.
 type FilterString = string
 
@@ -547,6 +569,40 @@ type Health struct {
 
 // HealthResult defines model for Health.Result.
 type HealthResult string
+
+// ImportConnectionBatchFailed defines model for ImportConnectionBatchFailed.
+type ImportConnectionBatchFailed struct {
+	Error ErrorObject `json:"error"`
+
+	// Status The status POST /connections would answer for the item alone.
+	Status int `json:"status"`
+}
+
+// ImportConnectionBatchImported defines model for ImportConnectionBatchImported.
+type ImportConnectionBatchImported struct {
+	Connection ConnectionFull                      `json:"connection"`
+	Status     ImportConnectionBatchImportedStatus `json:"status"`
+}
+
+// ImportConnectionBatchImportedStatus defines model for ImportConnectionBatchImported.Status.
+type ImportConnectionBatchImportedStatus int
+
+// ImportConnectionBatchRequest defines model for ImportConnectionBatchRequest.
+type ImportConnectionBatchRequest struct {
+	// Connections The imports, each an ImportConnectionRequest. The envelope does not validate them: each is validated on its own, as the body of POST /connections, and a bad one is answered in its result.
+	Connections []json.RawMessage `json:"connections"`
+}
+
+// ImportConnectionBatchResult defines model for ImportConnectionBatchResult.
+type ImportConnectionBatchResult struct {
+	union json.RawMessage
+}
+
+// ImportConnectionBatchResults defines model for ImportConnectionBatchResults.
+type ImportConnectionBatchResults struct {
+	// Results One result per item of the request, in its order.
+	Results []ImportConnectionBatchResult `json:"results"`
+}
 
 // ImportConnectionRequest defines model for ImportConnectionRequest.
 type ImportConnectionRequest struct {
@@ -730,11 +786,7 @@ type SignatureCredentialsType string
 
 // StdError defines model for StdError.
 type StdError struct {
-	Error struct {
-		Code    string         `json:"code"`
-		Errors  *[]ErrorDetail `json:"errors,omitempty"`
-		Message *string        `json:"message,omitempty"`
-	} `json:"error"`
+	Error ErrorObject `json:"error"`
 }
 
 // StringBool A boolean as the reference reads query flags: true, 1, yes, on, y, enabled or false, 0, no, off, n, disabled, in any case.
@@ -950,6 +1002,9 @@ type SetMetadataLegacyJSONRequestBody = MetadataRequest
 
 // ImportConnectionJSONRequestBody defines body for ImportConnection for application/json ContentType.
 type ImportConnectionJSONRequestBody = ImportConnectionRequest
+
+// ImportConnectionBatchJSONRequestBody defines body for ImportConnectionBatch for application/json ContentType.
+type ImportConnectionBatchJSONRequestBody = ImportConnectionBatchRequest
 
 // UpdateMetadataJSONRequestBody defines body for UpdateMetadata for application/json ContentType.
 type UpdateMetadataJSONRequestBody = MetadataRequest
@@ -1398,6 +1453,68 @@ func (t AllAuthCredentials) MarshalJSON() ([]byte, error) {
 }
 
 func (t *AllAuthCredentials) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsImportConnectionBatchImported returns the union data inside the ImportConnectionBatchResult as a ImportConnectionBatchImported
+func (t ImportConnectionBatchResult) AsImportConnectionBatchImported() (ImportConnectionBatchImported, error) {
+	var body ImportConnectionBatchImported
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromImportConnectionBatchImported overwrites any union data inside the ImportConnectionBatchResult as the provided ImportConnectionBatchImported
+func (t *ImportConnectionBatchResult) FromImportConnectionBatchImported(v ImportConnectionBatchImported) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeImportConnectionBatchImported performs a merge with any union data inside the ImportConnectionBatchResult, using the provided ImportConnectionBatchImported
+func (t *ImportConnectionBatchResult) MergeImportConnectionBatchImported(v ImportConnectionBatchImported) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsImportConnectionBatchFailed returns the union data inside the ImportConnectionBatchResult as a ImportConnectionBatchFailed
+func (t ImportConnectionBatchResult) AsImportConnectionBatchFailed() (ImportConnectionBatchFailed, error) {
+	var body ImportConnectionBatchFailed
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromImportConnectionBatchFailed overwrites any union data inside the ImportConnectionBatchResult as the provided ImportConnectionBatchFailed
+func (t *ImportConnectionBatchResult) FromImportConnectionBatchFailed(v ImportConnectionBatchFailed) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeImportConnectionBatchFailed performs a merge with any union data inside the ImportConnectionBatchResult, using the provided ImportConnectionBatchFailed
+func (t *ImportConnectionBatchResult) MergeImportConnectionBatchFailed(v ImportConnectionBatchFailed) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t ImportConnectionBatchResult) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *ImportConnectionBatchResult) UnmarshalJSON(b []byte) error {
 	err := t.union.UnmarshalJSON(b)
 	return err
 }
@@ -1951,6 +2068,24 @@ type ClientInterface interface {
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
 	ImportConnection(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ImportConnectionBatchWithBody Import (upsert) up to 1000 connections in one request
+	//
+	// A credport extension. Each item of `connections` is handled exactly as the body of POST /connections: the same rules, error codes, messages and limits, with error paths relative to the item. The answer is 200 with one result per item, in request order: `{"status":200,"connection":…}` or `{"status":4xx|5xx,"error":{…}}`, where `error` is the `error` member of the answer POST /connections would give. A bad item never blocks the others; items may name different integrations, and items that repeat a (provider_config_key, connection_id) are applied in request order, each with its own result. The envelope itself (not an object, no `connections`, 0 or more than 1000 items) answers 400 invalid_body.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
+	ImportConnectionBatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ImportConnectionBatch Import (upsert) up to 1000 connections in one request
+	//
+	// A credport extension. Each item of `connections` is handled exactly as the body of POST /connections: the same rules, error codes, messages and limits, with error paths relative to the item. The answer is 200 with one result per item, in request order: `{"status":200,"connection":…}` or `{"status":4xx|5xx,"error":{…}}`, where `error` is the `error` member of the answer POST /connections would give. A bad item never blocks the others; items may name different integrations, and items that repeat a (provider_config_key, connection_id) are applied in request order, each with its own result. The envelope itself (not an object, no `connections`, 0 or more than 1000 items) answers 400 invalid_body.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
+	ImportConnectionBatch(ctx context.Context, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// UpdateMetadataWithBody Merge metadata into one or more connections
 	//
 	// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
@@ -2225,6 +2360,44 @@ func (c *Client) ImportConnectionWithBody(ctx context.Context, contentType strin
 // Corresponds with POST /connections (the `ImportConnection` operationId).
 func (c *Client) ImportConnection(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewImportConnectionRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ImportConnectionBatchWithBody Import (upsert) up to 1000 connections in one request
+//
+// A credport extension. Each item of `connections` is handled exactly as the body of POST /connections: the same rules, error codes, messages and limits, with error paths relative to the item. The answer is 200 with one result per item, in request order: `{"status":200,"connection":…}` or `{"status":4xx|5xx,"error":{…}}`, where `error` is the `error` member of the answer POST /connections would give. A bad item never blocks the others; items may name different integrations, and items that repeat a (provider_config_key, connection_id) are applied in request order, each with its own result. The envelope itself (not an object, no `connections`, 0 or more than 1000 items) answers 400 invalid_body.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
+func (c *Client) ImportConnectionBatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewImportConnectionBatchRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ImportConnectionBatch Import (upsert) up to 1000 connections in one request
+//
+// A credport extension. Each item of `connections` is handled exactly as the body of POST /connections: the same rules, error codes, messages and limits, with error paths relative to the item. The answer is 200 with one result per item, in request order: `{"status":200,"connection":…}` or `{"status":4xx|5xx,"error":{…}}`, where `error` is the `error` member of the answer POST /connections would give. A bad item never blocks the others; items may name different integrations, and items that repeat a (provider_config_key, connection_id) are applied in request order, each with its own result. The envelope itself (not an object, no `connections`, 0 or more than 1000 items) answers 400 invalid_body.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
+func (c *Client) ImportConnectionBatch(ctx context.Context, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewImportConnectionBatchRequest(c.Server, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2995,6 +3168,46 @@ func NewImportConnectionRequestWithBody(server string, contentType string, body 
 	return req, nil
 }
 
+// NewImportConnectionBatchRequest calls the generic ImportConnectionBatch builder with application/json body
+func NewImportConnectionBatchRequest(server string, body ImportConnectionBatchJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewImportConnectionBatchRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewImportConnectionBatchRequestWithBody constructs an http.Request for the ImportConnectionBatch method, with any body, and a specified content type
+func NewImportConnectionBatchRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/connections/batch")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewUpdateMetadataRequest calls the generic UpdateMetadata builder with application/json body
 func NewUpdateMetadataRequest(server string, body UpdateMetadataJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -3550,6 +3763,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
 	ImportConnectionWithResponse(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error)
+
+	// ImportConnectionBatchWithBodyWithResponse Import (upsert) up to 1000 connections in one request
+	//
+	// A credport extension. Each item of `connections` is handled exactly as the body of POST /connections: the same rules, error codes, messages and limits, with error paths relative to the item. The answer is 200 with one result per item, in request order: `{"status":200,"connection":…}` or `{"status":4xx|5xx,"error":{…}}`, where `error` is the `error` member of the answer POST /connections would give. A bad item never blocks the others; items may name different integrations, and items that repeat a (provider_config_key, connection_id) are applied in request order, each with its own result. The envelope itself (not an object, no `connections`, 0 or more than 1000 items) answers 400 invalid_body.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
+	ImportConnectionBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error)
+
+	// ImportConnectionBatchWithResponse Import (upsert) up to 1000 connections in one request
+	//
+	// A credport extension. Each item of `connections` is handled exactly as the body of POST /connections: the same rules, error codes, messages and limits, with error paths relative to the item. The answer is 200 with one result per item, in request order: `{"status":200,"connection":…}` or `{"status":4xx|5xx,"error":{…}}`, where `error` is the `error` member of the answer POST /connections would give. A bad item never blocks the others; items may name different integrations, and items that repeat a (provider_config_key, connection_id) are applied in request order, each with its own result. The envelope itself (not an object, no `connections`, 0 or more than 1000 items) answers 400 invalid_body.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
+	ImportConnectionBatchWithResponse(ctx context.Context, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error)
 
 	// UpdateMetadataWithBodyWithResponse Merge metadata into one or more connections
 	//
@@ -4415,6 +4646,117 @@ func (r ImportConnectionResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ImportConnectionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ImportConnectionBatchResponse200Headers the declared response headers of an HTTP 200 response for ImportConnectionBatch
+type ImportConnectionBatchResponse200Headers struct {
+	CacheControl string
+}
+
+// ImportConnectionBatchResponse429Headers the declared response headers of an HTTP 429 response for ImportConnectionBatch
+type ImportConnectionBatchResponse429Headers struct {
+	RetryAfter int
+}
+
+type ImportConnectionBatchResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ImportConnectionBatchResults
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PayloadTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ImportConnectionBatchResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ImportConnectionBatchResponse429Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON200() *ImportConnectionBatchResults {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON413() *PayloadTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ImportConnectionBatchResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ImportConnectionBatchResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ImportConnectionBatchResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ImportConnectionBatchResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5309,6 +5651,36 @@ func (c *ClientWithResponses) ImportConnectionWithResponse(ctx context.Context, 
 	return ParseImportConnectionResponse(rsp)
 }
 
+// ImportConnectionBatchWithBodyWithResponse Import (upsert) up to 1000 connections in one request
+//
+// A credport extension. Each item of `connections` is handled exactly as the body of POST /connections: the same rules, error codes, messages and limits, with error paths relative to the item. The answer is 200 with one result per item, in request order: `{"status":200,"connection":…}` or `{"status":4xx|5xx,"error":{…}}`, where `error` is the `error` member of the answer POST /connections would give. A bad item never blocks the others; items may name different integrations, and items that repeat a (provider_config_key, connection_id) are applied in request order, each with its own result. The envelope itself (not an object, no `connections`, 0 or more than 1000 items) answers 400 invalid_body.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
+func (c *ClientWithResponses) ImportConnectionBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error) {
+	rsp, err := c.ImportConnectionBatchWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseImportConnectionBatchResponse(rsp)
+}
+
+// ImportConnectionBatchWithResponse Import (upsert) up to 1000 connections in one request
+//
+// A credport extension. Each item of `connections` is handled exactly as the body of POST /connections: the same rules, error codes, messages and limits, with error paths relative to the item. The answer is 200 with one result per item, in request order: `{"status":200,"connection":…}` or `{"status":4xx|5xx,"error":{…}}`, where `error` is the `error` member of the answer POST /connections would give. A bad item never blocks the others; items may name different integrations, and items that repeat a (provider_config_key, connection_id) are applied in request order, each with its own result. The envelope itself (not an object, no `connections`, 0 or more than 1000 items) answers 400 invalid_body.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
+func (c *ClientWithResponses) ImportConnectionBatchWithResponse(ctx context.Context, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error) {
+	rsp, err := c.ImportConnectionBatch(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseImportConnectionBatchResponse(rsp)
+}
+
 // UpdateMetadataWithBodyWithResponse Merge metadata into one or more connections
 //
 // Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
@@ -6193,6 +6565,111 @@ func ParseImportConnectionResponse(rsp *http.Response) (*ImportConnectionRespons
 	return response, nil
 }
 
+// ParseImportConnectionBatchResponse parses an HTTP response from a ImportConnectionBatchWithResponse call
+func ParseImportConnectionBatchResponse(rsp *http.Response) (*ImportConnectionBatchResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ImportConnectionBatchResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ImportConnectionBatchResults
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ImportConnectionBatchResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers ImportConnectionBatchResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseUpdateMetadataResponse parses an HTTP response from a UpdateMetadataWithResponse call
 func ParseUpdateMetadataResponse(rsp *http.Response) (*UpdateMetadataResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -6850,6 +7327,9 @@ type ServerInterface interface {
 	// ImportConnection Import (upsert) a connection
 	// (POST /connections)
 	ImportConnection(ctx echo.Context) error
+	// ImportConnectionBatch Import (upsert) up to 1000 connections in one request
+	// (POST /connections/batch)
+	ImportConnectionBatch(ctx echo.Context) error
 	// UpdateMetadata Merge metadata into one or more connections
 	// (PATCH /connections/metadata)
 	UpdateMetadata(ctx echo.Context) error
@@ -7116,6 +7596,15 @@ func (w *ServerInterfaceWrapper) ImportConnection(ctx echo.Context) error {
 	return err
 }
 
+// ImportConnectionBatch converts echo context to params.
+func (w *ServerInterfaceWrapper) ImportConnectionBatch(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ImportConnectionBatch(ctx)
+	return err
+}
+
 // UpdateMetadata converts echo context to params.
 func (w *ServerInterfaceWrapper) UpdateMetadata(ctx echo.Context) error {
 	var err error
@@ -7317,6 +7806,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/connections", wrapper.ImportConnection, options.OperationMiddlewares["importConnection"]...)
 	router.PATCH(options.BaseURL+"/connections/metadata", wrapper.UpdateMetadata, options.OperationMiddlewares["updateMetadata"]...)
 	router.POST(options.BaseURL+"/connections/metadata", wrapper.SetMetadata, options.OperationMiddlewares["setMetadata"]...)
+	router.POST(options.BaseURL+"/connections/batch", wrapper.ImportConnectionBatch, options.OperationMiddlewares["importConnectionBatch"]...)
 	router.DELETE(options.BaseURL+"/connections/:connectionId", wrapper.DeleteConnection, options.OperationMiddlewares["deleteConnection"]...)
 	router.GET(options.BaseURL+"/connections/:connectionId", wrapper.GetConnection, options.OperationMiddlewares["getConnection"]...)
 	router.PATCH(options.BaseURL+"/connections/:connectionId", wrapper.PatchConnection, options.OperationMiddlewares["patchConnection"]...)
@@ -8384,6 +8874,151 @@ func (response ImportConnection503JSONResponse) VisitImportConnectionResponse(w 
 	return err
 }
 
+type ImportConnectionBatchRequestObject struct {
+	Body *ImportConnectionBatchJSONRequestBody
+}
+
+type ImportConnectionBatchResponseObject interface {
+	VisitImportConnectionBatchResponse(w http.ResponseWriter) error
+}
+
+type ImportConnectionBatch200ResponseHeaders struct {
+	CacheControl string
+}
+
+type ImportConnectionBatch200JSONResponse struct {
+	Body    ImportConnectionBatchResults
+	Headers ImportConnectionBatch200ResponseHeaders
+}
+
+func (response ImportConnectionBatch200JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", fmt.Sprint(response.Headers.CacheControl))
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatch400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ImportConnectionBatch400JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatch401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ImportConnectionBatch401JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatch403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response ImportConnectionBatch403JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatch413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response ImportConnectionBatch413JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatch415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response ImportConnectionBatch415JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatch429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ImportConnectionBatch429JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatch500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response ImportConnectionBatch500JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatch503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response ImportConnectionBatch503JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type UpdateMetadataRequestObject struct {
 	Body *UpdateMetadataJSONRequestBody
 }
@@ -9287,6 +9922,9 @@ type StrictServerInterface interface {
 	// ImportConnection Import (upsert) a connection
 	// (POST /connections)
 	ImportConnection(ctx context.Context, request ImportConnectionRequestObject) (ImportConnectionResponseObject, error)
+	// ImportConnectionBatch Import (upsert) up to 1000 connections in one request
+	// (POST /connections/batch)
+	ImportConnectionBatch(ctx context.Context, request ImportConnectionBatchRequestObject) (ImportConnectionBatchResponseObject, error)
 	// UpdateMetadata Merge metadata into one or more connections
 	// (PATCH /connections/metadata)
 	UpdateMetadata(ctx context.Context, request UpdateMetadataRequestObject) (UpdateMetadataResponseObject, error)
@@ -9562,6 +10200,52 @@ func (sh *strictHandler) ImportConnection(ctx echo.Context) error {
 		return err
 	} else if validResponse, ok := response.(ImportConnectionResponseObject); ok {
 		return validResponse.VisitImportConnectionResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ImportConnectionBatch operation middleware
+func (sh *strictHandler) ImportConnectionBatch(ctx echo.Context) error {
+	var request ImportConnectionBatchRequestObject
+
+	var body ImportConnectionBatchJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ImportConnectionBatch(ctx.Request().Context(), request.(ImportConnectionBatchRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ImportConnectionBatch")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ImportConnectionBatchResponseObject); ok {
+		return validResponse.VisitImportConnectionBatchResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -9858,111 +10542,121 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H1rchs5kv9VEPWfCFszJYryo+PfUkzE0LLcrfFDWome3lmJywELSRKjKqAaQIli25rYO+yHPdDeZE+y",
-	"gUcV60kWqUe7d/jFFskCKpHITCQyf0h88QIexZwBU9I7+OLFWOAIFAjz6YgzBoGinJ2QM6ym+jvKvAMv",
-	"1h98j+EIvAMvyD3m+Z6AnxMqgHgHSiTgezKYQoR1298JGHsH3v/bW7x0z/4q9/Lv8u7ufO9M8BtKQBxx",
-	"NqaT9zD/lwTEPCPhZ/MpoyF2Tw8D8/jwGuYbk1J5s3enCRIgY84kGNa8weQcfk5AKv0p4EwBM3/iOA5p",
-	"gPVA9v4uOdPftXvthSLHQnBh30ZABoLGuh/vwOtPAQn7PkQlinA45iICgrhAmgMSSR6BmlI2QWqKFSIc",
-	"JGJcoTFV3p3vveNiRAkB9mTk9s5O0DXMUYiDa4nUFBCPQZg3PZNIBjwGTdgnrt7xhJEno4syBRNLB3rO",
-	"BVpI786Ca3BLNaeZofsa5s8kAnZDBWeRJlCLJ56HHJM+5x+wmMCTkT/iZI7gNgAglqsSxA2IZxKFNLJz",
-	"ncrvZ4ZvMA3xKHwa8noo1UJDWCqvBGJgRCLN7x+o+jEZ+WjMBcLIfkK9OD40LRS/BoY+n39IHxAwFiCn",
-	"OyjgSUjMzIx0xziYAvERofY7zOQMhJkuGoHWiTGmIZBD/avRiRmWSCourMYEU8wmQDSvzu0b3oQ8uIan",
-	"EULKbnBIyTAQQIApikN5kBt+lEg3SkOZHucoUQtmmLEIGCcSCJpRPT7TeoSD610+HqMYBOUEPX/ZRRKN",
-	"5ojAGCeh2vH10NOGrw2rpOYZRoLP7ARk86ffoTkb4DAE0kHnsEujmAtlDQzktAYFIWAh0YiraUez9MII",
-	"pB3+k4gdQwmD2xgCBcTMfCLgEBFQmIYSYQEo5JOJ41ZBNClJCaYBPLW6aG0mWOERlqCNesKMYJv33/le",
-	"n/OPmM3dKiOf3G5TifiN1iolkcAKnH3xvSlg4hyEc1BivtsbKzBTXezsAgKu9V5xNMNUy/SYC817JeaU",
-	"TZYuzxFlNEoi72Df99Q8BqM2CiZgyL7zvc8MJ2rKBf3libT2E/cRLi68WAveNeMzljLNM5TJJNaqAuQj",
-	"EIr7hvynXB2o1d3KW3QT15F+Ty8Me4maHi3MkKGNzU/H3sHlcjpOdcv9XNOfqJqe45l357do+GKDhm+w",
-	"pEEvpnlyV7XpxfQ9zNdrEa/z+J9nap3H3eBDCkxtwIJeHF/oNWyDplZd1qH1KJGKR+u06I/wOo+/oWG4",
-	"wUj6M36hYK1ZuqAThlVSYJx3N7jzvaqAaA0ghGqlweGZ0C6rotrlH+NQgq/3GdlXWpF1+1VK29frujYN",
-	"ypkCYNq0XXq9s5Ph++O/eoPMyEkltGm0243UOF7aX/30dfpxqvQqpQeA3putjuuAj/4OgfECS6K85sCC",
-	"AKQcGo9Efy6R53twG1MBcoiNQdM2Uf/lEaxgV3sWnl9tI/As19eC0ipbztqzJE+ofUWOPQsHs4FDJ0wq",
-	"HIbGSN5HDOIhJa3FgOZe2qJdnsYTcm+GWVqrVKzDtiYz9A0IWSzoDVZgAgB1fa4hhMOL/un58WrOlmQw",
-	"T0FFIntxjAz36jhbt8atx9IYSznjgtQOvTzEN72Lk6Oa4fleIkHYwMqXdlKVNfAXJORGbQaG9OpXO+z6",
-	"lWC9kRO4aZzzTeSIiwlm9Je8klZlbRm3mwRNgpRL+qxM0smHD41z1NRJ+/lL2VYdcG54djB+ZbLzM0zD",
-	"sG5ubQzt9AaEoATWnNPAeEpNg3S/SggEqPqR1pHjtq3HjHyW6bYlFhBgtdiIVB1rYATpcSMs3Q5yDAJY",
-	"AMiKk0RUHSC4ATFHYwohQbEACUz5iCVhiGZTYMYrN/uFjlcRXyrjEM+H6awt3PDyuLNvdL/WjYEI03Dt",
-	"VpatxaF+ZvTnBMI5okYbxxTscNPhd1apSpGKBxzjOtTmCSqQj0YQcjbRe1JvlVV3S2JJgmooU3iyxExb",
-	"gbKNLtN+fNt8UPPOdDb9Irvca0rMHiwX8TQEU5yGkE+cSsEtjmKjvn8RbKTm1//653fB9VH08sez71+q",
-	"uqkuWydsTbqcs0ATs+gQF2z98sXDEbR8MO80w9Y0H1ljlxVoN0uLSbrdnfBd96XeQXfO8ewjSIknJkKT",
-	"67/JRAnQZmWthScoLv5LN4TVHby2BowME2fa2u3mq1axKuh+xUzqV2kJM2RSBZFsn+NxQYxs+FgIbKIn",
-	"lpEZpyhT373yqjEg3wuxVMMxqGC6Jn8jUJhghR9YGNLQab2jUJOdql38nSlZuo3Qz+g1PiZryladsSnK",
-	"sN+QR8sGl015jo9+jaJl5iqnAQWSqxNYlPzlxuCkZjHoF6LSzySi5BBhxGCGPn8+eWtX4BDGCvFE6XUs",
-	"wrcfgE3U1Dt48fq170WUpZ/3tfOjFAjd8b9f4t1ferv/1t393u8cHvzxD/+4urq8uhp8/dPvvtxdec+u",
-	"rq6u9oZod/CH39XJ24LqD9RmCzcyYZtomX7hiYKoqmglUci/Zjnnsy43NsXLTWV7PX4cM/frGrX1bFPF",
-	"nfjWjNTDGpxswjPjkjdBTnyWS+85YLJScstJzVyqC0v0w3Ef7eX0Ze9LHv5whwSoRDC7HSh6Lzb9NIPR",
-	"lPPrYSLCIXfbIh9hlstOmf1DeZsR4Xma5zQbCgJBiAUQ8wmPQuiglEGISoTDGZ7L8iaEqilPFMKs4NBv",
-	"vaa6HZ9LF+c6PkRf7lxi+hrmGTcF4EIyt7N1wuqn6zKdr2z788/sjflenSlYEFLl1qOZ03auXC25D+zh",
-	"VZJO67kZbYO7R58v+qcfV0d2c2GvXKzLUlkX7XKae8LiRLVYZ5aHnd5mv/vaVCM9DYgyqQCTDuqFkqO5",
-	"XSnSqRz+3jy0OrpUdn2rzlUaUcokOY1KrGy6aVhpuTveqJz1LF6ptH/BYWIsRZHQjyAmQBBlipdgLs+k",
-	"4a2PElYCOD2TiM9YmfPzTzhqRcl7CxsoyVKrYJRnLPhbA3RZ2yEnUGv0ImdE6+PdFgNa5Nl7mEs0Fjyy",
-	"MCRO5gZXZwCaO0hwrpDjJh+PgRHKJuhGs19zK1uyGkJNjRsWY3tSYh1pdSx6R0MF4sJ2WyP6K8TsR8Ch",
-	"HfQ6ZghkEqq8weHXLYyNbVU3iBODvcr7sRn09DHjYSVPOHsS2eaJQ1HycRkS9rz/poeYgSjiIOAJUydk",
-	"p4M+uN030q40Q3ax8C2K0XpbRi60/3oNcbpJz9O13+127+9xtschr+VYullqjsYta1xYOtZwjMr2y7bS",
-	"GoeVwsEUVSxZm3lI3/7QU9Hgeq2Jxr7HHrTeP1rll1Rntj78tHhAs93w8hD9TXf3NyQhhEDZde8GC4qZ",
-	"4SqhupeIMqxssD7CcexsVYoPaQ1v8g0UoBk+1AR38F0ueA3sle99Ov103Bpv9BNV074N95/2Pvd/3G+N",
-	"LEtbvGgNKctaDI+O1oRieb7Xf9NrjXAqLPbegRWcO9/jDDYB0a2PnvtGYHNN3FwblpaJyQODzZbIvon5",
-	"lTA2tdpNiV7p8qh1lMfQ+IgyRCCgEQ4RoROqZNmt7S4LMnd3vx/8vjaCXEIZrrfob4J9oFImIE4aQA8W",
-	"3uJwb4vYxho0NcR9lmXyKxtf9/CyFG3afFCgumFYzSik8ubxzz/1W6OtcszKbSB1DzWrTLp439u7q9uC",
-	"nbKCh0aJOQ6AUUilch5cpOW1nekqeUlrh56sbxXh2xPbzjoTEWXp57L/vzq23dZh+nbcmMYkzLJQTjbM",
-	"Oj+luqKsJ0Ncm+MFIK8VmjHXJofF2QgP6zyDlcqVJ7OWgGrMxnLGa8OzzfBnJdZVQTK1bNoYnvjQrKoA",
-	"FVcwrGaxvwe2q5W0VPBerVptsv6tpwC1U2N8z5Wzs2BCeXgpEQ2S/AJZ/q8xP5uJ9f0geA+ME2+9RD/G",
-	"FNRrSIuJeDAQfjstsYtFPp+wYknO4zM3nTF7NHH4EIqzNt66XkFaTcgj4dZ/nTlo0JrK3LTUns3moUFL",
-	"6mbjDKtget+Y5qbhtXVye015usox1KlS8XO5Y08wc4GuvCsPKW5PyCJaQR11X/1/vw1queo71m9QFyfb",
-	"n0mUmJwLuob5hmCnfxx0/oSGTbCm2kNVj781XX7AobWIX5z88KnX/1x7uuPhjz9kvKpTg+xI55rM26BN",
-	"Y9JnTQhBPu1UAx9oTiHVZXEGq3JfdqSDWtbpbt9wHtaoIxpxHgJmVcS+AEykzU+hcYgn8gCZrSHa99Ec",
-	"pI8489HcR8DwKLRHfS07UddHjPuIj8c+Yj4iVJonTOgHszkKsDRZrZw+Pb/sq8HluRhcfk4Gl8cw+Lr/",
-	"9fKvc/Pn5YUcfL085YPLT2xgvv1qvv7EBpc9PLh8Mxpcfgjto2/J4Ovlu7H9QX95IW133a/m+VPuutLP",
-	"vBsPvto+35LB5Qm1T9d0uVOv24mx7GtKl1y0Kk2FxSJpHufOD7jpqUx32k3dhLt0aTGN992r1eZssDBr",
-	"w6ur3c5eQ6gtywyvnynsP0pCerE+2vz/82uY79ksmX213Okgk4HFAhDTNjSkvwDRy07IZyC0SBp4makr",
-	"IRWea7FVlAUK4bGC3LpUDIs0rbTD9tiApRy7e6hUue+VgsFrx83u56zZ7fQaG9kHiZX03/RaRyEzCkvv",
-	"zi1Rurs6zqYratm42h60acwgHeLQls6JYjX3EVYo4lKh716h9/RNyQX57vXrl9+t1qjqUe/HdzDuv/ns",
-	"/3Q6vOgfn20KL+rPONLjrpuP6jn+VRxJe7UtdSsLOWrTeZaNWY/tZYaYRGE7WR2sQbDNGCSCqvmF1hb7",
-	"8hFgAcIcNa0R20AAiblQWZUTK8cdZBCfAY9Bmoi4XvVNbjyrWWXsqwGxMAde0s2NUZ3ykGgBNzprljZD",
-	"w4JivS+wFTsoG/OaSimKC9dpPoXMx7mIvbSJfCrIboyFmusRSDSCKWUEfcJswp/JwuO9s5MOeguC3gCx",
-	"8Jz0qTgZhVROgSAZQ3DoTi3aokiIZgxwdYXOj3tvPx4/kwiEwAqbFdxNUZ6bnu/dgJB2QPudbqdrop4x",
-	"MBxT78B72dnvdB1Qx0xUDkStP06sLVwFirNwHrva9T69BXKIuCAW87xAIqK3xxdHPqLE/HGoHTYJpnJa",
-	"jCeA/vu/bDGbDvrECxzXvWpuOBQ3mGnNROCEeAfeBypzQBz5ASY4MBDLXOW8y/IEH9/iQJXTLzgQXMr8",
-	"rs0kDOuq25Uq7LWrFVNAPt3d+WWijrCEXcokMEkVvQEkk5HVzRpEDzVusPs+he09k8ghC00ROv2EcQWa",
-	"hiEBi2B6rwEslw7L5+y0JyVNlIALB5BHJ8ZmjUtcyx/iXEHiae7Rh5x8HkV4V4IWW63sWeUv6w5p4yYP",
-	"kYxxAFoteMIIAhxMrRkUNIqgkbk5iS5RnHMB9rv5xJtsJFR7vZfXMB/80Xq9MaZCpjZLf7A2OMIqmGqC",
-	"4DYOzTbXTkkdfQ7PvCCryWVfcwdQ40JXT/+ruTGdBCA+XWSsi2M+00ZK0l/0lvR//uM/LavSOm7IfETP",
-	"y3vacSJBIj18GlBlkXSuhNcL3WCUqLQLs5aYbg6RBKgz8ztNk5tWAVtwz3WaTWmEb13trm6a1W2u5VU/",
-	"dpZEIxB21eoeptjRWhPeQGZsYaE1VFYo7JbI7NaQOSiV/3zR7T5YTa/SAcGayl6nDOyoix6BlqdXlpC6",
-	"/jOC93LFSk2T/dVNCvXVTKOXqxstiozqFvuv27ympliabvzi+9WNyxXy7nzvdRt25AsUmjYv27Up1QjM",
-	"O6Bmzc+7npderl7oQW7SDrR35Q20RMkkirCYO6ciP7M+YjADqdCYCqn0J63G5oBY3l15HhrvA2mfSstG",
-	"/lzajqEv981eHiARa3PZxt+6mOIw5LPdCMTEuagLbKhFyWODH3FO5MJj0IpITLzCxSacYxXxGyA7JmTG",
-	"mV5LMJPYNDmwZ3T1t1SiiEpJ2cTPanhSiWaCKgXMxDM0KWnhT4ledV+lxfiGOahrxX37bLCuKdIm894c",
-	"lP8NJ/MH0+synOeuuONxp7cezazUvr6aNMgjfc0kk8NCiUwIpjw1Ad+sqem+Wt0iKzRsbFOLV5Qr/G5t",
-	"WqNNswjyslUzh2lK5kIrNxco4gIKu9VlpiyzXDsmA8Rlq53iOcSh8V4LNmuJpfpyl5aypepXs08XoL5d",
-	"47T/axonYedza5625ulhzJMzEBX7cF8TVXK7ivUBrOUKQUE7G6a9JVkOxmjzQpVEEnBYPKJujqdPOCfl",
-	"/SFnoUt2Iqr3gZoCstNBJ4Wq3hJH+RcNKUEhViBcaE26eio5UoxPar+lpIN6i5LIuYe4KFTdt1ZR28Ru",
-	"jU30qwlbwkFWTeVbM4jc7qkhFFcnZYtH9hrumXjULV+aYG0we/m4m0QTzmC71fst2h2n6CW7Y+UW4cKB",
-	"yWW2pWhBjBPUMlp+7oqRlA8AnmprsKhigZoGUC5tgSZgKh3KvM2x1UtkEkzNJQWYIKmfKp3+P0RcTUGY",
-	"wKLupmC1vtyZPjB61X1pnSw1hTnC8rp4EYS2JM40mI8mKddBBYjbH01Oytq/9OoDt+2UzvcrNLdRpkIW",
-	"gBFUOSurN+EuL2SuTQjChADpoHeFeiCVYiCaOcgC6jTxGTDVvdvsnl2aMn+ZQ3bXA2WEz9Dz/dcooizR",
-	"Jjh3o4N1ixjMgCCsTMMiBiy7UCMtvk+VbWOzG4cIZ4HfZ+5SCRwW7HPNZRV+UXRHOLi2OYOxAxTgrCcu",
-	"ENxOcWIYN5qn30v06sWrhq5Z/h4EH8mQz9ILPfRbsjj16+6L7MMwWejqooyOO8pqeZAwxRMtitV15AdQ",
-	"j7aI+NXD8hAX5U+miTbL9g76ZM5NV1TPqoXD0NSFPItAT7/1jQIZhqomGuuuR1kuxIzPfK1ZzNJoZczc",
-	"QDDiiTn8byXcKBZJROptZDeWlMXmuW7MmfPNiqthJk872oxpwvKuRVbhKCf6VK2S6EOknRRjntQ8BuMi",
-	"2XSoTHd3m0/LmIsAhm5yHmhaekEAsbntxFxgFMVY0RENqZofumP3m4vPhKppMhriOB7+fabuI01PEzQ3",
-	"Nb1WOlLFe0uOcDCF3SPOlKjFDlrAGuO7xoZ0ll5VkqIc0qfrkA53/9f2p/fy91q8rXQt05O7iS9a7L9r",
-	"btl6ehdT67kp5tTOgSv7oj+AKqzmvl0+Sx6eMTPGcTP+SoTn1s9TU4jWdl3XW1grVxCa07x7pbqYmTv8",
-	"LUNFtiCRLUhkCxLZgkS2IJEtSGQLEtlGDp8GJFJMmRaKMsYShJLFaI729GZTGkzRnCcIh9rPm6MpvilA",
-	"kzuoV0kCNOQP9J6/ppJFGvQwF4yK4vW65jJMW0jURQ1nVEKad3WuWxp5y1Xjed47O9vJ3YmLIsr0+Fih",
-	"Tg+yx1bzwT/XRzaMYhDN1XAxMT4T6UzR2lgduqaL4JlMc76vtDW2QU3XvfGdA8zKt9hSTQsvRLpkFrF4",
-	"3X3hfPI0zWzDWlVvs1wj8JESx02lCJ8Y3VK6GGR1IiW7APg+kQAfSZqGpUyhywALQaGwWdpGC/75stm/",
-	"mXCBNZ7llcXqNHqemBVhp7AilPPZsglH+M+DGtziBbd4wS0g51fFCzZ7tb952N8W8LcF/G3tyzcA+Kt6",
-	"PsuhfFvg3obAvS1kbxt4+81B9goovC3mbou522LuNsXcbdF2W7TdFm23Rdtt0XZbtN0WbbcUbfcgADq/",
-	"KWz/k1nG9VZTOxGu3l/hXijzIxaQBWe0h1HCLZlnbGi49rI8W8fQ/LuIvenB7eSusBX5MJ57eXZbYO0l",
-	"urbabhbK65jOS8tKxQ8p1SB+2J3owwfxGkomP3GmYK2tsEvkbwN224Dd2gE7m3YrmMzsGs4Mv8lFag6M",
-	"/5nV8TTRu2l2fWPtXr3nPNXZlIbW/Y0FN+gQkTB5iOz+RdsPRLDCI1fet2hD3BWRj6hw7g0N+paSbG79",
-	"pjeVOSiBiG6AWeX1vb0IlKBBM4T6o/093TOdCR6BmkIikYJbhWxFzQ4ysmMqJuqnemcnCBMiNE0JC/V/",
-	"R+fHb89Oz/vDj8f985Oji+GHk4v+8SeTgjEAnfR5PjarIZ/V5EgcMasZrWnbi0NMSyyu+In+esOF25hL",
-	"msKkIqw2MB1Lpib3unRezCS5GoqdOY7C3EwVmXNqH7qIIVhPEtNe8yDIUll73bee1JedfUR4kES1913U",
-	"C2faNm2Xh2eZnaGJTru10oZjljKpP6WmzKUS2NUA3TMQtZUq/qLbzal5qs3pXtVHr00UTP9OlYlba6eh",
-	"KoTn5mW/iq6bV5t7JTX7HtBIl5IkmFCWLe/NttzaajOTdacZPvAAh26mPd9LROgKoR7s7YX6tymX6uBl",
-	"t/vSuxvc/W8AAAD//w==",
+	"7H37cts4sveroPhtVeJdWpYTZ+obubZqFceZ8eZif7ay8+2xdRSIbElYkwAHAC1rEm/tO5w/zhucFzlv",
+	"sk9yChdSvEqkfJnMWf0zE8oE2OhuNLobPzS+OB4LI0aBSuH0vjgR5jgECVw/HTFKwZOE0RP/DMuZ+o1Q",
+	"p+dE6sF1KA7B6Tle5jXHdTj8HBMOvtOTPAbXEd4MQqza/o7DxOk5/2dv+dE981exl/2Wc3fnOmec3RAf",
+	"+BGjEzJ9B4v/FwNfpCT8rJ9SGiL79sjTr4+uYbExKaUvO3eKIA4iYlSAZs1r7J/DzzEIqZ48RiVQ/U8c",
+	"RQHxsBrI3t8Eo+q3Zp+9kP4x54ybr/kgPE4i1Y/TcwYzQNx8DxGBQhxMGA/BR4wjxQGBBAtBzgidIjnD",
+	"EvkMBKJMogmRzp3rvGV8THwf6JOR2z87QdewQAH2rgWSM0AsAq6/9Ewg4bEIFGEfmXzLYuo/GV2ESpga",
+	"OtBzxtFSe3eWXINbojhNNd3XsHgmENAbwhkNFYFKPfEiYNgfMPYe8yk8Gflj5i8Q3HoAvuGqAH4D/JlA",
+	"AQmNrBP9/UTxDSYBHgdPQ14fJbNQE5boqw8RUF8gxe8fiPwxHrtowjjCyDyhfhQd6haSXQNFn87fJy9w",
+	"mHAQsx3ksTjwtWTGqmPszcB3kU/Mb5iKOXAtLhKCmhMTTALwD9Vf9ZyYY4GEZNzMGG+G6RR8xatz84XX",
+	"AfOu4WmUkNAbHBB/5HHwgUqCA9HLDD+MhR2lpkyNcxzLJTP0WDhMYgE+mhM1Pt16jL3rXTaZoAg4YT56",
+	"/rKLBBovkA8THAdyx1VDTxq+0qwSimcYcTY3Akjlp76hOOvhIAC/g85hl4QR49IYGMjMGuQFgLlAYyZn",
+	"HcXSC62QZvhPonYUxRRuI/Ak+FryMYdD5IPEJBAIc0ABm04tt3KqSfyEYOLBU08XNZt9LPEYC1BGPaZa",
+	"sfX371xnwNgHTBd2lRFPbreJQOxGzSopEMcSrH1xnRlg3zoI5yD5Yrc/kaBFne/sAjym5r1kaI6J0ukJ",
+	"44r3ki8Ina5cnkNCSRiHTm/fdeQiAj1tJExBk33nOp8ojuWMcfLLE83aj8xFOL/wYqV415TNacI0R1Mm",
+	"4khNFfA/gE/wQJP/lKsDMXO39BXVxHakvtMPgn4sZ0dLM6Rpo4vTidO7XE3HqWq5n2n6E5Gzczx37twG",
+	"DV9s0PA1FsTrRyRL7ro2/Yi8g0W7FlGb1/88l21et4MPCFC5AQv6UXSh1rANmprp0obWo1hIFrZpMRjj",
+	"Nq+/JkGwwUgGc3YhoZWULsiUYhnnGOfcDe9cp6wgagb4PlGTBgdnXLmskiiXf4IDAa6KM9Kf1ERW7ddN",
+	"2oFa15VpkNYUAFWm7dLpn52M3h3/1RmmRk5IrkyjCTcS43hp/uomn1OvE6lWKTUA9E6HOrYDNv4beNoL",
+	"LKhyy4F5Hggx0h6Jei6Q5zpwGxEOYoS1QVM2Uf3L8bGEXeVZOG65DcfzTF9LSstsOWvOkiyh5hMZ9iwd",
+	"zBoOnVAhcRBoI3kfNYhGxG+sBiTz0QbtsjSe+PdmmKG1TEUbttWZoW9AySJObrAEnQCo6rOFEo4uBqfn",
+	"x+s5W9DBLAUljexHEdLcq+Js1RrXjqURFmLOuF859OIQX/cvTo4qhuc6sQBuEitfmmlV2sBdkpAZtR4Y",
+	"Uqtf5bCrV4J2I/fhplbmm+gR41NMyS/ZSVrWtVXcrlM0AUKs6LMkpJP372tlVNdJc/klbCsPODM8Mxi3",
+	"JOyshEkQVMnW5NBOb4Bz4kNLmXraU6obpP2rAI+DrB5pFTk2bD2m/ieRhC0RBw/LZSBSdqyB+kiNG2Fh",
+	"I8gJcKAeIKNOAhHZQ3ADfIEmBAIfRRwEUOkiGgcBms+Aaq9cxwsdp6S+REQBXowSqS3d8OK4019Uv8aN",
+	"gRCToHUrw9b8UD9R8nMMwQIRPRsnBMxwk+F31k2VPBUPOMY21GYJypGPxhAwOlUxqbPOqtslsaBBFZRJ",
+	"PF1hpo1CmUaXST+uaT6s+GYiTTfPLvuZArOHq1U8ScHkxRCwqZ1ScIvDSE/fv3A6lovr///nt971Ufjy",
+	"x7PvX8oqURetEzYmXSyop4hZdohztn714mEJWj2Yt4phLc1H2tjuCjST0lJIt7tTtmt/VBF05xzPP4AQ",
+	"eKozNJn+60wUB2VWWi08Xn7xXxkQliN4ZQ2oP4qtaWsWzZetYlnR3ZKZVJ9SGqbJJBJC0XyPxyYx0uFj",
+	"zrHOnhhGppwiVH534JRzQK4TYCFHE5DerCV/Q5DYxxI/sDIkqdNqR6Fid6py8bemZGUYod5Ra3zkt9St",
+	"KmOT12G3Zh8tHVwq8gwf3YqJlpqrzAzIkVwWYF7zVxuDk4rFYJDLSj8TiPiHCCMKc/Tp08kbswIHMJGI",
+	"xVKtYyG+fQ90KmdO78WrV64TEpo87yvnR0rgquN/v8S7v/R3/627+73bOez98Q9/v7q6vLoafv3T777c",
+	"XTnPrq6urvZGaHf4h99V6duS6vfE7BZuZMI2mWXqgycSwvJEK6hC9jOrOZ92ubEpXm0qm8/jxzFzv65R",
+	"a2ebSu7Et2akHtbgpAJPjUvWBFn1Wa2954D9tZpb3NTMbHVhgX44HqC9zHzZ+5KFP9whDjLm1IQDee/F",
+	"bD/NYTxj7HoU82DEbFjkIkwzu1M6fiiGGSFeJPucOqDwwQswB18/4XEAHZQwCBGBcDDHC1EMQoicsVgi",
+	"THMO/dZrqor47HZxpuND9OXObkxfwyLlJgec28ztbJ2wanFdJvJKw59/ZW/MdapMwZKQMrcezZw2c+Uq",
+	"yX1gD6+06dTOzWia3D36dDE4/bA+s5tJe2VyXYbKqmyXnbknNIplg3VmddrpTfp3V5lqpMSACBUSsN9B",
+	"/UAwtDArRSLK0e/1S+uzS0XXt+xcJRmlVJOTrMTappumlVa747WTs5rFayftX3AQa0uRJ/QD8Cn4iFDJ",
+	"CjCXZ0Lz1kUxLQCcngnE5rTI+cVHHDai5J2BDRR0qVEyytEW/I0GurR2yH2oNHqhNaLV+W6DAc3z7B0s",
+	"BJpwFhoYEvMXGlenAZo7iDMmkeUmm0yA+oRO0Y1iv+JWumTVpJpqAxZtexJiLWm1LDo1jw/EopYLblZI",
+	"FYttPcOrxlw1xLckkMAvTKuK2b1mJv0IODBybWNpQcSBzNpUdt3AnppWVYM40fCypXPyGktv9lbD+FqS",
+	"Bknac61QTpebMhLLWFQnFczf0NnpRd7zR3MNSrROufILlY4rlUA4YBSsUTM4plfff+8uUU0H3W4FrinP",
+	"K0uSVbfmPDM/tubacmDNHUidk81xzyrDi2532HyAmU83HmUGfL15OqUCHKy/JVwE2JupOKn4cfvdDjKb",
+	"QjcQsAiWuGGN7MQSlCqEPdMLEenPPmJUA+rYnLrJVpK2mGxSVjATFmI0xqqdxggaZdMrlAHm6QmVM6Rr",
+	"POMQ356YV/e7SgtDQpPneyaJauSU2AlGoUEUtFql1yF9VhkRndtZQaPYyAJW6NEpBSsXFGn8JIRKvBmP",
+	"wU3Ex7hvnJ9GC8kqBq9bMBNqmwjuvnOrYd6gkGdJ30SmeWwx+pZ1mSzM88HrPqIaAI89j8VUnvg7HfTe",
+	"5nbVHMMUmVDENRh5E8trr0NNo2uIkhRwli4zI+6bz2h+yqVV2sJKqX6vZ+Vylw1MWoTdRe/YtFL+HJZS",
+	"GbeSn9xEDsnXH1oUNYF9y7M+98hwVkff66LesmSrNzeWLyi2a14eos+qu89IQACeNAvKDeYEU81Vn6he",
+	"QkKxND5RiKPIuokJ+rAxeNbVQLN6cGodmM61SKMWyF7X+Xj68bgxmvUnImcDs5l82v80+HG/MW45afGi",
+	"MWA5bTE6OmoJ9HVcZ/C63xg/mwslnZ5RnDu34UpaHmprbPY3Asqu42Zr0HOqJg8MZV6h+8bryCM4qz1P",
+	"X6102TNRKIvQ1C6DDx4JcYB8MiVSFJMm3VVbmN3d74e/r9yfLGDYW8ZaGyDriBAx8JMaSJ0BT1pU9TJz",
+	"3oKmml2FVTixUlrVvrwKAJQ0H+aorhlWPca1mJr880+DxljeDLMy6UnVQ8Uqkyze9/buqhJ8yufNeGjE",
+	"14fNMAqIkNaDC5W+NjNdBS+p9caG8a1aRDrrd06bOkzfjhtTG72t2ihIh1nlp5RXlHY6xJQ5XsK9G2Hl",
+	"M20ySM+NTltYz2Dt5MqSWUlAeUfAcMZpwrPN0M0F1pUhmJVs2hj8/tCsKsHg1zCsYrG/B3K4kbaU0MSN",
+	"Wm2y/rWbAJWi0b7nWuksmVAcXkJEjSa/QIb/LeSzmVrfD+D9wKeQGi/RjyGC6hnSQBAPdsSr2Swxi0V2",
+	"t3rNkpxF/28qMXPwffQQE6f1aZ7qCdJIII90KurXkUHNrCnJpuHs2UwONbOkShpnWHqz++Y0N02vtUGO",
+	"1KFASkUOZlJGz8WOqY/BOLpyrhwkmam/gEgJ09o9+L9ukzMxZd+xOkBd1k15JlCsd/TRNSw2hNL+vdf5",
+	"ExrVgWYrj+w+fmi6+vhcYxW/OPnhY3/wqfLs4MMfrkt5VTUN0oIBj72HWiC9ftPS7FO/Ziyo0HI0ZiwA",
+	"TMvHrDhgXxhQAZoEeCp6SEdcaN9FCxAuYtRFCxcBxePA1GcwI0NdF1HmIjaZuIi6yCdCv6EzKpgukIeF",
+	"3qvNqOnzy4EcXp7z4eWneHh5DMOv+18v/7rQ/7y8EMOvl6dsePmRDvWvX/XPH+nwso+Hl6/Hw8v3gXn1",
+	"jT/8evl2Yv6gfrwQprvuV/3+KbNdqXfeToZfTZ9v/OHlCTFvV3S5Uz1lYm0wWwpaLFsVRGEApIrHmUNf",
+	"VjzlvVzbTZXALcYlD0z47mC9lRgurcXo6mq3s1eTwUrhPO2xD4NHQREtlx0D2np+DYs9s/lkPi12OkjD",
+	"ZjAHRJVpCsgv4CtrHrA5cKWSevNXFwMSEi+U2kpCPYnwRELG3OezDXUL2Kg5oGslx+4eCt/kOoUca+t0",
+	"1P18IBOltogPHyQFMXjdb5zcSyksfDtj+VV3VZxNFqqicTU9KNOY4vD4oal3FkZy4SIsUciERN8doHfk",
+	"dWFl/+7Vq5ffrZ9R5focj79u3z+mG/x0OroYHJ9tigkdzBlS466SR7n4yjqOJL2alqqVwYk26Tzd5GjH",
+	"9iJD9P5bM10dtiDYJOJjTuTiQs0W8/ExYA5c1weoUFuPgx8xLtPSVEaPDQZHFxIUOtFs4DWYLgsNavuq",
+	"kYfUIk5Vc21UZyzwlYLrOauXNk3DkmLlbpsyS4ROWEV5K8m47TS7M8smKIsR0/vjhPu7EeZyoUYg0Bhm",
+	"hProI6ZT9kzkXu+fnXTQG+DkBnyDqUzeiuJxQMQMfCQi8A7tUXNTyQ6RlAG2GNz5cf/Nh+NnAgHnWGK9",
+	"glsRZbnpuM4NcGEGtN/pdro6mRgBxRFxes7Lzn6na9GVWlB7eZjY1NjCdUhmA1A0q13/4xvwDw3yRdG9",
+	"hI+jN8cXRy4ivv7HoXLYBOhylxGeAvrv/zQVyDroI8txXPWquGGP3oAWa6oCJ77Tc94TkcG3iPcwxZ7G",
+	"xWfKnV4WBXx8iz1Z3NXAHmdCZIMhvQ9XVZK0UBa1WYGvHJbz7s4tEnWEBewSKoAKIskNIBGPzdysAMoQ",
+	"7Qbb3xOs9TOBLBxcVw5Vb2hXoG4YAjD3ZvcawGrtMHxOj+gTv44SsFG2/+jEmM3YAteyJ+/XkHiaefUh",
+	"hc/CEO8KUGqrJntartG4Q8q4iUMkIuyBmhYspr4FMiozyEkYQi1zMxpdoDjjAux3s/tZopZQ5fVeXsNi",
+	"+Efj9UaYcJHYLPVgbHCIpTdTBMFtFGi0tRFJFX32EMqSrDqXvWUEUOFCl0u2yIU2nT5AdLrcCM6P+UwZ",
+	"KUF+USHpP//xH4ZVSfFNpB/R82JMO4kFCKSGTzwiDUDN1l18oRqMY5l0odcS3c0hEgBVZn6nTrhJ6cYl",
+	"92ynqUhToHLyvKoAY/XYaRyOgZtVq3uYAP4rTXgNmZHB8ldQWaKwWyCzCk89LNRsftHtPlghxsKp7opy",
+	"jKcUzKjzHoHSpwNDSFX/KcF7mQrTusn++ia5opi60cv1jZaVoVWL/VdNPlNR4VI1fvH9+sbFsqZ3rvOq",
+	"CTuyVWV1m5fN2hQKu2YdUL3mZ13PSydT5LmXEVpPeVfOUGmUiMMQ84V1KlAOrk1hDkKiCeFCqic1jfWp",
+	"3qy78jzQ3gdSPpXSjSzie0fTl/llL4s7iJS5bOJvXcxwELD5bgh8al3UJeTSHG3CGpZhncilx6Amoq/z",
+	"FTY3YR2rkN2Av6NTZoyqtQRTgXWTnimsYPHpIRGC0KmbFl4mAs05kRKozmcoUpJqzQIddA+SCqqjDIK0",
+	"5L590hDSBMCSem8WTf2a+YsHm9dFlMxdPuKxR24fzaxUfr6ci88CaLWQ/cNcXWPwZiwxAd+sqekerG+R",
+	"VofXtqnBJ4pl2bc2rdamGWB20arpE5AFc6EmN+MoZBxy0eoqU5Zarh29scJEo0jxHKJAe685m7XCUn25",
+	"S+qPE/mr2acLkN+ucdr/NY0TN/LcmqeteXoY82QNRMk+3NdEFdyufFEXY7kCkNDMhilvSRSTMcq8ECmQ",
+	"ABzk64ros6NTxvxifMhoYDc7EVFxoKLA3+nYQ4nJVQwCh9kPjYiPAiyB29SasEWwMqRon9T8SvwO6i/r",
+	"2GdeYjx3VYqxisomditsolvesPUZiLKpfKMHkYmealJxVVq2fGWv5nKgRw35kg3WGrOXzbsJNGUUtqHe",
+	"b9Hu2IlesDtGbxHOnUNcZVvyFkQ7QQ2z5ee2glTxXN2psgbL0kOobgDFekRoCro8rcjaHHO2WMTeTN8s",
+	"g30k1FuFki2HiMkZcJ1YVN3krNaXO3s++aD70jhZcgYLhMV1/vYexJJyGeZRb8p1UA459ke9J2XsX3Jf",
+	"jQ07hfX9cs1Nlim3C0B9VDqCqoJwuy+k77rxgtgHv4Pe5oo4lSo4KeYgg1NTxKd4T/ttHT3bbcrsDTzp",
+	"BT2E+myOnu+/QiGhsTLBmWt4jFtEYQ4+wtLUDMhBq9JbkJIbU4g0bczuxiHCaeL3mb0JCAc5+1xxw5Cb",
+	"V90x9q7NnsHEAgpw2hPjCG5nONaMGy+S3wU6eHFQ0zXNXl7jIhGweXILk/pKmqd+1X2RPozi5Vxd1j6z",
+	"J0QND2IqWaxUsbyO/ADy0RYRt1zhBKK8/olko82wvYM+6uPIpalnpoXF0FSlPPP4SbfxNTAphqoiG2vv",
+	"tFqtxJTNXTWzqKHR6Ji+NmbMYl2xxWi4nlh+zBNvI71mqqg2z1VjRq1vll8NU33aUWZMEZZ1LdKydBnV",
+	"J3KdRh8i5aRo8yQXEWgXyWyHiiS621wsE8Y9GFnhPJBY+p4Hkb6iSt86F0ZYkjEJiFwc2tPsm6vPlMhZ",
+	"PB7hKBr9bS7vo01PkzTXhRjXOlL5y6aOsDeD3SNGJa/EDhrAGmW72oZ0Vt4vlaAckrerkA53/9vi03v5",
+	"ew2+VrhL78ndxBcN4u+KqxGf3sVU81xX4GvmwBV90R9A5lZz1yyfBQ9PmxntuGl/JcQL4+fJGYStXdd2",
+	"C2vp3lh9SHavUH0ndYe/ZajIFiSyBYlsQSJbkMgWJLIFiWxBItvM4dOARPJbprlKupEALkU+m6M8vfmM",
+	"eDO0YDHCgfLzFmiGb3LQ5A7qlzYBavYPVMxfUSAiSXroW6F5/k50fYOxqf5ss4ZzIiDZd7WuW5J5yxS5",
+	"ed4/O9vJXGSOQkLV+Giu/A0yp0GzyT/bRzqMfBLNlkbROT6d6UzQ2lge2qbL5FlSVxEdKGtskpq2e+07",
+	"e5gWrx4nihaWy3SJNGPxqvvC+uTJNrNJa5W9zWLpvUfaOK6r8PfE6JZi5dC1Gynpre33yQS4SJAkLaVr",
+	"bXqYcwK5YGmbLfjX283+zaQLjPEsrixmTqPnsV4RdnIrQnE/W+yNE+xg9bKSOWQDt1LFjYx20LEuX2vr",
+	"l37OdPdZ2b8Zpn4APgIVDQWLteVse8vVhscBCBfpQ8LIY756sHWwzU6O9gCFNaLmNX0GBXFQC8INJIUn",
+	"FXXmINAStvOi2zUNWbkSq4YIJTgUnVnooc9frmwx4iun96Lbda8yYfmV0/vnP/7r7rOy8rkXD25vv766",
+	"vXWvzFnnK6f3Rb1499lF8xlwQJ/175pVitLkMQTtAdvQ0VJdV1x6Sm5Ardtj7BtBGH9hHDDv2t51qJZa",
+	"caj/KnSWRwfsPpnoAELmshCuRSGoV/XKxiECLBFGzyuWezfvFezoCFFbf3PQKMdGWzI5zUSxOU2qE+dr",
+	"JRMpIJiY7QJMkQmgXERZXsNc1E0BHXKGqY5qDOk7lVsDSu/WL7C6Zu4TrbK5QtVPvNSuLHRcE4isnSrb",
+	"Vfi+gdMWIvb0C2McJUmRHDLMQkV5Oj8LK2YN8v5fB2e/RdhvEfZb+/SrIuzr80C/eaD8FiK/hchv7cs3",
+	"AJEvez6rwe9bqPuGUPctyH27VfWbA7nncOtblPoWpb5FqW+KUt/i07f49C0+fYtP3+LTt/j0LT59JT79",
+	"QSDnbl3a/ie9jKtQUzkRtkJu7oJC/UfMIU3OKA+jgPTV75jUcOWd4Kbyr/7vMvemBrfTST+a9C+yH08v",
+	"RUdVpeFN2fc0ldfRnReWlZIfUiiG/7CR6MMn8Wpq9z/xTkGrUNhC37YJu23CrnXCzmy75UymtR/u8sQD",
+	"44k50P5nWvlaZ+9m6RXulbF633qq8xkJjPsbcabxlDym4hCZ+EXZD+Rjice2IH7ehthr4h9xwtkv1My3",
+	"hGQiEA7ITUkGBdjtDVAzeV1nLwTJiVd/6OiD+XsSM51xFoKcQSyQhFuJTA3qDtK6o2sMq7f6ZycI+z5X",
+	"NMU0UP87Oj9+c3Z6Phh9OB6cnxxdjN6fXAyOP+otGA1pTd5nkwQjU+azJWY9oxVte1GASYHFJT/RbTdc",
+	"uI2YIAmwOMRyA9OxQjSZzyVy0UKyVYc7CxwGGUnlmXNqXrqIwGuniUmv2WMDhftVVN9KqC87+8hnXhxW",
+	"XrxUrZxJ26RdFtCcXP4uEufApGNWMmkwI7owtOTYVs3e06DutVNcY9/SaZ7M5iRWddErnQVTfycyvba+",
+	"rITn+mO/ylzXn9YXHCv2PaCRLmySYJ/QdHmvt+XGVmtJVp3/e888HFhJO64T88CWDu/t7QXqbzMmZO9l",
+	"t/vSuRve/U8AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -38,8 +38,12 @@ type Store interface {
 type Config struct {
 	Store  Store
 	Logger *slog.Logger
-	// MaxBodyBytes bounds request bodies; larger ones get 413. Default 1 MiB.
+	// MaxBodyBytes bounds request bodies, and each item of a batch; larger ones get 413.
+	// Default 1 MiB.
 	MaxBodyBytes int64
+	// MaxBatchBodyBytes bounds the body of POST /connections/batch instead; larger ones get 413.
+	// Default 16 MiB.
+	MaxBatchBodyBytes int64
 	// KeyCacheTTL is how long a resolved API key or integration is trusted before it is looked up
 	// again, and so how long a revoked key may still work. Default 2 s.
 	KeyCacheTTL time.Duration
@@ -89,6 +93,9 @@ type Server struct {
 	github         *githubApp
 	refresh        *refresher
 	requestTimeout time.Duration
+	// importSchema is the body schema of POST /connections, which each batch item must satisfy.
+	importSchema *openapi3.Schema
+	maxBodyBytes int64
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -121,6 +128,9 @@ func NewAPI(cfg Config) (*API, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxBatchBodyBytes <= 0 {
+		cfg.MaxBatchBodyBytes = 16 << 20
 	}
 	if cfg.KeyCacheTTL <= 0 {
 		cfg.KeyCacheTTL = 2 * time.Second
@@ -173,6 +183,10 @@ func NewAPI(cfg Config) (*API, error) {
 		gatherer: cfg.Registry, metricsElsewhere: cfg.MetricsElsewhere, specYAML: credport.OpenAPI,
 		github:         &githubApp{client: cfg.ProviderClient, timeout: cfg.ProviderTimeout, now: cfg.Now, log: cfg.Logger},
 		requestTimeout: cfg.RequestTimeout,
+		maxBodyBytes:   cfg.MaxBodyBytes,
+	}
+	if srv.importSchema, err = bodySchema(spec, http.MethodPost, "/connections"); err != nil {
+		return nil, err
 	}
 	srv.appKeys, _ = cfg.Store.(AppKeyStore)
 	refreshStore, _ := cfg.Store.(RefreshStore)
@@ -203,7 +217,12 @@ func NewAPI(cfg Config) (*API, error) {
 			ContentSecurityPolicy: "default-src 'none'; frame-ancestors 'none'",
 			ReferrerPolicy:        "strict-origin",
 		}),
-		middleware.BodyLimit(fmt.Sprintf("%dB", cfg.MaxBodyBytes)),
+		middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{
+			Limit: fmt.Sprintf("%dB", cfg.MaxBodyBytes), Skipper: isBatch,
+		}),
+		middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{
+			Limit: fmt.Sprintf("%dB", cfg.MaxBatchBodyBytes), Skipper: func(c echo.Context) bool { return !isBatch(c) },
+		}),
 		v.middleware,
 	)
 	if cfg.RateLimit > 0 {
@@ -223,7 +242,7 @@ type integrationKey struct {
 func requestTimeout(d time.Duration) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			ctx, cancel := context.WithTimeout(c.Request().Context(), d)
+			ctx, cancel := context.WithTimeout(context.WithValue(c.Request().Context(), untimedKey{}, c.Request().Context()), d)
 			defer cancel()
 			c.SetRequest(c.Request().WithContext(ctx))
 			return next(c)

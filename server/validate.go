@@ -38,7 +38,10 @@ type echoContextKey struct{}
 // request; the built-in validator also honours the discriminator, so a credentials object is
 // checked only against the variant its type names.
 type validator struct {
-	router     routers.Router
+	router routers.Router
+	// beneath routes what router refuses with 405 on a path credport adds beside a template:
+	// GET /connections/batch is the connection named batch.
+	beneath    routers.Router
 	auth       openapi3filter.AuthenticationFunc
 	schemaOpts []openapi3.SchemaValidationOption
 }
@@ -54,7 +57,28 @@ func newValidator(spec *openapi3.T, auth openapi3filter.AuthenticationFunc) (*va
 	if err != nil {
 		return nil, fmt.Errorf("build request router: %w", err)
 	}
-	return &validator{router: router, auth: auth, schemaOpts: schemaOptions()}, nil
+	beneath, err := RouterBeneathExtensions(&asOpenAPI30)
+	if err != nil {
+		return nil, err
+	}
+	return &validator{router: router, beneath: beneath, auth: auth, schemaOpts: schemaOptions()}, nil
+}
+
+// RouterBeneathExtensions routes doc without the paths credport adds beside a path template
+// (POST /connections/batch), so that their other methods reach the template's operations.
+func RouterBeneathExtensions(doc *openapi3.T) (routers.Router, error) {
+	without := *doc
+	without.Paths = openapi3.NewPaths()
+	for path, item := range doc.Paths.Map() {
+		if path != batchPath {
+			without.Paths.Set(path, item)
+		}
+	}
+	router, err := gorillamux.NewRouter(&without)
+	if err != nil {
+		return nil, fmt.Errorf("build request router: %w", err)
+	}
+	return router, nil
 }
 
 // schemaOptions are the options of every body validation: all errors, request direction, and
@@ -79,6 +103,11 @@ func (v *validator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
 		route, pathParams, err := v.router.FindRoute(req)
+		if errors.Is(err, routers.ErrMethodNotAllowed) {
+			if r, p, berr := v.beneath.FindRoute(req); berr == nil {
+				route, pathParams, err = r, p, nil
+			}
+		}
 		if errors.Is(err, routers.ErrMethodNotAllowed) {
 			// A path of the contract without this method. Echo's router could still fall through
 			// to a templated route (GET /connections/metadata to /connections/{connectionId}),
@@ -123,7 +152,11 @@ func (v *validator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		if body != nil && body.Value != nil {
-			if err := v.validateBody(req, body.Value); err != nil {
+			check := v.checkBody
+			if route.Path == batchPath {
+				check = v.checkBatchEnvelope
+			}
+			if err := v.validateBody(req, body.Value, check); err != nil {
 				return err
 			}
 		}
@@ -225,7 +258,7 @@ func checkMediaType(req *http.Request, body *openapi3.RequestBody) error {
 
 // validateBody parses the JSON body and validates it against the schema the operation declares,
 // then leaves the body readable again for the handler.
-func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody) error {
+func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody, check func(*openapi3.Schema, bool, []byte) (any, *Error)) error {
 	mediaType, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
 	content := body.Content.Get(mediaType)
 	data, err := io.ReadAll(req.Body)
@@ -242,7 +275,7 @@ func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody) 
 	if content.Schema != nil {
 		schema = content.Schema.Value
 	}
-	value, apiErr := v.checkBody(schema, body.Required, data)
+	value, apiErr := check(schema, body.Required, data)
 	if value != nil && schema != nil {
 		notes(req.Context()).credentialType = discriminatorValue(schema, value)
 	}
