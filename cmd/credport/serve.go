@@ -23,6 +23,7 @@ type serveOptions struct {
 	listen          string
 	metricsListen   string
 	maxBodyBytes    int64
+	maxBatchBytes   int64
 	rateLimit       float64
 	shutdownTimeout time.Duration
 	refreshWindow   time.Duration
@@ -37,7 +38,7 @@ func (a *app) serveCommand() *cobra.Command {
 		Short: "Serve the API",
 		Args:  cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
-			return a.bindEnv(cmd, "listen", "metrics-listen", "max-body-bytes", "rate-limit", "shutdown-timeout",
+			return a.bindEnv(cmd, "listen", "metrics-listen", "max-body-bytes", "max-batch-body-bytes", "rate-limit", "shutdown-timeout",
 				"refresh-window", "refresh-interval", "refresh-backoff")
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -49,6 +50,8 @@ func (a *app) serveCommand() *cobra.Command {
 	f.StringVar(&o.metricsListen, "metrics-listen", "",
 		"serve /metrics on this address only, not on the API address (env CREDPORT_METRICS_LISTEN)")
 	f.Int64Var(&o.maxBodyBytes, "max-body-bytes", 1<<20, "largest request body accepted; larger ones get 413 (env CREDPORT_MAX_BODY_BYTES)")
+	f.Int64Var(&o.maxBatchBytes, "max-batch-body-bytes", 16<<20,
+		"largest body of POST /connections/batch accepted; larger ones get 413 (env CREDPORT_MAX_BATCH_BODY_BYTES)")
 	f.Float64Var(&o.rateLimit, "rate-limit", 0, "requests per second allowed to each API key, 0 for no limit (env CREDPORT_RATE_LIMIT)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second,
 		"on SIGTERM, how long in-flight requests may take to finish (env CREDPORT_SHUTDOWN_TIMEOUT)")
@@ -80,7 +83,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	}
 	api, err := server.NewAPI(server.Config{
 		Store: db, Logger: log, Registry: reg, MetricsElsewhere: o.metricsListen != "",
-		MaxBodyBytes: o.maxBodyBytes, RateLimit: o.rateLimit,
+		MaxBodyBytes: o.maxBodyBytes, MaxBatchBodyBytes: o.maxBatchBytes, RateLimit: o.rateLimit,
 		RefreshWindow: o.refreshWindow, RefreshBackoff: o.refreshBackoff,
 	})
 	if err != nil {
