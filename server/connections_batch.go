@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,11 +36,12 @@ func (s *Server) ImportConnectionBatch(ctx context.Context, req gen.ImportConnec
 	}
 	items := req.Body.Connections
 	bodies := make([]*gen.ImportConnectionRequest, len(items))
+	types := make([]string, len(items))
 	answers := make([]*imported, len(items))
 	errs := make([]error, len(items))
 
 	// Each item is validated as the body of POST /connections, with paths relative to it.
-	forEach(len(items), func(i int) { bodies[i], errs[i] = s.checkBatchItem(items[i]) })
+	forEach(len(items), func(i int) { bodies[i], types[i], errs[i] = s.checkBatchItem(items[i]) })
 
 	// Items that name the same connection form a chain, applied in request order; an item
 	// without connection_id gets a new one and so a chain of its own.
@@ -67,13 +69,23 @@ func (s *Server) ImportConnectionBatch(ctx context.Context, req gen.ImportConnec
 	})
 
 	answer := batchAnswer{Results: make([]batchResult, len(items))}
+	n := notes(ctx)
+	n.batchImports = make([]importNote, len(items))
 	for i := range items {
+		note := &n.batchImports[i]
+		note.credentialType = cmp.Or(types[i], "unknown")
 		if errs[i] == nil {
 			answer.Results[i] = batchResult{Status: http.StatusOK, Connection: &answers[i].connection}
+			note.outcome = "updated"
+			if answers[i].created {
+				note.outcome = "created"
+			}
 			continue
 		}
 		apiErr := toAPIError(errs[i])
-		if apiErr.Status >= 500 {
+		if apiErr.Status < 500 {
+			note.outcome = "rejected"
+		} else if untimed(ctx).Err() == nil {
 			s.log.ErrorContext(ctx, "batch item failed", "item", i, "status", apiErr.Status, "error", errs[i])
 		}
 		obj := errorObject(apiErr)
@@ -108,24 +120,29 @@ func (a batchAnswer) VisitImportConnectionBatchResponse(w http.ResponseWriter) e
 }
 
 // checkBatchItem is what POST /connections does with a body before its handler runs: the
-// size limit, then the JSON and schema checks of the validator, then binding.
-func (s *Server) checkBatchItem(raw json.RawMessage) (*gen.ImportConnectionRequest, error) {
+// size limit, then the JSON and schema checks of the validator, then binding. It also returns
+// the credentials type, for the metrics, when the item names a declared one.
+func (s *Server) checkBatchItem(raw json.RawMessage) (*gen.ImportConnectionRequest, string, error) {
 	if int64(len(raw)) > s.maxBodyBytes {
-		return nil, echo.ErrStatusRequestEntityTooLarge
+		return nil, "", echo.ErrStatusRequestEntityTooLarge
 	}
 	value, apiErr := s.validate.checkBody(s.importSchema, true, raw)
+	typ := ""
+	if value != nil {
+		typ = discriminatorValue(s.importSchema, value)
+	}
 	if apiErr != nil {
-		return nil, apiErr
+		return nil, typ, apiErr
 	}
 	// Bound as the generated handler binds a body: the validated value, else the JSON itself.
 	var body gen.ImportConnectionRequest
 	if runtime.BindJSONValue(value, &body) != nil {
 		body = gen.ImportConnectionRequest{}
 		if err := json.Unmarshal(raw, &body); err != nil {
-			return nil, echo.NewHTTPError(http.StatusBadRequest, err.Error())
+			return nil, typ, echo.NewHTTPError(http.StatusBadRequest, err.Error())
 		}
 	}
-	return &body, nil
+	return &body, typ, nil
 }
 
 // importBatchItem imports one item with a deadline of its own, as if it were a request of its

@@ -141,6 +141,10 @@ func TestImportBatchAnswersAsAlone(t *testing.T) {
 				t.Errorf("%s: %d %s, want %s stored", id, res.status, res.body, want)
 			}
 		}
+		// The imports are counted by outcome and type as if each had come alone.
+		if g, w := importMetrics(batch), importMetrics(alone); g != w || !strings.Contains(g, `outcome="rejected"`) {
+			t.Errorf("import metrics of the batch:\n%s\nalone:\n%s", g, w)
+		}
 		if n := len(batch.listIDs("")); n != len(alone.listIDs("")) || n != 4 {
 			t.Errorf("%d connections stored by the batch, %d alone, want 4", n, len(alone.listIDs("")))
 		}
@@ -281,4 +285,16 @@ func TestConnectionNamedBatch(t *testing.T) {
 	if got := v.listIDs("connectionId=batch"); len(got) != 0 {
 		t.Errorf("after delete, list: %q", got)
 	}
+}
+
+// importMetrics are the credport_imports_total lines of GET /metrics.
+func importMetrics(v *env) string {
+	res := v.do(request{method: http.MethodGet, path: "/metrics", auth: strPtr(""), contentType: strPtr("")})
+	var out []string
+	for _, line := range strings.Split(string(res.body), "\n") {
+		if strings.HasPrefix(line, "credport_imports_total{") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
