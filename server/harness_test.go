@@ -58,7 +58,10 @@ func newEnvWith(t *testing.T, db *store.DB, cfg server.Config) *env {
 	t.Helper()
 	logs := &lockedBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg.Store, cfg.Logger = db, logger
+	if cfg.Store == nil { // a test may wrap db
+		cfg.Store = db
+	}
+	cfg.Logger = logger
 	api, err := server.NewAPI(cfg)
 	if err != nil {
 		t.Fatalf("server.NewAPI: %v", err)

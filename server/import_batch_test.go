@@ -2,13 +2,16 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/credport/credport/server"
+	"github.com/credport/credport/store"
 	"github.com/credport/credport/store/storetest"
 )
 
@@ -297,4 +300,59 @@ func importMetrics(v *env) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// slowStore delays the upserts of some connection ids: "slow" by 100 ms, "stuck" until the
+// caller's deadline.
+type slowStore struct{ *store.DB }
+
+func (s slowStore) UpsertConnection(ctx context.Context, in store.UpsertConnection) (store.Connection, error) {
+	switch in.ConnectionID {
+	case "slow":
+		t := time.NewTimer(100 * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return store.Connection{}, ctx.Err()
+		}
+	case "stuck":
+		<-ctx.Done()
+		return store.Connection{}, ctx.Err()
+	}
+	return s.DB.UpsertConnection(ctx, in)
+}
+
+// TestImportBatchItemDeadlines checks that each item has the database deadline of one request,
+// not a share of one: five items applied one after the other take longer than the deadline and
+// all succeed, while an item that outlives its own deadline answers 503 alone.
+func TestImportBatchItemDeadlines(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		db := storetest.Open(t, b)
+		v := newEnvWith(t, db, server.Config{Store: slowStore{db}, RequestTimeout: 300 * time.Millisecond})
+		v.integration("dev", "stripe", "API_KEY")
+		item := func(id string) string {
+			return `{"provider_config_key":"stripe","connection_id":"` + id + `","credentials":{"type":"API_KEY","apiKey":"k"}}`
+		}
+		items := []string{item("slow"), item("stuck"), item("slow"), item("slow"), item("fine"), item("slow"), item("slow")}
+		start := time.Now()
+		results := batchResults(t, v.do(request{path: "/connections/batch", body: batchBody(items)}), len(items))
+		if took := time.Since(start); took < 500*time.Millisecond {
+			t.Fatalf("the batch took %v, less than its five chained items", took)
+		}
+		for i, r := range results {
+			want := http.StatusOK
+			if i == 1 {
+				want = http.StatusServiceUnavailable
+			}
+			if r.Status != want {
+				t.Errorf("item %d: %d %s, want %d", i, r.Status, r.Error, want)
+			}
+		}
+		if !bytes.Contains(results[1].Error, []byte(`"service_unavailable"`)) {
+			t.Errorf("stuck item: %s", results[1].Error)
+		}
+		wantError(t, v.do(request{body: item("stuck")}), http.StatusServiceUnavailable, "service_unavailable")
+	})
 }
