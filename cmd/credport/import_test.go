@@ -345,6 +345,8 @@ type faultProxy struct {
 	noBatch int
 	// batches and singles count the requests to POST /connections/batch and POST /connections.
 	batches, singles int
+	// maxItems, when set, makes a batch of more items answer 413, as a smaller body limit would.
+	maxItems int
 }
 
 func newFaultProxy(t *testing.T, target string, fault func(id string, nth, total int) string) *faultProxy {
@@ -417,6 +419,13 @@ func (p *faultProxy) serveBatch(t *testing.T, w http.ResponseWriter, r *http.Req
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(p.noBatch)
 		_, _ = io.WriteString(w, `{"error":{"code":"not_found","message":"No such route"}}`)
+		return
+	}
+	if p.maxItems > 0 && len(envelope.Connections) > p.maxItems {
+		p.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		_, _ = io.WriteString(w, `{"error":{"code":"payload_too_large","message":"Request body is too large"}}`)
 		return
 	}
 	actions := make([]string, len(envelope.Connections))
@@ -699,5 +708,30 @@ func TestImportFallsBackToSingle(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestImportSplitsOversizedBatches checks that a batch the server finds too large (413) is sent
+// again in halves, each record once.
+func TestImportSplitsOversizedBatches(t *testing.T) {
+	e := newImportEnv(t)
+	proxy := newFaultProxy(t, e.url, func(string, int, int) string { return "" })
+	proxy.maxItems = 2
+	const n = 11
+	file := e.write(t, "split.jsonl", apiKeyLines("s", n, func(int) bool { return true }))
+	r := e.run(nil, nil, "--url", proxy.URL, "--batch-size", "8", "--max-retries", "0", file)
+	r.want(t, 0)
+	if ids := e.connections(t)["api_key"]; len(ids) != n {
+		t.Errorf("%d stored, want %d", len(ids), n)
+	}
+	proxy.mu.Lock()
+	defer proxy.mu.Unlock()
+	if proxy.singles != 0 || len(proxy.seen) != n {
+		t.Errorf("%d single requests, %d connection ids sent", proxy.singles, len(proxy.seen))
+	}
+	for id, at := range proxy.seen {
+		if len(at) != 1 {
+			t.Errorf("connection %s sent %d times", id, len(at))
+		}
 	}
 }
