@@ -729,6 +729,13 @@ type ErrorDetail struct {
 	Path []string `json:"path"`
 }
 
+// ErrorObject defines model for ErrorObject.
+type ErrorObject struct {
+	Code    string         `json:"code"`
+	Errors  *[]ErrorDetail `json:"errors,omitempty"`
+	Message *string        `json:"message,omitempty"`
+}
+
 // FilterString defines model for FilterString.
 type FilterString = string
 
@@ -739,6 +746,37 @@ type Health struct {
 
 // HealthResult defines model for Health.Result.
 type HealthResult string
+
+// ImportConnectionBatchFailed defines model for ImportConnectionBatchFailed.
+type ImportConnectionBatchFailed struct {
+	Error ErrorObject `json:"error"`
+
+	// Status The status POST /connections would answer for the item alone.
+	Status int `json:"status"`
+}
+
+// ImportConnectionBatchImported defines model for ImportConnectionBatchImported.
+type ImportConnectionBatchImported struct {
+	Connection ConnectionFull `json:"connection"`
+	Status     int            `json:"status"`
+}
+
+// ImportConnectionBatchRequest defines model for ImportConnectionBatchRequest.
+type ImportConnectionBatchRequest struct {
+	// Connections The imports, each an ImportConnectionRequest. The envelope does not validate them: each is validated on its own, as the body of POST /connections, and a bad one is answered in its result.
+	Connections []json.RawMessage `json:"connections"`
+}
+
+// ImportConnectionBatchResult defines model for ImportConnectionBatchResult.
+type ImportConnectionBatchResult struct {
+	union json.RawMessage
+}
+
+// ImportConnectionBatchResults defines model for ImportConnectionBatchResults.
+type ImportConnectionBatchResults struct {
+	// Results One result per item of the request, in its order.
+	Results []ImportConnectionBatchResult `json:"results"`
+}
 
 // ImportConnectionRequest defines model for ImportConnectionRequest.
 type ImportConnectionRequest struct {
@@ -1003,11 +1041,7 @@ type SignatureCredentialsType string
 
 // StdError defines model for StdError.
 type StdError struct {
-	Error struct {
-		Code    string         `json:"code"`
-		Errors  *[]ErrorDetail `json:"errors,omitempty"`
-		Message *string        `json:"message,omitempty"`
-	} `json:"error"`
+	Error ErrorObject `json:"error"`
 }
 
 // StringBool A boolean as the reference reads query flags: true, 1, yes, on, y, enabled or false, 0, no, off, n, disabled, in any case.
@@ -1257,6 +1291,9 @@ type SetMetadataLegacyJSONRequestBody = MetadataRequest
 
 // ImportConnectionJSONRequestBody defines body for ImportConnection for application/json ContentType.
 type ImportConnectionJSONRequestBody = ImportConnectionRequest
+
+// ImportConnectionBatchJSONRequestBody defines body for ImportConnectionBatch for application/json ContentType.
+type ImportConnectionBatchJSONRequestBody = ImportConnectionBatchRequest
 
 // UpdateMetadataJSONRequestBody defines body for UpdateMetadata for application/json ContentType.
 type UpdateMetadataJSONRequestBody = MetadataRequest
@@ -1737,6 +1774,68 @@ func (t AllAuthCredentials) MarshalJSON() ([]byte, error) {
 }
 
 func (t *AllAuthCredentials) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsImportConnectionBatchImported returns the union data inside the ImportConnectionBatchResult as a ImportConnectionBatchImported
+func (t ImportConnectionBatchResult) AsImportConnectionBatchImported() (ImportConnectionBatchImported, error) {
+	var body ImportConnectionBatchImported
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromImportConnectionBatchImported overwrites any union data inside the ImportConnectionBatchResult as the provided ImportConnectionBatchImported
+func (t *ImportConnectionBatchResult) FromImportConnectionBatchImported(v ImportConnectionBatchImported) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeImportConnectionBatchImported performs a merge with any union data inside the ImportConnectionBatchResult, using the provided ImportConnectionBatchImported
+func (t *ImportConnectionBatchResult) MergeImportConnectionBatchImported(v ImportConnectionBatchImported) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsImportConnectionBatchFailed returns the union data inside the ImportConnectionBatchResult as a ImportConnectionBatchFailed
+func (t ImportConnectionBatchResult) AsImportConnectionBatchFailed() (ImportConnectionBatchFailed, error) {
+	var body ImportConnectionBatchFailed
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromImportConnectionBatchFailed overwrites any union data inside the ImportConnectionBatchResult as the provided ImportConnectionBatchFailed
+func (t *ImportConnectionBatchResult) FromImportConnectionBatchFailed(v ImportConnectionBatchFailed) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeImportConnectionBatchFailed performs a merge with any union data inside the ImportConnectionBatchResult, using the provided ImportConnectionBatchFailed
+func (t *ImportConnectionBatchResult) MergeImportConnectionBatchFailed(v ImportConnectionBatchFailed) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t ImportConnectionBatchResult) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *ImportConnectionBatchResult) UnmarshalJSON(b []byte) error {
 	err := t.union.UnmarshalJSON(b)
 	return err
 }
@@ -2290,6 +2389,24 @@ type ClientInterface interface {
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
 	ImportConnection(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ImportConnectionBatchWithBody Import (upsert) up to 1000 connections in one request
+	//
+	// A credport extension. Each item of `connections` is handled exactly as the body of POST /connections: the same rules, error codes, messages and limits, with error paths relative to the item. The answer is 200 with one result per item, in request order: `{"status":200,"connection":…}` or `{"status":4xx|5xx,"error":{…}}`, where `error` is the `error` member of the answer POST /connections would give. A bad item never blocks the others; items may name different integrations, and items that repeat a (provider_config_key, connection_id) are applied in request order, each with its own result. The envelope itself (not an object, no `connections`, 0 or more than 1000 items) answers 400 invalid_body.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
+	ImportConnectionBatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ImportConnectionBatch Import (upsert) up to 1000 connections in one request
+	//
+	// A credport extension. Each item of `connections` is handled exactly as the body of POST /connections: the same rules, error codes, messages and limits, with error paths relative to the item. The answer is 200 with one result per item, in request order: `{"status":200,"connection":…}` or `{"status":4xx|5xx,"error":{…}}`, where `error` is the `error` member of the answer POST /connections would give. A bad item never blocks the others; items may name different integrations, and items that repeat a (provider_config_key, connection_id) are applied in request order, each with its own result. The envelope itself (not an object, no `connections`, 0 or more than 1000 items) answers 400 invalid_body.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
+	ImportConnectionBatch(ctx context.Context, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// UpdateMetadataWithBody Merge metadata into one or more connections
 	//
 	// Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
@@ -2621,6 +2738,44 @@ func (c *Client) ImportConnectionWithBody(ctx context.Context, contentType strin
 // Corresponds with POST /connections (the `ImportConnection` operationId).
 func (c *Client) ImportConnection(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewImportConnectionRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ImportConnectionBatchWithBody Import (upsert) up to 1000 connections in one request
+//
+// A credport extension. Each item of `connections` is handled exactly as the body of POST /connections: the same rules, error codes, messages and limits, with error paths relative to the item. The answer is 200 with one result per item, in request order: `{"status":200,"connection":…}` or `{"status":4xx|5xx,"error":{…}}`, where `error` is the `error` member of the answer POST /connections would give. A bad item never blocks the others; items may name different integrations, and items that repeat a (provider_config_key, connection_id) are applied in request order, each with its own result. The envelope itself (not an object, no `connections`, 0 or more than 1000 items) answers 400 invalid_body.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
+func (c *Client) ImportConnectionBatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewImportConnectionBatchRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ImportConnectionBatch Import (upsert) up to 1000 connections in one request
+//
+// A credport extension. Each item of `connections` is handled exactly as the body of POST /connections: the same rules, error codes, messages and limits, with error paths relative to the item. The answer is 200 with one result per item, in request order: `{"status":200,"connection":…}` or `{"status":4xx|5xx,"error":{…}}`, where `error` is the `error` member of the answer POST /connections would give. A bad item never blocks the others; items may name different integrations, and items that repeat a (provider_config_key, connection_id) are applied in request order, each with its own result. The envelope itself (not an object, no `connections`, 0 or more than 1000 items) answers 400 invalid_body.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
+func (c *Client) ImportConnectionBatch(ctx context.Context, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewImportConnectionBatchRequest(c.Server, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3542,6 +3697,46 @@ func NewImportConnectionRequestWithBody(server string, contentType string, body 
 	return req, nil
 }
 
+// NewImportConnectionBatchRequest calls the generic ImportConnectionBatch builder with application/json body
+func NewImportConnectionBatchRequest(server string, body ImportConnectionBatchJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewImportConnectionBatchRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewImportConnectionBatchRequestWithBody constructs an http.Request for the ImportConnectionBatch method, with any body, and a specified content type
+func NewImportConnectionBatchRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/connections/batch")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewUpdateMetadataRequest calls the generic UpdateMetadata builder with application/json body
 func NewUpdateMetadataRequest(server string, body UpdateMetadataJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -4306,6 +4501,24 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
 	ImportConnectionWithResponse(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error)
+
+	// ImportConnectionBatchWithBodyWithResponse Import (upsert) up to 1000 connections in one request
+	//
+	// A credport extension. Each item of `connections` is handled exactly as the body of POST /connections: the same rules, error codes, messages and limits, with error paths relative to the item. The answer is 200 with one result per item, in request order: `{"status":200,"connection":…}` or `{"status":4xx|5xx,"error":{…}}`, where `error` is the `error` member of the answer POST /connections would give. A bad item never blocks the others; items may name different integrations, and items that repeat a (provider_config_key, connection_id) are applied in request order, each with its own result. The envelope itself (not an object, no `connections`, 0 or more than 1000 items) answers 400 invalid_body.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
+	ImportConnectionBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error)
+
+	// ImportConnectionBatchWithResponse Import (upsert) up to 1000 connections in one request
+	//
+	// A credport extension. Each item of `connections` is handled exactly as the body of POST /connections: the same rules, error codes, messages and limits, with error paths relative to the item. The answer is 200 with one result per item, in request order: `{"status":200,"connection":…}` or `{"status":4xx|5xx,"error":{…}}`, where `error` is the `error` member of the answer POST /connections would give. A bad item never blocks the others; items may name different integrations, and items that repeat a (provider_config_key, connection_id) are applied in request order, each with its own result. The envelope itself (not an object, no `connections`, 0 or more than 1000 items) answers 400 invalid_body.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
+	ImportConnectionBatchWithResponse(ctx context.Context, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error)
 
 	// UpdateMetadataWithBodyWithResponse Merge metadata into one or more connections
 	//
@@ -5283,6 +5496,124 @@ func (r ImportConnectionResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ImportConnectionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ImportConnectionBatchResponse200Headers the declared response headers of an HTTP 200 response for ImportConnectionBatch
+type ImportConnectionBatchResponse200Headers struct {
+	CacheControl string
+}
+
+// ImportConnectionBatchResponse429Headers the declared response headers of an HTTP 429 response for ImportConnectionBatch
+type ImportConnectionBatchResponse429Headers struct {
+	RetryAfter int
+}
+
+// ImportConnectionBatchResponse503Headers the declared response headers of an HTTP 503 response for ImportConnectionBatch
+type ImportConnectionBatchResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ImportConnectionBatchResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ImportConnectionBatchResults
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PayloadTooLarge
+	// JSON415 the response for an HTTP 415 `application/json` response
+	JSON415 *UnsupportedMediaType
+	// JSON429 the response for an HTTP 429 `application/json` response
+	JSON429 *TooManyRequests
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *ServerError
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *ServiceUnavailable
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ImportConnectionBatchResponse200Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ImportConnectionBatchResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ImportConnectionBatchResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON200() *ImportConnectionBatchResults {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON413() *PayloadTooLarge {
+	return r.JSON413
+}
+
+// GetJSON415 returns the response for an HTTP 415 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON415() *UnsupportedMediaType {
+	return r.JSON415
+}
+
+// GetJSON429 returns the response for an HTTP 429 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON429() *TooManyRequests {
+	return r.JSON429
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON500() *ServerError {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ImportConnectionBatchResponse) GetJSON503() *ServiceUnavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ImportConnectionBatchResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ImportConnectionBatchResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ImportConnectionBatchResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ImportConnectionBatchResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -6781,6 +7112,36 @@ func (c *ClientWithResponses) ImportConnectionWithResponse(ctx context.Context, 
 	return ParseImportConnectionResponse(rsp)
 }
 
+// ImportConnectionBatchWithBodyWithResponse Import (upsert) up to 1000 connections in one request
+//
+// A credport extension. Each item of `connections` is handled exactly as the body of POST /connections: the same rules, error codes, messages and limits, with error paths relative to the item. The answer is 200 with one result per item, in request order: `{"status":200,"connection":…}` or `{"status":4xx|5xx,"error":{…}}`, where `error` is the `error` member of the answer POST /connections would give. A bad item never blocks the others; items may name different integrations, and items that repeat a (provider_config_key, connection_id) are applied in request order, each with its own result. The envelope itself (not an object, no `connections`, 0 or more than 1000 items) answers 400 invalid_body.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
+func (c *ClientWithResponses) ImportConnectionBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error) {
+	rsp, err := c.ImportConnectionBatchWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseImportConnectionBatchResponse(rsp)
+}
+
+// ImportConnectionBatchWithResponse Import (upsert) up to 1000 connections in one request
+//
+// A credport extension. Each item of `connections` is handled exactly as the body of POST /connections: the same rules, error codes, messages and limits, with error paths relative to the item. The answer is 200 with one result per item, in request order: `{"status":200,"connection":…}` or `{"status":4xx|5xx,"error":{…}}`, where `error` is the `error` member of the answer POST /connections would give. A bad item never blocks the others; items may name different integrations, and items that repeat a (provider_config_key, connection_id) are applied in request order, each with its own result. The envelope itself (not an object, no `connections`, 0 or more than 1000 items) answers 400 invalid_body.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
+func (c *ClientWithResponses) ImportConnectionBatchWithResponse(ctx context.Context, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error) {
+	rsp, err := c.ImportConnectionBatch(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseImportConnectionBatchResponse(rsp)
+}
+
 // UpdateMetadataWithBodyWithResponse Merge metadata into one or more connections
 //
 // Shallow-merges the metadata into that of every connection named (keys are never removed), in one transaction: when one is missing, nothing is written and the answer is 404 unknown_connection.
@@ -7827,6 +8188,121 @@ func ParseImportConnectionResponse(rsp *http.Response) (*ImportConnectionRespons
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers ImportConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseImportConnectionBatchResponse parses an HTTP response from a ImportConnectionBatchWithResponse call
+func ParseImportConnectionBatchResponse(rsp *http.Response) (*ImportConnectionBatchResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ImportConnectionBatchResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ImportConnectionBatchResults
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest ServerError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest ServiceUnavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ImportConnectionBatchResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 429:
+		var headers ImportConnectionBatchResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ImportConnectionBatchResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -9095,6 +9571,9 @@ type ServerInterface interface {
 	// ImportConnection Import (upsert) a connection
 	// (POST /connections)
 	ImportConnection(ctx echo.Context) error
+	// ImportConnectionBatch Import (upsert) up to 1000 connections in one request
+	// (POST /connections/batch)
+	ImportConnectionBatch(ctx echo.Context) error
 	// UpdateMetadata Merge metadata into one or more connections
 	// (PATCH /connections/metadata)
 	UpdateMetadata(ctx echo.Context) error
@@ -9390,6 +9869,15 @@ func (w *ServerInterfaceWrapper) ImportConnection(ctx echo.Context) error {
 	return err
 }
 
+// ImportConnectionBatch converts echo context to params.
+func (w *ServerInterfaceWrapper) ImportConnectionBatch(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.ImportConnectionBatch(ctx)
+	return err
+}
+
 // UpdateMetadata converts echo context to params.
 func (w *ServerInterfaceWrapper) UpdateMetadata(ctx echo.Context) error {
 	var err error
@@ -9666,6 +10154,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.POST(options.BaseURL+"/connections", wrapper.ImportConnection, options.OperationMiddlewares["importConnection"]...)
 	router.PATCH(options.BaseURL+"/connections/metadata", wrapper.UpdateMetadata, options.OperationMiddlewares["updateMetadata"]...)
 	router.POST(options.BaseURL+"/connections/metadata", wrapper.SetMetadata, options.OperationMiddlewares["setMetadata"]...)
+	router.POST(options.BaseURL+"/connections/batch", wrapper.ImportConnectionBatch, options.OperationMiddlewares["importConnectionBatch"]...)
 	router.DELETE(options.BaseURL+"/connections/:connectionId", wrapper.DeleteConnection, options.OperationMiddlewares["deleteConnection"]...)
 	router.GET(options.BaseURL+"/connections/:connectionId", wrapper.GetConnection, options.OperationMiddlewares["getConnection"]...)
 	router.PATCH(options.BaseURL+"/connections/:connectionId", wrapper.PatchConnection, options.OperationMiddlewares["patchConnection"]...)
@@ -10752,6 +11241,154 @@ func (response ImportConnection502JSONResponse) VisitImportConnectionResponse(w 
 type ImportConnection503JSONResponse struct{ ServiceUnavailableJSONResponse }
 
 func (response ImportConnection503JSONResponse) VisitImportConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatchRequestObject struct {
+	Body *ImportConnectionBatchJSONRequestBody
+}
+
+type ImportConnectionBatchResponseObject interface {
+	VisitImportConnectionBatchResponse(w http.ResponseWriter) error
+}
+
+type ImportConnectionBatch200ResponseHeaders struct {
+	CacheControl string
+}
+
+type ImportConnectionBatch200JSONResponse struct {
+	Body    ImportConnectionBatchResults
+	Headers ImportConnectionBatch200ResponseHeaders
+}
+
+func (response ImportConnectionBatch200JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", fmt.Sprint(response.Headers.CacheControl))
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatch400JSONResponse struct{ BadRequestJSONResponse }
+
+func (response ImportConnectionBatch400JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatch401JSONResponse struct{ UnauthorizedJSONResponse }
+
+func (response ImportConnectionBatch401JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatch403JSONResponse struct{ ForbiddenJSONResponse }
+
+func (response ImportConnectionBatch403JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatch413JSONResponse struct{ PayloadTooLargeJSONResponse }
+
+func (response ImportConnectionBatch413JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatch415JSONResponse struct {
+	UnsupportedMediaTypeJSONResponse
+}
+
+func (response ImportConnectionBatch415JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatch429JSONResponse struct{ TooManyRequestsJSONResponse }
+
+func (response ImportConnectionBatch429JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", fmt.Sprint(response.Headers.RetryAfter))
+	w.WriteHeader(429)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatch500JSONResponse struct{ ServerErrorJSONResponse }
+
+func (response ImportConnectionBatch500JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ImportConnectionBatch503JSONResponse struct{ ServiceUnavailableJSONResponse }
+
+func (response ImportConnectionBatch503JSONResponse) VisitImportConnectionBatchResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -12396,6 +13033,9 @@ type StrictServerInterface interface {
 	// ImportConnection Import (upsert) a connection
 	// (POST /connections)
 	ImportConnection(ctx context.Context, request ImportConnectionRequestObject) (ImportConnectionResponseObject, error)
+	// ImportConnectionBatch Import (upsert) up to 1000 connections in one request
+	// (POST /connections/batch)
+	ImportConnectionBatch(ctx context.Context, request ImportConnectionBatchRequestObject) (ImportConnectionBatchResponseObject, error)
 	// UpdateMetadata Merge metadata into one or more connections
 	// (PATCH /connections/metadata)
 	UpdateMetadata(ctx context.Context, request UpdateMetadataRequestObject) (UpdateMetadataResponseObject, error)
@@ -12686,6 +13326,52 @@ func (sh *strictHandler) ImportConnection(ctx echo.Context) error {
 		return err
 	} else if validResponse, ok := response.(ImportConnectionResponseObject); ok {
 		return validResponse.VisitImportConnectionResponse(ctx.Response())
+	} else if response != nil {
+		return fmt.Errorf("unexpected response type: %T", response)
+	}
+	return nil
+}
+
+// ImportConnectionBatch operation middleware
+func (sh *strictHandler) ImportConnectionBatch(ctx echo.Context) error {
+	var request ImportConnectionBatchRequestObject
+
+	var body ImportConnectionBatchJSONRequestBody
+	var err error
+	if binder, ok := ctx.Echo().Binder.(*echo.DefaultBinder); ok {
+		// A request validator built on kin-openapi's openapi3filter with
+		// KeepValidatedValue leaves the value it validated on the body. Bind
+		// that value, matching member names exactly, so the handler receives
+		// what was validated instead of a second, case-insensitive decode.
+		// Otherwise bind only the request body, so that path and query
+		// parameters are not also bound into the body struct.
+		if vb, ok := ctx.Request().Body.(interface{ ValidatedValue() any }); !ok || runtime.BindJSONValue(vb.ValidatedValue(), &body) != nil {
+			err = binder.BindBody(ctx, &body)
+		}
+	} else {
+		// A custom binder is installed on the Echo instance; defer to it
+		// entirely, since echo.Binder does not expose body-only binding and
+		// the binder may do more than decode (for example call ctx.Validate).
+		err = ctx.Bind(&body)
+	}
+	if err != nil {
+		return err
+	}
+	request.Body = &body
+
+	handler := func(ctx echo.Context, request interface{}) (interface{}, error) {
+		return sh.ssi.ImportConnectionBatch(ctx.Request().Context(), request.(ImportConnectionBatchRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ImportConnectionBatch")
+	}
+
+	response, err := handler(ctx, request)
+
+	if err != nil {
+		return err
+	} else if validResponse, ok := response.(ImportConnectionBatchResponseObject); ok {
+		return validResponse.VisitImportConnectionBatchResponse(ctx.Response())
 	} else if response != nil {
 		return fmt.Errorf("unexpected response type: %T", response)
 	}
@@ -13150,146 +13836,156 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H39ctu4lueroDi3yva9tGzno+u2VV01ipN0++bDXtuZ3hlHq4FISMI1CbAB0Io68dS+w/6xD7Rvsk8y",
-	"hQOQAr8kUrHdyb36J7EkAjw4AA7Oxw/nfPYCHiecEaakd/zZS7DAMVFEwKcTzhgJFOXsNDzHaqa/o8w7",
-	"9hL9wfcYjol37AXOY57vCfJbSgUJvWMlUuJ7MpiRGOu2fxJk4h17/3KwfOmB+VUeuO/y7u5871zwWxoS",
-	"ccLZhE7fkMX/SIlY5CT8Bp9yGhL79CiAx0c3ZLExKZU3Az0fGP0tJW/IYgUn0uyZe333ne5MJpxJAtPy",
-	"AocX5LeUSKU/BZwpwuBPnCQRDbBm4sHfJWf6u3avvVThKyG4MG8LiQwETXQ/3rF3NSNImPchKlGMowkX",
-	"MQkRF0iPWyLJY6JmlE2RmmGFQk4kYlyhCVXene+95mJMw5CwRyN3cH6KbsgCRTi4kUjNCOIJEfCmHYlk",
-	"wBOiCXvP1WuesvDR6KJMkamhA+1ygZY7Z2/JNfKJak4zoPuGLHYkIuyWCs5iTaDeGngRcRxecf4Wiyl5",
-	"NPLHPFwg8ikgJDRclUTcErEjUURjM9fZ+v3A8C2mER5Hj0PeAGUSAAjL1mtIEsJCiTS/f6bql3TsowkX",
-	"CCPzCQ2SpA8tFL8hDH24eJs9IMhEEDnbQwFPoxBmZqw7xsGMhD4KqfkOMzknAqaLxkTviQmmEQn7+lfY",
-	"E3MskVRcmB0TzDCbklDz6sK84UXEgxvyOIuQslsc0XAUCBISpiiO5LEz/DiVdpRAmR7nOFVLZsBYBJmk",
-	"koRoTvX4oPUYBzf7fDJBCRGUh2j36SGSaLxAIZngNFJ7vh561vA5sEpqnmEk+NxMQD5/+h2aswGOIhL2",
-	"0AXZp3HChTIChji7BgURwUKiMVeznmbpJSxIM/xHWXYMpYx8SkigSAgznwrSRyFRmEYSYUFQxKdTy63C",
-	"0qRhRjANyGNvF72bQ6zwGEuihXrKYGHr9+uZUpwjGfE52pWGvlG6JNBM5nL7oxmPQomwPhrYIh/fmIeU",
-	"wNdUoRgvEFaIs4CYPokY8VsitBjTqwy4c0GUWOwPJoqIPc/3ZgSHVhFxftEfi2O5JAHXe1xxNMdUr98J",
-	"F5rPSiwom/aRJEyZN1Te7LnnckwZjdPYOz7yPbVICOwXRaYEWHjne1ecv8NsYQ9f+ejHGZVIk46okkhg",
-	"RazYvTdWrdRa1nLnA8OpmnFBf38kYfae+wgX9RGs9+MN43OWMc0DymSaaAlCwnckpPgKyH/MQ5MakVZ5",
-	"i25iO9LvGUTRIFWzk6V0BtrY4mziHV+vpuNMtzxymv5K1ewCz707v0XDJxs0fIElDQYJdcld12aQ0Ddk",
-	"0a1FsvnjeigzEoVrm/1trrq8xfIsooSpDTg3SJJLrRFs0NTssi60nqRS8bhLi6sx7vL4CxpFG4zkas4v",
-	"Fek0uZd0yrBKC4zz7oZ3vlddV3rjhCHVew1H50IbAIpqA2qCI0l8bTHmX+n9r9uv2+tXWkvSEkVZCUKY",
-	"lojX3uD8dPTm1b97w1w2SiW0RDXGWyZTr82vfvY6/ThV+szXA0DGcLQd8PHfSQA6dWkHdBxYEBApR6Df",
-	"6c8l8nyPfEqoIHKEQQ5qUar/8kKsyL7W0zy/2kbgudPXktIqW87bs8Ql1LzCYc9SXV/PoXzTr+NUVVg7",
-	"ejHiE32cDM7PkVE/tSqD4RzWugRPlWuWHS+VUnksCC6o2GhKFBhM8TGaawvZ1QNBO8EsRPMZYa4urk/X",
-	"EIwRqo1CmCUfMXJrbRzzGFWSRJOeV13QyYiG9zbjlEmFowiOrqZ+v2r2DbnVF9WuAd8Ofp7NdP2aOHX6",
-	"+hrRkHGylWio4dSqdi6Np+HjsrGBbU1H0zcgeBJBb7Ei4N6r67ODYBpdXp1dvFrP2ZJccimoSKlBkiDg",
-	"Xh1n69SlbixNsJRzLtrtvheDy9OTmuH5XiqJMA7Lz+1WVd7AX5LgjBoGhrRGVDvseu2g28hDcts455us",
-	"Iy6mmNHfV4qzldxuWmiSSNlBRL44ffu2cY6aOmk/fxnbqgN2hmcG41cm251hGkV1c2u81Ge3RAgako5z",
-	"GoD23DRI+6skgSCqfqR15Ngz+BULP8jMAk4ECbBa2rTVY5+wEOlx6yPenM0TIggLCDLLSSKqjpE+eRdo",
-	"QkkUokQQfXD7iKVRZI5ubeCB6Vk9jEMqkwgvRtmsLS268rjzb3S/RrUlMaZR51aGrcWhmhBGtEAUduOE",
-	"EjPcbPi9dVulSMU9jrELtS5BBfLRmEScTSVS3Fsn1e2RWFpBNZQpPF0hps2CMo2us35803xY885sNv0i",
-	"u+xrSswerl7imZOzOA0Rn9otRT7hOIHt+2+CjdXi5n/+7XVwcxI//eX8x6eqbqrL0gkbkS4XLNDELDvE",
-	"BVm/+vCwBK0ezGvNsI7iI29sY37tZmk5SZ/2p3zffvl3yVnvAs/fESnxFIJDTv9NIkoQLVY6HTxB8fBf",
-	"6SSoOoO0NGDhKLWibbnFcBS1cBFV5aNe8kW2Zuu9NFlVcTsscrC+7+J28jsJ4z74OTU94EfHDJlX++jz",
-	"nZG4VKEZBAsY8TPRLQkJdySqkINCEkRYGBkSQ7CA6B0Eg6WKxLJ9hNr6+3KWYCEwOBrNQslXAmXqh2de",
-	"1V3qexGWajQhKph1XD8xUTjECt/zYs+CL/WKUE1svVa5sUtnpZmkn9E6TBJ23Dt1wrS4R/0GFEA+uHzK",
-	"HT76NYIkF8fODi+QXJ3A4s5eLexOaw67q0Jca0ciGvYRRozM0YcPpy/Neo/IRCGeKn1Ox/jTW8KmauYd",
-	"P3n+3PdiyrLPR1q5U4oI3fH/usb7vw/2/+Nw/0e/1z/+6S//9fHj9cePwy//+qfPdx+9nY8fP348GKH9",
-	"4V/+VLfellS/pQZvsJGI3mSX6ReeKhLXbTRGPqlRkAppjsBVHepuTsyTZWlzbpQ4w9yYC3cKJIqxCmbH",
-	"SOvJWtJgicwL0W4ey5M4JmhCI0WEBB8OBGT2wGmjf9dkogRPSQ8NxvAqq7Lo5WN+qCxsl2mr11HOoI0P",
-	"ztUHW3upVH8odT+KqrrvHyeiu0naivL3rYnc+xWf+YTnotIVqHb5rF69FwR39dAO3NA/lujnV1fowNkv",
-	"B59dKNodEkSlghnjrahrmnDwnIxnnN+MUhFBTFgbsb7xxWY7HKy9slEI0WyD+wDzz6oWIXzC44j0UMYg",
-	"RCXC0RwvZNlktD5kzArm11bHrVMJLXzG6bivlUAD1HE98mXPe+/hpFNVmf2eVMrrbL5yY/WfWbf0vTpR",
-	"sCSkyq0HE6ftFNNacu9ZX4W+TpeIRQdz2i2wOhpjSTSpVbVXEwGxNfJJESYpZwaOlsUozk/dMNySln6G",
-	"LEMzpRJ5fHCAE9qbUjVLx72Ax2UN+fDZX2smHadqNoq5mel2hOkmSDcBupagNZ4qSUNi8GlY4YhPe+g1",
-	"yKf8GaotVh/gUBZn5zy9I6HbHqwG4345G3y4+uXI880fT/I/Ricnnp+HnH3r6fe9qxcD+P7c8733Z+9f",
-	"1TqWOwhnZ+4dAX3KkhQWSNnh17Krl6bZe93qztfbc45FOLIr2vU9jDmPCGZlGdLyPRkSFaQHvyFsBF6r",
-	"9h1ARA+iGnkPrdfwfEYEQWa6TKzSODFyYOVyARfWQLt1a2DmmazsDmV3JZcjjpxuawVCBUfSTRK0jc2d",
-	"fLi8Onu3PjDnRC2cUIWhsi5YYY9ys37XK56rHVUv8999rbsZNxVlUhEc9tAgkhwtjOqYyfbRn+Gh9cGB",
-	"smVftbaygEB+tGVO5bVNN40KrPY2NJ7W9Sxee4r/G45SEA5FQt8RMSWhPgZ4CQe8Y/yEPkpZCQG+IxGf",
-	"s5zzMf7kUnJ0mE8GCKQ2xL0xmMKqf3R9eMEDLe8lgIM7G+0hqVWMYqto1UcwjcArsvENWUg0ETw20G0e",
-	"LuAuAlyo2UOCc4Usg/lkQlhI2RTd6hnRDMzV2obgQaa4VpwaoJ9kxFrS6lj0Grwpl6bbmt2wZuX9QnBk",
-	"Bt1FMhGZRsqVQfymhfwxreoGcQqAIdfW3UR16mz9lazl/Elkmqf25gmflGH0u1cvBojBtQ4cBDxl6jTc",
-	"66G31t+ItLnNkFEofeP5MhYZrAtt496QRNVusMPDr7dK298b66bfmFlqjq+salw4TToYT2WRZlrpHYeV",
-	"wsEMVYRbm3nI3n7fU9FgnnVUOb7CT1VvQ62zXaozW+9wdyB6ihte9tF/6u7+E0kSkcDA9tAtFhQz4GpI",
-	"dS8xZVgZ33OMk8TKqkwlb419Ntp6M0i4CcCW6fwdgNnWJGiLKv6VqtmVCeBaM6Qt7Hxpr7TFmxcMm26A",
-	"a2v1tMUxFw5779gsnDvf44xsgrDvDq3/RjD1TdzsDD7Pl8k9Q8pXrH2IC5RQk7W7m4bGRl/iHZGLivS1",
-	"PR6SgMY4QiGdUlW1vlaF1Q73fxz+uTZm5tiQXU/8gre1OCTNahTTKKLS3OKBkPff8C2+hKe0DsxPL8+M",
-	"6oTmgioiEQWh1cIHVjwKGv0F7fynDgfOBh2vKzhta65+VH2wLo/OWGR8wYiyIEpD8pNDvu/4i2c8Ar22",
-	"7C/uG+c8PJh5emTuXXav7xaczGvP0bKNV2FzOzdIxKd8pRu1Hi9YcBdUfy64S7+JRee4N6s0VSfZPt7P",
-	"Ii16DnvNru41s1XSQBzuFZy3JQAXTE3NPDY7ZWsVl8bFvylmvdndr5+JKLtZ/VQt4rruwXuBrRfR1TmF",
-	"a1hV8U52CysaBcfP3HWYhUjbQwrfEJSDVH1UQKTCU5BIQPbBOa2flsgMxEcZ5fCYMyi0ixm6uByY65wM",
-	"nb9656PzNyeX/3KEuDB//XWvh14b35G11LiaEYE0B3IvYipJuOrSR0ez2V0LFf/jmrYFHG/H91ZQvk77",
-	"Z4c//rC2g9LydJof/fD0r8/WtjdTWBUyAxTwOMb7kiRY6B2LIioV3Hz+6H304IRgnJGSymBodtSEP30B",
-	"TcFgcI4PRr0/7w//sutXv9ur1yXKu6oaE1h6/dvttjV7yXXPd59Pp6MN8EKZ/dwqdupqWevcT9DxmoGf",
-	"1d28/So0e52UbIC11z26XJrthW798hiuCHhWAPZGtaqX08tBlkeSk1vpeQ3bzx3NparDZ+ftjoRUM1lW",
-	"FBsv8RHpTXvIhv02A8WNmpBvhcinyb6z4XJuvYo3WLXLIFWFf7/wuWEWTBTos3ppB1iraPYSYp71BO1W",
-	"w1h7bjByzEN9JI+1fVq7oEo3qLuxaqMriVKmRJw2XN4x54K90+sApdvT1ICIWXUjpQIJaN4DlebDAtUN",
-	"w2q+TVeWBH/79aq1+uUwy4mk6R5qFp+Dp6yaCxD2xHBWArwRSYWFkn3EE/xbWj4tnz5ZtUUH+/+B939f",
-	"tUUz7+lXu9frwmJnrOAi11odmI8wNqOYAcygne+o5KbujA8yzu0Yfzo17Yw3N6Ys+1w+AdcDENt6rL8d",
-	"P3IjUnYV3iYfZp0krbr0uq0hDhCSfFe2uiDstHFO343SDtjjfu0+d8msJaAaRzec8drwbLMrnSXWVe+d",
-	"1bJp4xu/982qyt3fNQyr8bZ+hYLZarVUdM1WrTY5irttgNqpAef/2tlZpYBmc1a7kp8gw/8O87PZsv66",
-	"W633nI6jtbbwEFNQv0NaTMS95Tppt0vMYeGCPtccye6V501nzODARvexcTqnMKjfIK0m5IFSQfwxc9Cw",
-	"aypz03L3bDYPDbukbjbOsQpmXwsq2RTf0AWA3QSmruROnCmV7Mo9k3Yzc60pbtI62jDCOjhkXSKAqu5Y",
-	"HyFc2tE7EhlHP7ohiw1dCf913PtX1Gis1OauengreXXOkNZL/PL05/eDqw8Xrx4lo0jOq7ptkCfc68i8",
-	"Ddo0ou463vNwcX81dzyaMXx1MLrhOvChGemwlnW62xecR3UebxtorCbBEASH0gAE0STCU3mMwDRERz5a",
-	"EOkjzny08BFheByZRIyGnejQR4z7iE8mPmI+CqmEJyD2jtkCBViCU8DZT7vXV2p4fSGG1x/S4fUrMvxy",
-	"9OX63xfw5/WlHH65PuPD6/dsCN9+ga/fs+H1AA+vX4yH128j8+jLcPjl+vXE/KC/vJSmu8Mv8PwZt13p",
-	"Z15Phl9Mny/D4fUpNU/XdLlXv7dTkOwdV5dctipNhQljah47KTnyOHBpurNu6ibc4lWLjvwfnq0XZ0PH",
-	"Q/rx437voAHrkKN1u8cKrh4EJLw8Hw0me/eGLA4MTNG8Wu71EEBgsSCIaRka0d9JqI+diM+J0EsSwnZw",
-	"SUMqvNDLVlEWKIQnijjnUgOUuHTSjtrjtVdy7O6+sMq+V0LjdPabfZ2yZszpDobsvfhK6gMh9cdTTmHp",
-	"3c4RZcJuVc5mJ2pZuNqwMRdLmL3om3zvcaIWPsIKxVwq9MMz9Ia+KKkgPzx//nR9MLQmo+bDKxhfb3xe",
-	"/Xo2urx6db7plY+rOUd63HXzUU2Xuo4jWa+mZRYxCVt1nsPhurG9zJCGy1tN0dwOBAP65Kvv9H2fd8ge",
-	"+RJY31gzUvFEZve+KJs+zg2vqoIoSZAKqhaXup2ZxjHBgoj64OEA5SPKso8bCdZDcCEbgr0QC9H6HsDS",
-	"8xIbcLICboXZq0S6ORynMx4BbAWoh/kBGpZrVVuEJpM2ZRNek8FccZvDp5yr1U3dARh6KsL9BAu10COQ",
-	"aExmlIXoPWZTviMLjw/OT3voJRH0loTmZkz2VJKOIypnJEQyIUHfpoAzNRwQzRlgw9IXrwYv373akYgI",
-	"gRUG3c1uTpebnu/dEiHNgI56h71D8HcnhOGEesfe095R79DekYGJcnIc6I9Totoktnud5SURBA3evyRh",
-	"H3ERmpQES0waevnq8sRHNIQ/+lpVlwQKvUD87v/9X5PTBMxzc6vRFGsgt5Sn5qEdiZx8LEjiheyhgWlv",
-	"awPYsw26KrBeK1pQoYNgES2yhPRUSXMxSRuHRKJn6B190S+8heYJFSB9C2TFrU/h0kPveWGxaIbA8yY/",
-	"hAFS5av3NPSOTZBz2dFbMsUB4P+c+kjX5bX56hMOVDlmiAPBpXRdDYAXrathVKqj1C79fOG+1N2dXybq",
-	"BEuyT5nUQknRW4JkOjZypuYeEAXbzX6f3f/bkciKaYPB4AKB/to0DEmwCGZfNYDVC9vwOc/6R8MmSoj1",
-	"YYUPTozBmpe45ibzW0PimfPofU5+CcOWX0U3OryWy7KPZIIDQBbyVO9GHMyMBBc0jkkjc50VXaLYBeEd",
-	"utFi2UioNtWub8hi+JMx1RJMhczErf5gjg+znz3w90bgmzFTUkefzZSwJKvJzuxottbYfdUssGoBUj8k",
-	"JDlbIj5Kd7+0RCzIQkdk+ujo///v//NEcy+/KX50eJjLVRxJ7ghOP5OcpQ0N9bjmUMAI4KyuYFVGrKJd",
-	"qjLgdC6tI6J/54zsFaWu1i91/4qy1AC90VXBVWRphSMYJr+PJCFNp2PdvGU1TZYTZ/uE1QT8N3VInmQQ",
-	"iOayJBWen2vesTQeE2EO+sN+dtO17tTrodMpgwt2gDc3TGgiPDE3W2vodqkGphweFmk/bEP7lU0ols2F",
-	"FTiFo9gkqXCQN/mZDdV3QDxBvZ0ZVnAEmkf1id10KGWp09pJJAcddHc3LBWue3J4eG9lV0qJ6WqKr5wx",
-	"y4micqj35zNDSF3/OcEHTpk9aHK0vkmhBA40erq+0bI8nm5x9LzNa2rq2ejGT35c37hcxOjO9563YYdb",
-	"WgvaPG3XplTdyrVFQIdyrZBrr6mkgla0vaFeUTKNYywWVklzZ9ZHjMyJVGhChVRZqQSzcx31bzcCbQ5p",
-	"9VqvDTeD2B7Q53xz4KKkEn38tFG9L2c4ivh8PyZiaq2V5Q1dk74AA4jM2hNLga13XQhOS+ugtIpqzG9J",
-	"uAd+c72NlcBMYmhybNIX6m+pRDGVkrKpn1efoxJu5SjCQNeGHDa2ZJ1Ezw6fZfWSRs6F44o6bPwGGdwu",
-	"14ZtjoUXPFzc274uY/ruim4Pm2frwcRK7eurcti9bw2THPYLRT1IMOOZCPhmRc3hs/Ut8hKZIJtavKJc",
-	"m3Ir0xplmrkLVpZqkOWkJC705uY19u0qUZZLrj0IA3PZymlwQZIIrIGCzFohqT7fZUUYqfrD5NMlUd+u",
-	"cDr6I4WTMPO5FU9b8XQ/4skKiIp8+FoRVVK7iplcjeSKiCLtZJjWlmTZFtbiRdu/kuComEwUbvNNOQ/R",
-	"bhH4wFlkEQ+IKmQoCPd66LRQjxayQBfA6CjCigjrZZU2j7dDCuik5lsa9tBgWbXSeYiLwoVzIxW1TDys",
-	"kYl+FbURciKrovIlDMKxnhpcm3WrbPnIQUN19gc1+TKURYPYc/2YEk05I1tT73uUO3ajl+SOWbcIF9JW",
-	"rZItRQkCSlDLwMmFTRtdTsMEiQeW+YY7lv/ToqeQjQJukKfBDMpr4xBJ/VQpT2vf3v0Ge3BKVEFqfb6D",
-	"PjB6dvg0rx64QFjeFEuYZ+Was48QxuyhAs71Jwj0GvmXFe22Zqe0ul+hufGeFaIqLESVjGXaCLchQij4",
-	"Dfkawiwzas7JMsc0c7Lr+FygHJ1u3w3Ws8UquGXI8yrllIV8jnaPnqOYslSLYKcWuVGLGJmTMLsGWQSC",
-	"Li9F5uEo08ZEi/pOTtcdWw4dRwX5XFNm3S8u3TEObkwMZmJRRTjviQtEPs1wCowbL7LvJXr25FlD18yt",
-	"4O2b2t22FL1+S+73f374JP/g1vReJjy3CcUMD1KmeKqXYra8NL/glxmWdgbC8vKaYzhQA20dwOqdU0ls",
-	"3zSKENBffA+Vln36dK0cWT8T9WDnlV/NjkiS4lKXWXjXkNhD7yFRXmWXGxZZzF6dK7UILPdb15fOMZs1",
-	"TuELS+nK/cL43NebmOVlc7J61GOeQrZHM5Wwh8NUZIpNXta/vEJ3dWMo5q4qB2++dPe0xNSEuVpMnvbe",
-	"2WVUrds8faT1IScLBlU2CC8zQ3LzaYG1OrKTc0/TMggCkmTlW3VrrOiYRlQt+jbP4ubLx1x3H+EkGf19",
-	"rr5mNT2Ofx4KPazV2YpV7E9wMCP7J5wpUYtVtnl++D6Ikd7KwvUZqip7ug5ZdfePZgp/lWrZ4m1W7ryI",
-	"eHBjh/WoGumTFqa+FfkFlfTRtVm9z72hlhDtnx8V8lsW9eCfiSpoEr5NhVXULkHugNIIZ3aMF0bHVDMS",
-	"d1abu5207p31c6xmJrPBQakWVK6KbxFLD4JY2mKVtlilLVZpi1XaYpW2WKUtVmmLVdo6sL9HrFIxcl8o",
-	"2pJIordMwak4AY2XBjO04CnCkVb5F2iGbwuXJbRcLseiGsJYJntpJavSMg1fFIH24HBCyyWb5NY6r8H9",
-	"Z8P/VovPHMBOau7dwfn5nq3gLEA1pkyPjxWSdiOTQsH1Qds+8mEUfbk2tRm4msHhnt0fwapvmy59uJkX",
-	"Ej3TR5nxrdvuQSgFmDEOhbvA1wr3mDUtvOBwlbk36/nhE2ueZWgH4/Wsau/lgiEPhF9oqkvyyCCrUt33",
-	"9fE8LDPOmYVj68HBaPxSCchuUZmCB872AKFtvYwy9/RuMRfzr1TNZiQyruqNnVY+kjTzoIKaE2AhKJHl",
-	"zOJbx9Y/F8bju/FsGVlePuiMiEG7KRxQe4UDqozykE3o2n8eLO0WRbtF0W5han8oirZZyf7uwbBbGOwW",
-	"BruVL98ADLaq+awGuG7hrBvCWbdA1q0f8LsDshawqVsk6haJukWifgdI1C0GdYtB3WJQtxjULQZ1i0Hd",
-	"YlC7YVDvBVbqN4UMoGotZP/VCoxNw1uolw8/mlKaxjGktZsSJA6eMW5plDKtszi+o+z3Xfh36ffTg9vr",
-	"5S/N+pfuy7N39FBdonyTNjJ3I/ag89I5U1FMSqUB7tcKvn8HYkMlg0eOUnQywy2mYess3DoLOzsLTciv",
-	"IDKt/PCX0GAuMnEACmmeXhs8hzOCI5OmtdZPMLCq63xGowzuzgEoI1Im+8jYTlp+oBArPLZZ94sy5Bfz",
-	"jgfccPYNDfstI1mbYBG9rcxBCU91S5jZvL534CLWG5l0JkJt1mlJnxmevgWJ5ncL1iPvHTyizWy7I206",
-	"3HpQ/qlL2wMyt1x6t4HLBVZt3YrfiYxxZ83gC/3Vv69S3wCLaJSdvIed4rWP7oBEvbb0jKOYhxDcVMXy",
-	"veXKvdZVM+ah3kBQZg9a7mJUU4nWuhFz7xFPldS6ktaPasq3AzrMGQ7Yu+WE0WpGqLHl+za3tdnuNqCC",
-	"FRJEmkLvrCAC0IwI0kOZ0H0CYMF24YoTkDRu0d+HUbAq7/mDVKy6IsrrBdMS7/etS6it9nSvkq0eUmYW",
-	"c8mLVz34Dz6brPlvyKJ1PLUYkQyrwA4+QVT5uVOaipp4ax3QA3prEYeFC5nLSCwMNXN9AmZ5iilDMb7J",
-	"4q6+qRfiUt4UFS2LmT/GjCqzGLwE7k0iQb6HGOcju7/+cff46qgoW7deGmOlNqT3U0F7D8NqrYhJHvGb",
-	"8SjUm62R1oqDfBfazmkUBliEe4ZAiai9eaW7hhCB7Gchxp8yow5ocRw+fnaRjaVRZLHgueYjOMQKGV+q",
-	"PFlxk9qoVHGrl3w/LS4gWmILLvy8sl3mvLYUeH6hAMyw/t5hXqe8Wu4uu3E44SJ+WKDFZurHvaL6Y2yQ",
-	"/Ystrn8rLbtLS3Dd+15rCVXrqi8I1cdw1n/IFLF1nnoAsui9MqEkCiWC7AjG293PXK4jrNCYBDwGgZhF",
-	"kTW9n+96hTEUnO2mNjWyt9hs+bVda3YuL57t9fNiRmSitGGJbghJXH+99e6gARIEsgpQi7UANELmcXPP",
-	"rRkunFlNlwAe3g5sLPi1tQO3bvd/IDG52u9eYzjGRAkaNDuL35nfM7fVueAxUTOSSqTIJ4VMacQegmFD",
-	"ATT91OD8VKt5gkiJUhbp/04uXr08P7u4Gr17dXVxenI5ent6efXqPVwYgNut2fNgaErE5zXmnCVmvRGn",
-	"aTtIIkxLW7OiPfjdhks+JVzS7I5xjNUGq36FM995XTYvMEm2JFpvgePImakic87MQ5cJCbpZuVmvbhKE",
-	"Un1y3bee1Ke9IxTyINULr1pXsV6OZW2zdu7dZgAXAZbaCn0DHlzJpKsZhUNFCWxL+h3A/e61QaEnh4fO",
-	"MZXFfzK4k4+eA2ZT/04VuC0R46q6CC/gZX9IdAhejRQ37LtH+VKC9OOQstyT0SyGjJSBmaxLrfSWBziy",
-	"M+35HpSLhLqGxwcHkf5txqU6fnp4+NS7G979dwAAAP//",
+	"7L3rchs5kij8KojaiZA0U6IkXzqmpeiIpW25W+OLtJK8/e1K+tRgVZLEqAiwAZQotq2NfYfz47zBeZHz",
+	"JvskJ5BAFVE3skhL6vYM/9giWUAlEolE3vNzEInRWHDgWgX7n4MxlXQEGiR+ei04h0gzwY/iE6qH5jvG",
+	"g/1gbD6EAacjCPaDyHssCAMJv6ZMQhzsa5lCGKhoCCNqxv5JQj/YD/5lZ/bSHfur2vHfFdzfh8GJFLcs",
+	"Bvla8D4bvIPpv6UgpzkIv+KnHIaxe/o6wsevb2C6MiiVNyM8nzj7NYV3MJ2DiTR75kHffW8mU2PBFeC2",
+	"vKLxKfyagtLmUyS4Bo5/0vE4YRE1SNz5uxLcfNfutWc6PpRSSPu2GFQk2djME+wH50Mg0r6PMEVGNOkL",
+	"OYKYCEnMuhVRYgR6yPiA6CHVJBagCBea9JkO7sPgrZA9FsfAnwzc7skRuYEpSWh0o4geAhFjkPimDUVU",
+	"JMZgAPso9FuR8vjJ4GJcw8DCQTaFJLOTszXDGtwxg2mOcN/AdEMR4LdMCj4yAJqjQaeJoPG5EO+pHMCT",
+	"gd8T8ZTAXQQQW6wqkLcgNxRJ2MjudUa/nzi9pSyhveRpwOuSjAMgYBm9xjAGHiti8P0j0z+lvZD0hSSU",
+	"2E+kOx4f4AgtboCTT6fvswck9CWo4RaJRJrEuDM9MzGNhhCHJGb2O8rVBCRuFxuBORN9yhKID8yveCYm",
+	"VBGlhbQnJhpSPoDY4OrUvuFVIqIbeBoiZPyWJiy+jiTEwDWjidr3lj9KlVslQmbW2Uv1DBm4Fgn9VEFM",
+	"JsysD0f3aHSzLfp9MgbJREw2n+8SRXpTEkOfponeCs3Ss4EvEVXK4IwSKSZ2A/L9M+8wmI1okkDcIaew",
+	"zUZjIbVlMOCdGhIlQKUiPaGHHYPSMyRIu/wnITtOUg53Y4g0xLjzqYQDEoOmLFGESiCJGAwctgqkyeIM",
+	"YBbBUx8Xc5pjqmmPKjBMPeVI2Ob9Zqe0EEQlYkI2lYXvOp0BaDdzdvzJUCSxItRcDXyar68nYgb4NdNk",
+	"RKeEaiJ4BHZOkNfiFqRhY4bKEDunoOV0u9vXILeCMBgCjZ0g4v1iPhbXcgaRMGdcCzKhzNBvX0iDZy2n",
+	"jA8OiAKu7Rsqbw78e3nEOBulo2B/Lwz0dAx4XjQMAFF4HwbnQnygfOouX/Xk1xlTxIBOmFZEUg2O7T4Y",
+	"quZKLQux84nTVA+FZL89ETP7KEJCi/IINefxhosJz5AWIGQqHRsOAvEHiBk9R/Cf8tJklqVV3mKGuInM",
+	"e7pJ0k318PWMOyNsfHrcD/Yv5sNxbEbueUN/Znp4SifBfdhi4LMVBr6iikXdMfPBXTSmO2bvYLrciPHq",
+	"j5ulDCGJFw7720Qv8xaHs4QB1ytgrjsenxmJYIWh9pQtA+vrVGkxWmbEeY8u8/grliQrrOR8Is40LLW5",
+	"Z2zAqU4LiAvur+7DoEpX5uDEMTNnjSYn0igAmhkFqk8TBaHRGPOvzPk34xed9XMjJRmOoh0HAW444kXQ",
+	"PTm6fnf4H8FVzhuVloajWuUt46kX9tcwe515nGlz55sFEKs4uglE7+8QoUxdOgFLLiyKQKlrlO/M5xJ4",
+	"YQB3YyZBXVPkg4aVmr+CmGrYNnJaEFbHSDrx5ppBWkXLSXuU+IDaV3jomYnrizGUH/pFmKoya08uJqJv",
+	"rpPuyQmx4qcRZSjew0aWEKn21bL9mVCq9iXQgohNBqBRYRrtk4nRkH05EKUTymMyGQL3ZXFzu8aojDCj",
+	"FOIuhYTDrdNx7GNMK0j6naBK0ONrFj/YjjOuNE0SvLqa5v2q3bfgVl9USwOhW/wk2+l6mjjy5voa1pBh",
+	"shVrqMHUvHE+jEfx06KxAW1NV9MfgPGMJbulGtC8VzfnEozp+uz8+PRwMWZLfMmHoMKluuMxQezVYbZO",
+	"XFoOpWOq1ETIdqfvVffs6HXN8sIgVSCtwfJzO6rKB4QzELxV48KIkYhql10vHSy38hhuG/d8FToSckA5",
+	"+20uO5uL7SZCU6DUEizy1dH794171DRJ+/3L0FZdsLc8u5iwstn+DrMkqdtba6U+vgUpWQxL7mmE0nPT",
+	"It2vCiIJun6ldeC4O/iQx59UpgGPJURUz3Ta6rUPPCZm3eaKt3dzHyTwCIglJ0WY3ifm5p2SPoMkJmMJ",
+	"5uIOCU+TxF7dRsFD1bN6GcdMjRM6vc52babRldedf2PmtaItjChLlh5l0VpcqnVhJFPC8DT2GdjlZsvv",
+	"LDoqRSgecI3LQOsDVACf9CARfKCIFsEiru6uxBIF1UCm6WAOm7YEZQddZPOEdvhVzTuz3QyL6HKvKSH7",
+	"aj6JZ0bO4jYkYuCOFNzR0RiP779L3tPTm//vb2+jm9ej5z+dfP9c1211mTtRy9LVlEcGmNmEtMDr518e",
+	"DqD5i3lrELYk+8gHO59fu12abdLd9kBsuy//rgTvnNLJB1CKDtA55M3fxKIkGLay1MUTFS//uUaCqjHI",
+	"cAMeX6eOtc2OGE2SFiaiKn80JF9Ea0bvpc2qsturIgbr5y4ep3ApZnyAdk4DD9rRKSf21SH5fG85LtNk",
+	"iM4CDmHGuhVAvKFIBRwSQ5RQaXnICJ0FYE4QLpZpGKn2Hmpn78tRQqWkaGi0hJJTAuP6uxdB1VwaBglV",
+	"+roPOhouST8j0DSmmj4wsWfOl3pBqMa3XivcONKZqyaZZ4wMM46XPDt1zLR4RsOGKIB8cfmWe3gMaxhJ",
+	"zo69E14AubqBxZM9n9kd1Vx25wW/1oYiLD4glHCYkE+fjt5Yek+gr4lItbmnR/TuPfCBHgb7z16+DIMR",
+	"49nnPSPcaQ3STPz/X9Dt37rb/7m7/X3YOdj/4S//dXl5cXl59eVf//T5/jLYuLy8vNy5JttXf/lTHb3N",
+	"oH7PbLzBSix6lVNmXnikYVR30Djc6esolcpegfMmNNO8tk+Wuc2JFeIsckdC+lugyIjqaLhPjJxsOA1V",
+	"xL6QbOa+PEVHQPos0SAV2nDQIbOFRhvzuwGTjOkAOqTbw1c5kcWQj/2hQtg+0ubTUY6glS/O+Rdbe65U",
+	"fyktfxVVZd/fj0Uvx2krwt8fjeU+LPvMNzxnlT5DdeQzn3pPgS5roe36rn+qyI+H52THOy87n/1QtHsi",
+	"QaeSW+WtKGtad/AEekMhbq5TmaBP2CixobXFZicctb2yUojebBv3geqfEy1i/ER7CXRIhiDCFKHJhE5V",
+	"WWV0NmTKC+rXWsatEwld+Iw38YERAm2gjm+RL1veO4/HnarC7LckUl5k+5Urq//MsmUY1LGCGSBVbD0a",
+	"O20nmNaC+8DyKs51NItY9GJOl3OsXveoAgNqVew1QKBvDe40cMUEt+FomY/i5Mh3w81gOcgiy8hQ67Ha",
+	"39mhY9YZMD1Me51IjMoS8u6Lv9ZsOk318Hok7E63A8wMIWYIwjULWhOpViwGG59GNU3EoEPeIn/Kn2FG",
+	"Yw0xHMrF2XlPbyictoPUYM0vx91P5z/tBaH941n+x/Xr10GYu5xDZ+kPg/NXXfz+JAiDj8cfD2sNy0sw",
+	"Z2/vPQZ9xMcpEkjZ4Ndyqjd22Ecz6j40x3NCZXztKNq3PfSESIDyMg9p+Z4sEhW5h7gBfo1Wq/YToEcP",
+	"vRr5DK1peDIECcRul/VVWiNGHlg5I+ACDbSjWxtmnvHK5UPZfc7lsSNv2lqGUIkjWY4TtPXNvf50dn78",
+	"YbFjzvNaeK4KC2Wds8Jd5ZZ+Fwue8w1Vb/LfQyO7WTMV40oDjTukmyhBplZ0zHj79Z/xocXOgbJmX9W2",
+	"ModAfrVlRuWFQ1f1Csy3NjTe1vUoXniL/ztNUmQORUA/gBxAbK4BUYoD3rB2wpCkvBQBvqGImPAc8yN6",
+	"50Oyt5tvBjKkNsC9szGFVfvoYvdCgFLeGwwOXlppj6FWMBo5Qaveg2kZXhGN72CqSF+KkQ3dFvEUcxEw",
+	"oWaLSCE0cQgW/T7wmPEBuTU7YhCYi7UNzoNMcK0YNVA+yYB1oDWi6Nh+fCAULSmU+5tUI5A3I7xuzXVL",
+	"fIsGozM7qubALzhcPwFN7L4uw3xBpYn22ay4acFi7ai6RRxhTNRMgXlFdTR8i6kPS4IGmSNr4aYcz9zs",
+	"mupU1ZtR7W/k5PisaB0gE0zkcIp7ZqIzJEFoIjg4/mCDnF9+/304C3l+sbtbE/RcxJUDyZFbe5zZL5fG",
+	"2mxh7ZVM9LIVsJev95lZYb7eZ8us14Ok9aJX0yVK9uSa/Cp8lwoJ0Gho1Ibyy917O8Q6mm4hEWOYpV5h",
+	"cgzV4GL1cBam8q9jIjDgzlwpucMJGajoV+nNWpIo6VEzDtMsLO3hHWaD+PF8FfjqAmV6RO+O7KN7u27L",
+	"ss8LWfB8u3LDPmVsQ3BoYTiZT+GLwnvn8RQ0B8+BUa3EEGvo6JiD2xcyxlwLGJnt9WSKMNs+IWMrHrW6",
+	"V+YheNH9mUHbZuO+9my1NDWWTLP5k8QOT12ao0OdZ7jdPH/VJRxzCGkUiZTro3irQ94755Y5Y5QTa70I",
+	"rZvFmv9QCDHH6AbGulaa89jWyibQ9knKyynTdpeanflzbz9fdVnCUleWn+0oI95RrQ1zq0jSbfYhe/tD",
+	"b0WDLXBJ/fYrnCL1BrtFhrLqztZ7d714cC0sLg/IL2a6X4iCBCIbI05uqWSUI1ZjZmYZMU61FZFGdDx2",
+	"UmNm/2mdaGNNQ80ZKU3R0pmBaYksIGd/apvC8jPTw3MbLeRsXm1znGbGsbbJTQUr2nLZPc7E1jZppqBZ",
+	"BvuWcO7DljdpdalL53H9QRK4mrC5dKZTTiYPnL80h/at1FEM0a+XPGNrEJ4F1xM/BB9FhhgiNqIJidmA",
+	"6aqpb14Mx+7291d/rg3Q8AyWy974BddecUkG1WTEkoQpmzKK4u7f6C09w6c2DA87Oju2SiyZSKZBEYZM",
+	"q4XDpXgVNBqn2znrPAwcd5fMjfPG1uQZVh1+RUExsY5HwniUpDH84IEfes7JoUjQiFJ2Th5YTzA+mLkV",
+	"VO7K9GtFFDyaC+/RskGxguZ2NvdEDMRcn119cHrBNl39ueCb+0MQnedLq9MGypvsHj/I3PpmDzvNftUF",
+	"u1WSQDzsFTyFpWhh3JqafWz2ANYKLo3Ev2qCVLNv2TyTMH4z/6na9J66Bx8kR6qYypNDuABVFVfYcjEs",
+	"VsAJM98Q5TEx+pCmN0DyjIiQFNIf8CmsWqMO0BNqnlbELiQkGeT4mLcoskk5OT3r2toBnJwcfgjJybvX",
+	"Z/+yR4S0f/11q0PeWkeF09SEHoIkBgO5yypVEM/LMFzSgOnTQsXZtWBsIWlkyfdWUkq88S92v/9u4QQl",
+	"8vSG7333/K8vFo63W1hlMl0SidGIbisYU4l2poQpjWU2LoPLAG8IPrNQFmH2xIQ/fUFJwQZ87u9cd/68",
+	"ffWXzbD63Va9LFE+VVUH9MzF3O60LThLvi94+f30JlohODXTn9vZbjwpa5GtBidesPDjujIPX5U6Vccl",
+	"G3Ko6h6dkWZ7pltPHldzomsq2VxWtKrn07NFlleSg1uZeQHaTzzJpSrDZ/fthsK6ZlkJLuecDwl0Bh3i",
+	"YkxWi8C+bgqzLoTZ2FJvK5JzaypegWpnEREV/P0kJhZZuFEozxrSjqgR0VzGe15ii2xWYya2/MiXnojN",
+	"ldwz+mktQZXKdSzpcFol/12pFORRQ6aovRdcAQkvK6c9TA3hl/PSHyvxZ81noDL8qgB1w7KaU7fLnOBv",
+	"P5+3Fr88ZHlhG2aGGuLzgver6gLG2FC8KzGWnihNpVYHRIzpr2n5tnz+bN4R7W7/J93+bd4RzaynX21e",
+	"r4vBOOYFE7mR6lB9xLVZwQxj2trZjkpm6qWDUa1xewlX0+Jo97YW6z+OHbnRfTYvuDNfZh0nrZr0lqMh",
+	"gfGK+alsVY3CG+PdvivVuHHX/cJz7oNZC0A1aMtiJmiDs9XqB5RQV01yrkXTyuUlHhpVlUITCxBWY239",
+	"CgGzFbVUZM1Wo1a5ipc7ALVbg8b/hbszTwDN9qyWkp8Ri/8l9mc1sv66EgoPXPuptbTwGFtQf0JabMSD",
+	"FdZqd0rsZeFnGCy4kv36GqvumA06vn6Ig7N0vZz6A9JqQx6p7tDvswcNp6ayNy1Pz2r70HBK6nbjhOpo",
+	"+LVBJavGNyyT7dOUuVMp1DvUeryptmyN58y0poWtIezcCIti7+uqzlRlx3oP4UyP3lDEGvrJDUxXNCX8",
+	"137nX0mjslJbKPHxteT5Bapak/jZ0Y8fu+efTg+fpHxVjqu6Y5BXd33smNYS6M1BpNb79UqIpM6Q7Px3",
+	"1UJGEmisbJA36Sd0oPYJalxkLyRTUCERPCTTkACnvcQW07UrI7sh4SIkot8PCQ9JzBQ+gS5tyqckogp1",
+	"bY9MNy/O9dXFqby6+JReXRzC1Ze9Lxf/McU/L87U1ZeLY3F18ZFf4bdf8OuP/OqiS68uXvWuLt4n9tE3",
+	"8dWXi7d9+4P58kzZ6Xa/4PPHwk1lnnnbv/pi53wTX10cMft0zZRb9UcmRYa55Ear2ajSVljvoMGxV1Yp",
+	"d6+Wg2ndNHUb7nIOivbx714s5hJXnuHx8nK7s9MQQpBnXCxvgj9/lESP2bVj82o2b2C6Y6P/7KvVVodg",
+	"GgOVQLhhTQn7DWLDzRMxAWlIEr1hmGinNJ0astWMR5rQvgaP3Tekg5QusOv2OTdzMXb/UPkmYVAKclna",
+	"HPV1MpDVUpfQDx/EBFHvX6jn+jmEpXd7nN96s6qYzS6qMnN13lghZ6lS8sD27BiN9TQkVJORUJp894K8",
+	"Y69KN/t3L18+X+xjrKmK/Pj39tfrdOc/H1+fnR+erJq2dz4RxKy7bj+qJa8XYSSb1Y7MHBFxq8nzKLPl",
+	"0F5GSEMCbpOTdAmAMajjq/Oyv8084CdO5D2wSoLSYqyy3F3GB0+TpVvNMFQQpZLp6ZkZZ7exB1SCrPfJ",
+	"dUm+oqyDhOVgNv3F+lDRxWAzWyiftUnCmxXDQbhLBzXD8TodigSjQRB63B+EYUarRtGy3RAY74uaLhRa",
+	"uDps5XrbfrYWhqYzGW+PqdRTswJFejBkPCYfKR+IDVV4vHty1CFvQLJbiG12Y/bUOO0lTA0hJmoM0YEr",
+	"42n78BCWI8B5e08Pu28+HG4oAlJSTVF2c4fTx2YQBrcglV3QXme3s4tm5DFwOmbBfvC8s9fZdXmOuFE7",
+	"xYStAeg2xUnfZrWlJJDuxzcQH9ikEwP3LNSLvDk8ex0SFuMfB0ZUV4DNutAt9n//t61LhVqvzUy3DXfg",
+	"lonUPrShiFdTiyg6VR3SteNdfxd3t+FUBdQbQQu7LAGVyTRrKsK0srlRRucCRV6QD+zVQeEtLC+KgyW4",
+	"sLJ5fRmuDvkoCsRiEILP2xo/Nj4pp96jONi3vsPZRO9hQCMMq/N63F2UafPwjka67IqjkRRK+Ro8hmHW",
+	"9aEr9cJr10KkkBB6fx+WgXpNFWwzrgxT0uwWiEp7ls/UpNcw1N3c91kO94Yijk3b0AYhCcqvTctQQGU0",
+	"/KoFzCdsi+e8ciuLmyABZxqKHx0YG8JdwppfkHUBiMfeow+5+aXQsLyciJXhDV9WB0SNaYQBeyI1pxHT",
+	"H805l2w0gkbkehRdgtiPbdv1nbCqEVCjql3cwPTqB6uqjSmTKmO35oO9Pux5DtCMmmDKtt2SOvhctZsZ",
+	"WE165pJqa43eV63krafI9WOA8fEskKKUUmU4YoEXeiwzJHv/89//65nBXl7tY293N+erNFHCY5xhxjlL",
+	"Bxp7KtrcZYwS9RmrtmyVbDKdxSPn3DoB87vgsFXkuka+NPNrxlMbP03OC6YiBytewbj5B0QBNN2OdfuW",
+	"9aWabZybE6kpLKQd+3nHda2lKjg/Mbjj6agH0l70uwdZtYK6W69DjgYc89YwjNsioQnwsa1OUAO3DzUi",
+	"ZXe3CPtuG9jPXVHIbC8cwylcxbbQkBfQkt/Z2EEN2RP2TBtSjVegfdTc2E2XUlb+sh1H8oJu7u+vSs1H",
+	"n+3uPljrrFJx0ZoGWsfcYaIoHJrz+cICUjd/DvCO1yoVh+wtHlJoY4aDni8eNGtxakbsvWzzmpqeZGbw",
+	"s+8XDy43orsPg5dt0OG3R8Qxz9uNKXUo9HURlKF8LeQiaGqLYwTt4MpQlEpHIyqnTkgjhaR5DhNQmvSZ",
+	"VDprd2NPrif+bSYozREjXhva8PPutxA+75sdP/hobK6fNqL32ZAmiZhsj0AOnLYyS3y1JWgoxmY5fWLG",
+	"sM2pi9Fo6QyUTlAdiVuIt9Bubo6xlpQrikP2bQlaVyVgxJRifBDmHUSZwmQXDRxlbaxD5tqOKvJi90XW",
+	"8+7ay+OtiMPWbpBFseXSsMtpfyXi6YOd63Ko3H3R7OFqJT4aW6l9fZUP+2nMuMnxQaExE0RDkbGAPyyr",
+	"2X2xeETe5hh5U4tXlPsLr3laI0+zKVZlroaVqkrswhxuUaPfzmNlOefaQu+qUK2MBqcwTlAbKPCsOZzq",
+	"833WSJfp340/nYH+4zKnvd+TOUm7n2v2tGZPD8OeHIOo8IevZVElsatYjdtyrgQ0tONhRlpSZV3YsBej",
+	"/yqgSbEgNCbJDYSIyWYx8EHwxEU8EKaJhSDe6rjSUFlPcazkX4jxJgnVIJ2VVbleDB4oKJPab1ncId1Z",
+	"52HvISELedyWKxqeuFvDE8Nq1EYsQFVZ5RtchKc9NZg266hs9kjV7fBvqDY+qsqXRVk0sD3fjqnIQHBY",
+	"q3rfIt9xB73EdyzdElqoBjWPtxQ5CApBLR0np670f7m6Eebzz2rGL9nC1bCeQpEHTMxOI8MIzAiizFOl",
+	"WtsHLqUa9cEB6ALX+nzvqsS92H2ed4CdEqpuXAEJ53XMWu5nH9GN2SGF8NEf0NFr+Z+zW205tVM52a8w",
+	"3FrPCl4VHpNKITCjhDsXIaisDEKcVbfOMVnGmEFOluUuJMmDvt27UXt2sQo4gfO/ZRBOGI/FhGzuvSQj",
+	"xlPDgnvT2bJQLOIwgTjLLizGV85yDXN3lB1jvUUHXl3uDWVz3GlS4M+MY9m/0pJ80u3R6Mb6YPouqojm",
+	"MwlJ4G5IU0Rcb5p9r8iLZy8apjYXiAQaDc3BC4lKxMRG4bHEvCW3+7/cfZZ/uE5nZ3XWtMLV6bI4SLkW",
+	"qSHFjLwMvvCXIVVuB+IyeU0oXqiR0Q6QeidMgZubJYmtiFh8j1fecKt6Zf0I+tHuq7Ba4RbGRVJXmXvX",
+	"gtghH7H+XOWUWxS5mL06U2oxXrutRdWL2awxCp86SOeeFy4moTnEPG99xmzNStoTKVbstVuJZzhOZSbY",
+	"GCLdrqPQTTNY8Kjib2BqRrpbhmMawHwpJm9d4p0yphcdngNi5CGvuATTzgmvMkVy9W1BWr12m/NA29KN",
+	"IhhnLbjNaKpZjyVMTw9c+cLVycdmkV/T8fj67xP9NdT0NPZ5bNazUGYLwmAINAZbbPk1jYaw/VpwLWtj",
+	"lV35HLGNbKQTlLVwHx1ZVFX2dF1k1f0/mir8VaJli7c5vvMqEdGNW9aTSqTPWqj6juUXRNInl2bNOQ+u",
+	"DIdo//x1oWxkUQ7+EXRBkghdhamidIl8B4VGvLNHdGplTD2E0dJi83I3rZ8KfkL10BYM2CnVX85F8XXE",
+	"0qNELK1jldaxSutYpXWs0jpWaR2rtI5VWscqrQ3Y32KsUtFzX2i8NVZgjkzBqNhHiZdFQzIVKaGJEfmn",
+	"ZEhvC8kShi+XfVENbixbFLRSrGhW3S5JUHrwMGH4kqsd64zXaP5z7n8nxWcGYK/i9Wb35GTLdeGXKBoz",
+	"btbHC7Wwia1M4Nug3Rz5Moq2XFcxDE3NaHDP8keoPnBDZzbczApJXpirzNrW3fTIlCLKucDmi2hrxTxm",
+	"A4soGFxVbs16ufvMqWdZtIO1elal93IfjkeKX2hq9/HEQVblrkIL/XlUZZizhON6euJqwlIb3+W8MgUL",
+	"nJsBXduGjDLz9GaxxPHPTA+HkFhT9cpGq5AolllQUcyJqJQMVLlg99qw9c8V4/HNWLYsLy9fdJbFkM0U",
+	"L6itwgVVjvJQO70sorb+lvOyEPO8yg45xNZarrfSL950vxh2PKQ8TiAmYJTdZLqw1db+7PKTaQIqJFg/",
+	"g0QiNh9cyz5r90FBWzmebh/DJD0iwdxPt5A1xTHQWXVjFsz2bHfXDhTVLlEYOJdFZ6HNa5/88vnSNUq7",
+	"tF3VLj2ry2Ww/z///X/ufzGXTuHBF3d3X17e3YWXtgzIZbD/2Tx4/0voxOtf8HtElYE0+zgCVDScoO6g",
+	"buqDN2C3YMSIHo3tRljxpZeI6EbNKoGrA/xVof0R7TEx66P2VWhR4Hzh9lG8aCWMgWpCyWaN9BEWhZQt",
+	"NADgZWQzMQtodO3cchupmPCsc1qxjxvTCpK+9WxRTqx+HBIuihQWkt08zEkPKUfF0YK+VevFMnS3+L7H",
+	"fl5PdOkXmug98c0/twlbg1608Kisb+Gv1ePWgZNPfzGm48zuVDCsuQBqmZ/P0o3ZkI/yz5N9ss47Weed",
+	"rPnT75p30myW+ubTR9aJI+vEkTV/+QMkjlQln/kpIesEkBUTQNapH2vP2TeX+lHI5ljnbqxzN9a5G99A",
+	"7sY6a2OdtbHO2lhnbayzNtZZG+usjeWyNh4kESNschlg+3Ssl28EGFe4PiwIFeZH29PZGoaMdFMKIsdn",
+	"rFmapNzILJ7tKPt9E/+d2f3M4rY6+Uuz+ZX/8uwdHVLXscUWWs7NiB2cvHTPVASTUo+ah9WCH96A2NBS",
+	"54m9FEup4S4KcG0sXBsLlzYWWpdfgWU6/hHOkmmEzNgBCqR5Qwq0HA6BJrawea2doOtE18mQJVmCmMDQ",
+	"UplydUCs7mT4B4mppj3Xp6bIQ36y73jEA+fe0HDeMpCNCpaw28oelCKQb4HbwxsGO374TSOSjmVs1DrD",
+	"6TPFM3RpFXk23uJcNS+C39WC31CugHx9GtuRD9tjBqOUesA3YLmAqrVZ8RvhMf6u2Yj8cP7v88Q3jN63",
+	"wk4+w4YqxbAtG8KP0YGpHpKRiCELx/OMU+UW8s5U0xOxOUDY7xVHbtKaKMktZ0bMrUci1crISkY+si1m",
+	"w8z2QHls46m95aC+W26xoIfArC5/4LpB2OPuHCoYuKc0zscLLIAMQUKHZEz3GYbXt3NXvEZO43effxwB",
+	"q/Ke3ytCrqab/2LGNIuQD9ahZv9MnK0+1swSc8mKV734dz7bPjPvYNran1r0SMbVwA7RJ0yHuVGayRp/",
+	"a12gB87Wwg+LJQxmnlhcamb6xCyfAWWcjOhN5ncNbYctH/Imr2iZzfw+alQZxWgl8HNvJXwLPs4nNn/9",
+	"457x+V5RvoheGn2lzqX3Q0F6j+Nqd6V+7vEbiiQ2h60R1oqBfBPHTlgSR1TGWxZARZjLVTZT57kCDp5M",
+	"qUNYPINPmKV+8zRJXNx2LvlIgb5CLmYiT9YOrNYrVTzqJdtPi5R9B2zBhI9pAL7x2kEQhIWWaVf1mfpH",
+	"drSXpE+lpFM/R78v5OhxAy1WEz8eNAJ/RG0U/nSdCbfmlstzSzTdh0FrDlVrqi8w1acw1n/KBLFFlnoM",
+	"ZDFnpc8giRXBekLW2n2QmVyvqSY9iMQIGWLmRTbwfr7vFNZQMLZHCcPMLJv37RqWbjq1c5aqvXWQt/+D",
+	"vjaKJbkBGPv2emfdIV0iAfO+mIu1wGiEzOLm31tDWrizmpIAHl8PbGyRudYD12b3fyA2Od/uXqM4jkBL",
+	"FjUbiz/Y3zOz1YkUI9BDSBXRcKeJbSbcIbhsbBlqnuqeHBkxT4JSJOWJ+e/16eGbk+PT8+sPh+enR6/P",
+	"rt8fnZ0ffsSEAawHkT2PiiZmdFa5hQNmsRJnYNsZJ5SVjmZFegiXWy7cjYViWVWOEdUrUP0cY773umxf",
+	"cJNcE9HOlI4Sb6eKyDm2D52NIVpOy81m9csGFZ0qxMxtNvV5Z4/EIkoN4VU7EdfzsWxsNs6vBoLBRRhL",
+	"7Zi+DR6ci6TzIcNLRUvqmuDuYEWUhU4hzNTOr6nM/5OFO4XkJcZsmt+ZRrMl4UJXifAUX/a7eIfw1UQL",
+	"i74H5C+lkH4aM55bMprZkOUyuJN1xQjfi4gmbqeDMMAGy9gJeH9nJzG/DYXS+893d58H91f3/y8AAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

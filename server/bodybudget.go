@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -24,17 +25,19 @@ func newBodyBudget(size, maxBody int64, wait time.Duration) *bodyBudget {
 	return &bodyBudget{sem: semaphore.NewWeighted(size), size: size, maxBody: maxBody, wait: wait}
 }
 
-// bodyLease is one request's share of the budget.
+// bodyLease is one request's share of the budget. The items of a batch grow it concurrently.
 type bodyLease struct {
-	b *bodyBudget
-	n int64
+	b  *bodyBudget
+	mu sync.Mutex
+	n  int64
 }
 
 // acquire takes req's share of the budget for its body's bytes, waiting at most b.wait; past
 // the wait it answers 503 server_overloaded.
 func (b *bodyBudget) acquire(req *http.Request) (*bodyLease, error) {
+	// The body limit has refused a larger Content-Length already; a batch's may pass maxBody.
 	n := req.ContentLength
-	if n < 0 || n > b.maxBody {
+	if n < 0 {
 		n = b.maxBody
 	}
 	l := &bodyLease{b: b}
@@ -47,6 +50,8 @@ func (b *bodyBudget) acquire(req *http.Request) (*bodyLease, error) {
 // grow adds n to the lease, waiting at most the budget's wait. A lease never holds more than the
 // whole budget, so that a request larger than it may still run, alone.
 func (l *bodyLease) grow(ctx context.Context, n int64) *Error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	n = min(n, l.b.size-l.n)
 	if n <= 0 {
 		return nil
@@ -64,8 +69,33 @@ func (l *bodyLease) grow(ctx context.Context, n int64) *Error {
 
 // release gives the whole lease back.
 func (l *bodyLease) release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.n > 0 {
 		l.b.sem.Release(l.n)
 		l.n = 0
 	}
+}
+
+// charge is the charge function of a body check: it grows the lease by jsonValueBytes a value.
+func (l *bodyLease) charge(ctx context.Context) func(values int) *Error {
+	return func(values int) *Error {
+		return l.grow(ctx, int64(values)*jsonValueBytes)
+	}
+}
+
+type leaseKey struct{}
+
+// withLease hands a request's lease on to its handler, which charges a batch's items to it.
+func withLease(ctx context.Context, l *bodyLease) context.Context {
+	return context.WithValue(ctx, leaseKey{}, l)
+}
+
+// chargeOf is the charge function of the request's lease; nil outside the validator.
+func chargeOf(ctx context.Context) func(values int) *Error {
+	l, ok := ctx.Value(leaseKey{}).(*bodyLease)
+	if !ok {
+		return nil
+	}
+	return l.charge(ctx)
 }

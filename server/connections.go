@@ -20,33 +20,34 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	if !ok {
 		return nil, errors.New("import connection: no authenticated key")
 	}
-	full, err := s.importOne(ctx, key, req.Body)
+	out, err := s.importOne(ctx, key, req.Body)
 	if err != nil {
 		return nil, err
 	}
+	notes(ctx).created = &out.created
 	return gen.ImportConnection200JSONResponse{
-		Body:    full,
+		Body:    out.connection,
 		Headers: gen.ImportConnection200ResponseHeaders{CacheControl: "no-store"},
 	}, nil
 }
 
-// importOne imports one connection for key and answers it as key may see it: every endpoint that
-// imports goes through it, so that none shows a key a credential the key did not send (see
-// withheldAppCredentials).
-func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest) (gen.ConnectionFull, error) {
+// importOne applies one import request of key: every rule of POST /connections, the store's
+// upsert and the answer's connection. POST /connections and each item of POST
+// /connections/batch go through it alike; its errors become answers through toAPIError.
+func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest) (*imported, error) {
 	integration, err := s.integrations.get(ctx, integrationKey{key.EnvironmentID, body.ProviderConfigKey})
 	if errors.Is(err, store.ErrNotFound) {
-		return gen.ConnectionFull{}, newError(http.StatusNotFound, "not_found", "Integration does not exist")
+		return nil, newError(http.StatusNotFound, "not_found", "Integration does not exist")
 	}
 	if err != nil {
-		return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
+		return nil, fmt.Errorf("import connection: %w", err)
 	}
 	credType, err := body.Credentials.Discriminator()
 	if err != nil {
-		return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
+		return nil, fmt.Errorf("import connection: %w", err)
 	}
 	if credType != integration.AuthMode {
-		return gen.ConnectionFull{}, invalidBody(fmt.Sprintf("Provider %s does not support %s auth", integration.AuthMode, credType),
+		return nil, invalidBody(fmt.Sprintf("Provider %s does not support %s auth", integration.AuthMode, credType),
 			detail("invalid_auth_mode", "The integration's auth mode is "+integration.AuthMode, []string{"credentials", "type"}))
 	}
 	var app *gen.AppInstallationCredentials
@@ -54,15 +55,15 @@ func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.Impo
 	case "APP":
 		creds, err := body.Credentials.AsAppInstallationCredentials()
 		if err != nil {
-			return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
+			return nil, fmt.Errorf("import connection: %w", err)
 		}
 		if err := s.checkApp(integration, creds); err != nil {
-			return gen.ConnectionFull{}, err
+			return nil, err
 		}
 		app = &creds
 	case "TBA":
 		if !hasAccountID(body.ConnectionConfig) {
-			return gen.ConnectionFull{}, invalidBody("TBA credentials need connection_config.accountId",
+			return nil, invalidBody("TBA credentials need connection_config.accountId",
 				detail("invalid_type", "Required", []string{"connection_config", "accountId"}))
 		}
 	}
@@ -87,35 +88,34 @@ func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.Impo
 			errs = s.validate.validateValue(s.tags, stringMapToAny(tags), []string{"tags"})
 		}
 		if len(errs) > 0 {
-			return gen.ConnectionFull{}, invalidBody("Invalid tags", errs...)
+			return nil, invalidBody("Invalid tags", errs...)
 		}
 		if in.Tags, err = json.Marshal(tags); err != nil {
-			return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
+			return nil, fmt.Errorf("import connection: %w", err)
 		}
 	}
 	if body.EndUser != nil {
 		if in.EndUser, err = json.Marshal(body.EndUser); err != nil {
-			return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
+			return nil, fmt.Errorf("import connection: %w", err)
 		}
 	}
 	if app != nil {
 		// Every rule of the request has passed: only now is GitHub asked for a token.
 		if err := s.mintAppCredentials(ctx, &in, *app, body.ConnectionConfig); err != nil {
-			return gen.ConnectionFull{}, err
+			return nil, err
 		}
 		// The provider's time is not the database's: what follows gets a deadline of its own.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), s.requestTimeout)
 		defer cancel()
 	} else if in.Credentials, in.CredentialsExpiresAt, err = storedCredentials(body.Credentials, s.now().UTC()); err != nil {
-		return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
+		return nil, fmt.Errorf("import connection: %w", err)
 	}
 
 	conn, err := s.store.UpsertConnection(ctx, in)
 	if err != nil {
-		return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
+		return nil, fmt.Errorf("import connection: %w", err)
 	}
-	notes(ctx).created = &conn.Created
 	outcome := "updated"
 	if conn.Created {
 		outcome = "created"
@@ -124,18 +124,24 @@ func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.Impo
 		"integration", integration.UniqueKey, "connection_id", conn.ConnectionID, "type", credType, "outcome", outcome)
 	if app != nil && !grants(key.Scopes, scopeReadCredentials) {
 		if conn.Credentials, err = withheldAppCredentials(conn.Credentials, *app); err != nil {
-			return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
+			return nil, fmt.Errorf("import connection: %w", err)
 		}
 	}
 	full, err := connectionFull(conn)
 	if err != nil {
-		return gen.ConnectionFull{}, fmt.Errorf("import connection: %w", err)
+		return nil, fmt.Errorf("import connection: %w", err)
 	}
 	if full.EndUser != nil && full.EndUser.Tags == nil {
 		// The seed's ConnectionFull declares the end user's tags an object: {} when it has none.
 		full.EndUser.Tags = &map[string]any{}
 	}
-	return full, nil
+	return &imported{connection: full, created: conn.Created}, nil
+}
+
+// imported is the outcome of one import: the answer's connection, and whether it was new.
+type imported struct {
+	connection gen.ConnectionFull
+	created    bool
 }
 
 // withheldAppCredentials are the credentials of an APP import as a key without read_credentials

@@ -60,14 +60,7 @@ func HTTPErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			log.ErrorContext(ctx, "request failed", "request_id", reqID, "method", c.Request().Method,
 				"path", c.Path(), "status", apiErr.Status, "error", err)
 		}
-		body := gen.StdError{}
-		body.Error.Code = apiErr.Code
-		if apiErr.Message != "" {
-			body.Error.Message = &apiErr.Message
-		}
-		if len(apiErr.Details) > 0 {
-			body.Error.Errors = &apiErr.Details
-		}
+		body := gen.StdError{Error: errorObject(apiErr)}
 		if bodyUnread(c) {
 			// Refused before its body was read (401, 403, 429, 413, 503...): close the connection
 			// rather than let net/http drain what is left of the body, up to 256 KiB at whatever
@@ -87,6 +80,19 @@ func HTTPErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			log.ErrorContext(ctx, "write error response", "request_id", reqID, "error", err)
 		}
 	}
+}
+
+// errorObject is the error member of an answer: of a StdError body, or of a result of
+// POST /connections/batch.
+func errorObject(apiErr *Error) gen.ErrorObject {
+	obj := gen.ErrorObject{Code: apiErr.Code}
+	if apiErr.Message != "" {
+		obj.Message = &apiErr.Message
+	}
+	if len(apiErr.Details) > 0 {
+		obj.Errors = &apiErr.Details
+	}
+	return obj
 }
 
 func toAPIError(err error) *Error {

@@ -77,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"route", "method"}),
 		imports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "credport_imports_total",
-			Help: "POST /connections by outcome (created, updated, rejected) and credentials type.",
+			Help: "Imports (POST /connections, and each item of POST /connections/batch) by outcome (created, updated, rejected) and credentials type.",
 		}, []string{"outcome", "type"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.imports} {
@@ -107,7 +107,13 @@ func DefaultRegistry() *prometheus.Registry {
 type requestNotes struct {
 	credentialType string
 	created        *bool
+	// batchImports are the outcomes of the items of a batch.
+	batchImports []importNote
 }
+
+// importNote is the outcome (created, updated, rejected or "" for a server error) of one import
+// and its credentials type.
+type importNote struct{ outcome, credentialType string }
 
 type requestNotesKey struct{}
 
@@ -144,6 +150,11 @@ func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 				m.imports.WithLabelValues("updated", typ).Inc()
 			case status >= 400 && status < 500:
 				m.imports.WithLabelValues("rejected", typ).Inc()
+			}
+		}
+		for _, in := range n.batchImports {
+			if in.outcome != "" {
+				m.imports.WithLabelValues(in.outcome, in.credentialType).Inc()
 			}
 		}
 		return nil

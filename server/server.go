@@ -38,7 +38,8 @@ type Store interface {
 type Config struct {
 	Store  Store
 	Logger *slog.Logger
-	// MaxBodyBytes bounds request bodies; larger ones get 413. Default 1 MiB.
+	// MaxBodyBytes bounds request bodies, and each item of a batch; larger ones get 413.
+	// Default 1 MiB.
 	MaxBodyBytes int64
 	// MaxInflightBodyBytes bounds the request body bytes read, parsed and handled at once; a
 	// request counts its Content-Length (MaxBodyBytes when it sends none), then a share for each
@@ -48,6 +49,9 @@ type Config struct {
 	// BodyBudgetWait is how long a request waits for its share of MaxInflightBodyBytes.
 	// Default 250 ms.
 	BodyBudgetWait time.Duration
+	// MaxBatchBodyBytes bounds the body of POST /connections/batch instead; larger ones get 413.
+	// Default 16 MiB.
+	MaxBatchBodyBytes int64
 	// KeyCacheTTL is how long a resolved API key or integration is trusted before it is looked up
 	// again, and so how long a revoked key may still work. Default 2 s.
 	KeyCacheTTL time.Duration
@@ -101,6 +105,9 @@ type Server struct {
 	refresh        *refresher
 	requestTimeout time.Duration
 	providers      provider.Catalog
+	// importSchema is the body schema of POST /connections, which each batch item must satisfy.
+	importSchema *openapi3.Schema
+	maxBodyBytes int64
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -139,6 +146,9 @@ func NewAPI(cfg Config) (*API, error) {
 	}
 	if cfg.BodyBudgetWait <= 0 {
 		cfg.BodyBudgetWait = 250 * time.Millisecond
+	}
+	if cfg.MaxBatchBodyBytes <= 0 {
+		cfg.MaxBatchBodyBytes = 16 << 20
 	}
 	if cfg.KeyCacheTTL <= 0 {
 		cfg.KeyCacheTTL = 2 * time.Second
@@ -202,6 +212,10 @@ func NewAPI(cfg Config) (*API, error) {
 		gatherer: cfg.Registry, metricsElsewhere: cfg.MetricsElsewhere, specYAML: credport.OpenAPI,
 		github:         &githubApp{client: cfg.ProviderClient, timeout: cfg.ProviderTimeout, now: cfg.Now, log: cfg.Logger},
 		requestTimeout: cfg.RequestTimeout, providers: cfg.Providers,
+		maxBodyBytes: cfg.MaxBodyBytes,
+	}
+	if srv.importSchema, err = bodySchema(spec, http.MethodPost, "/connections"); err != nil {
+		return nil, err
 	}
 	srv.appKeys, _ = cfg.Store.(AppKeyStore)
 	refreshStore, _ := cfg.Store.(RefreshStore)
@@ -240,7 +254,15 @@ func NewAPI(cfg Config) (*API, error) {
 	if cfg.RateLimit > 0 {
 		mws = append(mws, rateLimit(cfg.RateLimit, cfg.Now))
 	}
-	mws = append(mws, middleware.BodyLimit(fmt.Sprintf("%dB", cfg.MaxBodyBytes)), v.middleware)
+	mws = append(mws,
+		middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{
+			Limit: fmt.Sprintf("%dB", cfg.MaxBodyBytes), Skipper: isBatch,
+		}),
+		middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{
+			Limit: fmt.Sprintf("%dB", cfg.MaxBatchBodyBytes), Skipper: func(c echo.Context) bool { return !isBatch(c) },
+		}),
+		v.middleware,
+	)
 	e.Use(mws...)
 	gen.RegisterHandlers(e, gen.NewStrictHandler(srv, nil))
 	m.knowRoutes(e)
@@ -261,7 +283,7 @@ type integrationKey struct {
 func requestTimeout(d time.Duration) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			ctx, cancel := context.WithTimeout(c.Request().Context(), d)
+			ctx, cancel := context.WithTimeout(context.WithValue(c.Request().Context(), untimedKey{}, c.Request().Context()), d)
 			defer cancel()
 			c.SetRequest(c.Request().WithContext(ctx))
 			return next(c)

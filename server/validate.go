@@ -66,6 +66,44 @@ func newRouter(spec *openapi3.T) (routers.Router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build request router: %w", err)
 	}
+	beneath, err := RouterBeneathExtensions(&asOpenAPI30)
+	if err != nil {
+		return nil, err
+	}
+	return contractRouter{main: router, beneath: beneath}, nil
+}
+
+// contractRouter routes as openapi.yaml declares, except that the methods a path credport adds
+// beside a path template does not declare reach the template (GET /connections/batch is the
+// connection named batch).
+type contractRouter struct {
+	main, beneath routers.Router
+}
+
+func (r contractRouter) FindRoute(req *http.Request) (*routers.Route, map[string]string, error) {
+	route, params, err := r.main.FindRoute(req)
+	if errors.Is(err, routers.ErrMethodNotAllowed) {
+		if below, belowParams, belowErr := r.beneath.FindRoute(req); belowErr == nil {
+			return below, belowParams, nil
+		}
+	}
+	return route, params, err
+}
+
+// RouterBeneathExtensions routes doc without the paths credport adds beside a path template
+// (POST /connections/batch), so that their other methods reach the template's operations.
+func RouterBeneathExtensions(doc *openapi3.T) (routers.Router, error) {
+	without := *doc
+	without.Paths = openapi3.NewPaths()
+	for path, item := range doc.Paths.Map() {
+		if path != batchPath {
+			without.Paths.Set(path, item)
+		}
+	}
+	router, err := gorillamux.NewRouter(&without)
+	if err != nil {
+		return nil, fmt.Errorf("build request router: %w", err)
+	}
 	return router, nil
 }
 
@@ -134,9 +172,16 @@ func (v *validator) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			if err != nil {
 				return err
 			}
-			// The parsed body lives until the handler returns, so the budget is held as long.
+			// The parsed body lives until the handler returns, so the budget is held as long; a
+			// batch charges the values of its items to it as it decodes them.
 			defer lease.release()
-			if err := v.validateBody(req, body.Value, lease); err != nil {
+			req = req.WithContext(withLease(req.Context(), lease))
+			c.SetRequest(req)
+			check := v.checkBody
+			if route.Path == batchPath {
+				check = v.checkBatchEnvelope
+			}
+			if err := v.validateBody(req, body.Value, lease, check); err != nil {
 				return err
 			}
 		}
@@ -232,7 +277,7 @@ func checkMediaType(req *http.Request, body *openapi3.RequestBody) error {
 
 // validateBody parses the JSON body and validates it against the schema the operation declares,
 // then leaves the body readable again for the handler. The values it decodes are charged to lease.
-func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody, lease *bodyLease) error {
+func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody, lease *bodyLease, check bodyCheck) error {
 	mediaType, _, _ := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
 	content := body.Content.Get(mediaType)
 	data, err := io.ReadAll(req.Body)
@@ -249,9 +294,7 @@ func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody, 
 	if content.Schema != nil {
 		schema = content.Schema.Value
 	}
-	value, apiErr := v.checkBody(schema, body.Required, data, func(values int) *Error {
-		return lease.grow(req.Context(), int64(values)*jsonValueBytes)
-	})
+	value, apiErr := check(schema, body.Required, data, lease.charge(req.Context()))
 	if value != nil && schema != nil {
 		notes(req.Context()).credentialType = discriminatorValue(schema, value)
 	}
@@ -263,6 +306,10 @@ func (v *validator) validateBody(req *http.Request, body *openapi3.RequestBody, 
 	}
 	return nil
 }
+
+// bodyCheck parses and validates a request body; charge, when set, is told how many values it
+// holds before they are decoded.
+type bodyCheck func(schema *openapi3.Schema, required bool, data []byte, charge func(values int) *Error) (any, *Error)
 
 // checkBody parses a JSON body and validates it against schema (nil: any JSON). It returns the
 // parsed value, when the body is JSON, and the API error for a body that breaks a rule. A body

@@ -30,6 +30,29 @@ type importEnv struct {
 	key string
 	url string
 	dir string
+	// mode are the flags that choose how records are sent; see importModes.
+	mode []string
+}
+
+// importModes are the ways `credport import` sends records: in batches to POST
+// /connections/batch (several batches in each test), and one POST /connections per record.
+var importModes = []struct {
+	name string
+	args []string
+}{
+	{"batch", []string{"--batch-size", "3", "--concurrency", "1"}},
+	{"single", []string{"--batch-size", "1"}},
+}
+
+// inEveryMode runs test once per import mode, each on a server of its own.
+func inEveryMode(t *testing.T, test func(t *testing.T, e *importEnv)) {
+	for _, m := range importModes {
+		t.Run(m.name, func(t *testing.T) {
+			e := newImportEnv(t)
+			e.mode = m.args
+			test(t, e)
+		})
+	}
 }
 
 func newImportEnv(t *testing.T) *importEnv {
@@ -67,7 +90,8 @@ func (e *importEnv) run(ctx context.Context, stdin io.Reader, args ...string) im
 		stdin = strings.NewReader("")
 	}
 	cmd.SetIn(stdin)
-	full := append([]string{"import", "--state", e.path("state"), "--report", e.path("report.jsonl")}, args...)
+	full := append([]string{"import", "--state", e.path("state"), "--report", e.path("report.jsonl")}, e.mode...)
+	full = append(full, args...)
 	cmd.SetArgs(full)
 	if ctx == nil {
 		var cancel context.CancelFunc
@@ -193,102 +217,103 @@ const badJSONL = `{"provider_config_key":"api_key","connection_id":"ok-1","crede
 `
 
 func TestImportBadLinesAndDryRun(t *testing.T) {
-	e := newImportEnv(t)
-	file := e.write(t, "bad.jsonl", badJSONL)
+	inEveryMode(t, func(t *testing.T, e *importEnv) {
+		file := e.write(t, "bad.jsonl", badJSONL)
 
-	t.Run("dry run", func(t *testing.T) {
-		r := e.run(nil, nil, "--dry-run", file)
-		r.want(t, 1)
-		for _, want := range []string{
-			file + ":2: invalid_json",
-			file + ":3: invalid_body: Invalid request body; credentials.access_token:",
-			file + ":6: invalid_body: Invalid request body; credentials: property \"extra\" is unsupported",
-		} {
-			if !strings.Contains(r.stderr, want) {
-				t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		t.Run("dry run", func(t *testing.T) {
+			r := e.run(nil, nil, "--dry-run", file)
+			r.want(t, 1)
+			for _, want := range []string{
+				file + ":2: invalid_json",
+				file + ":3: invalid_body: Invalid request body; credentials.access_token:",
+				file + ":6: invalid_body: Invalid request body; credentials: property \"extra\" is unsupported",
+			} {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+				}
 			}
-		}
-		if !strings.Contains(r.stdout, "valid 4, invalid 3") {
+			if !strings.Contains(r.stdout, "valid 4, invalid 3") {
+				t.Errorf("summary %q", r.stdout)
+			}
+			if n := len(e.connections(t)); n != 0 {
+				t.Errorf("a dry run stored %d connections", n)
+			}
+			lines := e.report(t)
+			if len(lines) != 3 || lines[0].Line != 2 || lines[1].Line != 3 || lines[2].Line != 6 {
+				t.Fatalf("dry-run report %+v", lines)
+			}
+		})
+
+		r := e.run(nil, nil, "--url", e.url, file)
+		r.want(t, 1)
+		if !strings.Contains(r.stdout, "created 2, updated 0, failed 5") {
 			t.Errorf("summary %q", r.stdout)
 		}
-		if n := len(e.connections(t)); n != 0 {
-			t.Errorf("a dry run stored %d connections", n)
-		}
 		lines := e.report(t)
-		if len(lines) != 3 || lines[0].Line != 2 || lines[1].Line != 3 || lines[2].Line != 6 {
-			t.Fatalf("dry-run report %+v", lines)
+		type row struct {
+			line   int
+			status int
+			code   string
+			path   string
+		}
+		var got []row
+		for _, l := range lines {
+			var body struct {
+				Code   string `json:"code"`
+				Errors []struct {
+					Path []string `json:"path"`
+				} `json:"errors"`
+			}
+			if err := json.Unmarshal(l.Error, &body); err != nil {
+				t.Fatal(err)
+			}
+			p := ""
+			if len(body.Errors) > 0 {
+				p = strings.Join(body.Errors[0].Path, ".")
+			}
+			if l.File != file {
+				t.Errorf("report file %q, want %q", l.File, file)
+			}
+			got = append(got, row{l.line(), l.Status, body.Code, p})
+		}
+		slices.SortFunc(got, func(a, b row) int { return a.line - b.line })
+		want := []row{
+			{2, 0, "invalid_json", ""},
+			{3, 0, "invalid_body", "credentials.access_token"},
+			{4, 404, "not_found", ""},
+			{5, 400, "invalid_body", "credentials.type"},
+			{6, 0, "invalid_body", "credentials"},
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("report\n got %v\nwant %v", got, want)
+		}
+		// What was refused offline is exactly what the server answers for the same bodies.
+		im := newImporter(e.s.addr, e.key)
+		var bodies []string // by record number: blank lines are not records
+		for _, b := range strings.Split(badJSONL, "\n") {
+			if strings.TrimSpace(b) != "" {
+				bodies = append(bodies, b)
+			}
+		}
+		for _, l := range lines {
+			if l.Status != 0 {
+				continue
+			}
+			o := im.send(context.Background(), "offline", "", strings.NewReader(bodies[l.Line-1]))
+			var answer struct {
+				Error json.RawMessage `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(o.body), &answer); err != nil || o.status != 400 {
+				t.Fatalf("line %d sent to the server: %d %s", l.Line, o.status, o.body)
+			}
+			if !jsonEqual(t, answer.Error, l.Error) {
+				t.Errorf("line %d: report %s, server %s", l.Line, l.Error, answer.Error)
+			}
+		}
+		if ids := e.connections(t)["api_key"]; len(ids) != 2 {
+			t.Errorf("imported %v, want ok-1 and ok-2", ids)
 		}
 	})
-
-	r := e.run(nil, nil, "--url", e.url, file)
-	r.want(t, 1)
-	if !strings.Contains(r.stdout, "created 2, updated 0, failed 5") {
-		t.Errorf("summary %q", r.stdout)
-	}
-	lines := e.report(t)
-	type row struct {
-		line   int
-		status int
-		code   string
-		path   string
-	}
-	var got []row
-	for _, l := range lines {
-		var body struct {
-			Code   string `json:"code"`
-			Errors []struct {
-				Path []string `json:"path"`
-			} `json:"errors"`
-		}
-		if err := json.Unmarshal(l.Error, &body); err != nil {
-			t.Fatal(err)
-		}
-		p := ""
-		if len(body.Errors) > 0 {
-			p = strings.Join(body.Errors[0].Path, ".")
-		}
-		if l.File != file {
-			t.Errorf("report file %q, want %q", l.File, file)
-		}
-		got = append(got, row{l.line(), l.Status, body.Code, p})
-	}
-	slices.SortFunc(got, func(a, b row) int { return a.line - b.line })
-	want := []row{
-		{2, 0, "invalid_json", ""},
-		{3, 0, "invalid_body", "credentials.access_token"},
-		{4, 404, "not_found", ""},
-		{5, 400, "invalid_body", "credentials.type"},
-		{6, 0, "invalid_body", "credentials"},
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("report\n got %v\nwant %v", got, want)
-	}
-	// What was refused offline is exactly what the server answers for the same bodies.
-	im := newImporter(e.s.addr, e.key)
-	var bodies []string // by record number: blank lines are not records
-	for _, b := range strings.Split(badJSONL, "\n") {
-		if strings.TrimSpace(b) != "" {
-			bodies = append(bodies, b)
-		}
-	}
-	for _, l := range lines {
-		if l.Status != 0 {
-			continue
-		}
-		o := im.send(context.Background(), "offline", "", strings.NewReader(bodies[l.Line-1]))
-		var answer struct {
-			Error json.RawMessage `json:"error"`
-		}
-		if err := json.Unmarshal([]byte(o.body), &answer); err != nil || o.status != 400 {
-			t.Fatalf("line %d sent to the server: %d %s", l.Line, o.status, o.body)
-		}
-		if !jsonEqual(t, answer.Error, l.Error) {
-			t.Errorf("line %d: report %s, server %s", l.Line, l.Error, answer.Error)
-		}
-	}
-	if ids := e.connections(t)["api_key"]; len(ids) != 2 {
-		t.Errorf("imported %v, want ok-1 and ok-2", ids)
-	}
 }
 
 func (l reportLine) line() int { return l.Line }
@@ -306,7 +331,8 @@ func jsonEqual(t *testing.T, a, b []byte) bool {
 }
 
 // faultProxy stands in front of the server and fails requests as its rules say. It counts the
-// requests per connection_id and records when they came.
+// requests per connection_id and records when they came; an item of a batch counts as one
+// request of its connection id.
 type faultProxy struct {
 	*httptest.Server
 	mu    sync.Mutex
@@ -314,6 +340,13 @@ type faultProxy struct {
 	total int
 	// fault decides what to do with the nth request (1-based) of a connection id: "" forwards.
 	fault func(id string, nth, total int) string
+	// noBatch, when set, is the status POST /connections/batch answers, as from a server
+	// without the batch endpoint; batches counts those requests.
+	noBatch int
+	// batches and singles count the requests to POST /connections/batch and POST /connections.
+	batches, singles int
+	// maxItems, when set, makes a batch of more items answer 413, as a smaller body limit would.
+	maxItems int
 }
 
 func newFaultProxy(t *testing.T, target string, fault func(id string, nth, total int) string) *faultProxy {
@@ -327,11 +360,16 @@ func newFaultProxy(t *testing.T, target string, fault func(id string, nth, total
 	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(data))
+		if r.URL.Path == "/connections/batch" {
+			p.serveBatch(t, w, r, data, rp)
+			return
+		}
 		var body struct {
 			ConnectionID string `json:"connection_id"`
 		}
 		_ = json.Unmarshal(data, &body)
 		p.mu.Lock()
+		p.singles++
 		p.seen[body.ConnectionID] = append(p.seen[body.ConnectionID], time.Now())
 		p.total++
 		nth, total := len(p.seen[body.ConnectionID]), p.total
@@ -365,6 +403,100 @@ func newFaultProxy(t *testing.T, target string, fault func(id string, nth, total
 	return p
 }
 
+// serveBatch applies the rules to each item of a batch: a 503 is that item's result and the item
+// is not forwarded; a 429 answers the whole request; a lost answer loses the whole answer.
+func (p *faultProxy) serveBatch(t *testing.T, w http.ResponseWriter, r *http.Request, data []byte, rp *httputil.ReverseProxy) {
+	var envelope struct {
+		Connections []json.RawMessage `json:"connections"`
+	}
+	if err := json.Unmarshal(data, &envelope); err != nil {
+		t.Errorf("batch body: %v", err)
+	}
+	p.mu.Lock()
+	p.batches++
+	if p.noBatch != 0 {
+		p.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(p.noBatch)
+		_, _ = io.WriteString(w, `{"error":{"code":"not_found","message":"No such route"}}`)
+		return
+	}
+	if p.maxItems > 0 && len(envelope.Connections) > p.maxItems {
+		p.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		_, _ = io.WriteString(w, `{"error":{"code":"payload_too_large","message":"Request body is too large"}}`)
+		return
+	}
+	actions := make([]string, len(envelope.Connections))
+	for i, item := range envelope.Connections {
+		var body struct {
+			ConnectionID string `json:"connection_id"`
+		}
+		_ = json.Unmarshal(item, &body)
+		p.seen[body.ConnectionID] = append(p.seen[body.ConnectionID], time.Now())
+		p.total++
+		actions[i] = p.fault(body.ConnectionID, len(p.seen[body.ConnectionID]), p.total)
+	}
+	p.mu.Unlock()
+	if slices.Contains(actions, "429") {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = io.WriteString(w, `{"error":{"code":"too_many_requests","message":"slow down"}}`)
+		return
+	}
+	var forward []json.RawMessage
+	for i, item := range envelope.Connections {
+		if actions[i] != "503" {
+			forward = append(forward, item)
+		}
+	}
+	var answered struct {
+		Results []json.RawMessage `json:"results"`
+	}
+	if len(forward) > 0 {
+		fwd, _ := json.Marshal(map[string]any{"connections": forward})
+		r.Body = io.NopCloser(bytes.NewReader(fwd))
+		r.ContentLength = int64(len(fwd))
+		rec := httptest.NewRecorder()
+		rp.ServeHTTP(rec, r)
+		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &answered) != nil {
+			t.Errorf("forwarded batch: %d %s", rec.Code, rec.Body)
+			return
+		}
+	}
+	if slices.Contains(actions, "lose") {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			_ = conn.Close()
+		}
+		return
+	}
+	results := make([]json.RawMessage, len(actions))
+	for i, a := range actions {
+		if a == "503" {
+			results[i] = json.RawMessage(`{"status":503,"error":{"code":"service_unavailable","message":"try later"}}`)
+			continue
+		}
+		results[i], answered.Results = answered.Results[0], answered.Results[1:]
+	}
+	out, _ := json.Marshal(map[string]any{"results": results})
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(out)
+}
+
+// checkMode checks that the records went the way e's mode sends them.
+func (p *faultProxy) checkMode(t *testing.T, e *importEnv) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	batched := slices.Contains(e.mode, "3")
+	if batched && (p.singles != 0 || p.batches == 0) || !batched && p.batches != 0 {
+		t.Errorf("mode %v: %d batch requests, %d single ones", e.mode, p.batches, p.singles)
+	}
+}
+
 func (p *faultProxy) requests(id string) []time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -384,104 +516,111 @@ func apiKeyLines(prefix string, n int, withID func(i int) bool) string {
 }
 
 func TestImportRetries(t *testing.T) {
-	e := newImportEnv(t)
-	var lostID string
-	var lostMu sync.Mutex
-	proxy := newFaultProxy(t, e.url, func(id string, nth, _ int) string {
-		switch {
-		case id == "r-1" && nth <= 2, id == "r-2" && nth == 1:
-			return "503"
-		case id == "r-3" && nth == 1:
-			return "429"
-		case id == "r-4" && nth <= 10:
-			return "503" // more than --max-retries allows
-		case !strings.HasPrefix(id, "r-") && nth == 1:
-			lostMu.Lock()
-			defer lostMu.Unlock()
-			if lostID == "" {
-				lostID = id
-				return "lose"
+	inEveryMode(t, func(t *testing.T, e *importEnv) {
+		var lostID string
+		var lostMu sync.Mutex
+		proxy := newFaultProxy(t, e.url, func(id string, nth, _ int) string {
+			switch {
+			case id == "r-1" && nth <= 2, id == "r-2" && nth == 1:
+				return "503"
+			case id == "r-3" && nth == 1:
+				return "429"
+			case id == "r-4" && nth <= 10:
+				return "503" // more than --max-retries allows
+			case !strings.HasPrefix(id, "r-") && nth == 1:
+				lostMu.Lock()
+				defer lostMu.Unlock()
+				if lostID == "" {
+					lostID = id
+					return "lose"
+				}
 			}
-		}
-		return ""
-	})
-	file := e.write(t, "retry.jsonl", apiKeyLines("r", 8, func(i int) bool { return i != 6 }))
-	r := e.run(nil, nil, "--url", proxy.URL, "--max-retries", "3", file)
-	r.want(t, 1)
+			return ""
+		})
+		file := e.write(t, "retry.jsonl", apiKeyLines("r", 8, func(i int) bool { return i != 6 }))
+		r := e.run(nil, nil, "--url", proxy.URL, "--max-retries", "3", file)
+		r.want(t, 1)
 
-	if n := len(proxy.requests("r-1")); n != 3 {
-		t.Errorf("r-1 (two 503s): %d requests, want 3", n)
-	}
-	if n := len(proxy.requests("r-2")); n != 2 {
-		t.Errorf("r-2 (one 503): %d requests, want 2", n)
-	}
-	if at := proxy.requests("r-3"); len(at) != 2 || at[1].Sub(at[0]) < time.Second {
-		t.Errorf("r-3 (429, Retry-After: 1): requests at %v, want two, a second apart", at)
-	}
-	if n := len(proxy.requests("r-4")); n != 4 {
-		t.Errorf("r-4 (always 503): %d requests, want 1 + 3 retries", n)
-	}
-	if lostID == "" || len(proxy.requests(lostID)) != 2 {
-		t.Fatalf("the record without an id: %q sent %d times, want twice under one id", lostID, len(proxy.requests(lostID)))
-	}
-	ids := e.connections(t)["api_key"]
-	if len(ids) != 7 || !slices.Contains(ids, lostID) {
-		t.Errorf("stored %v: want 7 connections (r-4 failed), one of them %s, no duplicate", ids, lostID)
-	}
-	lines := e.report(t)
-	if len(lines) != 1 || lines[0].Line != 5 || lines[0].Status != 503 || *lines[0].ConnectionID != "r-4" {
-		t.Errorf("report %+v, want r-4 (line 5) with 503", lines)
-	}
+		if n := len(proxy.requests("r-1")); n != 3 {
+			t.Errorf("r-1 (two 503s): %d requests, want 3", n)
+		}
+		if n := len(proxy.requests("r-0")); n != 1 {
+			t.Errorf("r-0 (beside r-1 and r-2, which got 503s): %d requests, want 1", n)
+		}
+		if n := len(proxy.requests("r-2")); n != 2 {
+			t.Errorf("r-2 (one 503): %d requests, want 2", n)
+		}
+		if at := proxy.requests("r-3"); len(at) != 2 || at[1].Sub(at[0]) < time.Second {
+			t.Errorf("r-3 (429, Retry-After: 1): requests at %v, want two, a second apart", at)
+		}
+		if n := len(proxy.requests("r-4")); n != 4 {
+			t.Errorf("r-4 (always 503): %d requests, want 1 + 3 retries", n)
+		}
+		if lostID == "" || len(proxy.requests(lostID)) != 2 {
+			t.Fatalf("the record without an id: %q sent %d times, want twice under one id", lostID, len(proxy.requests(lostID)))
+		}
+		ids := e.connections(t)["api_key"]
+		if len(ids) != 7 || !slices.Contains(ids, lostID) {
+			t.Errorf("stored %v: want 7 connections (r-4 failed), one of them %s, no duplicate", ids, lostID)
+		}
+		lines := e.report(t)
+		if len(lines) != 1 || lines[0].Line != 5 || lines[0].Status != 503 || *lines[0].ConnectionID != "r-4" {
+			t.Errorf("report %+v, want r-4 (line 5) with 503", lines)
+		}
+		proxy.checkMode(t, e)
+	})
 }
 
 func TestImportInterruptAndResume(t *testing.T) {
-	e := newImportEnv(t)
-	const n = 300
-	file := e.write(t, "big.jsonl", apiKeyLines("i", n, func(i int) bool { return i%2 == 0 }))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	proxy := newFaultProxy(t, e.url, func(_ string, _, total int) string {
-		if total == n/2 {
-			cancel()
+	inEveryMode(t, func(t *testing.T, e *importEnv) {
+		const n = 300
+		file := e.write(t, "big.jsonl", apiKeyLines("i", n, func(i int) bool { return i%2 == 0 }))
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		proxy := newFaultProxy(t, e.url, func(_ string, _, total int) string {
+			if total == n/2 {
+				cancel()
+			}
+			time.Sleep(2 * time.Millisecond)
+			return ""
+		})
+		r := e.run(ctx, nil, "--url", proxy.URL, file)
+		r.want(t, exitInterrupted)
+		first := len(e.connections(t)["api_key"])
+		if first < n/2 || first >= n {
+			t.Fatalf("after the interruption %d connections, want at least %d and fewer than %d", first, n/2, n)
 		}
-		time.Sleep(2 * time.Millisecond)
-		return ""
+
+		r = e.run(nil, nil, "--url", proxy.URL, "--resume", file)
+		r.want(t, 0)
+		if !strings.Contains(r.stdout, fmt.Sprintf("skipped %d", first)) {
+			t.Errorf("resume summary %q, want %d skipped", r.stdout, first)
+		}
+		ids := e.connections(t)["api_key"]
+		if len(ids) != n {
+			t.Fatalf("after resuming %d connections, want %d", len(ids), n)
+		}
+		proxy.mu.Lock()
+		total := proxy.total
+		for id, at := range proxy.seen {
+			if len(at) != 1 {
+				t.Errorf("connection %s sent %d times", id, len(at))
+			}
+		}
+		proxy.mu.Unlock()
+		if total != n {
+			t.Errorf("%d requests in all, want %d", total, n)
+		}
+		proxy.checkMode(t, e)
+
+		r = e.run(nil, nil, "--url", proxy.URL, "--resume", file)
+		r.want(t, 0)
+		proxy.mu.Lock()
+		if proxy.total != n {
+			t.Errorf("resuming a finished file sent %d requests", proxy.total-n)
+		}
+		proxy.mu.Unlock()
 	})
-	r := e.run(ctx, nil, "--url", proxy.URL, file)
-	r.want(t, exitInterrupted)
-	first := len(e.connections(t)["api_key"])
-	if first < n/2 || first >= n {
-		t.Fatalf("after the interruption %d connections, want at least %d and fewer than %d", first, n/2, n)
-	}
-
-	r = e.run(nil, nil, "--url", proxy.URL, "--resume", file)
-	r.want(t, 0)
-	if !strings.Contains(r.stdout, fmt.Sprintf("skipped %d", first)) {
-		t.Errorf("resume summary %q, want %d skipped", r.stdout, first)
-	}
-	ids := e.connections(t)["api_key"]
-	if len(ids) != n {
-		t.Fatalf("after resuming %d connections, want %d", len(ids), n)
-	}
-	proxy.mu.Lock()
-	total := proxy.total
-	for id, at := range proxy.seen {
-		if len(at) != 1 {
-			t.Errorf("connection %s sent %d times", id, len(at))
-		}
-	}
-	proxy.mu.Unlock()
-	if total != n {
-		t.Errorf("%d requests in all, want %d", total, n)
-	}
-
-	r = e.run(nil, nil, "--url", proxy.URL, "--resume", file)
-	r.want(t, 0)
-	proxy.mu.Lock()
-	if proxy.total != n {
-		t.Errorf("resuming a finished file sent %d requests", proxy.total-n)
-	}
-	proxy.mu.Unlock()
 }
 
 func TestImportStdin(t *testing.T) {
@@ -506,6 +645,8 @@ func TestImportUsageErrors(t *testing.T) {
 		"missing file":    {"--url", e.url, e.path("nope.jsonl")},
 		"malformed flag":  {"--url", e.url, "--concurrency", "many", good},
 		"zero workers":    {"--url", e.url, "--concurrency", "0", good},
+		"batch of 0":      {"--url", e.url, "--batch-size", "0", good},
+		"batch over 1000": {"--url", e.url, "--batch-size", "1001", good},
 		"unknown format":  {"--url", e.url, "--format", "xml", good},
 		"neither format":  {"--url", e.url, garbage},
 		"no url":          {good},
@@ -534,6 +675,63 @@ func TestExitCode(t *testing.T) {
 	} {
 		if got := exitCode(err); got != want {
 			t.Errorf("exitCode(%v) = %d, want %d", err, got, want)
+		}
+	}
+}
+
+// TestImportFallsBackToSingle checks that against a server without the batch endpoint (404 or
+// 405 on its path) every record is sent alone to POST /connections, once.
+func TestImportFallsBackToSingle(t *testing.T) {
+	for _, status := range []int{http.StatusNotFound, http.StatusMethodNotAllowed} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			e := newImportEnv(t)
+			proxy := newFaultProxy(t, e.url, func(string, int, int) string { return "" })
+			proxy.noBatch = status
+			const n = 25
+			file := e.write(t, "fallback.jsonl", apiKeyLines("f", n, func(i int) bool { return i%5 != 0 }))
+			r := e.run(nil, nil, "--url", proxy.URL, "--batch-size", "4", "--concurrency", "2", file)
+			r.want(t, 0)
+			if !strings.Contains(r.stdout, fmt.Sprintf("created %d, updated 0, failed 0", n)) {
+				t.Errorf("summary %q", r.stdout)
+			}
+			if ids := e.connections(t)["api_key"]; len(ids) != n {
+				t.Errorf("%d stored, want %d", len(ids), n)
+			}
+			proxy.mu.Lock()
+			defer proxy.mu.Unlock()
+			if proxy.batches < 1 || proxy.batches > 2 || proxy.singles != n {
+				t.Errorf("%d batch requests (want 1 per worker at most), %d single ones (want %d)", proxy.batches, proxy.singles, n)
+			}
+			for id, at := range proxy.seen {
+				if len(at) != 1 {
+					t.Errorf("connection %s sent alone %d times", id, len(at))
+				}
+			}
+		})
+	}
+}
+
+// TestImportSplitsOversizedBatches checks that a batch the server finds too large (413) is sent
+// again in halves, each record once.
+func TestImportSplitsOversizedBatches(t *testing.T) {
+	e := newImportEnv(t)
+	proxy := newFaultProxy(t, e.url, func(string, int, int) string { return "" })
+	proxy.maxItems = 2
+	const n = 11
+	file := e.write(t, "split.jsonl", apiKeyLines("s", n, func(int) bool { return true }))
+	r := e.run(nil, nil, "--url", proxy.URL, "--batch-size", "8", "--max-retries", "0", file)
+	r.want(t, 0)
+	if ids := e.connections(t)["api_key"]; len(ids) != n {
+		t.Errorf("%d stored, want %d", len(ids), n)
+	}
+	proxy.mu.Lock()
+	defer proxy.mu.Unlock()
+	if proxy.singles != 0 || len(proxy.seen) != n {
+		t.Errorf("%d single requests, %d connection ids sent", proxy.singles, len(proxy.seen))
+	}
+	for id, at := range proxy.seen {
+		if len(at) != 1 {
+			t.Errorf("connection %s sent %d times", id, len(at))
 		}
 	}
 }

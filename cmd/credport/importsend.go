@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/credport/credport/gen"
@@ -20,6 +21,8 @@ import (
 type sender struct {
 	client     *gen.Client
 	maxRetries int
+	// single is set once the server has shown it has no batch endpoint.
+	single     atomic.Bool
 	backoff    time.Duration // first retry's ceiling
 	maxBackoff time.Duration
 }
@@ -49,7 +52,8 @@ func newSender(url, key string, concurrency, maxRetries int) (*sender, error) {
 // outcome is what became of one record.
 type sendOutcome struct {
 	status int // the last HTTP status; 0 when no answer came
-	conn   *gen.ConnectionFull
+	// created: imported, and the answer's updated_at is not later than its created_at.
+	created bool
 	// errBody is the server's error object, or one describing a network failure.
 	errBody json.RawMessage
 	// interrupted: the run was stopped before the record got a final answer.
@@ -62,8 +66,7 @@ func (s *sender) send(ctx context.Context, body []byte) sendOutcome {
 	reqCtx := context.WithoutCancel(ctx)
 	for attempt := 0; ; attempt++ {
 		out, retryAfter := s.attempt(reqCtx, body)
-		retryable := out.status == 0 || out.status == http.StatusTooManyRequests || out.status >= 500
-		if out.status == http.StatusOK || !retryable || attempt >= s.maxRetries {
+		if out.status == http.StatusOK || !retryable(out.status) || attempt >= s.maxRetries {
 			return out
 		}
 		wait := s.jitter(attempt)
@@ -79,6 +82,11 @@ func (s *sender) send(ctx context.Context, body []byte) sendOutcome {
 		case <-t.C:
 		}
 	}
+}
+
+// retryable is whether a status may change if the record is sent again: no answer, 429, 5xx.
+func retryable(status int) bool {
+	return status == 0 || status == http.StatusTooManyRequests || status >= 500
 }
 
 // jitter is "full jitter": uniform in [0, min(maxBackoff, backoff·2^attempt)).
@@ -102,25 +110,37 @@ func (s *sender) attempt(ctx context.Context, body []byte) (sendOutcome, time.Du
 	}
 	out := sendOutcome{status: resp.StatusCode}
 	if resp.StatusCode == http.StatusOK {
-		var conn gen.ConnectionFull
-		if json.Unmarshal(data, &conn) == nil {
-			out.conn = &conn
-		}
+		var conn connectionTimes
+		out.created = json.Unmarshal(data, &conn) == nil && conn.created()
 		return out, 0
 	}
+	out.errBody = answerError(resp.StatusCode, data)
+	return out, retryAfter(resp.Header.Get("Retry-After"))
+}
+
+// connectionTimes is what the tool reads of an imported connection: only what tells created
+// from updated.
+type connectionTimes struct {
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func (c connectionTimes) created() bool { return !c.UpdatedAt.After(c.CreatedAt) }
+
+// answerError is the error object of an error answer, or one made of the status and the start
+// of the body when the answer is not the API's.
+func answerError(status int, data []byte) json.RawMessage {
 	var envelope struct {
 		Error json.RawMessage `json:"error"`
 	}
 	if json.Unmarshal(data, &envelope) == nil && len(envelope.Error) > 0 && envelope.Error[0] == '{' {
-		out.errBody = envelope.Error
-	} else {
-		msg := string(data)
-		if len(msg) > 200 {
-			msg = msg[:200]
-		}
-		out.errBody = errorObject("http_"+strconv.Itoa(resp.StatusCode), msg)
+		return envelope.Error
 	}
-	return out, retryAfter(resp.Header.Get("Retry-After"))
+	msg := string(data)
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	return errorObject("http_"+strconv.Itoa(status), msg)
 }
 
 // retryAfter reads a Retry-After header: delay seconds or an HTTP date.

@@ -26,6 +26,7 @@ type serveOptions struct {
 	maxBodyBytes    int64
 	maxInflight     int64
 	maxConnections  int
+	maxBatchBytes   int64
 	rateLimit       float64
 	shutdownTimeout time.Duration
 	refreshWindow   time.Duration
@@ -40,7 +41,7 @@ func (a *app) serveCommand() *cobra.Command {
 		Short: "Serve the API",
 		Args:  cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
-			return a.bindEnv(cmd, "listen", "metrics-listen", "max-body-bytes", "max-inflight-body-bytes",
+			return a.bindEnv(cmd, "listen", "metrics-listen", "max-body-bytes", "max-batch-body-bytes", "max-inflight-body-bytes",
 				"max-connections", "rate-limit", "shutdown-timeout", "refresh-window", "refresh-interval", "refresh-backoff")
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -56,6 +57,8 @@ func (a *app) serveCommand() *cobra.Command {
 		"request body bytes read and parsed at once; beyond them 503 server_overloaded (env CREDPORT_MAX_INFLIGHT_BODY_BYTES)")
 	f.IntVar(&o.maxConnections, "max-connections", server.DefaultMaxConnections,
 		"connections served at once; more wait to be accepted (env CREDPORT_MAX_CONNECTIONS)")
+	f.Int64Var(&o.maxBatchBytes, "max-batch-body-bytes", 16<<20,
+		"largest body of POST /connections/batch accepted; larger ones get 413 (env CREDPORT_MAX_BATCH_BODY_BYTES)")
 	f.Float64Var(&o.rateLimit, "rate-limit", 0, "requests per second allowed to each API key, 0 for no limit (env CREDPORT_RATE_LIMIT)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second,
 		"on SIGTERM, how long in-flight requests may take to finish (env CREDPORT_SHUTDOWN_TIMEOUT)")
@@ -94,7 +97,8 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	}
 	api, err := server.NewAPI(server.Config{
 		Store: db, Logger: log, Registry: reg, MetricsElsewhere: o.metricsListen != "", Providers: providers,
-		MaxBodyBytes: o.maxBodyBytes, MaxInflightBodyBytes: o.maxInflight, RateLimit: o.rateLimit,
+		MaxBodyBytes: o.maxBodyBytes, MaxBatchBodyBytes: o.maxBatchBytes, MaxInflightBodyBytes: o.maxInflight,
+		RateLimit:     o.rateLimit,
 		RefreshWindow: o.refreshWindow, RefreshBackoff: o.refreshBackoff,
 	})
 	if err != nil {
