@@ -44,8 +44,10 @@ type refresher struct {
 	// dbTimeout bounds the database work around a provider call.
 	dbTimeout time.Duration
 	now       func() time.Time
-	log       *slog.Logger
-	outcomes  refreshCounter
+	// after times the background rounds.
+	after    func(time.Duration) <-chan time.Time
+	log      *slog.Logger
+	outcomes refreshCounter
 }
 
 // refreshable tells whether connections of the integration have tokens that can be renewed.

@@ -26,7 +26,7 @@ func (r *refresher) runBackground(ctx context.Context, interval time.Duration, i
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(interval + jitter):
+		case <-r.after(interval + jitter):
 		}
 		r.backgroundRound(ctx, integration)
 	}

@@ -807,6 +807,41 @@ func TestRefreshClientAuth(t *testing.T) {
 	})
 }
 
+// manualTimer is a refresh timer that the test fires: each of the background loop's waits is
+// handed to the test, which ends it when it likes.
+type manualTimer struct {
+	waits chan chan time.Time
+}
+
+func newManualTimer() *manualTimer {
+	// The loop waits on one timer at a time, so one slot never blocks it.
+	return &manualTimer{waits: make(chan chan time.Time, 1)}
+}
+
+func (m *manualTimer) after(time.Duration) <-chan time.Time {
+	c := make(chan time.Time, 1)
+	m.waits <- c
+	return c
+}
+
+// round fires the loop's timer and returns once the round it starts is over, which is when the
+// loop waits again.
+func (m *manualTimer) round(t *testing.T) {
+	t.Helper()
+	select {
+	case c := <-m.waits:
+		c <- time.Now()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the background loop never waited for its timer")
+	}
+	select {
+	case c := <-m.waits:
+		m.waits <- c // the next round's wait, for the next call
+	case <-time.After(30 * time.Second):
+		t.Fatal("the background round did not finish")
+	}
+}
+
 type jsonNumber string
 
 func (n jsonNumber) MarshalJSON() ([]byte, error) { return []byte(n), nil }
@@ -816,7 +851,8 @@ func (n jsonNumber) MarshalJSON() ([]byte, error) { return []byte(n), nil }
 func TestRefreshBackground(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		v := newRefreshEnv(t, b, server.Config{RefreshBackoff: time.Hour})
+		timer := newManualTimer()
+		v := newRefreshEnv(t, b, server.Config{RefreshBackoff: time.Hour, After: timer.after})
 
 		// Refusals first, while the background does not run.
 		v.provider.SetMode(providertest.InvalidGrant)
@@ -850,11 +886,13 @@ func TestRefreshBackground(t *testing.T) {
 		stop := func() { cancel(); <-done }
 		t.Cleanup(stop)
 
-		deadline := time.Now().Add(5 * time.Second)
-		for v.refreshMetric("background", "renewed") < 2 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
+		timer.round(t)
+		if got := v.refreshMetric("background", "renewed"); got != 2 {
+			t.Errorf("background renewed metric %v after the first round, want 2", got)
 		}
-		time.Sleep(150 * time.Millisecond) // several more rounds
+		for range 3 { // more rounds find nothing more to do
+			timer.round(t)
+		}
 		stop()
 		v.wantCalls(t, 8, "background rounds")
 		if got := v.refreshMetric("background", "renewed"); got != 2 {

@@ -45,6 +45,9 @@ type Config struct {
 	KeyCacheTTL time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// After is the background refresh's timer: its channel delivers once d has passed. Default
+	// time.After; tests deliver the ticks themselves.
+	After func(d time.Duration) <-chan time.Time
 	// Registry receives the API's metrics and is what GET /metrics exposes. Default: a registry
 	// with the Go runtime and process collectors.
 	Registry *prometheus.Registry
@@ -131,6 +134,9 @@ func NewAPI(cfg Config) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.After == nil {
+		cfg.After = time.After
+	}
 	if cfg.ProviderClient == nil {
 		cfg.ProviderClient = newProviderClient()
 	}
@@ -180,7 +186,7 @@ func NewAPI(cfg Config) (*API, error) {
 		store:  refreshStore,
 		client: &provider.Client{HTTP: cfg.ProviderClient, Timeout: cfg.ProviderTimeout, Now: cfg.Now},
 		window: cfg.RefreshWindow, backoff: cfg.RefreshBackoff, dbTimeout: cfg.RequestTimeout,
-		now: cfg.Now, log: cfg.Logger, outcomes: refreshes,
+		now: cfg.Now, after: cfg.After, log: cfg.Logger, outcomes: refreshes,
 	}
 	srv.integrations = newTTLCache(cfg.KeyCacheTTL, cfg.Now, func(ctx context.Context, k integrationKey) (store.Integration, error) {
 		return cfg.Store.FindIntegration(ctx, k.envID, k.uniqueKey)
