@@ -39,6 +39,8 @@ type DB struct {
 	upsertSQL string
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+	// wal checkpoints the SQLite WAL; nil on PostgreSQL.
+	wal *walCheckpointer
 }
 
 // Config says where the database is and how secrets are sealed.
@@ -47,6 +49,8 @@ type Config struct {
 	URL    string
 	Keys   *Keyring
 	Logger *slog.Logger
+	// CheckpointTicks, when set, times the SQLite WAL checkpoints instead of a real ticker.
+	CheckpointTicks <-chan time.Time
 }
 
 // DialectOf tells which engine a database URL selects.
@@ -119,6 +123,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if dialect == DialectSQLite {
+		db.wal = startWALCheckpoints(db, SQLitePath(cfg.URL), cfg.CheckpointTicks, cfg.Logger)
+	}
 	return db, nil
 }
 
@@ -144,6 +151,7 @@ func (db *DB) SQL() (*sql.DB, error) {
 
 // Close releases the database connections.
 func (db *DB) Close() error {
+	db.wal.stop()
 	sqlDB, err := db.gorm.DB()
 	if err != nil {
 		return err
@@ -165,6 +173,7 @@ func sqliteDSN(dsn string) string {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", walSizeLimit))
 	q.Add("_txlock", "immediate")
 	return "file:" + path + "?" + q.Encode()
 }
