@@ -96,7 +96,7 @@ func toAPIError(err error) *Error {
 	if errors.Is(err, store.ErrNotFound) {
 		return newError(http.StatusNotFound, "not_found", "Not found")
 	}
-	if isUnavailable(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, store.ErrUnavailable) {
+	if isUnavailable(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, store.ErrUnavailable) || store.IsBusy(err) {
 		return newError(http.StatusServiceUnavailable, "service_unavailable", "The database is unavailable, retry later")
 	}
 	return newError(http.StatusInternalServerError, "server_error", "An unexpected error occurred")

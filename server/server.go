@@ -73,6 +73,9 @@ type Config struct {
 	RefreshBackoff time.Duration
 }
 
+// DefaultRequestTimeout is Config.RequestTimeout's default.
+const DefaultRequestTimeout = 4 * time.Second
+
 // Server implements the generated strict server interface.
 type Server struct {
 	store    Store
@@ -129,7 +132,7 @@ func NewAPI(cfg Config) (*API, error) {
 		cfg.KeyCacheTTL = 2 * time.Second
 	}
 	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 4 * time.Second
+		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

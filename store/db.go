@@ -51,6 +51,9 @@ type Config struct {
 	Logger *slog.Logger
 	// CheckpointTicks, when set, times the SQLite WAL checkpoints instead of a real ticker.
 	CheckpointTicks <-chan time.Time
+	// BusyTimeout is how long an SQLite statement waits for another process's write lock
+	// (busy_timeout); default 10 s. A server keeps it within its request timeout.
+	BusyTimeout time.Duration
 }
 
 // DialectOf tells which engine a database URL selects.
@@ -96,7 +99,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	case DialectPostgres:
 		g, err = gorm.Open(postgres.Open(postgresDSN(cfg.URL)), gcfg)
 	default:
-		g, err = gorm.Open(sqlite.Open(sqliteDSN(cfg.URL)), gcfg)
+		g, err = gorm.Open(sqlite.Open(sqliteDSN(cfg.URL, cfg.BusyTimeout)), gcfg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)
@@ -164,12 +167,12 @@ func (db *DB) now() time.Time {
 	return db.Now().UTC().Truncate(time.Microsecond)
 }
 
-func sqliteDSN(dsn string) string {
+func sqliteDSN(dsn string, busyTimeout time.Duration) string {
 	path := SQLitePath(dsn)
 	// WAL lets readers run beside the writer; busy_timeout makes a second process (the CLI next to
 	// a running server) wait for the lock instead of failing.
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout(busyTimeout).Milliseconds()))
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
@@ -22,6 +23,8 @@ type app struct {
 	stdout      io.Writer
 	stderr      io.Writer
 	databaseURL string
+	// busyTimeout is the SQLite store's wait for another process's lock; 0 is the store's default.
+	busyTimeout time.Duration
 }
 
 func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
@@ -112,7 +115,7 @@ func (a *app) openStore(ctx context.Context, log *slog.Logger) (*store.DB, error
 	if err != nil {
 		return nil, err
 	}
-	return store.Open(ctx, store.Config{URL: a.databaseURL, Keys: keys, Logger: log})
+	return store.Open(ctx, store.Config{URL: a.databaseURL, Keys: keys, Logger: log, BusyTimeout: a.busyTimeout})
 }
 
 // keyring reads CREDPORT_ENCRYPTION_KEY. Without it, and only on SQLite, the key lives in a file
