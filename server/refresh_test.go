@@ -162,6 +162,25 @@ func (v *env) refreshMetric(trigger, outcome string) float64 {
 	return 0
 }
 
+// metricValue is the value of a metric without labels as GET /metrics shows it, 0 if absent.
+func (v *env) metricValue(name string) float64 {
+	v.t.Helper()
+	res := v.do(request{method: http.MethodGet, path: "/metrics", auth: strPtr(""), contentType: strPtr("")})
+	if res.status != http.StatusOK {
+		v.t.Fatalf("metrics: status %d", res.status)
+	}
+	for _, line := range strings.Split(string(res.body), "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				v.t.Fatalf("metric line %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
 // storedCredentials reads what the store holds for a connection of "oauth", without the API.
 func (v refreshEnv) storedCredentials(id string) map[string]any {
 	v.t.Helper()
@@ -894,6 +913,9 @@ func TestRefreshBackground(t *testing.T) {
 			timer.round(t)
 		}
 		stop()
+		if got := v.metricValue("credport_refresh_background_rounds_total"); got != 4 {
+			t.Errorf("credport_refresh_background_rounds_total %v, want the 4 rounds fired", got)
+		}
 		v.wantCalls(t, 8, "background rounds")
 		if got := v.refreshMetric("background", "renewed"); got != 2 {
 			t.Errorf("background renewed metric %v, want 2", got)

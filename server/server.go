@@ -177,6 +177,10 @@ func NewAPI(cfg Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
+	rounds, err := newBackgroundRounds(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
 	srv := &Server{
 		store: cfg.Store, log: cfg.Logger, now: cfg.Now, validate: v, tags: tagsSchema.Value,
 		gatherer: cfg.Registry, metricsElsewhere: cfg.MetricsElsewhere, specYAML: credport.OpenAPI,
@@ -189,7 +193,7 @@ func NewAPI(cfg Config) (*API, error) {
 		store:  refreshStore,
 		client: &provider.Client{HTTP: cfg.ProviderClient, Timeout: cfg.ProviderTimeout, Now: cfg.Now},
 		window: cfg.RefreshWindow, backoff: cfg.RefreshBackoff, dbTimeout: cfg.RequestTimeout,
-		now: cfg.Now, after: cfg.After, log: cfg.Logger, outcomes: refreshes,
+		now: cfg.Now, after: cfg.After, rounds: rounds, log: cfg.Logger, outcomes: refreshes,
 	}
 	srv.integrations = newTTLCache(cfg.KeyCacheTTL, cfg.Now, func(ctx context.Context, k integrationKey) (store.Integration, error) {
 		return cfg.Store.FindIntegration(ctx, k.envID, k.uniqueKey)
