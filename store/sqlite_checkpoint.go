@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -9,11 +10,12 @@ import (
 	"time"
 )
 
-// The SQLite WAL checkpoint policy. SQLite's own auto-checkpoint does not run after an upsert
-// whose RETURNING row is read and the statement reset before it is done, which is every import,
-// so the store checkpoints on a ticker of its own:
-//   - every walCheckpointEvery a PASSIVE checkpoint copies the WAL into the database without
-//     waiting for anyone, so that the next write starts the WAL over;
+// The SQLite WAL checkpoint policy. SQLite checkpoints by itself (wal_autocheckpoint, every 1000
+// pages) when a write statement is stepped to its end, which is why a RETURNING row is read with
+// scanReturning. The store adds, on a ticker of its own:
+//   - every walCheckpointEvery a PASSIVE checkpoint, which copies the WAL into the database
+//     without waiting for anyone, so that the next write starts the WAL over even if a write
+//     ends without SQLite's checkpoint;
 //   - journal_size_limit truncates the file to walSizeLimit whenever the WAL starts over;
 //   - once the WAL has not changed for walIdleAfter, a TRUNCATE checkpoint empties the file.
 const (
@@ -107,4 +109,24 @@ func walFileSize(path string) int64 {
 		return 0
 	}
 	return st.Size()
+}
+
+// scanReturning scans the one row of a write statement's RETURNING clause into dest and steps
+// the statement to its end before closing it. A statement closed after its first row, as
+// sql.Row does, commits without running SQLite's auto-checkpoint, and the WAL then grows for as
+// long as the writes last.
+func scanReturning(rows *sql.Rows, dest ...any) error {
+	if !rows.Next() {
+		err := rows.Err()
+		_ = rows.Close()
+		if err == nil {
+			err = sql.ErrNoRows
+		}
+		return err
+	}
+	err := rows.Scan(dest...)
+	if rows.Next() { // steps the statement to its end
+		err = errors.Join(err, errors.New("more than one row returned"))
+	}
+	return errors.Join(err, rows.Err(), rows.Close())
 }
