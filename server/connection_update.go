@@ -122,7 +122,7 @@ func (s *Server) writeMetadata(ctx context.Context, body gen.MetadataRequest, me
 	err := s.store.SetMetadata(ctx, key.EnvironmentID, body.ProviderConfigKey, ids, body.Metadata, merge)
 	var missing *store.MissingConnectionError
 	if errors.As(err, &missing) {
-		msg := fmt.Sprintf("Connection with connection id %s and provider config key %s not found. Please make sure the connection exists in the Nango dashboard",
+		msg := fmt.Sprintf("Connection with connection id %s and provider config key %s not found. Import it with POST /connections (or credport import), or list the connections with GET /connections",
 			missing.ConnectionID, body.ProviderConfigKey)
 		if len(ids) > 1 {
 			msg += ". No actions were taken on any of the connections as a result of this failure."

@@ -171,7 +171,7 @@ func TestMetadata(t *testing.T) {
 			for _, method := range []string{http.MethodPost, http.MethodPatch} {
 				res := send(updater.on(t), method, `{"connection_id":["a","missing","b"],"provider_config_key":"github","metadata":{"x":1}}`)
 				e := wantError(t, res, http.StatusNotFound, "unknown_connection")
-				want := "Connection with connection id missing and provider config key github not found. Please make sure the connection exists in the Nango dashboard. No actions were taken on any of the connections as a result of this failure."
+				want := "Connection with connection id missing and provider config key github not found. Import it with POST /connections (or credport import), or list the connections with GET /connections. No actions were taken on any of the connections as a result of this failure."
 				if e.message != want {
 					t.Errorf("message %q", e.message)
 				}

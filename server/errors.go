@@ -122,7 +122,7 @@ func toAPIError(err error) *Error {
 		// A write that names an integration deleted after this replica cached it.
 		return newError(http.StatusNotFound, "not_found", "Integration does not exist")
 	}
-	if isUnavailable(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, store.ErrUnavailable) {
+	if isUnavailable(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, store.ErrUnavailable) || store.IsBusy(err) {
 		return newError(http.StatusServiceUnavailable, "service_unavailable", "The database is unavailable, retry later")
 	}
 	return newError(http.StatusInternalServerError, "server_error", "An unexpected error occurred")

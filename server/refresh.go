@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/credport/credport/provider"
@@ -44,8 +45,11 @@ type refresher struct {
 	// dbTimeout bounds the database work around a provider call.
 	dbTimeout time.Duration
 	now       func() time.Time
-	log       *slog.Logger
-	outcomes  refreshCounter
+	// after times the background rounds; rounds counts them.
+	after    func(time.Duration) <-chan time.Time
+	rounds   prometheus.Counter
+	log      *slog.Logger
+	outcomes refreshCounter
 }
 
 // refreshable tells whether connections of the integration have tokens that can be renewed.

@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/credport/credport/store"
 )
@@ -26,10 +29,26 @@ func (r *refresher) runBackground(ctx context.Context, interval time.Duration, i
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(interval + jitter):
+		case <-r.after(interval + jitter):
 		}
 		r.backgroundRound(ctx, integration)
+		if r.rounds != nil {
+			r.rounds.Inc()
+		}
 	}
+}
+
+// newBackgroundRounds counts the background refresh's finished rounds, which tells an operator
+// (and a test) that the loop runs.
+func newBackgroundRounds(reg prometheus.Registerer) (prometheus.Counter, error) {
+	c := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "credport_refresh_background_rounds_total",
+		Help: "Rounds of the background token refresh that have finished.",
+	})
+	if err := reg.Register(c); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	return c, nil
 }
 
 // backgroundRound renews one batch of due tokens.

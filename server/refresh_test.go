@@ -162,6 +162,25 @@ func (v *env) refreshMetric(trigger, outcome string) float64 {
 	return 0
 }
 
+// metricValue is the value of a metric without labels as GET /metrics shows it, 0 if absent.
+func (v *env) metricValue(name string) float64 {
+	v.t.Helper()
+	res := v.do(request{method: http.MethodGet, path: "/metrics", auth: strPtr(""), contentType: strPtr("")})
+	if res.status != http.StatusOK {
+		v.t.Fatalf("metrics: status %d", res.status)
+	}
+	for _, line := range strings.Split(string(res.body), "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(rest, 64)
+			if err != nil {
+				v.t.Fatalf("metric line %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
 // storedCredentials reads what the store holds for a connection of "oauth", without the API.
 func (v refreshEnv) storedCredentials(id string) map[string]any {
 	v.t.Helper()
@@ -807,6 +826,41 @@ func TestRefreshClientAuth(t *testing.T) {
 	})
 }
 
+// manualTimer is a refresh timer that the test fires: each of the background loop's waits is
+// handed to the test, which ends it when it likes.
+type manualTimer struct {
+	waits chan chan time.Time
+}
+
+func newManualTimer() *manualTimer {
+	// The loop waits on one timer at a time, so one slot never blocks it.
+	return &manualTimer{waits: make(chan chan time.Time, 1)}
+}
+
+func (m *manualTimer) after(time.Duration) <-chan time.Time {
+	c := make(chan time.Time, 1)
+	m.waits <- c
+	return c
+}
+
+// round fires the loop's timer and returns once the round it starts is over, which is when the
+// loop waits again.
+func (m *manualTimer) round(t *testing.T) {
+	t.Helper()
+	select {
+	case c := <-m.waits:
+		c <- time.Now()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the background loop never waited for its timer")
+	}
+	select {
+	case c := <-m.waits:
+		m.waits <- c // the next round's wait, for the next call
+	case <-time.After(30 * time.Second):
+		t.Fatal("the background round did not finish")
+	}
+}
+
 type jsonNumber string
 
 func (n jsonNumber) MarshalJSON() ([]byte, error) { return []byte(n), nil }
@@ -816,7 +870,8 @@ func (n jsonNumber) MarshalJSON() ([]byte, error) { return []byte(n), nil }
 func TestRefreshBackground(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		v := newRefreshEnv(t, b, server.Config{RefreshBackoff: time.Hour})
+		timer := newManualTimer()
+		v := newRefreshEnv(t, b, server.Config{RefreshBackoff: time.Hour, After: timer.after})
 
 		// Refusals first, while the background does not run.
 		v.provider.SetMode(providertest.InvalidGrant)
@@ -850,12 +905,17 @@ func TestRefreshBackground(t *testing.T) {
 		stop := func() { cancel(); <-done }
 		t.Cleanup(stop)
 
-		deadline := time.Now().Add(5 * time.Second)
-		for v.refreshMetric("background", "renewed") < 2 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
+		timer.round(t)
+		if got := v.refreshMetric("background", "renewed"); got != 2 {
+			t.Errorf("background renewed metric %v after the first round, want 2", got)
 		}
-		time.Sleep(150 * time.Millisecond) // several more rounds
+		for range 3 { // more rounds find nothing more to do
+			timer.round(t)
+		}
 		stop()
+		if got := v.metricValue("credport_refresh_background_rounds_total"); got != 4 {
+			t.Errorf("credport_refresh_background_rounds_total %v, want the 4 rounds fired", got)
+		}
 		v.wantCalls(t, 8, "background rounds")
 		if got := v.refreshMetric("background", "renewed"); got != 2 {
 			t.Errorf("background renewed metric %v, want 2", got)

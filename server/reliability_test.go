@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,23 +28,23 @@ const lostDatabaseDeadline = 5 * time.Second
 type outage struct {
 	name string
 	// open makes a fresh PostgreSQL database reachable only through a proxy and returns the URL
-	// through the proxy, the direct URL, and the functions that take the database away and
-	// bring it back.
-	open func(t *testing.T) (proxied, direct string, down, up func())
+	// through the proxy, the direct URL, the proxy, and the functions that take the database
+	// away and bring it back.
+	open func(t *testing.T) (proxied, direct string, p *storetest.Proxy, down, up func())
 }
 
 func outages() []outage {
 	pg := storetest.Backends()[1]
 	return []outage{
-		{name: "connections refused", open: func(t *testing.T) (string, string, func(), func()) {
+		{name: "connections refused", open: func(t *testing.T) (string, string, *storetest.Proxy, func(), func()) {
 			direct := pg.NewURL(t)
 			p, proxied := storetest.NewProxy(t, direct)
-			return proxied, direct, p.Cut, p.Restore
+			return proxied, direct, p, p.Cut, p.Restore
 		}},
-		{name: "network stalled", open: func(t *testing.T) (string, string, func(), func()) {
+		{name: "network stalled", open: func(t *testing.T) (string, string, *storetest.Proxy, func(), func()) {
 			direct := pg.NewURL(t)
 			p, proxied := storetest.NewProxy(t, direct)
-			return proxied, direct, p.Stall, p.Restore
+			return proxied, direct, p, p.Stall, p.Restore
 		}},
 	}
 }
@@ -96,7 +97,7 @@ func randomToken(prefix string) string {
 func TestDatabaseLostWhileServing(t *testing.T) {
 	for _, o := range outages() {
 		t.Run(o.name, func(t *testing.T) {
-			proxied, _, down, up := o.open(t)
+			proxied, _, _, down, up := o.open(t)
 			host := mustHost(t, proxied)
 			v := newEnvOn(t, storetest.OpenURL(t, proxied))
 			v.integration("dev", "github", "OAUTH2")
@@ -188,7 +189,7 @@ func TestDatabaseLostWhileServing(t *testing.T) {
 func TestNoAcknowledgedImportLost(t *testing.T) {
 	for _, o := range outages() {
 		t.Run(o.name, func(t *testing.T) {
-			proxied, direct, down, up := o.open(t)
+			proxied, direct, proxy, down, up := o.open(t)
 			v := newEnvOn(t, storetest.OpenURL(t, proxied))
 			v.integration("dev", "github", "OAUTH2")
 
@@ -203,6 +204,8 @@ func TestNoAcknowledgedImportLost(t *testing.T) {
 			stop := make(chan struct{})
 			var settled sync.Mutex // held by the test while the outages last
 			outagesOver := false
+			// What the workers have been answered so far, which drives the outages.
+			var answeredOK, okAfterOutages atomic.Int64
 			var wg sync.WaitGroup
 			for w := range workers {
 				wg.Go(func() {
@@ -218,20 +221,35 @@ func TestNoAcknowledgedImportLost(t *testing.T) {
 						r := result{connID: fmt.Sprintf("w%d-%d", w, i), token: randomToken("tok-"), afterOutages: after}
 						r.call = serveTimed(v.e, http.MethodPost, "/connections", v.key, importBody(r.connID, r.token))
 						results[w] = append(results[w], r)
+						switch r.call.res.status {
+						case http.StatusOK:
+							answeredOK.Add(1)
+							if after {
+								okAfterOutages.Add(1)
+							}
+						}
 					}
 				})
 			}
-			time.Sleep(200 * time.Millisecond)
+			// Each phase lasts until it had an effect: an outage until it kept an import's traffic
+			// from the database, the database back until one more import answered 200.
+			grew := func(what string, counter *atomic.Int64) {
+				t.Helper()
+				before := counter.Load()
+				waitUntil(t, 30*time.Second, what, func() bool { return counter.Load() > before })
+			}
+			grew("an import answered 200 before the outages", &answeredOK)
 			for range 3 {
+				blocked := proxy.Blocked()
 				down()
-				time.Sleep(250 * time.Millisecond)
+				waitUntil(t, 30*time.Second, "the outage to reach the imports", func() bool { return proxy.Blocked() > blocked })
 				up()
-				time.Sleep(250 * time.Millisecond)
+				grew("an import answered 200 after the outage", &answeredOK)
 			}
 			settled.Lock()
 			outagesOver = true
 			settled.Unlock()
-			time.Sleep(300 * time.Millisecond)
+			grew("an import sent after the outages answered 200", &okAfterOutages)
 			close(stop)
 			wg.Wait()
 
@@ -290,6 +308,18 @@ func TestNoAcknowledgedImportLost(t *testing.T) {
 				t.Errorf("no import answered 200 once the database was back for good")
 			}
 		})
+	}
+}
+
+// waitUntil waits until cond holds, failing t if it does not within d.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", d, what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -23,24 +24,17 @@ func schemaErrorDetails(err error, at []string) []gen.ErrorDetail {
 		var multi openapi3.MultiError
 		var reqErr *openapi3filter.RequestError
 		var schemaErr *openapi3.SchemaError
+		// A parameter's RequestError is taken before the MultiError it wraps, so that its errors
+		// carry the parameter's name; errors.As would find the MultiError inside it first.
 		switch {
+		case isRequestError(err) && errors.As(err, &reqErr):
+			walkRequestError(reqErr, at, walk, &out)
 		case errors.As(err, &multi) && !isSchemaError(err):
 			for _, e := range multi {
 				walk(e, at)
 			}
 		case errors.As(err, &reqErr):
-			if reqErr.Parameter != nil {
-				at = append(slices.Clone(at), reqErr.Parameter.Name)
-			}
-			if reqErr.Err == nil {
-				out = append(out, detail("invalid", reqErr.Reason, at))
-				return
-			}
-			before := len(out)
-			walk(reqErr.Err, at)
-			if len(out) == before {
-				out = append(out, detail("invalid", reqErr.Error(), at))
-			}
+			walkRequestError(reqErr, at, walk, &out)
 		case errors.As(err, &schemaErr):
 			out = append(out, schemaErrorDetail(schemaErr, at)...)
 		default:
@@ -64,6 +58,27 @@ func dedupe(details []gen.ErrorDetail) []gen.ErrorDetail {
 		}
 	}
 	return out
+}
+
+// walkRequestError walks what reqErr wraps, at the path of its parameter when it has one.
+func walkRequestError(reqErr *openapi3filter.RequestError, at []string, walk func(error, []string), out *[]gen.ErrorDetail) {
+	if reqErr.Parameter != nil {
+		at = append(slices.Clone(at), reqErr.Parameter.Name)
+	}
+	if reqErr.Err == nil {
+		*out = append(*out, detail("invalid", reqErr.Reason, at))
+		return
+	}
+	before := len(*out)
+	walk(reqErr.Err, at)
+	if len(*out) == before {
+		*out = append(*out, detail("invalid", reqErr.Error(), at))
+	}
+}
+
+func isRequestError(err error) bool {
+	_, ok := err.(*openapi3filter.RequestError)
+	return ok
 }
 
 func isSchemaError(err error) bool {
@@ -96,7 +111,49 @@ func schemaErrorDetail(e *openapi3.SchemaError, at []string) []gen.ErrorDetail {
 	case "required":
 		return []gen.ErrorDetail{detail("invalid_type", e.Reason, path)}
 	}
-	return []gen.ErrorDetail{detail(schemaErrorCode(e.SchemaField), e.Reason, path)}
+	return []gen.ErrorDetail{detail(schemaErrorCode(e.SchemaField), schemaErrorMessage(e), path)}
+}
+
+// schemaErrorMessage is kin-openapi's reason, except where that reason would show a person a
+// regular expression: a boolean flag or a date-time says what it must be instead.
+func schemaErrorMessage(e *openapi3.SchemaError) string {
+	if e.Schema == nil {
+		return e.Reason
+	}
+	switch e.SchemaField {
+	case "format":
+		switch e.Schema.Format {
+		case "date-time":
+			return "must be an RFC 3339 date-time, such as 2026-01-31T09:30:00Z"
+		case "email":
+			return "must be an email address"
+		}
+	case "pattern":
+		if isBooleanPattern(e.Schema.Pattern) {
+			return "must be true or false (also accepted: 1 or 0, yes or no, on or off, y or n, enabled or disabled)"
+		}
+	}
+	return e.Reason
+}
+
+// isBooleanPattern tells a pattern that reads a boolean flag: it accepts true, false, 1 and 0
+// and nothing else of a few likely mistakes.
+func isBooleanPattern(pattern string) bool {
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return false
+	}
+	for _, s := range []string{"true", "FALSE", "1", "0"} {
+		if !re.MatchString(s) {
+			return false
+		}
+	}
+	for _, s := range []string{"maybe", "2", "truefalse"} {
+		if re.MatchString(s) {
+			return false
+		}
+	}
+	return true
 }
 
 func schemaErrorCode(field string) string {

@@ -57,6 +57,9 @@ type Config struct {
 	KeyCacheTTL time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// After is the background refresh's timer: its channel delivers once d has passed. Default
+	// time.After; tests deliver the ticks themselves.
+	After func(d time.Duration) <-chan time.Time
 	// Registry receives the API's metrics and is what GET /metrics exposes. Default: a registry
 	// with the Go runtime and process collectors.
 	Registry *prometheus.Registry
@@ -84,6 +87,9 @@ type Config struct {
 	// built-in one.
 	Providers provider.Catalog
 }
+
+// DefaultRequestTimeout is Config.RequestTimeout's default.
+const DefaultRequestTimeout = 4 * time.Second
 
 // Server implements the generated strict server interface.
 type Server struct {
@@ -154,10 +160,13 @@ func NewAPI(cfg Config) (*API, error) {
 		cfg.KeyCacheTTL = 2 * time.Second
 	}
 	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 4 * time.Second
+		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.After == nil {
+		cfg.After = time.After
 	}
 	if cfg.ProviderClient == nil {
 		cfg.ProviderClient = newProviderClient()
@@ -207,6 +216,10 @@ func NewAPI(cfg Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
+	rounds, err := newBackgroundRounds(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
 	srv := &Server{
 		store: cfg.Store, log: cfg.Logger, now: cfg.Now, validate: v, tags: tagsSchema.Value,
 		gatherer: cfg.Registry, metricsElsewhere: cfg.MetricsElsewhere, specYAML: credport.OpenAPI,
@@ -223,7 +236,7 @@ func NewAPI(cfg Config) (*API, error) {
 		store:  refreshStore,
 		client: &provider.Client{HTTP: cfg.ProviderClient, Timeout: cfg.ProviderTimeout, Now: cfg.Now},
 		window: cfg.RefreshWindow, backoff: cfg.RefreshBackoff, dbTimeout: cfg.RequestTimeout,
-		now: cfg.Now, log: cfg.Logger, outcomes: refreshes,
+		now: cfg.Now, after: cfg.After, rounds: rounds, log: cfg.Logger, outcomes: refreshes,
 	}
 	srv.integrations = newTTLCache(cfg.KeyCacheTTL, cfg.Now, func(ctx context.Context, k integrationKey) (store.Integration, error) {
 		return cfg.Store.FindIntegration(ctx, k.envID, k.uniqueKey)

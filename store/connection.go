@@ -124,16 +124,19 @@ func (db *DB) UpsertConnection(ctx context.Context, in UpsertConnection) (Connec
 		UpdatedAt        time.Time
 		LastFetchedAt    time.Time
 	}
-	// Row, not Scan: GORM's Scan renders the statement with its values for a trace logger on
+	// Rows, not Scan: GORM's Scan renders the statement with its values for a trace logger on
 	// every call, which costs more than the statement itself and handles sealed values for nothing.
-	err = db.gorm.WithContext(ctx).Raw(db.upsertSQL,
+	rows, err := db.gorm.WithContext(ctx).Raw(db.upsertSQL,
 		in.EnvironmentID, in.Integration.ID, in.Integration.UniqueKey, in.ConnectionID, sealed,
 		in.CredentialsExpiresAt, jsonOr(in.ConnectionConfig, "{}"), jsonOr(in.Metadata, "{}"), jsonOr(in.Tags, "{}"), endUser,
 		now, now, now,
 		in.ConnectionConfig != nil && in.MergeConnectionConfig, in.ConnectionConfig != nil,
 		in.Metadata != nil, in.Tags != nil, in.EndUser != nil,
-	).Row().Scan(&row.ID, &row.ConnectionConfig, &row.Metadata, &row.Tags, &row.EndUser,
-		&row.CreatedAt, &row.UpdatedAt, &row.LastFetchedAt)
+	).Rows()
+	if err == nil {
+		err = scanReturning(rows, &row.ID, &row.ConnectionConfig, &row.Metadata, &row.Tags, &row.EndUser,
+			&row.CreatedAt, &row.UpdatedAt, &row.LastFetchedAt)
+	}
 	if err != nil {
 		return Connection{}, fmt.Errorf("upsert connection %q: %w", in.ConnectionID, err)
 	}

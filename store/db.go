@@ -41,6 +41,8 @@ type DB struct {
 	upsertSQL string
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
+	// wal checkpoints the SQLite WAL; nil on PostgreSQL.
+	wal *walCheckpointer
 }
 
 // Config says where the database is and how secrets are sealed.
@@ -49,6 +51,11 @@ type Config struct {
 	URL    string
 	Keys   *Keyring
 	Logger *slog.Logger
+	// CheckpointTicks, when set, times the SQLite WAL checkpoints instead of a real ticker.
+	CheckpointTicks <-chan time.Time
+	// BusyTimeout is how long an SQLite statement waits for another process's write lock
+	// (busy_timeout); default 10 s. A server keeps it within its request timeout.
+	BusyTimeout time.Duration
 }
 
 // DialectOf tells which engine a database URL selects.
@@ -98,7 +105,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		if created, err = createPrivateFile(SQLitePath(cfg.URL)); err != nil {
 			return nil, fmt.Errorf("open %s database: %w", dialect, err)
 		}
-		g, err = gorm.Open(sqlite.Open(sqliteDSN(cfg.URL)), gcfg)
+		g, err = gorm.Open(sqlite.Open(sqliteDSN(cfg.URL, cfg.BusyTimeout)), gcfg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)
@@ -133,6 +140,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 				return nil, fmt.Errorf("open %s database: %w", dialect, err)
 			}
 		}
+	}
+	if dialect == DialectSQLite {
+		db.wal = startWALCheckpoints(db, SQLitePath(cfg.URL), cfg.CheckpointTicks, cfg.Logger)
 	}
 	return db, nil
 }
@@ -179,6 +189,7 @@ func (db *DB) SQL() (*sql.DB, error) {
 
 // Close releases the database connections.
 func (db *DB) Close() error {
+	db.wal.stop()
 	sqlDB, err := db.gorm.DB()
 	if err != nil {
 		return err
@@ -191,15 +202,16 @@ func (db *DB) now() time.Time {
 	return db.Now().UTC().Truncate(time.Microsecond)
 }
 
-func sqliteDSN(dsn string) string {
+func sqliteDSN(dsn string, busyTimeout time.Duration) string {
 	path := SQLitePath(dsn)
 	// WAL lets readers run beside the writer; busy_timeout makes a second process (the CLI next to
 	// a running server) wait for the lock instead of failing.
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout(busyTimeout).Milliseconds()))
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", walSizeLimit))
 	q.Add("_txlock", "immediate")
 	return "file:" + path + "?" + q.Encode()
 }

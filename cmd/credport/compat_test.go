@@ -247,9 +247,9 @@ func checkNangoNodeResults(t *testing.T, got map[string]any, expiresAt string) {
 	want("setMetadataClear", M{"status": 201, "data": M{"connection_id": "user-2", "provider_config_key": "gh", "metadata": M{}}})
 	want("getMetadataAfterClear", M{})
 	wantError("setMetadataUnknown", 404, M{"code": "unknown_connection",
-		"message": "Connection with connection id nobody and provider config key gh not found. Please make sure the connection exists in the Nango dashboard"})
+		"message": "Connection with connection id nobody and provider config key gh not found. Import it with POST /connections (or credport import), or list the connections with GET /connections"})
 	wantError("updateMetadataPartlyUnknown", 404, M{"code": "unknown_connection",
-		"message": "Connection with connection id nobody and provider config key gh not found. Please make sure the connection exists in the Nango dashboard. No actions were taken on any of the connections as a result of this failure."})
+		"message": "Connection with connection id nobody and provider config key gh not found. Import it with POST /connections (or credport import), or list the connections with GET /connections. No actions were taken on any of the connections as a result of this failure."})
 	want("getMetadataAfterRefused", M{"a": 1, "b": 2, "nested": M{"k": "v"}})
 
 	// Lists: newest first, filters ANDed, never credentials.

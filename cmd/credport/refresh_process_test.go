@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -119,6 +120,31 @@ func (s *serveProcess) stop(t *testing.T) {
 }
 
 // refreshLines are the serve log's "token refresh" audit lines.
+// backgroundRounds is credport_refresh_background_rounds_total as the server's /metrics shows it.
+func (s *serveProcess) backgroundRounds(t *testing.T, client *http.Client) int {
+	t.Helper()
+	resp, err := client.Get("http://" + s.addr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "credport_refresh_background_rounds_total "); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("credport_refresh_background_rounds_total %q: %v", v, err)
+			}
+			return int(n)
+		}
+	}
+	t.Fatalf("GET /metrics shows no credport_refresh_background_rounds_total:\n%s", data)
+	return 0
+}
+
 func (s *serveProcess) refreshLines(t *testing.T) []map[string]any {
 	t.Helper()
 	var lines []map[string]any
@@ -297,12 +323,10 @@ func TestRefreshAcrossServerProcesses(t *testing.T) {
 		noExpiryAccess, _ := importToken("no-expiry", "")
 		bg := startServeProcess(t, c, client, "--refresh-interval", "200ms")
 		servers = append(servers, bg)
-		deadline := time.Now().Add(15 * time.Second)
-		for p.Calls() < before+2 && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		// A few more rounds: renewed tokens are not due again.
-		time.Sleep(700 * time.Millisecond)
+		waitFor(t, 30*time.Second, "the background refresh to renew both tokens", func() bool { return p.Calls() >= before+2 })
+		// A few more rounds, counted by the server itself: renewed tokens are not due again.
+		rounds := bg.backgroundRounds(t, client)
+		waitFor(t, 30*time.Second, "three more background rounds", func() bool { return bg.backgroundRounds(t, client) >= rounds+3 })
 		if calls := p.Calls() - before; calls != 2 {
 			t.Fatalf("the background refresh made %d provider calls, want 2 (one per due connection)\n%s", calls, bg.stderr)
 		}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
@@ -19,6 +20,8 @@ type app struct {
 	stdout      io.Writer
 	stderr      io.Writer
 	databaseURL string
+	// busyTimeout is the SQLite store's wait for another process's lock; 0 is the store's default.
+	busyTimeout time.Duration
 }
 
 func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {

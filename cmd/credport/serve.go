@@ -74,6 +74,8 @@ func (a *app) serveCommand() *cobra.Command {
 func (a *app) serve(ctx context.Context, o serveOptions) error {
 	log := a.logger()
 	a.tuneGC()
+	// A statement never waits for another process's lock longer than its request may last.
+	a.busyTimeout = server.DefaultRequestTimeout
 	db, err := a.openStoreWaiting(ctx, log)
 	if err != nil {
 		return err

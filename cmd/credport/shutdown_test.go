@@ -64,12 +64,18 @@ type importer struct {
 	url    string
 	key    string
 	client *http.Client
+	// answered counts the imports load got 200 for; refused is closed at load's first refusal at
+	// connect.
+	answered    atomic.Int64
+	refused     chan struct{}
+	refusedOnce sync.Once
 }
 
 func newImporter(addr, key string) *importer {
 	return &importer{
-		url: "http://" + addr + "/connections",
-		key: key,
+		refused: make(chan struct{}),
+		url:     "http://" + addr + "/connections",
+		key:     key,
 		client: &http.Client{
 			Timeout:   15 * time.Second,
 			Transport: &http.Transport{DisableKeepAlives: true},
@@ -88,7 +94,8 @@ type outcome struct {
 	err       error
 }
 
-func (im *importer) send(ctx context.Context, requestID, connID string, body io.Reader) outcome {
+// send posts body as an import; header holds extra header names and values, in pairs.
+func (im *importer) send(ctx context.Context, requestID, connID string, body io.Reader, header ...string) outcome {
 	o := outcome{requestID: requestID, connID: connID, started: time.Now()}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, im.url, body)
 	if err != nil {
@@ -98,6 +105,9 @@ func (im *importer) send(ctx context.Context, requestID, connID string, body io.
 	req.Header.Set("Authorization", "Bearer "+im.key)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Request-Id", requestID)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	resp, err := im.client.Do(req)
 	if err == nil {
 		var data []byte
@@ -130,7 +140,11 @@ func (im *importer) load(workers int, prefix string, stop <-chan struct{}) func(
 				id := fmt.Sprintf("%s-%d-%d", prefix, w, i)
 				o := im.send(context.Background(), id, id, strings.NewReader(importJSON(id)))
 				results[w] = append(results[w], o)
+				if o.err == nil && o.status == http.StatusOK {
+					im.answered.Add(1)
+				}
 				if errors.Is(o.err, syscall.ECONNREFUSED) {
+					im.refusedOnce.Do(func() { close(im.refused) })
 					return // nothing listens any more
 				}
 			}
@@ -192,37 +206,50 @@ func TestServeShutdownFinishesInFlightImports(t *testing.T) {
 
 	const workers = 8
 	stop := make(chan struct{})
+	defer close(stop)
 	collect := im.load(workers, "load", stop)
-	time.Sleep(time.Second)
+	waitFor(t, 60*time.Second, "50 imports answered 200", func() bool { return im.answered.Load() >= 50 })
 
-	// A request whose body is still arriving when shutdown begins.
+	// A request whose body is still arriving when shutdown begins. It asks for 100 Continue, which
+	// the server sends once its handler reads the body: from then on the server has taken it.
 	bodyReader, bodyWriter := io.Pipe()
 	slowBody := importJSON("slow")
-	var headersSent atomic.Bool
+	bodyRead := make(chan struct{})
 	slowDone := make(chan outcome, 1)
 	go func() {
 		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
-			WroteHeaders: func() { headersSent.Store(true) },
+			Got100Continue: func() { close(bodyRead) },
 		})
-		slowDone <- im.send(ctx, "slow", "slow", bodyReader)
+		slow := &importer{url: im.url, key: im.key, client: &http.Client{
+			Timeout:   60 * time.Second,
+			Transport: &http.Transport{DisableKeepAlives: true, ExpectContinueTimeout: time.Minute},
+		}}
+		slowDone <- slow.send(ctx, "slow", "slow", bodyReader, "Expect", "100-continue")
 	}()
-	_, _ = io.WriteString(bodyWriter, slowBody[:len(slowBody)/2])
-	for !headersSent.Load() {
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-bodyRead:
+	case o := <-slowDone:
+		t.Fatalf("the slow request ended before its body was sent: %v %d %s", o.err, o.status, o.body)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server did not start reading the slow request's body")
 	}
-	time.Sleep(100 * time.Millisecond) // the server has accepted the connection
+	_, _ = io.WriteString(bodyWriter, slowBody[:len(slowBody)/2])
 
 	shutdownBegan := time.Now()
 	s.cancel()
-	time.Sleep(300 * time.Millisecond)
+	// The rest of the body arrives once the listener is closed, which a refused import shows.
+	select {
+	case <-im.refused:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no import was refused at connect after shutdown began")
+	}
 	_, _ = io.WriteString(bodyWriter, slowBody[len(slowBody)/2:])
 	_ = bodyWriter.Close()
 
-	if err := s.wait(t, 15*time.Second); err != nil {
+	if err := s.wait(t, 30*time.Second); err != nil {
 		t.Fatalf("serve after its context was cancelled: %v, want nil\n%s", err, s.stderr)
 	}
-	time.Sleep(50 * time.Millisecond)
-	close(stop)
+	// Every worker stops at its first refusal at connect.
 	outcomes := collect()
 	slow := <-slowDone
 	if slow.err != nil || slow.status != http.StatusOK {
@@ -300,6 +327,18 @@ func TestServeShutdownFinishesInFlightImports(t *testing.T) {
 	}
 }
 
+// waitFor waits until cond holds, failing t if it does not within d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestCLIBesideBusySQLiteServer runs `keys create` and `integrations create` through run() again
 // and again on the SQLite file that a server is importing into concurrently: no command fails
 // with the database locked and no import answers anything but 200.
@@ -313,7 +352,7 @@ func TestCLIBesideBusySQLiteServer(t *testing.T) {
 
 	stop := make(chan struct{})
 	collect := im.load(8, "busy", stop)
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, 60*time.Second, "a first import answered 200", func() bool { return im.answered.Load() >= 1 })
 
 	const rounds = 20
 	commands := []struct {

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -17,7 +18,14 @@ type Proxy struct {
 	down    bool // refuse: close what is open, close what arrives
 	stalled bool // partition: keep everything open, forward nothing
 	conns   map[net.Conn]struct{}
+	// blocked counts what the outage kept from the database: connections refused while down,
+	// reads dropped or connections held while stalled.
+	blocked atomic.Int64
 }
+
+// Blocked is how many times an outage has kept traffic from the database so far, so that a test
+// can tell that an outage has reached its clients.
+func (p *Proxy) Blocked() int64 { return p.blocked.Load() }
 
 // NewProxy proxies to the host of dbURL and returns the proxy and dbURL rewritten to go through it.
 func NewProxy(t testing.TB, dbURL string) (*Proxy, string) {
@@ -56,6 +64,7 @@ func (p *Proxy) accept() {
 			_ = client.Close()
 		}
 		if down || stalled {
+			p.blocked.Add(1)
 			continue
 		}
 		server, err := net.Dial("tcp", p.target)
@@ -80,8 +89,10 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && !p.isStalled() {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+		if n > 0 {
+			if p.isStalled() {
+				p.blocked.Add(1)
+			} else if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
 		}
