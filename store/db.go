@@ -35,8 +35,8 @@ type DB struct {
 	gorm    *gorm.DB
 	dialect Dialect
 	keys    *Keyring
-	// upsertSQL is the connection upsert in the dialect's words.
-	upsertSQL string
+	// group commits concurrent imports together.
+	group *groupCommitter
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 }
@@ -47,6 +47,12 @@ type Config struct {
 	URL    string
 	Keys   *Keyring
 	Logger *slog.Logger
+	// GroupCommitMax caps how many concurrent imports are committed together; 0 means
+	// DefaultGroupCommitMax.
+	GroupCommitMax int
+	// RefuseUpsert, for tests only, makes the database refuse the imports it returns true for
+	// (they are sent with an integration that does not exist).
+	RefuseUpsert func(UpsertConnection) bool
 }
 
 // DialectOf tells which engine a database URL selects.
@@ -110,7 +116,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		sqlDB.SetMaxIdleConns(32)
 		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	}
-	db := &DB{gorm: g, dialect: dialect, keys: cfg.Keys, upsertSQL: upsertSQL(dialect), Now: func() time.Time { return time.Now().UTC() }}
+	db := &DB{gorm: g, dialect: dialect, keys: cfg.Keys, Now: func() time.Time { return time.Now().UTC() }}
 	if err := db.Ping(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -119,6 +125,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	db.group = newGroupCommitter(sqlDB, dialect, db.now, cfg.GroupCommitMax, cfg.RefuseUpsert)
 	return db, nil
 }
 
@@ -142,8 +149,11 @@ func (db *DB) SQL() (*sql.DB, error) {
 	return db.gorm.DB()
 }
 
-// Close releases the database connections.
+// Close commits the imports still queued and releases the database connections.
 func (db *DB) Close() error {
+	if db.group != nil {
+		db.group.close()
+	}
 	sqlDB, err := db.gorm.DB()
 	if err != nil {
 		return err

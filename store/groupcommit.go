@@ -1,0 +1,512 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Group commit: imports that arrive while the database commits others wait, and are then
+// committed together, in one transaction and, on PostgreSQL, one multi-row statement per shape
+// of request. A lone import is committed at once; nothing ever waits to fill a group. Per-row
+// work that needs no database (validation, sealing) stays in each caller's goroutine, and so
+// does building its answer.
+//
+// The rules:
+//   - A group holds at most max rows, and never two of one (environment, provider config key,
+//     connection id): ON CONFLICT DO UPDATE cannot touch a row twice in one statement. The later
+//     import waits for the next group, so imports of one connection apply in arrival order.
+//   - Rows are written in key order, so two servers committing groups on one database lock rows
+//     in the same order and cannot deadlock each other.
+//   - A row the database refuses fails alone: the group is retried without it.
+//   - A caller whose context ends while it is still queued gets the context's error, and its row
+//     is not written. Once its group has been taken, it waits for the commit (bounded by the
+//     latest deadline in the group) and answers what happened to its row.
+
+// DefaultGroupCommitMax is the most imports committed together when the configuration sets none.
+const DefaultGroupCommitMax = 500
+
+// GroupCommitStats describes the group commit of imports since the store was opened.
+type GroupCommitStats struct {
+	// Groups counts the groups committed (or attempted) and Rows the imports they held.
+	Groups, Rows int64
+	// Largest is the most imports one group held.
+	Largest int
+	// Waiting counts the imports queued for the next group now.
+	Waiting int
+}
+
+// GroupCommitStats is what the group commit of imports has done so far.
+func (db *DB) GroupCommitStats() GroupCommitStats {
+	g := db.group
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.stats
+	s.Waiting = len(g.queue)
+	return s
+}
+
+// rowKey is the unique key of a connection.
+type rowKey struct {
+	environmentID     int64
+	providerConfigKey string
+	connectionID      string
+}
+
+func (k rowKey) compare(o rowKey) int {
+	return cmp.Or(cmp.Compare(k.environmentID, o.environmentID),
+		cmp.Compare(k.providerConfigKey, o.providerConfigKey), cmp.Compare(k.connectionID, o.connectionID))
+}
+
+// upsertFlags say which optional fields an import sent; rows of one statement share them.
+type upsertFlags struct {
+	mergeConfig, config, metadata, tags, endUser bool
+}
+
+// returnedRow is what the upsert returned for one row.
+type returnedRow struct {
+	id                                  int64
+	connectionConfig, metadata, tags    string
+	endUser                             *string
+	createdAt, updatedAt, lastFetchedAt time.Time
+	created                             bool
+}
+
+// pendingUpsert is one import in the committer's hands.
+type pendingUpsert struct {
+	ctx    context.Context
+	in     UpsertConnection
+	sealed string
+	key    rowKey
+	flags  upsertFlags
+	// taken is set, under the committer's lock, when the row joins a group.
+	taken bool
+	// done is closed once row and err are final.
+	done chan struct{}
+	row  returnedRow
+	err  error
+}
+
+func (p *pendingUpsert) finish(row returnedRow, err error) {
+	p.row, p.err = row, err
+	close(p.done)
+}
+
+// groupCommitter queues imports and commits them in groups, from one goroutine.
+type groupCommitter struct {
+	sql     *sql.DB
+	dialect Dialect
+	now     func() time.Time
+	max     int
+	// refuse, for tests, makes the database refuse the rows it picks.
+	refuse          func(UpsertConnection) bool
+	oneSQL, manySQL string
+
+	mu     sync.Mutex
+	queue  []*pendingUpsert
+	closed bool
+	stats  GroupCommitStats
+
+	wake    chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+func newGroupCommitter(sqlDB *sql.DB, dialect Dialect, now func() time.Time, max int, refuse func(UpsertConnection) bool) *groupCommitter {
+	if max <= 0 {
+		max = DefaultGroupCommitMax
+	}
+	g := &groupCommitter{
+		sql: sqlDB, dialect: dialect, now: now, max: max, refuse: refuse,
+		oneSQL: upsertOneSQL(dialect),
+		wake:   make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
+	}
+	if dialect == DialectPostgres {
+		g.manySQL = upsertManySQL()
+	}
+	go g.run()
+	return g
+}
+
+// close commits what is queued, then stops the committer; later imports fail.
+func (g *groupCommitter) close() {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		<-g.stopped
+		return
+	}
+	g.closed = true
+	g.mu.Unlock()
+	close(g.stop)
+	<-g.stopped
+}
+
+// upsert queues p and waits for its answer.
+func (g *groupCommitter) upsert(ctx context.Context, p *pendingUpsert) (returnedRow, error) {
+	if err := ctx.Err(); err != nil {
+		return returnedRow{}, err
+	}
+	in := p.in
+	p.ctx, p.done = ctx, make(chan struct{})
+	p.key = rowKey{in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID}
+	p.flags = upsertFlags{
+		mergeConfig: in.ConnectionConfig != nil && in.MergeConnectionConfig, config: in.ConnectionConfig != nil,
+		metadata: in.Metadata != nil, tags: in.Tags != nil, endUser: in.EndUser != nil,
+	}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return returnedRow{}, fmt.Errorf("%w: the store is closed", ErrUnavailable)
+	}
+	g.queue = append(g.queue, p)
+	g.mu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default: // the committer is already due to look at the queue
+	}
+
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		g.mu.Lock()
+		if !p.taken {
+			// Still queued: the row is not sent.
+			g.queue = slices.DeleteFunc(g.queue, func(q *pendingUpsert) bool { return q == p })
+			g.mu.Unlock()
+			return returnedRow{}, ctx.Err()
+		}
+		g.mu.Unlock()
+		// Its group is committing: answer what the commit does.
+		<-p.done
+	}
+	return p.row, p.err
+}
+
+func (g *groupCommitter) run() {
+	defer close(g.stopped)
+	for {
+		select {
+		case <-g.wake:
+		case <-g.stop:
+			for group := g.take(); len(group) > 0; group = g.take() {
+				g.commit(group)
+			}
+			return
+		}
+		for group := g.take(); len(group) > 0; group = g.take() {
+			g.commit(group)
+		}
+	}
+}
+
+// take moves the next group out of the queue: up to max rows in arrival order, skipping (and
+// leaving queued) a row whose key is already in the group. A row whose context has ended is
+// answered with its error and dropped.
+func (g *groupCommitter) take() []*pendingUpsert {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.queue) == 0 {
+		return nil
+	}
+	var (
+		group []*pendingUpsert
+		keys  map[rowKey]struct{}
+		rest  = g.queue[:0]
+	)
+	for _, p := range g.queue {
+		if err := p.ctx.Err(); err != nil {
+			p.taken = true
+			p.finish(returnedRow{}, err)
+			continue
+		}
+		if len(group) < g.max {
+			if _, dup := keys[p.key]; !dup {
+				if keys == nil {
+					keys = make(map[rowKey]struct{}, min(len(g.queue), g.max))
+				}
+				keys[p.key] = struct{}{}
+				p.taken = true
+				group = append(group, p)
+				continue
+			}
+		}
+		rest = append(rest, p)
+	}
+	clear(g.queue[len(rest):])
+	g.queue = rest
+	if len(group) > 0 {
+		g.stats.Groups++
+		g.stats.Rows += int64(len(group))
+		g.stats.Largest = max(g.stats.Largest, len(group))
+	}
+	return group
+}
+
+// groupContext bounds a group's commit by the latest deadline of its callers, and by none when
+// one of them has none. It is never cancelled by a caller: the others' rows are in the same
+// transaction.
+func groupContext(group []*pendingUpsert) (context.Context, context.CancelFunc) {
+	var latest time.Time
+	for _, p := range group {
+		d, ok := p.ctx.Deadline()
+		if !ok {
+			return context.Background(), func() {}
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return context.WithDeadline(context.Background(), latest)
+}
+
+// transientRetries bounds how often a group is retried after a deadlock or serialization failure.
+const transientRetries = 3
+
+// commit writes a group and answers each of its rows.
+func (g *groupCommitter) commit(group []*pendingUpsert) {
+	ctx, cancel := groupContext(group)
+	defer cancel()
+	slices.SortFunc(group, func(a, b *pendingUpsert) int { return a.key.compare(b.key) })
+	now := g.now()
+	live := group
+	perRow := false // PostgreSQL: find the row a multi-row statement failed on
+	transient := 0
+	for len(live) > 0 {
+		var (
+			rows []returnedRow
+			bad  = -1
+			err  error
+		)
+		switch {
+		case len(live) == 1:
+			var r returnedRow
+			r, err = g.upsertOne(ctx, g.sql, live[0], now)
+			rows = []returnedRow{r}
+			if err != nil {
+				bad = 0
+			}
+		case g.dialect == DialectPostgres && !perRow:
+			rows, err = g.upsertMany(ctx, live, now)
+		default:
+			rows, bad, err = g.upsertEach(ctx, live, now)
+		}
+		if err == nil {
+			for i, p := range live {
+				p.finish(rows[i], nil)
+			}
+			return
+		}
+		if isTransient(err) && transient < transientRetries && ctx.Err() == nil {
+			transient++
+			continue
+		}
+		if bad >= 0 && ctx.Err() == nil {
+			// The database refused this row: the others go again without it.
+			live[bad].finish(returnedRow{}, err)
+			live = slices.Delete(slices.Clone(live), bad, bad+1)
+			perRow = false
+			continue
+		}
+		if g.dialect == DialectPostgres && !perRow && len(live) > 1 && ctx.Err() == nil {
+			perRow = true
+			continue
+		}
+		for _, p := range live {
+			p.finish(returnedRow{}, err)
+		}
+		return
+	}
+}
+
+// isTransient tells a failure that says nothing about the rows: a deadlock or serialization
+// failure on PostgreSQL.
+func isTransient(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+// integrationIDOf is the integration id row p is sent with: one that does not exist when the
+// test hook wants the database to refuse it.
+func (g *groupCommitter) integrationIDOf(p *pendingUpsert) int64 {
+	if g.refuse != nil && g.refuse(p.in) {
+		return 0
+	}
+	return p.in.Integration.ID
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// upsertOne writes one row in one statement.
+func (g *groupCommitter) upsertOne(ctx context.Context, q querier, p *pendingUpsert, now time.Time) (returnedRow, error) {
+	in := p.in
+	var endUser *string
+	if in.EndUser != nil {
+		s := string(in.EndUser)
+		endUser = &s
+	}
+	var (
+		r        returnedRow
+		key      rowKey
+		inserted bool
+	)
+	dest := []any{&r.id, &r.connectionConfig, &r.metadata, &r.tags, &r.endUser, &r.createdAt, &r.updatedAt, &r.lastFetchedAt,
+		&key.environmentID, &key.providerConfigKey, &key.connectionID}
+	if g.dialect == DialectPostgres {
+		dest = append(dest, &inserted)
+	}
+	err := q.QueryRowContext(ctx, g.oneSQL,
+		in.EnvironmentID, g.integrationIDOf(p), in.Integration.UniqueKey, in.ConnectionID, p.sealed,
+		in.CredentialsExpiresAt, jsonOr(in.ConnectionConfig, "{}"), jsonOr(in.Metadata, "{}"), jsonOr(in.Tags, "{}"), endUser,
+		now, now, now,
+		p.flags.mergeConfig, p.flags.config, p.flags.metadata, p.flags.tags, p.flags.endUser,
+	).Scan(dest...)
+	if err != nil {
+		return returnedRow{}, err
+	}
+	r.created = inserted
+	if g.dialect != DialectPostgres {
+		// An update keeps created_at, so only an insert leaves it equal to this statement's time.
+		r.created = r.createdAt.Equal(now)
+	}
+	return r, nil
+}
+
+// upsertEach writes the rows one statement each, in one transaction. When a statement fails it
+// returns the index of its row.
+func (g *groupCommitter) upsertEach(ctx context.Context, rows []*pendingUpsert, now time.Time) ([]returnedRow, int, error) {
+	tx, err := g.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, -1, err
+	}
+	defer func() { _ = tx.Rollback() }()
+	var q querier = tx
+	if g.dialect == DialectSQLite {
+		stmt, err := tx.PrepareContext(ctx, g.oneSQL)
+		if err != nil {
+			return nil, -1, err
+		}
+		defer stmt.Close()
+		q = stmtQuerier{stmt}
+	}
+	out := make([]returnedRow, len(rows))
+	for i, p := range rows {
+		if out[i], err = g.upsertOne(ctx, q, p, now); err != nil {
+			return nil, i, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, -1, err
+	}
+	return out, -1, nil
+}
+
+// stmtQuerier runs a prepared statement, whatever query it is given.
+type stmtQuerier struct{ stmt *sql.Stmt }
+
+func (s stmtQuerier) QueryRowContext(ctx context.Context, _ string, args ...any) *sql.Row {
+	return s.stmt.QueryRowContext(ctx, args...)
+}
+
+// upsertMany writes the rows on PostgreSQL with one multi-row statement per shape of request,
+// in one transaction when there are several shapes.
+func (g *groupCommitter) upsertMany(ctx context.Context, rows []*pendingUpsert, now time.Time) ([]returnedRow, error) {
+	// Rows of one shape, in key order.
+	var shapes []upsertFlags
+	byShape := map[upsertFlags][]int{}
+	for i, p := range rows {
+		if _, ok := byShape[p.flags]; !ok {
+			shapes = append(shapes, p.flags)
+		}
+		byShape[p.flags] = append(byShape[p.flags], i)
+	}
+	out := make([]returnedRow, len(rows))
+	if len(shapes) == 1 {
+		return out, g.upsertShape(ctx, g.sql, rows, byShape[shapes[0]], now, out)
+	}
+	tx, err := g.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback() }()
+	for _, f := range shapes {
+		if err := g.upsertShape(ctx, tx, rows, byShape[f], now, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, tx.Commit()
+}
+
+// queryer is a pool or a transaction.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// upsertShape writes rows[idx], which share their flags, in one statement and puts what it
+// returned for each in out at the row's index.
+func (g *groupCommitter) upsertShape(ctx context.Context, q queryer, rows []*pendingUpsert, idx []int, now time.Time, out []returnedRow) error {
+	n := len(idx)
+	var (
+		envIDs, integrationIDs  = make([]int64, n), make([]int64, n)
+		keys, connIDs, creds    = make([]string, n), make([]string, n), make([]string, n)
+		expires                 = make([]*time.Time, n)
+		configs, metadata, tags = make([]string, n), make([]string, n), make([]string, n)
+		endUsers                = make([]*string, n)
+		at                      = make(map[rowKey]int, n)
+	)
+	for j, i := range idx {
+		p := rows[i]
+		in := p.in
+		envIDs[j], integrationIDs[j], keys[j], connIDs[j], creds[j] =
+			in.EnvironmentID, g.integrationIDOf(p), in.Integration.UniqueKey, in.ConnectionID, p.sealed
+		expires[j] = in.CredentialsExpiresAt
+		configs[j], metadata[j], tags[j] = jsonOr(in.ConnectionConfig, "{}"), jsonOr(in.Metadata, "{}"), jsonOr(in.Tags, "{}")
+		if in.EndUser != nil {
+			s := string(in.EndUser)
+			endUsers[j] = &s
+		}
+		at[p.key] = i
+	}
+	f := rows[idx[0]].flags
+	res, err := q.QueryContext(ctx, g.manySQL, now, now, now,
+		envIDs, integrationIDs, keys, connIDs, creds, expires, configs, metadata, tags, endUsers,
+		f.mergeConfig, f.config, f.metadata, f.tags, f.endUser)
+	if err != nil {
+		return err
+	}
+	defer res.Close()
+	seen := 0
+	for res.Next() {
+		var (
+			r   returnedRow
+			key rowKey
+		)
+		if err := res.Scan(&r.id, &r.connectionConfig, &r.metadata, &r.tags, &r.endUser, &r.createdAt, &r.updatedAt, &r.lastFetchedAt,
+			&key.environmentID, &key.providerConfigKey, &key.connectionID, &r.created); err != nil {
+			return err
+		}
+		i, ok := at[key]
+		if !ok {
+			return fmt.Errorf("the upsert returned connection %q, which it was not sent", key.connectionID)
+		}
+		out[i] = r
+		seen++
+	}
+	if err := res.Err(); err != nil {
+		return err
+	}
+	if seen != n {
+		return fmt.Errorf("the upsert returned %d of %d rows", seen, n)
+	}
+	return nil
+}
