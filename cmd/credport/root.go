@@ -22,6 +22,8 @@ type app struct {
 	stdout      io.Writer
 	stderr      io.Writer
 	databaseURL string
+	// groupCommitMax is serve's cap on imports committed together; 0 elsewhere (the default).
+	groupCommitMax int
 }
 
 func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
@@ -112,7 +114,7 @@ func (a *app) openStore(ctx context.Context, log *slog.Logger) (*store.DB, error
 	if err != nil {
 		return nil, err
 	}
-	return store.Open(ctx, store.Config{URL: a.databaseURL, Keys: keys, Logger: log})
+	return store.Open(ctx, store.Config{URL: a.databaseURL, Keys: keys, Logger: log, GroupCommitMax: a.groupCommitMax})
 }
 
 // keyring reads CREDPORT_ENCRYPTION_KEY. Without it, and only on SQLite, the key lives in a file
