@@ -39,8 +39,8 @@ bench: ## benchmarks of the per-request path, then imports/s (beside pgbench) an
 .PHONY: bench-smoke
 bench-smoke: ## every benchmark once, briefly, as CI runs them; fails on any error
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
-	$(GO) run ./bench --duration 2s --warmup 0s --preload 10000 --out bench/results/smoke
-	$(GO) run ./bench --sqlite --duration 2s --warmup 0s --preload 10000 --out bench/results/smoke
+	$(GO) run ./bench --duration 2s --warmup 0s --preload 10000 --bulk-records 2000 --out bench/results/smoke
+	$(GO) run ./bench --sqlite --duration 2s --warmup 0s --preload 10000 --bulk-records 2000 --out bench/results/smoke
 
 clean:
 	rm -rf bin
