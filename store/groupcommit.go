@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,8 +15,9 @@ import (
 )
 
 // Group commit: imports that arrive while the database commits others wait, and are then
-// committed together, in one transaction and, on PostgreSQL, one multi-row statement per shape
-// of request. A lone import is committed at once; nothing ever waits to fill a group. Per-row
+// committed together, in one transaction and one multi-row statement per shape of request (which
+// optional fields it sent): on PostgreSQL with one array parameter per column, so that the
+// statement is prepared once; on SQLite as a VALUES list. A lone import is committed at once; nothing ever waits to fill a group. Per-row
 // work that needs no database (validation, sealing) stays in each caller's goroutine, and so
 // does building its answer.
 //
@@ -277,7 +279,7 @@ func (g *groupCommitter) commit(group []*pendingUpsert) {
 	slices.SortFunc(group, func(a, b *pendingUpsert) int { return a.key.compare(b.key) })
 	now := g.now()
 	live := group
-	perRow := false // PostgreSQL: find the row a multi-row statement failed on
+	perRow := false // find the row a multi-row statement failed on
 	transient := 0
 	for len(live) > 0 {
 		var (
@@ -293,7 +295,7 @@ func (g *groupCommitter) commit(group []*pendingUpsert) {
 			if err != nil {
 				bad = 0
 			}
-		case g.dialect == DialectPostgres && !perRow:
+		case !perRow:
 			rows, err = g.upsertMany(ctx, live, now)
 		default:
 			rows, bad, err = g.upsertEach(ctx, live, now)
@@ -315,7 +317,7 @@ func (g *groupCommitter) commit(group []*pendingUpsert) {
 			perRow = false
 			continue
 		}
-		if g.dialect == DialectPostgres && !perRow && len(live) > 1 && ctx.Err() == nil {
+		if !perRow && len(live) > 1 && ctx.Err() == nil {
 			perRow = true
 			continue
 		}
@@ -350,11 +352,6 @@ type querier interface {
 // upsertOne writes one row in one statement.
 func (g *groupCommitter) upsertOne(ctx context.Context, q querier, p *pendingUpsert, now time.Time) (returnedRow, error) {
 	in := p.in
-	var endUser *string
-	if in.EndUser != nil {
-		s := string(in.EndUser)
-		endUser = &s
-	}
 	var (
 		r        returnedRow
 		key      rowKey
@@ -367,7 +364,7 @@ func (g *groupCommitter) upsertOne(ctx context.Context, q querier, p *pendingUps
 	}
 	err := q.QueryRowContext(ctx, g.oneSQL,
 		in.EnvironmentID, g.integrationIDOf(p), in.Integration.UniqueKey, in.ConnectionID, p.sealed,
-		in.CredentialsExpiresAt, jsonOr(in.ConnectionConfig, "{}"), jsonOr(in.Metadata, "{}"), jsonOr(in.Tags, "{}"), endUser,
+		in.CredentialsExpiresAt, jsonOr(in.ConnectionConfig, "{}"), jsonOr(in.Metadata, "{}"), jsonOr(in.Tags, "{}"), endUserOf(in),
 		now, now, now,
 		p.flags.mergeConfig, p.flags.config, p.flags.metadata, p.flags.tags, p.flags.endUser,
 	).Scan(dest...)
@@ -418,8 +415,12 @@ func (s stmtQuerier) QueryRowContext(ctx context.Context, _ string, args ...any)
 	return s.stmt.QueryRowContext(ctx, args...)
 }
 
-// upsertMany writes the rows on PostgreSQL with one multi-row statement per shape of request,
-// in one transaction when there are several shapes.
+// sqliteStatementRows bounds the rows of one SQLite statement, whose parameters are limited
+// to 32766.
+const sqliteStatementRows = 1000
+
+// upsertMany writes the rows with one multi-row statement per shape of request (and on SQLite
+// per sqliteStatementRows rows), in one transaction when that is more than one statement.
 func (g *groupCommitter) upsertMany(ctx context.Context, rows []*pendingUpsert, now time.Time) ([]returnedRow, error) {
 	// Rows of one shape, in key order.
 	var shapes []upsertFlags
@@ -430,17 +431,26 @@ func (g *groupCommitter) upsertMany(ctx context.Context, rows []*pendingUpsert, 
 		}
 		byShape[p.flags] = append(byShape[p.flags], i)
 	}
+	var statements [][]int
+	for _, f := range shapes {
+		idx := byShape[f]
+		if g.dialect == DialectPostgres {
+			statements = append(statements, idx)
+			continue
+		}
+		statements = append(statements, slices.Collect(slices.Chunk(idx, sqliteStatementRows))...)
+	}
 	out := make([]returnedRow, len(rows))
-	if len(shapes) == 1 {
-		return out, g.upsertShape(ctx, g.sql, rows, byShape[shapes[0]], now, out)
+	if len(statements) == 1 {
+		return out, g.upsertRows(ctx, g.sql, rows, statements[0], now, out)
 	}
 	tx, err := g.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = tx.Rollback() }()
-	for _, f := range shapes {
-		if err := g.upsertShape(ctx, tx, rows, byShape[f], now, out); err != nil {
+	for _, idx := range statements {
+		if err := g.upsertRows(ctx, tx, rows, idx, now, out); err != nil {
 			return nil, err
 		}
 	}
@@ -452,35 +462,15 @@ type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-// upsertShape writes rows[idx], which share their flags, in one statement and puts what it
+// upsertRows writes rows[idx], which share their flags, in one statement and puts what it
 // returned for each in out at the row's index.
-func (g *groupCommitter) upsertShape(ctx context.Context, q queryer, rows []*pendingUpsert, idx []int, now time.Time, out []returnedRow) error {
-	n := len(idx)
-	var (
-		envIDs, integrationIDs  = make([]int64, n), make([]int64, n)
-		keys, connIDs, creds    = make([]string, n), make([]string, n), make([]string, n)
-		expires                 = make([]*time.Time, n)
-		configs, metadata, tags = make([]string, n), make([]string, n), make([]string, n)
-		endUsers                = make([]*string, n)
-		at                      = make(map[rowKey]int, n)
-	)
-	for j, i := range idx {
-		p := rows[i]
-		in := p.in
-		envIDs[j], integrationIDs[j], keys[j], connIDs[j], creds[j] =
-			in.EnvironmentID, g.integrationIDOf(p), in.Integration.UniqueKey, in.ConnectionID, p.sealed
-		expires[j] = in.CredentialsExpiresAt
-		configs[j], metadata[j], tags[j] = jsonOr(in.ConnectionConfig, "{}"), jsonOr(in.Metadata, "{}"), jsonOr(in.Tags, "{}")
-		if in.EndUser != nil {
-			s := string(in.EndUser)
-			endUsers[j] = &s
-		}
-		at[p.key] = i
+func (g *groupCommitter) upsertRows(ctx context.Context, q queryer, rows []*pendingUpsert, idx []int, now time.Time, out []returnedRow) error {
+	query, args := g.manyStatement(rows, idx, now)
+	at := make(map[rowKey]int, len(idx))
+	for _, i := range idx {
+		at[rows[i].key] = i
 	}
-	f := rows[idx[0]].flags
-	res, err := q.QueryContext(ctx, g.manySQL, now, now, now,
-		envIDs, integrationIDs, keys, connIDs, creds, expires, configs, metadata, tags, endUsers,
-		f.mergeConfig, f.config, f.metadata, f.tags, f.endUser)
+	res, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return err
 	}
@@ -491,9 +481,16 @@ func (g *groupCommitter) upsertShape(ctx context.Context, q queryer, rows []*pen
 			r   returnedRow
 			key rowKey
 		)
-		if err := res.Scan(&r.id, &r.connectionConfig, &r.metadata, &r.tags, &r.endUser, &r.createdAt, &r.updatedAt, &r.lastFetchedAt,
-			&key.environmentID, &key.providerConfigKey, &key.connectionID, &r.created); err != nil {
+		dest := []any{&r.id, &r.connectionConfig, &r.metadata, &r.tags, &r.endUser, &r.createdAt, &r.updatedAt, &r.lastFetchedAt,
+			&key.environmentID, &key.providerConfigKey, &key.connectionID}
+		if g.dialect == DialectPostgres {
+			dest = append(dest, &r.created)
+		}
+		if err := res.Scan(dest...); err != nil {
 			return err
+		}
+		if g.dialect != DialectPostgres {
+			r.created = r.createdAt.Equal(now)
 		}
 		i, ok := at[key]
 		if !ok {
@@ -505,8 +502,64 @@ func (g *groupCommitter) upsertShape(ctx context.Context, q queryer, rows []*pen
 	if err := res.Err(); err != nil {
 		return err
 	}
-	if seen != n {
-		return fmt.Errorf("the upsert returned %d of %d rows", seen, n)
+	if seen != len(idx) {
+		return fmt.Errorf("the upsert returned %d of %d rows", seen, len(idx))
 	}
 	return nil
+}
+
+// manyStatement is the statement writing rows[idx] and its parameters: on PostgreSQL the fixed
+// text of upsertManySQL with one array per column, on SQLite a VALUES list of the rows.
+func (g *groupCommitter) manyStatement(rows []*pendingUpsert, idx []int, now time.Time) (string, []any) {
+	f := rows[idx[0]].flags
+	flags := []any{f.mergeConfig, f.config, f.metadata, f.tags, f.endUser}
+	if g.dialect != DialectPostgres {
+		var values strings.Builder
+		values.WriteString("VALUES ")
+		args := make([]any, 0, 13*len(idx)+len(flags))
+		for j, i := range idx {
+			if j > 0 {
+				values.WriteString(",\n    ")
+			}
+			values.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			p := rows[i]
+			in := p.in
+			args = append(args, in.EnvironmentID, g.integrationIDOf(p), in.Integration.UniqueKey, in.ConnectionID, p.sealed,
+				in.CredentialsExpiresAt, jsonOr(in.ConnectionConfig, "{}"), jsonOr(in.Metadata, "{}"), jsonOr(in.Tags, "{}"), endUserOf(in),
+				now, now, now)
+		}
+		query := UpsertStatement{
+			Table: "connections", Rows: values.String(),
+			MergeConfig: "?", HasConfig: "?", HasMetadata: "?", HasTags: "?", HasEndUser: "?",
+		}.SQL(g.dialect)
+		return query, append(args, flags...)
+	}
+	n := len(idx)
+	var (
+		envIDs, integrationIDs  = make([]int64, n), make([]int64, n)
+		keys, connIDs, creds    = make([]string, n), make([]string, n), make([]string, n)
+		expires                 = make([]*time.Time, n)
+		configs, metadata, tags = make([]string, n), make([]string, n), make([]string, n)
+		endUsers                = make([]*string, n)
+	)
+	for j, i := range idx {
+		p := rows[i]
+		in := p.in
+		envIDs[j], integrationIDs[j], keys[j], connIDs[j], creds[j] =
+			in.EnvironmentID, g.integrationIDOf(p), in.Integration.UniqueKey, in.ConnectionID, p.sealed
+		expires[j] = in.CredentialsExpiresAt
+		configs[j], metadata[j], tags[j] = jsonOr(in.ConnectionConfig, "{}"), jsonOr(in.Metadata, "{}"), jsonOr(in.Tags, "{}")
+		endUsers[j] = endUserOf(in)
+	}
+	args := []any{now, now, now, envIDs, integrationIDs, keys, connIDs, creds, expires, configs, metadata, tags, endUsers}
+	return g.manySQL, append(args, flags...)
+}
+
+// endUserOf is the end_user value of an import: NULL when it sent none.
+func endUserOf(in UpsertConnection) *string {
+	if in.EndUser == nil {
+		return nil
+	}
+	s := string(in.EndUser)
+	return &s
 }
