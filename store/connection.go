@@ -172,10 +172,10 @@ func numbered(d Dialect, query string) string {
 // connection id) exists, replaces its credentials and the fields the request carried.
 //
 // Concurrent calls are committed together (see groupcommit.go). An error means that this call
-// did not write the row: it was refused, its context ended before its group started committing,
-// or the database failed — except that a connection lost during the commit itself leaves the
-// outcome unknown, as it does for any database client. Once its group has started committing, a
-// call whose context ends still waits for the commit and answers what it did.
+// did not write the row: it was refused, its context ended before its group was taken, or the
+// database failed; except that a commit cut short (by the latest deadline of the group, or a lost
+// connection) leaves the outcome unknown, as it does for any database client. Once its group has
+// been taken, a call whose context ends still waits for the commit and answers what it did.
 func (db *DB) UpsertConnection(ctx context.Context, in UpsertConnection) (Connection, error) {
 	sealed, err := db.keys.Seal(in.Credentials, connectionAAD(in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID))
 	if err != nil {
