@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"slices"
@@ -310,16 +311,20 @@ func (g *groupCommitter) commit(group []*pendingUpsert) {
 			transient++
 			continue
 		}
-		if bad >= 0 && ctx.Err() == nil {
+		refused := g.refused(err) && ctx.Err() == nil
+		if bad >= 0 && refused {
 			// The database refused this row: the others go again without it.
 			live[bad].finish(returnedRow{}, err)
 			live = slices.Delete(slices.Clone(live), bad, bad+1)
 			perRow = false
 			continue
 		}
-		if !perRow && len(live) > 1 && ctx.Err() == nil {
+		if !perRow && len(live) > 1 && refused {
 			perRow = true
 			continue
+		}
+		if !refused && lostConnection(err) {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		for _, p := range live {
 			p.finish(returnedRow{}, err)
@@ -328,11 +333,32 @@ func (g *groupCommitter) commit(group []*pendingUpsert) {
 	}
 }
 
-// isTransient tells a failure that says nothing about the rows: a deadlock or serialization
-// failure on PostgreSQL.
+// isTransient tells a failure that says nothing about the rows and may not recur: a deadlock or
+// serialization failure on PostgreSQL, or a statement that was never sent.
 func isTransient(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "40P01" || pgErr.Code == "40001"
+	}
+	return pgconn.SafeToRetry(err)
+}
+
+// refused tells whether the database itself answered err to a statement, so that it may be the
+// fault of one of its rows; a lost connection is not. SQLite runs in the process: every failure
+// is its answer.
+func (g *groupCommitter) refused(err error) bool {
+	if g.dialect != DialectPostgres {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr)
+}
+
+// lostConnection tells an error of a database connection that closed under a statement or a
+// transaction.
+func lostConnection(err error) bool {
+	return errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, sql.ErrConnDone) || errors.Is(err, sql.ErrTxDone)
 }
 
 // integrationIDOf is the integration id row p is sent with: one that does not exist when the
