@@ -108,8 +108,10 @@ type groupCommitter struct {
 	dialect Dialect
 	now     func() time.Time
 	max     int
-	// refuse, for tests, makes the database refuse the rows it picks.
+	// refuse, for tests, makes the database refuse the rows it picks; taken, for tests, sees
+	// the connection ids of each group before it is written.
 	refuse          func(UpsertConnection) bool
+	taken           func(connectionIDs []string)
 	oneSQL, manySQL string
 
 	mu     sync.Mutex
@@ -275,6 +277,13 @@ const transientRetries = 3
 
 // commit writes a group and answers each of its rows.
 func (g *groupCommitter) commit(group []*pendingUpsert) {
+	if g.taken != nil {
+		ids := make([]string, len(group))
+		for i, p := range group {
+			ids[i] = p.in.ConnectionID
+		}
+		g.taken(ids)
+	}
 	ctx, cancel := groupContext(group)
 	defer cancel()
 	slices.SortFunc(group, func(a, b *pendingUpsert) int { return a.key.compare(b.key) })

@@ -120,9 +120,17 @@ func TestGroupCommitCancellation(t *testing.T) {
 		dbURL := b.NewURL(t)
 		db := openGroupStore(t, dbURL, store.Config{})
 		in := newIntegration(t, db, "dev", "github", "OAUTH2")
-		// "committing" is taken into its group before its context ends; "queued" is still
-		// waiting for a group when its context ends.
-		ids := []string{"committing", "queued", "other"}
+		// "alone" is taken into a group of its own, which the database holds back, before its
+		// context ends; "queued" is still waiting for a group when its context ends. Then
+		// "in-group" ends while its group, with "other", is taken but not yet written.
+		groupTaken, proceed := make(chan struct{}), make(chan struct{})
+		store.OnGroupTaken(db, func(ids []string) {
+			if len(ids) > 1 {
+				close(groupTaken)
+				<-proceed
+			}
+		})
+		ids := []string{"alone", "queued", "in-group", "other"}
 		ins := make([]store.UpsertConnection, len(ids))
 		ctxs := make([]context.Context, len(ids))
 		cancels := make([]context.CancelFunc, len(ids))
@@ -131,26 +139,32 @@ func TestGroupCommitCancellation(t *testing.T) {
 			ctxs[i], cancels[i] = context.WithCancel(context.Background())
 			defer cancels[i]()
 		}
-		queuedDone := make(chan importResult, 1)
+		go func() {
+			<-groupTaken
+			cancels[2]()
+			close(proceed)
+		}()
 		res := groupImports(t, db, dbURL, ins, ctxs, func() {
 			cancels[0]()
 			cancels[1]()
 			// The queued import answers at once, while the database still blocks writes.
 			storetest.WaitGroupCommit(t, db, "the cancelled import dequeued", func(s store.GroupCommitStats) bool {
-				return s.Waiting == 1
+				return s.Waiting == 2
 			})
-			queuedDone <- importResult{}
 		})
-		<-queuedDone
+		if s := db.GroupCommitStats(); s.Largest != 2 {
+			t.Fatalf("largest group %d, want in-group and other together", s.Largest)
+		}
 
 		tests := []struct {
 			id      string
 			res     importResult
 			wantErr error
 		}{
-			{"committing", res[0], nil},
+			{"alone", res[0], nil},
 			{"queued", res[1], context.Canceled},
-			{"other", res[2], nil},
+			{"in-group", res[2], nil},
+			{"other", res[3], nil},
 		}
 		for _, tt := range tests {
 			t.Run(tt.id, func(t *testing.T) {
