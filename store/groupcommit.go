@@ -18,9 +18,9 @@ import (
 // Group commit: imports that arrive while the database commits others wait, and are then
 // committed together, in one transaction and one multi-row statement per shape of request (which
 // optional fields it sent): on PostgreSQL with one array parameter per column, so that the
-// statement is prepared once; on SQLite as a VALUES list. A lone import is committed at once; nothing ever waits to fill a group. Per-row
-// work that needs no database (validation, sealing) stays in each caller's goroutine, and so
-// does building its answer.
+// statement is prepared once; on SQLite as a VALUES list. A lone import is committed at once;
+// nothing ever waits to fill a group. Per-row work that needs no database (validation, sealing)
+// stays in each caller's goroutine, and so does building its answer.
 //
 // The rules:
 //   - A group holds at most max rows, and never two of one (environment, provider config key,
@@ -272,7 +272,7 @@ func groupContext(group []*pendingUpsert) (context.Context, context.CancelFunc) 
 	return context.WithDeadline(context.Background(), latest)
 }
 
-// transientRetries bounds how often a group is retried after a deadlock or serialization failure.
+// transientRetries bounds how often a group is retried after a transient failure (isTransient).
 const transientRetries = 3
 
 // commit writes a group and answers each of its rows.
