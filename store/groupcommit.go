@@ -42,6 +42,9 @@ type GroupCommitStats struct {
 	Groups, Rows int64
 	// Largest is the most imports one group held.
 	Largest int
+	// RowByRow counts the groups written again one row a statement, to find a row the database
+	// refused.
+	RowByRow int64
 	// Waiting counts the imports queued for the next group now.
 	Waiting int
 }
@@ -330,6 +333,9 @@ func (g *groupCommitter) commit(group []*pendingUpsert) {
 		}
 		if !perRow && len(live) > 1 && refused {
 			perRow = true
+			g.mu.Lock()
+			g.stats.RowByRow++
+			g.mu.Unlock()
 			continue
 		}
 		if !refused && lostConnection(err) {

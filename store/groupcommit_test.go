@@ -86,8 +86,9 @@ func TestGroupCommitRefusedRowFailsAlone(t *testing.T) {
 				Credentials: oauth("token-" + id), Metadata: json.RawMessage(`{"n":` + fmt.Sprint(i) + `}`)}
 		}
 		res := groupImports(t, db, dbURL, ins, nil, nil)
-		if s := db.GroupCommitStats(); s.Largest != len(ids)-1 {
-			t.Fatalf("largest group %d, want the %d imports queued behind the first together", s.Largest, len(ids)-1)
+		if s := db.GroupCommitStats(); s.Largest != len(ids)-1 || s.RowByRow != 1 {
+			t.Fatalf("largest group %d, written row by row %d times; want the %d imports queued behind the first together, once",
+				s.Largest, s.RowByRow, len(ids)-1)
 		}
 		for i, id := range ids {
 			r := res[i]
@@ -307,6 +308,52 @@ func TestGroupCommitSameAsAlone(t *testing.T) {
 						got.Refresh.ExpiresAt, got.Tags, want.Refresh.ExpiresAt, want.Tags)
 				}
 			}
+		}
+	})
+}
+
+// TestGroupCommitLargeGroup commits a group larger than one SQLite statement takes.
+func TestGroupCommitLargeGroup(t *testing.T) {
+	const n = 2600 // 13 parameters a row: over SQLite's 32766
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		dbURL := b.NewURL(t)
+		db := openGroupStore(t, dbURL, store.Config{GroupCommitMax: 3000})
+		in := newIntegration(t, db, "dev", "github", "OAUTH2")
+		release := storetest.BlockWrites(t, dbURL)
+		base := db.GroupCommitStats()
+		errs := make([]error, n+1)
+		var wg sync.WaitGroup
+		upsert := func(i int) {
+			wg.Go(func() {
+				_, errs[i] = db.UpsertConnection(context.Background(), store.UpsertConnection{
+					EnvironmentID: in.EnvironmentID, Integration: in, ConnectionID: fmt.Sprintf("c-%d", i), Credentials: oauth("t")})
+			})
+		}
+		upsert(0)
+		storetest.WaitGroupCommit(t, db, "the first import taken", func(s store.GroupCommitStats) bool {
+			return s.Groups == base.Groups+1 && s.Waiting == 0
+		})
+		for i := 1; i <= n; i++ {
+			upsert(i)
+		}
+		storetest.WaitGroupCommit(t, db, "every import queued", func(s store.GroupCommitStats) bool { return s.Waiting == n })
+		release()
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("import %d: %v", i, err)
+			}
+		}
+		if s := db.GroupCommitStats(); s.Largest != n || s.RowByRow != 0 {
+			t.Errorf("largest group %d, written row by row %d times; want %d, 0", s.Largest, s.RowByRow, n)
+		}
+		pool, err := db.SQL()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored int
+		if err := pool.QueryRow("SELECT count(*) FROM connections").Scan(&stored); err != nil || stored != n+1 {
+			t.Errorf("%d connections stored (%v), want %d", stored, err, n+1)
 		}
 	})
 }
