@@ -239,10 +239,15 @@ func (db *benchDB) settle(ctx context.Context) error {
 
 // countBenchRows counts the connections the load imported.
 func (db *benchDB) countBenchRows(ctx context.Context) (int64, error) {
+	return db.countRows(ctx, connectionIDPrefix)
+}
+
+// countRows counts the benchmark environment's connections whose id starts with prefix.
+func (db *benchDB) countRows(ctx context.Context, prefix string) (int64, error) {
 	var n int64
 	err := db.sql.QueryRowContext(ctx, db.bind(
 		`SELECT count(*) FROM connections WHERE environment_id = ? AND connection_id LIKE ?`),
-		db.envID, connectionIDPrefix+"%").Scan(&n)
+		db.envID, prefix+"%").Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count imported connections: %w", err)
 	}

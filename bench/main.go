@@ -6,8 +6,10 @@
 // same server and table and for the same duration, getConnection of connections it imported from
 // N clients and list pages of 100 filtered by a tag and by the end user's organization from
 // --list-clients. On PostgreSQL it then runs pgbench with the equivalent single-statement upsert
-// into a table shaped like connections. It prints one table and writes the same figures as JSON
-// under --out.
+// into a table shaped like connections. Last, `credport import` sends --bulk-records records to a
+// fresh server, and on PostgreSQL pgbench runs the same upsert 500 rows a statement from 4 clients
+// for as long as the import took. It prints one table and writes the same figures as JSON under
+// --out.
 //
 //	go run ./bench                      # PostgreSQL at CREDPORT_BENCH_DATABASE_URL
 //	go run ./bench --sqlite             # the embedded default
@@ -52,6 +54,9 @@ type options struct {
 	reads       bool
 	listClients int
 	adminURL    string
+	// bulkRecords is how many records the bulk scenario imports with `credport import`.
+	bulkRecords   int
+	bulkBatchSize int
 }
 
 func main() {
@@ -66,6 +71,8 @@ func main() {
 	flag.StringVar(&o.baseline, "baseline", "", "a previous result (JSON) to compare with")
 	flag.BoolVar(&o.reads, "reads", true, "measure getConnection and filtered list pages after the imports")
 	flag.IntVar(&o.listClients, "list-clients", 4, "concurrent closed-loop clients of the list pages")
+	flag.IntVar(&o.bulkRecords, "bulk-records", 150000, "records `credport import` sends in the bulk scenario, 0 for none")
+	flag.IntVar(&o.bulkBatchSize, "bulk-batch-size", 0, "--batch-size of credport import, when it has one; 0 for its default")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", flag.Args())
@@ -75,8 +82,8 @@ func main() {
 	if o.adminURL == "" {
 		o.adminURL = defaultAdminURL
 	}
-	if o.clients < 1 || o.listClients < 1 || o.duration <= 0 || o.warmup < 0 || o.preload < 0 {
-		fmt.Fprintln(os.Stderr, "bench: --clients and --list-clients must be ≥ 1, --duration > 0, --warmup and --preload ≥ 0")
+	if o.clients < 1 || o.listClients < 1 || o.duration <= 0 || o.warmup < 0 || o.preload < 0 || o.bulkRecords < 0 || o.bulkBatchSize < 0 {
+		fmt.Fprintln(os.Stderr, "bench: --clients and --list-clients must be ≥ 1, --duration > 0, --warmup, --preload, --bulk-records and --bulk-batch-size ≥ 0")
 		os.Exit(2)
 	}
 
@@ -225,6 +232,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		}
 		p, err := runPgbench(ctx, db, pgbenchConfig{
 			dir: tmp, clients: o.clients, warmup: o.warmup, duration: o.duration,
+			script: pgbenchUpsert, rowsPerTx: 1,
 		})
 		if err != nil {
 			return res, err
@@ -233,6 +241,13 @@ func run(ctx context.Context, o options) (*result, error) {
 		if p.TPS > 0 {
 			ratio := res.Load.ImportsPerSecond / p.TPS
 			res.Ratio = &ratio
+		}
+	}
+	if o.bulkRecords > 0 {
+		bulk, err := runBulk(ctx, o, db, bin, tmp, key, secret)
+		res.Bulk = bulk
+		if err != nil {
+			return res, fmt.Errorf("bulk import: %w", err)
 		}
 	}
 	return res, nil

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/credport/credport/store"
 )
 
 type pgbenchConfig struct {
@@ -20,34 +22,38 @@ type pgbenchConfig struct {
 	clients  int
 	warmup   time.Duration
 	duration time.Duration
+	// script is the pgbench script; rowsPerTx the rows each of its transactions upserts.
+	script    string
+	rowsPerTx int
 }
 
-// pgbenchUpsert is store.UpsertConnection's statement (store/connection.go) against the pgbench
-// table, with the values of one import from the load. The values are parameters, as credport's
-// driver sends them: -M prepared binds pgbench variables as parameters of a prepared statement,
-// which is what pgx does with its statement cache. Connection ids are random, like the load's.
-// The four CASE conditions are what a request
-// like the load's sets: metadata and tags present, connection_config and end_user absent.
-const pgbenchUpsert = `\set id random(1, 1000000000000)
-INSERT INTO ` + pgbenchTable + ` (
-    environment_id, integration_id, provider_config_key, connection_id, credentials,
-    credentials_expires_at, connection_config, metadata, tags, end_user,
-    created_at, updated_at, last_fetched_at)
-VALUES (:env_id, :integration_id, :provider_config_key, 'bench-' || :id::text || '-' || :client_id::text, :credentials,
+// pgbenchStatement is store.UpsertConnection's statement against the pgbench table, taken from
+// the store so that it cannot drift from what credport sends, with rows from the given source.
+// The values are pgbench variables, which -M prepared binds as parameters of a prepared
+// statement, as pgx does with its statement cache. The four conditions are what a request like
+// the load's sets: metadata and tags present, connection_config and end_user absent.
+func pgbenchStatement(rows string) string {
+	return store.UpsertStatement{
+		Table: pgbenchTable, Rows: rows,
+		MergeConfig: "false", HasConfig: "false", HasMetadata: "true", HasTags: "true", HasEndUser: "false",
+	}.SQL(store.DialectPostgres) + ";\n"
+}
+
+// pgbenchUpsert upserts one row a transaction with the values of one import from the load, to a
+// random connection id, like the load's.
+var pgbenchUpsert = `\set id random(1, 1000000000000)` + pgbenchStatement(`VALUES (:env_id, :integration_id, :provider_config_key, 'bench-' || :id::text || '-' || :client_id::text, :credentials,
     now() + interval '1 hour', '{}', :metadata, :tags, NULL,
-    now(), now(), now())
-ON CONFLICT (environment_id, provider_config_key, connection_id) DO UPDATE SET
-    integration_id         = excluded.integration_id,
-    credentials            = excluded.credentials,
-    credentials_expires_at = excluded.credentials_expires_at,
-    connection_config      = CASE WHEN false THEN excluded.connection_config ELSE ` + pgbenchTable + `.connection_config END,
-    metadata               = CASE WHEN true THEN excluded.metadata ELSE ` + pgbenchTable + `.metadata END,
-    tags                   = CASE WHEN true THEN excluded.tags ELSE ` + pgbenchTable + `.tags END,
-    end_user               = CASE WHEN false THEN excluded.end_user ELSE ` + pgbenchTable + `.end_user END,
-    updated_at             = excluded.updated_at,
-    last_fetched_at        = excluded.last_fetched_at
-RETURNING id, connection_config, metadata, tags, end_user, created_at, updated_at, last_fetched_at;
-`
+    now(), now(), now())`)
+
+// bulkStatementRows is how many rows one statement of pgbenchBulkUpsert upserts.
+const bulkStatementRows = 500
+
+// pgbenchBulkUpsert upserts bulkStatementRows rows a statement, as a database-side bulk load would.
+var pgbenchBulkUpsert = `\set id random(1, 1000000000000)` + pgbenchStatement(`SELECT :env_id::bigint, :integration_id::bigint, :provider_config_key::text,
+    'bulk-' || :id::text || '-' || i::text || '-' || :client_id::text, :credentials::text,
+    now() + interval '1 hour', '{}'::jsonb, :metadata::jsonb, :tags::jsonb, NULL::jsonb,
+    now(), now(), now()
+FROM generate_series(1, `+strconv.Itoa(bulkStatementRows)+`) AS i`)
 
 // runPgbench runs the upsert with pgbench: first for the warm-up, then measured.
 func runPgbench(ctx context.Context, db *benchDB, cfg pgbenchConfig) (*pgbenchStats, error) {
@@ -59,7 +65,7 @@ func runPgbench(ctx context.Context, db *benchDB, cfg pgbenchConfig) (*pgbenchSt
 		return nil, err
 	}
 	script := filepath.Join(cfg.dir, "upsert.sql")
-	if err := os.WriteFile(script, []byte(pgbenchUpsert), 0o600); err != nil {
+	if err := os.WriteFile(script, []byte(cfg.script), 0o600); err != nil {
 		return nil, err
 	}
 	u, err := url.Parse(db.url)
@@ -124,6 +130,7 @@ func runPgbench(ctx context.Context, db *benchDB, cfg pgbenchConfig) (*pgbenchSt
 		stats.HostCPUBusyPercent = 100 * float64(b1-b0) / float64(n1-n0)
 	}
 	stats.Seconds = max(1, int(math.Ceil(cfg.duration.Seconds())))
+	stats.RowsPerSecond = stats.TPS * float64(max(1, cfg.rowsPerTx))
 	return stats, nil
 }
 

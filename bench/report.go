@@ -31,6 +31,8 @@ type result struct {
 	Ratio *float64 `json:"ratio_credport_pgbench"`
 	// Reads are the read scenarios, measured after the imports on the same server and table.
 	Reads []readStats `json:"reads,omitempty"`
+	// Bulk is `credport import` of a file, and pgbench's multi-row upsert beside it.
+	Bulk *bulkStats `json:"bulk,omitempty"`
 }
 
 type host struct {
@@ -102,11 +104,13 @@ type serverStats struct {
 }
 
 type pgbenchStats struct {
-	TPS          float64 `json:"tps"`
-	LatencyAvgMs float64 `json:"latency_avg_ms"`
-	Transactions int64   `json:"transactions"`
-	Failed       int64   `json:"failed"`
-	Seconds      int     `json:"duration_s"`
+	TPS float64 `json:"tps"`
+	// RowsPerSecond is TPS times the rows each transaction upserts.
+	RowsPerSecond float64 `json:"rows_per_s"`
+	LatencyAvgMs  float64 `json:"latency_avg_ms"`
+	Transactions  int64   `json:"transactions"`
+	Failed        int64   `json:"failed"`
+	Seconds       int     `json:"duration_s"`
 	// HostCPUBusyPercent is how busy all the machine's CPUs were during the measured run.
 	HostCPUBusyPercent float64 `json:"host_cpu_busy_percent"`
 }
@@ -212,6 +216,51 @@ func printTable(w io.Writer, res, base *result, baseName string) {
 				return f1(*s.RowsPerPage)
 			})})
 		}
+	}
+	bulk := func(f func(b *bulkStats) string) func(*result) string {
+		return func(r *result) string {
+			if r.Bulk == nil {
+				return "n/a"
+			}
+			return f(r.Bulk)
+		}
+	}
+	bulkPgbench := func(f func(p *pgbenchStats) string) func(*result) string {
+		return bulk(func(b *bulkStats) string {
+			if b.Pgbench == nil {
+				return "n/a"
+			}
+			return f(b.Pgbench)
+		})
+	}
+	if res.Bulk != nil || (base != nil && base.Bulk != nil) {
+		rows = append(rows,
+			row{"bulk: credport import records", bulk(func(b *bulkStats) string { return fmt.Sprint(b.Records) })},
+			row{"bulk: batch size", bulk(func(b *bulkStats) string {
+				switch {
+				case !b.Batched:
+					return "none (one request a record)"
+				case b.BatchSize == 0:
+					return "tool default"
+				}
+				return fmt.Sprint(b.BatchSize)
+			})},
+			row{"bulk: records/s", bulk(func(b *bulkStats) string { return f1(b.RecordsPerSecond) })},
+			row{"bulk: seconds", bulk(func(b *bulkStats) string { return f1(b.Seconds) })},
+			row{"bulk: server CPU per record (µs)", bulk(func(b *bulkStats) string { return f1(b.ServerCPUPerRecord) })},
+			row{"bulk: import tool CPU per record (µs)", bulk(func(b *bulkStats) string { return f1(b.ToolCPUPerRecord) })},
+			row{"bulk: host CPU busy (%)", bulk(func(b *bulkStats) string { return f1(b.HostCPUBusyPercent) })},
+			row{"bulk: server peak RSS (MiB)", bulk(func(b *bulkStats) string { return f1(b.ServerPeakRSSMiB) })},
+			row{fmt.Sprintf("bulk: pgbench %d-row upsert rows/s (%d clients)", bulkStatementRows, bulkPgbenchClients),
+				bulkPgbench(func(p *pgbenchStats) string { return f1(p.RowsPerSecond) })},
+			row{"bulk: pgbench host CPU busy (%)", bulkPgbench(func(p *pgbenchStats) string { return f1(p.HostCPUBusyPercent) })},
+			row{"bulk: credport / pgbench", bulk(func(b *bulkStats) string {
+				if b.Ratio == nil {
+					return "n/a"
+				}
+				return fmt.Sprintf("%.3f", *b.Ratio)
+			})},
+		)
 	}
 	header := "| metric | this run |"
 	rule := "|---|---:|"

@@ -65,24 +65,53 @@ type UpsertConnection struct {
 	EndUser               json.RawMessage
 }
 
-// upsertConnectionSQL creates or updates a connection in one statement, so that concurrent
-// imports of one connection neither fail nor duplicate it. Both dialects speak it once
-// {merge_connection_config} is replaced by upsertSQL.
-const upsertConnectionSQL = `
-INSERT INTO connections (
-    environment_id, integration_id, provider_config_key, connection_id, credentials,
+// upsertColumns are the columns an import writes, in the order UpsertStatement.Rows gives them.
+const upsertColumns = `environment_id, integration_id, provider_config_key, connection_id, credentials,
     credentials_expires_at, connection_config, metadata, tags, end_user,
-    created_at, updated_at, last_fetched_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    created_at, updated_at, last_fetched_at`
+
+// UpsertStatement is the statement UpsertConnection sends, with the parts that vary: where the
+// rows come from and whether each optional field was sent. One statement creates or updates, so
+// that concurrent imports of one connection neither fail nor duplicate it; a re-import clears
+// the refresh history. The benchmark renders it for pgbench, so that what it compares credport
+// with cannot drift from what credport sends.
+type UpsertStatement struct {
+	// Table is the table written: connections, or a copy of it.
+	Table string
+	// Rows is a VALUES list or a SELECT yielding the inserted columns in this order:
+	// environment_id, integration_id, provider_config_key, connection_id, credentials,
+	// credentials_expires_at, connection_config, metadata, tags, end_user, created_at,
+	// updated_at, last_fetched_at.
+	Rows string
+	// MergeConfig, HasConfig, HasMetadata, HasTags and HasEndUser are SQL booleans (parameters
+	// or literals): connection_config is merged into the stored one, or sent; the others sent.
+	MergeConfig, HasConfig, HasMetadata, HasTags, HasEndUser string
+}
+
+// SQL is the statement in the dialect's words. It returns the row's id, its JSON fields and
+// timestamps, its key (to map a multi-row statement's rows back to their imports) and, on
+// PostgreSQL, whether the row was inserted.
+func (s UpsertStatement) SQL(d Dialect) string {
+	t := s.Table
+	merge := "json_patch(" + t + ".connection_config, excluded.connection_config)"
+	inserted := ""
+	if d == DialectPostgres {
+		merge = t + ".connection_config || excluded.connection_config"
+		// An inserted row version has no xmax; an updated one carries the updating transaction's.
+		inserted = ", xmax = 0"
+	}
+	return `
+INSERT INTO ` + t + ` (` + upsertColumns + `)
+` + s.Rows + `
 ON CONFLICT (environment_id, provider_config_key, connection_id) DO UPDATE SET
     integration_id         = excluded.integration_id,
     credentials            = excluded.credentials,
     credentials_expires_at = excluded.credentials_expires_at,
-    connection_config      = CASE WHEN ? THEN {merge_connection_config}
-                                  WHEN ? THEN excluded.connection_config ELSE connections.connection_config END,
-    metadata               = CASE WHEN ? THEN excluded.metadata ELSE connections.metadata END,
-    tags                   = CASE WHEN ? THEN excluded.tags ELSE connections.tags END,
-    end_user               = CASE WHEN ? THEN excluded.end_user ELSE connections.end_user END,
+    connection_config      = CASE WHEN ` + s.MergeConfig + ` THEN ` + merge + `
+                                  WHEN ` + s.HasConfig + ` THEN excluded.connection_config ELSE ` + t + `.connection_config END,
+    metadata               = CASE WHEN ` + s.HasMetadata + ` THEN excluded.metadata ELSE ` + t + `.metadata END,
+    tags                   = CASE WHEN ` + s.HasTags + ` THEN excluded.tags ELSE ` + t + `.tags END,
+    end_user               = CASE WHEN ` + s.HasEndUser + ` THEN excluded.end_user ELSE ` + t + `.end_user END,
     updated_at             = excluded.updated_at,
     last_fetched_at        = excluded.last_fetched_at,
     refresh_failures       = 0,
@@ -90,73 +119,88 @@ ON CONFLICT (environment_id, provider_config_key, connection_id) DO UPDATE SET
     refresh_error          = NULL,
     refresh_log_id         = NULL,
     refresh_unavailable_at = NULL
-RETURNING id, connection_config, metadata, tags, end_user, created_at, updated_at, last_fetched_at`
+RETURNING id, connection_config, metadata, tags, end_user, created_at, updated_at, last_fetched_at,
+    environment_id, provider_config_key, connection_id` + inserted
+}
 
-// upsertSQL is upsertConnectionSQL in the dialect's words for merging two JSON objects.
-func upsertSQL(d Dialect) string {
-	merge := "json_patch(connections.connection_config, excluded.connection_config)"
-	if d == DialectPostgres {
-		merge = "connections.connection_config || excluded.connection_config"
+// upsertOneSQL is the statement of one import, its values and conditions parameters in this
+// order: the inserted columns, then MergeConfig, HasConfig, HasMetadata, HasTags, HasEndUser.
+func upsertOneSQL(d Dialect) string {
+	return numbered(d, UpsertStatement{
+		Table:       "connections",
+		Rows:        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		MergeConfig: "?", HasConfig: "?", HasMetadata: "?", HasTags: "?", HasEndUser: "?",
+	}.SQL(d))
+}
+
+// upsertManySQL is the statement of many imports on PostgreSQL: each inserted column but the
+// timestamps is one array parameter, the timestamps one parameter shared by the rows, and the
+// five conditions parameters that hold for every row. The text is the same for any number of
+// rows, so the driver prepares it once per connection.
+func upsertManySQL() string {
+	return numbered(DialectPostgres, UpsertStatement{
+		Table: "connections",
+		Rows: `SELECT r.environment_id, r.integration_id, r.provider_config_key, r.connection_id, r.credentials,
+    r.credentials_expires_at, r.connection_config::jsonb, r.metadata::jsonb, r.tags::jsonb, r.end_user::jsonb,
+    ?::timestamptz, ?::timestamptz, ?::timestamptz
+FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::timestamptz[], ?::text[], ?::text[], ?::text[], ?::text[])
+    AS r(environment_id, integration_id, provider_config_key, connection_id, credentials,
+         credentials_expires_at, connection_config, metadata, tags, end_user)`,
+		MergeConfig: "?::boolean", HasConfig: "?::boolean", HasMetadata: "?::boolean", HasTags: "?::boolean", HasEndUser: "?::boolean",
+	}.SQL(DialectPostgres))
+}
+
+// numbered turns the ? placeholders of query into $1, $2, … on PostgreSQL.
+func numbered(d Dialect, query string) string {
+	if d != DialectPostgres {
+		return query
 	}
-	return strings.Replace(upsertConnectionSQL, "{merge_connection_config}", merge, 1)
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // UpsertConnection creates the connection or, when (environment, provider config key,
 // connection id) exists, replaces its credentials and the fields the request carried.
+//
+// Concurrent calls are committed together (see groupcommit.go). An error means that this call
+// did not write the row: it was refused, its context ended before its group was taken, or the
+// database failed; except that a commit cut short (by the latest deadline of the group, or a lost
+// connection) leaves the outcome unknown, as it does for any database client. Once its group has
+// been taken, a call whose context ends still waits for the commit and answers what it did.
 func (db *DB) UpsertConnection(ctx context.Context, in UpsertConnection) (Connection, error) {
 	sealed, err := db.keys.Seal(in.Credentials, connectionAAD(in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID))
 	if err != nil {
 		return Connection{}, err
 	}
-	now := db.now()
-	var endUser *string
-	if in.EndUser != nil {
-		s := string(in.EndUser)
-		endUser = &s
-	}
-	var row struct {
-		ID               int64
-		ConnectionConfig string
-		Metadata         string
-		Tags             string
-		EndUser          *string
-		CreatedAt        time.Time
-		UpdatedAt        time.Time
-		LastFetchedAt    time.Time
-	}
-	// Rows, not Scan: GORM's Scan renders the statement with its values for a trace logger on
-	// every call, which costs more than the statement itself and handles sealed values for nothing.
-	rows, err := db.gorm.WithContext(ctx).Raw(db.upsertSQL,
-		in.EnvironmentID, in.Integration.ID, in.Integration.UniqueKey, in.ConnectionID, sealed,
-		in.CredentialsExpiresAt, jsonOr(in.ConnectionConfig, "{}"), jsonOr(in.Metadata, "{}"), jsonOr(in.Tags, "{}"), endUser,
-		now, now, now,
-		in.ConnectionConfig != nil && in.MergeConnectionConfig, in.ConnectionConfig != nil,
-		in.Metadata != nil, in.Tags != nil, in.EndUser != nil,
-	).Rows()
-	if err == nil {
-		err = scanReturning(rows, &row.ID, &row.ConnectionConfig, &row.Metadata, &row.Tags, &row.EndUser,
-			&row.CreatedAt, &row.UpdatedAt, &row.LastFetchedAt)
-	}
+	row, err := db.group.upsert(ctx, &pendingUpsert{in: in, sealed: sealed})
 	if err != nil {
 		return Connection{}, fmt.Errorf("upsert connection %q: %w", in.ConnectionID, err)
 	}
 	c := Connection{
-		ID:                row.ID,
+		ID:                row.id,
 		ConnectionID:      in.ConnectionID,
 		ProviderConfigKey: in.Integration.UniqueKey,
 		Provider:          in.Integration.Provider,
 		Credentials:       in.Credentials,
-		ConnectionConfig:  json.RawMessage(row.ConnectionConfig),
-		Metadata:          json.RawMessage(row.Metadata),
-		Tags:              json.RawMessage(row.Tags),
-		CreatedAt:         row.CreatedAt.UTC(),
-		UpdatedAt:         row.UpdatedAt.UTC(),
-		LastFetchedAt:     row.LastFetchedAt.UTC(),
-		// An update keeps created_at, so only an insert leaves it equal to this statement's time.
-		Created: row.CreatedAt.Equal(now),
+		ConnectionConfig:  json.RawMessage(row.connectionConfig),
+		Metadata:          json.RawMessage(row.metadata),
+		Tags:              json.RawMessage(row.tags),
+		CreatedAt:         row.createdAt.UTC(),
+		UpdatedAt:         row.updatedAt.UTC(),
+		LastFetchedAt:     row.lastFetchedAt.UTC(),
+		Created:           row.created,
 	}
-	if row.EndUser != nil {
-		c.EndUser = json.RawMessage(*row.EndUser)
+	if row.endUser != nil {
+		c.EndUser = json.RawMessage(*row.endUser)
 	}
 	return c, nil
 }

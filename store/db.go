@@ -37,8 +37,8 @@ type DB struct {
 	gorm    *gorm.DB
 	dialect Dialect
 	keys    *Keyring
-	// upsertSQL is the connection upsert in the dialect's words.
-	upsertSQL string
+	// group commits concurrent imports together.
+	group *groupCommitter
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 	// wal checkpoints the SQLite WAL; nil on PostgreSQL.
@@ -56,6 +56,12 @@ type Config struct {
 	// BusyTimeout is how long an SQLite statement waits for another process's write lock
 	// (busy_timeout); default 10 s. A server keeps it within its request timeout.
 	BusyTimeout time.Duration
+	// GroupCommitMax caps how many concurrent imports are committed together; 0 means
+	// DefaultGroupCommitMax.
+	GroupCommitMax int
+	// RefuseUpsert, for tests only, makes the database refuse the imports it returns true for
+	// (they are sent with an integration that does not exist).
+	RefuseUpsert func(UpsertConnection) bool
 }
 
 // DialectOf tells which engine a database URL selects.
@@ -123,7 +129,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		sqlDB.SetMaxIdleConns(32)
 		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	}
-	db := &DB{gorm: g, dialect: dialect, keys: cfg.Keys, upsertSQL: upsertSQL(dialect), Now: func() time.Time { return time.Now().UTC() }}
+	db := &DB{gorm: g, dialect: dialect, keys: cfg.Keys, Now: func() time.Time { return time.Now().UTC() }}
 	if err := db.Ping(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -144,6 +150,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if dialect == DialectSQLite {
 		db.wal = startWALCheckpoints(db, SQLitePath(cfg.URL), cfg.CheckpointTicks, cfg.Logger)
 	}
+	db.group = newGroupCommitter(sqlDB, dialect, db.now, cfg.GroupCommitMax, cfg.RefuseUpsert)
 	return db, nil
 }
 
@@ -187,9 +194,12 @@ func (db *DB) SQL() (*sql.DB, error) {
 	return db.gorm.DB()
 }
 
-// Close releases the database connections.
+// Close commits the imports still queued and releases the database connections.
 func (db *DB) Close() error {
 	db.wal.stop()
+	if db.group != nil {
+		db.group.close()
+	}
 	sqlDB, err := db.gorm.DB()
 	if err != nil {
 		return err

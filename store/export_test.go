@@ -49,3 +49,11 @@ func (db *DB) ExplainListConnections(ctx context.Context, in ListConnections) (s
 	})
 	return strings.Join(lines, "\n"), err
 }
+
+// OnGroupTaken makes the group commit of db call f with the connection ids of each group it has
+// taken, before writing it. Set it before the first import.
+func OnGroupTaken(db *DB, f func(connectionIDs []string)) {
+	db.group.mu.Lock()
+	defer db.group.mu.Unlock()
+	db.group.taken = f
+}

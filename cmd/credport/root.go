@@ -22,6 +22,8 @@ type app struct {
 	databaseURL string
 	// busyTimeout is the SQLite store's wait for another process's lock; 0 is the store's default.
 	busyTimeout time.Duration
+	// groupCommitMax is serve's cap on imports committed together; 0 elsewhere (the default).
+	groupCommitMax int
 }
 
 func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {

@@ -42,7 +42,8 @@ func (a *app) serveCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
 			return a.bindEnv(cmd, "listen", "metrics-listen", "max-body-bytes", "max-batch-body-bytes", "max-inflight-body-bytes",
-				"max-connections", "rate-limit", "shutdown-timeout", "refresh-window", "refresh-interval", "refresh-backoff")
+				"max-connections", "rate-limit", "shutdown-timeout", "refresh-window", "refresh-interval", "refresh-backoff",
+				"group-commit-max")
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.serve(cmd.Context(), o)
@@ -68,11 +69,16 @@ func (a *app) serveCommand() *cobra.Command {
 		"how often tokens about to expire are renewed in the background, 0 for never (env CREDPORT_REFRESH_INTERVAL)")
 	f.DurationVar(&o.refreshBackoff, "refresh-backoff", 30*time.Second,
 		"after a provider refused a refresh, how long reads make no new attempt (env CREDPORT_REFRESH_BACKOFF)")
+	f.IntVar(&a.groupCommitMax, "group-commit-max", store.DefaultGroupCommitMax,
+		"most concurrent imports committed together in one transaction (env CREDPORT_GROUP_COMMIT_MAX)")
 	return cmd
 }
 
 func (a *app) serve(ctx context.Context, o serveOptions) error {
 	log := a.logger()
+	if a.groupCommitMax < 1 {
+		return errors.New("--group-commit-max must be at least 1")
+	}
 	a.tuneGC()
 	// A statement never waits for another process's lock longer than its request may last.
 	a.busyTimeout = server.DefaultRequestTimeout

@@ -45,7 +45,8 @@ func (a *app) openStoreKeys(ctx context.Context, log *slog.Logger, strict bool) 
 		if err != nil {
 			return nil, err
 		}
-		db, err := store.Open(ctx, store.Config{URL: a.databaseURL, Keys: ring, Logger: log, BusyTimeout: a.busyTimeout})
+		db, err := store.Open(ctx, store.Config{URL: a.databaseURL, Keys: ring, Logger: log, BusyTimeout: a.busyTimeout,
+			GroupCommitMax: a.groupCommitMax})
 		if err != nil {
 			return nil, err
 		}
