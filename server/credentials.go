@@ -8,8 +8,9 @@ import (
 	"github.com/credport/credport/gen"
 )
 
-// credentialPolicy says how imported credentials of one type are stored (DESIGN.md, "Stored
-// credentials").
+// credentialPolicy says how imported credentials of one type are stored: OAUTH2, OAUTH1 and
+// OAUTH2_CC keep the input and add it as "raw", NONE stores {}, the others are stored as sent
+// (APP stores the minted token instead, elsewhere).
 type credentialPolicy struct {
 	// raw adds the input as sent under "raw".
 	raw bool

@@ -17,7 +17,7 @@ import (
 	"github.com/credport/credport/store"
 )
 
-// Error is an error the API answers with its own status and code (DESIGN.md, "Errors").
+// Error is an error the API answers with its own status and code (the errors table of docs/api.md).
 type Error struct {
 	Status  int
 	Code    string

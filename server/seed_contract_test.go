@@ -14,8 +14,8 @@ import (
 )
 
 // testdata/openapi.seed.yaml is a verbatim copy of the seed document openapi.yaml was derived
-// from. Every POST /connections answer is validated against it as well, with the README's errata
-// that concern that answer applied here, and only those:
+// from. Every POST /connections answer is validated against it as well, with the errata of
+// docs/errata.md that concern that answer applied here, and only those:
 //
 //   - 7: the statuses beside 200 and 400 answer StdError too;
 //   - 13: TbaCredentials.config_override is optional;
