@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	bulk "github.com/credport/credport/importer"
 	"github.com/credport/credport/store/storetest"
 )
 
@@ -114,16 +115,16 @@ func (e *importEnv) write(t *testing.T, name, content string) string {
 }
 
 // report reads the report file.
-func (e *importEnv) report(t *testing.T) []reportLine {
+func (e *importEnv) report(t *testing.T) []bulk.ReportLine {
 	t.Helper()
 	data, err := os.ReadFile(e.path("report.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []reportLine
+	var out []bulk.ReportLine
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
-		var l reportLine
+		var l bulk.ReportLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			t.Fatalf("report line %q: %v", sc.Text(), err)
 		}
@@ -258,23 +259,14 @@ func TestImportBadLinesAndDryRun(t *testing.T) {
 		}
 		var got []row
 		for _, l := range lines {
-			var body struct {
-				Code   string `json:"code"`
-				Errors []struct {
-					Path []string `json:"path"`
-				} `json:"errors"`
-			}
-			if err := json.Unmarshal(l.Error, &body); err != nil {
-				t.Fatal(err)
-			}
 			p := ""
-			if len(body.Errors) > 0 {
-				p = strings.Join(body.Errors[0].Path, ".")
+			if l.Error.Errors != nil && len(*l.Error.Errors) > 0 {
+				p = strings.Join((*l.Error.Errors)[0].Path, ".")
 			}
 			if l.File != file {
 				t.Errorf("report file %q, want %q", l.File, file)
 			}
-			got = append(got, row{l.line(), l.Status, body.Code, p})
+			got = append(got, row{l.Line, l.Status, l.Error.Code, p})
 		}
 		slices.SortFunc(got, func(a, b row) int { return a.line - b.line })
 		want := []row{
@@ -306,8 +298,9 @@ func TestImportBadLinesAndDryRun(t *testing.T) {
 			if err := json.Unmarshal([]byte(o.body), &answer); err != nil || o.status != 400 {
 				t.Fatalf("line %d sent to the server: %d %s", l.Line, o.status, o.body)
 			}
-			if !jsonEqual(t, answer.Error, l.Error) {
-				t.Errorf("line %d: report %s, server %s", l.Line, l.Error, answer.Error)
+			reported, _ := json.Marshal(l.Error)
+			if !jsonEqual(t, answer.Error, reported) {
+				t.Errorf("line %d: report %s, server %s", l.Line, reported, answer.Error)
 			}
 		}
 		if ids := e.connections(t)["api_key"]; len(ids) != 2 {
@@ -315,8 +308,6 @@ func TestImportBadLinesAndDryRun(t *testing.T) {
 		}
 	})
 }
-
-func (l reportLine) line() int { return l.Line }
 
 func jsonEqual(t *testing.T, a, b []byte) bool {
 	t.Helper()

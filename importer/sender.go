@@ -1,10 +1,9 @@
-package main
+package importer
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -55,7 +54,7 @@ type sendOutcome struct {
 	// created: imported, and the answer's updated_at is not later than its created_at.
 	created bool
 	// errBody is the server's error object, or one describing a network failure.
-	errBody json.RawMessage
+	errBody *gen.ErrorObject
 	// interrupted: the run was stopped before the record got a final answer.
 	interrupted bool
 }
@@ -129,12 +128,10 @@ func (c connectionTimes) created() bool { return !c.UpdatedAt.After(c.CreatedAt)
 
 // answerError is the error object of an error answer, or one made of the status and the start
 // of the body when the answer is not the API's.
-func answerError(status int, data []byte) json.RawMessage {
-	var envelope struct {
-		Error json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal(data, &envelope) == nil && len(envelope.Error) > 0 && envelope.Error[0] == '{' {
-		return envelope.Error
+func answerError(status int, data []byte) *gen.ErrorObject {
+	var envelope gen.StdError
+	if json.Unmarshal(data, &envelope) == nil && envelope.Error.Code != "" {
+		return &envelope.Error
 	}
 	msg := string(data)
 	if len(msg) > 200 {
@@ -157,10 +154,6 @@ func retryAfter(v string) time.Duration {
 	return 0
 }
 
-func errorObject(code, message string) json.RawMessage {
-	data, err := json.Marshal(map[string]string{"code": code, "message": message})
-	if err != nil {
-		panic(fmt.Sprintf("marshal error object: %v", err))
-	}
-	return data
+func errorObject(code, message string) *gen.ErrorObject {
+	return &gen.ErrorObject{Code: code, Message: &message}
 }

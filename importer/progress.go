@@ -1,13 +1,11 @@
-package main
+package importer
 
 import (
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 
-	"github.com/mattn/go-isatty"
 	"github.com/schollz/progressbar/v3"
 )
 
@@ -24,9 +22,9 @@ type progress struct {
 	every                           time.Duration
 }
 
-func newProgress(w io.Writer, total int64, dryRun bool, every time.Duration) *progress {
+func newProgress(w io.Writer, total int64, bar bool, every time.Duration) *progress {
 	p := &progress{w: w, total: total, start: time.Now(), last: time.Now(), every: every}
-	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) && !dryRun {
+	if bar {
 		opts := []progressbar.Option{
 			progressbar.OptionSetWriter(w),
 			progressbar.OptionShowCount(),

@@ -1,4 +1,4 @@
-package main
+package importer
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/credport/credport/gen"
 )
 
 // sendBatch imports bodies through POST /connections/batch and returns one outcome per body,
@@ -73,9 +75,9 @@ func (s *sender) sendSet(ctx context.Context, bodies [][]byte, pending []int, ou
 
 // batchResult is what the tool reads of one result of POST /connections/batch.
 type batchResult struct {
-	Status     int             `json:"status"`
-	Connection connectionTimes `json:"connection"`
-	Error      json.RawMessage `json:"error"`
+	Status     int              `json:"status"`
+	Connection connectionTimes  `json:"connection"`
+	Error      *gen.ErrorObject `json:"error"`
 }
 
 // attemptBatch posts the bodies at the indexes of pending as one batch and writes each one's
