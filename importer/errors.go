@@ -13,6 +13,9 @@ var (
 	ErrFailed = errors.New("records failed")
 	// ErrInterrupted: the context ended the run; the state is saved for Options.Resume.
 	ErrInterrupted = errors.New("interrupted")
+	// ErrStopped: the run gave up because no record could succeed (the key was refused, or the
+	// server stayed unreachable); the state is saved for Options.Resume.
+	ErrStopped = errors.New("stopped")
 )
 
 // kindError is an error of one of the kinds above; its message is err's alone.

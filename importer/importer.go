@@ -20,6 +20,10 @@ const (
 	DefaultBatchSize = 200
 	// MaxBatchSize is the most items POST /connections/batch takes.
 	MaxBatchSize = 1000
+	// DefaultMaxUnreachable is how long the server may fail to answer before the run stops.
+	DefaultMaxUnreachable = 30 * time.Second
+	// shownFailures is how many failures a run prints; the report holds them all.
+	shownFailures = 10
 )
 
 // Validator checks a request body of POST /connections offline, as the server would: it
@@ -40,6 +44,8 @@ type Options struct {
 	// Concurrency is the requests in flight; BatchSize the records per request (1: POST
 	// /connections per record); MaxRetries the retries of a record that may succeed later.
 	Concurrency, BatchSize, MaxRetries int
+	// MaxUnreachable is how long the server may go without answering before the run stops.
+	MaxUnreachable time.Duration
 	// Report is the file of failed records; State the file Resume reads.
 	Report, State string
 	// Resume skips the records a previous run finished and appends to the report.
@@ -54,6 +60,8 @@ type Options struct {
 	Stderr        io.Writer
 	Terminal      bool
 	ProgressEvery time.Duration
+	// Clock is the real clock when nil.
+	Clock Clock
 }
 
 // Summary is what a run did.
@@ -93,12 +101,16 @@ func (o *Options) check() error {
 		return usageError("--batch-size must be 1 to %d", MaxBatchSize)
 	case o.MaxRetries < 0:
 		return usageError("--max-retries must not be negative")
+	case o.MaxUnreachable < 0:
+		return usageError("--max-unreachable must not be negative")
 	case o.Validator == nil:
 		return usageError("no validator")
 	case o.DryRun && o.Resume:
 		return usageError("--dry-run and --resume do not go together")
 	case o.DryRun:
 		return nil
+	case o.Resume && containsStdin(o.Files):
+		return usageError("--resume does not go with standard input (-): a stream cannot be shown to be the one a previous run read; save it to a file and import the file")
 	case strings.TrimSpace(o.URL) == "":
 		return usageError("--url is required")
 	case strings.TrimSpace(o.Key) == "":
@@ -109,34 +121,51 @@ func (o *Options) check() error {
 	return nil
 }
 
+func containsStdin(files []string) bool {
+	for _, f := range files {
+		if f == "-" {
+			return true
+		}
+	}
+	return false
+}
+
 // job is one valid record on its way to the server.
 type job struct {
 	in     *input
 	fs     *fileState
-	n      int
+	n      int // the record's number in its input, for the state
+	line   int // its physical line, for people
 	connID string
 	body   []byte
 }
 
 // result is what became of one record.
 type result struct {
-	in          *input
-	fs          *fileState
-	n           int
-	connID      string
+	in     *input
+	fs     *fileState
+	n      int
+	line   int
+	connID string
+	// record is the record as read (with the connection id the tool gave it), for the report.
+	record      []byte
 	status      int
 	errBody     *gen.ErrorObject
 	sent        bool
 	created     bool
 	interrupted bool
+	unreachable bool
 }
 
-// Run imports the records of opts.Files. Its error is of one of the kinds ErrUsage, ErrFailed or
-// ErrInterrupted, or another when the state or the report cannot be written.
+// Run imports the records of opts.Files. Its error is of one of the kinds ErrUsage, ErrFailed,
+// ErrInterrupted or ErrStopped, or another when the state or the report cannot be written.
 func Run(ctx context.Context, opts Options) (Summary, error) {
 	sum := Summary{DryRun: opts.DryRun}
 	if err := opts.check(); err != nil {
 		return sum, err
+	}
+	if opts.Clock == nil {
+		opts.Clock = realClock{}
 	}
 	if opts.Stderr == nil {
 		opts.Stderr = io.Discard
@@ -161,8 +190,8 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 			state = &importState{path: opts.State, Files: map[string]*fileState{}}
 		}
 		for _, in := range inputs {
-			if _, reset := state.file(in.key, in.size, !opts.Resume); reset {
-				fmt.Fprintf(opts.Stderr, "%s: its size changed since the saved state; importing it from the start\n", in.name)
+			if _, reset := state.file(in.key, in.size, in.sum, !opts.Resume); reset {
+				fmt.Fprintf(opts.Stderr, "%s: its content changed since the saved state; importing it from the start\n", in.name)
 			}
 		}
 		if err := state.save(); err != nil {
@@ -190,6 +219,18 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 		if err != nil {
 			return sum, withKind(ErrUsage, err)
 		}
+		snd.clock, snd.maxUnreachable = opts.Clock, opts.MaxUnreachable
+	}
+
+	// runCtx ends with ctx, or when the run stops itself (stopErr).
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var stopErr error
+	stop := func(err error) {
+		if stopErr == nil {
+			stopErr = err
+			cancel()
+		}
 	}
 
 	jobs := make(chan job, opts.Concurrency*opts.BatchSize)
@@ -199,13 +240,13 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	go func() {
 		defer close(readDone)
 		defer close(jobs)
-		r := &reader{ctx: ctx, inputs: inputs, validator: opts.Validator, types: types, state: state,
+		r := &reader{ctx: runCtx, inputs: inputs, validator: opts.Validator, types: types, state: state,
 			dryRun: opts.DryRun, jobs: jobs, results: results, skipped: prog.skip}
 		readErr = r.run()
 	}()
 	var workers sync.WaitGroup
 	for range opts.Concurrency {
-		workers.Go(func() { work(ctx, snd, opts.BatchSize, jobs, results) })
+		workers.Go(func() { work(runCtx, snd, opts.BatchSize, jobs, results) })
 	}
 	go func() {
 		<-readDone
@@ -234,8 +275,16 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 
 	start := time.Now()
 	var reportErr error
+	var shown int
 	for res := range results {
-		if res.interrupted {
+		switch {
+		case res.interrupted:
+			continue
+		case res.unreachable:
+			stop(fmt.Errorf("the server at %s has not answered for %s (%s)", opts.URL, opts.MaxUnreachable, describeError(res.errBody)))
+			continue
+		case res.status == 401 || res.status == 403:
+			stop(fmt.Errorf("the server refused the API key: %d %s", res.status, describeError(res.errBody)))
 			continue
 		}
 		ok := res.sent && res.status == 200
@@ -254,8 +303,9 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 			if err := report.write(res); err != nil && reportErr == nil {
 				reportErr = err
 			}
-			if opts.DryRun {
-				prog.printf("%s:%d: %s\n", res.in.name, res.n, describeError(res.errBody))
+			if shown < shownFailures {
+				shown++
+				prog.printf("%s:%d: %s\n", res.in.name, res.line, describeError(res.errBody))
 			}
 		}
 		prog.tick()
@@ -263,8 +313,15 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	close(stopSaving)
 	<-savingDone
 	sum.Elapsed = time.Since(start)
-	prog.finish()
+	stopped := stopErr != nil || ctx.Err() != nil
+	prog.finish(stopped)
 	sum.Created, sum.Updated, sum.Failed, sum.Valid, sum.Skipped = prog.created, prog.updated, prog.failed, prog.valid, prog.skipped
+	if prog.failed > shown {
+		fmt.Fprintf(opts.Stderr, "... and %d more\n", prog.failed-shown)
+	}
+	if prog.failed > 0 {
+		fmt.Fprintf(opts.Stderr, "report: %s\n", opts.Report)
+	}
 
 	var saveErr error
 	if state != nil {
@@ -272,6 +329,7 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	}
 	closeErr := report.close()
 
+	resume := fmt.Sprintf("state saved to %s; run the same command with --resume to go on", opts.State)
 	switch {
 	case readErr != nil:
 		return sum, withKind(ErrUsage, readErr)
@@ -281,8 +339,10 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 		return sum, reportErr
 	case closeErr != nil:
 		return sum, closeErr
+	case stopErr != nil:
+		return sum, withKind(ErrStopped, fmt.Errorf("stopped: %w; %s once that is fixed", stopErr, resume))
 	case ctx.Err() != nil && !opts.DryRun:
-		return sum, withKind(ErrInterrupted, fmt.Errorf("interrupted: state saved to %s; run the same command with --resume to go on", opts.State))
+		return sum, withKind(ErrInterrupted, fmt.Errorf("interrupted: %s", resume))
 	case ctx.Err() != nil:
 		return sum, withKind(ErrInterrupted, errors.New("interrupted"))
 	case prog.failed > 0 && opts.DryRun:
@@ -312,8 +372,9 @@ func work(ctx context.Context, snd *sender, size int, jobs <-chan job, results c
 		}
 		for k, j := range batch {
 			out := outs[k]
-			results <- result{in: j.in, fs: j.fs, n: j.n, connID: j.connID, status: out.status,
-				errBody: out.errBody, sent: true, interrupted: out.interrupted, created: out.created}
+			results <- result{in: j.in, fs: j.fs, n: j.n, line: j.line, connID: j.connID, record: j.body,
+				status: out.status, errBody: out.errBody, sent: true, interrupted: out.interrupted,
+				unreachable: out.unreachable, created: out.created}
 		}
 	}
 }

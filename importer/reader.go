@@ -51,7 +51,7 @@ func (r *reader) readInput(in *input) error {
 	defer rc.Close()
 	var fs *fileState
 	if r.state != nil {
-		fs, _ = r.state.file(in.key, in.size, false)
+		fs, _ = r.state.file(in.key, in.size, in.sum, false)
 	}
 	br := bufio.NewReaderSize(rc, 64<<10)
 	var src recordSource
@@ -68,7 +68,7 @@ func (r *reader) readInput(in *input) error {
 		src = &jsonlSource{r: br}
 	}
 	for n := 1; r.ctx.Err() == nil; n++ {
-		body, err := src.next()
+		body, line, err := src.next()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -81,17 +81,17 @@ func (r *reader) readInput(in *input) error {
 			continue
 		}
 		if recErr != nil {
-			r.results <- result{in: in, fs: fs, n: n, errBody: errorObject(recErr.code, recErr.message)}
+			r.results <- result{in: in, fs: fs, n: n, line: line, record: recErr.record, errBody: errorObject(recErr.code, recErr.message)}
 			continue
 		}
 		value, invalid := r.validator.Validate(body)
 		connID, _ := objectMember(value, "connection_id")
 		if invalid != nil {
-			r.results <- result{in: in, fs: fs, n: n, connID: connID, errBody: invalid}
+			r.results <- result{in: in, fs: fs, n: n, line: line, connID: connID, record: asRecord(body), errBody: invalid}
 			continue
 		}
 		if r.dryRun {
-			r.results <- result{in: in, n: n, connID: connID}
+			r.results <- result{in: in, n: n, line: line, connID: connID}
 			continue
 		}
 		if _, present := value.(map[string]any)["connection_id"]; !present {
@@ -103,7 +103,7 @@ func (r *reader) readInput(in *input) error {
 			}
 			body = withConnectionID(body, connID)
 		}
-		r.batch = append(r.batch, job{in: in, fs: fs, n: n, connID: connID, body: body})
+		r.batch = append(r.batch, job{in: in, fs: fs, n: n, line: line, connID: connID, body: body})
 		if len(r.batch) >= readBatch {
 			if err := r.flush(); err != nil {
 				return err
@@ -131,6 +131,16 @@ func (r *reader) flush() error {
 	}
 	r.batch = r.batch[:0]
 	return nil
+}
+
+// asRecord is body for the report: itself when it is JSON, else a JSON string of its text, which
+// the importer reads back as the body once fixed.
+func asRecord(body []byte) []byte {
+	if json.Valid(body) {
+		return body
+	}
+	data, _ := json.Marshal(string(body))
+	return data
 }
 
 func objectMember(value any, name string) (string, bool) {

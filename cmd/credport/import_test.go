@@ -33,6 +33,8 @@ type importEnv struct {
 	dir string
 	// mode are the flags that choose how records are sent; see importModes.
 	mode []string
+	// env are environment variables of the runs, over the CLI's.
+	env map[string]string
 }
 
 // importModes are the ways `credport import` sends records: in batches to POST
@@ -81,6 +83,9 @@ func (e *importEnv) run(ctx context.Context, stdin io.Reader, args ...string) im
 	var out, errOut bytes.Buffer
 	getenv := e.c.getenv()
 	env := func(name string) string {
+		if v, ok := e.env[name]; ok {
+			return v
+		}
 		if name == "CREDPORT_API_KEY" {
 			return e.key
 		}
@@ -227,7 +232,8 @@ func TestImportBadLinesAndDryRun(t *testing.T) {
 			for _, want := range []string{
 				file + ":2: invalid_json",
 				file + ":3: invalid_body: Invalid request body; credentials.access_token:",
-				file + ":6: invalid_body: Invalid request body; credentials: property \"extra\" is unsupported",
+				file + ":7: invalid_body: Invalid request body; credentials: property \"extra\" is unsupported",
+				"report: " + e.path("report.jsonl"),
 			} {
 				if !strings.Contains(r.stderr, want) {
 					t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
@@ -240,7 +246,7 @@ func TestImportBadLinesAndDryRun(t *testing.T) {
 				t.Errorf("a dry run stored %d connections", n)
 			}
 			lines := e.report(t)
-			if len(lines) != 3 || lines[0].Line != 2 || lines[1].Line != 3 || lines[2].Line != 6 {
+			if len(lines) != 3 || lines[0].Line != 2 || lines[1].Line != 3 || lines[2].Line != 7 {
 				t.Fatalf("dry-run report %+v", lines)
 			}
 		})
@@ -273,20 +279,15 @@ func TestImportBadLinesAndDryRun(t *testing.T) {
 			{2, 0, "invalid_json", ""},
 			{3, 0, "invalid_body", "credentials.access_token"},
 			{4, 404, "not_found", ""},
-			{5, 400, "invalid_body", "credentials.type"},
-			{6, 0, "invalid_body", "credentials"},
+			{6, 400, "invalid_body", "credentials.type"}, // physical lines: line 5 is blank
+			{7, 0, "invalid_body", "credentials"},
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("report\n got %v\nwant %v", got, want)
 		}
 		// What was refused offline is exactly what the server answers for the same bodies.
 		im := newImporter(e.s.addr, e.key)
-		var bodies []string // by record number: blank lines are not records
-		for _, b := range strings.Split(badJSONL, "\n") {
-			if strings.TrimSpace(b) != "" {
-				bodies = append(bodies, b)
-			}
-		}
+		bodies := strings.Split(badJSONL, "\n") // by physical line
 		for _, l := range lines {
 			if l.Status != 0 {
 				continue
@@ -640,7 +641,6 @@ func TestImportUsageErrors(t *testing.T) {
 		"batch over 1000": {"--url", e.url, "--batch-size", "1001", good},
 		"unknown format":  {"--url", e.url, "--format", "xml", good},
 		"neither format":  {"--url", e.url, garbage},
-		"no url":          {good},
 		"directory input": {"--url", e.url, e.dir},
 	} {
 		t.Run(name, func(t *testing.T) {
