@@ -59,7 +59,7 @@ run the same command with --resume); 130 interrupted, state saved.`,
 			f, ok := a.stderr.(*os.File)
 			o.Terminal = ok && isatty.IsTerminal(f.Fd())
 			sum, err := bulk.Run(cmd.Context(), o)
-			if !errors.Is(err, bulk.ErrUsage) {
+			if !errors.Is(err, bulk.ErrUsage) || sum.Elapsed > 0 { // a run that got under way
 				_, _ = a.stdout.Write([]byte(sum.String() + "\n"))
 			}
 			return withExitCode(importExitCode(err), err)
