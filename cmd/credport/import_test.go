@@ -633,15 +633,17 @@ func TestImportUsageErrors(t *testing.T) {
 	good := e.write(t, "good.jsonl", apiKeyLines("u", 1, func(int) bool { return true }))
 	garbage := e.write(t, "garbage.txt", "hello, world\nnot a header\n")
 	for name, args := range map[string][]string{
-		"no file":         {"--url", e.url},
-		"missing file":    {"--url", e.url, e.path("nope.jsonl")},
-		"malformed flag":  {"--url", e.url, "--concurrency", "many", good},
-		"zero workers":    {"--url", e.url, "--concurrency", "0", good},
-		"batch of 0":      {"--url", e.url, "--batch-size", "0", good},
-		"batch over 1000": {"--url", e.url, "--batch-size", "1001", good},
-		"unknown format":  {"--url", e.url, "--format", "xml", good},
-		"neither format":  {"--url", e.url, garbage},
-		"directory input": {"--url", e.url, e.dir},
+		"no file":              {"--url", e.url},
+		"missing file":         {"--url", e.url, e.path("nope.jsonl")},
+		"malformed flag":       {"--url", e.url, "--concurrency", "many", good},
+		"zero workers":         {"--url", e.url, "--concurrency", "0", good},
+		"batch of 0":           {"--url", e.url, "--batch-size", "0", good},
+		"batch over 1000":      {"--url", e.url, "--batch-size", "1001", good},
+		"unknown format":       {"--url", e.url, "--format", "xml", good},
+		"negative unreachable": {"--url", e.url, "--max-unreachable", "-1s", good},
+		"not http":             {"--url", "ftp://127.0.0.1", good},
+		"neither format":       {"--url", e.url, garbage},
+		"directory input":      {"--url", e.url, e.dir},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e.run(nil, nil, args...).want(t, exitUsage)
