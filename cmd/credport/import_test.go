@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	bulk "github.com/credport/credport/importer"
 	"github.com/credport/credport/store/storetest"
 )
 
@@ -32,6 +33,8 @@ type importEnv struct {
 	dir string
 	// mode are the flags that choose how records are sent; see importModes.
 	mode []string
+	// env are environment variables of the runs, over the CLI's.
+	env map[string]string
 }
 
 // importModes are the ways `credport import` sends records: in batches to POST
@@ -80,6 +83,9 @@ func (e *importEnv) run(ctx context.Context, stdin io.Reader, args ...string) im
 	var out, errOut bytes.Buffer
 	getenv := e.c.getenv()
 	env := func(name string) string {
+		if v, ok := e.env[name]; ok {
+			return v
+		}
 		if name == "CREDPORT_API_KEY" {
 			return e.key
 		}
@@ -114,16 +120,16 @@ func (e *importEnv) write(t *testing.T, name, content string) string {
 }
 
 // report reads the report file.
-func (e *importEnv) report(t *testing.T) []reportLine {
+func (e *importEnv) report(t *testing.T) []bulk.ReportLine {
 	t.Helper()
 	data, err := os.ReadFile(e.path("report.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []reportLine
+	var out []bulk.ReportLine
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
-		var l reportLine
+		var l bulk.ReportLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			t.Fatalf("report line %q: %v", sc.Text(), err)
 		}
@@ -226,7 +232,8 @@ func TestImportBadLinesAndDryRun(t *testing.T) {
 			for _, want := range []string{
 				file + ":2: invalid_json",
 				file + ":3: invalid_body: Invalid request body; credentials.access_token:",
-				file + ":6: invalid_body: Invalid request body; credentials: property \"extra\" is unsupported",
+				file + ":7: invalid_body: Invalid request body; credentials: property \"extra\" is unsupported",
+				"report: " + e.path("report.jsonl"),
 			} {
 				if !strings.Contains(r.stderr, want) {
 					t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
@@ -239,7 +246,7 @@ func TestImportBadLinesAndDryRun(t *testing.T) {
 				t.Errorf("a dry run stored %d connections", n)
 			}
 			lines := e.report(t)
-			if len(lines) != 3 || lines[0].Line != 2 || lines[1].Line != 3 || lines[2].Line != 6 {
+			if len(lines) != 3 || lines[0].Line != 2 || lines[1].Line != 3 || lines[2].Line != 7 {
 				t.Fatalf("dry-run report %+v", lines)
 			}
 		})
@@ -258,43 +265,29 @@ func TestImportBadLinesAndDryRun(t *testing.T) {
 		}
 		var got []row
 		for _, l := range lines {
-			var body struct {
-				Code   string `json:"code"`
-				Errors []struct {
-					Path []string `json:"path"`
-				} `json:"errors"`
-			}
-			if err := json.Unmarshal(l.Error, &body); err != nil {
-				t.Fatal(err)
-			}
 			p := ""
-			if len(body.Errors) > 0 {
-				p = strings.Join(body.Errors[0].Path, ".")
+			if l.Error.Errors != nil && len(*l.Error.Errors) > 0 {
+				p = strings.Join((*l.Error.Errors)[0].Path, ".")
 			}
 			if l.File != file {
 				t.Errorf("report file %q, want %q", l.File, file)
 			}
-			got = append(got, row{l.line(), l.Status, body.Code, p})
+			got = append(got, row{l.Line, l.Status, l.Error.Code, p})
 		}
 		slices.SortFunc(got, func(a, b row) int { return a.line - b.line })
 		want := []row{
 			{2, 0, "invalid_json", ""},
 			{3, 0, "invalid_body", "credentials.access_token"},
 			{4, 404, "not_found", ""},
-			{5, 400, "invalid_body", "credentials.type"},
-			{6, 0, "invalid_body", "credentials"},
+			{6, 400, "invalid_body", "credentials.type"}, // physical lines: line 5 is blank
+			{7, 0, "invalid_body", "credentials"},
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("report\n got %v\nwant %v", got, want)
 		}
 		// What was refused offline is exactly what the server answers for the same bodies.
 		im := newImporter(e.s.addr, e.key)
-		var bodies []string // by record number: blank lines are not records
-		for _, b := range strings.Split(badJSONL, "\n") {
-			if strings.TrimSpace(b) != "" {
-				bodies = append(bodies, b)
-			}
-		}
+		bodies := strings.Split(badJSONL, "\n") // by physical line
 		for _, l := range lines {
 			if l.Status != 0 {
 				continue
@@ -306,8 +299,9 @@ func TestImportBadLinesAndDryRun(t *testing.T) {
 			if err := json.Unmarshal([]byte(o.body), &answer); err != nil || o.status != 400 {
 				t.Fatalf("line %d sent to the server: %d %s", l.Line, o.status, o.body)
 			}
-			if !jsonEqual(t, answer.Error, l.Error) {
-				t.Errorf("line %d: report %s, server %s", l.Line, l.Error, answer.Error)
+			reported, _ := json.Marshal(l.Error)
+			if !jsonEqual(t, answer.Error, reported) {
+				t.Errorf("line %d: report %s, server %s", l.Line, reported, answer.Error)
 			}
 		}
 		if ids := e.connections(t)["api_key"]; len(ids) != 2 {
@@ -315,8 +309,6 @@ func TestImportBadLinesAndDryRun(t *testing.T) {
 		}
 	})
 }
-
-func (l reportLine) line() int { return l.Line }
 
 func jsonEqual(t *testing.T, a, b []byte) bool {
 	t.Helper()
@@ -641,16 +633,17 @@ func TestImportUsageErrors(t *testing.T) {
 	good := e.write(t, "good.jsonl", apiKeyLines("u", 1, func(int) bool { return true }))
 	garbage := e.write(t, "garbage.txt", "hello, world\nnot a header\n")
 	for name, args := range map[string][]string{
-		"no file":         {"--url", e.url},
-		"missing file":    {"--url", e.url, e.path("nope.jsonl")},
-		"malformed flag":  {"--url", e.url, "--concurrency", "many", good},
-		"zero workers":    {"--url", e.url, "--concurrency", "0", good},
-		"batch of 0":      {"--url", e.url, "--batch-size", "0", good},
-		"batch over 1000": {"--url", e.url, "--batch-size", "1001", good},
-		"unknown format":  {"--url", e.url, "--format", "xml", good},
-		"neither format":  {"--url", e.url, garbage},
-		"no url":          {good},
-		"directory input": {"--url", e.url, e.dir},
+		"no file":              {"--url", e.url},
+		"missing file":         {"--url", e.url, e.path("nope.jsonl")},
+		"malformed flag":       {"--url", e.url, "--concurrency", "many", good},
+		"zero workers":         {"--url", e.url, "--concurrency", "0", good},
+		"batch of 0":           {"--url", e.url, "--batch-size", "0", good},
+		"batch over 1000":      {"--url", e.url, "--batch-size", "1001", good},
+		"unknown format":       {"--url", e.url, "--format", "xml", good},
+		"negative unreachable": {"--url", e.url, "--max-unreachable", "-1s", good},
+		"not http":             {"--url", "ftp://127.0.0.1", good},
+		"neither format":       {"--url", e.url, garbage},
+		"directory input":      {"--url", e.url, e.dir},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e.run(nil, nil, args...).want(t, exitUsage)

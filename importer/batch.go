@@ -1,4 +1,4 @@
-package main
+package importer
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/credport/credport/gen"
 )
 
 // sendBatch imports bodies through POST /connections/batch and returns one outcome per body,
@@ -35,6 +37,12 @@ func (s *sender) sendSet(ctx context.Context, bodies [][]byte, pending []int, ou
 			return
 		}
 		status, wait := s.attemptBatch(reqCtx, bodies, pending, outs)
+		if s.reached(status != 0) {
+			for _, i := range pending {
+				outs[i].unreachable = true
+			}
+			return
+		}
 		switch {
 		case status == http.StatusNotFound || status == http.StatusMethodNotAllowed:
 			// No batch endpoint: a per-item 404 would have come inside a 200.
@@ -58,24 +66,22 @@ func (s *sender) sendSet(ctx context.Context, bodies [][]byte, pending []int, ou
 			return
 		}
 		pending = again
-		t := time.NewTimer(max(wait, s.jitter(attempt)))
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			for _, i := range pending {
 				outs[i].interrupted = true
 			}
 			return
-		case <-t.C:
+		case <-s.clock.After(max(wait, s.jitter(attempt))):
 		}
 	}
 }
 
 // batchResult is what the tool reads of one result of POST /connections/batch.
 type batchResult struct {
-	Status     int             `json:"status"`
-	Connection connectionTimes `json:"connection"`
-	Error      json.RawMessage `json:"error"`
+	Status     int              `json:"status"`
+	Connection connectionTimes  `json:"connection"`
+	Error      *gen.ErrorObject `json:"error"`
 }
 
 // attemptBatch posts the bodies at the indexes of pending as one batch and writes each one's
@@ -122,7 +128,7 @@ func (s *sender) attemptBatch(ctx context.Context, bodies [][]byte, pending []in
 		// Not the answer of a batch: nothing tells which records were imported, and sending
 		// them again is harmless, since each has its connection id.
 		all(sendOutcome{errBody: errorObject("bad_answer", "the batch answer does not have one result per record")})
-		return 0, 0
+		return http.StatusOK, 0 // an answer all the same: the server is there
 	}
 	for k, i := range pending {
 		r := answer.Results[k]

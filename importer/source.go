@@ -1,9 +1,12 @@
-package main
+package importer
 
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +31,7 @@ type input struct {
 	name   string // as given, for messages and the report
 	key    string // its key in the state file: the absolute path, or "-"
 	size   int64  // -1 for standard input
+	sum    string // the SHA-256 of the file's content; "" for standard input
 	format string
 	total  int64 // records in the file, -1 when unknown (standard input)
 	stdin  *bufio.Reader
@@ -44,7 +48,11 @@ func openInputs(names []string, format string, stdin io.Reader) ([]*input, error
 			if seen["-"] {
 				return nil, usageError("standard input (-) named twice")
 			}
-			in.stdin = bufio.NewReaderSize(stdin, 64<<10)
+			r, err := decompressed(bufio.NewReaderSize(stdin, 64<<10))
+			if err != nil {
+				return nil, usageError("standard input: %v", err)
+			}
+			in.stdin = r
 			if in.format == "" {
 				in.format = sniffFormat(in.stdin)
 			}
@@ -75,16 +83,17 @@ func openInputs(names []string, format string, stdin io.Reader) ([]*input, error
 	return out, nil
 }
 
-// inspect settles a file's format, checks that it can be read as such and counts its records.
+// inspect settles a file's format, checks that it can be read as such, counts its records and
+// takes the fingerprint of its content.
 func (in *input) inspect() error {
-	f, err := os.Open(in.name)
+	rc, err := in.open()
 	if err != nil {
-		return usageError("%v", err)
+		return err
 	}
-	defer f.Close()
-	br := bufio.NewReaderSize(f, 64<<10)
+	defer rc.Close()
+	br := bufio.NewReaderSize(rc, 64<<10)
 	if in.format == "" {
-		switch strings.ToLower(filepath.Ext(in.name)) {
+		switch strings.ToLower(filepath.Ext(strings.TrimSuffix(strings.ToLower(in.name), ".gz"))) {
 		case ".jsonl", ".ndjson", ".json":
 			in.format = formatJSONL
 		case ".csv":
@@ -97,12 +106,24 @@ func (in *input) inspect() error {
 		if _, err := readCSVHeader(csv.NewReader(br)); err != nil && !errors.Is(err, io.EOF) {
 			return usageError("%s: %v", in.name, err)
 		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return usageError("%s: %v", in.name, err)
-		}
-		br.Reset(f)
 	}
-	n, err := countRecords(br)
+	_ = rc.Close()
+
+	f, err := os.Open(in.name)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	raw := io.TeeReader(f, h)
+	content, err := decompressed(bufio.NewReaderSize(raw, 64<<10))
+	if err != nil {
+		return usageError("%s: %v", in.name, err)
+	}
+	n, err := countRecords(content)
+	if err == nil {
+		_, err = io.Copy(io.Discard, raw)
+	}
 	if err != nil {
 		return usageError("%s: %v", in.name, err)
 	}
@@ -110,7 +131,21 @@ func (in *input) inspect() error {
 		n-- // the header
 	}
 	in.total = n
+	in.sum = hex.EncodeToString(h.Sum(nil))
 	return nil
+}
+
+// decompressed is r's content: r itself, or what it holds when it starts with gzip's magic bytes.
+func decompressed(r *bufio.Reader) (*bufio.Reader, error) {
+	magic, _ := r.Peek(2)
+	if !bytes.Equal(magic, []byte{0x1f, 0x8b}) {
+		return r, nil
+	}
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("gzip: %w", err)
+	}
+	return bufio.NewReaderSize(gz, 64<<10), nil
 }
 
 // sniffFormat is JSON Lines when the first non-blank character is '{', else CSV.
@@ -169,39 +204,62 @@ func (in *input) open() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, usageError("%v", err)
 	}
-	return f, nil
+	r, err := decompressed(bufio.NewReaderSize(f, 64<<10))
+	if err != nil {
+		_ = f.Close()
+		return nil, usageError("%s: %v", in.name, err)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{r, f}, nil
 }
 
 // recordSource yields one input's records, in order, as request bodies.
 type recordSource interface {
-	// next returns the next record's body, or a problem that makes the record invalid
-	// (recordErr), or io.EOF after the last one. Any other error ends the input.
-	next() (body []byte, err error)
+	// next returns the next record's body and the physical line it starts on (1-based), or a
+	// problem that makes the record invalid (recordErr), or io.EOF after the last one. Any
+	// other error ends the input.
+	next() (body []byte, line int, err error)
 }
 
-// recordErr is a record that cannot become a request body.
-type recordErr struct{ code, message string }
+// recordErr is a record that cannot become a request body; record is what could be read of it,
+// as JSON, or nil.
+type recordErr struct {
+	code, message string
+	record        []byte
+}
 
 func (e *recordErr) Error() string { return e.code + ": " + e.message }
 
-// jsonlSource reads JSON Lines: each non-blank line is one body, sent as written.
-type jsonlSource struct{ r *bufio.Reader }
+// jsonlSource reads JSON Lines: each non-blank line is one body, sent as written. A line of a
+// report (an object with record and error members) stands for its record.
+type jsonlSource struct {
+	r    *bufio.Reader
+	line int
+}
 
-func (s *jsonlSource) next() ([]byte, error) {
+func (s *jsonlSource) next() ([]byte, int, error) {
 	for {
 		line, err := s.r.ReadBytes('\n')
 		if len(line) == 0 && err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, err
+			return nil, 0, err
 		}
+		s.line++
 		line = bytes.TrimSpace(bytes.TrimPrefix(line, []byte("\ufeff")))
 		if len(line) > 0 {
-			return line, nil
+			if bytes.Contains(line, []byte(`"record"`)) {
+				if record, ok := reportRecord(line); ok {
+					return record, s.line, nil
+				}
+			}
+			return line, s.line, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 }
@@ -244,20 +302,29 @@ func readCSVHeader(r *csv.Reader) ([]string, error) {
 	return cols, nil
 }
 
-func (s *csvSource) next() ([]byte, error) {
+func (s *csvSource) next() ([]byte, int, error) {
 	row, err := s.r.Read()
 	var parseErr *csv.ParseError
 	if errors.As(err, &parseErr) {
-		return nil, &recordErr{code: "invalid_csv", message: parseErr.Err.Error()}
+		return nil, parseErr.StartLine, &recordErr{code: "invalid_csv", message: parseErr.Err.Error()}
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	line, _ := s.r.FieldPos(0)
 	body, err := s.body(row)
-	if err != nil {
-		return nil, err
+	var recErr *recordErr
+	if errors.As(err, &recErr) {
+		cells := map[string]string{}
+		for i, col := range s.cols {
+			cells[col] = row[i]
+		}
+		recErr.record, _ = json.Marshal(cells)
 	}
-	return body, nil
+	if err != nil {
+		return nil, line, err
+	}
+	return body, line, nil
 }
 
 // body maps one CSV row to a POST /connections body:

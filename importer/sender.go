@@ -1,15 +1,15 @@
-package main
+package importer
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +25,12 @@ type sender struct {
 	single     atomic.Bool
 	backoff    time.Duration // first retry's ceiling
 	maxBackoff time.Duration
+	clock      Clock
+	// maxUnreachable is how long the server may go without answering before every send gives up.
+	maxUnreachable time.Duration
+	mu             sync.Mutex
+	// downSince is when the server last failed to answer after answering; zero while it answers.
+	downSince time.Time
 }
 
 func newSender(url, key string, concurrency, maxRetries int) (*sender, error) {
@@ -46,7 +52,8 @@ func newSender(url, key string, concurrency, maxRetries int) (*sender, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sender{client: client, maxRetries: maxRetries, backoff: 200 * time.Millisecond, maxBackoff: 10 * time.Second}, nil
+	return &sender{client: client, maxRetries: maxRetries, backoff: 200 * time.Millisecond, maxBackoff: 10 * time.Second,
+		clock: realClock{}, maxUnreachable: DefaultMaxUnreachable}, nil
 }
 
 // outcome is what became of one record.
@@ -55,9 +62,27 @@ type sendOutcome struct {
 	// created: imported, and the answer's updated_at is not later than its created_at.
 	created bool
 	// errBody is the server's error object, or one describing a network failure.
-	errBody json.RawMessage
+	errBody *gen.ErrorObject
 	// interrupted: the run was stopped before the record got a final answer.
 	interrupted bool
+	// unreachable: the server has not answered for maxUnreachable; the record was given up.
+	unreachable bool
+}
+
+// reached notes whether an attempt got an answer, and returns whether the server has now gone
+// maxUnreachable without answering.
+func (s *sender) reached(answered bool) (unreachable bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if answered {
+		s.downSince = time.Time{}
+		return false
+	}
+	now := s.clock.Now()
+	if s.downSince.IsZero() {
+		s.downSince = now
+	}
+	return now.Sub(s.downSince) >= s.maxUnreachable
 }
 
 // send posts body until it gets a final answer, the retries run out or ctx ends. A request
@@ -66,6 +91,10 @@ func (s *sender) send(ctx context.Context, body []byte) sendOutcome {
 	reqCtx := context.WithoutCancel(ctx)
 	for attempt := 0; ; attempt++ {
 		out, retryAfter := s.attempt(reqCtx, body)
+		if s.reached(out.status != 0) {
+			out.unreachable = true
+			return out
+		}
 		if out.status == http.StatusOK || !retryable(out.status) || attempt >= s.maxRetries {
 			return out
 		}
@@ -73,13 +102,11 @@ func (s *sender) send(ctx context.Context, body []byte) sendOutcome {
 		if retryAfter > wait {
 			wait = retryAfter
 		}
-		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			out.interrupted = true
 			return out
-		case <-t.C:
+		case <-s.clock.After(wait):
 		}
 	}
 }
@@ -129,12 +156,10 @@ func (c connectionTimes) created() bool { return !c.UpdatedAt.After(c.CreatedAt)
 
 // answerError is the error object of an error answer, or one made of the status and the start
 // of the body when the answer is not the API's.
-func answerError(status int, data []byte) json.RawMessage {
-	var envelope struct {
-		Error json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal(data, &envelope) == nil && len(envelope.Error) > 0 && envelope.Error[0] == '{' {
-		return envelope.Error
+func answerError(status int, data []byte) *gen.ErrorObject {
+	var envelope gen.StdError
+	if json.Unmarshal(data, &envelope) == nil && envelope.Error.Code != "" {
+		return &envelope.Error
 	}
 	msg := string(data)
 	if len(msg) > 200 {
@@ -157,10 +182,6 @@ func retryAfter(v string) time.Duration {
 	return 0
 }
 
-func errorObject(code, message string) json.RawMessage {
-	data, err := json.Marshal(map[string]string{"code": code, "message": message})
-	if err != nil {
-		panic(fmt.Sprintf("marshal error object: %v", err))
-	}
-	return data
+func errorObject(code, message string) *gen.ErrorObject {
+	return &gen.ErrorObject{Code: code, Message: &message}
 }

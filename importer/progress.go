@@ -1,18 +1,17 @@
-package main
+package importer
 
 import (
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 
-	"github.com/mattn/go-isatty"
 	"github.com/schollz/progressbar/v3"
 )
 
 // progress counts outcomes and shows them: a live bar on a terminal, a plain line every so
 // often otherwise. Only the collecting goroutine updates the counters; skip may run beside it.
+// Records a previous run finished are not part of the bar or of any rate.
 type progress struct {
 	w                               io.Writer
 	bar                             *progressbar.ProgressBar
@@ -24,9 +23,9 @@ type progress struct {
 	every                           time.Duration
 }
 
-func newProgress(w io.Writer, total int64, dryRun bool, every time.Duration) *progress {
+func newProgress(w io.Writer, total int64, bar bool, every time.Duration) *progress {
 	p := &progress{w: w, total: total, start: time.Now(), last: time.Now(), every: every}
-	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) && !dryRun {
+	if bar {
 		opts := []progressbar.Option{
 			progressbar.OptionSetWriter(w),
 			progressbar.OptionShowCount(),
@@ -47,19 +46,21 @@ func newProgress(w io.Writer, total int64, dryRun bool, every time.Duration) *pr
 	return p
 }
 
+// skip counts a record a previous run finished: the bar's length shrinks by one, so that its
+// count and rate are of this run's records only.
 func (p *progress) skip() {
 	p.mu.Lock()
 	p.skipped++
 	p.mu.Unlock()
-	if p.bar != nil {
-		_ = p.bar.Add(1)
+	if p.bar != nil && p.total >= 0 {
+		p.bar.ChangeMax64(p.bar.GetMax64() - 1)
 	}
 }
 
-func (p *progress) done() int {
+func (p *progress) counts() (done, skipped int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.created + p.updated + p.failed + p.valid + p.skipped
+	return p.created + p.updated + p.failed + p.valid, p.skipped
 }
 
 // tick records one more outcome.
@@ -75,13 +76,14 @@ func (p *progress) tick() {
 	}
 }
 
+// line writes the counts: the records of this run, of those left when it started.
 func (p *progress) line(now time.Time) {
-	done := p.done()
+	done, skipped := p.counts()
 	of := ""
 	if p.total >= 0 {
-		of = fmt.Sprintf("/%d", p.total)
+		of = fmt.Sprintf("/%d", p.total-int64(skipped))
 	}
-	rate := float64(done-p.skipped) / now.Sub(p.start).Seconds()
+	rate := float64(done) / now.Sub(p.start).Seconds()
 	fmt.Fprintf(p.w, "import: %d%s records, created %d, updated %d, failed %d, %.0f/s\n",
 		done, of, p.created, p.updated, p.failed, rate)
 }
@@ -94,9 +96,18 @@ func (p *progress) printf(format string, args ...any) {
 	fmt.Fprintf(p.w, format, args...)
 }
 
-func (p *progress) finish() {
-	if p.bar != nil {
-		_ = p.bar.Finish()
-		fmt.Fprintln(p.w)
+// finish ends the display. A run that stopped early keeps the bar at its real count: the bar is
+// replaced by a line of the counts, never filled.
+func (p *progress) finish(stopped bool) {
+	if p.bar == nil {
+		return
 	}
+	if stopped {
+		_ = p.bar.Clear()
+		_ = p.bar.Exit()
+		p.line(time.Now())
+		return
+	}
+	_ = p.bar.Finish()
+	fmt.Fprintln(p.w)
 }

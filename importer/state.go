@@ -1,4 +1,4 @@
-package main
+package importer
 
 import (
 	"encoding/json"
@@ -24,6 +24,8 @@ type importState struct {
 
 type fileState struct {
 	Size int64 `json:"size"`
+	// Sum is the SHA-256 of the file's content; absent in states of older versions.
+	Sum string `json:"sum,omitempty"`
 	// DoneThrough: records 1..DoneThrough are finished.
 	DoneThrough int `json:"done_through"`
 	// Done lists finished records after DoneThrough.
@@ -62,16 +64,17 @@ func loadState(path string) (*importState, error) {
 }
 
 // file returns the state of an input, starting it afresh when fresh is set or when the input's
-// size differs from the recorded one; reset reports the latter.
-func (s *importState) file(key string, size int64, fresh bool) (f *fileState, reset bool) {
+// size or content differs from the recorded one; reset reports the latter.
+func (s *importState) file(key string, size int64, sum string, fresh bool) (f *fileState, reset bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f = s.Files[key]
-	if f != nil && !fresh && f.Size == size {
+	if f != nil && !fresh && f.Size == size && (f.Sum == "" || f.Sum == sum) {
+		f.Sum = sum
 		return f, false
 	}
 	reset = f != nil && !fresh
-	f = &fileState{Size: size, IDs: map[int]string{}, done: map[int]bool{}}
+	f = &fileState{Size: size, Sum: sum, IDs: map[int]string{}, done: map[int]bool{}}
 	s.Files[key] = f
 	return f, reset
 }
