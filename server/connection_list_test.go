@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credport/credport/server"
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/store/storetest"
 )
 
@@ -62,7 +62,7 @@ func TestListConnections(t *testing.T) {
 		clk.Add(-time.Second) // two connections created at the same instant: id decides
 		imp(v, "github", "initech", `,"tags":{"plan":"pro","team":"ops"}`)
 		prod := v.on(t)
-		prod.key = v.apiKey("prod", server.FullAccess)
+		prod.key = v.apiKey("prod", contract.FullAccess)
 		imp(prod, "github", "acme", ``)
 		lister := v.on(t)
 		lister.key = v.apiKey("dev", "environment:connections:list")

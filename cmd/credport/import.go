@@ -15,7 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
-	"github.com/credport/credport/server"
+	"github.com/credport/credport/contract"
 )
 
 // importOptions are the flags of `credport import`.
@@ -128,7 +128,7 @@ func (a *app) runImport(ctx context.Context, o importOptions, args []string, std
 	if err != nil {
 		return err
 	}
-	validator, err := server.NewImportValidator()
+	validator, err := contract.NewImportValidator()
 	if err != nil {
 		return err
 	}
@@ -388,7 +388,7 @@ func describeError(raw json.RawMessage) string {
 type reader struct {
 	ctx       context.Context
 	inputs    []*input
-	validator *server.BodyValidator
+	validator *contract.BodyValidator
 	types     credentialTypes
 	state     *importState
 	dryRun    bool
@@ -528,7 +528,7 @@ func withConnectionID(body []byte, id string) []byte {
 	return append(out, rest...)
 }
 
-func apiErrorObject(e *server.Error) json.RawMessage {
+func apiErrorObject(e *contract.Error) json.RawMessage {
 	obj := struct {
 		Code    string `json:"code"`
 		Message string `json:"message,omitempty"`
