@@ -143,6 +143,20 @@ func TestListConnections(t *testing.T) {
 				wantError(t, lister.on(t).do(request{method: http.MethodGet, path: "/connections?" + tt.query}), http.StatusBadRequest, "invalid_query_params")
 			})
 		}
+		t.Run("tag keys held to TagKey", func(t *testing.T) {
+			long, longest := strings.Repeat("k", 65), strings.Repeat("k", 64)
+			e := wantError(t, lister.on(t).do(request{method: http.MethodGet,
+				path: "/connections?tags[" + long + "]=a&tags[1plan]=b&tags[" + longest + "]=c&tags[a.b/c-d_e]=f"}),
+				http.StatusBadRequest, "invalid_query_params")
+			var got []string
+			for _, d := range e.errors {
+				got = append(got, d.Code+" "+d.Message+" "+strings.Join(d.Path, "/"))
+			}
+			want := []string{"invalid_key Invalid key in record tags/1plan", "invalid_key Invalid key in record tags/" + long}
+			if e.message != "Invalid query parameters" || strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("%q %q, want %q", e.message, got, want)
+			}
+		})
 		t.Run("403 without the list scope", func(t *testing.T) {
 			reader := v.on(t)
 			reader.key = v.apiKey("dev", scopeRead, scopeReadCredentials)
