@@ -201,6 +201,11 @@ func NewAPI(cfg Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, s := range []string{scopeReadCredentials, scopeReadIntegrationCredentials} {
+		if !rules.ValidScope(s) {
+			return nil, fmt.Errorf("openapi.yaml declares no scope %s, which the handlers check", s)
+		}
+	}
 	router, err := contract.NewRouter(spec)
 	if err != nil {
 		return nil, err
