@@ -268,12 +268,3 @@ func appendJSON(b []byte, v any) []byte {
 	data, _ := json.Marshal(v)
 	return append(b, data...)
 }
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
