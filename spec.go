@@ -1,4 +1,5 @@
-// Package credport holds the API contract, openapi.yaml, embedded into every binary.
+// Package credport holds the API contract, openapi.yaml, embedded into every binary; package
+// contract is what reads it.
 package credport
 
 import _ "embed"

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/gen"
 )
 
@@ -28,9 +29,9 @@ const (
 
 // Validator checks a request body of POST /connections offline, as the server would: it
 // returns the parsed body (objects as map[string]any) whenever it is JSON, and the error
-// object the server would answer when it would refuse the body.
+// the server would answer when it would refuse the body. contract.BodyValidator is one.
 type Validator interface {
-	Validate(body []byte) (value any, problem *gen.ErrorObject)
+	Validate(body []byte) (value any, problem *contract.Error)
 }
 
 // Options say what to import, where to, and how.

@@ -87,7 +87,7 @@ func (r *reader) readInput(in *input) error {
 		value, invalid := r.validator.Validate(body)
 		connID, _ := objectMember(value, "connection_id")
 		if invalid != nil {
-			r.results <- result{in: in, fs: fs, n: n, line: line, connID: connID, record: asRecord(body), errBody: invalid}
+			r.results <- result{in: in, fs: fs, n: n, line: line, connID: connID, record: asRecord(body), errBody: invalid.Object()}
 			continue
 		}
 		if r.dryRun {

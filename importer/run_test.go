@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credport/credport/gen"
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/importer"
 	"github.com/credport/credport/server"
 	"github.com/credport/credport/store"
@@ -39,7 +39,7 @@ func newAPI(t *testing.T, b storetest.Backend) *api {
 	t.Helper()
 	db := storetest.Open(t, b)
 	ctx := context.Background()
-	_, key, err := db.CreateAPIKey(ctx, "dev", "import", []string{server.FullAccess})
+	_, key, err := db.CreateAPIKey(ctx, "dev", "import", []string{contract.FullAccess})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,31 +66,16 @@ func newAPI(t *testing.T, b storetest.Backend) *api {
 	return a
 }
 
-// validator is the server's request validator, as the importer takes it.
-type validator struct{ v *server.BodyValidator }
-
-func (v validator) Validate(body []byte) (any, *gen.ErrorObject) {
-	value, err := v.v.Validate(body)
-	if err == nil {
-		return value, nil
-	}
-	obj := gen.ErrorObject{Code: err.Code, Message: &err.Message}
-	if len(err.Details) > 0 {
-		obj.Errors = &err.Details
-	}
-	return value, &obj
-}
-
 // options are a run's options against a: one record per request unless the test says.
 func (a *api) options(t *testing.T, files ...string) importer.Options {
 	t.Helper()
-	v, err := server.NewImportValidator()
+	v, err := contract.NewImportValidator()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return importer.Options{
 		Files: files, URL: a.url, Key: a.key, Concurrency: 2, BatchSize: 3, MaxRetries: 2,
-		MaxUnreachable: importer.DefaultMaxUnreachable, Validator: validator{v},
+		MaxUnreachable: importer.DefaultMaxUnreachable, Validator: v,
 		Report: filepath.Join(a.dir, "report.jsonl"), State: filepath.Join(a.dir, "state"),
 	}
 }

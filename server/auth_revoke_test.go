@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/server"
 	"github.com/credport/credport/store"
 	"github.com/credport/credport/store/storetest"
@@ -44,7 +45,7 @@ func TestRevokedKeyRefusedWithinFiveSeconds(t *testing.T) {
 		if _, err := db.CreateIntegration(ctx, store.NewIntegration{Environment: "dev", UniqueKey: "github", Provider: "github", AuthMode: "OAUTH2"}); err != nil {
 			t.Fatal(err)
 		}
-		key, secret, err := db.CreateAPIKey(ctx, "dev", "ci", []string{server.FullAccess})
+		key, secret, err := db.CreateAPIKey(ctx, "dev", "ci", []string{contract.FullAccess})
 		if err != nil {
 			t.Fatal(err)
 		}

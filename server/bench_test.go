@@ -13,6 +13,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/labstack/echo/v4"
 
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/gen"
 	"github.com/credport/credport/server"
 	"github.com/credport/credport/store"
@@ -47,7 +48,7 @@ func newBenchStore() *benchStore {
 	return &benchStore{
 		key: store.APIKey{
 			ID: 1, EnvironmentID: 1, Environment: "bench", Name: "bench",
-			Scopes: []string{server.FullAccess}, SecretHash: store.HashSecret(benchSecret),
+			Scopes: []string{contract.FullAccess}, SecretHash: store.HashSecret(benchSecret),
 		},
 		integration: store.Integration{ID: 1, EnvironmentID: 1, UniqueKey: "github", Provider: "github", AuthMode: "OAUTH2"},
 	}

@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"golang.org/x/sync/semaphore"
+
+	"github.com/credport/credport/contract"
 )
 
 // bodyBudget bounds the memory that request bodies hold while they are read, parsed and handled:
 // a request takes its Content-Length (the body limit when it sends none) before its body is read,
-// then jsonValueBytes for each value of the body before it is decoded, and gives all back when
+// then contract.JSONValueBytes for each value of the body before it is decoded, and gives all back when
 // its handler returns.
 type bodyBudget struct {
 	sem     *semaphore.Weighted
@@ -77,10 +79,14 @@ func (l *bodyLease) release() {
 	}
 }
 
-// charge is the charge function of a body check: it grows the lease by jsonValueBytes a value.
-func (l *bodyLease) charge(ctx context.Context) func(values int) *Error {
-	return func(values int) *Error {
-		return l.grow(ctx, int64(values)*jsonValueBytes)
+// charge is the charge function of a body check: it grows the lease by contract.JSONValueBytes
+// a value.
+func (l *bodyLease) charge(ctx context.Context) contract.Charge {
+	return func(values int) error {
+		if err := l.grow(ctx, int64(values)*contract.JSONValueBytes); err != nil {
+			return err
+		}
+		return nil
 	}
 }
 
@@ -92,7 +98,7 @@ func withLease(ctx context.Context, l *bodyLease) context.Context {
 }
 
 // chargeOf is the charge function of the request's lease; nil outside the validator.
-func chargeOf(ctx context.Context) func(values int) *Error {
+func chargeOf(ctx context.Context) contract.Charge {
 	l, ok := ctx.Value(leaseKey{}).(*bodyLease)
 	if !ok {
 		return nil

@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/credport/credport/server"
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/store"
 	"github.com/credport/credport/store/storetest"
 )
@@ -19,7 +19,7 @@ func TestDeleteConnection(t *testing.T) {
 		v.integration("dev", "gitlab", "OAUTH2")
 		v.integration("prod", "github", "OAUTH2")
 		prod := v.on(t)
-		prod.key = v.apiKey("prod", server.FullAccess)
+		prod.key = v.apiKey("prod", contract.FullAccess)
 		first := v.importOK(oauth2WithRefresh)
 		v.importOK(`{"provider_config_key":"gitlab","connection_id":"acme","credentials":{"type":"OAUTH2","access_token":"gitlab-token-1111"}}`)
 		prod.importOK(`{"provider_config_key":"github","connection_id":"acme","credentials":{"type":"OAUTH2","access_token":"prod-token-2222"}}`)

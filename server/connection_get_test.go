@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credport/credport/server"
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/store/storetest"
 )
 
@@ -221,7 +221,7 @@ func TestGetConnectionErrors(t *testing.T) {
 		v.integration("prod", "gitlab", "OAUTH2")
 		v.importOK(oauth2WithRefresh)
 		prod := v.on(t)
-		prod.key = v.apiKey("prod", server.FullAccess)
+		prod.key = v.apiKey("prod", contract.FullAccess)
 		createOnly := v.on(t)
 		createOnly.key = v.apiKey("dev", "environment:connections:create", "environment:connections:list")
 

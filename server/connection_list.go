@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,9 +26,6 @@ const (
 	listDefaultLimit = 100
 	listPageBytes    = 4 << 20
 )
-
-// listTagKey is the pattern of a tag key, as openapi.yaml's TagKey declares it.
-var listTagKey = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_\-./]*$`)
 
 // ListConnections lists the environment's connections, newest first, never with credentials.
 func (s *Server) ListConnections(ctx context.Context, req gen.ListConnectionsRequestObject) (gen.ListConnectionsResponseObject, error) {
@@ -61,13 +57,8 @@ func (s *Server) ListConnections(ctx context.Context, req gen.ListConnectionsReq
 		}
 	}
 	if p.Tags != nil && len(*p.Tags) > 0 {
-		var details []gen.ErrorDetail
-		for _, k := range sortedKeys(*p.Tags) {
-			if len(k) > 64 || !listTagKey.MatchString(k) {
-				details = append(details, detail("invalid_key", "Invalid key in record", []string{"tags", k}))
-			}
-		}
-		if len(details) > 0 {
+		// The keys are held to the rule of the keys of a body's tags (Tags.propertyNames).
+		if details := s.validate.CheckPropertyNames(s.tags, stringMapToAny(*p.Tags), []string{"tags"}); len(details) > 0 {
 			return nil, newError(http.StatusBadRequest, "invalid_query_params", "Invalid query parameters", details...)
 		}
 		in.Tags = *p.Tags
@@ -276,13 +267,4 @@ func appendListErrors(b []byte, c store.ListedConnection) []byte {
 func appendJSON(b []byte, v any) []byte {
 	data, _ := json.Marshal(v)
 	return append(b, data...)
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

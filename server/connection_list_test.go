@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credport/credport/server"
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/store/storetest"
 )
 
@@ -62,7 +62,7 @@ func TestListConnections(t *testing.T) {
 		clk.Add(-time.Second) // two connections created at the same instant: id decides
 		imp(v, "github", "initech", `,"tags":{"plan":"pro","team":"ops"}`)
 		prod := v.on(t)
-		prod.key = v.apiKey("prod", server.FullAccess)
+		prod.key = v.apiKey("prod", contract.FullAccess)
 		imp(prod, "github", "acme", ``)
 		lister := v.on(t)
 		lister.key = v.apiKey("dev", "environment:connections:list")
@@ -143,6 +143,20 @@ func TestListConnections(t *testing.T) {
 				wantError(t, lister.on(t).do(request{method: http.MethodGet, path: "/connections?" + tt.query}), http.StatusBadRequest, "invalid_query_params")
 			})
 		}
+		t.Run("tag keys held to TagKey", func(t *testing.T) {
+			long, longest := strings.Repeat("k", 65), strings.Repeat("k", 64)
+			e := wantError(t, lister.on(t).do(request{method: http.MethodGet,
+				path: "/connections?tags[" + long + "]=a&tags[1plan]=b&tags[" + longest + "]=c&tags[a.b/c-d_e]=f"}),
+				http.StatusBadRequest, "invalid_query_params")
+			var got []string
+			for _, d := range e.errors {
+				got = append(got, d.Code+" "+d.Message+" "+strings.Join(d.Path, "/"))
+			}
+			want := []string{"invalid_key Invalid key in record tags/1plan", "invalid_key Invalid key in record tags/" + long}
+			if e.message != "Invalid query parameters" || strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("%q %q, want %q", e.message, got, want)
+			}
+		})
 		t.Run("403 without the list scope", func(t *testing.T) {
 			reader := v.on(t)
 			reader.key = v.apiKey("dev", scopeRead, scopeReadCredentials)

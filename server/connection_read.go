@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/gen"
 	"github.com/credport/credport/store"
 )
@@ -22,10 +23,10 @@ func (s *Server) GetConnection(ctx context.Context, req gen.GetConnectionRequest
 	if !ok {
 		return nil, errors.New("get connection: no authenticated key")
 	}
-	refreshToken := stringBool(req.Params.RefreshToken)
-	forceRefresh := stringBool(req.Params.ForceRefresh)
-	refreshJWT := stringBool(req.Params.RefreshGithubAppJwtToken)
-	withCredentials := grants(key.Scopes, scopeReadCredentials)
+	refreshToken := s.rules.Bool(req.Params.RefreshToken)
+	forceRefresh := s.rules.Bool(req.Params.ForceRefresh)
+	refreshJWT := s.rules.Bool(req.Params.RefreshGithubAppJwtToken)
+	withCredentials := contract.Grants(key.Scopes, scopeReadCredentials)
 	if !withCredentials && (refreshToken || forceRefresh || refreshJWT) {
 		return nil, newError(http.StatusForbidden, "forbidden",
 			"Credential and refresh options require the "+scopeReadCredentials+" scope")
@@ -115,18 +116,6 @@ func connectionRead(f gen.ConnectionFull) gen.ConnectionRead {
 		LastFetchedAt:     &lastFetched,
 		Credentials:       f.Credentials,
 	}
-}
-
-// stringBool reads a query flag that the contract has already checked against StringBool.
-func stringBool(v *gen.StringBool) bool {
-	if v == nil {
-		return false
-	}
-	switch strings.ToLower(*v) {
-	case "true", "1", "yes", "on", "y", "enabled":
-		return true
-	}
-	return false
 }
 
 // isRefreshTokenKey tells whether a key names a refresh token as the reference sees it: its

@@ -33,7 +33,7 @@ func (s *Server) PatchConnection(ctx context.Context, req gen.PatchConnectionReq
 	if body.Tags != nil || body.EndUser != nil {
 		tags, errs := mergeTags(body.Tags, body.EndUser)
 		if len(errs) == 0 {
-			errs = s.validate.validateValue(s.tags, stringMapToAny(tags), []string{"tags"})
+			errs = s.validate.ValidateValue(s.tags, stringMapToAny(tags), []string{"tags"})
 		}
 		if len(errs) > 0 {
 			return nil, invalidBody("Invalid tags", errs...)

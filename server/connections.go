@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/gen"
 	"github.com/credport/credport/store"
 )
@@ -85,7 +86,7 @@ func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.Impo
 	if body.Tags != nil || body.EndUser != nil {
 		tags, errs := mergeTags(body.Tags, body.EndUser)
 		if len(errs) == 0 {
-			errs = s.validate.validateValue(s.tags, stringMapToAny(tags), []string{"tags"})
+			errs = s.validate.ValidateValue(s.tags, stringMapToAny(tags), []string{"tags"})
 		}
 		if len(errs) > 0 {
 			return nil, invalidBody("Invalid tags", errs...)
@@ -108,7 +109,7 @@ func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.Impo
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), s.requestTimeout)
 		defer cancel()
-	} else if in.Credentials, in.CredentialsExpiresAt, err = storedCredentials(body.Credentials, s.now().UTC()); err != nil {
+	} else if in.Credentials, in.CredentialsExpiresAt, err = storedCredentials(body.Credentials, s.rules.CredentialPolicies, s.now().UTC()); err != nil {
 		return nil, fmt.Errorf("import connection: %w", err)
 	}
 
@@ -122,7 +123,7 @@ func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.Impo
 	}
 	s.log.InfoContext(ctx, "connection imported", "environment", key.Environment, "key_id", key.ID,
 		"integration", integration.UniqueKey, "connection_id", conn.ConnectionID, "type", credType, "outcome", outcome)
-	if app != nil && !grants(key.Scopes, scopeReadCredentials) {
+	if app != nil && !contract.Grants(key.Scopes, scopeReadCredentials) {
 		if conn.Credentials, err = withheldAppCredentials(conn.Credentials, *app); err != nil {
 			return nil, fmt.Errorf("import connection: %w", err)
 		}

@@ -7,21 +7,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 
-	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/labstack/echo/v4"
 	"github.com/oapi-codegen/runtime"
 
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/gen"
 	"github.com/credport/credport/store"
 )
 
 const (
-	// batchPath is POST /connections/batch, whose items the validator leaves to the handler.
-	batchPath = "/connections/batch"
 	// batchWorkers bounds the items of one batch in flight at once; the store may commit those
 	// that arrive together in one transaction.
 	batchWorkers = 16
@@ -127,13 +124,13 @@ func (s *Server) checkBatchItem(ctx context.Context, raw json.RawMessage) (*gen.
 	if int64(len(raw)) > s.maxBodyBytes {
 		return nil, "", echo.ErrStatusRequestEntityTooLarge
 	}
-	value, apiErr := s.validate.checkBody(s.importSchema, true, raw, chargeOf(ctx))
+	value, err := s.validate.CheckJSON(s.importSchema, true, raw, chargeOf(ctx))
 	typ := ""
 	if value != nil {
-		typ = discriminatorValue(s.importSchema, value)
+		typ = contract.DiscriminatorValue(s.importSchema, value)
 	}
-	if apiErr != nil {
-		return nil, typ, apiErr
+	if err != nil {
+		return nil, typ, err
 	}
 	// Bound as the generated handler binds a body: the validated value, else the JSON itself.
 	var body gen.ImportConnectionRequest
@@ -192,85 +189,8 @@ func untimed(ctx context.Context) context.Context {
 	return ctx
 }
 
-// checkBatchEnvelope parses and validates the envelope of POST /connections/batch. Its items
-// are kept as raw JSON and not looked into: each is checked on its own by the handler, so that
-// nothing inside one item (a duplicate member, a NUL character, a schema error) fails the others.
-func (v *validator) checkBatchEnvelope(schema *openapi3.Schema, required bool, data []byte, charge func(values int) *Error) (any, *Error) {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return v.checkBody(schema, required, data, charge)
-	}
-	invalidJSON := func(err error) (any, *Error) {
-		return nil, newError(http.StatusBadRequest, "invalid_json", "Request body is not valid JSON: "+err.Error())
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return v.checkBody(schema, required, data, charge) // not an object: the errors of any body
-	}
-	value := map[string]any{}
-	shape := map[string]any{} // value with a placeholder per item, for the envelope's schema
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return invalidJSON(err)
-		}
-		name := tok.(string) // the decoder only yields strings as member names
-		if _, dup := value[name]; dup {
-			return invalidJSON(fmt.Errorf("member %q appears twice in one object", name))
-		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return invalidJSON(err)
-		}
-		if name == "connections" && raw[0] == '[' {
-			var items []json.RawMessage
-			if err := json.Unmarshal(raw, &items); err != nil {
-				return invalidJSON(err)
-			}
-			values, placeholders := make([]any, len(items)), make([]any, len(items))
-			for i, item := range items {
-				values[i], placeholders[i] = item, map[string]any{}
-			}
-			value[name], shape[name] = values, placeholders
-			continue
-		}
-		member, err := decodeJSON(raw)
-		if err != nil {
-			return invalidJSON(err)
-		}
-		value[name], shape[name] = member, member
-	}
-	if _, err := dec.Token(); err != nil {
-		return invalidJSON(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return invalidJSON(errors.New("unexpected data after the JSON value"))
-	}
-	if details := v.validateValue(schema, shape, nil); len(details) > 0 {
-		return value, invalidBody("Invalid request body", details...)
-	}
-	return value, nil
-}
-
 // isBatch tells whether a request is routed to POST /connections/batch, whose body has a limit
 // of its own.
 func isBatch(c echo.Context) bool {
-	return c.Request().Method == http.MethodPost && c.Path() == batchPath
-}
-
-// bodySchema is the JSON body schema of the operation at method and path.
-func bodySchema(spec *openapi3.T, method, path string) (*openapi3.Schema, error) {
-	item := spec.Paths.Value(path)
-	if item == nil || item.GetOperation(method) == nil {
-		return nil, fmt.Errorf("openapi.yaml declares no %s %s", method, path)
-	}
-	body := item.GetOperation(method).RequestBody
-	if body == nil || body.Value == nil {
-		return nil, fmt.Errorf("openapi.yaml declares no request body for %s %s", method, path)
-	}
-	content := body.Value.Content.Get("application/json")
-	if content == nil || content.Schema == nil || content.Schema.Value == nil {
-		return nil, fmt.Errorf("openapi.yaml declares no JSON schema for %s %s", method, path)
-	}
-	return content.Schema.Value, nil
+	return c.Request().Method == http.MethodPost && c.Path() == contract.BatchPath
 }

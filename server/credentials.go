@@ -5,43 +5,25 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/gen"
 )
 
-// credentialPolicy says how imported credentials of one type are stored: OAUTH2, OAUTH1 and
-// OAUTH2_CC keep the input and add it as "raw", NONE stores {}, the others are stored as sent
-// (APP stores the minted token instead, elsewhere).
-type credentialPolicy struct {
-	// raw adds the input as sent under "raw".
-	raw bool
-	// empty stores {} whatever was sent.
-	empty bool
-}
-
-var credentialPolicies = map[string]credentialPolicy{
-	"OAUTH2":    {raw: true},
-	"OAUTH1":    {raw: true},
-	"OAUTH2_CC": {raw: true},
-	"API_KEY":   {},
-	"BASIC":     {},
-	"TBA":       {},
-	"NONE":      {empty: true},
-}
-
-// storedCredentials is what an import at time now stores for the given credentials, and when
-// they must be renewed: nil for credentials that cannot be renewed or never expire. An OAUTH2
+// storedCredentials is what an import at time now stores for the given credentials, as policies
+// say for their type, and when they must be renewed: nil for credentials that cannot be renewed
+// or never expire. An OAUTH2
 // token with a refresh token but no expiry is due at once, so that a first refresh tells its
 // real expiry instead of leaving it to a guess.
-func storedCredentials(creds gen.ImportCredentials, now time.Time) (json.RawMessage, *time.Time, error) {
+func storedCredentials(creds gen.ImportCredentials, policies map[string]contract.CredentialPolicy, now time.Time) (json.RawMessage, *time.Time, error) {
 	typ, err := creds.Discriminator()
 	if err != nil {
 		return nil, nil, fmt.Errorf("credentials type: %w", err)
 	}
-	policy, ok := credentialPolicies[typ]
+	policy, ok := policies[typ]
 	if !ok {
 		return nil, nil, fmt.Errorf("no storage policy for credentials type %q", typ)
 	}
-	if policy.empty {
+	if policy.Empty {
 		return json.RawMessage(`{}`), nil, nil
 	}
 	input, err := creds.MarshalJSON()
@@ -69,7 +51,7 @@ func storedCredentials(creds gen.ImportCredentials, now time.Time) (json.RawMess
 			expiresAt = &now
 		}
 	}
-	if policy.raw {
+	if policy.Raw {
 		fields["raw"] = json.RawMessage(input)
 	}
 	stored, err := json.Marshal(fields)

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
 
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/gen"
 	"github.com/credport/credport/store"
 )
@@ -35,7 +36,26 @@ func newError(status int, code, message string, details ...gen.ErrorDetail) *Err
 
 // invalidBody is the 400 for a body that is well-formed JSON but breaks a rule.
 func invalidBody(message string, details ...gen.ErrorDetail) *Error {
-	return newError(http.StatusBadRequest, "invalid_body", message, details...)
+	return newError(http.StatusBadRequest, contract.CodeInvalidBody, message, details...)
+}
+
+// errUnreadableBody is the 400 of a body the client stopped sending, or that could not be bound.
+func errUnreadableBody() *Error {
+	return newError(http.StatusBadRequest, contract.CodeInvalidBody, "Request body could not be read")
+}
+
+// detail is one field error of an answer.
+func detail(code, message string, path []string) gen.ErrorDetail {
+	return contract.Detail(code, message, path)
+}
+
+// contractStatus is the status of a request that breaks openapi.yaml, by the code the contract
+// reports.
+func contractStatus(code string) int {
+	if code == contract.CodeInvalidContentType {
+		return http.StatusUnsupportedMediaType
+	}
+	return http.StatusBadRequest // invalid_json, invalid_body, invalid_query_params, invalid_uri_params
 }
 
 // errOverloaded is the 503 of a server that is busy with as many request bodies as it may hold
@@ -100,6 +120,10 @@ func toAPIError(err error) *Error {
 	if errors.As(err, &apiErr) {
 		return apiErr
 	}
+	var contractErr *contract.Error
+	if errors.As(err, &contractErr) {
+		return newError(contractStatus(contractErr.Code), contractErr.Code, contractErr.Message, contractErr.Details...)
+	}
 	var httpErr *echo.HTTPError
 	if errors.As(err, &httpErr) {
 		switch httpErr.Code {
@@ -110,7 +134,7 @@ func toAPIError(err error) *Error {
 		case http.StatusBadRequest:
 			// Binding a body that passed validation should not fail; if it does, the body is still
 			// the client's to fix.
-			return newError(http.StatusBadRequest, "invalid_body", "Request body could not be read")
+			return errUnreadableBody()
 		case http.StatusRequestEntityTooLarge:
 			return newError(http.StatusRequestEntityTooLarge, "payload_too_large", "Request body is too large")
 		}

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/credport/credport/server"
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/store/storetest"
 )
 
@@ -25,7 +25,7 @@ func TestImportGitHubAppWithoutReadCredentials(t *testing.T) {
 			{"create and read", []string{"environment:connections:create", scopeRead}, true},
 			{"create and read_credentials", []string{"environment:connections:create", scopeReadCredentials}, false},
 			{"connections wildcard", []string{"environment:connections:*"}, false},
-			{"full access", []string{server.FullAccess}, false},
+			{"full access", []string{contract.FullAccess}, false},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				v := a.on(t)

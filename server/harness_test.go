@@ -19,6 +19,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/labstack/echo/v4"
 
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/gen"
 	"github.com/credport/credport/server"
 	"github.com/credport/credport/store"
@@ -75,11 +76,11 @@ func newEnvWith(t *testing.T, db *store.DB, cfg server.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	beneath, err := server.RouterBeneathExtensions(spec)
+	beneath, err := contract.RouterBeneathExtensions(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, key, err := db.CreateAPIKey(context.Background(), "dev", "test", []string{server.FullAccess})
+	_, key, err := db.CreateAPIKey(context.Background(), "dev", "test", []string{contract.FullAccess})
 	if err != nil {
 		t.Fatal(err)
 	}

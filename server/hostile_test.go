@@ -13,6 +13,7 @@ import (
 
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/gen"
 	"github.com/credport/credport/server"
 	"github.com/credport/credport/store"
@@ -92,7 +93,7 @@ func FuzzImport(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	_, key, err := db.CreateAPIKey(context.Background(), "dev", "fuzz", []string{server.FullAccess})
+	_, key, err := db.CreateAPIKey(context.Background(), "dev", "fuzz", []string{contract.FullAccess})
 	if err != nil {
 		f.Fatal(err)
 	}

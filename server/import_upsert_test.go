@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/credport/credport/server"
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/store/storetest"
 )
 
@@ -54,7 +54,7 @@ func TestImportUpsertIdentity(t *testing.T) {
 		v.integration("dev", "gitlab", "OAUTH2")
 		v.integration("prod", "github", "OAUTH2")
 		prod := v.on(t)
-		prod.key = v.apiKey("prod", server.FullAccess)
+		prod.key = v.apiKey("prod", contract.FullAccess)
 
 		body := func(pck, connID, token string) string {
 			return fmt.Sprintf(`{"provider_config_key":%q,"connection_id":%q,"credentials":{"type":"OAUTH2","access_token":%q}}`, pck, connID, token)

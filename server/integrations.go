@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/gen"
 	"github.com/credport/credport/provider"
 	"github.com/credport/credport/store"
@@ -97,7 +98,7 @@ func (s *Server) GetIntegration(ctx context.Context, req gen.GetIntegrationReque
 		null := json.RawMessage("null")
 		view.WebhookUrl = &null
 	}
-	if slices.Contains(include, "credentials") && grants(key.Scopes, scopeReadIntegrationCredentials) {
+	if slices.Contains(include, "credentials") && contract.Grants(key.Scopes, scopeReadIntegrationCredentials) {
 		creds, err := s.integrationCredentials(ctx, in)
 		if err != nil {
 			return nil, fmt.Errorf("get integration: %w", err)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/server"
 	"github.com/credport/credport/store/storetest"
 )
@@ -220,7 +221,7 @@ func TestGetIntegration(t *testing.T) {
 		credReader := v.on(t)
 		credReader.key = v.apiKey("dev", scopeIntegrationsReadCredentials)
 		prod := v.on(t)
-		prod.key = v.apiKey("prod", server.FullAccess)
+		prod.key = v.apiKey("prod", contract.FullAccess)
 		get := func(api *env, path string) response { return api.integrationsAPI(http.MethodGet, path, "") }
 
 		t.Run("without include: neither credentials nor webhook_url", func(t *testing.T) {
@@ -338,7 +339,7 @@ func TestListIntegrations(t *testing.T) {
 		v.createIntegrationOK(githubIntegration)
 		v.createIntegrationOK(`{"provider":"openai","unique_key":"openai-a"}`)
 		v.createIntegrationOK(`{"provider":"twitter","unique_key":"tw","credentials":{"type":"OAUTH1","client_id":"tw-id","client_secret":"tw-secret-9999"}}`)
-		v.apiKey("prod", server.FullAccess)
+		v.apiKey("prod", contract.FullAccess)
 		v.on(t).integration("prod", "prod-only", "NONE")
 
 		for name, api := range map[string]*env{"list scope": lister, "full access": v} {
@@ -384,7 +385,7 @@ func TestUpdateIntegration(t *testing.T) {
 		updater := v.on(t)
 		updater.key = v.apiKey("dev", scopeIntegrationsUpdate)
 		prod := v.on(t)
-		prod.key = v.apiKey("prod", server.FullAccess)
+		prod.key = v.apiKey("prod", contract.FullAccess)
 		patch := func(api *env, key, body string) response {
 			return api.integrationsAPI(http.MethodPatch, "/integrations/"+key, body)
 		}
@@ -505,7 +506,7 @@ func TestDeleteIntegration(t *testing.T) {
 		v.createIntegrationOK(githubIntegration)
 		v.createIntegrationOK(`{"provider":"openai","unique_key":"openai"}`)
 		prod := v.on(t)
-		prod.key = v.apiKey("prod", server.FullAccess)
+		prod.key = v.apiKey("prod", contract.FullAccess)
 		prod.createIntegrationOK(githubIntegration)
 		deleter := v.on(t)
 		deleter.key = v.apiKey("dev", scopeIntegrationsDelete)
@@ -659,9 +660,13 @@ func TestIntegrationScopes(t *testing.T) {
 			}
 		})
 		t.Run("every scope is one a key may hold", func(t *testing.T) {
+			rules, err := contract.LoadRules()
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, s := range []string{"environment:integrations:*", scopeIntegrationsList, "environment:integrations:list_credentials",
 				scopeIntegrationsRead, scopeIntegrationsReadCredentials, scopeIntegrationsCreate, scopeIntegrationsUpdate, scopeIntegrationsDelete} {
-				if !server.ValidScope(s) {
+				if !rules.ValidScope(s) {
 					t.Errorf("%s is not a valid scope", s)
 				}
 			}

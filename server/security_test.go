@@ -18,6 +18,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/server"
 	"github.com/credport/credport/store"
 	"github.com/credport/credport/store/storetest"
@@ -34,7 +35,7 @@ func (s brokenStore) FindAPIKeyBySecretHash(_ context.Context, hash string) (sto
 		return store.APIKey{}, store.ErrNotFound
 	}
 	return store.APIKey{ID: 1, EnvironmentID: 1, Environment: "dev", Name: "broken",
-		Scopes: []string{server.FullAccess}, SecretHash: hash}, nil
+		Scopes: []string{contract.FullAccess}, SecretHash: hash}, nil
 }
 
 func (s brokenStore) FindIntegration(context.Context, int64, string) (store.Integration, error) {
@@ -67,7 +68,7 @@ func TestSecurityHeaders(t *testing.T) {
 	v.integration("dev", "github", "OAUTH2")
 	readOnly := v.apiKey("dev", "environment:connections:read")
 
-	limitedKey := v.apiKey("dev", server.FullAccess)
+	limitedKey := v.apiKey("dev", contract.FullAccess)
 	frozen := &clock{now: time.Now()} // the limiter refills only when the test says so
 	limited, err := server.New(server.Config{Store: v.db, RateLimit: 1, Now: frozen.Now})
 	if err != nil {
@@ -183,8 +184,8 @@ func TestRateLimitPerKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.e = e
-	first := v.apiKey("dev", server.FullAccess)
-	second := v.apiKey("dev", server.FullAccess)
+	first := v.apiKey("dev", contract.FullAccess)
+	second := v.apiKey("dev", contract.FullAccess)
 	steps := []struct {
 		name       string
 		key        string
@@ -244,7 +245,7 @@ func TestAuthFailuresIndistinguishable(t *testing.T) {
 		}
 		v.e = e
 		newKey := func() (store.APIKey, string) {
-			key, secret, err := v.db.CreateAPIKey(ctx, "dev", "soon revoked", []string{server.FullAccess})
+			key, secret, err := v.db.CreateAPIKey(ctx, "dev", "soon revoked", []string{contract.FullAccess})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -314,7 +315,7 @@ func TestAPIKeySecretFormat(t *testing.T) {
 		db := storetest.Open(t, b)
 		seen := map[string]bool{}
 		for i := range 16 {
-			key, secret, err := db.CreateAPIKey(ctx, fmt.Sprintf("env-%d", i%2), "k", []string{server.FullAccess})
+			key, secret, err := db.CreateAPIKey(ctx, fmt.Sprintf("env-%d", i%2), "k", []string{contract.FullAccess})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -385,7 +386,7 @@ func TestImportAuditLine(t *testing.T) {
 		if _, err := db.CreateIntegration(ctx, store.NewIntegration{Environment: "dev", UniqueKey: "github", Provider: "github", AuthMode: "OAUTH2"}); err != nil {
 			t.Fatal(err)
 		}
-		key, secret, err := db.CreateAPIKey(ctx, "dev", "audited", []string{server.FullAccess})
+		key, secret, err := db.CreateAPIKey(ctx, "dev", "audited", []string{contract.FullAccess})
 		if err != nil {
 			t.Fatal(err)
 		}

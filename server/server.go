@@ -15,7 +15,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/credport/credport"
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/gen"
 	"github.com/credport/credport/provider"
 	"github.com/credport/credport/store"
@@ -96,7 +96,9 @@ type Server struct {
 	store    Store
 	log      *slog.Logger
 	now      func() time.Time
-	validate *validator
+	validate *contract.Validator
+	// rules are what the handlers know of openapi.yaml beside validation.
+	rules *contract.Rules
 	// tags is openapi.yaml's Tags schema, which the merged tag set of an import must satisfy.
 	tags             *openapi3.Schema
 	gatherer         prometheus.Gatherer
@@ -187,20 +189,32 @@ func NewAPI(cfg Config) (*API, error) {
 		}
 		cfg.Providers = builtin
 	}
-	spec, err := gen.GetSpec()
+	spec, err := contract.Load()
 	if err != nil {
-		return nil, fmt.Errorf("load embedded openapi.yaml: %w", err)
-	}
-	spec.Servers = nil // match requests on any host
-	if err := checkSecuritySchemes(spec); err != nil {
 		return nil, err
 	}
-	router, err := newRouter(spec)
+	spec.Servers = nil // match requests on any host
+	if err := contract.CheckSecuritySchemes(spec); err != nil {
+		return nil, err
+	}
+	rules, err := contract.NewRules(spec)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range []string{scopeReadCredentials, scopeReadIntegrationCredentials} {
+		if !rules.ValidScope(s) {
+			return nil, fmt.Errorf("openapi.yaml declares no scope %s, which the handlers check", s)
+		}
+	}
+	router, err := contract.NewRouter(spec)
 	if err != nil {
 		return nil, err
 	}
 	auth := newAuthenticator(cfg.Store, cfg.KeyCacheTTL, cfg.Now)
-	v := newValidator(spec, router, newBodyBudget(cfg.MaxInflightBodyBytes, cfg.MaxBodyBytes, cfg.BodyBudgetWait))
+	v := &validation{
+		contract: contract.NewValidator(spec),
+		budget:   newBodyBudget(cfg.MaxInflightBodyBytes, cfg.MaxBodyBytes, cfg.BodyBudgetWait),
+	}
 	tagsSchema := spec.Components.Schemas["Tags"]
 	if tagsSchema == nil || tagsSchema.Value == nil {
 		return nil, fmt.Errorf("openapi.yaml declares no Tags schema")
@@ -221,13 +235,13 @@ func NewAPI(cfg Config) (*API, error) {
 		return nil, err
 	}
 	srv := &Server{
-		store: cfg.Store, log: cfg.Logger, now: cfg.Now, validate: v, tags: tagsSchema.Value,
-		gatherer: cfg.Registry, metricsElsewhere: cfg.MetricsElsewhere, specYAML: credport.OpenAPI,
+		store: cfg.Store, log: cfg.Logger, now: cfg.Now, validate: v.contract, rules: rules, tags: tagsSchema.Value,
+		gatherer: cfg.Registry, metricsElsewhere: cfg.MetricsElsewhere, specYAML: contract.YAML(),
 		github:         &githubApp{client: cfg.ProviderClient, timeout: cfg.ProviderTimeout, now: cfg.Now, log: cfg.Logger},
 		requestTimeout: cfg.RequestTimeout, providers: cfg.Providers,
 		maxBodyBytes: cfg.MaxBodyBytes,
 	}
-	if srv.importSchema, err = bodySchema(spec, http.MethodPost, "/connections"); err != nil {
+	if srv.importSchema, _, err = contract.BodySchema(spec, http.MethodPost, "/connections"); err != nil {
 		return nil, err
 	}
 	srv.appKeys, _ = cfg.Store.(AppKeyStore)

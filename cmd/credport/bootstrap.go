@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/credport/credport/server"
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/store"
 )
 
@@ -27,7 +27,7 @@ func (a *app) bootstrapCommand() *cobra.Command {
 				if err != nil || n > 0 {
 					return err
 				}
-				_, secret, err := db.CreateAPIKey(cmd.Context(), env, "bootstrap", []string{server.FullAccess})
+				_, secret, err := db.CreateAPIKey(cmd.Context(), env, "bootstrap", []string{contract.FullAccess})
 				if err != nil {
 					return err
 				}

@@ -8,9 +8,8 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
-	"github.com/credport/credport/gen"
+	"github.com/credport/credport/contract"
 	bulk "github.com/credport/credport/importer"
-	"github.com/credport/credport/server"
 )
 
 // exitStopped: the import gave up (key refused, server unreachable); the state is saved.
@@ -51,11 +50,11 @@ run the same command with --resume); 130 interrupted, state saved.`,
 			if err := a.bindEnv(cmd, "key", "url"); err != nil {
 				return withExitCode(exitUsage, err)
 			}
-			v, err := server.NewImportValidator()
+			v, err := contract.NewImportValidator()
 			if err != nil {
 				return err
 			}
-			o.Files, o.Validator, o.Stdin, o.Stderr = args, bodyValidator{v}, cmd.InOrStdin(), a.stderr
+			o.Files, o.Validator, o.Stdin, o.Stderr = args, v, cmd.InOrStdin(), a.stderr
 			f, ok := a.stderr.(*os.File)
 			o.Terminal = ok && isatty.IsTerminal(f.Fd())
 			sum, err := bulk.Run(cmd.Context(), o)
@@ -109,19 +108,4 @@ func hideInheritedFlags(cmd *cobra.Command, names ...string) {
 		}
 		c.Root().HelpFunc()(c, args)
 	})
-}
-
-// bodyValidator is the server's validator of POST /connections bodies, as the importer wants it.
-type bodyValidator struct{ v *server.BodyValidator }
-
-func (b bodyValidator) Validate(body []byte) (any, *gen.ErrorObject) {
-	value, err := b.v.Validate(body)
-	if err == nil {
-		return value, nil
-	}
-	obj := gen.ErrorObject{Code: err.Code, Message: &err.Message}
-	if len(err.Details) > 0 {
-		obj.Errors = &err.Details
-	}
-	return value, &obj
 }

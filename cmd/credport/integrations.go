@@ -10,12 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/provider"
 	"github.com/credport/credport/store"
 )
-
-// authModes are the auth modes an integration may have.
-var authModes = []string{"OAUTH1", "OAUTH2", "OAUTH2_CC", "API_KEY", "BASIC", "TBA", "APP", "NONE"}
 
 func (a *app) integrationsCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "integrations", Short: "Create and list integrations (provider configurations)"}
@@ -26,6 +24,12 @@ func (a *app) integrationsCommand() *cobra.Command {
 func (a *app) integrationsCreateCommand() *cobra.Command {
 	var in store.NewIntegration
 	var keyFile, secretFile string
+	// The auth modes an integration may have are the ones openapi.yaml lists.
+	rules, rulesErr := contract.LoadRules()
+	authModes := []string{"those openapi.yaml lists"}
+	if rulesErr == nil {
+		authModes = rules.AuthModes
+	}
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create an integration; connections name it by its unique key (provider_config_key)",
@@ -37,6 +41,9 @@ func (a *app) integrationsCreateCommand() *cobra.Command {
 				if err := requireFlag(f.name, f.value); err != nil {
 					return err
 				}
+			}
+			if rulesErr != nil {
+				return rulesErr
 			}
 			in.AuthMode = strings.ToUpper(in.AuthMode)
 			if !slices.Contains(authModes, in.AuthMode) {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/credport/credport/server"
+	"github.com/credport/credport/contract"
 	"github.com/credport/credport/store"
 )
 
@@ -30,11 +30,15 @@ func (a *app) keysCreateCommand() *cobra.Command {
 				return err
 			}
 			if len(scopes) == 0 {
-				scopes = []string{server.FullAccess}
+				scopes = []string{contract.FullAccess}
+			}
+			rules, err := contract.LoadRules()
+			if err != nil {
+				return err
 			}
 			for _, s := range scopes {
-				if !server.ValidScope(s) {
-					return fmt.Errorf("unknown scope %q; known scopes: %s", s, strings.Join(server.Scopes, ", "))
+				if !rules.ValidScope(s) {
+					return fmt.Errorf("unknown scope %q; known scopes: %s", s, strings.Join(rules.Scopes, ", "))
 				}
 			}
 			return a.withStore(cmd.Context(), func(db *store.DB) error {

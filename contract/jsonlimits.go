@@ -1,4 +1,4 @@
-package server
+package contract
 
 import "fmt"
 
@@ -13,9 +13,9 @@ const (
 	// literals; each member and element once): a 1 MiB body of {} would otherwise decode into
 	// some 27 MB.
 	maxJSONValues = 20_000
-	// jsonValueBytes is about what one decoded value holds in memory; a body's share of the
+	// JSONValueBytes is about what one decoded value holds in memory; a body's share of the
 	// bytes in flight grows by it for each of its values.
-	jsonValueBytes = 128
+	JSONValueBytes = 128
 )
 
 // jsonShape counts the values of a JSON text and how deeply it nests, without decoding it. On
@@ -63,7 +63,7 @@ func jsonShape(data []byte) (values, depth int) {
 	return values, depth
 }
 
-// checkJSONShape is the 400 of a body over maxJSONDepth or maxJSONValues, else nil with the
+// checkJSONShape is the error of a body over maxJSONDepth or maxJSONValues, else nil with the
 // number of values it holds.
 func checkJSONShape(data []byte) (int, *Error) {
 	values, depth := jsonShape(data)

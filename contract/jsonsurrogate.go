@@ -1,10 +1,9 @@
-package server
+package contract
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
 )
 
@@ -22,14 +21,14 @@ func (e *loneSurrogateError) Error() string {
 	return "a string holds a lone UTF-16 surrogate escape"
 }
 
-// jsonError is the 400 invalid_json of a body that decodeJSON refused.
+// jsonError is the invalid_json of a body that decodeJSON refused.
 func jsonError(err error) *Error {
 	message := "Request body is not valid JSON: " + err.Error()
 	if e, ok := err.(*loneSurrogateError); ok {
-		return newError(http.StatusBadRequest, "invalid_json", message,
-			detail("invalid_string", "must not hold a lone UTF-16 surrogate escape", e.path))
+		return newError(CodeInvalidJSON, message,
+			Detail("invalid_string", "must not hold a lone UTF-16 surrogate escape", e.path))
 	}
-	return newError(http.StatusBadRequest, "invalid_json", message)
+	return newError(CodeInvalidJSON, message)
 }
 
 // findLoneSurrogate returns the error for the first string of data, valid JSON, that holds a lone

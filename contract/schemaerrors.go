@@ -1,9 +1,8 @@
-package server
+package contract
 
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -38,7 +37,7 @@ func schemaErrorDetails(err error, at []string) []gen.ErrorDetail {
 		case errors.As(err, &schemaErr):
 			out = append(out, schemaErrorDetail(schemaErr, at)...)
 		default:
-			out = append(out, detail("invalid", err.Error(), at))
+			out = append(out, Detail("invalid", err.Error(), at))
 		}
 	}
 	walk(err, at)
@@ -66,13 +65,13 @@ func walkRequestError(reqErr *openapi3filter.RequestError, at []string, walk fun
 		at = append(slices.Clone(at), reqErr.Parameter.Name)
 	}
 	if reqErr.Err == nil {
-		*out = append(*out, detail("invalid", reqErr.Reason, at))
+		*out = append(*out, Detail("invalid", reqErr.Reason, at))
 		return
 	}
 	before := len(*out)
 	walk(reqErr.Err, at)
 	if len(*out) == before {
-		*out = append(*out, detail("invalid", reqErr.Error(), at))
+		*out = append(*out, Detail("invalid", reqErr.Error(), at))
 	}
 }
 
@@ -96,7 +95,7 @@ func schemaErrorDetail(e *openapi3.SchemaError, at []string) []gen.ErrorDetail {
 				return details
 			}
 		}
-		return []gen.ErrorDetail{detail("invalid_union", e.Reason, path)}
+		return []gen.ErrorDetail{Detail("invalid_union", e.Reason, path)}
 	case "discriminator":
 		if d := e.Schema.Discriminator; d != nil {
 			values := make([]string, 0, len(d.Mapping))
@@ -104,14 +103,14 @@ func schemaErrorDetail(e *openapi3.SchemaError, at []string) []gen.ErrorDetail {
 				values = append(values, "'"+v+"'")
 			}
 			slices.Sort(values)
-			return []gen.ErrorDetail{detail("invalid_union_discriminator",
+			return []gen.ErrorDetail{Detail("invalid_union_discriminator",
 				"Invalid discriminator value. Expected "+strings.Join(values, " | "),
 				append(path, d.PropertyName))}
 		}
 	case "required":
-		return []gen.ErrorDetail{detail("invalid_type", e.Reason, path)}
+		return []gen.ErrorDetail{Detail("invalid_type", e.Reason, path)}
 	}
-	return []gen.ErrorDetail{detail(schemaErrorCode(e.SchemaField), schemaErrorMessage(e), path)}
+	return []gen.ErrorDetail{Detail(schemaErrorCode(e.SchemaField), schemaErrorMessage(e), path)}
 }
 
 // schemaErrorMessage is kin-openapi's reason, except where that reason would show a person a
@@ -129,31 +128,11 @@ func schemaErrorMessage(e *openapi3.SchemaError) string {
 			return "must be an email address"
 		}
 	case "pattern":
-		if isBooleanPattern(e.Schema.Pattern) {
-			return "must be true or false (also accepted: 1 or 0, yes or no, on or off, y or n, enabled or disabled)"
+		if message := booleanMessage(e.Schema); message != "" {
+			return message
 		}
 	}
 	return e.Reason
-}
-
-// isBooleanPattern tells a pattern that reads a boolean flag: it accepts true, false, 1 and 0
-// and nothing else of a few likely mistakes.
-func isBooleanPattern(pattern string) bool {
-	re, err := regexp.Compile(pattern)
-	if err != nil {
-		return false
-	}
-	for _, s := range []string{"true", "FALSE", "1", "0"} {
-		if !re.MatchString(s) {
-			return false
-		}
-	}
-	for _, s := range []string{"maybe", "2", "truefalse"} {
-		if re.MatchString(s) {
-			return false
-		}
-	}
-	return true
 }
 
 func schemaErrorCode(field string) string {
@@ -174,16 +153,9 @@ func schemaErrorCode(field string) string {
 	return "invalid"
 }
 
-func detail(code, message string, path []string) gen.ErrorDetail {
-	if path == nil {
-		path = []string{}
-	}
-	return gen.ErrorDetail{Code: code, Message: message, Path: path}
-}
-
-// checkPropertyNames applies the propertyNames keyword, which kin-openapi's built-in validator
+// CheckPropertyNames applies the propertyNames keyword, which kin-openapi's built-in validator
 // does not evaluate, to every object of value that schema constrains so.
-func (v *validator) checkPropertyNames(schema *openapi3.Schema, value any, at []string) []gen.ErrorDetail {
+func (v *Validator) CheckPropertyNames(schema *openapi3.Schema, value any, at []string) []gen.ErrorDetail {
 	var out []gen.ErrorDetail
 	switch val := value.(type) {
 	case map[string]any:
@@ -195,28 +167,28 @@ func (v *validator) checkPropertyNames(schema *openapi3.Schema, value any, at []
 			slices.Sort(keys)
 			for _, k := range keys {
 				if err := pn.Value.VisitJSON(k, v.schemaOpts...); err != nil {
-					out = append(out, detail("invalid_key", "Invalid key in record", append(slices.Clone(at), k)))
+					out = append(out, Detail("invalid_key", "Invalid key in record", append(slices.Clone(at), k)))
 				}
 			}
 		}
 		for k, child := range val {
 			if sub := propertySchema(schema, k); sub != nil {
-				out = append(out, v.checkPropertyNames(sub, child, append(slices.Clone(at), k))...)
+				out = append(out, v.CheckPropertyNames(sub, child, append(slices.Clone(at), k))...)
 			}
 		}
 	case []any:
 		if schema.Items != nil && schema.Items.Value != nil {
 			for i, child := range val {
-				out = append(out, v.checkPropertyNames(schema.Items.Value, child, append(slices.Clone(at), fmt.Sprint(i)))...)
+				out = append(out, v.CheckPropertyNames(schema.Items.Value, child, append(slices.Clone(at), fmt.Sprint(i)))...)
 			}
 		}
 	}
 	if variant := discriminatedVariant(schema, value); variant != nil {
-		out = append(out, v.checkPropertyNames(variant, value, at)...)
+		out = append(out, v.CheckPropertyNames(variant, value, at)...)
 	}
 	for _, s := range schema.AllOf {
 		if s.Value != nil {
-			out = append(out, v.checkPropertyNames(s.Value, value, at)...)
+			out = append(out, v.CheckPropertyNames(s.Value, value, at)...)
 		}
 	}
 	return out
@@ -252,9 +224,9 @@ func discriminatedVariant(schema *openapi3.Schema, value any) *openapi3.Schema {
 	return nil
 }
 
-// discriminatorValue is the value of the first discriminator found under schema's properties
+// DiscriminatorValue is the value of the first discriminator found under schema's properties
 // (for an import, credentials.type), or "".
-func discriminatorValue(schema *openapi3.Schema, value any) string {
+func DiscriminatorValue(schema *openapi3.Schema, value any) string {
 	obj, ok := value.(map[string]any)
 	if !ok {
 		return ""
