@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"github.com/credport/credport/gen"
+	"github.com/credport/credport/refresh"
 	"github.com/credport/credport/store"
 )
 
@@ -50,8 +51,8 @@ func (s *Server) GetConnection(ctx context.Context, req gen.GetConnectionRequest
 	if err != nil {
 		return nil, fmt.Errorf("get connection: %w", err)
 	}
-	if withCredentials && refreshable(integration) {
-		renewed, err := s.refresh.renewIfDue(ctx, target, conn, forceRefresh)
+	if withCredentials && refresh.Refreshable(integration) {
+		renewed, err := s.refresh.RenewIfDue(ctx, target, conn, forceRefresh)
 		if err != nil {
 			return nil, fmt.Errorf("get connection: %w", err)
 		}

@@ -1,4 +1,5 @@
-// Package providertest is a fake OAuth 2 provider for tests: a token endpoint that checks the
+// Package providertest fakes the providers credport calls, for tests: GitHub minting the
+// installation tokens of GitHub Apps, and an OAuth 2 provider: a token endpoint that checks the
 // grant, the client's authentication and the refresh tokens it issued, and that can be told to
 // rotate refresh tokens, refuse, fail, answer slowly or hang.
 package providertest
