@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credport/credport/server"
 	"github.com/credport/credport/provider/providertest"
+	"github.com/credport/credport/server"
 	"github.com/credport/credport/store"
 	"github.com/credport/credport/store/storetest"
 )

@@ -111,6 +111,7 @@ type Server struct {
 	specYAML []byte
 	// integrations caches integrations by environment and unique key for KeyCacheTTL.
 	integrations *ttlCache[integrationKey, store.Integration]
+	// github mints the installation tokens of GitHub App imports; refresh renews OAuth tokens.
 	github         *provider.Minter
 	refresh        *refresh.Refresher
 	requestTimeout time.Duration
