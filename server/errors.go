@@ -60,7 +60,7 @@ func HTTPErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		reqID := c.Response().Header().Get(echo.HeaderXRequestID)
 		if apiErr.Status >= 500 {
 			log.ErrorContext(ctx, "request failed", "request_id", reqID, "method", c.Request().Method,
-				"path", c.Path(), "status", apiErr.Status, "error", err)
+				"path", c.Path(), "status", apiErr.Status, "code", apiErr.Code, "error", err)
 		}
 		body := gen.StdError{Error: errorObject(apiErr)}
 		if bodyUnread(c) {
