@@ -2,7 +2,6 @@ package refresh_test
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -183,19 +182,7 @@ func TestProviderCallHoldsNoTransaction(t *testing.T) {
 		}
 
 		if b.Name == "postgres" {
-			probe, err := sql.Open("pgx", f.dbURL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer probe.Close()
-			var inTx, locks int
-			if err := probe.QueryRow(`SELECT count(*) FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL`).Scan(&inTx); err != nil {
-				t.Fatal(err)
-			}
-			if err := probe.QueryRow(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'`).Scan(&locks); err != nil {
-				t.Fatal(err)
-			}
+			inTx, locks := storetest.Holding(t, f.dbURL)
 			if inTx != 0 || locks != 0 {
 				t.Errorf("during the provider call: %d sessions in a transaction, %d advisory locks; want none", inTx, locks)
 			}

@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -352,19 +351,7 @@ func TestClaimRefreshHoldsNoTransaction(t *testing.T) {
 		f := newRefreshFixtureOn(t, storetest.OpenURL(t, dbURL))
 		f.upsert(f.oauth, "c", at(f.now.Add(-time.Minute)))
 		c := f.claim("c")
-		probe, err := sql.Open("pgx", dbURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer probe.Close()
-		var inTx, locks int
-		if err := probe.QueryRow(`SELECT count(*) FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL`).Scan(&inTx); err != nil {
-			t.Fatal(err)
-		}
-		if err := probe.QueryRow(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' OR (locktype = 'transactionid' AND pid <> pg_backend_pid())`).Scan(&locks); err != nil {
-			t.Fatal(err)
-		}
+		inTx, locks := storetest.Holding(t, dbURL)
 		if inTx != 0 || locks != 0 {
 			t.Errorf("while a refresh holds its claim: %d sessions in a transaction, %d locks; want none", inTx, locks)
 		}
