@@ -74,6 +74,8 @@ type RefreshClaim struct {
 // while the caller asks the provider, so reads and imports of the connection never wait on it,
 // and servers sharing the database refresh a connection one at a time. The lease outlasts the
 // provider call and the write after it; it frees the claims of a server that died holding one.
+// It is kept on the store's clock, so servers sharing a database must agree on the time to well
+// within a lease.
 func (db *DB) ClaimRefresh(ctx context.Context, in ReadConnection, lease time.Duration) (RefreshClaim, error) {
 	token, err := newClaimToken()
 	if err != nil {
