@@ -39,6 +39,7 @@ const benchImportBody = `{"provider_config_key":"github","connection_id":"bench-
 // benchStore is a Store that keeps nothing: one key, one OAUTH2 integration, and upserts that
 // answer as an insert would.
 type benchStore struct {
+	noProviderCalls
 	key         store.APIKey
 	integration store.Integration
 	nextID      atomic.Int64

@@ -11,6 +11,7 @@ import (
 
 	"github.com/credport/credport/contract"
 	"github.com/credport/credport/gen"
+	"github.com/credport/credport/refresh"
 	"github.com/credport/credport/store"
 )
 
@@ -51,8 +52,8 @@ func (s *Server) GetConnection(ctx context.Context, req gen.GetConnectionRequest
 	if err != nil {
 		return nil, fmt.Errorf("get connection: %w", err)
 	}
-	if withCredentials && refreshable(integration) {
-		renewed, err := s.refresh.renewIfDue(ctx, target, conn, forceRefresh)
+	if withCredentials && refresh.Refreshable(integration) {
+		renewed, err := s.refresh.RenewIfDue(ctx, target, conn, forceRefresh)
 		if err != nil {
 			return nil, fmt.Errorf("get connection: %w", err)
 		}

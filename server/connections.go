@@ -12,6 +12,7 @@ import (
 
 	"github.com/credport/credport/contract"
 	"github.com/credport/credport/gen"
+	"github.com/credport/credport/provider"
 	"github.com/credport/credport/store"
 )
 
@@ -166,7 +167,7 @@ func withheldAppCredentials(stored json.RawMessage, sent gen.AppInstallationCred
 // checkApp refuses an APP import that the integration's GitHub App cannot serve, before GitHub
 // is asked anything.
 func (s *Server) checkApp(integration store.Integration, creds gen.AppInstallationCredentials) error {
-	if integration.AppID == "" || !integration.HasPrivateKey || s.appKeys == nil {
+	if integration.AppID == "" || !integration.HasPrivateKey {
 		return invalidBody(fmt.Sprintf("Integration %q has no GitHub App configured", integration.UniqueKey),
 			detail("app_not_configured", "The integration has no GitHub App configured", []string{"credentials", "app_id"}))
 	}
@@ -181,15 +182,16 @@ func (s *Server) checkApp(integration store.Integration, creds gen.AppInstallati
 // integration's app, and connection_config with app_id and installation_id. When the request
 // sent no connection_config, those two keys are written over the stored one.
 func (s *Server) mintAppCredentials(ctx context.Context, in *store.UpsertConnection, creds gen.AppInstallationCredentials, sentConfig *json.RawMessage) error {
-	key, err := s.appKeys.AppPrivateKey(ctx, in.Integration)
+	key, err := s.store.AppPrivateKey(ctx, in.Integration)
 	if err != nil {
 		return fmt.Errorf("import connection: %w", err)
 	}
-	tok, err := s.github.mint(ctx, in.Integration, key, creds.InstallationId)
+	app := provider.GitHubApp{Integration: in.Integration.UniqueKey, AppID: in.Integration.AppID, APIBaseURL: in.Integration.APIBaseURL}
+	tok, err := s.github.Mint(ctx, app, key, creds.InstallationId)
 	if err != nil {
 		return fmt.Errorf("import connection: %w", err)
 	}
-	in.Credentials, in.CredentialsExpiresAt = tok.credentials, tok.expiresAt
+	in.Credentials, in.CredentialsExpiresAt = tok.Credentials, tok.ExpiresAt
 	if in.ConnectionConfig, err = appConnectionConfig(sentConfig, creds.AppId, creds.InstallationId); err != nil {
 		return fmt.Errorf("import connection: %w", err)
 	}

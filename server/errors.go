@@ -15,6 +15,8 @@ import (
 
 	"github.com/credport/credport/contract"
 	"github.com/credport/credport/gen"
+	"github.com/credport/credport/provider"
+	"github.com/credport/credport/refresh"
 	"github.com/credport/credport/store"
 )
 
@@ -78,7 +80,7 @@ func HTTPErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		reqID := c.Response().Header().Get(echo.HeaderXRequestID)
 		if apiErr.Status >= 500 {
 			log.ErrorContext(ctx, "request failed", "request_id", reqID, "method", c.Request().Method,
-				"path", c.Path(), "status", apiErr.Status, "error", err)
+				"path", c.Path(), "status", apiErr.Status, "code", apiErr.Code, "error", err)
 		}
 		body := gen.StdError{Error: errorObject(apiErr)}
 		if bodyUnread(c) {
@@ -124,6 +126,9 @@ func toAPIError(err error) *Error {
 	if errors.As(err, &contractErr) {
 		return newError(contractStatus(contractErr.Code), contractErr.Code, contractErr.Message, contractErr.Details...)
 	}
+	if e := providerError(err); e != nil {
+		return e
+	}
 	var httpErr *echo.HTTPError
 	if errors.As(err, &httpErr) {
 		switch httpErr.Code {
@@ -158,4 +163,50 @@ func isUnavailable(err error) bool {
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error
 	return errors.As(err, &connectErr) || errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// refreshStatuses are the statuses of the refreshes that did not renew a token, all of them
+// invalid_credentials but an unreachable provider. 424: the credentials were fine to ask with,
+// but the connection cannot be refreshed now (backing off) or any more (exhausted).
+var refreshStatuses = map[refresh.Kind]int{
+	refresh.Refused:    http.StatusBadRequest,
+	refresh.Impossible: http.StatusBadRequest,
+	refresh.BackingOff: http.StatusFailedDependency,
+	refresh.Exhausted:  http.StatusFailedDependency,
+}
+
+// appRefusals are the error details of GitHub's refusals to mint an installation token, by
+// provider.RefusedError's Code: what was refused and which field of the import names it.
+var appRefusals = map[string]gen.ErrorDetail{
+	provider.RefusalAppKeyRejected: {Code: provider.RefusalAppKeyRejected,
+		Message: "GitHub does not accept the integration's private key for this app", Path: []string{"credentials", "app_id"}},
+	provider.RefusalInstallationNotFound: {Code: provider.RefusalInstallationNotFound,
+		Message: "No such installation of the integration's GitHub App", Path: []string{"credentials", "installation_id"}},
+	provider.RefusalInstallationRefused: {Code: provider.RefusalInstallationRefused,
+		Message: "GitHub refused to mint a token for this installation", Path: []string{"credentials", "installation_id"}},
+}
+
+// providerError is the answer to an error of a call to a provider, made to renew a token or to
+// mint a GitHub App's; nil for any other error. A refused import is the client's body to fix:
+// 400 invalid_body. A provider that could not answer is 502 provider_unavailable.
+func providerError(err error) *Error {
+	var refreshErr *refresh.Error
+	if errors.As(err, &refreshErr) {
+		if refreshErr.Kind == refresh.Unavailable {
+			return newError(http.StatusBadGateway, "provider_unavailable", refreshErr.Message)
+		}
+		return newError(refreshStatuses[refreshErr.Kind], "invalid_credentials", refreshErr.Message)
+	}
+	var refused *provider.RefusedError
+	if errors.As(err, &refused) {
+		if d, ok := appRefusals[refused.Code]; ok {
+			return invalidBody(refused.Description, d)
+		}
+		return invalidBody(refused.Description)
+	}
+	var unavailable *provider.UnavailableError
+	if errors.As(err, &unavailable) {
+		return newError(http.StatusBadGateway, "provider_unavailable", unavailable.Reason)
+	}
+	return nil
 }

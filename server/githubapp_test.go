@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credport/credport/provider/providertest"
 	"github.com/credport/credport/server"
-	"github.com/credport/credport/server/githubapptest"
 	"github.com/credport/credport/store"
 	"github.com/credport/credport/store/storetest"
 )
@@ -23,7 +23,7 @@ const testAppID = "31337"
 // on which nothing listens). The fake knows installations 4242 and 4343.
 type appEnv struct {
 	*env
-	gh    *githubapptest.Server
+	gh    *providertest.GitHub
 	envID int64
 }
 
@@ -38,19 +38,19 @@ func newAppEnv(t *testing.T, b storetest.Backend) *appEnv {
 func newAppEnvWith(t *testing.T, b storetest.Backend, cfg server.Config) *appEnv {
 	t.Helper()
 	v := newEnvWith(t, storetest.Open(t, b), cfg)
-	key := githubapptest.AppKey(t)
-	gh := githubapptest.New(t, testAppID, key)
+	key := providertest.AppKey(t)
+	gh := providertest.NewGitHub(t, testAppID, key)
 	gh.Install("4242", "4343")
 	a := &appEnv{env: v, gh: gh}
 	for name, in := range map[string]struct {
 		pem []byte
 		url string
 	}{
-		"github-app":  {githubapptest.PKCS1PEM(key), gh.URL},
-		"wrong-key":   {githubapptest.PKCS8PEM(t, githubapptest.OtherKey(t)), gh.URL},
-		"unreachable": {githubapptest.PKCS1PEM(key), githubapptest.UnreachableURL(t)},
+		"github-app":  {providertest.PKCS1PEM(key), gh.URL},
+		"wrong-key":   {providertest.PKCS8PEM(t, providertest.OtherKey(t)), gh.URL},
+		"unreachable": {providertest.PKCS1PEM(key), providertest.UnreachableURL(t)},
 	} {
-		for _, line := range githubapptest.PEMLines(in.pem) {
+		for _, line := range providertest.PEMLines(in.pem) {
 			v.secrets.add(line)
 		}
 		created, err := v.db.CreateIntegration(context.Background(), store.NewIntegration{
@@ -154,7 +154,7 @@ func TestImportGitHubAppMintsToken(t *testing.T) {
 }
 
 // checkAppCredentials requires conn's credentials to be the token GitHub minted.
-func checkAppCredentials(t *testing.T, conn map[string]any, tok githubapptest.Token) {
+func checkAppCredentials(t *testing.T, conn map[string]any, tok providertest.AppToken) {
 	t.Helper()
 	creds, _ := conn["credentials"].(map[string]any)
 	raw := creds["raw"]
@@ -189,7 +189,7 @@ func TestImportGitHubAppFailures(t *testing.T) {
 			appID          string
 			installationID string
 			extra          []string
-			mode           githubapptest.Mode
+			mode           providertest.GitHubMode
 			wantStatus     int
 			wantCode       string
 			wantDetail     []fieldError
@@ -216,10 +216,10 @@ func TestImportGitHubAppFailures(t *testing.T) {
 				wantDetail:   []fieldError{at("credentials", "app_id").withCode("app_key_rejected")},
 				wantMessage:  []string{"private key", "401"},
 				wantRequests: 1},
-			{name: "GitHub fails (500)", pck: "github-app", appID: testAppID, installationID: "4242", mode: githubapptest.Fail,
+			{name: "GitHub fails (500)", pck: "github-app", appID: testAppID, installationID: "4242", mode: providertest.GitHubFail,
 				wantStatus: http.StatusBadGateway, wantCode: "provider_unavailable",
 				wantMessage: []string{"500"}, wantRequests: 1},
-			{name: "GitHub hangs", pck: "github-app", appID: testAppID, installationID: "4242", mode: githubapptest.Hang,
+			{name: "GitHub hangs", pck: "github-app", appID: testAppID, installationID: "4242", mode: providertest.GitHubHang,
 				wantStatus: http.StatusBadGateway, wantCode: "provider_unavailable",
 				wantMessage: []string{"did not answer within " + providerTimeout.String()}, wantRequests: 1},
 			{name: "GitHub unreachable", pck: "unreachable", appID: testAppID, installationID: "4242",
@@ -243,7 +243,7 @@ func TestImportGitHubAppFailures(t *testing.T) {
 				}
 				before := a.sealed(t, tt.pck, existing)
 				a.gh.SetMode(tt.mode)
-				defer a.gh.SetMode(githubapptest.Normal)
+				defer a.gh.SetMode(providertest.GitHubNormal)
 
 				for _, connectionID := range []string{existing, fmt.Sprintf("new-%d", i)} {
 					requests := a.gh.Requests()

@@ -176,21 +176,3 @@ func exposition(g prometheus.Gatherer) (string, error) {
 	}
 	return buf.String(), nil
 }
-
-// refreshCounter counts token refreshes by trigger (read, background) and outcome: renewed,
-// refused, unavailable, blocked (backing off or exhausted), shared (another refresh's result was
-// used), skipped or error.
-type refreshCounter struct{ vec *prometheus.CounterVec }
-
-func newRefreshCounter(reg prometheus.Registerer) (refreshCounter, error) {
-	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "credport_token_refreshes_total",
-		Help: "Token refreshes by trigger (read, background) and outcome.",
-	}, []string{"trigger", "outcome"})
-	if err := reg.Register(vec); err != nil {
-		return refreshCounter{}, fmt.Errorf("register metrics: %w", err)
-	}
-	return refreshCounter{vec: vec}, nil
-}
-
-func (c refreshCounter) inc(trigger, outcome string) { c.vec.WithLabelValues(trigger, outcome).Inc() }

@@ -26,6 +26,7 @@ import (
 
 // brokenStore authenticates one secret and fails every other call with err.
 type brokenStore struct {
+	noProviderCalls
 	secret string
 	err    error
 }

@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"crypto/rsa"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/credport/credport/contract"
 	"github.com/credport/credport/gen"
 	"github.com/credport/credport/provider"
+	"github.com/credport/credport/refresh"
 	"github.com/credport/credport/store"
 )
 
@@ -32,6 +34,10 @@ type Store interface {
 	PatchConnection(ctx context.Context, in store.PatchConnection) error
 	SetMetadata(ctx context.Context, envID int64, providerConfigKey string, connectionIDs []string, metadata json.RawMessage, merge bool) error
 	Ping(ctx context.Context) error
+	// AppPrivateKey opens the GitHub App private key of an integration, for APP imports.
+	AppPrivateKey(ctx context.Context, in store.Integration) (*rsa.PrivateKey, error)
+	// refresh.Store renews OAuth tokens.
+	refresh.Store
 }
 
 // Config holds the API's dependencies and limits.
@@ -107,10 +113,9 @@ type Server struct {
 	specYAML []byte
 	// integrations caches integrations by environment and unique key for KeyCacheTTL.
 	integrations *ttlCache[integrationKey, store.Integration]
-	// appKeys opens GitHub App private keys; nil when the store holds none.
-	appKeys        AppKeyStore
-	github         *githubApp
-	refresh        *refresher
+	// github mints the installation tokens of GitHub App imports; refresh renews OAuth tokens.
+	github         *provider.Minter
+	refresh        *refresh.Refresher
 	requestTimeout time.Duration
 	providers      provider.Catalog
 	// importSchema is the body schema of POST /connections, which each batch item must satisfy.
@@ -129,7 +134,9 @@ type API struct {
 // RunRefresh renews, every interval, the OAuth tokens that will expire within the refresh
 // window, until ctx ends.
 func (a *API) RunRefresh(ctx context.Context, interval time.Duration) {
-	a.srv.refresh.runBackground(ctx, interval, a.srv.integrations.get)
+	a.srv.refresh.Run(ctx, interval, func(ctx context.Context, envID int64, uniqueKey string) (store.Integration, error) {
+		return a.srv.integrations.get(ctx, integrationKey{envID, uniqueKey})
+	})
 }
 
 // New builds the Echo instance that serves the API, the same one the tests drive.
@@ -171,7 +178,7 @@ func NewAPI(cfg Config) (*API, error) {
 		cfg.After = time.After
 	}
 	if cfg.ProviderClient == nil {
-		cfg.ProviderClient = newProviderClient()
+		cfg.ProviderClient = provider.NewHTTPClient()
 	}
 	if cfg.ProviderTimeout <= 0 {
 		cfg.ProviderTimeout = 10 * time.Second
@@ -226,31 +233,25 @@ func NewAPI(cfg Config) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	refreshes, err := newRefreshCounter(cfg.Registry)
-	if err != nil {
-		return nil, err
-	}
-	rounds, err := newBackgroundRounds(cfg.Registry)
+	refresher, err := refresh.New(refresh.Config{
+		Store:  cfg.Store,
+		Client: &provider.Client{HTTP: cfg.ProviderClient, Timeout: cfg.ProviderTimeout, Now: cfg.Now},
+		Window: cfg.RefreshWindow, Backoff: cfg.RefreshBackoff, DBTimeout: cfg.RequestTimeout,
+		Now: cfg.Now, After: cfg.After, Registry: cfg.Registry, Logger: cfg.Logger,
+	})
 	if err != nil {
 		return nil, err
 	}
 	srv := &Server{
 		store: cfg.Store, log: cfg.Logger, now: cfg.Now, validate: v.contract, rules: rules, tags: tagsSchema.Value,
 		gatherer: cfg.Registry, metricsElsewhere: cfg.MetricsElsewhere, specYAML: contract.YAML(),
-		github:         &githubApp{client: cfg.ProviderClient, timeout: cfg.ProviderTimeout, now: cfg.Now, log: cfg.Logger},
+		github:         &provider.Minter{HTTP: cfg.ProviderClient, Timeout: cfg.ProviderTimeout, Now: cfg.Now, Log: cfg.Logger},
+		refresh:        refresher,
 		requestTimeout: cfg.RequestTimeout, providers: cfg.Providers,
 		maxBodyBytes: cfg.MaxBodyBytes,
 	}
 	if srv.importSchema, _, err = contract.BodySchema(spec, http.MethodPost, "/connections"); err != nil {
 		return nil, err
-	}
-	srv.appKeys, _ = cfg.Store.(AppKeyStore)
-	refreshStore, _ := cfg.Store.(RefreshStore)
-	srv.refresh = &refresher{
-		store:  refreshStore,
-		client: &provider.Client{HTTP: cfg.ProviderClient, Timeout: cfg.ProviderTimeout, Now: cfg.Now},
-		window: cfg.RefreshWindow, backoff: cfg.RefreshBackoff, dbTimeout: cfg.RequestTimeout,
-		now: cfg.Now, after: cfg.After, rounds: rounds, log: cfg.Logger, outcomes: refreshes,
 	}
 	srv.integrations = newTTLCache(cfg.KeyCacheTTL, cfg.Now, func(ctx context.Context, k integrationKey) (store.Integration, error) {
 		return cfg.Store.FindIntegration(ctx, k.envID, k.uniqueKey)

@@ -7,14 +7,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/credport/credport/server/githubapptest"
+	"github.com/credport/credport/provider/providertest"
 	"github.com/credport/credport/store"
 	"github.com/credport/credport/store/storetest"
 )
 
 func TestCreateIntegrationGitHubApp(t *testing.T) {
-	key := githubapptest.AppKey(t)
-	pemData := githubapptest.PKCS1PEM(key)
+	key := providertest.AppKey(t)
+	pemData := providertest.PKCS1PEM(key)
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		ctx := context.Background()
 		db := storetest.Open(t, b)
@@ -92,7 +92,7 @@ func TestAppPrivateKeyBoundToItsIntegration(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		ctx := context.Background()
 		db := storetest.Open(t, b)
-		pemData := githubapptest.PKCS8PEM(t, githubapptest.AppKey(t))
+		pemData := providertest.PKCS8PEM(t, providertest.AppKey(t))
 		one, err := db.CreateIntegration(ctx, store.NewIntegration{Environment: "dev", UniqueKey: "one", Provider: "p", AuthMode: "APP",
 			AppID: "1", PrivateKey: pemData, ClientID: "id", ClientSecret: "client-secret"})
 		if err != nil {
@@ -132,11 +132,11 @@ func TestRekeyAppPrivateKeys(t *testing.T) {
 		ctx := context.Background()
 		keyA, keyB := rekeyKeys()
 		dbURL := b.NewURL(t)
-		key := githubapptest.AppKey(t)
+		key := providertest.AppKey(t)
 		withA := openWithKeys(t, dbURL, keyA)
 		for _, in := range []store.NewIntegration{
-			{Environment: "dev", UniqueKey: "app", Provider: "github-app", AuthMode: "APP", AppID: "1", PrivateKey: githubapptest.PKCS1PEM(key)},
-			{Environment: "dev", UniqueKey: "app-cc", Provider: "github-app", AuthMode: "APP", AppID: "2", PrivateKey: githubapptest.PKCS1PEM(key),
+			{Environment: "dev", UniqueKey: "app", Provider: "github-app", AuthMode: "APP", AppID: "1", PrivateKey: providertest.PKCS1PEM(key)},
+			{Environment: "dev", UniqueKey: "app-cc", Provider: "github-app", AuthMode: "APP", AppID: "2", PrivateKey: providertest.PKCS1PEM(key),
 				ClientID: "id", ClientSecret: "client-secret"},
 		} {
 			if _, err := withA.CreateIntegration(ctx, in); err != nil {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/pressly/goose/v3"
 
-	"github.com/credport/credport/server/githubapptest"
+	"github.com/credport/credport/provider/providertest"
 	"github.com/credport/credport/store"
 	"github.com/credport/credport/store/storetest"
 )
@@ -82,7 +82,7 @@ func TestCheckKeys(t *testing.T) {
 			name: "a GitHub App private key only",
 			seed: func(t *testing.T, db *store.DB) rekeyFixture {
 				if _, err := db.CreateIntegration(context.Background(), store.NewIntegration{Environment: "dev", UniqueKey: "app",
-					Provider: "github-app", AuthMode: "APP", AppID: "1", PrivateKey: githubapptest.PKCS8PEM(t, githubapptest.AppKey(t))}); err != nil {
+					Provider: "github-app", AuthMode: "APP", AppID: "1", PrivateKey: providertest.PKCS8PEM(t, providertest.AppKey(t))}); err != nil {
 					t.Fatal(err)
 				}
 				return rekeyFixture{}

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +13,7 @@ import (
 	"gorm.io/gorm"
 )
 
-// RefreshState is a connection as a token refresh sees it once it holds the connection.
+// RefreshState is a connection as a token refresh sees it once it has claimed the connection.
 type RefreshState struct {
 	Credentials json.RawMessage
 	// ExpiresAt is when the credentials must be renewed; nil when never.
@@ -24,7 +26,7 @@ type RefreshState struct {
 	UnavailableAt *time.Time
 }
 
-// RefreshOutcome says what a refresh did, for RefreshConnection to record.
+// RefreshOutcome says what a refresh did, for RecordRefresh to write.
 type RefreshOutcome int
 
 const (
@@ -42,7 +44,7 @@ const (
 	RefreshImpossible
 )
 
-// RefreshResult is what the function given to RefreshConnection decided.
+// RefreshResult is what a refresh decided, for RecordRefresh to write.
 type RefreshResult struct {
 	Outcome RefreshOutcome
 	// Credentials and ExpiresAt are the renewed credentials (RefreshRenewed).
@@ -54,81 +56,110 @@ type RefreshResult struct {
 	LogID string
 }
 
-// RefreshConnection runs refresh on the connection's current credentials while no other refresh
-// of it runs, and records its result. On PostgreSQL a transaction-scoped advisory lock on the
-// connection's id is held until the result is written, so servers sharing the database refresh a
-// connection one at a time and a waiter reads what the one before it stored; unlike a row lock it
-// does not hold up reads and imports of the row during the provider call. SQLite locks the whole
-// database for a write, which must not wait on a provider, so there the caller serialises the
-// refreshes of one process. Either way a result is written only over the credentials it started
-// from, so a re-import during the call wins.
-func (db *DB) RefreshConnection(ctx context.Context, in ReadConnection,
-	refresh func(ctx context.Context, st RefreshState) RefreshResult) error {
-	if db.dialect == DialectPostgres {
-		err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			var id int64
-			err := tx.Raw("SELECT id FROM connections WHERE environment_id = ? AND provider_config_key = ? AND connection_id = ?",
-				in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID).Row().Scan(&id)
-			if errors.Is(err, sql.ErrNoRows) {
-				return ErrNotFound
-			}
-			if err != nil {
-				return err
-			}
-			if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", id).Error; err != nil {
-				return err
-			}
-			id, sealed, st, err := db.refreshState(tx, in)
-			if err != nil {
-				return err
-			}
-			return db.recordRefresh(tx, in, id, sealed, refresh(ctx, st))
-		})
-		if err != nil {
-			return fmt.Errorf("refresh connection %q: %w", in.ConnectionID, err)
-		}
-		return nil
-	}
-	tx := db.gorm.WithContext(ctx)
-	id, sealed, st, err := db.refreshState(tx, in)
+// ErrRefreshClaimed means another refresh holds the connection: its result will be stored soon.
+var ErrRefreshClaimed = errors.New("another refresh holds the connection")
+
+// RefreshClaim is a connection held by one refresh until RecordRefresh releases it or its lease
+// ends. State is the connection as it was when claimed.
+type RefreshClaim struct {
+	State  RefreshState
+	target ReadConnection
+	id     int64
+	// token names this claim; sealed are the credentials as claimed, which a result may replace.
+	token, sealed string
+}
+
+// ClaimRefresh holds the connection for one refresh for lease, or answers ErrRefreshClaimed while
+// another refresh holds it. The claim is one short statement: no transaction or lock stays open
+// while the caller asks the provider, so reads and imports of the connection never wait on it,
+// and servers sharing the database refresh a connection one at a time. The lease outlasts the
+// provider call and the write after it; it frees the claims of a server that died holding one.
+// It is kept on the store's clock, so servers sharing a database must agree on the time to well
+// within a lease.
+func (db *DB) ClaimRefresh(ctx context.Context, in ReadConnection, lease time.Duration) (RefreshClaim, error) {
+	token, err := newClaimToken()
 	if err != nil {
-		return fmt.Errorf("refresh connection %q: %w", in.ConnectionID, err)
+		return RefreshClaim{}, err
 	}
-	if err := db.recordRefresh(tx, in, id, sealed, refresh(ctx, st)); err != nil {
-		return fmt.Errorf("refresh connection %q: %w", in.ConnectionID, err)
+	now := db.now()
+	c := RefreshClaim{target: in, token: token}
+	var expiresAt, failedAt, unavailableAt sql.NullTime
+	rows, err := db.gorm.WithContext(ctx).Raw(`UPDATE connections SET refresh_claim = ?, refresh_claimed_until = ?
+WHERE environment_id = ? AND provider_config_key = ? AND connection_id = ?
+  AND (refresh_claimed_until IS NULL OR refresh_claimed_until < ?)
+RETURNING id, credentials, credentials_expires_at, refresh_failures, refresh_failed_at, refresh_unavailable_at`,
+		token, now.Add(lease), in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID, now).Rows()
+	if err == nil {
+		err = scanReturning(rows, &c.id, &c.sealed, &expiresAt, &c.State.Failures, &failedAt, &unavailableAt)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return RefreshClaim{}, fmt.Errorf("refresh connection %q: %w", in.ConnectionID, db.claimedOrMissing(ctx, in))
+	}
+	if err != nil {
+		return RefreshClaim{}, fmt.Errorf("refresh connection %q: %w", in.ConnectionID, err)
+	}
+	plain, err := db.keys.Open(c.sealed, connectionAAD(in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID))
+	if err != nil {
+		return RefreshClaim{}, errors.Join(fmt.Errorf("refresh connection %q: %w", in.ConnectionID, err),
+			db.RecordRefresh(ctx, c, RefreshResult{}))
+	}
+	c.State.Credentials = json.RawMessage(plain)
+	c.State.ExpiresAt, c.State.FailedAt, c.State.UnavailableAt = utcTime(expiresAt), utcTime(failedAt), utcTime(unavailableAt)
+	return c, nil
+}
+
+// claimedOrMissing tells why a claim took no row: ErrRefreshClaimed, or ErrNotFound.
+func (db *DB) claimedOrMissing(ctx context.Context, in ReadConnection) error {
+	var n int64
+	err := db.gorm.WithContext(ctx).Raw(`SELECT count(*) FROM connections
+WHERE environment_id = ? AND provider_config_key = ? AND connection_id = ?`,
+		in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID).Row().Scan(&n)
+	switch {
+	case err != nil:
+		return err
+	case n == 0:
+		return ErrNotFound
+	}
+	return ErrRefreshClaimed
+}
+
+func newClaimToken() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("refresh claim: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// RecordRefresh writes a refresh's result and releases its claim, in one short transaction. The
+// result is written only while the claim still holds and over the credentials it started from,
+// so a re-import during the provider call wins.
+func (db *DB) RecordRefresh(ctx context.Context, c RefreshClaim, res RefreshResult) error {
+	release := func(tx *gorm.DB) error {
+		return tx.Exec(`UPDATE connections SET refresh_claim = NULL, refresh_claimed_until = NULL
+WHERE id = ? AND refresh_claim = ?`, c.id, c.token).Error
+	}
+	var err error
+	if res.Outcome == RefreshSkipped {
+		err = release(db.gorm.WithContext(ctx))
+	} else {
+		err = db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			if err := db.recordRefresh(tx, c, res); err != nil {
+				return err
+			}
+			return release(tx)
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("record refresh of connection %q: %w", c.target.ConnectionID, err)
 	}
 	return nil
 }
 
-func (db *DB) refreshState(tx *gorm.DB, in ReadConnection) (int64, string, RefreshState, error) {
-	var (
-		id                                 int64
-		sealed                             string
-		expiresAt, failedAt, unavailableAt sql.NullTime
-		st                                 RefreshState
-	)
-	err := tx.Raw(`SELECT id, credentials, credentials_expires_at, refresh_failures, refresh_failed_at, refresh_unavailable_at
-FROM connections WHERE environment_id = ? AND provider_config_key = ? AND connection_id = ?`,
-		in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID).Row().
-		Scan(&id, &sealed, &expiresAt, &st.Failures, &failedAt, &unavailableAt)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, "", RefreshState{}, ErrNotFound
-	}
-	if err != nil {
-		return 0, "", RefreshState{}, err
-	}
-	plain, err := db.keys.Open(sealed, connectionAAD(in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID))
-	if err != nil {
-		return 0, "", RefreshState{}, err
-	}
-	st.Credentials = json.RawMessage(plain)
-	st.ExpiresAt, st.FailedAt, st.UnavailableAt = utcTime(expiresAt), utcTime(failedAt), utcTime(unavailableAt)
-	return id, sealed, st, nil
-}
-
-// recordRefresh writes a refresh's result on row id, whose credentials were sealed as read.
-func (db *DB) recordRefresh(tx *gorm.DB, in ReadConnection, id int64, sealed string, res RefreshResult) error {
+// recordRefresh writes a refresh's result on the claimed row.
+func (db *DB) recordRefresh(tx *gorm.DB, c RefreshClaim, res RefreshResult) error {
 	now := db.now()
+	in := c.target
 	switch res.Outcome {
 	case RefreshRenewed:
 		renewed, err := db.keys.Seal(res.Credentials, connectionAAD(in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID))
@@ -137,14 +168,17 @@ func (db *DB) recordRefresh(tx *gorm.DB, in ReadConnection, id int64, sealed str
 		}
 		return tx.Exec(`UPDATE connections SET credentials = ?, credentials_expires_at = ?, updated_at = ?,
     refresh_failures = 0, refresh_failed_at = NULL, refresh_error = NULL, refresh_log_id = NULL, refresh_unavailable_at = NULL
-WHERE id = ? AND credentials = ?`, renewed, res.ExpiresAt, now, id, sealed).Error
+WHERE id = ? AND credentials = ? AND refresh_claim = ?`, renewed, res.ExpiresAt, now, c.id, c.sealed, c.token).Error
 	case RefreshRefused:
 		return tx.Exec(`UPDATE connections SET refresh_failures = refresh_failures + 1, refresh_failed_at = ?,
-    refresh_error = ?, refresh_log_id = ? WHERE id = ? AND credentials = ?`, now, res.Error, res.LogID, id, sealed).Error
+    refresh_error = ?, refresh_log_id = ? WHERE id = ? AND credentials = ? AND refresh_claim = ?`,
+			now, res.Error, res.LogID, c.id, c.sealed, c.token).Error
 	case RefreshUnavailable:
-		return tx.Exec(`UPDATE connections SET refresh_unavailable_at = ? WHERE id = ? AND credentials = ?`, now, id, sealed).Error
+		return tx.Exec(`UPDATE connections SET refresh_unavailable_at = ? WHERE id = ? AND credentials = ? AND refresh_claim = ?`,
+			now, c.id, c.sealed, c.token).Error
 	case RefreshImpossible:
-		return tx.Exec(`UPDATE connections SET credentials_expires_at = NULL WHERE id = ? AND credentials = ?`, id, sealed).Error
+		return tx.Exec(`UPDATE connections SET credentials_expires_at = NULL WHERE id = ? AND credentials = ? AND refresh_claim = ?`,
+			c.id, c.sealed, c.token).Error
 	}
 	return nil
 }

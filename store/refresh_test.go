@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 
@@ -59,18 +58,27 @@ func (f *refreshFixture) target(id string) store.ReadConnection {
 	return store.ReadConnection{EnvironmentID: f.oauth.EnvironmentID, Integration: f.oauth, ConnectionID: id}
 }
 
+// lease is how long the fixture's claims hold a connection.
+const lease = time.Minute
+
+// claim claims connection id for a refresh.
+func (f *refreshFixture) claim(id string) store.RefreshClaim {
+	f.t.Helper()
+	c, err := f.db.ClaimRefresh(f.ctx, f.target(id), lease)
+	if err != nil {
+		f.t.Fatalf("claim %s: %v", id, err)
+	}
+	return c
+}
+
 // record runs a refresh of connection id that decides res, and returns the state it saw.
 func (f *refreshFixture) record(id string, res store.RefreshResult) store.RefreshState {
 	f.t.Helper()
-	var seen store.RefreshState
-	err := f.db.RefreshConnection(f.ctx, f.target(id), func(_ context.Context, st store.RefreshState) store.RefreshResult {
-		seen = st
-		return res
-	})
-	if err != nil {
-		f.t.Fatalf("refresh %s: %v", id, err)
+	c := f.claim(id)
+	if err := f.db.RecordRefresh(f.ctx, c, res); err != nil {
+		f.t.Fatalf("record refresh of %s: %v", id, err)
 	}
-	return seen
+	return c.State
 }
 
 // state is connection id as a refresh sees it.
@@ -238,10 +246,7 @@ func TestRefreshConnectionRecords(t *testing.T) {
 			}
 		})
 		t.Run("unknown connection", func(t *testing.T) {
-			err := f.db.RefreshConnection(f.ctx, f.target("nope"), func(context.Context, store.RefreshState) store.RefreshResult {
-				t.Error("refresh called for a connection that does not exist")
-				return store.RefreshResult{}
-			})
+			_, err := f.db.ClaimRefresh(f.ctx, f.target("nope"), lease)
 			if !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("err %v, want ErrNotFound", err)
 			}
@@ -267,13 +272,10 @@ func TestRefreshConnectionReimportWins(t *testing.T) {
 			t.Run(tt.name, func(t *testing.T) {
 				id := fmt.Sprintf("c%d", res.Outcome)
 				f.upsert(f.oauth, id, at(f.now.Add(-time.Minute)))
-				var reimported json.RawMessage
 				exp := at(f.now.Add(-2 * time.Minute))
-				err := f.db.RefreshConnection(f.ctx, f.target(id), func(context.Context, store.RefreshState) store.RefreshResult {
-					reimported = f.upsert(f.oauth, id, exp)
-					return res
-				})
-				if err != nil {
+				c := f.claim(id)
+				reimported := f.upsert(f.oauth, id, exp)
+				if err := f.db.RecordRefresh(f.ctx, c, res); err != nil {
 					t.Fatal(err)
 				}
 				st := f.state(id)
@@ -285,61 +287,106 @@ func TestRefreshConnectionReimportWins(t *testing.T) {
 	})
 }
 
-// TestRefreshConnectionSerialises: on PostgreSQL a second refresh of a connection waits for the
-// first and sees what it stored; reads and imports of the connection do not wait.
-func TestRefreshConnectionSerialises(t *testing.T) {
+// TestClaimRefreshSerialises: while one refresh holds a connection, a second server's claim is
+// refused at once rather than waiting, and reads and imports of the connection go on; once the
+// first records its result, the second claims the connection and sees what the first stored.
+func TestClaimRefreshSerialises(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
-		if b.Name != "postgres" {
-			t.Skip("on SQLite the caller serialises the refreshes of its process")
-		}
 		dbURL := b.NewURL(t)
 		f := newRefreshFixtureOn(t, storetest.OpenURL(t, dbURL))
 		other := storetest.OpenURL(t, dbURL) // a second server's store
+		other.Now = f.db.Now
 		f.upsert(f.oauth, "c", at(f.now.Add(-time.Minute)))
+		f.upsert(f.oauth, "d", at(f.now.Add(-time.Minute)))
 		renewed := json.RawMessage(`{"type":"OAUTH2","access_token":"renewed-by-the-first"}`)
 
-		inFirst, release := make(chan struct{}), make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			err := f.db.RefreshConnection(f.ctx, f.target("c"), func(context.Context, store.RefreshState) store.RefreshResult {
-				close(inFirst)
-				<-release
-				return store.RefreshResult{Outcome: store.RefreshRenewed, Credentials: renewed, ExpiresAt: at(f.now.Add(time.Hour))}
-			})
-			if err != nil {
-				t.Errorf("first refresh: %v", err)
-			}
-		})
-		<-inFirst
-		var seen json.RawMessage
-		secondDone := make(chan struct{})
-		wg.Go(func() {
-			defer close(secondDone)
-			err := other.RefreshConnection(f.ctx, f.target("c"), func(_ context.Context, st store.RefreshState) store.RefreshResult {
-				seen = st.Credentials
-				return store.RefreshResult{}
-			})
-			if err != nil {
-				t.Errorf("second refresh: %v", err)
-			}
-		})
-		// While the first holds the connection, the second waits, and reads and imports do not.
+		first := f.claim("c")
 		ctx, cancel := context.WithTimeout(f.ctx, 2*time.Second)
 		defer cancel()
+		if _, err := other.ClaimRefresh(ctx, f.target("c"), lease); !errors.Is(err, store.ErrRefreshClaimed) {
+			t.Fatalf("second claim while the first holds the connection: %v, want ErrRefreshClaimed", err)
+		}
+		// Another connection is not held.
+		d, err := other.ClaimRefresh(ctx, f.target("d"), lease)
+		if err != nil {
+			t.Fatalf("claim of another connection: %v", err)
+		}
+		if err := other.RecordRefresh(ctx, d, store.RefreshResult{}); err != nil {
+			t.Fatal(err)
+		}
 		read := f.target("c")
 		read.WithCredentials = true
 		if _, err := other.GetConnection(ctx, read); err != nil {
 			t.Errorf("read during a refresh: %v", err)
 		}
-		select {
-		case <-secondDone:
-			t.Error("the second refresh ran while the first held the connection")
-		case <-time.After(100 * time.Millisecond):
+		if _, err := other.UpsertConnection(ctx, store.UpsertConnection{EnvironmentID: f.oauth.EnvironmentID, Integration: f.oauth,
+			ConnectionID: "e", Credentials: json.RawMessage(`{"type":"OAUTH2","access_token":"e"}`)}); err != nil {
+			t.Errorf("import during a refresh: %v", err)
 		}
-		close(release)
-		wg.Wait()
-		if string(seen) != string(renewed) {
-			t.Errorf("the second refresh saw %s, want what the first stored", seen)
+
+		if err := f.db.RecordRefresh(f.ctx, first, store.RefreshResult{Outcome: store.RefreshRenewed, Credentials: renewed, ExpiresAt: at(f.now.Add(time.Hour))}); err != nil {
+			t.Fatal(err)
+		}
+		second, err := other.ClaimRefresh(ctx, f.target("c"), lease)
+		if err != nil {
+			t.Fatalf("claim after the first recorded: %v", err)
+		}
+		if string(second.State.Credentials) != string(renewed) {
+			t.Errorf("the second refresh saw %s, want what the first stored", second.State.Credentials)
+		}
+		if err := other.RecordRefresh(ctx, second, store.RefreshResult{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestClaimRefreshHoldsNoTransaction: a claim is over when ClaimRefresh returns; no transaction
+// or lock stays open on the database while the caller asks the provider.
+func TestClaimRefreshHoldsNoTransaction(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		if b.Name != "postgres" {
+			t.Skip("PostgreSQL shows the sessions' transactions and locks; SQLite has one connection")
+		}
+		dbURL := b.NewURL(t)
+		f := newRefreshFixtureOn(t, storetest.OpenURL(t, dbURL))
+		f.upsert(f.oauth, "c", at(f.now.Add(-time.Minute)))
+		c := f.claim("c")
+		inTx, locks := storetest.Holding(t, dbURL)
+		if inTx != 0 || locks != 0 {
+			t.Errorf("while a refresh holds its claim: %d sessions in a transaction, %d locks; want none", inTx, locks)
+		}
+		if err := f.db.RecordRefresh(f.ctx, c, store.RefreshResult{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestClaimRefreshLease: a claim its refresh never released (the server died) holds the
+// connection until its lease ends; then another refresh claims it, and the first can no longer
+// write its result.
+func TestClaimRefreshLease(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		f := newRefreshFixture(t, b)
+		imported := f.upsert(f.oauth, "c", at(f.now.Add(-time.Minute)))
+		dead := f.claim("c")
+		f.now = f.now.Add(lease)
+		if _, err := f.db.ClaimRefresh(f.ctx, f.target("c"), lease); !errors.Is(err, store.ErrRefreshClaimed) {
+			t.Fatalf("claim at the end of the lease: %v, want ErrRefreshClaimed", err)
+		}
+		f.now = f.now.Add(time.Second)
+		next := f.claim("c")
+		stale := json.RawMessage(`{"type":"OAUTH2","access_token":"from-the-dead-refresh"}`)
+		if err := f.db.RecordRefresh(f.ctx, dead, store.RefreshResult{Outcome: store.RefreshRenewed, Credentials: stale}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.db.ClaimRefresh(f.ctx, f.target("c"), lease); !errors.Is(err, store.ErrRefreshClaimed) {
+			t.Errorf("claim while the next refresh holds it: %v, want ErrRefreshClaimed: the dead one released it", err)
+		}
+		if err := f.db.RecordRefresh(f.ctx, next, store.RefreshResult{}); err != nil {
+			t.Fatal(err)
+		}
+		if st := f.state("c"); string(st.Credentials) != string(imported) {
+			t.Errorf("credentials %s, want the imported ones: a refresh whose lease ended wrote its result", st.Credentials)
 		}
 	})
 }

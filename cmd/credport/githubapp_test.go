@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credport/credport/server/githubapptest"
+	"github.com/credport/credport/provider/providertest"
 	"github.com/credport/credport/store/storetest"
 )
 
@@ -47,7 +47,7 @@ func keySecrets(t *testing.T, pemData []byte, key *rsa.PrivateKey) map[string]st
 		"PKCS#8 DER in base64": base64.StdEncoding.EncodeToString(pkcs8),
 		"private exponent":     string(key.D.Bytes()),
 	}
-	for i, line := range githubapptest.PEMLines(pemData) {
+	for i, line := range providertest.PEMLines(pemData) {
 		if len(line) >= 32 { // the last, short line may occur anywhere by chance
 			secrets[fmt.Sprintf("PEM line %d", i+1)] = line
 		}
@@ -56,7 +56,7 @@ func keySecrets(t *testing.T, pemData []byte, key *rsa.PrivateKey) map[string]st
 }
 
 func TestIntegrationsCreateGitHubApp(t *testing.T) {
-	key := githubapptest.AppKey(t)
+	key := providertest.AppKey(t)
 	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -77,16 +77,16 @@ func TestIntegrationsCreateGitHubApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkcs1 := githubapptest.PKCS1PEM(key)
-	pkcs8 := githubapptest.PKCS8PEM(t, key)
+	pkcs1 := providertest.PKCS1PEM(key)
+	pkcs8 := providertest.PKCS8PEM(t, key)
 	files := map[string][]byte{
 		"pkcs1":      pkcs1,
 		"pkcs8":      pkcs8,
 		"pkcs1 crlf": []byte(strings.ReplaceAll(string(pkcs1), "\n", "\r\n")),
 		"ec":         pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ecDER}),
-		"ec pkcs8":   githubapptest.PKCS8PEM(t, ecKey),
-		"ed25519":    githubapptest.PKCS8PEM(t, edKey),
-		"rsa 1024":   githubapptest.PKCS1PEM(small),
+		"ec pkcs8":   providertest.PKCS8PEM(t, ecKey),
+		"ed25519":    providertest.PKCS8PEM(t, edKey),
+		"rsa 1024":   providertest.PKCS1PEM(small),
 		"public key": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: publicDER}),
 		"encrypted": pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY",
 			Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-256-CBC,00112233445566778899AABBCCDDEEFF"},
@@ -203,7 +203,7 @@ func TestIntegrationsCreateGitHubApp(t *testing.T) {
 					if !strings.Contains(dump, key) {
 						t.Fatalf("the database scan does not find integration %s: it does not read what is stored", key)
 					}
-					assertNoLeak(t, "the database", dump, keySecrets(t, pemData, githubapptest.AppKey(t)))
+					assertNoLeak(t, "the database", dump, keySecrets(t, pemData, providertest.AppKey(t)))
 				}
 				assertNoLeak(t, "create output", out+stderr+fmt.Sprint(err), map[string]string{"PEM body": pemBody(pemData)})
 			})
@@ -213,7 +213,7 @@ func TestIntegrationsCreateGitHubApp(t *testing.T) {
 
 // pemBody is the second line of a PEM file, or a value that no output contains.
 func pemBody(data []byte) string {
-	if lines := githubapptest.PEMLines(data); len(lines) > 0 && len(lines[0]) >= 16 {
+	if lines := providertest.PEMLines(data); len(lines) > 0 && len(lines[0]) >= 16 {
 		return lines[0]
 	}
 	return "\x00no PEM body\x00"
@@ -227,10 +227,10 @@ func TestServeGitHubApp(t *testing.T) {
 		addr := freeAddr(t)
 		c.env["CREDPORT_LISTEN"] = addr
 		c.env["CREDPORT_LOG_LEVEL"] = "debug"
-		key := githubapptest.AppKey(t)
-		gh := githubapptest.New(t, "424242", key)
+		key := providertest.AppKey(t)
+		gh := providertest.NewGitHub(t, "424242", key)
 		gh.Install("77")
-		pemData := githubapptest.PKCS8PEM(t, key)
+		pemData := providertest.PKCS8PEM(t, key)
 		c.must("integrations", "create", "--env", "dev", "--unique-key", "gh-app", "--provider", "github-app", "--auth-mode", "APP",
 			"--app-id", "424242", "--private-key-file", writeFile(t, "app.pem", pemData), "--api-base-url", gh.URL)
 		apiKey := strings.TrimSpace(c.must("keys", "create", "--env", "dev", "--name", "e2e"))
@@ -272,7 +272,7 @@ func TestServeGitHubApp(t *testing.T) {
 		if status, res := post("78"); status != http.StatusBadRequest {
 			t.Errorf("unknown installation: %d %v, want 400", status, res)
 		}
-		gh.SetMode(githubapptest.Fail)
+		gh.SetMode(providertest.GitHubFail)
 		if status, res := post("77"); status != http.StatusBadGateway {
 			t.Errorf("GitHub failing: %d %v, want 502", status, res)
 		}

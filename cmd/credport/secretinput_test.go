@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credport/credport/server/githubapptest"
+	"github.com/credport/credport/provider/providertest"
 	"github.com/credport/credport/store"
 	"github.com/credport/credport/store/storetest"
 )
@@ -30,8 +30,8 @@ func (c *cli) runStdin(stdin io.Reader, args ...string) (stdout, stderr string, 
 // TestIntegrationSecretsFromFileOrStdin: the client secret and the GitHub App private key can come
 // from a file or standard input instead of the command line, and are stored sealed as given.
 func TestIntegrationSecretsFromFileOrStdin(t *testing.T) {
-	appKey := githubapptest.AppKey(t)
-	pemData := githubapptest.PKCS1PEM(appKey)
+	appKey := providertest.AppKey(t)
+	pemData := providertest.PKCS1PEM(appKey)
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		c := newCLI(t, b)
 		secret := randomString("client-secret-")

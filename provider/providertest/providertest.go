@@ -1,4 +1,5 @@
-// Package providertest is a fake OAuth 2 provider for tests: a token endpoint that checks the
+// Package providertest fakes the providers credport calls, for tests: GitHub minting the
+// installation tokens of GitHub Apps, and an OAuth 2 provider: a token endpoint that checks the
 // grant, the client's authentication and the refresh tokens it issued, and that can be told to
 // rotate refresh tokens, refuse, fail, answer slowly or hang.
 package providertest
@@ -53,8 +54,29 @@ type Provider struct {
 	tokens   []string
 	calls    atomic.Int64
 	failures []string
+	// held, while not nil, holds each request until it is closed; arrived hears of each.
+	held, arrived chan struct{}
 	// closed ends the requests that hang or wait when the test ends.
 	closed chan struct{}
+}
+
+// Hold makes the requests that follow wait, once read, until release is called: the test then
+// knows a call is under way, and looks at what the caller holds meanwhile. arrived receives once
+// for each request that waits.
+func (p *Provider) Hold() (arrived <-chan struct{}, release func()) {
+	held, arrivals := make(chan struct{}), make(chan struct{}, 64)
+	p.mu.Lock()
+	p.held, p.arrived = held, arrivals
+	p.mu.Unlock()
+	var once sync.Once
+	return arrivals, func() {
+		once.Do(func() {
+			p.mu.Lock()
+			p.held, p.arrived = nil, nil
+			p.mu.Unlock()
+			close(held)
+		})
+	}
 }
 
 // New starts a fake provider for client clientID/clientSecret, authenticating in the form body.
@@ -142,6 +164,22 @@ func (p *Provider) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
+	p.mu.Lock()
+	held, arrived := p.held, p.arrived
+	p.mu.Unlock()
+	if held != nil {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-held:
+		case <-r.Context().Done():
+			return
+		case <-p.closed:
+			return
+		}
+	}
 	if delay > 0 {
 		select {
 		case <-time.After(delay):

@@ -1,8 +1,9 @@
-// Package githubapptest is a fake GitHub for tests of GitHub App imports. It answers
+package providertest
+
+// GitHub is a fake GitHub for tests of GitHub App imports. It answers
 // POST /app/installations/{id}/access_tokens as GitHub does, after checking the request the way
 // GitHub would (the JWT's RS256 signature against the app's public key) and the way credport
 // promises to send it (claims and headers); a request that breaks a promise fails the test.
-package githubapptest
 
 import (
 	"crypto/rand"
@@ -23,20 +24,20 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Mode is how the fake answers a request whose JWT it accepts.
-type Mode int
+// GitHubMode is how the fake GitHub answers a request whose JWT it accepts.
+type GitHubMode int
 
 const (
-	// Normal mints tokens for known installations (201) and answers 404 for others.
-	Normal Mode = iota
-	// Fail answers 500, as GitHub does when it fails.
-	Fail
-	// Hang answers nothing until the client gives up or the test ends.
-	Hang
+	// GitHubNormal mints tokens for known installations (201) and answers 404 for others.
+	GitHubNormal GitHubMode = iota
+	// GitHubFail answers 500, as GitHub does when it fails.
+	GitHubFail
+	// GitHubHang answers nothing until the client gives up or the test ends.
+	GitHubHang
 )
 
-// Server is a fake GitHub API for one GitHub App. Its URL is the API base URL.
-type Server struct {
+// GitHub is a fake GitHub API for one GitHub App. Its URL is the API base URL.
+type GitHub struct {
 	*httptest.Server
 	AppID string
 	// Key is the app's private key; the fake verifies JWTs with its public half.
@@ -46,16 +47,16 @@ type Server struct {
 	release chan struct{}
 
 	mu            sync.Mutex
-	mode          Mode
+	mode          GitHubMode
 	delay         time.Duration
 	installations map[string]bool
 	requests      int
 	jwts          []string
-	answers       []Token
+	answers       []AppToken
 }
 
-// Token is one token the fake minted.
-type Token struct {
+// AppToken is one token the fake GitHub minted.
+type AppToken struct {
 	InstallationID string
 	Token          string
 	ExpiresAt      string
@@ -63,10 +64,11 @@ type Token struct {
 	Answer []byte
 }
 
-// New starts a fake GitHub for app appID whose private key is key; it stops when the test ends.
-func New(t testing.TB, appID string, key *rsa.PrivateKey) *Server {
+// NewGitHub starts a fake GitHub for app appID whose private key is key; it stops when the test
+// ends.
+func NewGitHub(t testing.TB, appID string, key *rsa.PrivateKey) *GitHub {
 	t.Helper()
-	s := &Server{AppID: appID, Key: key, t: t, release: make(chan struct{}), installations: map[string]bool{}}
+	s := &GitHub{AppID: appID, Key: key, t: t, release: make(chan struct{}), installations: map[string]bool{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(func() {
 		close(s.release)
@@ -76,7 +78,7 @@ func New(t testing.TB, appID string, key *rsa.PrivateKey) *Server {
 }
 
 // Install makes installation ids of the app known.
-func (s *Server) Install(ids ...string) {
+func (s *GitHub) Install(ids ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, id := range ids {
@@ -85,42 +87,42 @@ func (s *Server) Install(ids ...string) {
 }
 
 // SetMode changes how the fake answers from now on.
-func (s *Server) SetMode(m Mode) {
+func (s *GitHub) SetMode(m GitHubMode) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mode = m
 }
 
 // SetDelay makes the fake wait d before it answers, as a slow GitHub does.
-func (s *Server) SetDelay(d time.Duration) {
+func (s *GitHub) SetDelay(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.delay = d
 }
 
 // Requests is the number of requests the fake received.
-func (s *Server) Requests() int {
+func (s *GitHub) Requests() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.requests
 }
 
 // JWTs are the bearer tokens of every request received, in order.
-func (s *Server) JWTs() []string {
+func (s *GitHub) JWTs() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.jwts...)
 }
 
 // Tokens are the tokens minted so far, in order.
-func (s *Server) Tokens() []Token {
+func (s *GitHub) Tokens() []AppToken {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Token(nil), s.answers...)
+	return append([]AppToken(nil), s.answers...)
 }
 
 // LastToken is the last token minted; the test fails when there is none.
-func (s *Server) LastToken() Token {
+func (s *GitHub) LastToken() AppToken {
 	s.t.Helper()
 	tokens := s.Tokens()
 	if len(tokens) == 0 {
@@ -129,7 +131,7 @@ func (s *Server) LastToken() Token {
 	return tokens[len(tokens)-1]
 }
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+func (s *GitHub) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests++
 	mode, delay := s.mode, s.delay
@@ -147,7 +149,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	id, ok := installationPath(r.URL.EscapedPath())
 	if r.Method != http.MethodPost || !ok {
 		s.t.Errorf("fake GitHub: %s %s, want POST /app/installations/{id}/access_tokens", r.Method, r.URL.EscapedPath())
-		answer(w, http.StatusNotFound, notFound)
+		githubAnswer(w, http.StatusNotFound, notFound)
 		return
 	}
 	if got := r.Header.Get("Accept"); got != "application/vnd.github+json" {
@@ -159,22 +161,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	assertion, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !found || assertion == "" {
 		s.t.Errorf("fake GitHub: Authorization %q, want Bearer and a JWT", r.Header.Get("Authorization"))
-		answer(w, http.StatusUnauthorized, badJWT)
+		githubAnswer(w, http.StatusUnauthorized, badJWT)
 		return
 	}
 	s.mu.Lock()
 	s.jwts = append(s.jwts, assertion)
 	s.mu.Unlock()
 	if !s.checkJWT(assertion) {
-		answer(w, http.StatusUnauthorized, badJWT)
+		githubAnswer(w, http.StatusUnauthorized, badJWT)
 		return
 	}
 
 	switch mode {
-	case Fail:
-		answer(w, http.StatusInternalServerError, `{"message":"Server Error"}`)
+	case GitHubFail:
+		githubAnswer(w, http.StatusInternalServerError, `{"message":"Server Error"}`)
 		return
-	case Hang:
+	case GitHubHang:
 		select {
 		case <-r.Context().Done():
 		case <-s.release:
@@ -185,10 +187,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	known := s.installations[id]
 	s.mu.Unlock()
 	if !known {
-		answer(w, http.StatusNotFound, notFound)
+		githubAnswer(w, http.StatusNotFound, notFound)
 		return
 	}
-	tok := Token{
+	tok := AppToken{
 		InstallationID: id,
 		Token:          "ghs_" + randomHex(18),
 		ExpiresAt:      time.Now().UTC().Add(time.Hour).Truncate(time.Second).Format(time.RFC3339),
@@ -202,12 +204,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.answers = append(s.answers, tok)
 	s.mu.Unlock()
-	answer(w, http.StatusCreated, string(tok.Answer))
+	githubAnswer(w, http.StatusCreated, string(tok.Answer))
 }
 
 // checkJWT tells whether the app's key signed the JWT, as GitHub checks it. Claims that are not
 // what credport promises fail the test.
-func (s *Server) checkJWT(assertion string) bool {
+func (s *GitHub) checkJWT(assertion string) bool {
 	var claims jwt.RegisteredClaims
 	_, err := jwt.ParseWithClaims(assertion, &claims, func(*jwt.Token) (any, error) { return &s.Key.PublicKey, nil },
 		jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuedAt(), jwt.WithExpirationRequired())
@@ -256,7 +258,7 @@ const (
 	badJWT   = `{"message":"A JSON web token could not be decoded","documentation_url":"https://docs.github.com/rest","status":"401"}`
 )
 
-func answer(w http.ResponseWriter, status int, body string) {
+func githubAnswer(w http.ResponseWriter, status int, body string) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(body))
