@@ -39,6 +39,8 @@ func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.Version = a.versionString()
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVar(&a.databaseURL, "database", store.DefaultDatabaseURL,
 		"database: an SQLite file path or a postgres:// URL (env CREDPORT_DATABASE_URL)")
 	root.AddCommand(
@@ -49,6 +51,7 @@ func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra
 		a.bootstrapCommand(),
 		a.rekeyCommand(),
 		a.importCommand(),
+		a.versionCommand(),
 	)
 	return root
 }
