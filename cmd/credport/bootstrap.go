@@ -24,7 +24,12 @@ func (a *app) bootstrapCommand() *cobra.Command {
 			}
 			return a.withStore(cmd.Context(), func(db *store.DB) error {
 				n, err := db.CountAPIKeys(cmd.Context())
-				if err != nil || n > 0 {
+				if err != nil {
+					return err
+				}
+				if n > 0 {
+					// Standard output stays empty, so that a script that captures the secret gets none.
+					_, err = fmt.Fprintf(a.stderr, bootstrapDoneText, n, env)
 					return err
 				}
 				_, secret, err := db.CreateAPIKey(cmd.Context(), env, "bootstrap", []string{server.FullAccess})
@@ -53,6 +58,14 @@ func clientBaseURL(listen string) string {
 	}
 	return "http://" + net.JoinHostPort(host, port)
 }
+
+// bootstrapDoneText says why bootstrap did nothing and how to make another key.
+const bootstrapDoneText = `bootstrap: nothing to do, the database has %d API key(s) (revoked ones included); bootstrap makes the first one only.
+Create another key with:
+
+    credport keys create --env %s --name NAME
+
+`
 
 const bootstrapText = `
 Created environment %q with a full-access API key. This is the only time its secret is shown:
