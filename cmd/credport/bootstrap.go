@@ -22,6 +22,7 @@ func (a *app) bootstrapCommand() *cobra.Command {
 			if err := requireFlag("env", env); err != nil {
 				return err
 			}
+			a.mayCreateDatabase = true
 			return a.withStore(cmd.Context(), func(db *store.DB) error {
 				n, err := db.CountAPIKeys(cmd.Context())
 				if err != nil {

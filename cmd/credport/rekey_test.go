@@ -62,6 +62,7 @@ func rekeyLines(out string) []string {
 func TestRekeyCommand(t *testing.T) {
 	ctx := context.Background()
 	dbPath := filepath.Join(t.TempDir(), "credport.db")
+	emptyDatabase(t, dbPath)
 	keyA, keyB, keyC := store.NewKey(), store.NewKey(), store.NewKey()
 	idA, idB, idC := keyID(t, keyA), keyID(t, keyB), keyID(t, keyC)
 	connFailure := func(i int) string {

@@ -24,6 +24,11 @@ type app struct {
 	busyTimeout time.Duration
 	// groupCommitMax is serve's cap on imports committed together; 0 elsewhere (the default).
 	groupCommitMax int
+	// mayCreateDatabase is set by the commands that may create an SQLite database: serve,
+	// bootstrap and migrate. Every other command refuses a missing file.
+	mayCreateDatabase bool
+	// databaseSource says where databaseURL came from, for messages.
+	databaseSource string
 }
 
 func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
@@ -34,7 +39,11 @@ func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return a.bindEnv(cmd, "database")
+			if err := a.bindEnv(cmd, "database"); err != nil {
+				return err
+			}
+			a.databaseSource = databaseSource(cmd, a.getenv)
+			return nil
 		},
 	}
 	root.SetOut(stdout)
@@ -72,6 +81,18 @@ func (a *app) bindEnv(cmd *cobra.Command, names ...string) error {
 		}
 	}
 	return nil
+}
+
+// databaseSource says where the database URL came from: the flag, the variable or the default.
+func databaseSource(cmd *cobra.Command, getenv func(string) string) string {
+	switch {
+	case cmd.Flags().Changed("database"):
+		return "from --database"
+	case getenv("CREDPORT_DATABASE_URL") != "":
+		return "from CREDPORT_DATABASE_URL"
+	default:
+		return "the default: neither CREDPORT_DATABASE_URL nor --database is set"
+	}
 }
 
 // flagEnv is the environment variable a flag's usage names, as in "(env CREDPORT_LISTEN)".
@@ -117,6 +138,7 @@ func (a *app) migrateCommand() *cobra.Command {
 		Short: "Bring the database schema up to date, then exit",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			a.mayCreateDatabase = true
 			db, err := a.openStore(cmd.Context(), a.logger())
 			if err != nil {
 				return err

@@ -146,6 +146,7 @@ func TestSQLiteKeyFile(t *testing.T) {
 		prefix   string                     // before the database path in CREDPORT_DATABASE_URL
 		envKey   string                     // CREDPORT_ENCRYPTION_KEY
 		keyFile  string                     // content of the key file before the first run; "" for none
+		dbFile   bool                       // an empty database file exists before the first run
 		args     []string                   // the first run
 		wantErr  string                     // of the first run
 		wantFile bool                       // a key file exists after the first run
@@ -155,9 +156,13 @@ func TestSQLiteKeyFile(t *testing.T) {
 	}{
 		{name: "migrate makes the key file", args: []string{"migrate"}, wantFile: true, wantWarn: true,
 			wantKey: func(file string) string { return file }},
-		{name: "keys create makes the key file", args: []string{"keys", "create", "--env", "dev"}, wantFile: true, wantWarn: true,
+		{name: "keys create makes the key file", dbFile: true, args: []string{"keys", "create", "--env", "dev"}, wantFile: true, wantWarn: true,
 			wantKey: func(file string) string { return file }},
-		{name: "integrations create makes the key file", args: createIntegration, wantFile: true, wantWarn: true,
+		{name: "integrations create makes the key file", dbFile: true, args: createIntegration, wantFile: true, wantWarn: true,
+			wantKey: func(file string) string { return file }},
+		{name: "keys create without a database makes neither", args: []string{"keys", "create", "--env", "dev"},
+			wantErr: "no database at"},
+		{name: "bootstrap makes the key file", args: []string{"bootstrap"}, wantFile: true, wantWarn: true,
 			wantKey: func(file string) string { return file }},
 		{name: "sqlite: URL", prefix: "sqlite:", args: []string{"migrate"}, wantFile: true, wantWarn: true,
 			wantKey: func(file string) string { return file }},
@@ -177,6 +182,9 @@ func TestSQLiteKeyFile(t *testing.T) {
 				env: map[string]string{"CREDPORT_DATABASE_URL": tc.prefix + dbPath}}
 			if tc.envKey != "" {
 				c.env["CREDPORT_ENCRYPTION_KEY"] = tc.envKey
+			}
+			if tc.dbFile {
+				emptyDatabase(t, dbPath)
 			}
 			if tc.keyFile != "" {
 				if err := os.WriteFile(keyPath, []byte(tc.keyFile), 0o600); err != nil {
