@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -45,8 +46,14 @@ func migrate(ctx context.Context, sqlDB *sql.DB, dialect Dialect, log *slog.Logg
 	if err != nil {
 		return fmt.Errorf("migrate %s database: %w", dialect, err)
 	}
-	for _, r := range results {
-		log.InfoContext(ctx, "migration applied", "version", r.Source.Version, "file", r.Source.Path, "duration", r.Duration)
+	// One line for the run, not one a migration: a new database gets every migration at once.
+	if len(results) > 0 {
+		var took time.Duration
+		for _, r := range results {
+			took += r.Duration
+		}
+		log.InfoContext(ctx, "migrations applied", "applied", len(results), "version", results[len(results)-1].Source.Version,
+			"duration", took)
 	}
 	return nil
 }

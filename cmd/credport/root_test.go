@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,14 +25,24 @@ func migrationFiles(t *testing.T, d store.Dialect) int {
 	return len(files)
 }
 
-// applied counts the "migration applied" log records in stderr.
+// applied is the number of migrations the one "migrations applied" log record in stderr counts,
+// 0 without one. More than one record for a run fails the test.
 func applied(t *testing.T, stderr string) int {
 	t.Helper()
-	n := 0
+	n, records := 0, 0
 	for _, rec := range logRecords(t, stderr) {
-		if rec["msg"] == "migration applied" {
-			n++
+		if strings.HasPrefix(fmt.Sprint(rec["msg"]), "migration") {
+			records++
+			if rec["msg"] != "migrations applied" {
+				t.Errorf("migration log record %v, want one \"migrations applied\" summary", rec)
+				continue
+			}
+			count, _ := rec["applied"].(float64)
+			n = int(count)
 		}
+	}
+	if records > 1 {
+		t.Errorf("%d migration log records, want one summary:\n%s", records, stderr)
 	}
 	return n
 }
@@ -107,11 +118,7 @@ func TestMigrateConcurrently(t *testing.T) {
 					failures = append(failures, err.Error())
 					return
 				}
-				for _, line := range strings.Split(errOut.String(), "\n") {
-					if strings.Contains(line, `"msg":"migration applied"`) {
-						total++
-					}
-				}
+				total += applied(t, errOut.String())
 			}()
 		}
 		wg.Wait()
