@@ -61,6 +61,7 @@ func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra
 		a.rekeyCommand(),
 		a.importCommand(),
 		a.versionCommand(),
+		a.exportCommand(),
 	)
 	return root
 }
