@@ -62,6 +62,7 @@ func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra
 		a.importCommand(),
 		a.versionCommand(),
 		a.exportCommand(),
+		a.environmentsCommand(),
 	)
 	return root
 }
