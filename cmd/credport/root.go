@@ -29,10 +29,16 @@ type app struct {
 	mayCreateDatabase bool
 	// databaseSource says where databaseURL came from, for messages.
 	databaseSource string
+	// now is the clock progress reports are paced by; tests set their own.
+	now func() time.Time
 }
 
 func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
-	a := &app{getenv: getenv, stdout: stdout, stderr: stderr}
+	return newRoot(&app{getenv: getenv, stdout: stdout, stderr: stderr, now: time.Now})
+}
+
+// newRoot is the command tree of a.
+func newRoot(a *app) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "credport",
 		Short:         "A self-hosted store for third-party API credentials",
@@ -46,8 +52,8 @@ func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra
 			return nil
 		},
 	}
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
 	root.Version = a.versionString()
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVar(&a.databaseURL, "database", store.DefaultDatabaseURL,
