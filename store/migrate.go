@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -40,8 +41,14 @@ func migrate(ctx context.Context, sqlDB *sql.DB, dialect Dialect, log *slog.Logg
 	results, err := provider.Up(ctx)
 	if err != nil && dialect == DialectSQLite {
 		// SQLite has no advisory lock: a second process that raced this one to a new file may
-		// have applied a migration between our version check and our attempt. Look again.
+		// have applied a migration between our version check and our attempt. Look again; what
+		// the first attempt applied before it failed counts too.
+		var applied []*goose.MigrationResult
+		if partial := (*goose.PartialError)(nil); errors.As(err, &partial) {
+			applied = partial.Applied
+		}
 		results, err = provider.Up(ctx)
+		results = append(applied, results...)
 	}
 	if err != nil {
 		return fmt.Errorf("migrate %s database: %w", dialect, err)
