@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mattn/go-isatty"
 
@@ -283,4 +286,47 @@ func TestListJSON(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestIntegrationsDeleteConfirm: on a terminal, --force without --yes asks, and deletes only on
+// a yes.
+func TestIntegrationsDeleteConfirm(t *testing.T) {
+	c := newCLI(t, storetest.Backends()[0])
+	c.must("integrations", "create", "--env", "dev", "--unique-key", "busy", "--provider", "stripe", "--auth-mode", "API_KEY")
+	c.addConnections("dev", "busy", 2)
+	for _, tc := range []struct {
+		answer  string
+		wantErr string
+		left    int
+	}{
+		{answer: "n\n", wantErr: "not confirmed", left: 2},
+		{answer: "\n", wantErr: "not confirmed", left: 2},
+		{answer: "y\n", left: 0},
+	} {
+		t.Run(strings.TrimSpace(tc.answer), func(t *testing.T) {
+			pt, tty := openPTY(t)
+			if _, err := pt.WriteString(tc.answer); err != nil {
+				t.Fatal(err)
+			}
+			go func() { _, _ = io.Copy(io.Discard, pt) }() // the terminal's echo
+			var out, errOut bytes.Buffer
+			a := &app{getenv: c.getenv(), stdout: &out, stderr: &errOut, now: time.Now, stdin: tty}
+			root := newRoot(a)
+			root.SetArgs([]string{"integrations", "delete", "busy", "--env", "dev", "--force"})
+			err := root.ExecuteContext(context.Background())
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+			} else if err != nil {
+				t.Fatalf("delete: %v\n%s", err, errOut.String())
+			}
+			if !strings.Contains(errOut.String(), `Delete integration "busy" of environment "dev" and its 2 connections? [y/N]`) {
+				t.Errorf("stderr %q, want the question", errOut.String())
+			}
+			if n := len(c.query("SELECT connection_id FROM connections")); n != tc.left {
+				t.Errorf("%d connections left, want %d", n, tc.left)
+			}
+		})
+	}
 }

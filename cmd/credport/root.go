@@ -31,6 +31,8 @@ type app struct {
 	databaseSource string
 	// now is the clock progress reports are paced by; tests set their own.
 	now func() time.Time
+	// stdin, when not nil, is standard input instead of the process's; tests set their own.
+	stdin io.Reader
 }
 
 func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
@@ -54,6 +56,9 @@ func newRoot(a *app) *cobra.Command {
 	}
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
+	if a.stdin != nil {
+		root.SetIn(a.stdin)
+	}
 	root.Version = a.versionString()
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVar(&a.databaseURL, "database", store.DefaultDatabaseURL,
