@@ -57,7 +57,9 @@ func (s *Server) GetConnection(ctx context.Context, req gen.GetConnectionRequest
 		if err != nil {
 			return nil, fmt.Errorf("get connection: %w", err)
 		}
+		// A read that renewed the token is a change: its access line says which connection.
 		if renewed {
+			notes(ctx).addAudit("integration", integration.UniqueKey, "connection_id", req.ConnectionId, "outcome", "refreshed")
 			// The provider's time is not the database's: the read again gets a deadline of its own.
 			readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.requestTimeout)
 			defer cancel()
@@ -188,7 +190,6 @@ func (s *Server) DeleteConnection(ctx context.Context, req gen.DeleteConnectionR
 	if err != nil {
 		return nil, fmt.Errorf("delete connection: %w", err)
 	}
-	s.log.InfoContext(ctx, "connection deleted", "environment", key.Environment, "key_id", key.ID,
-		"integration", integration.UniqueKey, "connection_id", req.ConnectionId)
+	notes(ctx).addAudit("integration", integration.UniqueKey, "connection_id", req.ConnectionId, "outcome", "deleted")
 	return gen.DeleteConnection200JSONResponse{Success: true}, nil
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,7 +27,14 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	if err != nil {
 		return nil, err
 	}
-	notes(ctx).created = &out.created
+	n := notes(ctx)
+	n.created = &out.created
+	outcome := "updated"
+	if out.created {
+		outcome = "created"
+	}
+	n.addAudit("integration", out.connection.ProviderConfigKey, "connection_id", out.connection.ConnectionId,
+		"type", cmp.Or(n.credentialType, "unknown"), "outcome", outcome)
 	return gen.ImportConnection200JSONResponse{
 		Body:    out.connection,
 		Headers: gen.ImportConnection200ResponseHeaders{CacheControl: "no-store"},
@@ -118,12 +126,6 @@ func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.Impo
 	if err != nil {
 		return nil, fmt.Errorf("import connection: %w", err)
 	}
-	outcome := "updated"
-	if conn.Created {
-		outcome = "created"
-	}
-	s.log.InfoContext(ctx, "connection imported", "environment", key.Environment, "key_id", key.ID,
-		"integration", integration.UniqueKey, "connection_id", conn.ConnectionID, "type", credType, "outcome", outcome)
 	if app != nil && !contract.Grants(key.Scopes, scopeReadCredentials) {
 		if conn.Credentials, err = withheldAppCredentials(conn.Credentials, *app); err != nil {
 			return nil, fmt.Errorf("import connection: %w", err)

@@ -76,7 +76,7 @@ func TestImportGroupCommit(t *testing.T) {
 			t.Errorf("largest group %d: the imports were not committed together", s.Largest)
 		}
 
-		// The log says which imports created their connection: one per connection.
+		// The access lines say which imports created their connection: one per connection.
 		created := map[string]int{}
 		sc := bufio.NewScanner(strings.NewReader(v.logs.String()))
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -86,7 +86,7 @@ func TestImportGroupCommit(t *testing.T) {
 				ConnectionID string `json:"connection_id"`
 				Outcome      string `json:"outcome"`
 			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "connection imported" && line.Outcome == "created" {
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "request" && line.Outcome == "created" {
 				created[line.ConnectionID]++
 			}
 		}

@@ -354,8 +354,7 @@ func (s *Server) DeleteIntegration(ctx context.Context, req gen.DeleteIntegratio
 		return nil, fmt.Errorf("delete integration: %w", err)
 	}
 	s.integrations.forget(integrationKey{key.EnvironmentID, req.UniqueKey})
-	s.log.InfoContext(ctx, "integration deleted", "environment", key.Environment, "key_id", key.ID,
-		"integration", req.UniqueKey, "connections_deleted", removed)
+	notes(ctx).addAudit("integration", req.UniqueKey, "outcome", "deleted", "connections_deleted", removed)
 	return gen.DeleteIntegration200JSONResponse{Success: true}, nil
 }
 

@@ -523,10 +523,14 @@ func TestDeleteIntegration(t *testing.T) {
 		if res.status != http.StatusOK || !jsonEqual(t, decodeObject(t, res.body), `{"success":true}`) {
 			t.Fatalf("delete: %d %s", res.status, res.body)
 		}
-		t.Run("the audit line says how many connections went", func(t *testing.T) {
+		t.Run("the access line says how many connections went", func(t *testing.T) {
 			var found bool
 			for _, line := range strings.Split(v.logs.String(), "\n") {
-				if strings.Contains(line, `"msg":"integration deleted"`) {
+				if strings.Contains(line, `"integration deleted"`) {
+					t.Errorf("a separate audit line: %s", line)
+				}
+				if strings.Contains(line, `"msg":"request"`) && strings.Contains(line, `"method":"DELETE"`) &&
+					strings.Contains(line, `"outcome":"deleted"`) {
 					found = true
 					if !strings.Contains(line, `"connections_deleted":2`) || !strings.Contains(line, `"integration":"gh"`) {
 						t.Errorf("audit line %s", line)

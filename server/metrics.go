@@ -109,7 +109,14 @@ type requestNotes struct {
 	created        *bool
 	// batchImports are the outcomes of the items of a batch.
 	batchImports []importNote
+	// audit are the attributes the request's access line carries about what it changed: the
+	// integration, connection id, credentials type and outcome of an import, delete or refresh.
+	audit []any
 }
+
+// addAudit adds attributes, in slog's key-value pairs, to the request's access line. Only the
+// request's own goroutine calls it.
+func (n *requestNotes) addAudit(attrs ...any) { n.audit = append(n.audit, attrs...) }
 
 // importNote is the outcome (created, updated, rejected or "" for a server error) of one import
 // and its credentials type.

@@ -377,9 +377,10 @@ func (l *logCapture) records(t *testing.T) []map[string]any {
 	return out
 }
 
-// TestImportAuditLine: each import that succeeds logs one "connection imported" line naming the
-// key, environment, integration, connection and outcome; rejected requests log none; and nothing
-// logged, on success or failure, holds an API key secret or a credential value that was sent.
+// TestImportAuditLine: each import logs one line, its access line, which names the key,
+// environment, integration, connection, credentials type and outcome of an import that succeeds,
+// and the type and outcome "rejected" of one refused; and nothing logged, on success or failure,
+// holds an API key secret or a credential value that was sent.
 func TestImportAuditLine(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
 		ctx := context.Background()
@@ -461,16 +462,23 @@ func TestImportAuditLine(t *testing.T) {
 		var got []audit
 		requestLines := 0
 		for _, rec := range logs.records(t) {
-			switch rec["msg"] {
-			case "request":
-				requestLines++
-			case "connection imported":
-				connID, _ := rec["connection_id"].(string)
-				outcome, _ := rec["outcome"].(string)
-				got = append(got, audit{connID, outcome})
-				if rec["level"] != "INFO" || rec["key_id"] != float64(key.ID) || rec["environment"] != "dev" || rec["integration"] != "github" {
-					t.Errorf("audit line %v, want level INFO, key_id %d, environment dev, integration github", rec, key.ID)
+			if rec["msg"] != "request" {
+				t.Errorf("a line besides the access line: %v", rec)
+				continue
+			}
+			requestLines++
+			outcome, _ := rec["outcome"].(string)
+			if status, _ := rec["status"].(float64); status >= 400 {
+				if outcome != "rejected" || rec["type"] == nil {
+					t.Errorf("access line %v of a refused import, want outcome rejected and the type", rec)
 				}
+				continue
+			}
+			connID, _ := rec["connection_id"].(string)
+			got = append(got, audit{connID, outcome})
+			if rec["level"] != "INFO" || rec["key_id"] != float64(key.ID) || rec["environment"] != "dev" ||
+				rec["integration"] != "github" || rec["type"] != "OAUTH2" {
+				t.Errorf("access line %v, want level INFO, key_id %d, environment dev, integration github, type OAUTH2", rec, key.ID)
 			}
 		}
 		if !slices.Equal(got, want) {

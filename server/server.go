@@ -3,6 +3,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/rsa"
 	"encoding/json"
@@ -319,6 +320,25 @@ func requestTimeout(d time.Duration) echo.MiddlewareFunc {
 	}
 }
 
+// auditAttrs are the access line's attributes about what the request changed, so that one line
+// a request is the audit trail too. An import that was refused carries its type and outcome; a
+// batch carries the counts of its items' outcomes, not one line an item.
+func auditAttrs(n *requestNotes, v middleware.RequestLoggerValues) []any {
+	attrs := n.audit
+	if v.Method == http.MethodPost && v.RoutePath == "/connections" && v.Status >= 400 && v.Status < 500 {
+		attrs = append(attrs, "type", cmp.Or(n.credentialType, "unknown"), "outcome", "rejected")
+	}
+	if n.batchImports != nil {
+		counts := map[string]int{}
+		for _, in := range n.batchImports {
+			counts[cmp.Or(in.outcome, "failed")]++
+		}
+		attrs = append(attrs, "items", len(n.batchImports), "created", counts["created"], "updated", counts["updated"],
+			"rejected", counts["rejected"], "failed", counts["failed"])
+	}
+	return attrs
+}
+
 // accessLog writes one line per request. It never logs headers or bodies, which carry secrets.
 func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
@@ -334,6 +354,7 @@ func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 			if key, ok := principal(c.Request().Context()); ok {
 				attrs = append(attrs, "environment", key.Environment, "key_id", key.ID)
 			}
+			attrs = append(attrs, auditAttrs(notes(c.Request().Context()), v)...)
 			log.InfoContext(c.Request().Context(), "request", attrs...)
 			return nil
 		},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -29,4 +30,35 @@ func (db *DB) environmentID(ctx context.Context, name string) (int64, error) {
 		return 0, fmt.Errorf("find environment %q: %w", name, err)
 	}
 	return row.ID, nil
+}
+
+// EnvironmentID is the id of the environment called name; an unknown one is ErrNotFound.
+func (db *DB) EnvironmentID(ctx context.Context, name string) (int64, error) {
+	return db.environmentID(ctx, name)
+}
+
+// EnvironmentSummary is an environment with the counts of what it holds.
+type EnvironmentSummary struct {
+	Name string
+	// Keys counts active API keys only; RevokedKeys the others.
+	Keys         int64
+	RevokedKeys  int64
+	Integrations int64
+	Connections  int64
+	CreatedAt    time.Time
+}
+
+// ListEnvironments lists every environment by name, with its counts.
+func (db *DB) ListEnvironments(ctx context.Context) ([]EnvironmentSummary, error) {
+	var out []EnvironmentSummary
+	err := db.gorm.WithContext(ctx).Raw(`SELECT e.name, e.created_at,
+		(SELECT COUNT(*) FROM api_keys k WHERE k.environment_id = e.id AND k.revoked_at IS NULL) AS keys,
+		(SELECT COUNT(*) FROM api_keys k WHERE k.environment_id = e.id AND k.revoked_at IS NOT NULL) AS revoked_keys,
+		(SELECT COUNT(*) FROM integrations i WHERE i.environment_id = e.id) AS integrations,
+		(SELECT COUNT(*) FROM connections c WHERE c.environment_id = e.id) AS connections
+		FROM environments e ORDER BY e.name`).Scan(&out).Error
+	if err != nil {
+		return nil, fmt.Errorf("list environments: %w", err)
+	}
+	return out, nil
 }

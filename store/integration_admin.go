@@ -183,6 +183,27 @@ func (db *DB) applyIntegrationUpdate(row *integrationRow, oldKey string, up Inte
 // it, with their sealed credentials, in one transaction. It returns how many connections went;
 // an unknown integration is ErrNotFound.
 func (db *DB) DeleteIntegration(ctx context.Context, envID int64, uniqueKey string) (int64, error) {
+	return db.deleteIntegration(ctx, envID, uniqueKey, true)
+}
+
+// DeleteEmptyIntegration removes integration uniqueKey of environment envID only when it has no
+// connection; otherwise it removes nothing and is a *ConnectionsExistError. The count and the
+// delete happen under one lock, so that no import slips a connection in between.
+func (db *DB) DeleteEmptyIntegration(ctx context.Context, envID int64, uniqueKey string) error {
+	_, err := db.deleteIntegration(ctx, envID, uniqueKey, false)
+	return err
+}
+
+// ConnectionsExistError is a delete refused because the integration has Count connections.
+type ConnectionsExistError struct{ Count int64 }
+
+func (e *ConnectionsExistError) Error() string {
+	return fmt.Sprintf("%s: %d", ErrHasConnections, e.Count)
+}
+
+func (e *ConnectionsExistError) Unwrap() error { return ErrHasConnections }
+
+func (db *DB) deleteIntegration(ctx context.Context, envID int64, uniqueKey string, withConnections bool) (int64, error) {
 	var removed int64
 	err := db.gorm.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var row integrationRow
@@ -192,6 +213,15 @@ func (db *DB) DeleteIntegration(ctx context.Context, envID int64, uniqueKey stri
 		}
 		if err != nil {
 			return err
+		}
+		if !withConnections {
+			var n int64
+			if err := tx.Raw("SELECT COUNT(*) FROM connections WHERE integration_id = ?", row.ID).Scan(&n).Error; err != nil {
+				return err
+			}
+			if n > 0 {
+				return &ConnectionsExistError{Count: n}
+			}
 		}
 		res := tx.Exec("DELETE FROM connections WHERE integration_id = ?", row.ID)
 		if res.Error != nil {
@@ -204,6 +234,18 @@ func (db *DB) DeleteIntegration(ctx context.Context, envID int64, uniqueKey stri
 		return 0, fmt.Errorf("delete integration %q: %w", uniqueKey, err)
 	}
 	return removed, nil
+}
+
+// CountIntegrationConnections is the number of connections of integration uniqueKey of
+// environment envID.
+func (db *DB) CountIntegrationConnections(ctx context.Context, envID int64, uniqueKey string) (int64, error) {
+	var n int64
+	err := db.gorm.WithContext(ctx).Raw(`SELECT COUNT(*) FROM connections c JOIN integrations i ON i.id = c.integration_id
+		WHERE i.environment_id = ? AND i.unique_key = ?`, envID, uniqueKey).Scan(&n).Error
+	if err != nil {
+		return 0, fmt.Errorf("count connections of integration %q: %w", uniqueKey, err)
+	}
+	return n, nil
 }
 
 // ListEnvironmentIntegrations lists the integrations of environment envID by provider, then by

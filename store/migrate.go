@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -39,14 +41,26 @@ func migrate(ctx context.Context, sqlDB *sql.DB, dialect Dialect, log *slog.Logg
 	results, err := provider.Up(ctx)
 	if err != nil && dialect == DialectSQLite {
 		// SQLite has no advisory lock: a second process that raced this one to a new file may
-		// have applied a migration between our version check and our attempt. Look again.
+		// have applied a migration between our version check and our attempt. Look again; what
+		// the first attempt applied before it failed counts too.
+		var applied []*goose.MigrationResult
+		if partial := (*goose.PartialError)(nil); errors.As(err, &partial) {
+			applied = partial.Applied
+		}
 		results, err = provider.Up(ctx)
+		results = append(applied, results...)
 	}
 	if err != nil {
 		return fmt.Errorf("migrate %s database: %w", dialect, err)
 	}
-	for _, r := range results {
-		log.InfoContext(ctx, "migration applied", "version", r.Source.Version, "file", r.Source.Path, "duration", r.Duration)
+	// One line for the run, not one a migration: a new database gets every migration at once.
+	if len(results) > 0 {
+		var took time.Duration
+		for _, r := range results {
+			took += r.Duration
+		}
+		log.InfoContext(ctx, "migrations applied", "applied", len(results), "version", results[len(results)-1].Source.Version,
+			"duration", took)
 	}
 	return nil
 }

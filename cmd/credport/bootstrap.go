@@ -22,9 +22,15 @@ func (a *app) bootstrapCommand() *cobra.Command {
 			if err := requireFlag("env", env); err != nil {
 				return err
 			}
+			a.mayCreateDatabase = true
 			return a.withStore(cmd.Context(), func(db *store.DB) error {
 				n, err := db.CountAPIKeys(cmd.Context())
-				if err != nil || n > 0 {
+				if err != nil {
+					return err
+				}
+				if n > 0 {
+					// Standard output stays empty, so that a script that captures the secret gets none.
+					_, err = fmt.Fprintf(a.stderr, bootstrapDoneText, n, env)
 					return err
 				}
 				_, secret, err := db.CreateAPIKey(cmd.Context(), env, "bootstrap", []string{contract.FullAccess})
@@ -53,6 +59,14 @@ func clientBaseURL(listen string) string {
 	}
 	return "http://" + net.JoinHostPort(host, port)
 }
+
+// bootstrapDoneText says why bootstrap did nothing and how to make another key.
+const bootstrapDoneText = `bootstrap: nothing to do, the database has %d API key(s) (revoked ones included); bootstrap makes the first one only.
+Create another key with:
+
+    credport keys create --env %s --name NAME
+
+`
 
 const bootstrapText = `
 Created environment %q with a full-access API key. This is the only time its secret is shown:

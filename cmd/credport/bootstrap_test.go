@@ -86,6 +86,9 @@ func TestBootstrap(t *testing.T) {
 					if out != "" {
 						t.Errorf("stdout = %q, want nothing", out)
 					}
+					if tc.wantErr == "" {
+						assertBootstrapDone(t, stderr, "dev")
+					}
 					for _, env := range []string{"dev", ""} {
 						if _, _, err := c.run("keys", "list", "--env", env); err == nil {
 							t.Errorf("bootstrap made environment %q", env)
@@ -176,10 +179,21 @@ func TestBootstrap(t *testing.T) {
 				if again != "" {
 					t.Errorf("second bootstrap printed %q, want nothing", again)
 				}
+				assertBootstrapDone(t, stderr, tc.wantEnv)
 				if n := c.countKeys(); n != tc.wantKeys {
 					t.Errorf("%d keys after a second bootstrap, want %d", n, tc.wantKeys)
 				}
 			})
 		}
 	})
+}
+
+// assertBootstrapDone checks that a bootstrap that found keys says so on stderr and shows the
+// command that makes another key in env.
+func assertBootstrapDone(t *testing.T, stderr, env string) {
+	t.Helper()
+	if !strings.Contains(stderr, "the database has") || !strings.Contains(stderr, "API key(s)") ||
+		!strings.Contains(stderr, "credport keys create --env "+env+" ") {
+		t.Errorf("bootstrap on a database with keys said %q, want that keys exist and `credport keys create --env %s`", stderr, env)
+	}
 }

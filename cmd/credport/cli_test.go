@@ -52,10 +52,23 @@ func (c *cli) db() *store.DB {
 func newCLI(t *testing.T, b storetest.Backend) *cli {
 	t.Helper()
 	dbURL := b.NewURL(t)
+	if store.DialectOf(dbURL) == store.DialectSQLite {
+		emptyDatabase(t, store.SQLitePath(dbURL))
+	}
 	return &cli{t: t, dbURL: dbURL, store: &sharedStore{t: t}, env: map[string]string{
 		"CREDPORT_DATABASE_URL":   dbURL,
 		"CREDPORT_ENCRYPTION_KEY": storetest.TestKey,
 	}}
+}
+
+// emptyDatabase creates an empty SQLite database file at path, as an operator's first
+// `credport migrate` would (without its schema, which the next command applies): only serve,
+// bootstrap and migrate create a database.
+func emptyDatabase(t *testing.T, path string) {
+	t.Helper()
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // in is c reporting to t, for use inside subtests.

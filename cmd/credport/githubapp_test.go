@@ -304,7 +304,7 @@ func TestServeGitHubApp(t *testing.T) {
 			t.Fatal("serve did not return after cancel")
 		}
 		logs := serverErr.String()
-		if !strings.Contains(logs, "provider_unavailable") || !strings.Contains(logs, "connection imported") {
+		if !strings.Contains(logs, "provider_unavailable") || !strings.Contains(logs, `"type":"APP","outcome":`) {
 			t.Errorf("the server log lacks the import and the 502: the scan does not see it:\n%s", logs)
 		}
 		assertNoLeak(t, "the server log", logs, secrets)

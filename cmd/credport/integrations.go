@@ -16,8 +16,9 @@ import (
 )
 
 func (a *app) integrationsCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "integrations", Short: "Create and list integrations (provider configurations)"}
-	cmd.AddCommand(a.integrationsCreateCommand(), a.integrationsListCommand())
+	cmd := &cobra.Command{Use: "integrations", Short: "Create, list, show, update and delete integrations (provider configurations)"}
+	cmd.AddCommand(a.integrationsCreateCommand(), a.integrationsListCommand(), a.integrationsShowCommand(),
+		a.integrationsUpdateCommand(), a.integrationsDeleteCommand())
 	return cmd
 }
 
@@ -216,6 +217,7 @@ func readClientSecret(cmd *cobra.Command, in *store.NewIntegration, secretFile, 
 
 func (a *app) integrationsListCommand() *cobra.Command {
 	var env string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List an environment's integrations: unique key, provider, auth mode, client id, token URL",
@@ -229,15 +231,22 @@ func (a *app) integrationsListCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				for _, in := range list {
-					if _, err := fmt.Fprintf(a.stdout, "%s\t%s\t%s\t%s\t%s\n", in.UniqueKey, in.Provider, in.AuthMode, in.ClientID, in.TokenURL); err != nil {
-						return err
+				if asJSON {
+					out := make([]integrationJSON, len(list))
+					for i, in := range list {
+						out[i] = newIntegrationJSON(env, in, -1)
 					}
+					return printJSON(a.stdout, out)
 				}
-				return nil
+				rows := make([][]string, len(list))
+				for i, in := range list {
+					rows[i] = []string{in.UniqueKey, in.Provider, in.AuthMode, in.ClientID, in.TokenURL}
+				}
+				return printTable(a.stdout, []string{"UNIQUE_KEY", "PROVIDER", "AUTH_MODE", "CLIENT_ID", "TOKEN_URL"}, rows)
 			})
 		},
 	}
 	cmd.Flags().StringVar(&env, "env", "", "environment")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array, for scripts")
 	return cmd
 }

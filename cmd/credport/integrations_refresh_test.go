@@ -172,8 +172,8 @@ acme:
 				if listRunErr != nil {
 					t.Fatalf("integrations list: %v\n%s", listRunErr, listErr)
 				}
-				if list != tc.wantList+"\n" {
-					t.Errorf("integrations list:\n%q\nwant\n%q", list, tc.wantList+"\n")
+				if list != integrationsHeader+tc.wantList+"\n" {
+					t.Errorf("integrations list:\n%q\nwant\n%q", list, integrationsHeader+tc.wantList+"\n")
 				}
 				stored := c.query(`SELECT COALESCE(i.token_auth, '') || '|' || COALESCE(i.scopes, '')
 					FROM integrations i JOIN environments e ON e.id = i.environment_id WHERE e.name = $1`, env)

@@ -128,7 +128,7 @@ func TestIntegrationsCreate(t *testing.T) {
 					if err != nil {
 						t.Fatalf("integrations list: %v\n%s", err, listErr)
 					}
-					if want := strings.Join(tc.wantList, "\n") + "\n"; list != want {
+					if want := integrationsHeader + strings.Join(tc.wantList, "\n") + "\n"; list != want {
 						t.Errorf("integrations list:\n%q\nwant\n%q", list, want)
 					}
 				}
@@ -180,8 +180,8 @@ func TestIntegrationsList(t *testing.T) {
 				if err != nil {
 					t.Fatalf("integrations list: %v\n%s", err, stderr)
 				}
-				if out != tc.want {
-					t.Errorf("stdout:\n%q\nwant\n%q", out, tc.want)
+				if out != integrationsHeader+tc.want {
+					t.Errorf("stdout:\n%q\nwant\n%q", out, integrationsHeader+tc.want)
 				}
 				assertNoLeak(t, "list output", out+stderr, map[string]string{
 					"zeta client secret": "zeta-secret-value", "mid client secret": "mid-secret-value"})
@@ -235,3 +235,6 @@ func TestIntegrationClientSecretSealed(t *testing.T) {
 		}
 	})
 }
+
+// integrationsHeader is the header row of `integrations list`.
+const integrationsHeader = "UNIQUE_KEY\tPROVIDER\tAUTH_MODE\tCLIENT_ID\tTOKEN_URL\n"

@@ -107,6 +107,7 @@ func TestStartRefusesMissingKeys(t *testing.T) {
 // sqliteCLI is a CLI on a fresh SQLite database with no CREDPORT_ENCRYPTION_KEY.
 func sqliteCLI(t *testing.T) (c *cli, keyFile string) {
 	dbPath := filepath.Join(t.TempDir(), "credport.db")
+	emptyDatabase(t, dbPath)
 	return &cli{t: t, dbURL: dbPath, store: &sharedStore{t: t}, env: map[string]string{"CREDPORT_DATABASE_URL": dbPath}}, dbPath + ".key"
 }
 

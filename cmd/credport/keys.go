@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -57,8 +58,18 @@ func (a *app) keysCreateCommand() *cobra.Command {
 	return cmd
 }
 
+// keyJSON is an API key as `keys list --json` prints it; never its secret.
+type keyJSON struct {
+	ID        int64      `json:"id"`
+	Name      string     `json:"name"`
+	Scopes    []string   `json:"scopes"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at"`
+}
+
 func (a *app) keysListCommand() *cobra.Command {
 	var env string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List an environment's API keys: id, name, scopes, created, state (never the secret)",
@@ -72,17 +83,57 @@ func (a *app) keysListCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				for _, k := range keys {
+				if asJSON {
+					out := make([]keyJSON, len(keys))
+					for i, k := range keys {
+						out[i] = keyJSON{ID: k.ID, Name: k.Name, Scopes: k.Scopes, CreatedAt: k.CreatedAt.UTC(), RevokedAt: k.RevokedAt}
+						if k.RevokedAt != nil {
+							t := k.RevokedAt.UTC()
+							out[i].RevokedAt = &t
+						}
+					}
+					return printJSON(a.stdout, out)
+				}
+				rows := make([][]string, len(keys))
+				for i, k := range keys {
 					state := "active"
 					if k.RevokedAt != nil {
 						state = "revoked " + k.RevokedAt.UTC().Format(time.RFC3339)
 					}
-					if _, err := fmt.Fprintf(a.stdout, "%d\t%s\t%s\t%s\t%s\n", k.ID, k.Name,
-						strings.Join(k.Scopes, ","), k.CreatedAt.UTC().Format(time.RFC3339), state); err != nil {
-						return err
-					}
+					rows[i] = []string{strconv.FormatInt(k.ID, 10), k.Name, strings.Join(k.Scopes, ","),
+						k.CreatedAt.UTC().Format(time.RFC3339), state}
 				}
-				return nil
+				return printTable(a.stdout, []string{"ID", "NAME", "SCOPES", "CREATED", "STATE"}, rows)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&env, "env", "", "environment")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array, for scripts")
+	return cmd
+}
+
+func (a *app) keysRevokeCommand() *cobra.Command {
+	var env string
+	cmd := &cobra.Command{
+		Use:   "revoke ID|NAME",
+		Short: "Revoke an API key, by id or by name; a running server refuses it within seconds",
+		Long: "Revokes the API key of environment --env with this id, or else the one active key with this\n" +
+			"name (as `keys list` shows them). A name several active keys share is refused: give the id.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := requireFlag("env", env); err != nil {
+				return err
+			}
+			return a.withStore(cmd.Context(), func(db *store.DB) error {
+				id, err := resolveKey(cmd.Context(), db, env, args[0])
+				if err != nil {
+					return err
+				}
+				if err := db.RevokeAPIKey(cmd.Context(), env, id); err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(a.stderr, "revoked API key %d of environment %q\n", id, env)
+				return err
 			})
 		},
 	}
@@ -90,25 +141,34 @@ func (a *app) keysListCommand() *cobra.Command {
 	return cmd
 }
 
-func (a *app) keysRevokeCommand() *cobra.Command {
-	var env string
-	cmd := &cobra.Command{
-		Use:   "revoke ID",
-		Short: "Revoke an API key; a running server refuses it within seconds",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := requireFlag("env", env); err != nil {
-				return err
-			}
-			id, err := strconv.ParseInt(args[0], 10, 64)
-			if err != nil {
-				return fmt.Errorf("key id %q is not a number", args[0])
-			}
-			return a.withStore(cmd.Context(), func(db *store.DB) error {
-				return db.RevokeAPIKey(cmd.Context(), env, id)
-			})
-		},
+// resolveKey is the id of the key of env that ref names: its id, or else its name among the
+// active keys.
+func resolveKey(ctx context.Context, db *store.DB, env, ref string) (int64, error) {
+	keys, err := db.ListAPIKeys(ctx, env)
+	if err != nil {
+		return 0, err
 	}
-	cmd.Flags().StringVar(&env, "env", "", "environment")
-	return cmd
+	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
+		for _, k := range keys {
+			if k.ID == id {
+				return id, nil
+			}
+		}
+	}
+	var ids []string
+	var found int64
+	for _, k := range keys {
+		if k.Name == ref && k.RevokedAt == nil {
+			ids = append(ids, strconv.FormatInt(k.ID, 10))
+			found = k.ID
+		}
+	}
+	switch len(ids) {
+	case 0:
+		return 0, fmt.Errorf("no API key with id or active key with name %q in environment %q: %w", ref, env, store.ErrNotFound)
+	case 1:
+		return found, nil
+	default:
+		return 0, fmt.Errorf("%d active API keys of environment %q are named %q (ids %s): give the id", len(ids), env, ref, strings.Join(ids, ", "))
+	}
 }

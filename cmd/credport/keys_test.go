@@ -31,10 +31,11 @@ func (c *cli) listKeys(env string) []keyLine {
 	c.t.Helper()
 	out := c.must("keys", "list", "--env", env)
 	var keys []keyLine
-	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
-		if line == "" {
-			continue
-		}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if lines[0] != "ID\tNAME\tSCOPES\tCREATED\tSTATE" {
+		c.t.Fatalf("keys list starts with %q, want the header row", lines[0])
+	}
+	for _, line := range lines[1:] {
 		f := strings.Split(line, "\t")
 		if len(f) != 5 {
 			c.t.Fatalf("keys list line %q: %d fields, want 5", line, len(f))
@@ -221,6 +222,7 @@ func TestKeysRevoke(t *testing.T) {
 		secret := map[string]string{
 			"dev1":  strings.TrimSpace(c.must("keys", "create", "--env", "dev")),
 			"dev2":  strings.TrimSpace(c.must("keys", "create", "--env", "dev")),
+			"dev3":  strings.TrimSpace(c.must("keys", "create", "--env", "dev", "--name", "ci")),
 			"prod1": strings.TrimSpace(c.must("keys", "create", "--env", "prod")),
 		}
 		id := map[string]string{}
@@ -236,6 +238,7 @@ func TestKeysRevoke(t *testing.T) {
 			wantErr string
 			revoked []string
 		}{
+			{name: "a name two active keys share", args: []string{"--env", "dev", "default"}, wantErr: `2 active API keys of environment "dev" are named "default"`},
 			{name: "revoke", args: []string{"--env", "dev", "dev1"}, revoked: []string{"dev1"}},
 			{name: "revoke again", args: []string{"--env", "dev", "dev1"}, revoked: []string{"dev1"}},
 			{name: "unknown id", args: []string{"--env", "dev", "999999"}, wantErr: "not found", revoked: []string{"dev1"}},
@@ -243,11 +246,14 @@ func TestKeysRevoke(t *testing.T) {
 				revoked: []string{"dev1"}},
 			{name: "unknown environment", args: []string{"--env", "nope", "dev2"}, wantErr: "not found",
 				revoked: []string{"dev1"}},
-			{name: "not a number", args: []string{"--env", "dev", "abc"}, wantErr: "not a number", revoked: []string{"dev1"}},
-			{name: "missing env", args: []string{"dev2"}, wantErr: "--env is required", revoked: []string{"dev1"}},
-			{name: "missing id", args: []string{"--env", "dev"}, wantErr: "arg", revoked: []string{"dev1"}},
+			{name: "unknown name", args: []string{"--env", "dev", "abc"}, wantErr: `no API key with id or active key with name "abc"`, revoked: []string{"dev1"}},
+			{name: "name of another environment's key", args: []string{"--env", "prod", "ci"}, wantErr: "not found", revoked: []string{"dev1"}},
+			{name: "by name", args: []string{"--env", "dev", "ci"}, revoked: []string{"dev1", "dev3"}},
+			{name: "by name, once revoked", args: []string{"--env", "dev", "ci"}, wantErr: "not found", revoked: []string{"dev1", "dev3"}},
+			{name: "missing env", args: []string{"dev2"}, wantErr: "--env is required", revoked: []string{"dev1", "dev3"}},
+			{name: "missing id", args: []string{"--env", "dev"}, wantErr: "arg", revoked: []string{"dev1", "dev3"}},
 			{name: "revoke in the key's environment", args: []string{"--env", "prod", "prod1"},
-				revoked: []string{"dev1", "prod1"}},
+				revoked: []string{"dev1", "dev3", "prod1"}},
 		}
 		var firstRevokedAt string
 		for _, tc := range cases {

@@ -22,7 +22,8 @@ func (a *app) rekeyCommand() *cobra.Command {
 			"too. An interrupted run continues where it stopped when run again. A value no key of the list\n" +
 			"opens is reported (row, environment, integration, connection id, key id) and left as it is; the\n" +
 			"run goes on, and exits non-zero with their count. Once it reports that every value is sealed\n" +
-			"with the new key, the old keys can leave the list.",
+			"with the new key, the old keys can leave the list. Progress shows as a bar on a terminal, as a\n" +
+			"line every 5 seconds otherwise.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if batchSize < 1 {
@@ -41,19 +42,17 @@ func (a *app) rekeyCommand() *cobra.Command {
 }
 
 func (a *app) rekey(ctx context.Context, db *store.DB, batchSize int) error {
-	p, err := db.Rekey(ctx, batchSize, func(p store.RekeyProgress) {
-		fmt.Fprintf(a.stderr, "rekey: connections %d/%d, integrations %d/%d\n",
-			p.Connections.Done+p.Connections.Skipped+p.Connections.Failed, p.Connections.Total,
-			p.Integrations.Done+p.Integrations.Skipped+p.Integrations.Failed, p.Integrations.Total)
-	}, func(f store.RekeyFailure) {
+	show := newRekeyProgress(a.stderr, a.now)
+	p, err := db.Rekey(ctx, batchSize, show.update, func(f store.RekeyFailure) {
 		if f.Table == "connections" {
-			fmt.Fprintf(a.stderr, "rekey: cannot open the credentials of connection row %d (environment %q, integration %q, connection id %q, key id %q): %v\n",
+			show.printf("rekey: cannot open the credentials of connection row %d (environment %q, integration %q, connection id %q, key id %q): %v\n",
 				f.ID, f.Environment, f.Integration, f.ConnectionID, f.KeyID, f.Err)
 		} else {
-			fmt.Fprintf(a.stderr, "rekey: cannot open the %s of integration row %d (environment %q, integration %q, key id %q): %v\n",
+			show.printf("rekey: cannot open the %s of integration row %d (environment %q, integration %q, key id %q): %v\n",
 				f.Column, f.ID, f.Environment, f.Integration, f.KeyID, f.Err)
 		}
 	})
+	show.finish()
 	if err != nil {
 		fmt.Fprintf(a.stderr, "rekey: stopped after re-sealing %d connections and %d integrations; run rekey again to continue\n",
 			p.Connections.Done, p.Integrations.Done)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/credport/credport/store"
 )
@@ -21,8 +22,21 @@ func rekeyRun(t *testing.T, dbPath, keys string, args ...string) (stdout, stderr
 		"CREDPORT_LOG_FORMAT":     "text",
 	}
 	var out, errOut bytes.Buffer
-	err = run(context.Background(), args, func(k string) string { return env[k] }, &out, &errOut)
+	// Each reading of the clock is a progress interval later: a progress line after every batch.
+	a := &app{getenv: func(k string) string { return env[k] }, stdout: &out, stderr: &errOut, now: steppingClock(rekeyProgressEvery)}
+	root := newRoot(a)
+	root.SetArgs(args)
+	err = root.ExecuteContext(context.Background())
 	return out.String(), errOut.String(), err
+}
+
+// steppingClock is a clock that moves on by step at each reading.
+func steppingClock(step time.Duration) func() time.Time {
+	t := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	return func() time.Time {
+		t = t.Add(step)
+		return t
+	}
 }
 
 func rekeyOpenStore(t *testing.T, dbPath, keys string) *store.DB {
@@ -62,6 +76,7 @@ func rekeyLines(out string) []string {
 func TestRekeyCommand(t *testing.T) {
 	ctx := context.Background()
 	dbPath := filepath.Join(t.TempDir(), "credport.db")
+	emptyDatabase(t, dbPath)
 	keyA, keyB, keyC := store.NewKey(), store.NewKey(), store.NewKey()
 	idA, idB, idC := keyID(t, keyA), keyID(t, keyB), keyID(t, keyC)
 	connFailure := func(i int) string {

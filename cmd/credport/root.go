@@ -24,21 +24,43 @@ type app struct {
 	busyTimeout time.Duration
 	// groupCommitMax is serve's cap on imports committed together; 0 elsewhere (the default).
 	groupCommitMax int
+	// mayCreateDatabase is set by the commands that may create an SQLite database: serve,
+	// bootstrap and migrate. Every other command refuses a missing file.
+	mayCreateDatabase bool
+	// databaseSource says where databaseURL came from, for messages.
+	databaseSource string
+	// now is the clock progress reports are paced by; tests set their own.
+	now func() time.Time
+	// stdin, when not nil, is standard input instead of the process's; tests set their own.
+	stdin io.Reader
 }
 
 func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
-	a := &app{getenv: getenv, stdout: stdout, stderr: stderr}
+	return newRoot(&app{getenv: getenv, stdout: stdout, stderr: stderr, now: time.Now})
+}
+
+// newRoot is the command tree of a.
+func newRoot(a *app) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "credport",
 		Short:         "A self-hosted store for third-party API credentials",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return a.bindEnv(cmd, "database")
+			if err := a.bindEnv(cmd, "database"); err != nil {
+				return err
+			}
+			a.databaseSource = databaseSource(cmd, a.getenv)
+			return nil
 		},
 	}
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	if a.stdin != nil {
+		root.SetIn(a.stdin)
+	}
+	root.Version = a.versionString()
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().StringVar(&a.databaseURL, "database", store.DefaultDatabaseURL,
 		"database: an SQLite file path or a postgres:// URL (env CREDPORT_DATABASE_URL)")
 	root.AddCommand(
@@ -49,6 +71,9 @@ func newRootCommand(getenv func(string) string, stdout, stderr io.Writer) *cobra
 		a.bootstrapCommand(),
 		a.rekeyCommand(),
 		a.importCommand(),
+		a.versionCommand(),
+		a.exportCommand(),
+		a.environmentsCommand(),
 	)
 	return root
 }
@@ -69,6 +94,18 @@ func (a *app) bindEnv(cmd *cobra.Command, names ...string) error {
 		}
 	}
 	return nil
+}
+
+// databaseSource says where the database URL came from: the flag, the variable or the default.
+func databaseSource(cmd *cobra.Command, getenv func(string) string) string {
+	switch {
+	case cmd.Flags().Changed("database"):
+		return "from --database"
+	case getenv("CREDPORT_DATABASE_URL") != "":
+		return "from CREDPORT_DATABASE_URL"
+	default:
+		return "the default: neither CREDPORT_DATABASE_URL nor --database is set"
+	}
 }
 
 // flagEnv is the environment variable a flag's usage names, as in "(env CREDPORT_LISTEN)".
@@ -114,6 +151,7 @@ func (a *app) migrateCommand() *cobra.Command {
 		Short: "Bring the database schema up to date, then exit",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			a.mayCreateDatabase = true
 			db, err := a.openStore(cmd.Context(), a.logger())
 			if err != nil {
 				return err

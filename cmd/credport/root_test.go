@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,14 +25,24 @@ func migrationFiles(t *testing.T, d store.Dialect) int {
 	return len(files)
 }
 
-// applied counts the "migration applied" log records in stderr.
+// applied is the number of migrations the one "migrations applied" log record in stderr counts,
+// 0 without one. More than one record for a run fails the test.
 func applied(t *testing.T, stderr string) int {
 	t.Helper()
-	n := 0
+	n, records := 0, 0
 	for _, rec := range logRecords(t, stderr) {
-		if rec["msg"] == "migration applied" {
-			n++
+		if strings.HasPrefix(fmt.Sprint(rec["msg"]), "migration") {
+			records++
+			if rec["msg"] != "migrations applied" {
+				t.Errorf("migration log record %v, want one \"migrations applied\" summary", rec)
+				continue
+			}
+			count, _ := rec["applied"].(float64)
+			n = int(count)
 		}
+	}
+	if records > 1 {
+		t.Errorf("%d migration log records, want one summary:\n%s", records, stderr)
 	}
 	return n
 }
@@ -107,11 +118,7 @@ func TestMigrateConcurrently(t *testing.T) {
 					failures = append(failures, err.Error())
 					return
 				}
-				for _, line := range strings.Split(errOut.String(), "\n") {
-					if strings.Contains(line, `"msg":"migration applied"`) {
-						total++
-					}
-				}
+				total += applied(t, errOut.String())
 			}()
 		}
 		wg.Wait()
@@ -146,6 +153,7 @@ func TestSQLiteKeyFile(t *testing.T) {
 		prefix   string                     // before the database path in CREDPORT_DATABASE_URL
 		envKey   string                     // CREDPORT_ENCRYPTION_KEY
 		keyFile  string                     // content of the key file before the first run; "" for none
+		dbFile   bool                       // an empty database file exists before the first run
 		args     []string                   // the first run
 		wantErr  string                     // of the first run
 		wantFile bool                       // a key file exists after the first run
@@ -155,9 +163,13 @@ func TestSQLiteKeyFile(t *testing.T) {
 	}{
 		{name: "migrate makes the key file", args: []string{"migrate"}, wantFile: true, wantWarn: true,
 			wantKey: func(file string) string { return file }},
-		{name: "keys create makes the key file", args: []string{"keys", "create", "--env", "dev"}, wantFile: true, wantWarn: true,
+		{name: "keys create makes the key file", dbFile: true, args: []string{"keys", "create", "--env", "dev"}, wantFile: true, wantWarn: true,
 			wantKey: func(file string) string { return file }},
-		{name: "integrations create makes the key file", args: createIntegration, wantFile: true, wantWarn: true,
+		{name: "integrations create makes the key file", dbFile: true, args: createIntegration, wantFile: true, wantWarn: true,
+			wantKey: func(file string) string { return file }},
+		{name: "keys create without a database makes neither", args: []string{"keys", "create", "--env", "dev"},
+			wantErr: "no database at"},
+		{name: "bootstrap makes the key file", args: []string{"bootstrap"}, wantFile: true, wantWarn: true,
 			wantKey: func(file string) string { return file }},
 		{name: "sqlite: URL", prefix: "sqlite:", args: []string{"migrate"}, wantFile: true, wantWarn: true,
 			wantKey: func(file string) string { return file }},
@@ -177,6 +189,9 @@ func TestSQLiteKeyFile(t *testing.T) {
 				env: map[string]string{"CREDPORT_DATABASE_URL": tc.prefix + dbPath}}
 			if tc.envKey != "" {
 				c.env["CREDPORT_ENCRYPTION_KEY"] = tc.envKey
+			}
+			if tc.dbFile {
+				emptyDatabase(t, dbPath)
 			}
 			if tc.keyFile != "" {
 				if err := os.WriteFile(keyPath, []byte(tc.keyFile), 0o600); err != nil {

@@ -76,6 +76,7 @@ func (a *app) serveCommand() *cobra.Command {
 
 func (a *app) serve(ctx context.Context, o serveOptions) error {
 	log := a.logger()
+	a.mayCreateDatabase = true
 	if a.groupCommitMax < 1 {
 		return errors.New("--group-commit-max must be at least 1")
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/credport/credport/store"
 )
@@ -45,6 +46,9 @@ func (a *app) openStoreKeys(ctx context.Context, log *slog.Logger, strict bool) 
 		if err != nil {
 			return nil, err
 		}
+		if err := a.checkDatabaseExists(); err != nil {
+			return nil, err
+		}
 		db, err := store.Open(ctx, store.Config{URL: a.databaseURL, Keys: ring, Logger: log, BusyTimeout: a.busyTimeout,
 			GroupCommitMax: a.groupCommitMax})
 		if err != nil {
@@ -79,6 +83,30 @@ func (a *app) openStoreKeys(ctx context.Context, log *slog.Logger, strict bool) 
 			return db, nil
 		}
 	}
+}
+
+// checkDatabaseExists refuses, for every command but those that may create a database (serve,
+// bootstrap, migrate), an SQLite file that does not exist: a command run in the wrong directory,
+// or with the PostgreSQL URL forgotten, would otherwise make a stray empty database. PostgreSQL
+// has nothing to create: the server refuses an unknown database itself.
+func (a *app) checkDatabaseExists() error {
+	if a.mayCreateDatabase || store.DialectOf(a.databaseURL) != store.DialectSQLite {
+		return nil
+	}
+	path := store.SQLitePath(a.databaseURL)
+	if path == "" || strings.HasPrefix(path, ":") { // ":memory:"
+		return nil
+	}
+	_, err := os.Stat(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	abs, absErr := filepath.Abs(path)
+	if absErr != nil {
+		abs = path
+	}
+	return fmt.Errorf("no database at %s (%s): set CREDPORT_DATABASE_URL or --database to the database the server uses "+
+		"(a postgres:// URL for PostgreSQL); `credport migrate`, `serve` or `bootstrap` create a new one", abs, a.databaseSource)
 }
 
 // missingKeysHint says, for a missing key, where the keys came from and what to do.
