@@ -23,6 +23,8 @@ type Error struct {
 	Kind    Kind
 	Message string
 	Err     error
+	// LogID names the failed exchange with the provider, as the connection's auth error does.
+	LogID string
 }
 
 func (e *Error) Error() string {

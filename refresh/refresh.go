@@ -135,8 +135,6 @@ func (r *Refresher) RenewIfDue(ctx context.Context, target store.ReadConnection,
 	if err != nil && !force && isKind(err, Unavailable) && stillValid(conn.Credentials, r.now()) {
 		// The stored token still works: hand it out. It stays due, so the next read or
 		// background round tries again.
-		r.log.InfoContext(ctx, "provider unavailable, stored token answered", "environment_id", target.EnvironmentID,
-			"integration", in.UniqueKey, "connection_id", target.ConnectionID)
 		return false, nil
 	}
 	return changed, err
@@ -275,9 +273,16 @@ func (r *Refresher) decide(ctx context.Context, target store.ReadConnection, st 
 	}
 	res, err := r.renew(ctx, target.Integration, st.Credentials)
 	r.outcomes.inc(trigger, outcomeLabel(res.Outcome, err))
-	r.log.InfoContext(ctx, "token refresh", "environment_id", target.EnvironmentID,
-		"integration", target.Integration.UniqueKey, "connection_id", target.ConnectionID,
-		"trigger", trigger, "outcome", outcomeLabel(res.Outcome, err), "log_id", res.LogID, "error", res.Error)
+	if trigger == triggerBackground {
+		// A read's refresh is on its request's access line; a background one has no request.
+		r.log.InfoContext(ctx, "token refresh", "environment_id", target.EnvironmentID,
+			"integration", target.Integration.UniqueKey, "connection_id", target.ConnectionID,
+			"trigger", trigger, "outcome", outcomeLabel(res.Outcome, err), "log_id", res.LogID, "error", res.Error)
+	}
+	var failed *Error
+	if errors.As(err, &failed) && res.LogID != "" {
+		failed.LogID = res.LogID
+	}
 	return res, res.Outcome == store.RefreshRenewed, err
 }
 

@@ -55,6 +55,11 @@ func (s *Server) GetConnection(ctx context.Context, req gen.GetConnectionRequest
 	if withCredentials && refresh.Refreshable(integration) {
 		renewed, err := s.refresh.RenewIfDue(ctx, target, conn, forceRefresh)
 		if err != nil {
+			notes(ctx).addAudit("integration", integration.UniqueKey, "connection_id", req.ConnectionId, "outcome", "refresh_failed")
+			var failed *refresh.Error
+			if errors.As(err, &failed) && failed.LogID != "" {
+				notes(ctx).addAudit("log_id", failed.LogID)
+			}
 			return nil, fmt.Errorf("get connection: %w", err)
 		}
 		// A read that renewed the token is a change: its access line says which connection.

@@ -302,8 +302,12 @@ func TestRefreshOnRead(t *testing.T) {
 		if got := v.refreshMetric("read", "renewed"); got != float64(renewed) {
 			t.Errorf(`credport_token_refreshes_total{trigger="read",outcome="renewed"} = %v, want %d`, got, renewed)
 		}
-		if logs := v.logs.String(); strings.Count(logs, `"msg":"token refresh"`) != renewed {
-			t.Errorf("want one audit line per refresh (%d) in the log:\n%s", renewed, logs)
+		logs := v.logs.String()
+		if got := strings.Count(logs, `"outcome":"refreshed"`); got != renewed {
+			t.Errorf("want the access line of each read that renewed (%d) to say so, got %d:\n%s", renewed, got, logs)
+		}
+		if strings.Contains(logs, `"msg":"token refresh"`) {
+			t.Errorf("a read's refresh logged a line besides its access line:\n%s", logs)
 		}
 	})
 }
