@@ -174,8 +174,8 @@ func (s *Server) CreateIntegration(ctx context.Context, req gen.CreateIntegratio
 		return nil, fmt.Errorf("create integration: %w", err)
 	}
 	s.integrations.forget(integrationKey{key.EnvironmentID, created.UniqueKey})
-	s.log.InfoContext(ctx, "integration created", "environment", key.Environment, "key_id", key.ID,
-		"integration", created.UniqueKey, "provider", created.Provider, "auth_mode", created.AuthMode)
+	notes(ctx).addAudit("integration", created.UniqueKey, "outcome", "created", "provider", created.Provider,
+		"auth_mode", created.AuthMode)
 	return gen.CreateIntegration200JSONResponse{Data: s.integrationView(created)}, nil
 }
 
@@ -303,8 +303,8 @@ func (s *Server) UpdateIntegration(ctx context.Context, req gen.UpdateIntegratio
 	}
 	s.integrations.forget(integrationKey{key.EnvironmentID, req.UniqueKey})
 	s.integrations.forget(integrationKey{key.EnvironmentID, updated.UniqueKey})
-	s.log.InfoContext(ctx, "integration updated", "environment", key.Environment, "key_id", key.ID,
-		"integration", req.UniqueKey, "unique_key", updated.UniqueKey, "credentials", body.Credentials != nil)
+	notes(ctx).addAudit("integration", req.UniqueKey, "outcome", "updated", "unique_key", updated.UniqueKey,
+		"credentials", body.Credentials != nil)
 	return gen.UpdateIntegration200JSONResponse{Data: s.integrationView(updated)}, nil
 }
 
