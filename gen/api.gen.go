@@ -200,6 +200,78 @@ func (e CustomCredentialsType) Valid() bool {
 	}
 }
 
+// Defines values for ErrorCode.
+const (
+	ErrorCodeForbidden             ErrorCode = "forbidden"
+	ErrorCodeInvalidBody           ErrorCode = "invalid_body"
+	ErrorCodeInvalidContentType    ErrorCode = "invalid_content_type"
+	ErrorCodeInvalidCredentials    ErrorCode = "invalid_credentials"
+	ErrorCodeInvalidJson           ErrorCode = "invalid_json"
+	ErrorCodeInvalidQueryParams    ErrorCode = "invalid_query_params"
+	ErrorCodeInvalidUriParams      ErrorCode = "invalid_uri_params"
+	ErrorCodeMalformedAuthHeader   ErrorCode = "malformed_auth_header"
+	ErrorCodeMethodNotAllowed      ErrorCode = "method_not_allowed"
+	ErrorCodeMissingAuthHeader     ErrorCode = "missing_auth_header"
+	ErrorCodeNotFound              ErrorCode = "not_found"
+	ErrorCodePayloadTooLarge       ErrorCode = "payload_too_large"
+	ErrorCodeProviderUnavailable   ErrorCode = "provider_unavailable"
+	ErrorCodeServerError           ErrorCode = "server_error"
+	ErrorCodeServerOverloaded      ErrorCode = "server_overloaded"
+	ErrorCodeServiceUnavailable    ErrorCode = "service_unavailable"
+	ErrorCodeTooManyRequests       ErrorCode = "too_many_requests"
+	ErrorCodeUnknownAccount        ErrorCode = "unknown_account"
+	ErrorCodeUnknownConnection     ErrorCode = "unknown_connection"
+	ErrorCodeUnknownProviderConfig ErrorCode = "unknown_provider_config"
+)
+
+// Valid indicates whether the value is a known member of the ErrorCode enum.
+func (e ErrorCode) Valid() bool {
+	switch e {
+	case ErrorCodeForbidden:
+		return true
+	case ErrorCodeInvalidBody:
+		return true
+	case ErrorCodeInvalidContentType:
+		return true
+	case ErrorCodeInvalidCredentials:
+		return true
+	case ErrorCodeInvalidJson:
+		return true
+	case ErrorCodeInvalidQueryParams:
+		return true
+	case ErrorCodeInvalidUriParams:
+		return true
+	case ErrorCodeMalformedAuthHeader:
+		return true
+	case ErrorCodeMethodNotAllowed:
+		return true
+	case ErrorCodeMissingAuthHeader:
+		return true
+	case ErrorCodeNotFound:
+		return true
+	case ErrorCodePayloadTooLarge:
+		return true
+	case ErrorCodeProviderUnavailable:
+		return true
+	case ErrorCodeServerError:
+		return true
+	case ErrorCodeServerOverloaded:
+		return true
+	case ErrorCodeServiceUnavailable:
+		return true
+	case ErrorCodeTooManyRequests:
+		return true
+	case ErrorCodeUnknownAccount:
+		return true
+	case ErrorCodeUnknownConnection:
+		return true
+	case ErrorCodeUnknownProviderConfig:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for HealthResult.
 const (
 	Ok HealthResult = "ok"
@@ -720,6 +792,9 @@ type EndUserInput struct {
 	Tags *map[string]TagValue `json:"tags,omitempty"`
 }
 
+// ErrorCode What went wrong, for a program to act on. Each code answers one HTTP status, except invalid_credentials (400 when the connection cannot be refreshed, 424 when the provider refused the refresh) and unknown_connection (404 from the metadata endpoints, 400 from DELETE /connection/{connectionId}), as the reference answers them.
+type ErrorCode string
+
 // ErrorDetail defines model for ErrorDetail.
 type ErrorDetail struct {
 	Code    string `json:"code"`
@@ -731,7 +806,8 @@ type ErrorDetail struct {
 
 // ErrorObject defines model for ErrorObject.
 type ErrorObject struct {
-	Code    string         `json:"code"`
+	// Code What went wrong, for a program to act on. Each code answers one HTTP status, except invalid_credentials (400 when the connection cannot be refreshed, 424 when the provider refused the refresh) and unknown_connection (404 from the metadata endpoints, 400 from DELETE /connection/{connectionId}), as the reference answers them.
+	Code    ErrorCode      `json:"code"`
 	Errors  *[]ErrorDetail `json:"errors,omitempty"`
 	Message *string        `json:"message,omitempty"`
 }
@@ -13836,160 +13912,164 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L1rciO3kii8FUSNIyT5lCipH45jKRwx6pet4+6WRlKPvxlJnwxWJUkcFQEaQImiuzUxe7g/7g7uRu5O",
-	"ZiU3kEAVUS+ySi+7z+GfbpHEI5EAEvnOz0EkxhPBgWsV7H4OJlTSMWiQ+Om14BwizQQ/iI+oHpnvGA92",
-	"g4n5EAacjiHYDSKvWRAGEn5LmYQ42NUyhTBQ0QjG1PT9RsIg2A3+ZWs+6Zb9VW35cwW3t2FwJMU1i0G+",
-	"FnzAhj/D7N9SkLMchN/wUw7DxLW+jLD55RXM7gxKZWaE5xNnv6XwM8wWYCLN2jzo3LdmMDURXAFuyysa",
-	"H8NvKShtPkWCa+D4J51MEhZRg8StvyvBzXftpj3R8VsphbSzxaAiySZmnGA3OB0BkXY+whQZ02Qg5Bhi",
-	"IiQx61ZEiTHoEeNDokdUk1iAIlxoMmA6uA2Dd0L2WRwDfzJw948OyBXMSEKjK0X0CIiYgMSZ1hRRkZiA",
-	"Aeyj0O9EyuMng4txDUMLB1kXksxvzsYca3DDDKY5wn0FszVFgF8zKfjYAGiuBp0lgsanQryncghPBn5f",
-	"xDMCNxFAbLGqQF6DXFMkYWO719n5/cTpNWUJ7SdPA94+ySgAApad1xgmwGNFDL5/ZPqntB+SgZCEEvuJ",
-	"7E8me9hDiyvg5NPx+6yBhIEENdogkUiTGHembwam0QjikMTMfke5moLE7WJjMHdiQFkC8Z75Fe/ElCqi",
-	"tJD2xkQjyocQG1wd2xleJSK6gqc5hIxf04TFl5GEGLhmNFG73vLHqXKrRMjMOvupniMD1yJhkCqIyZSZ",
-	"9WHvPo2uNsVgQCYgmYjJ+vNtokh/RmIY0DTRG6FZetbxJaJKGZxRIsXUbkC+f2YOg9mIJgnEPXIMm2w8",
-	"EVJbAgPerSFRAlQq0hd61DMoPcEDaZf/JMeOk5TDzQQiDTHufCphj8SgKUsUoRJIIoZDh63C0WRxBjCL",
-	"4Kmvi7nNMdW0TxUYop5yPNhmfrNTWgiiEjEl68rCd5nOAbSbOb/+ZCSSWBFqngY+y9fXFzED/JppMqYz",
-	"QjURPAI7JshLcQ3SkDFzyhA7x6DlbHN/oEFuBGEwAho7RsT7xXwsruUEImHuuBZkSpk5vwMhDZ61nDE+",
-	"3CMKuLYzVGYO/Hd5zDgbp+NgdycM9GwCeF80DAFReBsGp0J8oHzmHl/15M8ZU8SATphWRFINjuw+GKoW",
-	"ci1LsfOJ01SPhGS/PxEx+yhCQov8CDX38YqLKc+QFiBkKp0YCgLxB4gZPUXwn/LRZJakVWYxXdxAZp79",
-	"JNlP9ej1nDojbHx2OAh2zxbDcWh67nhdf2F6dEynwW3YouOzO3R8RRWL9ifMB3dZn/0J+xlm3XpM7t7c",
-	"LGUESby029+musssDmcJA67vgLn9yeTEcAR36GpvWRdYX6dKi3GXHqd92qX5K5Ykd1jJ6VScaOi0uSds",
-	"yKlOC4gLbi9uw6B6rszFiWNm7hpNjqQRADQzAtSAJgpCIzHmX5n7b/ovu+unhksyFEU7CgLcUMSzYP/o",
-	"4PLnt/8RXOS0UWlpKKoV3jKaemZ/DbPpTHOmzZtvFkCs4OgGEP2/Q4Q8dekGdFxYFIFSl8jfmc8l8MIA",
-	"biZMgrqkSAcNKTV/BTHVsGn4tCCs9pF06o01h7SKlqP2KPEBtVN46Jmz68sxlF/6ZZiqEmuPLyZiYJ6T",
-	"/aMjYtlPw8pQfIcNLyFS7Ytlu3OmVO1KoAUWmwxBo8A03iVTIyH7fCByJ5THZDoC7vPi5nWNURhhRijE",
-	"XQoJh2sn49hmTCtIBr2geqAnlyx+sB1nXGmaJPh0NY17r9234FYnqj0DoVv8NNvp+jNx4I11H9KQYbIV",
-	"aajB1KJ+PowH8dOisQFtTU/Tn4DwTCS7phpQvVc3ZgfCdHlyenj8djlmS3TJh6BCpfYnE4LYq8NsHbvU",
-	"DaUTqtRUyHa379X+ycHrmuWFQapAWoXl53anKu8QzkHwVo0LI4Yjql12PXfQbeUxXDfu+V3OkZBDytnv",
-	"C8nZQmw3HTQFSnUgka8O3r9v3KOmQdrvX4a26oK95dnFhJXN9neYJUnd3lot9eE1SMli6LinEXLPTYt0",
-	"vyqIJOj6ldaB497gtzz+pDIJeCIhonou01affeAxMes2T7x9mwcggUdA7HFShOldYl7eGRkwSGIykWAe",
-	"7pDwNEns020EPBQ9q49xzNQkobPLbNfmEl153fk3ZlzL2sKYsqRzL4vW4lKtCSOZEYa3ccDALjdbfm/Z",
-	"VSlC8YBr7AKtD1ABfNKHRPChIloEy6i6exJLJ6gGMk2HC8i0PVC201k2Tmi7X9TMme1mWESXm6aE7IvF",
-	"RzxTcha3IRFDd6Xgho4neH3/XfK+nl39f397F129Hj//6ej757puq8vUiVqSrmY8MsDMB6QFWr/48XAA",
-	"LV7MO4OwjuQj7+xsfu12ab5JN5tDsem+/LsSvHdMpx9AKTpE45A3fhOJkmDISqeHJyo+/guVBFVlkKEG",
-	"PL5MHWmbXzGaJC1URFX6aI58Ea3ZeS9tVpXcXhQxWD928TqFnYjxHuo5DTyoR6ec2KlD8vnWUlymyQiN",
-	"BRzCjHQrgHhNkQo4JIYoodLSkDEaC8DcIFws0zBW7S3UTt+Xo4RKSVHRaA9KfhIY19+9CKrq0jBIqNKX",
-	"A9DRqOP5GYOmMdX0gQ97ZnypZ4RqbOu1zI07OgvFJNPG8DCTuOPdqSOmxTsaNngB5IvLt9zDY1hDSHJy",
-	"7N3wAsjVDSze7MXE7qDmsTst2LXWFGHxHqGEw5R8+nTwxp73BAaaiFSbd3pMb94DH+pRsPvs5cswGDOe",
-	"fd4xzJ3WIM3A//8Z3fx9f/M/tze/D3t7uz/85b/Oz8/Ozy++/Os3n2/Pg7Xz8/PzrUuyefGXb+rO2xzq",
-	"98z6G9yJRN/llpkJDzSM6y4ahxt9GaVS2Sdw0YBmmNe2ZZnaHFkmziJ3LKS/BYqMqY5Gu8TwyYbSUEXs",
-	"hGQ9t+UpOgYyYIkGqVCHgwaZDVTamN8NmGRCh9Aj+32cyrEs5vjYHyoH20fa4nOUI+jOD+fih609Vap/",
-	"lLo/RVXe948j0d0obYX5+7OR3Icln/mG56TSJ6ju+Cw+vcdAu2po933TP1Xkx7enZMu7L1uffVe0WyJB",
-	"p5Jb4a3Ia1pz8BT6IyGuLlOZoE3YCLGh1cVmNxylvbJQiNZs6/eB4p9jLWL8RPsJ9EiGIMIUocmUzlRZ",
-	"ZHQ6ZMoL4teKx61jCZ37jDfwnmECraOOr5Eva957j0edqszs18RSnmX7lQur/8y8ZRjUkYI5IFVsPRo5",
-	"bceY1oL7wPwqjnUw91j0fE67GVYv+1SBAbXK9hog0LYGNxq4YoJbd7TMRnF04Jvh5rDsZZ5lZKT1RO1u",
-	"bdEJ6w2ZHqX9XiTGZQ55+8Vfazadpnp0ORZ2p9sBZroQ0wXhmjutiVQrFoP1T6OaJmLYI++QPuVtmJFY",
-	"Q3SHcn52Xus1hcP28DRY9cvh/qfTn3aC0P7xLP/j8vXrIMxNzqHT9IfB6at9/P4oCIOPhx/f1iqWOxBn",
-	"b+89An3AJykekLLCr+VQb2y3j6bXbWiu55TK+NKdaF/30BciAcrLNKTlPJknKlIPcQX8ErVW7QdAix5a",
-	"NfIRWp/h6QgkELtd1lZplRi5Y+X8ABfOQLtza93MM1rZ3ZXdp1weOfKGrSUIFT+SbpSgrW3u9aeT08MP",
-	"yw1zntXCM1VYKOuMFe4pt+d3OeO5WFH1Jv89NLybVVMxrjTQuEf2EyXIzLKOGW2//BYbLTcOlCX7qrSV",
-	"GQTypy1TKi/telerwGJtQ+NrXY/ipa/4v9MkReJQBPQDyCHE5hkQJT/gNasnDEnKSx7ga4qIKc8xP6Y3",
-	"PiQ72/lmIEFqA9zP1qewqh9dbl4IkMt7g87BnYX2GGoZo7FjtOotmJbgFdH4M8wUGUgxtq7bIp5hLAIG",
-	"1GwQKYQmDsFiMAAeMz4k12ZHDAJztrbBeJAxrhWlBvInGbAOtEYUHdqPD4Sijky5v0k1DHkzwuvWXLfE",
-	"d6gwOrG9ai78ksv1E9DE7msX4gsqTbRPZsVVCxJre9Ut4gB9ouYCzCuqo9E7DH3oCBpkhqylm3I4N7Nr",
-	"qlNVr0a1v5Gjw5OidoBMMZDDCe6Zis4cCUITwcHRB+vk/PL778O5y/OL7e0ap+cirhxI7ri1x5n9sjPW",
-	"5gtrL2Sila2AvXy9z8wK8/U+67JeD5LWi76bLFHSJ9fEV+FcKiRAo5ERG8qTu3l7xBqariERE5iHXmFw",
-	"DNXgfPVwFKbyr2Mi0OHOPCm5wQkJqBhUz5vVJFHSp6YfhlnYs4dvmHXix/tVoKtLhOkxvTmwTXe23ZZl",
-	"n5eS4MV65YZ9ysiG4NBCcbL4hC9z711EU1AdvABGdSeCWHOODjm4fSETjLWAsdlej6cIs+0TMrbsUat3",
-	"ZRGCl72fGbRtNu6+d6ulqrGkms1bEts9dWGODnWe4nb99NU+4RhDSKNIpFwfxBs98t4Zt8wdo5xY7UVo",
-	"zSxW/YdMiLlGVzDRtdycR7burAJtH6TcTZi2u9RszF/4+vmiSwdNXZl/tr0Me0e1NsStwkm32Yds9ofe",
-	"igZdYEf59h5GkXqF3TJFWXVn6627nj+4FhaXe+RXM9yvREECkfURJ9dUMsoRqzEzo4wZp9qySGM6mTiu",
-	"MdP/tA60saqh5oiUJm/pTMHUIQrI6Z/ahrD8wvTo1HoLOZ1X2xinuXKsbXBTQYvWLbrHqdjaBs0UJMtg",
-	"1x6c27DlS1pdauc4rj9JAFcTNjtHOuXH5IHjlxacfct1FF306znP2CqE5871xHfBR5YhhoiNaUJiNmS6",
-	"qupb5MOxvfn9xbe1DhqewrLri18w7RWXZFBNxixJmLIho8ju/o1e0xNstWZo2MHJoRViyVQyDYowJFot",
-	"DC7Fp6BROd3OWOdh4HC/Y2yc17cmzrBq8Csyiok1PBLGoySN4QcP/NAzTo5EgkqUsnFyz1qCsWFmVlC5",
-	"KdPPFVGwaC59R8sKxQqa2+ncEzEUC2129c7pBd109eeCbe5Pceg8W1qdNFDeZNd8LzPrmz3sNdtVl+xW",
-	"iQPxsFewFJa8hXFravax2QJYy7g0Hv67Bkg125ZNm4Txq8WtasN76ho+SIxUMZQnh3AJqiqmsG4+LJbB",
-	"CTPbEOUxMfKQpldA8oiIkBTCH7AVZq1Re2gJNa0VsQsJSQY5NvMWRdYpJ8cn+zZ3ACdHbz+E5Ojn1yf/",
-	"skOEtH/9daNH3llDhZPUhB6BJAYDuckqVRAvijDsqMD0z0LF2LWkbyFopOO8lZASr/+L7e+/WzpA6Xh6",
-	"3Xe+e/7XF0v72y2sEpl9EonxmG4qmFCJeqaEKY1pNs6D8wBfCD7XUBZh9tiEb74gp2AdPne3Lnvfbl78",
-	"ZT2sfrdRz0uUb1XVAD03Mbe7bUvukm8L7r6f3kB3cE7N5Od2uhuPy1qmq8GBlyz8sC7Nw71Cp+qoZEMM",
-	"VV3T+dFsT3Trj8fFAu+aSjSXZa3q6fR8keWV5OBWRl6C9iOPc6ny8Nl7u6Ywr1mWgssZ50MCvWGPOB+T",
-	"u3lgXza5WRfcbGyqtzse59an+A6ndu4RUcHfT2JqkYUbhfysOdoRNSyai3jPU2yR9arPxIbv+dIXsXmS",
-	"+0Y+rT1QpXQdHQ1Od4l/VyoFedAQKWrfBZdAwovKaQ9Tg/vlovDHiv9Z8x2odL8oQN2wrObQ7TIl+Nsv",
-	"p63ZLw9ZntuGGaHm8HnO+1VxAX1sKL6V6EtPlKZSqz0iJvS3tPxaPn+26Irub/4n3fx90RXNtKf3Vq/X",
-	"+WAc8oKK3HB1KD7i2ixjhj5t7XRHJTV1Z2dUq9zuYGpa7u3eVmP959EjN5rPFjl35suso6RVlV63MyTQ",
-	"XzG/la2yUXh9vNf3Tjlu3HO/9J77YNYCUHXaspgJ2uDsbvkDSqirBjnXounO6SUeGlWVRBNLEFajbb0H",
-	"g9nqtFR4zVa97vIUd7sAtVuDyv+lu7OIAc32rPYkPyMW/x32527H+n4pFB4491NrbuExtqD+hrTYiAdL",
-	"rNXultjHwo8wWPIk+/k17rpj1un48iEuTud8OfUXpNWGPFLeoT9mDxpuTWVvWt6eu+1Dwy2p240jqqPR",
-	"fZ1K7urf0CXapylyp5Kod6T1ZF1t2BzPmWpNC5tD2JkRlvne12WdqfKO9RbCuRy9pohV9JMrmN1RlfBf",
-	"u71/JY3CSm2ixMeXkhcnqGp9xE8Ofvy4f/rp+O2TpK/KcVV3DfLsro/t01oCvdmJ1Fq/XgmR1CmSnf2u",
-	"mshIAo2VdfImg4QO1S5BiYvshGQGKiSCh2QWEuC0n9hkunZlZDskXIREDAYh4SGJmcIWaNKmfEYiqlDW",
-	"9o7p+tmpvjg7lhdnn9KLs7dw8WXny9l/zPDPsxN18eXsUFycfeQX+O0X/Pojvzjbpxdnr/oXZ+8T2/RN",
-	"fPHl7N3A/mC+PFF2uO0v2P5QuKFMm3eDiy92zDfxxdkBs61rhtz4ptY2iMs1uLd/hMF2EAZcGMZ8MDB/",
-	"WjscLt7a9QwC8ZyZ/8PA8OMz1EoK03aGCi3X3GxcihS540lS816lvbbmRzO3l7cpt9+WvXXdMHUnygU1",
-	"FBXw371YToYuPM3m+flmb6vBRyEP6eiu4z99lEiS+btmA3fWr2C2Zd0L7dRqo0cwToJKINzQvoT9DrF5",
-	"LhIxBWnOPJrbMJJPaToz90IzHmlCBxq896Qh3qT0Ql62D+pZiLHbhwpoCYOSF01nfdf9mCwrBncQQB9E",
-	"x1FvwKh/VnIIS3N7T4s1l1Uxm72EZertzL1CzmOx5J4tCjKe6FlIqCZjoTT57gX5mb0qsQ7fvXz5fLkR",
-	"sybt8uMzBvcXGk9/Obw8OX17dNe4wNOpIGbddftRzam9DCPZqLZnZumIWw2eu7F1Q3sZIQ0Rvk1W2A4A",
-	"o9fIvQO/v85A4yeOFN6zUojSYqKy4GDGh08TBlwNYVQQpZLp2YnpZ7exD1SCrDf67ZN8RVmJCkvBbHyN",
-	"NdKiDcOGzlA+r8OELyv6m3AXb2q643M6EkncIzebXn/lkm/iV8VxMBmLuiIDIfecwx1+lSiBIxFKpiyJ",
-	"IyrjkFA7whpmYxmwG+LiGxknu9+SdT+h97dhY37v0k+eZKd2v90IyXTEohEZSspLgNvwVMsa4N7g6UMM",
-	"z2+ikVORIc1s8mdBEyDW2wv5zOZM5Et+9j0SFzQ1u7DgZ+tqtqBBDAlUGhQwVzND5fcFwBba1qy78nvb",
-	"sWqRXGhRu/hCC7f6C6wRwvhA1NRm0cJlJyxnofdjGDFgg8l4c0Klnplrp0gfRozH5CPlQ7GmCs33jw56",
-	"5A1Idg2xjfnNWk3SfsLUCGKiJhDtuWNqq1MRlt9axkksIrUFUlJNe2P0A8seE//2B2FwDVLZtez0tnvb",
-	"aFeZAKcTFuwGz3s7vW0X+IuEZasYwTgE3SZb77ss2ZoEsv/xDcR7NgrLgDz3fSRv3p68DgmL8Y89I7sq",
-	"wOp1aCf+v//bJmpDNZBN1WArUME1E6lttKaIl2SOKDpTPbJv+7uCR44Xw6EKWDeCAZYdAyqTWVZlh2ll",
-	"gwUnVClQ5AX5wF7tFWZheZYozEmHqf7r89L1yEdROCcGIdjeJr2yDns5lTyIg11rTJ8P9B6GNEI/U6/o",
-	"41n5WL69oZEu26ZpJIVSvkoL/ZLrCjOWikO2q6lTiJC+vQ3LQL2mCjYZV+YR1ewaiEr79l2siTdjqMxw",
-	"32dJDdYUcWyF9fURkqC81bQMBVRGo3stYPHBtnjOUxmzuAkScLrS+NGBsTENJaz5GYqXgHjoNX3IzS/5",
-	"Sub5dazMaTgAtUfUhEbowSpScxsxHtjcc8nGY2hErneiSxD7zp7bvleCagRU06E6u4LZxQ9WtTChTKqM",
-	"0poPlt2x9zlAu0KCOQzsltTB59I/zcFq0ot0VLPU6Cmqqe31DKl+DDA5nHsWlWIMDUUs0EKPZIZk53/+",
-	"+389M9jL09/sbG/ndBV5tjnhDDPKWbrQWGTUBvOj27RPWLUlq2Sd6cxBP6fWCZjfBYeNItU18pAZXzOe",
-	"2oACclrQnTpY8fXFzd8jCqDmYazbsqxG23zP3HB4kMJCCL4fg19XZq2C7iODNp6O+yDt8769l2XuqHvw",
-	"euRgyDGGE0Ma7PqbAJ/YTB01cPtQIz62t4uwb7eB/dQlSM22wdGawitsk255zl35c43VBJEyYf3AEdX4",
-	"+tmm5rFueo+yVLDtiJHngHZ7e1EqxPtse/vBysiVEu3WFJM75A4TRZbQXM0XFpC68XOAt7yywdhlZ3mX",
-	"Qkk/7PR8ead5uV/TY+dlm2lq6vOZzs++X965XJTxNgxetkGHXyoU+zxv16dUrdMXm5F98gXms8Xi1IU5",
-	"USodj6mcOf6MFBJIcJiC0mTApNJZ6Sd7cz3Obz1BRo4YztqcDT8HxQbC532z5TviTczL04brPhnRJBHT",
-	"zTHIoZNR5kHgNh0TRT9FJ0XMabW5dTHq150u3fGoY3EN8QbakMw11pJyRbHLrk3H7DJmjJlSjA/DvJou",
-	"Uxj4pYEjm405+VwJXkVebL/I6j9eejHtFU7Yqrgyj86cEXb5HV6JePZg97rsNnpb1NC5vKGPRlZqp6/S",
-	"YT+kHzc53isUKYNoJDIS8KclNdsvlvfIS34jbWoxRbnW9oqmLdMBlagaZm0rkQtzuUWNaLuIlOWUawM9",
-	"DYRqpS84hkmCgkCBZi2gVJ9vs6LSTP9h9OkE9J+XOO38kcRJ2v1ckacVeXoY8uQIRIU+3JdEldiuYmZ6",
-	"S7lQJdyKhhluSZXFYENejOirgCbF5OgYMDoUIibrRScgwRPn/UOYJhaCeKPn0qRl9fWxqkUh3oEkVIN0",
-	"Clbl6pJ4oCBPar9lcY/sz6twe42ELOQ0sFTR0MTtGpoYVj2YYgGqSirf4CI86alBq1l3yuZNqhayf0Ox",
-	"8VFFvswhqIHs+SpMRYaCw0rU+xrpTm77KdAde24JLWRGW0RbihQEmaCWNpNjVwajnOkLc1vM6yd0LGds",
-	"SE8h4QkmKUgjQwhMD6JMq1Le+T2XXgDlwSHoAtX6fOsyJr7Yfp5XQ86NuzgsGsiJyFL82o9oce+Rgiv1",
-	"D+iTYOmf01ttOLEzM8kWulvtWcGgwmNSSYpnhHBnzQaVpQSJs0zvOSbLGDPIyTI+CEnyAAg3N0rPzq0G",
-	"B3CRxxmEU8ZjMSXrOy/JmPHUkOD+bL4sZIs4TCHOIm2LvsbzuNvcEmX7WEPRnpejfk3ZfA80KdBnxjEF",
-	"ZmlJ/tHt0+jKml8GzgGO5iMJSeBmRFNEXH+Wfa/Ii2cvGoY2D4gEGo3MxQuJSsTUeqSyxMySq/xfbj/L",
-	"P1ym87s6L+DictZZHKRci9Qcxex4GXzhLyOq3A7E5eM1pfigRkY6wNM7ZQrc2CxJbHbQ4jxeqs+N6pP1",
-	"I+hHe6/CarZnmBSPusoC2y2IPfIRczFWbrlFkXMvrVOlFmMX2mpUPf/lGqXwsYN04X3hYhqaS8zzMoDM",
-	"5m+lfZFi9mq7lXiH41RmjI05pJt1J3TddBY8qpgamJof3Q1DMQ1gPheTl/HxbhnTyy7PHjH8kJdohWln",
-	"eleZIHn3bcGzeuk254G2ZT+KYJKVoze9qWZ9ljA923OpPO9+fGxGhUs6mVz+farvc5qeRj+PhauW8mxB",
-	"GIyAxmATj7+m0Qg2XwuuZa3fvkslJTaRjPSCshTuoyNzAMxa1zkB3v6jicL3Yi1bzObozqtERFduWU/K",
-	"kT5rIeo7kl9gSZ+cm0XPqgtDIdq3L3halfjgH0EXOInQZVsrcpdId5BpxDd7TGeWx9QjGHdmm7u9tH5a",
-	"hCOqRzZ5xlYpF3nOiq+clR7FWWnlprRyU1q5Ka3clFZuSis3pZWb0spNaaW7/srclIpG+0L9uYkCc2UK",
-	"+sQBMrssGpGZSAlNDLc/IyN6XYiOMCS5bIZqsGDZ3LiVnF3zJI9JgoyDhwlDl1wKZae3Rs2fs/w7Bj7T",
-	"/XqJ39f3j442LBy4eWTMuFkfL6SEJzZBh69+dmPkyyiqcV3iPNQyo649Cxihes91natvMwUkeWFeMatW",
-	"d8MjUYoo5wJrkKKaFcP5DSyioGtVuSLr5fYzJ5lljg5W4Vll3MvlaB7JdaGp6s0T+1eVi2stNeVRlWHO",
-	"HhxX2hZXE5aqWXczyBSUb24EtGqbY5RppteLmb5/YXo0gsRqqe+srwqJYpnyFDmciErJQJXz1q90Wv9c",
-	"7h1fjVLLhfiVHjpLYsh6ig/URuGBKjt4qK1+5kxb/8p5sbJ59G+PvMUKc67E2K/ecL8acjyiPE4gJmDk",
-	"3GS2tOLc7vzxk2kCKiSYRoZEIjYfXOVKq/JBRls5mm6bYWgekWDep2vIakMZ6KykMfdje7a9bTuKarE0",
-	"9JnLHLNQ3bVLfv187uoFntvigueewuU82P2f//4/t7+aR6fQ8MXNzZeXNzfhuc2Gcx7sfjYNb38NHXv9",
-	"K36PqDKQZh/HgIKGY9Qd1E3lIIfsGgwb0aex3QjLvvQTEV2peUJ8tYe/KlQ9oiomZgMUvAqVOpwZ3DbF",
-	"h1bCBKgmlKzXcB9hkUnZQNkfHyMbellAo6tqmKtHxZRnBQSL5QyZVpAMrFGLcmJF45BwUTxhIdnOPZz0",
-	"iHKUGS3oG7UGLHPulr/3WNbuiR79Qi3JJ375F9YibJCLll6V1St8Xzlu5TP59A9jOslUTgWdmvOdlvn9",
-	"LL2YDaEo/zyBJ6uQk1XIyYo+/aEhJ81qqa8+cmQVM7KKGVnRlz9BzEiV81kcDbKK/bhj7Mcq6mNlOfvq",
-	"oj4KgRyrsI1V2MYqbOMrCNtYBWysAjZWARurgI1VwMYqYGMVsNEtYONBYjDCJpPBL8hCGDHXMDCuvEJY",
-	"YCrMj7a0uVUMGe6m5D+Obaxa2mVt9nRH2e/r+O9c72cWt9HLJ83GV/7k2Rw9Ule4yKYDz9WIPRy89M5U",
-	"GJNSqaaHlYIfXoHYUFnqia0UncRw5wW4UhaulIWdlYXW5FcgmY5+hPM4GiEzcoAMaV42BTWHI6CJTb9f",
-	"qyfYd6zrdMSSLDZMoGupTLnaI1Z2MvSDxFTTvivXVKQhP9k5HvHCuRka7lsGshHBEnZd2YOSB/I1cHt5",
-	"w2DLd79pRNKhjI1YZyh9JniGLqIiD8RbHqbmefC7igVrypU5qI9gO/Bhe0xnlPk8TX75pRp0K4f8r4bG",
-	"3K9KQp33vmV28hHWVMmHrasLP3oHpnpExiKGzB3PU07lTvaaJmIYZqqavojNBcKyx9hzndZ4SW44NWKu",
-	"PRKpVoZXMvyRrbQcZroHymPrT+0tB+Xdck0FPQJmZfk9V7PEXndnUEHHPaVxPF4gAWQEEnokI7rP0L2+",
-	"nbniNVIa76o+koW2Ms8f5SHnQ2DnaEGY5h7ywcrV7J+JstX7mtnDXNLiVR/+rc+2GtLPMGttTy1aJOOq",
-	"Y4cYEKbDXCnNZI29tc7RA0drYYfF7AVzSywuNVN9YpTPkDJOxvQqs7uGtg6cD3mTVbRMZv4YMaqMYtQS",
-	"+GG3Er4GG+cTq7/+ce/4YqsoX3ZeGm2lzqT3Q4F7j+NqOaVBbvEbiQRLf7WuEUXWsW9WTGzDAqgIc7HK",
-	"Zug8VsDBkwl1CIun8AmzqG+eJonz2845HynQVsjFnOXJitbVWqWKV72k+2kRre+ALajwMQzAV147CIKw",
-	"UNjvoj5I/8D29uLzqZR05ofnD4QcP66jxd3Yjwf1wB9T64U/W0XCrahld2rZuYpdnaq+QFSfQln/KWPE",
-	"lmnq0ZHF3JUBgyRWBFMJWW33XqZyvaSa9CESYySImRXZwPv5tldYQ0HZHiUMI7Ns3Lcrq7vuxM55qPbG",
-	"Xl6kEgbaCJbkCmDi6+uddofsEwkY98WcrwV6I2QaN//dGtHCm9UUBPD4cmBjIdeVHLhSu/8DkcnFevca",
-	"wXEMWrKoWVn8wf6eqa2OpBiDHkGqiIYbTWzJ6x7BZWNhW9Nq/+jAsHkSlCIpT8x/r4/fvjk6PD69/PD2",
-	"9Pjg9cnl+4OT07cfMWAA80Fk7VHQxIjOKrVwwCwX4gxsW5OEstLVrHAPYbflws1EKJZl5RhTfYdTv0CZ",
-	"702X7Qtukisd2pvRceLtVBE5h7bRyQSiblJuNqqfNqhoVCFmbLOpz3s7JBZRag5etV52PR3L+mb9/Gwg",
-	"6FyEvtSO6FvnwYVIOh0xfFS0pK5U8xZmRFlqFMJI7fyZyuw/mbtTSF6iz6b5nWlUWxIudPUQHuNkf4h1",
-	"CKcmWlj0PSB9Kbn005jxXJPRTIYslcGdrMtD+F5ENHE7HYQBlgHHis67W1uJ+W0klN59vr39PLi9uP1/",
-	"AQAA//8=",
+	"7L3rchu3lij8KqieVEnKblGULad2pErVyLKcaMe2NJI8+WYkfQzYDZLYagIdAC2KsTU173B+nDc4L3Le",
+	"ZJ7kFBbQ3egb2U1LSrw3/9giicvCArDua+GTF/BpzBlhSnr7n7wYCzwligj4dMQZI4GinJ2EZ1hN9HeU",
+	"efterD/4HsNT4u17gdPM8z1BfkuoIKG3r0RCfE8GEzLFuu83goy8fe9fdvJJd8yvcsedy3t48L0zwe9o",
+	"SMQRZyM6/pnM/y0hYp6B8Bt8ymCIbetBAM0Ht2S+MiiVmQGej4z+lpCfyXwBJpK0zaPO/aAHkzFnksC2",
+	"vMbhOfktIVLpTwFnijD4E8dxRAOskbjzd8mZ/q7dtBcqPBaCCzNbSGQgaKzH8fa9ywlBwsyHqERTHI24",
+	"mJIQcYH0uiWSfErUhLIxUhOsUMiJRIwrNKLKe/C9t1wMaRgS9mzgHp6doFsyRxEObiVSE4J4TATMtCGR",
+	"DHhMNGAfuHrLExY+G1yUKTI2cKBNLlB+c7ZyrJF7qjHNAO5bMt+QiLA7KjibagD11cDziOPwkvN3WIzJ",
+	"s4E/5OEckfuAkNBgVRJxR8SGRBGdmr1Oz+9Hhu8wjfAweh7wDlFKAQCw9LyGJCYslEjj+0eqfkqGPhpx",
+	"gTAyn9BhHB9AD8VvCUMfz9+lDQQZCSInWyjgSRTCzgz1wDiYkNBHITXfYSZnRMB20SnRd2KEaUTCA/0r",
+	"3IkZlkgqLsyNCSaYjUmocXVuZngd8eCWPM8hpOwORzQcBIKEhCmKI7nvLH+aSLtKgEyvc5ioHBmwFkFG",
+	"iSQhmlG9Pug9xMHtNh+NUEwE5SHafNlHEg3nKCQjnERqy9dLTzu+AlRJjTOMBJ+ZDcj2T8+hMRvgKCJh",
+	"D52TbTqNuVCGwBDn1qAgIlhINORq0tMovYADaZb/LMeOoYSR+5gEioSw84kgBygkCtNIIiwIivh4bLFV",
+	"OJo0TAGmAXnu66Jvc4gVHmJJNFFPGBxsPb/eKcU5khGfoU1p4BskOYBmM/PrjyY8CiXCmjWweba+IQ8p",
+	"ga+pQlM8R1ghzgJixiRiwO+I0GRMnzLAzjlRYr59OFJEbHm+NyE4tIKI84v+WFzLBQm4vuOKoxmm+vyO",
+	"uNB4VmJO2fgAScKUmaEys+fy5SlldJpMvf1d31PzmMB9UWRMAIUPvnfJ+XvM5pb5ymdnZ1QiDTqiSiKB",
+	"FbFk99FQtVBqWYqdjwwnasIF/f2ZiNkH7iNclEewvo+3jM9YijQPIJNJrCkICd+TkOJLAP85mSY1JK0y",
+	"i+5iB9LzHEbRYaImRzl1BtjY/HTk7V8thuNU99x1uv5C1eQcz7wHv0XHFyt0fI0lDQ5j6oK7rM9hTH8m",
+	"82494tWb66VMSBQu7fa3meoyi8VZRAlTK2DuMI4vtESwQldzy7rAepRIxaddelwOcZfmr2kUrbCSyxm/",
+	"UKTT5l7QMcMqKSDOe7h58L3qudIXJwypvms4OhNaAVBUK1AjHEnia40x+0rff91/2V2/1FKSpijKUhDC",
+	"NEW88g7PTgY/H/+Hd5PRRqmEpqhGeUtp6pX51U+n082p0jxfLwAZxdEOwId/JwHI1KUb0HFhQUCkHIB8",
+	"pz+XwPM9ch9TQeQAAx3UpFT/5YVYkW0tp3l+tY/AM2esHNIqWs7ao8QF1EzhoCcX15djKLv0yzBVJdaO",
+	"XIz4SLOTw7MzZMRPLcpg4MNaluCJctWy/VwolfuC4IKIjcZEgcI03UczrSG7ciBIJ5iFaDYhzJXFNXcN",
+	"QRmhWimEXfIRI3dWxzHNqJIkGvW86oGOBzR8tB2nTCocRcC6msb9ot034FYnqj0Dvl38LN3p+jNx4oz1",
+	"JaQhxWQr0lCDqUX9XBhPwudFYwPamljTn4DwxILeYUXAvFc3ZgfCNLi4PD0/Xo7ZEl1yIahQqcM4RoC9",
+	"OszWiUvdUBpjKWdctLt9rw8vTo5qlud7iSTCGCw/tTtVWQc/B8FZNSwMaYmodtn10kG3lYfkrnHPVzlH",
+	"XIwxo78vJGcLsd100CSRsgOJfH3y7l3jHjUN0n7/UrRVF+wszyzGr2y2u8M0iur21lipT++IEDQkHfc0",
+	"AOm5aZH2V0kCQVT9SuvAsTz4mIUfZaoBx4IEWOU6bZXtExYivW7N4g1vHhFBWECQOU4SUbWPNOedoxEl",
+	"UYhiQTTj9hFLosiwbq3ggepZZcYhlXGE54N013KNrrzu7Bs9rhFtyRTTqHMvg9biUo0LI5ojCrdxRIlZ",
+	"brr83rKrUoTiEdfYBVoXoAL4aEgizsYSKe4to+qWJZZOUA1kCo8XkGlzoEynq3Qc33S/qZkz3U2/iC47",
+	"TQnZN4uPeGrkLG5DxMf2SpF7PI3h+v67YEM1v/3//vY2uD2avvzp7PuXqm6ry9QJG5Iu5yzQwOQD4gKt",
+	"X8w8LECLF/NWI6wj+cg6W59fu13KN+l+e8y37Zd/l5z1zvHsPZESj8E55IzfRKIE0WSlE+MJisx/oZGg",
+	"agzS1ICFg8SStvyK4ShqYSKq0kd95ItoTc97abOq5PamiMH6sYvXye9EjA/AzqnhATs6ZshM7aNPD4bi",
+	"UoUm4CxgxE9JtyQk3JCoAg4KSRBhYWjIFJwFRN8gWCxVZCrbe6itvS9DCRYCg6HRHJTsJFCmvtvzquZS",
+	"34uwVIMRUcGk4/mZEoVDrPAjH/bU+VIvCNX41muFG3t0FqpJuo2WYeKw492pI6bFO+o3RAFki8u23MGj",
+	"X0NIMnLs3PACyNUNLN7sxcTupIbZXRb8WhsS0fAAYcTIDH38ePLGnPeIjBTiidJ8eorv3xE2VhNv/8Wr",
+	"V743pSz9vKuFO6WI0AP//1d4+/fD7f/sb3/v9w72f/jLf11fX11f33z+128+PVx7G9fX19c7A7R985dv",
+	"6s5bDvU7auINViLRq9wyPeGJItO6i8bIvRoEiZCGBS4aUA9zZFqWqc2ZEeIMcqdcuFsg0RSrYLKPtJys",
+	"KQ2WyEyINjNfnsRTgkY0UkRIsOGAQ2YLjDb6dw0mivGY9NDhEKayIos+PuaHysF2kbb4HGUIWplxLmZs",
+	"7alSPVPqzoqqsu8fR6K7UdqK8PdnI7mPSz6zDc9IpUtQ7fFZfHrPCe5qoT10Xf9Yoh+PL9GOc192Prmh",
+	"aA9IEJUIZpS3oqxp3MEzMpxwfjtIRAQ+Ya3E+sYWm95w0PbKSiF4s03cB6h/VrQI4RMeRqSHUgQhKhGO",
+	"ZnguyyqjtSFjVlC/1jJunUhow2ecgQ+0EGgCdVyLfNny3ns66lQVZr8mkfIq3a9MWf1nli19r44U5IBU",
+	"sfVk5LSdYFoL7iPLqzDWSR6x6MScdnOsDoZYEg1qVezVQIBvjdwrwiTlzISjpT6KsxPXDZfDcpBGlqGJ",
+	"UrHc39nBMe2NqZokw17Ap2UJub/315pNx4maDKbc7HQ7wHQXpLsAXHnQGk+UpCEx8WlY4YiPe+gt0Kes",
+	"DdUaqw/hUDbOzmm9IWHYHpwGY345Pfx4+dOu55s/XmR/DI6OPD9zOfvW0u97l68P4fszz/c+nH44rjUs",
+	"dyDOzt47BPqExQkckLLBr+VQb0y3D7rXg6+v5wyLcGBPtGt7GHIeEczKNKTlPGkkKlAPfkvYAKxW7QcA",
+	"jx54NbIRWp/h2YQIgsx2GV+lMWJkgZX5AS6cgXbn1oSZp7Syeyi7S7kccuQMW0sQKnEk3ShBW9/c0ceL",
+	"y9P3yx1zjtfCcVUYKOucFZaVm/O7XPBcbKh6k/3ua9nNmKkok4rgsIcOI8nR3IiOKW0ffAuNljsHypp9",
+	"VdtKHQIZa0uNyku7ruoVWGxtaOTW9SheysX/HUcJEIcioO+JGJNQswFeigPeMHZCHyWsFAG+IRGfsQzz",
+	"U3zvQrLbzzYDCFIb4H42MYVV++hy94IHUt5RLcP5ZYIVmoE1QnA2TqPQY8HHAk+R4ggHCnHWQ8c4mKBA",
+	"syCjg0jEGUE/XV6eIamwSqQPMfqxQjXR3mhzr9/PQ03cUGrMshj3LPp778Ve3jhjZGkgt9WKTJi8Vpts",
+	"7OXAGXZzr7+HRoJPoXUq3ejDFXPKlPSRBggavDl+d3x57Gp0JYVuy6866FIcGKtuzjzTtUOYpZ99HPJw",
+	"7nyELKIBZD1J5+tE0OqXNlp0YP0aUyolZWPgKgMTgAsHzEajlr5PMYODgCdMy1+jLCvG9xhXgxFkouQt",
+	"85U7X5ZESiMvTng40CPgKOIzYny7kCAyUJwPIkgR0RyMD6aYzQciDV/269IBXLnVCfr2fK82eLoaHp63",
+	"BPG2VgiBe/AGguQ7G69CUqsgTK3CUe/JN4y/eON+JnOZn0wI093kAsGR2EKCc4UsoeGjEWEhZWN0pymT",
+	"PmaZetfgREsVuIpxD+T0FFgLWiOpODUfV0PRIjqWE6LuSqu7eTUKa/NG1OGibulvwaB6YXrVMMQlzOcn",
+	"giOz312EEyKTSLliCL9tIYKYXnWLOIGYwVzBf41VMHkLqUEdQSOpo3fpppzmYSjACOrdDOY3dHZ6UbSe",
+	"oRkkOlnDVmrC1kcC4YgzYvmnSQJ49f33fp4SsNfv1yQFFHFlQbLHrT3OzJedseaQz9ZGGPBCF7CXrfeF",
+	"XmG23hdd1utA0nrRq+naJX9LTf4hzKUFBC1DYIbKk9t5e8g4Yu9IxGOSpyYCt8CK2FhWGIXK7OsQcQhI",
+	"1SJXxqqBsPJR9bwZSytGQxyCBEOlPXsg45kkF7hfBXq7xNg0xfcnpulu325Z+nkpaV7sd2nYp5RscEZa",
+	"GBYXn/Bl4e+LaAq4SxbAKFciiDXn6JQRuy8ohlwkMtXb68jcfrp9XIRGfWjFVxYheBlfTaFts3Fferda",
+	"muJLrousJTLdE5sGbFHnSsyXrw8RgxxbKy2ehFs99M46f/UdwwwZ655v3JDGPA7Cib5GtyRWtdqOQ7ZW",
+	"dhG0T+LvZmwyu9Qc7LKQ+7mqfQdLdlm/tMqJVraU0sStomm22YdMyXnkrWiwlXe0/3yB07DeoL3MkFzd",
+	"2froB0dJVdzg8gD9qof7FUkSkcDkUKA7LChmgNWQ6lGmlGFlRKQpjmMrNab20daJaMZ02pyx1ZRNkBpg",
+	"O2TJWfts2xSvX6iaXBqt09qE2+YA5sbjtsl/BStzt+w3a4Jum1RWsLx4++bgPPgtOWl1qZ3zHP8kCY5N",
+	"2OycCZgdk0fO71tw9o3UUUxhqZc8Q+MwyZNPkJuiAiJDSAI6xREK6Ziqqil8UYxTf/v7m29rA5gcg35X",
+	"jl9wfZesdVRN0JRGEZUmpRrE3b/hO3wBrTY0DTu5ODVKLJoJqohEFIhWC4dkkRU0Om/aObMdDJwedswd",
+	"dfrW5OFWHeJFQTEyjnlEWRAlIfnBAd93nPcTHoFxpey8PzCREtAwdbvJzNXv1lIpePyX8tGywb2C5nY+",
+	"qYiP+UKfdn3yRsF3U/254Lv+Uxw6x9dcpw2UN9k2P0jDXvQe9prjDpbsVkkCcbBX8KSXoulha2r2sdlD",
+	"Xiu4NB7+VRMIm2MvdJuIstvFrWrT3+oaPkoOYTHVLYNwCaoqruJuMV5GwPFT3ylmIdL6kMK3BGUZQz4q",
+	"pAdBK6jqJA8gUkC3lsgsxEcp5NDMWRTaxAydXxya2hoMnR2/99HZz0cX/7KLuDB//XWrh94aR57V1Lia",
+	"EIE0BjKXbiJJuCgDt6MB0z0LFWfwkr6FpKqO81ZSrpz+e/3vv1s6QOl4Ot13v3v5172l/c0WVonMIQr4",
+	"dIq3JYmxADtTRKWCMjTX3rUHHILlFsoizI6Y8M1nkBRMQPT+zqD37fbNXzb96ndb9bJE+VZVAzTyEIx2",
+	"t23JXXJjJbrvpzPQCsHbqf7cznbjSFnLbDUw8JKFn9aVQfmi1MI6KtmQY1jXND+a7Ylu/fG4WRB9Vsl2",
+	"NKJVPZ3OF1leSQZuZeQlaD9zJJeqDJ/y2w0Jdf/SEnU2eMVHpDfuIRuDtVqGwqApDaEQhmZKIa54nFuf",
+	"4hVObR4xVMHfT3xmkAUbBfKsPtoB1iKarQiRlaBDm9WYoi3XuW292EOtn9YeqFI5m44Op1XqQ0iZEHHS",
+	"kElt+IItsOJkrbWHqSE8eVF6cCU+s/kOVLrfFKBuWFZzaYMyJfjbL5etxS8HWU5Ykx6h5vA5yS01ESVE",
+	"EISBV0KuCZIKCyUPEI/xb0mZW758seiKHm7/J97+fdEVTa2nX2xer4tROmUFE7mW6kB9hLUZwQyiP9rZ",
+	"jkpm6s7B2sa43cHVtDwbpK3F+s9jR250ny0Kfs6WWUdJqya9bmeIQ8hNditbVWtx+jjcd6UaUJbdL73n",
+	"Lpi1AFSDGg1mvDY4W62+Rgl11SIAtWhaufzKY6OqUohlCcJqrK1fIGC2Oi0VWbNVr1VYcbcLULs1YPxf",
+	"ujuLBNB0z2pP8gtk8N9hf1Y71l9WYuSRa6O1lhaeYgvqb0iLjXi0wnPtbolhFm4GzhKW7NafWXXHTAjr",
+	"4DEuTud6UvUXpNWGPFFdrj9mDxpuTWVvWt6e1fah4ZbU7cYZVsHkS4NKVo1v6JIN15TZVilkPVEq3pRb",
+	"pgZ6alpT3NTYtm6EZbkpdVWZqrJjvYcw16M3JDKGfnRL5iuaEv5rv/evqFFZqS0k+vRa8uICbq2P+MXJ",
+	"jx8OLz+eHz9LebcMV3XXIKt+/NQxrSXQm4NIjffrNedRnSHZ+u+qeQSC4FCa4G80ivBY7iPQuNCuj+ZE",
+	"+ogzH819RBgeRqbYtFkZ6vuIcR/x0chHzEchldACXNqYzVGAJejazjHdvLpUN1fn4ubqY3JzdUxuPu9+",
+	"vvqPOfx5dSFvPl+d8purD+wGvv0MX39gN1eH+Obq9fDm6l1kmr4Jbz5fvR2ZH/SXF9IM1/8M7U+5HUq3",
+	"eTu6+WzGfBPeXJ1Q07pmyK1van2DsFyNe/OH7/Uhc0EL5qOR/tP44WDxxq+nEQjnTP/ve1oen4NVEnIa",
+	"5mDQss31xiVAkTueJJn3Ku21cT/quZ26Zpn/thyta4epO1E26adogP9ubzkZunEsm9fX272dhhiFLOWp",
+	"u43/8kkyrXK+ZhLbNm/JfMeEF5qp5VYPQf4EFgQxTfsi+jsJNbuI+IwIfebB3QaZrlLhub4XirJAITxS",
+	"xOEnDflYJQ45aJ/0thBjD4+V8OV7pSiazvauLxOyjBrcQQF9FBtHvQOjnq1kEJbmdliLcZdVMZtywjL1",
+	"tu5eLvJcRXFgHs2ZxmruI6zQlEuFvttDP9PXJdHhu1evXi53YtaUJX96weDLlcbLX04HF5fHZ6vmzV7O",
+	"ONLrrtuPas35ZRhJRzU9U09H2GrwLIytG9rLCGnIgG/ywnYAGKJGvrgwwteZiP/MmfQHRguRiscyTTWl",
+	"bPw8afLVFF9JgkRQNb/Q/cw2DgkWRNQ7/Q5RtqL0CRdDwUx+jXHSgg/DpM5glr9TBpwV4k2YzcfW3YGd",
+	"TngU9tD9ttNf2uK08FVxHChWJG/RiIsDG3AHX0WSw0gIoxmNwgCL0EfYjLAB1YpG9B7ZvEfK0P63aNMt",
+	"eP+t31j/vvSTo9nJ/W+3fDSb0GCCxgKzEuAmfduIBrA3cPoAw/lN1HoqCKSpT/7KawLERHuBnNlcqX/J",
+	"z6Xk2KamehcW/GxCzRY0CElEKg0KmKuZofL7AmALbWvWXfm97Vi1SC60qF18oYVd/Q28oUPZiNe8XaS4",
+	"rd5ZfqXBzWGEhA0qwu0YCzXX106iIZlQFqIPmI35hiw0Pzw76aE3RNA7Eppc4LRVnAwjKickRDImwYE9",
+	"pub1NkSzW0sZCnkgd4gQWOHeFOLAUmbi3n7P9+6IkGYtu71+rw9+lZgwHFNv33vZ2+31bUIwEJadYgbj",
+	"mKg21azfpsUIBUGHH96Q8MBkYWmQ89hH9Ob44shHNIQ/DrTuKgm87gh+4v/7v00hQzADmVImJv+f3FGe",
+	"mEYbEjlFGJHEc9lDh6a/fRDMymIwVAHrWjGAZ/kIFtE8fYWKKmmSBWMsJZFoD72nrw8Ks9CsihpUJYCn",
+	"MOrrNvbQB144Jxoh0N4UhTMBexmVPAm9feNMzwd6R8Y4gDhT51HUq/KxPL7HgSr7pnEguJSuSQvikuse",
+	"Li09ntruzalChvTDg18G6ghLsk2Z1ExU0TuCZDI0fLEm34yCMcN+nxb92JDIihUm1ocLBPpW0zIkwSKY",
+	"fNECFh9sg+es1DcNmyAh1lYaPjkwJqehhDW3gvcSEE+dpo+5+aVYyaxsh9E5tQQgD5CMcQARrDzRtxHy",
+	"gfU9F3Q6JY3IdU50CWI32LPvRiXIRkAVHsurWzK/+cGYFmJMhUwprf5gxB1znz3wK0RQ28BsSR18tjxa",
+	"DlaTXaSjmaXGTlF9+kHNgeqHhMSneWRRKcdQU8QCLXRIpo92/+e//9cLjb2sPNRuv5/RVZDZcsLpp5Sz",
+	"dKHhEV6TzA9h0y5hVYasok2q0gD9jFpHRP/OGdkqUl2tD+nxFWWJSShAlwXbqYUVuC9s/gGShNQwxrot",
+	"S98wzPfMDgcHyS+k4Ls5+HXPEFbQfabRxpLpkAjD3vsHaUWPOobXQydjBjmckNJg1t8EeGwqeNTA7UIN",
+	"+Oj3i7D328B+aQsIp9tgaU2BC5uidE5wV8au4bVNoEzwvuYEK+B+pqlm1k38KC2V3I4YOQFoDw83pYeq",
+	"X/T7j/bMYqkQdc1ji6fMYqIoEuqruWcAqRs/A3jHeVYbuuwu71J48hI6vVzeKX8OW/fYfdVmmpr3K3Xn",
+	"F98v71x+tPTB9161QYf7lC70edmuT+k1W1dtBvHJVZivFqtTN/pEyWQ6xWJu5TNUKCDByIxIhUZUSJU+",
+	"jWZurlvxKgJBDmnJWp8NtwbFFsDnVpxyA/FizXnaSN0XE6i9tD0lYmx1lDwJ3JQrwxCnaLWInFbrWxeC",
+	"fd3a0q2MOuV3JNwCH5K+xkpgJjF02TcFuWzFDFuFys9em6YSEr8UYSBmQ81K+0S1RHv9vZoaXVVJ2Ji4",
+	"0ojOTBC29R1e83D+aPe6HDb6ULTQ2bq6T0ZWaqev0mE3pR82OTwoPOJHgglPScCfltT095b3yJ7EB9rU",
+	"YoryW/RrmrbMBlSialDVsEQu9OXmNartIlKWUa4tiDTgspW94JzEESgCBZq1gFJ9ekgfXafqD6NPF0T9",
+	"eYnT7h9JnITZzzV5WpOnxyFPlkBU6MOXkqiS2FUs9GkoF5iEW9EwLS3JshqsyYtWfSXBUfHxAEgYHXMe",
+	"os1iEBBnkY3+QVQhA0G41bNl0jT5yl59KeQ7oAgrIqyBVdp3exxQQCY139Kwhw7zV+qdRlwUahqkhU33",
+	"+v0amlhTCTXkRFZJ5RtYhKM9NVg1605Z3qTqIfs3UBufVOVLA4IayJ5rwpRozBlZq3pfI93JfD8FumPO",
+	"LcKFymiLaEupVLBeSEufybl9JqZc6QtqW+Tvi3R87luTnkLBEyhSkASaEOgeSOpWpXcZDmx5AdAHx0QV",
+	"qNanB1sxca//MqvKnDl3YVhwkCMu3NLMJq+0hwqh1D9ATIKhf9ZutWXVztQlW+hurGcFhwoLUaUonlbC",
+	"rTebyLQkSJi+hJBhsowxjZy04gMXKEuAsHOD9mzDamAAm3mcQjijLOQztLn7Ck0pSzQJHs7zZYFYxMiM",
+	"hGmmbTHWOM+7zTxRpo9xFB04bzhsSFPvAUcF+lxTR9kvHt0hDm6N+2VkA+BwNhIXiNxPcAKIG87T7yVU",
+	"364fWjMQQXAw0RfPRzLiMxORSiM9S2byf9V/gerKOecPHNmadQYHCVM80UcxPV4aX/DLBEu7A2H5eM0w",
+	"MNRAawdwemdUEjs2jSJTHbQ4j1Pqc6vKsn4k6sn4lV+tAk3i4lGXaWK7AbGHPkAtxsotNyiy4aV1ptRi",
+	"7kJbi6oTv1xjFD63kC68L4zPfH2JWfZMJjX1W/GQJ1DV2mwl3OEwEalgow/pdt0J3dSdOQsqrgYq86O7",
+	"pSmmBsyVYrJnrpxbRtWyy3OAtDzkFFqhyrreZapIrr4tcFYHdnMeaVsOg4DE+vpqQqx7Y0WHNKJqfmBL",
+	"ea5+fExFhQGO48HfZ+pLTtPz2OfhYbelMpvne6Y4PkByhIMJ2T7iTInauH1bSopvAxnpeWUt3EVHGgCY",
+	"tq4LAnz4R1OFv0i0bDGbpTuvIx7c2mU9q0T6ooWqb0l+QSR9dmkWIqtuNIVo374QaVWSg38kqiBJ+Lba",
+	"WlG6BLoDQiPw7CmeGxlTTci0s9jcjdO6ZRHOsJqY4hk7pVrkmSi+DlZ6kmCldZjSOkxpHaa0DlNahymt",
+	"w5TWYUrrMKW17forC1MqOu0L7zPGkugrU7AnjkDYpcEEzXmCcKSl/Tma4LtCdoQmyWU3VIMHy9TGrdTs",
+	"yos8RhEIDg4mNF2yJZSt3Rosf9bzbwX41PbrFH7fPDw72zJwwOahKWV6faxQEh6ZAh2u+dmOkS2jaMa1",
+	"hfPAygy29jRhBKsD2zU336YGSLSnuZgxq9vhgSi5ryHiAN5CpBoWXrC1ysyQ9ar/wmpmaaCDMXhWBffy",
+	"czRPFLrQ9OrNM8dXlR/XWurKwzLFnDk49ulnWI1feu29m0OmYHyzI4BXWx+j1DK9Waz0/QtVkwmJjJV6",
+	"ZXuVjyRNjacg4QRYCEpkuW792qb1zxXe8dUYtWyKX4nRGRKDNhNgUFsFBlUO8JA7wzSYtp7LObmyWfav",
+	"fes2fWLsV2e4XzU5nmAWRiREROu50Xzpi3P7OfMTSUSkj6CMDDymK31kX640Jh8QtKWl6aYZpOYhQTR/",
+	"uiPp21AaOqNp5HFsL/p905FXH0uDmLk0MAvMXfvo10/X9r3Aa/O44LVjcLn29v/nv//Pw6+a6RQa7t3f",
+	"f351f+9fm2o4197+J93w4Vffite/wveAKg1p+nFKQNGwgrqFuuk5yDG9I1qMGOLQbIQRX4YRD25lXhBf",
+	"HsCvEkyPYIoJ6QgUr8JLHdYNbpoCoxUkJlghjDZrpA+/KKRsge4PzMikXhbQaF81zMyjfMbSBwSLzxlS",
+	"JUk0Mk4tzJBRjX3EePGE+aifRTipCWagMxrQt2odWPrcLef38KzdMzH9wluSz8z5F75F2KAXLb0qay78",
+	"pXrcOmby+RljEqcmp4JNzcZOi+x+ljhmQyrKP0/iyTrlZJ1ysqZPf2jKSbNZ6qvPHFnnjKxzRtb05U+Q",
+	"M1KVfBZng6xzP1bM/Vhnfaw9Z19d1kchkWOdtrFO21inbXwFaRvrhI11wsY6YWOdsLFO2FgnbKwTNrol",
+	"bDxKDobf5DL4BUQIreZqAcY+r+AXhAr9o3na3BiGtHRTih+HNsYsbas2O7aj9PdN+De3++nFbfWySdPx",
+	"pTt5OkcP1T1cZMqBZ2bEHgxe4jMVwaT0VNPjasGPb0BseFnqmb0UndRwGwW4NhaujYWdjYXG5VcgmZZ+",
+	"+HkeDRcpOQCBNHs2BSyHE4IjU36/1k5waEXX2YRGaW4Yh9BSkTB5gIzupOkHCrHCQ/tcU5GG/GTmeMIL",
+	"Z2douG8pyFoFi+hdZQ9KEch3hJnL63s7bvhNI5JORajVOk3pU8XTtxkVWSLe8jQ1J4LfvliwIe0zB/UZ",
+	"bCcubE8ZjJLP0xSXX3qDbh2Q/9XQmC97JaEuet8IO9kIG7IUw9Y1hB+iAxM1QVMekjQczzFOZUH2Ckd8",
+	"7KemmiEP9QWCZ4+h5yauiZLcsmbEzHrEEyW1rKTlI/PSsp/aHjALTTy1sxzQd8tvKqgJoUaXP7Bvlpjr",
+	"bh0qELgnFYzHCiQATYggPZQS3RcQXt/OXXEElMa5qk/koa3M80dFyLkQmDlaEKY8Qt5bh5r9M1G2+lgz",
+	"c5hLVrwq49/5ZF5D+pnMW/tTix7JsBrYwUeIKj8zSlNR42+tC/SA0Vr4YaF6Qe6JhaWmpk/I8hljytAU",
+	"36Z+V9+8A+dC3uQVLZOZP0aNKqMYrARu2q0gX4OP85nNX/+4d3yxV5QtOy+NvlLr0vuhIL2HYfU5pVHm",
+	"8ZvwCJ7+av1GFNqEvuljYlsGQImozVXWQ2e5AhaeVKkDWByDj59mfbMkimzcdib5CA6+QsZzkSd9tK7W",
+	"K1W86iXbT4tsfQtswYQPaQCu8dpC4PmFh/1u6pP0T0xvJz8fC4Hnbnr+iIvp0wZarCZ+PGoE/hSbKPz5",
+	"OhNuTS27U8vOr9jVmeoLRPU5jPUfU0FsmaUeAln0XRlREoUSQSkhY+0+SE2uA6zQkAR8CgQx9SJreD89",
+	"9AprKBjbg4hCZpbJ+7bP6m5atTNP1d46yB6pJCOlFUt0S0js2uutdQcdIkEg74vaWAuIRkgtbi7fmuAC",
+	"z2pKAnh6PbDxIde1Hrg2u/8DkcnFdvcaxXFKlKBBs7H4vfk9NVudCT4lakISiRS5V8g8ed1DsGx42Fa3",
+	"Ojw70WKeIFKihEX6v6Pz4zdnp+eXg/fHl+cnRxeDdycXl8cfIGEA6kGk7UHRhIzOKrWwwCxX4jRsO3GE",
+	"aelqVqQHv9tyyX3MJU2rckyxWuHULzDmO9Ol+wKbZJ8O7c3xNHJ2qoicU9PoIiZBNy03HdUtG1R0qiA9",
+	"tt7Ul71dFPIg0Qev+l52PR1L+6b93GogEFwEsdSW6JvgwYVIupxQYCpKYPtU8w5URFnqFIJM7YxNpf6f",
+	"NNzJR68gZlP/ThWYLRHjqnoIz2GyP8Q7BFMjxQ36HpG+lEL6cUhZZsloJkOGysBO1tUhfMcDHNmd9nwP",
+	"ngGHF533d3Yi/duES7X/st9/6T3cPPy/AAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -153,7 +153,7 @@ func TestRunReportIsAnInput(t *testing.T) {
 		}
 		got := map[string]string{}
 		for _, l := range a.report(t) {
-			got[fmt.Sprintf("%s:%d", filepath.Base(l.File), l.Line)] = l.Error.Code + " " + string(l.Record)
+			got[fmt.Sprintf("%s:%d", filepath.Base(l.File), l.Line)] = string(l.Error.Code) + " " + string(l.Record)
 		}
 		want := map[string]string{
 			"bad.jsonl:2": `invalid_json "{\"provider_config_key\":\"api_key\", \"connection_id\":\"bad-1\", broken}"`,

@@ -73,7 +73,7 @@ func (db *DB) RefreshConnection(ctx context.Context, in ReadConnection,
 				return ErrNotFound
 			}
 			if err != nil {
-				return err
+				return dbError(err)
 			}
 			if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", id).Error; err != nil {
 				return err
@@ -115,7 +115,7 @@ FROM connections WHERE environment_id = ? AND provider_config_key = ? AND connec
 		return 0, "", RefreshState{}, ErrNotFound
 	}
 	if err != nil {
-		return 0, "", RefreshState{}, err
+		return 0, "", RefreshState{}, dbError(err)
 	}
 	plain, err := db.keys.Open(sealed, connectionAAD(in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID))
 	if err != nil {
@@ -167,19 +167,19 @@ WHERE c.credentials_expires_at IS NOT NULL AND c.credentials_expires_at <= ?
   AND (c.refresh_failed_at IS NULL OR c.refresh_failed_at < ?)
 ORDER BY c.credentials_expires_at LIMIT ?`, before, maxFailures, failedBefore, limit).Rows()
 	if err != nil {
-		return nil, fmt.Errorf("due refreshes: %w", err)
+		return nil, fmt.Errorf("due refreshes: %w", dbError(err))
 	}
 	defer rows.Close()
 	var out []DueRefresh
 	for rows.Next() {
 		var d DueRefresh
 		if err := rows.Scan(&d.EnvironmentID, &d.ProviderConfigKey, &d.ConnectionID); err != nil {
-			return nil, fmt.Errorf("due refreshes: %w", err)
+			return nil, fmt.Errorf("due refreshes: %w", dbError(err))
 		}
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("due refreshes: %w", err)
+		return nil, fmt.Errorf("due refreshes: %w", dbError(err))
 	}
 	return out, nil
 }

@@ -272,7 +272,7 @@ func TestImportBadLinesAndDryRun(t *testing.T) {
 			if l.File != file {
 				t.Errorf("report file %q, want %q", l.File, file)
 			}
-			got = append(got, row{l.Line, l.Status, l.Error.Code, p})
+			got = append(got, row{l.Line, l.Status, string(l.Error.Code), p})
 		}
 		slices.SortFunc(got, func(a, b row) int { return a.line - b.line })
 		want := []row{
