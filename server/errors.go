@@ -68,7 +68,10 @@ var sentinels = []struct {
 	{context.DeadlineExceeded, gen.ErrorCodeServiceUnavailable, msgDatabaseUnavailable},
 }
 
-const msgDatabaseUnavailable = "The database is unavailable, retry later"
+const (
+	msgDatabaseUnavailable = "The database is unavailable, retry later"
+	msgUnexpected          = "An unexpected error occurred"
+)
 
 // answered is an Error with what its code alone does not say: the second status of a code the
 // reference answers with two, or a Retry-After. Only the constructors in this file make one.
@@ -252,15 +255,15 @@ func toAPIError(err error) *answer {
 			return answerOf(apiError(s.code, s.msg))
 		}
 	}
-	return answerOf(apiError(gen.ErrorCodeServerError, "An unexpected error occurred"))
+	return answerOf(apiError(gen.ErrorCodeServerError, msgUnexpected))
 }
 
-// answerOf is e answered with its code's status. A code without one (not of openapi.yaml's
-// ErrorCode) is a 500, as TestErrorCodeStatuses keeps every code of the spec in the table.
+// answerOf is e answered with its code's status. TestErrorCodeStatuses keeps every code of the
+// spec in the table; a code that is not one of them is answered as what it is, a server error.
 func answerOf(e *Error) *answer {
 	status, ok := statusOf[e.Code]
 	if !ok {
-		status = http.StatusInternalServerError
+		return &answer{Status: http.StatusInternalServerError, Code: gen.ErrorCodeServerError, Message: msgUnexpected}
 	}
 	return &answer{Status: status, Code: e.Code, Message: e.Message, Details: e.Details}
 }
