@@ -1,6 +1,8 @@
 package contract
 
 import (
+	"github.com/credport/credport/gen"
+
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -18,7 +20,7 @@ func (v *Validator) checkBatchEnvelope(schema *openapi3.Schema, required bool, d
 		return v.CheckJSON(schema, required, data, charge)
 	}
 	invalidJSON := func(err error) (any, error) {
-		return nil, newError(CodeInvalidJSON, "Request body is not valid JSON: "+err.Error())
+		return nil, NewError(gen.ErrorCodeInvalidJson, "Request body is not valid JSON: "+err.Error())
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -65,7 +67,7 @@ func (v *Validator) checkBatchEnvelope(schema *openapi3.Schema, required bool, d
 		return invalidJSON(errors.New("unexpected data after the JSON value"))
 	}
 	if details := v.ValidateValue(schema, shape, nil); len(details) > 0 {
-		return value, invalidBody("Invalid request body", details...)
+		return value, InvalidBody("Invalid request body", details...)
 	}
 	return value, nil
 }

@@ -2,25 +2,17 @@ package contract
 
 import "github.com/credport/credport/gen"
 
-// The codes of the errors the contract reports. Which HTTP status each one answers is the
-// server's to say.
-const (
-	CodeInvalidJSON        = "invalid_json"
-	CodeInvalidBody        = "invalid_body"
-	CodeInvalidQueryParams = "invalid_query_params"
-	CodeInvalidURIParams   = "invalid_uri_params"
-	CodeInvalidContentType = "invalid_content_type"
-)
-
-// Error is a request that breaks the contract: its code, a message for a person, and the field
-// errors, with paths from the body (or query) root.
+// Error is an error the API answers, in no transport's terms: its code (openapi.yaml's
+// ErrorCode), a message for a person, and the field errors, with paths from the body (or query)
+// root. The contract reports requests that break it as Errors; the server answers with them too.
+// Which HTTP status a code answers is the server's to say.
 type Error struct {
-	Code    string
+	Code    gen.ErrorCode
 	Message string
 	Details []gen.ErrorDetail
 }
 
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
 
 // Object is the error as the API's error object, the one a StdError body carries.
 func (e *Error) Object() *gen.ErrorObject {
@@ -34,13 +26,14 @@ func (e *Error) Object() *gen.ErrorObject {
 	return &obj
 }
 
-func newError(code, message string, details ...gen.ErrorDetail) *Error {
+// NewError is an error with the given code, message and field errors.
+func NewError(code gen.ErrorCode, message string, details ...gen.ErrorDetail) *Error {
 	return &Error{Code: code, Message: message, Details: details}
 }
 
-// invalidBody is the error of a body that is well-formed JSON but breaks a rule.
-func invalidBody(message string, details ...gen.ErrorDetail) *Error {
-	return newError(CodeInvalidBody, message, details...)
+// InvalidBody is the error of a body that is well-formed JSON but breaks a rule.
+func InvalidBody(message string, details ...gen.ErrorDetail) *Error {
+	return NewError(gen.ErrorCodeInvalidBody, message, details...)
 }
 
 // Detail is one field error; a nil path is the root's.

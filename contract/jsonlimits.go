@@ -69,9 +69,9 @@ func checkJSONShape(data []byte) (int, *Error) {
 	values, depth := jsonShape(data)
 	switch {
 	case depth > maxJSONDepth:
-		return values, invalidBody(fmt.Sprintf("Request body is too complex: nested deeper than %d levels", maxJSONDepth))
+		return values, InvalidBody(fmt.Sprintf("Request body is too complex: nested deeper than %d levels", maxJSONDepth))
 	case values > maxJSONValues:
-		return values, invalidBody(fmt.Sprintf("Request body is too complex: more than %d values", maxJSONValues))
+		return values, InvalidBody(fmt.Sprintf("Request body is too complex: more than %d values", maxJSONValues))
 	}
 	return values, nil
 }

@@ -1,6 +1,8 @@
 package contract
 
 import (
+	"github.com/credport/credport/gen"
+
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -25,10 +27,10 @@ func (e *loneSurrogateError) Error() string {
 func jsonError(err error) *Error {
 	message := "Request body is not valid JSON: " + err.Error()
 	if e, ok := err.(*loneSurrogateError); ok {
-		return newError(CodeInvalidJSON, message,
+		return NewError(gen.ErrorCodeInvalidJson, message,
 			Detail("invalid_string", "must not hold a lone UTF-16 surrogate escape", e.path))
 	}
-	return newError(CodeInvalidJSON, message)
+	return NewError(gen.ErrorCodeInvalidJson, message)
 }
 
 // findLoneSurrogate returns the error for the first string of data, valid JSON, that holds a lone

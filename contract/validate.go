@@ -166,13 +166,13 @@ func requestError(err error) error {
 				details = append(details, d)
 			}
 		}
-		return newError(CodeInvalidURIParams, "Invalid URI parameters", details...)
+		return NewError(gen.ErrorCodeInvalidUriParams, "Invalid URI parameters", details...)
 	}
 	details := schemaErrorDetails(err, nil)
 	if len(details) == 0 {
 		details = []gen.ErrorDetail{{Code: "invalid", Message: err.Error(), Path: []string{}}}
 	}
-	return newError(CodeInvalidQueryParams, "Invalid query parameters", details...)
+	return NewError(gen.ErrorCodeInvalidQueryParams, "Invalid query parameters", details...)
 }
 
 // declaredQuery is the query parameter name of the route, nil when it declares none.
@@ -220,7 +220,7 @@ func checkQueryKeys(route *routers.Route, req *http.Request) error {
 		})
 	}
 	if len(details) > 0 {
-		return newError(CodeInvalidQueryParams, "Invalid query parameters", details...)
+		return NewError(gen.ErrorCodeInvalidQueryParams, "Invalid query parameters", details...)
 	}
 	return nil
 }
@@ -229,7 +229,7 @@ func checkQueryKeys(route *routers.Route, req *http.Request) error {
 func checkMediaType(req *http.Request, body *openapi3.RequestBody) error {
 	mediaType, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
 	if err != nil || body.Content.Get(mediaType) == nil {
-		return newError(CodeInvalidContentType, "Content-Type must be application/json")
+		return NewError(gen.ErrorCodeInvalidContentType, "Content-Type must be application/json")
 	}
 	return nil
 }
@@ -241,7 +241,7 @@ func checkMediaType(req *http.Request, body *openapi3.RequestBody) error {
 func (v *Validator) CheckJSON(schema *openapi3.Schema, required bool, data []byte, charge Charge) (any, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		if required {
-			return nil, invalidBody("Request body is required")
+			return nil, InvalidBody("Request body is required")
 		}
 		return nil, nil
 	}
@@ -259,13 +259,13 @@ func (v *Validator) CheckJSON(schema *openapi3.Schema, required bool, data []byt
 		return nil, jsonError(err)
 	}
 	if details := unstorableValues(value, nil); len(details) > 0 {
-		return value, invalidBody("Invalid request body", details...)
+		return value, InvalidBody("Invalid request body", details...)
 	}
 	if schema == nil {
 		return value, nil
 	}
 	if details := v.ValidateValue(schema, value, nil); len(details) > 0 {
-		return value, invalidBody("Invalid request body", details...)
+		return value, InvalidBody("Invalid request body", details...)
 	}
 	return value, nil
 }

@@ -171,7 +171,7 @@ func routed(t *testing.T) (routers.Router, *contract.Validator) {
 // wantContractError requires e to have code, message (unless "") and details (unless nil).
 func wantContractError(t *testing.T, e *contract.Error, code, message string, details []gen.ErrorDetail) {
 	t.Helper()
-	if e.Code != code || (message != "" && e.Message != message) {
+	if string(e.Code) != code || (message != "" && e.Message != message) {
 		t.Errorf("%s %q, want %s %q", e.Code, e.Message, code, message)
 	}
 	if details != nil && !equalDetails(e.Details, details) {

@@ -200,6 +200,78 @@ func (e CustomCredentialsType) Valid() bool {
 	}
 }
 
+// Defines values for ErrorCode.
+const (
+	ErrorCodeForbidden             ErrorCode = "forbidden"
+	ErrorCodeInvalidBody           ErrorCode = "invalid_body"
+	ErrorCodeInvalidContentType    ErrorCode = "invalid_content_type"
+	ErrorCodeInvalidCredentials    ErrorCode = "invalid_credentials"
+	ErrorCodeInvalidJson           ErrorCode = "invalid_json"
+	ErrorCodeInvalidQueryParams    ErrorCode = "invalid_query_params"
+	ErrorCodeInvalidUriParams      ErrorCode = "invalid_uri_params"
+	ErrorCodeMalformedAuthHeader   ErrorCode = "malformed_auth_header"
+	ErrorCodeMethodNotAllowed      ErrorCode = "method_not_allowed"
+	ErrorCodeMissingAuthHeader     ErrorCode = "missing_auth_header"
+	ErrorCodeNotFound              ErrorCode = "not_found"
+	ErrorCodePayloadTooLarge       ErrorCode = "payload_too_large"
+	ErrorCodeProviderUnavailable   ErrorCode = "provider_unavailable"
+	ErrorCodeServerError           ErrorCode = "server_error"
+	ErrorCodeServerOverloaded      ErrorCode = "server_overloaded"
+	ErrorCodeServiceUnavailable    ErrorCode = "service_unavailable"
+	ErrorCodeTooManyRequests       ErrorCode = "too_many_requests"
+	ErrorCodeUnknownAccount        ErrorCode = "unknown_account"
+	ErrorCodeUnknownConnection     ErrorCode = "unknown_connection"
+	ErrorCodeUnknownProviderConfig ErrorCode = "unknown_provider_config"
+)
+
+// Valid indicates whether the value is a known member of the ErrorCode enum.
+func (e ErrorCode) Valid() bool {
+	switch e {
+	case ErrorCodeForbidden:
+		return true
+	case ErrorCodeInvalidBody:
+		return true
+	case ErrorCodeInvalidContentType:
+		return true
+	case ErrorCodeInvalidCredentials:
+		return true
+	case ErrorCodeInvalidJson:
+		return true
+	case ErrorCodeInvalidQueryParams:
+		return true
+	case ErrorCodeInvalidUriParams:
+		return true
+	case ErrorCodeMalformedAuthHeader:
+		return true
+	case ErrorCodeMethodNotAllowed:
+		return true
+	case ErrorCodeMissingAuthHeader:
+		return true
+	case ErrorCodeNotFound:
+		return true
+	case ErrorCodePayloadTooLarge:
+		return true
+	case ErrorCodeProviderUnavailable:
+		return true
+	case ErrorCodeServerError:
+		return true
+	case ErrorCodeServerOverloaded:
+		return true
+	case ErrorCodeServiceUnavailable:
+		return true
+	case ErrorCodeTooManyRequests:
+		return true
+	case ErrorCodeUnknownAccount:
+		return true
+	case ErrorCodeUnknownConnection:
+		return true
+	case ErrorCodeUnknownProviderConfig:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for HealthResult.
 const (
 	Ok HealthResult = "ok"
@@ -720,6 +792,9 @@ type EndUserInput struct {
 	Tags *map[string]TagValue `json:"tags,omitempty"`
 }
 
+// ErrorCode What went wrong, for a program to act on. Each code answers one HTTP status, except two that the reference answers with two: invalid_credentials (400 when the connection cannot be refreshed, 424 when the provider refused the refresh or refusals are being backed off from) and unknown_connection (404 from the metadata endpoints, 400 from DELETE /connection/{connectionId}).
+type ErrorCode string
+
 // ErrorDetail defines model for ErrorDetail.
 type ErrorDetail struct {
 	Code    string `json:"code"`
@@ -731,7 +806,8 @@ type ErrorDetail struct {
 
 // ErrorObject defines model for ErrorObject.
 type ErrorObject struct {
-	Code    string         `json:"code"`
+	// Code What went wrong, for a program to act on. Each code answers one HTTP status, except two that the reference answers with two: invalid_credentials (400 when the connection cannot be refreshed, 424 when the provider refused the refresh or refusals are being backed off from) and unknown_connection (404 from the metadata endpoints, 400 from DELETE /connection/{connectionId}).
+	Code    ErrorCode      `json:"code"`
 	Errors  *[]ErrorDetail `json:"errors,omitempty"`
 	Message *string        `json:"message,omitempty"`
 }
@@ -13836,160 +13912,164 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L1rciO3kii8FUSNIyT5lCipH45jKRwx6pet4+6WRlKPvxlJnwxWJUkcFQEaQImiuzUxe7g/7g7uRu5O",
-	"ZiU3kEAVUS+ySi+7z+GfbpHEI5EAEvnOz0EkxhPBgWsV7H4OJlTSMWiQ+Om14BwizQQ/iI+oHpnvGA92",
-	"g4n5EAacjiHYDSKvWRAGEn5LmYQ42NUyhTBQ0QjG1PT9RsIg2A3+ZWs+6Zb9VW35cwW3t2FwJMU1i0G+",
-	"FnzAhj/D7N9SkLMchN/wUw7DxLW+jLD55RXM7gxKZWaE5xNnv6XwM8wWYCLN2jzo3LdmMDURXAFuyysa",
-	"H8NvKShtPkWCa+D4J51MEhZRg8StvyvBzXftpj3R8VsphbSzxaAiySZmnGA3OB0BkXY+whQZ02Qg5Bhi",
-	"IiQx61ZEiTHoEeNDokdUk1iAIlxoMmA6uA2Dd0L2WRwDfzJw948OyBXMSEKjK0X0CIiYgMSZ1hRRkZiA",
-	"Aeyj0O9EyuMng4txDUMLB1kXksxvzsYca3DDDKY5wn0FszVFgF8zKfjYAGiuBp0lgsanQryncghPBn5f",
-	"xDMCNxFAbLGqQF6DXFMkYWO719n5/cTpNWUJ7SdPA94+ySgAApad1xgmwGNFDL5/ZPqntB+SgZCEEvuJ",
-	"7E8me9hDiyvg5NPx+6yBhIEENdogkUiTGHembwam0QjikMTMfke5moLE7WJjMHdiQFkC8Z75Fe/ElCqi",
-	"tJD2xkQjyocQG1wd2xleJSK6gqc5hIxf04TFl5GEGLhmNFG73vLHqXKrRMjMOvupniMD1yJhkCqIyZSZ",
-	"9WHvPo2uNsVgQCYgmYjJ+vNtokh/RmIY0DTRG6FZetbxJaJKGZxRIsXUbkC+f2YOg9mIJgnEPXIMm2w8",
-	"EVJbAgPerSFRAlQq0hd61DMoPcEDaZf/JMeOk5TDzQQiDTHufCphj8SgKUsUoRJIIoZDh63C0WRxBjCL",
-	"4Kmvi7nNMdW0TxUYop5yPNhmfrNTWgiiEjEl68rCd5nOAbSbOb/+ZCSSWBFqngY+y9fXFzED/JppMqYz",
-	"QjURPAI7JshLcQ3SkDFzyhA7x6DlbHN/oEFuBGEwAho7RsT7xXwsruUEImHuuBZkSpk5vwMhDZ61nDE+",
-	"3CMKuLYzVGYO/Hd5zDgbp+NgdycM9GwCeF80DAFReBsGp0J8oHzmHl/15M8ZU8SATphWRFINjuw+GKoW",
-	"ci1LsfOJ01SPhGS/PxEx+yhCQov8CDX38YqLKc+QFiBkKp0YCgLxB4gZPUXwn/LRZJakVWYxXdxAZp79",
-	"JNlP9ej1nDojbHx2OAh2zxbDcWh67nhdf2F6dEynwW3YouOzO3R8RRWL9ifMB3dZn/0J+xlm3XpM7t7c",
-	"LGUESby029+musssDmcJA67vgLn9yeTEcAR36GpvWRdYX6dKi3GXHqd92qX5K5Ykd1jJ6VScaOi0uSds",
-	"yKlOC4gLbi9uw6B6rszFiWNm7hpNjqQRADQzAtSAJgpCIzHmX5n7b/ovu+unhksyFEU7CgLcUMSzYP/o",
-	"4PLnt/8RXOS0UWlpKKoV3jKaemZ/DbPpTHOmzZtvFkCs4OgGEP2/Q4Q8dekGdFxYFIFSl8jfmc8l8MIA",
-	"biZMgrqkSAcNKTV/BTHVsGn4tCCs9pF06o01h7SKlqP2KPEBtVN46Jmz68sxlF/6ZZiqEmuPLyZiYJ6T",
-	"/aMjYtlPw8pQfIcNLyFS7Ytlu3OmVO1KoAUWmwxBo8A03iVTIyH7fCByJ5THZDoC7vPi5nWNURhhRijE",
-	"XQoJh2sn49hmTCtIBr2geqAnlyx+sB1nXGmaJPh0NY17r9234FYnqj0DoVv8NNvp+jNx4I11H9KQYbIV",
-	"aajB1KJ+PowH8dOisQFtTU/Tn4DwTCS7phpQvVc3ZgfCdHlyenj8djlmS3TJh6BCpfYnE4LYq8NsHbvU",
-	"DaUTqtRUyHa379X+ycHrmuWFQapAWoXl53anKu8QzkHwVo0LI4Yjql12PXfQbeUxXDfu+V3OkZBDytnv",
-	"C8nZQmw3HTQFSnUgka8O3r9v3KOmQdrvX4a26oK95dnFhJXN9neYJUnd3lot9eE1SMli6LinEXLPTYt0",
-	"vyqIJOj6ldaB497gtzz+pDIJeCIhonou01affeAxMes2T7x9mwcggUdA7HFShOldYl7eGRkwSGIykWAe",
-	"7pDwNEns020EPBQ9q49xzNQkobPLbNfmEl153fk3ZlzL2sKYsqRzL4vW4lKtCSOZEYa3ccDALjdbfm/Z",
-	"VSlC8YBr7AKtD1ABfNKHRPChIloEy6i6exJLJ6gGMk2HC8i0PVC201k2Tmi7X9TMme1mWESXm6aE7IvF",
-	"RzxTcha3IRFDd6Xgho4neH3/XfK+nl39f397F129Hj//6ej757puq8vUiVqSrmY8MsDMB6QFWr/48XAA",
-	"LV7MO4OwjuQj7+xsfu12ab5JN5tDsem+/LsSvHdMpx9AKTpE45A3fhOJkmDISqeHJyo+/guVBFVlkKEG",
-	"PL5MHWmbXzGaJC1URFX6aI58Ea3ZeS9tVpXcXhQxWD928TqFnYjxHuo5DTyoR6ec2KlD8vnWUlymyQiN",
-	"BRzCjHQrgHhNkQo4JIYoodLSkDEaC8DcIFws0zBW7S3UTt+Xo4RKSVHRaA9KfhIY19+9CKrq0jBIqNKX",
-	"A9DRqOP5GYOmMdX0gQ97ZnypZ4RqbOu1zI07OgvFJNPG8DCTuOPdqSOmxTsaNngB5IvLt9zDY1hDSHJy",
-	"7N3wAsjVDSze7MXE7qDmsTst2LXWFGHxHqGEw5R8+nTwxp73BAaaiFSbd3pMb94DH+pRsPvs5cswGDOe",
-	"fd4xzJ3WIM3A//8Z3fx9f/M/tze/D3t7uz/85b/Oz8/Ozy++/Os3n2/Pg7Xz8/PzrUuyefGXb+rO2xzq",
-	"98z6G9yJRN/llpkJDzSM6y4ahxt9GaVS2Sdw0YBmmNe2ZZnaHFkmziJ3LKS/BYqMqY5Gu8TwyYbSUEXs",
-	"hGQ9t+UpOgYyYIkGqVCHgwaZDVTamN8NmGRCh9Aj+32cyrEs5vjYHyoH20fa4nOUI+jOD+fih609Vap/",
-	"lLo/RVXe948j0d0obYX5+7OR3Icln/mG56TSJ6ju+Cw+vcdAu2po933TP1Xkx7enZMu7L1uffVe0WyJB",
-	"p5Jb4a3Ia1pz8BT6IyGuLlOZoE3YCLGh1cVmNxylvbJQiNZs6/eB4p9jLWL8RPsJ9EiGIMIUocmUzlRZ",
-	"ZHQ6ZMoL4teKx61jCZ37jDfwnmECraOOr5Eva957j0edqszs18RSnmX7lQur/8y8ZRjUkYI5IFVsPRo5",
-	"bceY1oL7wPwqjnUw91j0fE67GVYv+1SBAbXK9hog0LYGNxq4YoJbd7TMRnF04Jvh5rDsZZ5lZKT1RO1u",
-	"bdEJ6w2ZHqX9XiTGZQ55+8Vfazadpnp0ORZ2p9sBZroQ0wXhmjutiVQrFoP1T6OaJmLYI++QPuVtmJFY",
-	"Q3SHcn52Xus1hcP28DRY9cvh/qfTn3aC0P7xLP/j8vXrIMxNzqHT9IfB6at9/P4oCIOPhx/f1iqWOxBn",
-	"b+89An3AJykekLLCr+VQb2y3j6bXbWiu55TK+NKdaF/30BciAcrLNKTlPJknKlIPcQX8ErVW7QdAix5a",
-	"NfIRWp/h6QgkELtd1lZplRi5Y+X8ABfOQLtza93MM1rZ3ZXdp1weOfKGrSUIFT+SbpSgrW3u9aeT08MP",
-	"yw1zntXCM1VYKOuMFe4pt+d3OeO5WFH1Jv89NLybVVMxrjTQuEf2EyXIzLKOGW2//BYbLTcOlCX7qrSV",
-	"GQTypy1TKi/telerwGJtQ+NrXY/ipa/4v9MkReJQBPQDyCHE5hkQJT/gNasnDEnKSx7ga4qIKc8xP6Y3",
-	"PiQ72/lmIEFqA9zP1qewqh9dbl4IkMt7g87BnYX2GGoZo7FjtOotmJbgFdH4M8wUGUgxtq7bIp5hLAIG",
-	"1GwQKYQmDsFiMAAeMz4k12ZHDAJztrbBeJAxrhWlBvInGbAOtEYUHdqPD4Sijky5v0k1DHkzwuvWXLfE",
-	"d6gwOrG9ai78ksv1E9DE7msX4gsqTbRPZsVVCxJre9Ut4gB9ouYCzCuqo9E7DH3oCBpkhqylm3I4N7Nr",
-	"qlNVr0a1v5Gjw5OidoBMMZDDCe6Zis4cCUITwcHRB+vk/PL778O5y/OL7e0ap+cirhxI7ri1x5n9sjPW",
-	"5gtrL2Sila2AvXy9z8wK8/U+67JeD5LWi76bLFHSJ9fEV+FcKiRAo5ERG8qTu3l7xBqariERE5iHXmFw",
-	"DNXgfPVwFKbyr2Mi0OHOPCm5wQkJqBhUz5vVJFHSp6YfhlnYs4dvmHXix/tVoKtLhOkxvTmwTXe23ZZl",
-	"n5eS4MV65YZ9ysiG4NBCcbL4hC9z711EU1AdvABGdSeCWHOODjm4fSETjLWAsdlej6cIs+0TMrbsUat3",
-	"ZRGCl72fGbRtNu6+d6ulqrGkms1bEts9dWGODnWe4nb99NU+4RhDSKNIpFwfxBs98t4Zt8wdo5xY7UVo",
-	"zSxW/YdMiLlGVzDRtdycR7burAJtH6TcTZi2u9RszF/4+vmiSwdNXZl/tr0Me0e1NsStwkm32Yds9ofe",
-	"igZdYEf59h5GkXqF3TJFWXVn6627nj+4FhaXe+RXM9yvREECkfURJ9dUMsoRqzEzo4wZp9qySGM6mTiu",
-	"MdP/tA60saqh5oiUJm/pTMHUIQrI6Z/ahrD8wvTo1HoLOZ1X2xinuXKsbXBTQYvWLbrHqdjaBs0UJMtg",
-	"1x6c27DlS1pdauc4rj9JAFcTNjtHOuXH5IHjlxacfct1FF306znP2CqE5871xHfBR5YhhoiNaUJiNmS6",
-	"qupb5MOxvfn9xbe1DhqewrLri18w7RWXZFBNxixJmLIho8ju/o1e0xNstWZo2MHJoRViyVQyDYowJFot",
-	"DC7Fp6BROd3OWOdh4HC/Y2yc17cmzrBq8Csyiok1PBLGoySN4QcP/NAzTo5EgkqUsnFyz1qCsWFmVlC5",
-	"KdPPFVGwaC59R8sKxQqa2+ncEzEUC2129c7pBd109eeCbe5Pceg8W1qdNFDeZNd8LzPrmz3sNdtVl+xW",
-	"iQPxsFewFJa8hXFravax2QJYy7g0Hv67Bkg125ZNm4Txq8WtasN76ho+SIxUMZQnh3AJqiqmsG4+LJbB",
-	"CTPbEOUxMfKQpldA8oiIkBTCH7AVZq1Re2gJNa0VsQsJSQY5NvMWRdYpJ8cn+zZ3ACdHbz+E5Ojn1yf/",
-	"skOEtH/9daNH3llDhZPUhB6BJAYDuckqVRAvijDsqMD0z0LF2LWkbyFopOO8lZASr/+L7e+/WzpA6Xh6",
-	"3Xe+e/7XF0v72y2sEpl9EonxmG4qmFCJeqaEKY1pNs6D8wBfCD7XUBZh9tiEb74gp2AdPne3Lnvfbl78",
-	"ZT2sfrdRz0uUb1XVAD03Mbe7bUvukm8L7r6f3kB3cE7N5Od2uhuPy1qmq8GBlyz8sC7Nw71Cp+qoZEMM",
-	"VV3T+dFsT3Trj8fFAu+aSjSXZa3q6fR8keWV5OBWRl6C9iOPc6ny8Nl7u6Ywr1mWgssZ50MCvWGPOB+T",
-	"u3lgXza5WRfcbGyqtzse59an+A6ndu4RUcHfT2JqkYUbhfysOdoRNSyai3jPU2yR9arPxIbv+dIXsXmS",
-	"+0Y+rT1QpXQdHQ1Od4l/VyoFedAQKWrfBZdAwovKaQ9Tg/vlovDHiv9Z8x2odL8oQN2wrObQ7TIl+Nsv",
-	"p63ZLw9ZntuGGaHm8HnO+1VxAX1sKL6V6EtPlKZSqz0iJvS3tPxaPn+26Irub/4n3fx90RXNtKf3Vq/X",
-	"+WAc8oKK3HB1KD7i2ixjhj5t7XRHJTV1Z2dUq9zuYGpa7u3eVmP959EjN5rPFjl35suso6RVlV63MyTQ",
-	"XzG/la2yUXh9vNf3Tjlu3HO/9J77YNYCUHXaspgJ2uDsbvkDSqirBjnXounO6SUeGlWVRBNLEFajbb0H",
-	"g9nqtFR4zVa97vIUd7sAtVuDyv+lu7OIAc32rPYkPyMW/x32527H+n4pFB4491NrbuExtqD+hrTYiAdL",
-	"rNXultjHwo8wWPIk+/k17rpj1un48iEuTud8OfUXpNWGPFLeoT9mDxpuTWVvWt6eu+1Dwy2p240jqqPR",
-	"fZ1K7urf0CXapylyp5Kod6T1ZF1t2BzPmWpNC5tD2JkRlvne12WdqfKO9RbCuRy9pohV9JMrmN1RlfBf",
-	"u71/JY3CSm2ixMeXkhcnqGp9xE8Ofvy4f/rp+O2TpK/KcVV3DfLsro/t01oCvdmJ1Fq/XgmR1CmSnf2u",
-	"mshIAo2VdfImg4QO1S5BiYvshGQGKiSCh2QWEuC0n9hkunZlZDskXIREDAYh4SGJmcIWaNKmfEYiqlDW",
-	"9o7p+tmpvjg7lhdnn9KLs7dw8WXny9l/zPDPsxN18eXsUFycfeQX+O0X/Pojvzjbpxdnr/oXZ+8T2/RN",
-	"fPHl7N3A/mC+PFF2uO0v2P5QuKFMm3eDiy92zDfxxdkBs61rhtz4ptY2iMs1uLd/hMF2EAZcGMZ8MDB/",
-	"WjscLt7a9QwC8ZyZ/8PA8OMz1EoK03aGCi3X3GxcihS540lS816lvbbmRzO3l7cpt9+WvXXdMHUnygU1",
-	"FBXw371YToYuPM3m+flmb6vBRyEP6eiu4z99lEiS+btmA3fWr2C2Zd0L7dRqo0cwToJKINzQvoT9DrF5",
-	"LhIxBWnOPJrbMJJPaToz90IzHmlCBxq896Qh3qT0Ql62D+pZiLHbhwpoCYOSF01nfdf9mCwrBncQQB9E",
-	"x1FvwKh/VnIIS3N7T4s1l1Uxm72EZertzL1CzmOx5J4tCjKe6FlIqCZjoTT57gX5mb0qsQ7fvXz5fLkR",
-	"sybt8uMzBvcXGk9/Obw8OX17dNe4wNOpIGbddftRzam9DCPZqLZnZumIWw2eu7F1Q3sZIQ0Rvk1W2A4A",
-	"o9fIvQO/v85A4yeOFN6zUojSYqKy4GDGh08TBlwNYVQQpZLp2YnpZ7exD1SCrDf67ZN8RVmJCkvBbHyN",
-	"NdKiDcOGzlA+r8OELyv6m3AXb2q643M6EkncIzebXn/lkm/iV8VxMBmLuiIDIfecwx1+lSiBIxFKpiyJ",
-	"IyrjkFA7whpmYxmwG+LiGxknu9+SdT+h97dhY37v0k+eZKd2v90IyXTEohEZSspLgNvwVMsa4N7g6UMM",
-	"z2+ikVORIc1s8mdBEyDW2wv5zOZM5Et+9j0SFzQ1u7DgZ+tqtqBBDAlUGhQwVzND5fcFwBba1qy78nvb",
-	"sWqRXGhRu/hCC7f6C6wRwvhA1NRm0cJlJyxnofdjGDFgg8l4c0Klnplrp0gfRozH5CPlQ7GmCs33jw56",
-	"5A1Idg2xjfnNWk3SfsLUCGKiJhDtuWNqq1MRlt9axkksIrUFUlJNe2P0A8seE//2B2FwDVLZtez0tnvb",
-	"aFeZAKcTFuwGz3s7vW0X+IuEZasYwTgE3SZb77ss2ZoEsv/xDcR7NgrLgDz3fSRv3p68DgmL8Y89I7sq",
-	"wOp1aCf+v//bJmpDNZBN1WArUME1E6lttKaIl2SOKDpTPbJv+7uCR44Xw6EKWDeCAZYdAyqTWVZlh2ll",
-	"gwUnVClQ5AX5wF7tFWZheZYozEmHqf7r89L1yEdROCcGIdjeJr2yDns5lTyIg11rTJ8P9B6GNEI/U6/o",
-	"41n5WL69oZEu26ZpJIVSvkoL/ZLrCjOWikO2q6lTiJC+vQ3LQL2mCjYZV+YR1ewaiEr79l2siTdjqMxw",
-	"32dJDdYUcWyF9fURkqC81bQMBVRGo3stYPHBtnjOUxmzuAkScLrS+NGBsTENJaz5GYqXgHjoNX3IzS/5",
-	"Sub5dazMaTgAtUfUhEbowSpScxsxHtjcc8nGY2hErneiSxD7zp7bvleCagRU06E6u4LZxQ9WtTChTKqM",
-	"0poPlt2x9zlAu0KCOQzsltTB59I/zcFq0ot0VLPU6Cmqqe31DKl+DDA5nHsWlWIMDUUs0EKPZIZk53/+",
-	"+389M9jL09/sbG/ndBV5tjnhDDPKWbrQWGTUBvOj27RPWLUlq2Sd6cxBP6fWCZjfBYeNItU18pAZXzOe",
-	"2oACclrQnTpY8fXFzd8jCqDmYazbsqxG23zP3HB4kMJCCL4fg19XZq2C7iODNp6O+yDt8769l2XuqHvw",
-	"euRgyDGGE0Ma7PqbAJ/YTB01cPtQIz62t4uwb7eB/dQlSM22wdGawitsk255zl35c43VBJEyYf3AEdX4",
-	"+tmm5rFueo+yVLDtiJHngHZ7e1EqxPtse/vBysiVEu3WFJM75A4TRZbQXM0XFpC68XOAt7yywdhlZ3mX",
-	"Qkk/7PR8ead5uV/TY+dlm2lq6vOZzs++X965XJTxNgxetkGHXyoU+zxv16dUrdMXm5F98gXms8Xi1IU5",
-	"USodj6mcOf6MFBJIcJiC0mTApNJZ6Sd7cz3Obz1BRo4YztqcDT8HxQbC532z5TviTczL04brPhnRJBHT",
-	"zTHIoZNR5kHgNh0TRT9FJ0XMabW5dTHq150u3fGoY3EN8QbakMw11pJyRbHLrk3H7DJmjJlSjA/DvJou",
-	"Uxj4pYEjm405+VwJXkVebL/I6j9eejHtFU7Yqrgyj86cEXb5HV6JePZg97rsNnpb1NC5vKGPRlZqp6/S",
-	"YT+kHzc53isUKYNoJDIS8KclNdsvlvfIS34jbWoxRbnW9oqmLdMBlagaZm0rkQtzuUWNaLuIlOWUawM9",
-	"DYRqpS84hkmCgkCBZi2gVJ9vs6LSTP9h9OkE9J+XOO38kcRJ2v1ckacVeXoY8uQIRIU+3JdEldiuYmZ6",
-	"S7lQJdyKhhluSZXFYENejOirgCbF5OgYMDoUIibrRScgwRPn/UOYJhaCeKPn0qRl9fWxqkUh3oEkVIN0",
-	"Clbl6pJ4oCBPar9lcY/sz6twe42ELOQ0sFTR0MTtGpoYVj2YYgGqSirf4CI86alBq1l3yuZNqhayf0Ox",
-	"8VFFvswhqIHs+SpMRYaCw0rU+xrpTm77KdAde24JLWRGW0RbihQEmaCWNpNjVwajnOkLc1vM6yd0LGds",
-	"SE8h4QkmKUgjQwhMD6JMq1Le+T2XXgDlwSHoAtX6fOsyJr7Yfp5XQ86NuzgsGsiJyFL82o9oce+Rgiv1",
-	"D+iTYOmf01ttOLEzM8kWulvtWcGgwmNSSYpnhHBnzQaVpQSJs0zvOSbLGDPIyTI+CEnyAAg3N0rPzq0G",
-	"B3CRxxmEU8ZjMSXrOy/JmPHUkOD+bL4sZIs4TCHOIm2LvsbzuNvcEmX7WEPRnpejfk3ZfA80KdBnxjEF",
-	"ZmlJ/tHt0+jKml8GzgGO5iMJSeBmRFNEXH+Wfa/Ii2cvGoY2D4gEGo3MxQuJSsTUeqSyxMySq/xfbj/L",
-	"P1ym87s6L+DictZZHKRci9Qcxex4GXzhLyOq3A7E5eM1pfigRkY6wNM7ZQrc2CxJbHbQ4jxeqs+N6pP1",
-	"I+hHe6/CarZnmBSPusoC2y2IPfIRczFWbrlFkXMvrVOlFmMX2mpUPf/lGqXwsYN04X3hYhqaS8zzMoDM",
-	"5m+lfZFi9mq7lXiH41RmjI05pJt1J3TddBY8qpgamJof3Q1DMQ1gPheTl/HxbhnTyy7PHjH8kJdohWln",
-	"eleZIHn3bcGzeuk254G2ZT+KYJKVoze9qWZ9ljA923OpPO9+fGxGhUs6mVz+farvc5qeRj+PhauW8mxB",
-	"GIyAxmATj7+m0Qg2XwuuZa3fvkslJTaRjPSCshTuoyNzAMxa1zkB3v6jicL3Yi1bzObozqtERFduWU/K",
-	"kT5rIeo7kl9gSZ+cm0XPqgtDIdq3L3halfjgH0EXOInQZVsrcpdId5BpxDd7TGeWx9QjGHdmm7u9tH5a",
-	"hCOqRzZ5xlYpF3nOiq+clR7FWWnlprRyU1q5Ka3clFZuSis3pZWb0spNaaW7/srclIpG+0L9uYkCc2UK",
-	"+sQBMrssGpGZSAlNDLc/IyN6XYiOMCS5bIZqsGDZ3LiVnF3zJI9JgoyDhwlDl1wKZae3Rs2fs/w7Bj7T",
-	"/XqJ39f3j442LBy4eWTMuFkfL6SEJzZBh69+dmPkyyiqcV3iPNQyo649Cxihes91natvMwUkeWFeMatW",
-	"d8MjUYoo5wJrkKKaFcP5DSyioGtVuSLr5fYzJ5lljg5W4Vll3MvlaB7JdaGp6s0T+1eVi2stNeVRlWHO",
-	"HhxX2hZXE5aqWXczyBSUb24EtGqbY5RppteLmb5/YXo0gsRqqe+srwqJYpnyFDmciErJQJXz1q90Wv9c",
-	"7h1fjVLLhfiVHjpLYsh6ig/URuGBKjt4qK1+5kxb/8p5sbJ59G+PvMUKc67E2K/ecL8acjyiPE4gJmDk",
-	"3GS2tOLc7vzxk2kCKiSYRoZEIjYfXOVKq/JBRls5mm6bYWgekWDep2vIakMZ6KykMfdje7a9bTuKarE0",
-	"9JnLHLNQ3bVLfv187uoFntvigueewuU82P2f//4/t7+aR6fQ8MXNzZeXNzfhuc2Gcx7sfjYNb38NHXv9",
-	"K36PqDKQZh/HgIKGY9Qd1E3lIIfsGgwb0aex3QjLvvQTEV2peUJ8tYe/KlQ9oiomZgMUvAqVOpwZ3DbF",
-	"h1bCBKgmlKzXcB9hkUnZQNkfHyMbellAo6tqmKtHxZRnBQSL5QyZVpAMrFGLcmJF45BwUTxhIdnOPZz0",
-	"iHKUGS3oG7UGLHPulr/3WNbuiR79Qi3JJ375F9YibJCLll6V1St8Xzlu5TP59A9jOslUTgWdmvOdlvn9",
-	"LL2YDaEo/zyBJ6uQk1XIyYo+/aEhJ81qqa8+cmQVM7KKGVnRlz9BzEiV81kcDbKK/bhj7Mcq6mNlOfvq",
-	"oj4KgRyrsI1V2MYqbOMrCNtYBWysAjZWARurgI1VwMYqYGMVsNEtYONBYjDCJpPBL8hCGDHXMDCuvEJY",
-	"YCrMj7a0uVUMGe6m5D+Obaxa2mVt9nRH2e/r+O9c72cWt9HLJ83GV/7k2Rw9Ule4yKYDz9WIPRy89M5U",
-	"GJNSqaaHlYIfXoHYUFnqia0UncRw5wW4UhaulIWdlYXW5FcgmY5+hPM4GiEzcoAMaV42BTWHI6CJTb9f",
-	"qyfYd6zrdMSSLDZMoGupTLnaI1Z2MvSDxFTTvivXVKQhP9k5HvHCuRka7lsGshHBEnZd2YOSB/I1cHt5",
-	"w2DLd79pRNKhjI1YZyh9JniGLqIiD8RbHqbmefC7igVrypU5qI9gO/Bhe0xnlPk8TX75pRp0K4f8r4bG",
-	"3K9KQp33vmV28hHWVMmHrasLP3oHpnpExiKGzB3PU07lTvaaJmIYZqqavojNBcKyx9hzndZ4SW44NWKu",
-	"PRKpVoZXMvyRrbQcZroHymPrT+0tB+Xdck0FPQJmZfk9V7PEXndnUEHHPaVxPF4gAWQEEnokI7rP0L2+",
-	"nbniNVIa76o+koW2Ms8f5SHnQ2DnaEGY5h7ywcrV7J+JstX7mtnDXNLiVR/+rc+2GtLPMGttTy1aJOOq",
-	"Y4cYEKbDXCnNZI29tc7RA0drYYfF7AVzSywuNVN9YpTPkDJOxvQqs7uGtg6cD3mTVbRMZv4YMaqMYtQS",
-	"+GG3Er4GG+cTq7/+ce/4YqsoX3ZeGm2lzqT3Q4F7j+NqOaVBbvEbiQRLf7WuEUXWsW9WTGzDAqgIc7HK",
-	"Zug8VsDBkwl1CIun8AmzqG+eJonz2845HynQVsjFnOXJitbVWqWKV72k+2kRre+ALajwMQzAV147CIKw",
-	"UNjvoj5I/8D29uLzqZR05ofnD4QcP66jxd3Yjwf1wB9T64U/W0XCrahld2rZuYpdnaq+QFSfQln/KWPE",
-	"lmnq0ZHF3JUBgyRWBFMJWW33XqZyvaSa9CESYySImRXZwPv5tldYQ0HZHiUMI7Ns3Lcrq7vuxM55qPbG",
-	"Xl6kEgbaCJbkCmDi6+uddofsEwkY98WcrwV6I2QaN//dGtHCm9UUBPD4cmBjIdeVHLhSu/8DkcnFevca",
-	"wXEMWrKoWVn8wf6eqa2OpBiDHkGqiIYbTWzJ6x7BZWNhW9Nq/+jAsHkSlCIpT8x/r4/fvjk6PD69/PD2",
-	"9Pjg9cnl+4OT07cfMWAA80Fk7VHQxIjOKrVwwCwX4gxsW5OEstLVrHAPYbflws1EKJZl5RhTfYdTv0CZ",
-	"702X7Qtukisd2pvRceLtVBE5h7bRyQSiblJuNqqfNqhoVCFmbLOpz3s7JBZRag5etV52PR3L+mb9/Gwg",
-	"6FyEvtSO6FvnwYVIOh0xfFS0pK5U8xZmRFlqFMJI7fyZyuw/mbtTSF6iz6b5nWlUWxIudPUQHuNkf4h1",
-	"CKcmWlj0PSB9Kbn005jxXJPRTIYslcGdrMtD+F5ENHE7HYQBlgHHis67W1uJ+W0klN59vr39PLi9uP1/",
-	"AQAA//8=",
+	"7L3rchu3lij8KqieVEnKblGULad2pErVyLKcaMe2NJI8+WYkfQzYDZLYagIdAC2KsTU173B+nDc4L3Le",
+	"ZJ7kFBbQ3egb2U1LSrw3/9giicvCArDua+GTF/BpzBlhSnr7n7wYCzwligj4dMQZI4GinJ2EZ1hN9HeU",
+	"efterD/4HsNT4u17gdPM8z1BfkuoIKG3r0RCfE8GEzLFuu83goy8fe9fdvJJd8yvcsedy3t48L0zwe9o",
+	"SMQRZyM6/pnM/y0hYp6B8Bt8ymCIbetBAM0Ht2S+MiiVmQGej4z+lpCfyXwBJpK0zaPO/aAHkzFnksC2",
+	"vMbhOfktIVLpTwFnijD4E8dxRAOskbjzd8mZ/q7dtBcqPBaCCzNbSGQgaKzH8fa9ywlBwsyHqERTHI24",
+	"mJIQcYH0uiWSfErUhLIxUhOsUMiJRIwrNKLKe/C9t1wMaRgS9mzgHp6doFsyRxEObiVSE4J4TATMtCGR",
+	"DHhMNGAfuHrLExY+G1yUKTI2cKBNLlB+c7ZyrJF7qjHNAO5bMt+QiLA7KjibagD11cDziOPwkvN3WIzJ",
+	"s4E/5OEckfuAkNBgVRJxR8SGRBGdmr1Oz+9Hhu8wjfAweh7wDlFKAQCw9LyGJCYslEjj+0eqfkqGPhpx",
+	"gTAyn9BhHB9AD8VvCUMfz9+lDQQZCSInWyjgSRTCzgz1wDiYkNBHITXfYSZnRMB20SnRd2KEaUTCA/0r",
+	"3IkZlkgqLsyNCSaYjUmocXVuZngd8eCWPM8hpOwORzQcBIKEhCmKI7nvLH+aSLtKgEyvc5ioHBmwFkFG",
+	"iSQhmlG9Pug9xMHtNh+NUEwE5SHafNlHEg3nKCQjnERqy9dLTzu+AlRJjTOMBJ+ZDcj2T8+hMRvgKCJh",
+	"D52TbTqNuVCGwBDn1qAgIlhINORq0tMovYADaZb/LMeOoYSR+5gEioSw84kgBygkCtNIIiwIivh4bLFV",
+	"OJo0TAGmAXnu66Jvc4gVHmJJNFFPGBxsPb/eKcU5khGfoU1p4BskOYBmM/PrjyY8CiXCmjWweba+IQ8p",
+	"ga+pQlM8R1ghzgJixiRiwO+I0GRMnzLAzjlRYr59OFJEbHm+NyE4tIKI84v+WFzLBQm4vuOKoxmm+vyO",
+	"uNB4VmJO2fgAScKUmaEys+fy5SlldJpMvf1d31PzmMB9UWRMAIUPvnfJ+XvM5pb5ymdnZ1QiDTqiSiKB",
+	"FbFk99FQtVBqWYqdjwwnasIF/f2ZiNkH7iNclEewvo+3jM9YijQPIJNJrCkICd+TkOJLAP85mSY1JK0y",
+	"i+5iB9LzHEbRYaImRzl1BtjY/HTk7V8thuNU99x1uv5C1eQcz7wHv0XHFyt0fI0lDQ5j6oK7rM9hTH8m",
+	"82494tWb66VMSBQu7fa3meoyi8VZRAlTK2DuMI4vtESwQldzy7rAepRIxaddelwOcZfmr2kUrbCSyxm/",
+	"UKTT5l7QMcMqKSDOe7h58L3qudIXJwypvms4OhNaAVBUK1AjHEnia40x+0rff91/2V2/1FKSpijKUhDC",
+	"NEW88g7PTgY/H/+Hd5PRRqmEpqhGeUtp6pX51U+n082p0jxfLwAZxdEOwId/JwHI1KUb0HFhQUCkHIB8",
+	"pz+XwPM9ch9TQeQAAx3UpFT/5YVYkW0tp3l+tY/AM2esHNIqWs7ao8QF1EzhoCcX15djKLv0yzBVJdaO",
+	"XIz4SLOTw7MzZMRPLcpg4MNaluCJctWy/VwolfuC4IKIjcZEgcI03UczrSG7ciBIJ5iFaDYhzJXFNXcN",
+	"QRmhWimEXfIRI3dWxzHNqJIkGvW86oGOBzR8tB2nTCocRcC6msb9ot034FYnqj0Dvl38LN3p+jNx4oz1",
+	"JaQhxWQr0lCDqUX9XBhPwudFYwPamljTn4DwxILeYUXAvFc3ZgfCNLi4PD0/Xo7ZEl1yIahQqcM4RoC9",
+	"OszWiUvdUBpjKWdctLt9rw8vTo5qlud7iSTCGCw/tTtVWQc/B8FZNSwMaYmodtn10kG3lYfkrnHPVzlH",
+	"XIwxo78vJGcLsd100CSRsgOJfH3y7l3jHjUN0n7/UrRVF+wszyzGr2y2u8M0iur21lipT++IEDQkHfc0",
+	"AOm5aZH2V0kCQVT9SuvAsTz4mIUfZaoBx4IEWOU6bZXtExYivW7N4g1vHhFBWECQOU4SUbWPNOedoxEl",
+	"UYhiQTTj9hFLosiwbq3ggepZZcYhlXGE54N013KNrrzu7Bs9rhFtyRTTqHMvg9biUo0LI5ojCrdxRIlZ",
+	"brr83rKrUoTiEdfYBVoXoAL4aEgizsYSKe4to+qWJZZOUA1kCo8XkGlzoEynq3Qc33S/qZkz3U2/iC47",
+	"TQnZN4uPeGrkLG5DxMf2SpF7PI3h+v67YEM1v/3//vY2uD2avvzp7PuXqm6ry9QJG5Iu5yzQwOQD4gKt",
+	"X8w8LECLF/NWI6wj+cg6W59fu13KN+l+e8y37Zd/l5z1zvHsPZESj8E55IzfRKIE0WSlE+MJisx/oZGg",
+	"agzS1ICFg8SStvyK4ShqYSKq0kd95ItoTc97abOq5PamiMH6sYvXye9EjA/AzqnhATs6ZshM7aNPD4bi",
+	"UoUm4CxgxE9JtyQk3JCoAg4KSRBhYWjIFJwFRN8gWCxVZCrbe6itvS9DCRYCg6HRHJTsJFCmvtvzquZS",
+	"34uwVIMRUcGk4/mZEoVDrPAjH/bU+VIvCNX41muFG3t0FqpJuo2WYeKw492pI6bFO+o3RAFki8u23MGj",
+	"X0NIMnLs3PACyNUNLN7sxcTupIbZXRb8WhsS0fAAYcTIDH38ePLGnPeIjBTiidJ8eorv3xE2VhNv/8Wr",
+	"V743pSz9vKuFO6WI0AP//1d4+/fD7f/sb3/v9w72f/jLf11fX11f33z+128+PVx7G9fX19c7A7R985dv",
+	"6s5bDvU7auINViLRq9wyPeGJItO6i8bIvRoEiZCGBS4aUA9zZFqWqc2ZEeIMcqdcuFsg0RSrYLKPtJys",
+	"KQ2WyEyINjNfnsRTgkY0UkRIsOGAQ2YLjDb6dw0mivGY9NDhEKayIos+PuaHysF2kbb4HGUIWplxLmZs",
+	"7alSPVPqzoqqsu8fR6K7UdqK8PdnI7mPSz6zDc9IpUtQ7fFZfHrPCe5qoT10Xf9Yoh+PL9GOc192Prmh",
+	"aA9IEJUIZpS3oqxp3MEzMpxwfjtIRAQ+Ya3E+sYWm95w0PbKSiF4s03cB6h/VrQI4RMeRqSHUgQhKhGO",
+	"ZnguyyqjtSFjVlC/1jJunUhow2ecgQ+0EGgCdVyLfNny3ns66lQVZr8mkfIq3a9MWf1nli19r44U5IBU",
+	"sfVk5LSdYFoL7iPLqzDWSR6x6MScdnOsDoZYEg1qVezVQIBvjdwrwiTlzISjpT6KsxPXDZfDcpBGlqGJ",
+	"UrHc39nBMe2NqZokw17Ap2UJub/315pNx4maDKbc7HQ7wHQXpLsAXHnQGk+UpCEx8WlY4YiPe+gt0Kes",
+	"DdUaqw/hUDbOzmm9IWHYHpwGY345Pfx4+dOu55s/XmR/DI6OPD9zOfvW0u97l68P4fszz/c+nH44rjUs",
+	"dyDOzt47BPqExQkckLLBr+VQb0y3D7rXg6+v5wyLcGBPtGt7GHIeEczKNKTlPGkkKlAPfkvYAKxW7QcA",
+	"jx54NbIRWp/h2YQIgsx2GV+lMWJkgZX5AS6cgXbn1oSZp7Syeyi7S7kccuQMW0sQKnEk3ShBW9/c0ceL",
+	"y9P3yx1zjtfCcVUYKOucFZaVm/O7XPBcbKh6k/3ua9nNmKkok4rgsIcOI8nR3IiOKW0ffAuNljsHypp9",
+	"VdtKHQIZa0uNyku7ruoVWGxtaOTW9SheysX/HUcJEIcioO+JGJNQswFeigPeMHZCHyWsFAG+IRGfsQzz",
+	"U3zvQrLbzzYDCFIb4H42MYVV++hy94IHUt5RLcP5ZYIVmoE1QnA2TqPQY8HHAk+R4ggHCnHWQ8c4mKBA",
+	"syCjg0jEGUE/XV6eIamwSqQPMfqxQmrGTUZGUX1JuxklZ8b3UU1YONrc6/fzmBQ35hqzLBg+CxPfe7GX",
+	"N844XhrxbeeHEPI0EBzb+OghoWwMEeQkRHw0QiPBp1ughdlQzoEz+eZefw9awJipsKTPaswpU9JHGmxo",
+	"8Ob43fHlsasglvTDLZfZpiiAsEw/+zjk4dz5CFlHA8iSks7XiaDVL2106cD6QaZUSsrGwIUGJmAXDqSN",
+	"Xi19ny4dBwFPmJbXRlkWje8xrgYjyFzJW+ZLc74siaBGvpzwcKBHwFHEZ8T4giGhZKA4H0SQUqI5Hh9M",
+	"MZsPRBru7NelD7hyrhMk7vlebbB1NZw8bwnicK3QAvfmDQTVdzZ2haRWoZhaBaXe828EheIN/ZnMZX70",
+	"IKx3kwsER2ILCc4VsoSJj0aEhfpY32lKpo9Zpg42ON1Sha9iDAS5PgXWgtZIWk7Nx9VQtIju5YSru5Lr",
+	"bl6Ngtu8EXW4qFv6WzDAXpheNQx0CbP6ieDI7HcXYYbIJFKu2MJvW4gsplfdIk4gxjA3CLzGKpi8hVSi",
+	"jqCR1DG8dFNO87AVYBz1bgnzGzo7vSha29AMEqOsISw1eesjgXDEGbH81iQNvPr+ez9PIdjr92uSCIq4",
+	"siDZ49YeZ+bLzlhzyGdrow14rQvYy9b7Qq8wW++LLut1IGm96NV085J/piZfEebSAoWWOTBD5cntvD1k",
+	"HLd3JOIxyVMZgVtgRWzsK4xCZfZ1iDgEsGoRLXPgAmHlo+p5M5ZZjIY4BImHSnv2QCY0STFwvwr0dolx",
+	"aorvT0zT3b7dsvTzUtK82E/TsE8p2eCMtDBELj7hy8LlF9EUcK8sgFGuRBBrztEpI3ZfUAy5S2Sqt9eR",
+	"0f10+7gIjbrRiq8sQvAyvppC22bjvvRutTTdl1wdWUtkuic2bdiizhWJL18fIgY5uVZaPAm3euiddRbr",
+	"O4YZMtZA37gtjTkdhBN9jW5JrGq1I4dsrexSaJ/03804ZXapOThmIfdzTQEdLN9lfdRqH1o5U0oTt4pm",
+	"2mYfMi3mkbeiwbbe0V70BU7GegP4MsNzdWfroyUcXVVxg8sD9Kse7lckSUQCk3OB7rCgmAFWQ6pHmVKG",
+	"lRGRpjiOrdSY2lNbJ64ZU2tzhldT9kFqsO2QVWftuW1Twn6hanJptE5rQ26bM5gbm9smCxas0t2y5azJ",
+	"um0SWsFS4+2bg/Pgt+Sk1aV2zov8kyRENmGzc+ZgdkweOR9wwdk3Ukcx5aVe8gyNgyVPVkFuSguIDCEJ",
+	"6BRHKKRjqqqm80UxUf3t72++rQ14chwAXTl+wVVesu5RNUFTGkVUmhRsEHf/hu/wBbTa0DTs5OLUKLFo",
+	"JqgiElEgWi0cmEVW0Ojsaef8djBwetgx19TpW5O3W3WgFwXFyDjyEWVBlITkBwd833H2T3gExpWys//A",
+	"RFZAw9RNJ7PQALf2SiFCYCkfLRvoK2hu58OK+Jgv9IHXJ3sUfD3Vnwu+7j/FoXN803XaQHmTbfODNExG",
+	"72GvOU5hyW6VJBAHewXPeyn6HramZh+bPeq1gkvj4V814bA5VkO3iSi7XdyqNl2uruGj5BwWU+MyCJeg",
+	"quJa7hYTZgQcP/W1YhYirQ8pfEtQlmHko0I6EbSCKlDyACILdGuJzEJ8lEIOzZxFoU3M0PnFoanFwdDZ",
+	"8Xsfnf18dPEvu4gL89dft3rorXH8WU2NqwkRSGMgcwEnkoSLMnY7GjDds1BxHi/pW0jC6jhvJUXL6b/X",
+	"//67pQOUjqfTffe7l3/dW9rfbGGVyByigE+neFuSGAuwM0VUKihbc+1de8AhWG6hLMLsiAnffAZJwQRQ",
+	"7+8Met9u3/xl069+t1UvS5RvVTWgIw/ZaHfbltwlN7ai+346A60Q7J3qz+1sN46UtcxWAwMvWfhpXdmU",
+	"L0pFrKOSDTmJdU3zo9me6NYfj5sF0WqV7EgjWtXT6XyR5ZVk4FZGXoL2M0dyqcrwKb/dkFAnMC1pZ4Nd",
+	"fER64x6yMVurZTQMmtIWCmFrpnTiise59Sle4dTmEUYV/P3EZwZZsFEgz+qjHWAtolmPflayDm1WY5AK",
+	"zm3rxR5q/bT2QJXK33R0OK1ST0LKhIiThsxrwxdsQRYny609TA3hzIvSiSvxnM13oNL9pgB1w7KaSyGU",
+	"KcHffrlsLX45yHLCoPQINYfPSYapiUAhgiAMvBJyU5BUWCh5gHiMf0vK3PLli0VX9HD7P/H274uuaGo9",
+	"/WLzel1M0ykrmMi1VAfqI6zNCGYQI9rOdlQyU3cO7jbG7Q6upuXZI20t1n8eO3Kj+2xRsHS2zDpKWjXp",
+	"dTtDHEJuslvZqrqL08fhvivVjLLsfuk9d8GsBaAaBGkw47XB2Wr1OEqoqxYNqEXTyuVaHhtVlcItSxBW",
+	"Y239AgGz1WmpyJqteq3CirtdgNqtAeP/0t1ZJICme1Z7kl8gg/8O+7Pasf6ykiSPXEuttbTwFFtQf0Na",
+	"bMSjFaprd0sMs3AzdpawZLdezao7ZiJZB49xcTrXn6q/IK025InqeP0xe9Bwayp70/L2rLYPDbekbjfO",
+	"sAomXxpUsmp8Q5fsuaZMuErh64lS8abcMjXTU9Oa4qYmt3UjLMtlqaviVJUd6z2EuR69IZEx9KNbMl/R",
+	"lPBf+71/RY3KSm3h0afXkhcXfGt9xC9OfvxwePnx/PhZysFluKq7Blm15KeOaS2B3hxEarxfrzmP6gzJ",
+	"1n9XLQwmCA6lCf5GowiP5T4CjQvt+mhOpI8489HcR4ThYWSKU5uVob6PGPcRH418xHwUUgktwKWN2RwF",
+	"WIKu7RzTzatLdXN1Lm6uPiY3V8fk5vPu56v/mMOfVxfy5vPVKb+5+sBu4NvP8PUHdnN1iG+uXg9vrt5F",
+	"pumb8Obz1duR+UF/eSHNcP3P0P6U26F0m7ejm89mzDfhzdUJNa1rhtz6ptY3CMvVuDd/+F4fMhe0YD4a",
+	"6T+NHw4Wb/x6GoFwzvT/vqfl8TlYJSGnYQ4GLdtcb1wCFLnjSZJ5r9JeG/ejntupg5b5b8vRunaYuhNl",
+	"k4SKBvjv9paToRvHsnl9vd3baYhRyFKkutv4L58kMyvnayYRbvOWzHdMeKGZWm71EORPYEEQ07Qvor+T",
+	"ULOLiM+I0Gce3G2QGSsVnut7oSgLFMIjRRx+0pC/VeKQg/ZJcgsx9vBYCWK+V4qi6Wzv+jIhy6jBHRTQ",
+	"R7Fx1Dsw6tlKBmFpboe1GHdZFbMpJyxTb+vu5SLPbRQH5pGdaazmPsIKTblU6Ls99DN9XRIdvnv16uVy",
+	"J2ZNGfOnFwy+XGm8/OV0cHF5fLZqnu3ljCO97rr9qNaoX4aRdFTTM/V0hK0Gz8LYuqG9jJCGjPkmL2wH",
+	"gCFq5IsLKXydifvPnHl/YLQQqXgs04xTysbPk1ZfTQmWJEgEVfML3c9s45BgQUS90+8QZStKn3wxFMzk",
+	"1xgnLfgwTOoMZvm7ZsBZId6E2fxt3R3Y6YRHYQ/dbzv9pS1mC18Vx4HiRvIWjbg4sAF38FUkOYyEMJrR",
+	"KAywCH2EzQgbUN1oRO+RzXukDO1/izbdAvnf+o318ks/OZqd3P92y0ezCQ0maCwwKwFu0r2NaAB7A6cP",
+	"MJzfRK2ngkCa+uSvvCZATLQXyJnNlf2X/FxKjm1qqndhwc8m1GxBg5BEpNKggLmaGSq/LwC20LZm3ZXf",
+	"245Vi+RCi9rFF1rY1d/AmzuUjXjNW0eK22qf5Vcd3BxGSNigItyOsVBzfe0kGpIJZSH6gNmYb8hC88Oz",
+	"kx56QwS9I6HJBU5bxckwonJCQiRjEhzYY2pee0M0u7WUoZAHcocIgRXuTSEOLGUm7u33fO+OCGnWstvr",
+	"9/rgV4kJwzH19r2Xvd1e3yYEA2HZKWYwjolqU/36bVq8UBB0+OENCQ9MFpYGOY99RG+OL458REP440Dr",
+	"rpLAa5DgJ/6//9sUPgQzkCl9YsoAkDvKE9NoQyKnaCOSeC576ND0tw+IWVkMhipgXSsG8IwfwSKap69W",
+	"USVNsmCMpSQS7aH39PVBYRaaVV2D4gTwdEZ9ncce+sAL50QjBNqbInImYC+jkieht2+c6flA78gYBxBn",
+	"6jyielU+lsf3OFBl3zQOBJfSNWlBXHLdQ6elx1bbvVFVyJB+ePDLQB1hSbYpk5qJKnpHkEyGhi/W5JtR",
+	"MGbY79MiIRsSWbHCxPpwgUDfalqGJFgEky9awOKDbfCclQanYRMkxNpKwycHxuQ0lLDmVvxeAuKp0/Qx",
+	"N78UK5lV7zA6p5YA5AGSMQ4ggpUn+jZCPrC+54JOp6QRuc6JLkHsBnv23agE2QiowmN5dUvmNz8Y00KM",
+	"qZAppdUfjLhj7rMHfoUIahuYLamDz5ZTy8Fqsot0NLPU2CmqT0WoOVD9kJD4NI8sKuUYaopYoIUOyfTR",
+	"7v/89/96obGXlZPa7fczugoyW044/ZRyli40lIgxyfwQNu0SVmXIKtqkKg3Qz6h1RPTvnJGtItXV+pAe",
+	"X1GWmIQCdFmwnVpYgfvC5h8gSUgNY6zbsvTNw3zP7HBwkPxCCr6bg1/3bGEF3WcabSyZDokw7L1/kFb0",
+	"qGN4PXQyZpDDCSkNZv1NgMemgkcN3C7UgI9+vwh7vw3sl7bgcLoNltYUuLApYucEd2XsGl7nBMoE73FO",
+	"sALuZ5pqZt3Ej9LSyu2IkROA9vBwU3rY+kW//2jPMpYKV9c8znjKLCaKIqG+mnsGkLrxM4B3nGe4ocvu",
+	"8i6FJzKh08vlnfLns3WP3Vdtpql571J3fvH98s7lR04ffO9VG3S4T+9Cn5ft+pRev3XVZhCfXIX5arE6",
+	"daNPlEymUyzmVj5DhQISjMyIVGhEhVTpU2rm5rqFryIQ5JCWrPXZcGtQbAF8bkkpNxAv1pynjdR9MYHa",
+	"S9tTIsZWR8mTwE15MwxxilaLyGm1vnUh2NetLd3KqFN+R8It8CHpa6wEZhJDl31Tl8tWzLBVqPzsdWoq",
+	"IfFLEQZiNtS4tE9aS7TX36spwlWVhI2JK43ozARhW9/hNQ/nj3avy2GjD0ULna3D+2RkpXb6Kh12U/ph",
+	"k8ODwqN/JJjwlAT8aUlNf295j+wJfaBNLaYov12/pmnLbEAlqgZVEEvkQl9uXqPaLiJlGeXagkgDLlvZ",
+	"C85JHIEiUKBZCyjVp4f0kXaq/jD6dEHUn5c47f6RxEmY/VyTpzV5ehzyZAlEhT58KYkqiV3FSp6GcoFJ",
+	"uBUN09KSLKvBmrxo1VcSHBUfG4CE0THnIdosBgFxFtnoH0QVMhCEWz1bJk2Tr+yVmEK+A4qwIsIaWKV9",
+	"58cBBWRS8y0Ne+gwf9XeacRFoaZBWtV1r9+voYl+NYIp5ERWSeUbWISjPTVYNetOWd6k6iH7N1Abn1Tl",
+	"SwOCGsiea8KUaMwZWat6XyPdyXw/Bbpjzi3Chcpoi2hLqRawXkhLn8m5fVamXOkLalvk75F0fB5ck55C",
+	"wRMoUpAEmhDoHkjqVqV3HA5seQHQB8dEFajWpwdbMXGv/zIrzpw5d2HYrCSzW6EZPO49VAil/gFiEgz9",
+	"s3arLat2pi7ZQndjPSs4VFiIKkXxtBJuvdlEpiVBwvTlhAyTZYxp5KQVH7hAWQKEnRu0ZxtWAwPYzOMU",
+	"whllIZ+hzd1XaEpZoknwcJ4vC8QiRmYkTDNti7HGed5t5okyfYyj6MB582FDpsWuC/S5po6yXzy6Qxzc",
+	"GvfLyAbA4WwkLhC5n+AEEDec5+W0917sNQytGYggOJjoi+cjGfGZiUilkZ4lM/m/6r9AdeWc8weRbM06",
+	"g4OEKZ7oo5geL40v+GWCpd2BsHy8ZhgYaqC1Azi9MyqJHZtGkakOWpzHKfW5VWVZPxL1ZPzKr1aBJnHx",
+	"qMs0sd2A2EMfoBZj5ZYbFNnw0jpTajF3oa1F1YlfrjEKn1tIF94Xxme+vsQse1aTmvqteMgTqGptthLu",
+	"cJiIVLDRh3S77oRu6s6cBRVXA5X50d3SFFMD5kox2bNYzi2jatnlOUBaHnIKrVBlXe8yVSRX3xY4qwO7",
+	"OY+0LYdBQGJ9fTUh1r2xokMaUTU/sKU8Vz8+pqLCAMfx4O8z9SWn6Xns8/AQ3FKZzfM9UxwfIDnCwYRs",
+	"H3GmRG3cvi0lxbeBjPS8shbuoiMNAExb1wUBPvyjqcJfJFq2mM3SndcRD27tsp5VIn3RQtW3JL8gkj67",
+	"NAuRVTeaQrRvX4i0KsnBPxJVkCR8W22tKF0C3QGhEXj2FM+NjKkmZNpZbO7Gad2yCGdYTUzxjJ1SLfJM",
+	"FF8HKz1JsNI6TGkdprQOU1qHKa3DlNZhSuswpXWY0tp2/ZWFKRWd9oX3HGNJ9JUp2BNHIOzSYILmPEE4",
+	"0tL+HE3wXSE7QpPkshuqwYNlauNWanblRR6jCAQHBxOaLtkSytZuDZY/6/m3Anxq+3UKv28enp1tGThg",
+	"89CUMr0+VigJj0yBDtf8bMfIllE049rCeWBlBlt7mjCC1YHtmptvUwMk2tNczJjV7fBAlNxHEXEATyJS",
+	"DQsv2FplZsh61X9hNbM00MEYPKuCe/k5micKXWh69eaZ46vKj2stdeVhmWLOHBz7VDSsxi+9Dt/NIVMw",
+	"vtkRwKutj1Fqmd4sVvr+harJhETGSr2yvcpHkqbGU5BwAiwEJbJct35t0/rnCu/4aoxaNsWvxOgMiUGb",
+	"CTCorQKDKgd4yJ1hGkxbz+WcXNks+9e+jZs+MfarM9yvmhxPMAsjEiKi9dxovvTFuf2c+YkkItJHUEYG",
+	"Ht+VPrIvVxqTDwja0tJ00wxS85Agmj/dkfRtKA2d0TTyOLYX/b7pyKuPpUHMXBqYBeauffTrp2v7XuC1",
+	"eVzw2jG4XHv7//Pf/+fhV810Cg337u8/v7q/969NNZxrb/+Tbvjwq2/F61/he0CVhjT9OCWgaFhB3ULd",
+	"9BzkmN4RLUYMcWg2wogvw4gHtzIviC8P4FcJpkcwxYR0BIpX4aUO6wY3TYHRChITrBBGmzXSh18UUrZA",
+	"9wdmZFIvC2i0rxpm5lE+Y+kDgsXnDKmSJBoZpxZmyKjGPmK8eMJ81M8inNQEM9AZDehbtQ4sfe6W83t4",
+	"1u6ZmH7hLcln5vwL3yJs0IuWXpU1F/5SPW4dM/n8jDGJU5NTwaZmY6dFdj9LHLMhFeWfJ/FknXKyTjlZ",
+	"06c/NOWk2Sz11WeOrHNG1jkja/ryJ8gZqUo+i7NB1rkfK+Z+rLM+1p6zry7ro5DIsU7bWKdtrNM2voK0",
+	"jXXCxjphY52wsU7YWCdsrBM21gkb3RI2HiUHw29yGfwCIoRWc7UAY59X8AtChf7RPG1uDENauinFj0Mb",
+	"Y5a2VZsd21H6+yb8m9v99OK2etmk6fjSnTydo4fqHi4y5cAzM2IPBi/xmYpgUnqq6XG14Mc3IDa8LPXM",
+	"XopOariNAlwbC9fGws7GQuPyK5BMSz/8PI+Gi5QcgECaPZsClsMJwZEpv19rJzi0outsQqM0N4xDaKlI",
+	"mDxARnfS9AOFWOGhfa6pSEN+MnM84YWzMzTctxRkrYJF9K6yB6UI5DvCzOX1vR03/KYRSaci1GqdpvSp",
+	"4unbjIosEW95mpoTwW9fLNiQ9pmD+gy2Exe2pwxGyedpissvvUG3Dsj/amjMl72SUBe9b4SdbIQNWYph",
+	"6xrCD9GBiZqgKQ9JGo7nGKeyIHuFIz72U1PNkIf6AsGzx9BzE9dESW5ZM2JmPeKJklpW0vKReWnZT20P",
+	"mIUmntpZDui75TcV1IRQo8sf2DdLzHW3DhUI3JMKxmMFEoAmRJAeSonuCwivb+euOAJK41zVJ/LQVub5",
+	"oyLkXAjMHC0IUx4h761Dzf6ZKFt9rJk5zCUrXpXx73wyryH9TOat/alFj2RYDezgI0SVnxmlqajxt9YF",
+	"esBoLfywUL0g98TCUlPTJ2T5jDFlaIpvU7+rb96BcyFv8oqWycwfo0aVUQxWAjftVpCvwcf5zOavf9w7",
+	"vtgrypadl0ZfqXXp/VCQ3sOw+pzSKPP4TXgET3+1fiMKbULf9DGxLQOgRNTmKuuhs1wBC0+q1AEsjsHH",
+	"T7O+WRJFNm47k3wEB18h47nIkz5aV+uVKl71ku2nRba+BbZgwoc0ANd4bSHw/MLDfjf1SfonpreTn4+F",
+	"wHM3PX/ExfRpAy1WEz8eNQJ/ik0U/nydCbemlt2pZedX7OpM9QWi+hzG+o+pILbMUg+BLPqujCiJQomg",
+	"lJCxdh+kJtcBVmhIAj4Fgph6kTW8nx56hTUUjO1BRCEzy+R922d1N63amadqbx1kj1SSkdKKJbolJHbt",
+	"9da6gw6RIJD3RW2sBUQjpBY3l29NcIFnNSUBPL0e2PiQ61oPXJvd/4HI5GK7e43iOCVK0KDZWPze/J6a",
+	"rc4EnxI1IYlEitwrZJ687iFYNjxsq1sdnp1oMU8QKVHCIv3f0fnxm7PT88vB++PL85Oji8G7k4vL4w+Q",
+	"MAD1INL2oGhCRmeVWlhglitxGradOMK0dDUr0oPfbbnkPuaSplU5plitcOoXGPOd6dJ9gU2yT4f25nga",
+	"OTtVRM6paXQRk6CblpuO6pYNKjpVkB5bb+rL3i4KeZDog1d9L7uejqV9035uNRAILoJYakv0TfDgQiRd",
+	"TigwFSWwfap5ByqiLHUKQaZ2xqZS/08a7uSjVxCzqX+nCsyWiHFVPYTnMNkf4h2CqZHiBn2PSF9KIf04",
+	"pCyzZDSTIUNlYCfr6hC+4wGO7E57vgfPgMOLzvs7O5H+bcKl2n/Z77/0Hm4e/l8AAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -421,7 +421,7 @@ func describeError(e *gen.ErrorObject) string {
 		return ""
 	}
 	var b strings.Builder
-	b.WriteString(e.Code)
+	b.WriteString(string(e.Code))
 	if e.Message != nil && *e.Message != "" {
 		b.WriteString(": " + *e.Message)
 	}

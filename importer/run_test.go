@@ -153,7 +153,7 @@ func TestRunReportIsAnInput(t *testing.T) {
 		}
 		got := map[string]string{}
 		for _, l := range a.report(t) {
-			got[fmt.Sprintf("%s:%d", filepath.Base(l.File), l.Line)] = l.Error.Code + " " + string(l.Record)
+			got[fmt.Sprintf("%s:%d", filepath.Base(l.File), l.Line)] = string(l.Error.Code) + " " + string(l.Record)
 		}
 		want := map[string]string{
 			"bad.jsonl:2": `invalid_json "{\"provider_config_key\":\"api_key\", \"connection_id\":\"bad-1\", broken}"`,
@@ -190,7 +190,7 @@ func TestRunReportIsAnInput(t *testing.T) {
 func TestRunStopsOnRefusedKey(t *testing.T) {
 	for _, size := range []int{1, 3} {
 		t.Run(fmt.Sprint("batch size ", size), func(t *testing.T) {
-			a := newAPI(t, storetest.Backends()[0])
+			a := newAPI(t, storetest.SQLite)
 			file := a.write(t, "keys.jsonl", []byte(apiKeyLines("k", 40)))
 			o := a.options(t, file)
 			o.Key, o.BatchSize, o.Concurrency = "wrong", size, 1
@@ -243,7 +243,7 @@ func (c *fakeClock) elapsed(since time.Time) time.Duration {
 // TestRunStopsWhenUnreachable checks that the run stops once the server has not answered for
 // MaxUnreachable, not before, and that an answer of any status counts as reachable.
 func TestRunStopsWhenUnreachable(t *testing.T) {
-	a := newAPI(t, storetest.Backends()[0])
+	a := newAPI(t, storetest.SQLite)
 	file := a.write(t, "down.jsonl", []byte(apiKeyLines("d", 10)))
 
 	t.Run("no answer", func(t *testing.T) {
@@ -292,7 +292,7 @@ func TestRunStopsWhenUnreachable(t *testing.T) {
 
 // TestRunResumeRefusesStdin checks that --resume is refused with standard input.
 func TestRunResumeRefusesStdin(t *testing.T) {
-	a := newAPI(t, storetest.Backends()[0])
+	a := newAPI(t, storetest.SQLite)
 	o := a.options(t, "-")
 	o.Stdin, o.Resume = strings.NewReader(apiKeyLines("s", 1)), true
 	_, err := importer.Run(context.Background(), o)
@@ -307,7 +307,7 @@ func TestRunResumeRefusesStdin(t *testing.T) {
 // TestRunResumeChangedContent checks that a file whose content changed at the same size is
 // imported from the start on --resume.
 func TestRunResumeChangedContent(t *testing.T) {
-	a := newAPI(t, storetest.Backends()[0])
+	a := newAPI(t, storetest.SQLite)
 	file := a.write(t, "same.jsonl", []byte(apiKeyLines("a", 5)))
 	o := a.options(t, file)
 	if _, err := importer.Run(context.Background(), o); err != nil {
@@ -331,7 +331,7 @@ func TestRunResumeChangedContent(t *testing.T) {
 // TestRunGzip checks that gzip files are read as what they hold, whatever their name, and
 // standard input too.
 func TestRunGzip(t *testing.T) {
-	a := newAPI(t, storetest.Backends()[0])
+	a := newAPI(t, storetest.SQLite)
 	jsonl := a.write(t, "dump.jsonl.gz", gzipped(t, apiKeyLines("g", 4)))
 	csv := a.write(t, "rows.gz", gzipped(t, "provider_config_key,connection_id,type,apiKey\napi_key,g-csv,API_KEY,k\n"))
 	sum, err := importer.Run(context.Background(), a.options(t, jsonl, csv))
@@ -347,7 +347,7 @@ func TestRunGzip(t *testing.T) {
 
 // TestRunInterruptedBar checks that a bar interrupted part way stays at the real count.
 func TestRunInterruptedBar(t *testing.T) {
-	a := newAPI(t, storetest.Backends()[0])
+	a := newAPI(t, storetest.SQLite)
 	file := a.write(t, "bar.jsonl", []byte(apiKeyLines("b", 20)))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

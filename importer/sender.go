@@ -182,6 +182,8 @@ func retryAfter(v string) time.Duration {
 	return 0
 }
 
+// errorObject is an error of the importer's own, in the report's shape. Its codes (network_error,
+// http_503...) are the importer's, not among the API's ErrorCode values.
 func errorObject(code, message string) *gen.ErrorObject {
-	return &gen.ErrorObject{Code: code, Message: &message}
+	return &gen.ErrorObject{Code: gen.ErrorCode(code), Message: &message}
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/credport/credport/contract"
+	"github.com/credport/credport/gen"
 	"github.com/credport/credport/store"
 )
 
@@ -56,12 +56,12 @@ func (a *authenticator) guard(router routers.Router) echo.MiddlewareFunc {
 			req := c.Request()
 			route, params, err := router.FindRoute(req)
 			if errors.Is(err, routers.ErrMethodNotAllowed) {
-				return toAPIError(echo.ErrMethodNotAllowed)
+				return errMethodNotAllowed()
 			}
 			if err != nil {
 				// Echo's router accepts paths the contract does not (a trailing slash, a dot
 				// segment): they answer 404 here rather than reach a handler unauthenticated.
-				return toAPIError(echo.ErrNotFound)
+				return errNoRoute()
 			}
 			requirements := securityOf(route)
 			if needsKey(requirements) {
@@ -106,16 +106,16 @@ func needsKey(requirements openapi3.SecurityRequirements) bool {
 // every scope that would have done.
 func (a *authenticator) authenticate(ctx context.Context, header string, requirements openapi3.SecurityRequirements) (store.APIKey, error) {
 	if header == "" {
-		return store.APIKey{}, newError(http.StatusUnauthorized, "missing_auth_header", "Authentication failed. The request is missing the Authorization header.")
+		return store.APIKey{}, apiError(gen.ErrorCodeMissingAuthHeader, "Authentication failed. The request is missing the Authorization header.")
 	}
 	scheme, secret, found := strings.Cut(header, " ")
 	secret = strings.TrimSpace(secret)
 	if !found || !strings.EqualFold(scheme, "Bearer") || secret == "" {
-		return store.APIKey{}, newError(http.StatusUnauthorized, "malformed_auth_header", "Authentication failed. The provided Authorization header is malformed.")
+		return store.APIKey{}, apiError(gen.ErrorCodeMalformedAuthHeader, "Authentication failed. The provided Authorization header is malformed.")
 	}
 	key, err := a.lookup(ctx, secret)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.APIKey{}, newError(http.StatusUnauthorized, "unknown_account", "Authentication failed. The provided secret key is unknown or revoked.")
+		return store.APIKey{}, apiError(gen.ErrorCodeUnknownAccount, "Authentication failed. The provided secret key is unknown or revoked.")
 	}
 	if err != nil {
 		return store.APIKey{}, fmt.Errorf("authenticate: %w", err)
@@ -132,7 +132,7 @@ func (a *authenticator) authenticate(ctx context.Context, header string, require
 			}
 		}
 	}
-	return store.APIKey{}, newError(http.StatusForbidden, "forbidden", missingScopeMessage(wanted))
+	return store.APIKey{}, apiError(gen.ErrorCodeForbidden, missingScopeMessage(wanted))
 }
 
 // missingScopeMessage words a 403 the way the reference does.

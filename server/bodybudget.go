@@ -51,7 +51,7 @@ func (b *bodyBudget) acquire(req *http.Request) (*bodyLease, error) {
 
 // grow adds n to the lease, waiting at most the budget's wait. A lease never holds more than the
 // whole budget, so that a request larger than it may still run, alone.
-func (l *bodyLease) grow(ctx context.Context, n int64) *Error {
+func (l *bodyLease) grow(ctx context.Context, n int64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n = min(n, l.b.size-l.n)

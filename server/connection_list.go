@@ -59,7 +59,7 @@ func (s *Server) ListConnections(ctx context.Context, req gen.ListConnectionsReq
 	if p.Tags != nil && len(*p.Tags) > 0 {
 		// The keys are held to the rule of the keys of a body's tags (Tags.propertyNames).
 		if details := s.validate.CheckPropertyNames(s.tags, stringMapToAny(*p.Tags), []string{"tags"}); len(details) > 0 {
-			return nil, newError(http.StatusBadRequest, "invalid_query_params", "Invalid query parameters", details...)
+			return nil, apiError(gen.ErrorCodeInvalidQueryParams, "Invalid query parameters", details...)
 		}
 		in.Tags = *p.Tags
 	}
@@ -70,7 +70,7 @@ func (s *Server) ListConnections(ctx context.Context, req gen.ListConnectionsReq
 	case p.Cursor != nil: // page is ignored: the validator fills in its default of 0
 		offset, ok := decodeListCursor(*p.Cursor)
 		if !ok {
-			return nil, newError(http.StatusBadRequest, "invalid_query_params", "Invalid query parameters",
+			return nil, apiError(gen.ErrorCodeInvalidQueryParams, "Invalid query parameters",
 				detail("invalid", "Not a cursor this server gave", []string{"cursor"}))
 		}
 		in.Offset = offset

@@ -41,7 +41,7 @@ func TestConnectionIDInPath(t *testing.T) {
 // unvalidated.
 func TestConnectionNamedMetadata(t *testing.T) {
 	t.Parallel()
-	v := newEnv(t, storetest.Backends()[0])
+	v := newEnv(t, storetest.SQLite)
 	v.integration("dev", "github", "OAUTH2")
 	v.importOK(`{"provider_config_key":"github","connection_id":"metadata","credentials":{"type":"OAUTH2","access_token":"named-metadata-1234"}}`)
 	for _, method := range []string{http.MethodGet, http.MethodDelete} {

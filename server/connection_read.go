@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"unicode"
 
@@ -29,12 +28,12 @@ func (s *Server) GetConnection(ctx context.Context, req gen.GetConnectionRequest
 	refreshJWT := s.rules.Bool(req.Params.RefreshGithubAppJwtToken)
 	withCredentials := contract.Grants(key.Scopes, scopeReadCredentials)
 	if !withCredentials && (refreshToken || forceRefresh || refreshJWT) {
-		return nil, newError(http.StatusForbidden, "forbidden",
+		return nil, apiError(gen.ErrorCodeForbidden,
 			"Credential and refresh options require the "+scopeReadCredentials+" scope")
 	}
 	integration, err := s.integrations.get(ctx, integrationKey{key.EnvironmentID, req.Params.ProviderConfigKey})
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, newError(http.StatusBadRequest, "unknown_provider_config", "Provider does not exists")
+		return nil, errUnknownProviderConfig()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get connection: %w", err)
@@ -47,7 +46,7 @@ func (s *Server) GetConnection(ctx context.Context, req gen.GetConnectionRequest
 	}
 	conn, err := s.store.GetConnection(ctx, target)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, newError(http.StatusNotFound, "not_found", "Failed to find connection")
+		return nil, errConnectionNotFound()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get connection: %w", err)
@@ -180,17 +179,16 @@ func (s *Server) DeleteConnection(ctx context.Context, req gen.DeleteConnectionR
 	if !ok {
 		return nil, errors.New("delete connection: no authenticated key")
 	}
-	unknown := &Error{Status: http.StatusBadRequest, Code: "unknown_connection"}
 	integration, err := s.integrations.get(ctx, integrationKey{key.EnvironmentID, req.Params.ProviderConfigKey})
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, unknown
+		return nil, errUnknownConnectionToDelete()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("delete connection: %w", err)
 	}
 	err = s.store.DeleteConnection(ctx, key.EnvironmentID, integration.UniqueKey, req.ConnectionId)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, unknown
+		return nil, errUnknownConnectionToDelete()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("delete connection: %w", err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"strings"
 
@@ -49,7 +48,7 @@ func (s *Server) PatchConnection(ctx context.Context, req gen.PatchConnectionReq
 	}
 	integration, err := s.integrations.get(ctx, integrationKey{key.EnvironmentID, req.Params.ProviderConfigKey})
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, newError(http.StatusBadRequest, "unknown_provider_config", "Provider does not exists")
+		return nil, errUnknownProviderConfig()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("patch connection: %w", err)
@@ -57,7 +56,7 @@ func (s *Server) PatchConnection(ctx context.Context, req gen.PatchConnectionReq
 	in.ProviderConfigKey = integration.UniqueKey
 	err = s.store.PatchConnection(ctx, in)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, newError(http.StatusNotFound, "not_found", "Failed to find connection")
+		return nil, errConnectionNotFound()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("patch connection: %w", err)
@@ -127,7 +126,7 @@ func (s *Server) writeMetadata(ctx context.Context, body gen.MetadataRequest, me
 		if len(ids) > 1 {
 			msg += ". No actions were taken on any of the connections as a result of this failure."
 		}
-		return newError(http.StatusNotFound, "unknown_connection", msg)
+		return apiError(gen.ErrorCodeUnknownConnection, msg)
 	}
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 
 	"github.com/google/uuid"
 
@@ -47,7 +46,7 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest) (*imported, error) {
 	integration, err := s.integrations.get(ctx, integrationKey{key.EnvironmentID, body.ProviderConfigKey})
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, newError(http.StatusNotFound, "not_found", "Integration does not exist")
+		return nil, apiError(gen.ErrorCodeNotFound, "Integration does not exist")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("import connection: %w", err)

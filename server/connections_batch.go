@@ -137,7 +137,7 @@ func (s *Server) checkBatchItem(ctx context.Context, raw json.RawMessage) (*gen.
 	if runtime.BindJSONValue(value, &body) != nil {
 		body = gen.ImportConnectionRequest{}
 		if err := json.Unmarshal(raw, &body); err != nil {
-			return nil, typ, echo.NewHTTPError(http.StatusBadRequest, err.Error())
+			return nil, typ, fmt.Errorf("%w: %w", errUnreadableBody(), err)
 		}
 	}
 	return &body, typ, nil

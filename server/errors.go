@@ -3,14 +3,11 @@ package server
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
 
 	"github.com/credport/credport/contract"
@@ -20,30 +17,89 @@ import (
 	"github.com/credport/credport/store"
 )
 
-// Error is an error the API answers with its own status and code (the errors table of docs/api.md).
-type Error struct {
-	Status  int
-	Code    string
-	Message string
-	Details []gen.ErrorDetail
-	// RetryAfter, in seconds, is sent as Retry-After when set.
-	RetryAfter int
+// Error is what a handler answers with when it does not succeed: a code of openapi.yaml's
+// ErrorCode, a message and field errors, in no transport's terms. The table below gives its
+// HTTP status; no other file in server/ chooses one.
+type Error = contract.Error
+
+// statusOf is the HTTP status of each code. Every ErrorCode of openapi.yaml has one
+// (TestErrorCodeStatuses).
+var statusOf = map[gen.ErrorCode]int{
+	gen.ErrorCodeInvalidJson:           http.StatusBadRequest,
+	gen.ErrorCodeInvalidBody:           http.StatusBadRequest,
+	gen.ErrorCodeInvalidQueryParams:    http.StatusBadRequest,
+	gen.ErrorCodeInvalidUriParams:      http.StatusBadRequest,
+	gen.ErrorCodeInvalidContentType:    http.StatusUnsupportedMediaType,
+	gen.ErrorCodeMissingAuthHeader:     http.StatusUnauthorized,
+	gen.ErrorCodeMalformedAuthHeader:   http.StatusUnauthorized,
+	gen.ErrorCodeUnknownAccount:        http.StatusUnauthorized,
+	gen.ErrorCodeForbidden:             http.StatusForbidden,
+	gen.ErrorCodeNotFound:              http.StatusNotFound,
+	gen.ErrorCodeUnknownProviderConfig: http.StatusBadRequest,
+	gen.ErrorCodeMethodNotAllowed:      http.StatusMethodNotAllowed,
+	gen.ErrorCodePayloadTooLarge:       http.StatusRequestEntityTooLarge,
+	gen.ErrorCodeTooManyRequests:       http.StatusTooManyRequests,
+	gen.ErrorCodeProviderUnavailable:   http.StatusBadGateway,
+	gen.ErrorCodeServerOverloaded:      http.StatusServiceUnavailable,
+	gen.ErrorCodeServiceUnavailable:    http.StatusServiceUnavailable,
+	gen.ErrorCodeServerError:           http.StatusInternalServerError,
+
+	// The two codes the reference answers with two statuses. The second status is set only by
+	// the named constructors below (errUnknownConnectionToDelete, errRefreshRefused).
+	//
+	// unknown_connection: 404 from the metadata endpoints; DELETE /connection/{connectionId}
+	// answers 400 for a connection (or integration) that does not exist.
+	gen.ErrorCodeUnknownConnection: http.StatusNotFound,
+	// invalid_credentials: 400 when the provider refused the refresh, or the connection cannot be
+	// refreshed (no refresh token, no token URL); 424 (Failed Dependency) while refusals are
+	// backed off from, or after too many of them: the credentials were fine to ask with, but the
+	// connection cannot be refreshed now.
+	gen.ErrorCodeInvalidCredentials: http.StatusBadRequest,
 }
 
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
-
-func newError(status int, code, message string, details ...gen.ErrorDetail) *Error {
-	return &Error{Status: status, Code: code, Message: message, Details: details}
+// sentinels answer the errors of other packages by identity (errors.Is), first match first: a
+// handler that has nothing more precise to say returns them as they come.
+var sentinels = []struct {
+	err  error
+	code gen.ErrorCode
+	msg  string
+}{
+	// A write that names an integration deleted after this replica cached it.
+	{store.ErrParentNotFound, gen.ErrorCodeNotFound, "Integration does not exist"},
+	{store.ErrNotFound, gen.ErrorCodeNotFound, "Not found"},
+	{store.ErrUnavailable, gen.ErrorCodeServiceUnavailable, msgDatabaseUnavailable},
+	{context.DeadlineExceeded, gen.ErrorCodeServiceUnavailable, msgDatabaseUnavailable},
 }
 
-// invalidBody is the 400 for a body that is well-formed JSON but breaks a rule.
+const (
+	msgDatabaseUnavailable = "The database is unavailable, retry later"
+	msgUnexpected          = "An unexpected error occurred"
+)
+
+// answered is an Error with what its code alone does not say: the second status of a code the
+// reference answers with two, or a Retry-After. Only the constructors in this file make one.
+type answered struct {
+	err        *Error
+	status     int // 0: the table's
+	retryAfter int // seconds; 0: no Retry-After
+}
+
+func (e *answered) Error() string { return e.err.Error() }
+func (e *answered) Unwrap() error { return e.err }
+
+// apiError is an Error with the given code: the table gives its status.
+func apiError(code gen.ErrorCode, message string, details ...gen.ErrorDetail) *Error {
+	return contract.NewError(code, message, details...)
+}
+
+// invalidBody is the error of a body that is well-formed JSON but breaks a rule.
 func invalidBody(message string, details ...gen.ErrorDetail) *Error {
-	return newError(http.StatusBadRequest, contract.CodeInvalidBody, message, details...)
+	return contract.InvalidBody(message, details...)
 }
 
-// errUnreadableBody is the 400 of a body the client stopped sending, or that could not be bound.
+// errUnreadableBody is the error of a body the client stopped sending, or that could not be bound.
 func errUnreadableBody() *Error {
-	return newError(http.StatusBadRequest, contract.CodeInvalidBody, "Request body could not be read")
+	return invalidBody("Request body could not be read")
 }
 
 // detail is one field error of an answer.
@@ -51,21 +107,59 @@ func detail(code, message string, path []string) gen.ErrorDetail {
 	return contract.Detail(code, message, path)
 }
 
-// contractStatus is the status of a request that breaks openapi.yaml, by the code the contract
-// reports.
-func contractStatus(code string) int {
-	if code == contract.CodeInvalidContentType {
-		return http.StatusUnsupportedMediaType
-	}
-	return http.StatusBadRequest // invalid_json, invalid_body, invalid_query_params, invalid_uri_params
+// errUnknownProviderConfig answers a read or update of a connection whose integration does not exist.
+func errUnknownProviderConfig() *Error {
+	return apiError(gen.ErrorCodeUnknownProviderConfig, "Provider does not exists")
+}
+
+// errConnectionNotFound answers a read or update of a connection that does not exist.
+func errConnectionNotFound() *Error {
+	return apiError(gen.ErrorCodeNotFound, "Failed to find connection")
+}
+
+// errServiceUnavailable answers a request the database could not serve, with the given message.
+func errServiceUnavailable(message string) *Error {
+	return apiError(gen.ErrorCodeServiceUnavailable, message)
+}
+
+// errUnknownConnectionToDelete is the 400 of DELETE /connection/{connectionId} for a connection
+// or integration that does not exist, where the metadata endpoints answer the same code with 404.
+func errUnknownConnectionToDelete() error {
+	return &answered{err: &Error{Code: gen.ErrorCodeUnknownConnection}, status: http.StatusBadRequest}
+}
+
+// errRefreshRefused is the 424 of invalid_credentials: recent refusals of the provider are being
+// backed off from, or there were too many of them.
+func errRefreshRefused(message string) error {
+	return &answered{err: apiError(gen.ErrorCodeInvalidCredentials, message), status: http.StatusFailedDependency}
 }
 
 // errOverloaded is the 503 of a server that is busy with as many request bodies as it may hold
 // at once: the request was not handled, and may be sent again shortly.
-func errOverloaded() *Error {
-	e := newError(http.StatusServiceUnavailable, "server_overloaded", "The server is busy with other requests, retry later")
-	e.RetryAfter = 1
-	return e
+func errOverloaded() error {
+	return &answered{err: apiError(gen.ErrorCodeServerOverloaded, "The server is busy with other requests, retry later"), retryAfter: 1}
+}
+
+// errRateLimited is the 429 of a key that has used up its rate, with when to try again.
+func errRateLimited(retryAfter int) error {
+	return &answered{err: apiError(gen.ErrorCodeTooManyRequests, "Rate limit exceeded for this API key"), retryAfter: retryAfter}
+}
+
+// errNoRoute answers a path the contract does not declare.
+func errNoRoute() *Error { return apiError(gen.ErrorCodeNotFound, "No such route") }
+
+// errMethodNotAllowed answers a method the contract does not declare on a path it does.
+func errMethodNotAllowed() *Error {
+	return apiError(gen.ErrorCodeMethodNotAllowed, "Method not allowed on this route")
+}
+
+// answer is how an error is answered: its status, error object and Retry-After.
+type answer struct {
+	Status     int
+	Code       gen.ErrorCode
+	Message    string
+	Details    []gen.ErrorDetail
+	RetryAfter int
 }
 
 // HTTPErrorHandler is the one place that turns errors into responses. Client errors keep their
@@ -106,7 +200,7 @@ func HTTPErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 
 // errorObject is the error member of an answer: of a StdError body, or of a result of
 // POST /connections/batch.
-func errorObject(apiErr *Error) gen.ErrorObject {
+func errorObject(apiErr *answer) gen.ErrorObject {
 	obj := gen.ErrorObject{Code: apiErr.Code}
 	if apiErr.Message != "" {
 		obj.Message = &apiErr.Message
@@ -117,62 +211,56 @@ func errorObject(apiErr *Error) gen.ErrorObject {
 	return obj
 }
 
-func toAPIError(err error) *Error {
+// toAPIError is the answer to err: by the status table for an Error, by the sentinels table for
+// another package's error, and a generic 500 for anything else.
+func toAPIError(err error) *answer {
+	var ans *answered
+	if errors.As(err, &ans) {
+		a := answerOf(ans.err)
+		if ans.status != 0 {
+			a.Status = ans.status
+		}
+		a.RetryAfter = ans.retryAfter
+		return a
+	}
 	var apiErr *Error
 	if errors.As(err, &apiErr) {
-		return apiErr
-	}
-	var contractErr *contract.Error
-	if errors.As(err, &contractErr) {
-		return newError(contractStatus(contractErr.Code), contractErr.Code, contractErr.Message, contractErr.Details...)
+		return answerOf(apiErr)
 	}
 	if e := providerError(err); e != nil {
-		return e
+		return toAPIError(e)
 	}
 	var httpErr *echo.HTTPError
 	if errors.As(err, &httpErr) {
 		switch httpErr.Code {
 		case http.StatusNotFound:
-			return newError(http.StatusNotFound, "not_found", "No such route")
+			return answerOf(errNoRoute())
 		case http.StatusMethodNotAllowed:
-			return newError(http.StatusMethodNotAllowed, "method_not_allowed", "Method not allowed on this route")
+			return answerOf(errMethodNotAllowed())
 		case http.StatusBadRequest:
 			// Binding a body that passed validation should not fail; if it does, the body is still
 			// the client's to fix.
-			return errUnreadableBody()
+			return answerOf(errUnreadableBody())
 		case http.StatusRequestEntityTooLarge:
-			return newError(http.StatusRequestEntityTooLarge, "payload_too_large", "Request body is too large")
+			return answerOf(apiError(gen.ErrorCodePayloadTooLarge, "Request body is too large"))
 		}
 	}
-	if errors.Is(err, store.ErrNotFound) {
-		return newError(http.StatusNotFound, "not_found", "Not found")
+	for _, s := range sentinels {
+		if errors.Is(err, s.err) {
+			return answerOf(apiError(s.code, s.msg))
+		}
 	}
-	if store.IsForeignKeyViolation(err) {
-		// A write that names an integration deleted after this replica cached it.
-		return newError(http.StatusNotFound, "not_found", "Integration does not exist")
-	}
-	if isUnavailable(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, store.ErrUnavailable) || store.IsBusy(err) {
-		return newError(http.StatusServiceUnavailable, "service_unavailable", "The database is unavailable, retry later")
-	}
-	return newError(http.StatusInternalServerError, "server_error", "An unexpected error occurred")
+	return answerOf(apiError(gen.ErrorCodeServerError, msgUnexpected))
 }
 
-// isUnavailable tells whether err means the database could not be reached. A connection that the
-// database side closes mid-query surfaces from pgx as io.ErrUnexpectedEOF.
-func isUnavailable(err error) bool {
-	var connectErr *pgconn.ConnectError
-	var netErr net.Error
-	return errors.As(err, &connectErr) || errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF)
-}
-
-// refreshStatuses are the statuses of the refreshes that did not renew a token, all of them
-// invalid_credentials but an unreachable provider. 424: the credentials were fine to ask with,
-// but the connection cannot be refreshed now (backing off) or any more (exhausted).
-var refreshStatuses = map[refresh.Kind]int{
-	refresh.Refused:    http.StatusBadRequest,
-	refresh.Impossible: http.StatusBadRequest,
-	refresh.BackingOff: http.StatusFailedDependency,
-	refresh.Exhausted:  http.StatusFailedDependency,
+// answerOf is e answered with its code's status. TestErrorCodeStatuses keeps every code of the
+// spec in the table; a code that is not one of them is answered as what it is, a server error.
+func answerOf(e *Error) *answer {
+	status, ok := statusOf[e.Code]
+	if !ok {
+		return &answer{Status: http.StatusInternalServerError, Code: gen.ErrorCodeServerError, Message: msgUnexpected}
+	}
+	return &answer{Status: status, Code: e.Code, Message: e.Message, Details: e.Details}
 }
 
 // appRefusals are the error details of GitHub's refusals to mint an installation token, by
@@ -189,13 +277,16 @@ var appRefusals = map[string]gen.ErrorDetail{
 // providerError is the answer to an error of a call to a provider, made to renew a token or to
 // mint a GitHub App's; nil for any other error. A refused import is the client's body to fix:
 // 400 invalid_body. A provider that could not answer is 502 provider_unavailable.
-func providerError(err error) *Error {
+func providerError(err error) error {
 	var refreshErr *refresh.Error
 	if errors.As(err, &refreshErr) {
-		if refreshErr.Kind == refresh.Unavailable {
-			return newError(http.StatusBadGateway, "provider_unavailable", refreshErr.Message)
+		switch refreshErr.Kind {
+		case refresh.Unavailable:
+			return apiError(gen.ErrorCodeProviderUnavailable, refreshErr.Message)
+		case refresh.BackingOff, refresh.Exhausted:
+			return errRefreshRefused(refreshErr.Message)
 		}
-		return newError(refreshStatuses[refreshErr.Kind], "invalid_credentials", refreshErr.Message)
+		return apiError(gen.ErrorCodeInvalidCredentials, refreshErr.Message)
 	}
 	var refused *provider.RefusedError
 	if errors.As(err, &refused) {
@@ -206,7 +297,7 @@ func providerError(err error) *Error {
 	}
 	var unavailable *provider.UnavailableError
 	if errors.As(err, &unavailable) {
-		return newError(http.StatusBadGateway, "provider_unavailable", unavailable.Reason)
+		return apiError(gen.ErrorCodeProviderUnavailable, unavailable.Reason)
 	}
 	return nil
 }

@@ -305,7 +305,7 @@ func errorCode(t *testing.T, res response) string {
 	if err := json.NewDecoder(bytes.NewReader(res.body)).Decode(&body); err != nil {
 		t.Fatalf("decode error body: %v: %s", err, res.body)
 	}
-	return body.Error.Code
+	return string(body.Error.Code)
 }
 
 // on is v reporting to t, for use inside subtests.
@@ -354,7 +354,7 @@ func wantError(t *testing.T, res response, status int, code string) apiError {
 	if err := json.Unmarshal(res.body, &body); err != nil {
 		t.Fatalf("decode error body: %v: %s", err, res.body)
 	}
-	out := apiError{code: body.Error.Code}
+	out := apiError{code: string(body.Error.Code)}
 	if body.Error.Message != nil {
 		out.message = *body.Error.Message
 	}

@@ -79,7 +79,7 @@ func FuzzImport(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	db := storetest.Open(f, storetest.Backends()[0])
+	db := storetest.Open(f, storetest.SQLite)
 	e, err := server.New(server.Config{Store: db})
 	if err != nil {
 		f.Fatal(err)

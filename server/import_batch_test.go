@@ -270,7 +270,7 @@ func TestImportBatchScope(t *testing.T) {
 // the connection whose id is batch.
 func TestConnectionNamedBatch(t *testing.T) {
 	t.Parallel()
-	v := newEnv(t, storetest.Backends()[0])
+	v := newEnv(t, storetest.SQLite)
 	v.integration("dev", "github", "OAUTH2")
 	v.importOK(`{"provider_config_key":"github","connection_id":"batch","credentials":{"type":"OAUTH2","access_token":"named-batch-1234"}}`)
 	res := v.getConn("batch", "provider_config_key=github")

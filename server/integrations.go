@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"net/url"
 	"slices"
 
@@ -50,7 +49,7 @@ func (s *Server) integrationStore() (IntegrationStore, error) {
 }
 
 func integrationNotFound(uniqueKey string) *Error {
-	return newError(http.StatusNotFound, "not_found", fmt.Sprintf("Integration %q does not exist", uniqueKey))
+	return apiError(gen.ErrorCodeNotFound, fmt.Sprintf("Integration %q does not exist", uniqueKey))
 }
 
 // ListIntegrations lists the environment's integrations, never with credentials.
@@ -348,7 +347,7 @@ func (s *Server) DeleteIntegration(ctx context.Context, req gen.DeleteIntegratio
 	}
 	removed, err := is.DeleteIntegration(ctx, key.EnvironmentID, req.UniqueKey)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, newError(http.StatusNotFound, "not_found", msgDeleteNotFound)
+		return nil, apiError(gen.ErrorCodeNotFound, msgDeleteNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("delete integration: %w", err)

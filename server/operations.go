@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"net/http"
 	"time"
 
 	"github.com/credport/credport/gen"
@@ -29,17 +28,17 @@ func (s *Server) Ready(ctx context.Context, _ gen.ReadyRequestObject) (gen.Ready
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
 		s.log.WarnContext(ctx, "not ready", "error", err)
-		return nil, newError(http.StatusServiceUnavailable, "service_unavailable", "The database is unavailable")
+		return nil, errServiceUnavailable("The database is unavailable")
 	}
 	if keys, ok := s.store.(KeyChecker); ok {
 		missing, err := keys.MissingKeyIDs(ctx)
 		if err != nil {
 			s.log.WarnContext(ctx, "not ready", "error", err)
-			return nil, newError(http.StatusServiceUnavailable, "service_unavailable", "The database is unavailable")
+			return nil, errServiceUnavailable("The database is unavailable")
 		}
 		if len(missing) > 0 {
 			s.log.WarnContext(ctx, "not ready: stored values are sealed with encryption keys this server lacks", "missing_key_ids", missing)
-			return nil, newError(http.StatusServiceUnavailable, "service_unavailable", "Stored values are sealed with encryption keys this server lacks")
+			return nil, errServiceUnavailable("Stored values are sealed with encryption keys this server lacks")
 		}
 	}
 	return gen.Ready200JSONResponse{Result: gen.Ok}, nil
@@ -48,7 +47,7 @@ func (s *Server) Ready(ctx context.Context, _ gen.ReadyRequestObject) (gen.Ready
 // Metrics serves the Prometheus metrics, unless they have an address of their own.
 func (s *Server) Metrics(context.Context, gen.MetricsRequestObject) (gen.MetricsResponseObject, error) {
 	if s.metricsElsewhere {
-		return nil, newError(http.StatusNotFound, "not_found", "Metrics are served on their own address")
+		return nil, apiError(gen.ErrorCodeNotFound, "Metrics are served on their own address")
 	}
 	text, err := exposition(s.gatherer)
 	if err != nil {

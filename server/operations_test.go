@@ -44,7 +44,7 @@ func TestOperationalEndpoints(t *testing.T) {
 }
 
 func TestRequestID(t *testing.T) {
-	v := newEnv(t, storetest.Backends()[0])
+	v := newEnv(t, storetest.SQLite)
 	tests := []struct {
 		name string
 		sent string
@@ -112,12 +112,12 @@ func TestMetricsFollowImports(t *testing.T) {
 }
 
 func TestMetricsElsewhere(t *testing.T) {
-	db := storetest.Open(t, storetest.Backends()[0])
+	db := storetest.Open(t, storetest.SQLite)
 	e, err := server.New(server.Config{Store: db, MetricsElsewhere: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := newEnv(t, storetest.Backends()[0])
+	v := newEnv(t, storetest.SQLite)
 	v.e = e
 	if res := v.do(request{method: http.MethodGet, path: "/metrics", auth: strPtr(""), contentType: strPtr("")}); res.status != http.StatusNotFound {
 		t.Fatalf("status %d, want 404", res.status)
@@ -125,10 +125,10 @@ func TestMetricsElsewhere(t *testing.T) {
 }
 
 func TestReadyFollowsDatabase(t *testing.T) {
-	b := storetest.Backends()[1] // PostgreSQL: a server that can go away
+	b := storetest.Postgres // a server that can go away
 	proxy, dbURL := storetest.NewProxy(t, b.NewURL(t))
 	db := storetest.OpenURL(t, dbURL)
-	v := newEnv(t, storetest.Backends()[0])
+	v := newEnv(t, storetest.SQLite)
 	e, err := server.New(server.Config{Store: db})
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package server
 
 import (
 	"math"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -27,9 +26,7 @@ func rateLimit(perSecond float64, now func() time.Time) echo.MiddlewareFunc {
 		},
 		Store: newKeyLimiters(perSecond, now),
 		DenyHandler: func(echo.Context, string, error) error {
-			e := newError(http.StatusTooManyRequests, "too_many_requests", "Rate limit exceeded for this API key")
-			e.RetryAfter = retryAfter
-			return e
+			return errRateLimited(retryAfter)
 		},
 	})
 }

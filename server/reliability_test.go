@@ -34,7 +34,7 @@ type outage struct {
 }
 
 func outages() []outage {
-	pg := storetest.Backends()[1]
+	pg := storetest.Postgres
 	return []outage{
 		{name: "connections refused", open: func(t *testing.T) (string, string, *storetest.Proxy, func(), func()) {
 			direct := pg.NewURL(t)

@@ -65,7 +65,7 @@ const driverDetail = "ERROR: relation \"api_keys\" does not exist (SQLSTATE 42P0
 // TestSecurityHeaders checks the headers every response carries, success and error alike, and
 // that the import's 200, whose body holds credentials, is never cached.
 func TestSecurityHeaders(t *testing.T) {
-	v := newEnv(t, storetest.Backends()[0])
+	v := newEnv(t, storetest.SQLite)
 	v.integration("dev", "github", "OAUTH2")
 	readOnly := v.apiKey("dev", "environment:connections:read")
 
@@ -177,7 +177,7 @@ func TestSecurityHeaders(t *testing.T) {
 // too_many_requests with Retry-After, which openapi.yaml allows, while another key of the same
 // environment and unauthenticated requests go on; after Retry-After the key may send again.
 func TestRateLimitPerKey(t *testing.T) {
-	v := newEnv(t, storetest.Backends()[0])
+	v := newEnv(t, storetest.SQLite)
 	v.integration("dev", "github", "OAUTH2")
 	clk := &clock{now: time.Now()}
 	e, err := server.New(server.Config{Store: v.db, RateLimit: 2, Now: clk.Now})

@@ -19,7 +19,7 @@ import (
 func TestSQLiteLockHeldElsewhere(t *testing.T) {
 	t.Parallel()
 	const requestTimeout = 300 * time.Millisecond
-	path := storetest.Backends()[0].NewURL(t)
+	path := storetest.SQLite.NewURL(t)
 	db, err := store.Open(context.Background(), store.Config{URL: path, Keys: storetest.Keys(t), BusyTimeout: requestTimeout})
 	if err != nil {
 		t.Fatal(err)

@@ -57,7 +57,7 @@ func (db *DB) ListConnections(ctx context.Context, in ListConnections, each func
 	}
 	rows, err := db.gorm.WithContext(ctx).Raw(query, args...).Rows()
 	if err != nil {
-		return fmt.Errorf("list connections: %w", err)
+		return fmt.Errorf("list connections: %w", dbError(err))
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -68,7 +68,7 @@ func (db *DB) ListConnections(ctx context.Context, in ListConnections, each func
 		)
 		if err := rows.Scan(&c.ID, &c.ConnectionID, &c.ProviderConfigKey, &c.Provider, &metadata, &tags, &endUser, &c.CreatedAt,
 			&c.RefreshFailures, &logID); err != nil {
-			return fmt.Errorf("list connections: %w", err)
+			return fmt.Errorf("list connections: %w", dbError(err))
 		}
 		c.Metadata, c.Tags = json.RawMessage(metadata), json.RawMessage(tags)
 		if endUser != nil {
@@ -83,7 +83,7 @@ func (db *DB) ListConnections(ctx context.Context, in ListConnections, each func
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list connections: %w", err)
+		return fmt.Errorf("list connections: %w", dbError(err))
 	}
 	return nil
 }

@@ -48,7 +48,7 @@ WHERE environment_id = ? AND provider_config_key = ? AND connection_id = ?`
 		return Connection{}, fmt.Errorf("connection %q: %w", in.ConnectionID, ErrNotFound)
 	}
 	if err != nil {
-		return Connection{}, fmt.Errorf("read connection %q: %w", in.ConnectionID, err)
+		return Connection{}, fmt.Errorf("read connection %q: %w", in.ConnectionID, dbError(err))
 	}
 	if now := db.now(); in.WithCredentials && !lastFetched.After(now.Add(-lastFetchedEvery)) {
 		// The condition again in the statement: of concurrent readers, one writes.

@@ -95,7 +95,7 @@ func (db *DB) SetMetadata(ctx context.Context, envID int64, providerConfigKey st
 				return &MissingConnectionError{ConnectionID: id}
 			}
 			if err != nil {
-				return fmt.Errorf("set metadata of %q: %w", id, err)
+				return fmt.Errorf("set metadata of %q: %w", id, dbError(err))
 			}
 			value := metadata
 			if merge {

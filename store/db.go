@@ -106,12 +106,12 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	created := false
 	switch dialect {
 	case DialectPostgres:
-		g, err = gorm.Open(postgres.Open(postgresDSN(cfg.URL)), gcfg)
+		g, err = gorm.Open(translating{postgres.Open(postgresDSN(cfg.URL))}, gcfg)
 	default:
 		if created, err = createPrivateFile(SQLitePath(cfg.URL)); err != nil {
 			return nil, fmt.Errorf("open %s database: %w", dialect, err)
 		}
-		g, err = gorm.Open(sqlite.Open(sqliteDSN(cfg.URL, cfg.BusyTimeout)), gcfg)
+		g, err = gorm.Open(translating{sqlite.Open(sqliteDSN(cfg.URL, cfg.BusyTimeout))}, gcfg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s database: %w", dialect, err)

@@ -100,7 +100,7 @@ type pendingUpsert struct {
 }
 
 func (p *pendingUpsert) finish(row returnedRow, err error) {
-	p.row, p.err = row, err
+	p.row, p.err = row, dbError(err)
 	close(p.done)
 }
 

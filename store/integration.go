@@ -220,7 +220,7 @@ func (db *DB) IntegrationClientSecret(ctx context.Context, in Integration) (stri
 	var sealed *string
 	err := db.gorm.WithContext(ctx).Raw("SELECT client_secret FROM integrations WHERE id = ?", in.ID).Row().Scan(&sealed)
 	if err != nil {
-		return "", fmt.Errorf("client secret of integration %q: %w", in.UniqueKey, err)
+		return "", fmt.Errorf("client secret of integration %q: %w", in.UniqueKey, dbError(err))
 	}
 	if sealed == nil {
 		return "", nil

@@ -96,7 +96,7 @@ RETURNING id, credentials, credentials_expires_at, refresh_failures, refresh_fai
 		return RefreshClaim{}, fmt.Errorf("refresh connection %q: %w", in.ConnectionID, db.claimedOrMissing(ctx, in))
 	}
 	if err != nil {
-		return RefreshClaim{}, fmt.Errorf("refresh connection %q: %w", in.ConnectionID, err)
+		return RefreshClaim{}, fmt.Errorf("refresh connection %q: %w", in.ConnectionID, dbError(err))
 	}
 	plain, err := db.keys.Open(c.sealed, connectionAAD(in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID))
 	if err != nil {
@@ -116,7 +116,7 @@ WHERE environment_id = ? AND provider_config_key = ? AND connection_id = ?`,
 		in.EnvironmentID, in.Integration.UniqueKey, in.ConnectionID).Row().Scan(&n)
 	switch {
 	case err != nil:
-		return err
+		return dbError(err)
 	case n == 0:
 		return ErrNotFound
 	}
@@ -208,12 +208,12 @@ ORDER BY c.credentials_expires_at LIMIT ?`, before, maxFailures, failedBefore, l
 	for rows.Next() {
 		var d DueRefresh
 		if err := rows.Scan(&d.EnvironmentID, &d.ProviderConfigKey, &d.ConnectionID); err != nil {
-			return nil, fmt.Errorf("due refreshes: %w", err)
+			return nil, fmt.Errorf("due refreshes: %w", dbError(err))
 		}
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("due refreshes: %w", err)
+		return nil, fmt.Errorf("due refreshes: %w", dbError(err))
 	}
 	return out, nil
 }

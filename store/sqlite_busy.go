@@ -23,9 +23,9 @@ func sqliteBusyTimeout(d time.Duration) time.Duration {
 // sqliteBusy is SQLite's result code for a lock held by another connection.
 const sqliteBusy = 5
 
-// IsBusy tells whether err is SQLite giving up on a lock that another process held for longer
+// isBusy tells whether err is SQLite giving up on a lock that another process held for longer
 // than the busy timeout: the database is there but busy, so the request may be retried.
-func IsBusy(err error) bool {
+func isBusy(err error) bool {
 	var coded interface{ Code() int }
 	return errors.As(err, &coded) && coded.Code()&0xff == sqliteBusy
 }

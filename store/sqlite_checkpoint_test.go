@@ -19,7 +19,7 @@ import (
 // is emptied.
 func TestSQLiteWALStaysBounded(t *testing.T) {
 	t.Parallel()
-	path := storetest.Backends()[0].NewURL(t)
+	path := storetest.SQLite.NewURL(t)
 	ticks := make(chan time.Time)
 	db, err := store.Open(context.Background(), store.Config{URL: path, Keys: storetest.Keys(t), CheckpointTicks: ticks})
 	if err != nil {

@@ -174,7 +174,7 @@ func TestImportURL(t *testing.T) {
 // TestImportHelpHidesDatabase checks that import's help leaves out --database, which it does not
 // use, and that other commands still show it.
 func TestImportHelpHidesDatabase(t *testing.T) {
-	c := newCLI(t, storetest.Backends()[0])
+	c := newCLI(t, storetest.SQLite)
 	out := c.must("import", "--help")
 	if strings.Contains(out, "--database") || !strings.Contains(out, "--max-unreachable") {
 		t.Errorf("import --help:\n%s", out)

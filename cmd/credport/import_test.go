@@ -60,7 +60,7 @@ func inEveryMode(t *testing.T, test func(t *testing.T, e *importEnv)) {
 
 func newImportEnv(t *testing.T) *importEnv {
 	t.Helper()
-	c := newCLI(t, storetest.Backends()[0])
+	c := newCLI(t, storetest.SQLite)
 	key := strings.TrimSpace(c.must("keys", "create", "--env", "dev", "--name", "import"))
 	for _, mode := range []string{"OAUTH2", "OAUTH1", "OAUTH2_CC", "API_KEY", "BASIC", "TBA", "NONE"} {
 		c.must("integrations", "create", "--env", "dev", "--unique-key", strings.ToLower(mode), "--provider", "p", "--auth-mode", mode)
@@ -272,7 +272,7 @@ func TestImportBadLinesAndDryRun(t *testing.T) {
 			if l.File != file {
 				t.Errorf("report file %q, want %q", l.File, file)
 			}
-			got = append(got, row{l.Line, l.Status, l.Error.Code, p})
+			got = append(got, row{l.Line, l.Status, string(l.Error.Code), p})
 		}
 		slices.SortFunc(got, func(a, b row) int { return a.line - b.line })
 		want := []row{
@@ -629,7 +629,7 @@ func TestImportStdin(t *testing.T) {
 }
 
 func TestImportUsageErrors(t *testing.T) {
-	e := &importEnv{c: newCLI(t, storetest.Backends()[0]), key: "k", url: "http://127.0.0.1:1", dir: t.TempDir()}
+	e := &importEnv{c: newCLI(t, storetest.SQLite), key: "k", url: "http://127.0.0.1:1", dir: t.TempDir()}
 	good := e.write(t, "good.jsonl", apiKeyLines("u", 1, func(int) bool { return true }))
 	garbage := e.write(t, "garbage.txt", "hello, world\nnot a header\n")
 	for name, args := range map[string][]string{

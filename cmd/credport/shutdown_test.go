@@ -197,7 +197,7 @@ func logIndex(t *testing.T, stderr, msg, requestID string) int {
 // every request the server took finished with 200, a slow one included that was still sending
 // its body when shutdown began; requests sent after shutdown began are refused at connect.
 func TestServeShutdownFinishesInFlightImports(t *testing.T) {
-	c := newCLI(t, storetest.Backends()[0])
+	c := newCLI(t, storetest.SQLite)
 	key := strings.TrimSpace(c.must("keys", "create", "--env", "dev", "--name", "load"))
 	c.must("integrations", "create", "--env", "dev", "--unique-key", "github", "--provider", "github", "--auth-mode", "OAUTH2")
 	s := startServe(t, c, "--shutdown-timeout", "10s")
@@ -343,7 +343,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // and again on the SQLite file that a server is importing into concurrently: no command fails
 // with the database locked and no import answers anything but 200.
 func TestCLIBesideBusySQLiteServer(t *testing.T) {
-	c := newCLI(t, storetest.Backends()[0])
+	c := newCLI(t, storetest.SQLite)
 	key := strings.TrimSpace(c.must("keys", "create", "--env", "dev", "--name", "load"))
 	c.must("integrations", "create", "--env", "dev", "--unique-key", "github", "--provider", "github", "--auth-mode", "OAUTH2")
 	s := startServe(t, c)
@@ -431,7 +431,7 @@ func TestCLIBesideBusySQLiteServer(t *testing.T) {
 // keeps retrying, logging "database unreachable, retrying"; once the database is back it serves
 // without being restarted; stopped while it waits, it returns.
 func TestServeWaitsForDatabase(t *testing.T) {
-	pg := storetest.Backends()[1]
+	pg := storetest.Postgres
 	tests := []struct {
 		name string
 		// databaseBack restores the database after the retries; otherwise serve is stopped.

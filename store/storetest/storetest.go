@@ -33,12 +33,15 @@ type Backend struct {
 	NewURL func(t testing.TB) string
 }
 
+// The backends, for tests that need one engine in particular.
+var (
+	SQLite   = Backend{Name: "sqlite", NewURL: newSQLiteURL}
+	Postgres = Backend{Name: "postgres", NewURL: newPostgresURL}
+)
+
 // Backends are SQLite and PostgreSQL.
 func Backends() []Backend {
-	return []Backend{
-		{Name: "sqlite", NewURL: newSQLiteURL},
-		{Name: "postgres", NewURL: newPostgresURL},
-	}
+	return []Backend{SQLite, Postgres}
 }
 
 // Run runs fn once per backend, as subtests named after them.
