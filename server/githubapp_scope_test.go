@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -51,6 +52,27 @@ func TestImportGitHubAppWithoutReadCredentials(t *testing.T) {
 				}
 			})
 		}
+		t.Run("batch items follow the same rule", func(t *testing.T) {
+			v := a.on(t)
+			v.key = a.apiKey("dev", "environment:connections:create")
+			res := v.do(request{path: "/connections/batch", body: batchBody([]string{appBody("github-app", "batch-app", testAppID, "4242")})})
+			results := batchResults(t, res, 1)
+			tok := a.gh.LastToken()
+			if results[0].Status != 200 {
+				t.Fatalf("item: %d %s", results[0].Status, results[0].Error)
+			}
+			if strings.Contains(string(res.body), tok.Token) {
+				t.Errorf("the batch answer carries the minted token: %s", res.body)
+			}
+			var conn map[string]any
+			if err := json.Unmarshal(results[0].Connection, &conn); err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf(`{"type":"APP","app_id":%q,"installation_id":"4242","expires_at":%q}`, testAppID, tok.ExpiresAt)
+			if !jsonEqual(t, conn["credentials"], want) {
+				t.Errorf("credentials = %s, want %s", mustJSON(conn["credentials"]), want)
+			}
+		})
 		t.Run("other types echo what was sent", func(t *testing.T) {
 			v := a.on(t)
 			v.key = a.apiKey("dev", "environment:connections:create")
