@@ -1,7 +1,9 @@
 package contract
 
 import (
+	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -40,5 +42,28 @@ func TestDecodeCounted(t *testing.T) {
 				t.Fatalf("decodeJSON accepts %s, which decodeCounted left to it", tc.body)
 			}
 		})
+	}
+}
+
+// TestSplitArray: the elements of an array, as encoding/json cuts them.
+func TestSplitArray(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{
+		`[]`, `[ ]`, `[1]`, `[ {"a":"],[{\"\\"} , [1,[2]], "x,y" ,null,{} ] `,
+		`[{"connections":[{"a":1},{"b":"\u005d"}]},"\\",{"c":"}"}]`,
+	} {
+		var want []json.RawMessage
+		if err := json.Unmarshal([]byte(body), &want); err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		got := splitArray([]byte(strings.TrimSpace(body)))
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d elements, want %d", body, len(got), len(want))
+		}
+		for i := range want {
+			if string(got[i]) != string(want[i]) {
+				t.Errorf("%s: element %d = %s, want %s", body, i, got[i], want[i])
+			}
+		}
 	}
 }
