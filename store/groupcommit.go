@@ -25,9 +25,9 @@ import (
 //   - A group holds at most max rows, and never two of one (environment, provider config key,
 //     connection id): ON CONFLICT DO UPDATE cannot touch a row twice in one statement. The later
 //     import waits for the next group, so imports of one connection apply in arrival order.
-//   - On PostgreSQL several groups may be written at once, each by a writer of its own, so that
-//     the database works on more than one core; a row whose key is in a group being written
-//     waits for that group to finish, for the same reason.
+//   - On PostgreSQL, once enough rows wait (parallelGroupRows), several groups may be written at
+//     once, each by a writer of its own, so that the database works on more than one core; a row
+//     whose key is in a group being written waits for that group to finish, for the same reason.
 //   - Rows are written in key order, so two servers committing groups on one database lock rows
 //     in the same order and cannot deadlock each other.
 //   - A row the database refuses fails alone: the group is retried without it.
@@ -41,6 +41,11 @@ const DefaultGroupCommitMax = 500
 // DefaultGroupCommitWriters is how many groups PostgreSQL writes at once when the configuration
 // sets none: while one statement's rows travel or are scanned, another runs.
 const DefaultGroupCommitWriters = 2
+
+// parallelGroupRows is how many rows must be queued for a second group to be written beside
+// one: below it the rows wait for that one and form a larger group, which costs the database
+// less per row than two small ones.
+const parallelGroupRows = 64
 
 // GroupCommitStats describes the group commit of imports since the store was opened.
 type GroupCommitStats struct {
@@ -125,10 +130,13 @@ type groupCommitter struct {
 
 	mu    sync.Mutex
 	queue []*pendingUpsert
-	// writing holds the keys of the groups being written.
+	// writing holds the keys of the groups being written, by writers of them.
 	writing map[rowKey]struct{}
-	closed  bool
-	stats   GroupCommitStats
+	writers int
+	// parallelFrom is parallelGroupRows, or what a test sets.
+	parallelFrom int
+	closed       bool
+	stats        GroupCommitStats
 
 	wake    chan struct{}
 	stop    chan struct{}
@@ -145,8 +153,8 @@ func newGroupCommitter(sqlDB *sql.DB, dialect Dialect, now func() time.Time, max
 	g := &groupCommitter{
 		sql: sqlDB, dialect: dialect, now: now, max: max, refuse: refuse,
 		oneSQL:  upsertOneSQL(dialect),
-		writing: map[rowKey]struct{}{},
-		wake:    make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
+		writing: map[rowKey]struct{}{}, parallelFrom: parallelGroupRows,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
 	}
 	if dialect == DialectPostgres {
 		g.manySQL = upsertManySQL()
@@ -236,6 +244,7 @@ func (g *groupCommitter) drain() {
 		for _, p := range group {
 			delete(g.writing, p.key)
 		}
+		g.writers--
 		g.mu.Unlock()
 	}
 }
@@ -250,12 +259,13 @@ func (g *groupCommitter) poke() {
 
 // take moves the next group out of the queue: up to max rows in arrival order, skipping (and
 // leaving queued) a row whose key is already in the group or in a group being written. A row
-// whose context has ended is answered with its error and dropped. When rows stay queued, another
-// writer is woken for them.
+// whose context has ended is answered with its error and dropped. While a group is being
+// written, it takes another only from a queue of parallelFrom rows or more, and wakes another
+// writer when that many stay queued.
 func (g *groupCommitter) take() []*pendingUpsert {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if len(g.queue) == 0 {
+	if len(g.queue) == 0 || g.writers > 0 && len(g.queue) < g.parallelFrom {
 		return nil
 	}
 	var (
@@ -287,10 +297,11 @@ func (g *groupCommitter) take() []*pendingUpsert {
 	for _, p := range group {
 		g.writing[p.key] = struct{}{}
 	}
-	if len(group) > 0 && len(g.queue) > 0 {
+	if len(group) > 0 && len(g.queue) >= g.parallelFrom {
 		g.poke()
 	}
 	if len(group) > 0 {
+		g.writers++
 		g.stats.Groups++
 		g.stats.Rows += int64(len(group))
 		g.stats.Largest = max(g.stats.Largest, len(group))

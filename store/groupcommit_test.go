@@ -364,6 +364,7 @@ func TestGroupCommitLargeGroup(t *testing.T) {
 
 // TestGroupCommitWriters: on PostgreSQL two groups are written at once, but a row whose key is in
 // the group being written waits for it, so that imports of one connection still apply in order.
+// A second group is written beside one only from a queue of some length on: here, one row.
 func TestGroupCommitWriters(t *testing.T) {
 	b := storetest.Backends()[1]
 	if b.Name != "postgres" {
@@ -371,6 +372,7 @@ func TestGroupCommitWriters(t *testing.T) {
 	}
 	dbURL := b.NewURL(t)
 	db := openGroupStore(t, dbURL, store.Config{GroupCommitWriters: 2})
+	store.WriteGroupsBesideFrom(db, 1)
 	in := newIntegration(t, db, "dev", "github", "OAUTH2")
 	release := storetest.BlockWrites(t, dbURL)
 	base := db.GroupCommitStats()
