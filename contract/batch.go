@@ -43,10 +43,7 @@ func (v *Validator) checkBatchEnvelope(schema *openapi3.Schema, required bool, d
 			return invalidJSON(err)
 		}
 		if name == "connections" && raw[0] == '[' {
-			var items []json.RawMessage
-			if err := json.Unmarshal(raw, &items); err != nil {
-				return invalidJSON(err)
-			}
+			items := splitArray(raw)
 			values, placeholders := make([]any, len(items)), make([]any, len(items))
 			for i, item := range items {
 				values[i], placeholders[i] = item, map[string]any{}
@@ -70,4 +67,47 @@ func (v *Validator) checkBatchEnvelope(schema *openapi3.Schema, required bool, d
 		return value, InvalidBody("Invalid request body", details...)
 	}
 	return value, nil
+}
+
+// splitArray is the elements of data, a JSON array the decoder has read, as raw JSON without
+// the white space around them. The elements are slices of data.
+func splitArray(data []byte) []json.RawMessage {
+	var items []json.RawMessage
+	depth, start := 0, 0
+	inString, escaped := false, false
+	for i, ch := range data {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case ch == '\\':
+				escaped = true
+			case ch == '"':
+				inString = false
+			}
+			continue
+		}
+		switch ch {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+			if depth == 1 {
+				start = i + 1
+			}
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				if item := bytes.TrimSpace(data[start:i]); len(item) > 0 || len(items) > 0 {
+					items = append(items, item)
+				}
+			}
+		case ',':
+			if depth == 1 {
+				items = append(items, bytes.TrimSpace(data[start:i]))
+				start = i + 1
+			}
+		}
+	}
+	return items
 }

@@ -78,3 +78,41 @@ func decodeValue(dec *json.Decoder, depth int) (any, error) {
 	}
 	return nil, fmt.Errorf("unexpected %v", delim)
 }
+
+// decodeCounted is decodeJSON for a body that jsonShape counted values in, in one pass of
+// encoding/json instead of one call per token. That decoder keeps the last of two members with
+// one name; such a body decodes into fewer values than were counted. ok is false whenever this
+// path cannot vouch for the value: decodeJSON then decodes the body and words any error.
+func decodeCounted(data []byte, values int) (value any, ok bool) {
+	if !utf8.Valid(data) {
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&value); err != nil {
+		return nil, false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, false
+	}
+	if countValues(value) != values || findLoneSurrogate(data) != nil {
+		return nil, false
+	}
+	return value, true
+}
+
+// countValues counts the values of a decoded JSON value as jsonShape counts them in its text.
+func countValues(value any) int {
+	n := 1
+	switch v := value.(type) {
+	case map[string]any:
+		for _, child := range v {
+			n += countValues(child)
+		}
+	case []any:
+		for _, child := range v {
+			n += countValues(child)
+		}
+	}
+	return n
+}

@@ -2,8 +2,8 @@ package contract
 
 import (
 	"errors"
-	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -156,7 +156,12 @@ func schemaErrorCode(field string) string {
 // CheckPropertyNames applies the propertyNames keyword, which kin-openapi's built-in validator
 // does not evaluate, to every object of value that schema constrains so.
 func (v *Validator) CheckPropertyNames(schema *openapi3.Schema, value any, at []string) []gen.ErrorDetail {
-	var out []gen.ErrorDetail
+	return v.appendPropertyNames(nil, schema, value, slices.Clip(at))
+}
+
+// appendPropertyNames appends the details of CheckPropertyNames to out. Children extend at in
+// place, which at was clipped for; a detail takes a copy of its path.
+func (v *Validator) appendPropertyNames(out []gen.ErrorDetail, schema *openapi3.Schema, value any, at []string) []gen.ErrorDetail {
 	switch val := value.(type) {
 	case map[string]any:
 		if pn := schema.PropertyNames; pn != nil && pn.Value != nil {
@@ -173,22 +178,22 @@ func (v *Validator) CheckPropertyNames(schema *openapi3.Schema, value any, at []
 		}
 		for k, child := range val {
 			if sub := propertySchema(schema, k); sub != nil {
-				out = append(out, v.CheckPropertyNames(sub, child, append(slices.Clone(at), k))...)
+				out = v.appendPropertyNames(out, sub, child, append(at, k))
 			}
 		}
 	case []any:
 		if schema.Items != nil && schema.Items.Value != nil {
 			for i, child := range val {
-				out = append(out, v.CheckPropertyNames(schema.Items.Value, child, append(slices.Clone(at), fmt.Sprint(i)))...)
+				out = v.appendPropertyNames(out, schema.Items.Value, child, append(at, strconv.Itoa(i)))
 			}
 		}
 	}
 	if variant := discriminatedVariant(schema, value); variant != nil {
-		out = append(out, v.CheckPropertyNames(variant, value, at)...)
+		out = v.appendPropertyNames(out, variant, value, at)
 	}
 	for _, s := range schema.AllOf {
 		if s.Value != nil {
-			out = append(out, v.CheckPropertyNames(s.Value, value, at)...)
+			out = v.appendPropertyNames(out, s.Value, value, at)
 		}
 	}
 	return out

@@ -254,9 +254,12 @@ func (v *Validator) CheckJSON(schema *openapi3.Schema, required bool, data []byt
 			return nil, err
 		}
 	}
-	value, err := decodeJSON(data)
-	if err != nil {
-		return nil, jsonError(err)
+	value, ok := decodeCounted(data, values)
+	if !ok {
+		var err error
+		if value, err = decodeJSON(data); err != nil {
+			return nil, jsonError(err)
+		}
 	}
 	if details := unstorableValues(value, nil); len(details) > 0 {
 		return value, InvalidBody("Invalid request body", details...)
@@ -297,28 +300,33 @@ func (v *Validator) ValidateValue(schema *openapi3.Schema, value any, at []strin
 // jsonb, and numbers beyond float64's range, which no client can read back; both are refused on
 // every database alike.
 func unstorableValues(value any, at []string) []gen.ErrorDetail {
-	var out []gen.ErrorDetail
+	return appendUnstorable(nil, value, slices.Clip(at))
+}
+
+// appendUnstorable appends the details of unstorableValues to out. Children extend at in place,
+// which at was clipped for; a detail takes a copy of its path.
+func appendUnstorable(out []gen.ErrorDetail, value any, at []string) []gen.ErrorDetail {
 	switch v := value.(type) {
 	case string:
 		if strings.ContainsRune(v, 0) {
-			out = append(out, Detail("invalid_string", "must not contain the NUL character", at))
+			out = append(out, Detail("invalid_string", "must not contain the NUL character", slices.Clone(at)))
 		}
 	case json.Number:
 		if _, err := strconv.ParseFloat(string(v), 64); err != nil {
-			out = append(out, Detail("too_big", "number out of range", at))
+			out = append(out, Detail("too_big", "number out of range", slices.Clone(at)))
 		}
 	case map[string]any:
 		for k, child := range v {
-			path := append(slices.Clone(at), k)
+			path := append(at, k)
 			if strings.ContainsRune(k, 0) {
-				out = append(out, Detail("invalid_key", "must not contain the NUL character", path))
+				out = append(out, Detail("invalid_key", "must not contain the NUL character", slices.Clone(path)))
 				continue
 			}
-			out = append(out, unstorableValues(child, path)...)
+			out = appendUnstorable(out, child, path)
 		}
 	case []any:
 		for i, child := range v {
-			out = append(out, unstorableValues(child, append(slices.Clone(at), strconv.Itoa(i)))...)
+			out = appendUnstorable(out, child, append(at, strconv.Itoa(i)))
 		}
 	}
 	return out

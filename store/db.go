@@ -59,6 +59,9 @@ type Config struct {
 	// GroupCommitMax caps how many concurrent imports are committed together; 0 means
 	// DefaultGroupCommitMax.
 	GroupCommitMax int
+	// GroupCommitWriters is how many groups PostgreSQL may be writing at once; 0 means
+	// DefaultGroupCommitWriters. SQLite, which has one writer, writes one group at a time.
+	GroupCommitWriters int
 	// RefuseUpsert, for tests only, makes the database refuse the imports it returns true for
 	// (they are sent with an integration that does not exist).
 	RefuseUpsert func(UpsertConnection) bool
@@ -150,7 +153,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if dialect == DialectSQLite {
 		db.wal = startWALCheckpoints(db, SQLitePath(cfg.URL), cfg.CheckpointTicks, cfg.Logger)
 	}
-	db.group = newGroupCommitter(sqlDB, dialect, db.now, cfg.GroupCommitMax, cfg.RefuseUpsert)
+	db.group = newGroupCommitter(sqlDB, dialect, db.now, cfg.GroupCommitMax, cfg.GroupCommitWriters, cfg.RefuseUpsert)
 	return db, nil
 }
 

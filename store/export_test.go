@@ -57,3 +57,11 @@ func OnGroupTaken(db *DB, f func(connectionIDs []string)) {
 	defer db.group.mu.Unlock()
 	db.group.taken = f
 }
+
+// WriteGroupsBesideFrom makes the group commit of db write a second group beside one from n
+// queued rows on. Set it before the first import.
+func WriteGroupsBesideFrom(db *DB, n int) {
+	db.group.mu.Lock()
+	defer db.group.mu.Unlock()
+	db.group.parallelFrom = n
+}

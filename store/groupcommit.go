@@ -25,6 +25,9 @@ import (
 //   - A group holds at most max rows, and never two of one (environment, provider config key,
 //     connection id): ON CONFLICT DO UPDATE cannot touch a row twice in one statement. The later
 //     import waits for the next group, so imports of one connection apply in arrival order.
+//   - On PostgreSQL, once enough rows wait (parallelGroupRows), several groups may be written at
+//     once, each by a writer of its own, so that the database works on more than one core; a row
+//     whose key is in a group being written waits for that group to finish, for the same reason.
 //   - Rows are written in key order, so two servers committing groups on one database lock rows
 //     in the same order and cannot deadlock each other.
 //   - A row the database refuses fails alone: the group is retried without it.
@@ -34,6 +37,15 @@ import (
 
 // DefaultGroupCommitMax is the most imports committed together when the configuration sets none.
 const DefaultGroupCommitMax = 500
+
+// DefaultGroupCommitWriters is how many groups PostgreSQL writes at once when the configuration
+// sets none: while one statement's rows travel or are scanned, another runs.
+const DefaultGroupCommitWriters = 2
+
+// parallelGroupRows is how many rows must be queued for a second group to be written beside
+// one: below it the rows wait for that one and form a larger group, which costs the database
+// less per row than two small ones.
+const parallelGroupRows = 64
 
 // GroupCommitStats describes the group commit of imports since the store was opened.
 type GroupCommitStats struct {
@@ -104,7 +116,7 @@ func (p *pendingUpsert) finish(row returnedRow, err error) {
 	close(p.done)
 }
 
-// groupCommitter queues imports and commits them in groups, from one goroutine.
+// groupCommitter queues imports and commits them in groups, from its writers (see run).
 type groupCommitter struct {
 	sql     *sql.DB
 	dialect Dialect
@@ -116,29 +128,47 @@ type groupCommitter struct {
 	taken           func(connectionIDs []string)
 	oneSQL, manySQL string
 
-	mu     sync.Mutex
-	queue  []*pendingUpsert
-	closed bool
-	stats  GroupCommitStats
+	mu    sync.Mutex
+	queue []*pendingUpsert
+	// writing holds the keys of the groups being written, by writers of them.
+	writing map[rowKey]struct{}
+	writers int
+	// parallelFrom is parallelGroupRows, or what a test sets.
+	parallelFrom int
+	closed       bool
+	stats        GroupCommitStats
 
 	wake    chan struct{}
 	stop    chan struct{}
 	stopped chan struct{}
 }
 
-func newGroupCommitter(sqlDB *sql.DB, dialect Dialect, now func() time.Time, max int, refuse func(UpsertConnection) bool) *groupCommitter {
+func newGroupCommitter(sqlDB *sql.DB, dialect Dialect, now func() time.Time, max, writers int, refuse func(UpsertConnection) bool) *groupCommitter {
 	if max <= 0 {
 		max = DefaultGroupCommitMax
 	}
+	if writers <= 0 {
+		writers = DefaultGroupCommitWriters
+	}
 	g := &groupCommitter{
 		sql: sqlDB, dialect: dialect, now: now, max: max, refuse: refuse,
-		oneSQL: upsertOneSQL(dialect),
-		wake:   make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
+		oneSQL:  upsertOneSQL(dialect),
+		writing: map[rowKey]struct{}{}, parallelFrom: parallelGroupRows,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{}),
 	}
 	if dialect == DialectPostgres {
 		g.manySQL = upsertManySQL()
+	} else {
+		writers = 1
 	}
-	go g.run()
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(g.run)
+	}
+	go func() {
+		wg.Wait()
+		close(g.stopped)
+	}()
 	return g
 }
 
@@ -175,10 +205,7 @@ func (g *groupCommitter) upsert(ctx context.Context, p *pendingUpsert) (returned
 	}
 	g.queue = append(g.queue, p)
 	g.mu.Unlock()
-	select {
-	case g.wake <- struct{}{}:
-	default: // the committer is already due to look at the queue
-	}
+	g.poke()
 
 	select {
 	case <-p.done:
@@ -197,30 +224,48 @@ func (g *groupCommitter) upsert(ctx context.Context, p *pendingUpsert) (returned
 	return p.row, p.err
 }
 
+// run is one writer: it writes the groups it takes until the queue holds none it may take.
 func (g *groupCommitter) run() {
-	defer close(g.stopped)
 	for {
 		select {
 		case <-g.wake:
 		case <-g.stop:
-			for group := g.take(); len(group) > 0; group = g.take() {
-				g.commit(group)
-			}
+			g.drain()
 			return
 		}
-		for group := g.take(); len(group) > 0; group = g.take() {
-			g.commit(group)
+		g.drain()
+	}
+}
+
+func (g *groupCommitter) drain() {
+	for group := g.take(); len(group) > 0; group = g.take() {
+		g.commit(group)
+		g.mu.Lock()
+		for _, p := range group {
+			delete(g.writing, p.key)
 		}
+		g.writers--
+		g.mu.Unlock()
+	}
+}
+
+// poke wakes a writer, unless one is due to look at the queue already.
+func (g *groupCommitter) poke() {
+	select {
+	case g.wake <- struct{}{}:
+	default:
 	}
 }
 
 // take moves the next group out of the queue: up to max rows in arrival order, skipping (and
-// leaving queued) a row whose key is already in the group. A row whose context has ended is
-// answered with its error and dropped.
+// leaving queued) a row whose key is already in the group or in a group being written. A row
+// whose context has ended is answered with its error and dropped. While a group is being
+// written, it takes another only from a queue of parallelFrom rows or more, and wakes another
+// writer when that many stay queued.
 func (g *groupCommitter) take() []*pendingUpsert {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if len(g.queue) == 0 {
+	if len(g.queue) == 0 || g.writers > 0 && len(g.queue) < g.parallelFrom {
 		return nil
 	}
 	var (
@@ -234,7 +279,7 @@ func (g *groupCommitter) take() []*pendingUpsert {
 			p.finish(returnedRow{}, err)
 			continue
 		}
-		if len(group) < g.max {
+		if _, busy := g.writing[p.key]; !busy && len(group) < g.max {
 			if _, dup := keys[p.key]; !dup {
 				if keys == nil {
 					keys = make(map[rowKey]struct{}, min(len(g.queue), g.max))
@@ -249,7 +294,14 @@ func (g *groupCommitter) take() []*pendingUpsert {
 	}
 	clear(g.queue[len(rest):])
 	g.queue = rest
+	for _, p := range group {
+		g.writing[p.key] = struct{}{}
+	}
+	if len(group) > 0 && len(g.queue) >= g.parallelFrom {
+		g.poke()
+	}
 	if len(group) > 0 {
+		g.writers++
 		g.stats.Groups++
 		g.stats.Rows += int64(len(group))
 		g.stats.Largest = max(g.stats.Largest, len(group))

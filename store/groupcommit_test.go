@@ -13,9 +13,13 @@ import (
 	"github.com/credport/credport/store/storetest"
 )
 
-// openGroupStore opens a store on dbURL with a group commit configuration of the test's own.
+// openGroupStore opens a store on dbURL with a group commit configuration of the test's own: one
+// writer unless the test says, so that each group is taken once the one before is written.
 func openGroupStore(t *testing.T, dbURL string, cfg store.Config) *store.DB {
 	t.Helper()
+	if cfg.GroupCommitWriters == 0 {
+		cfg.GroupCommitWriters = 1
+	}
 	cfg.URL, cfg.Keys = dbURL, storetest.Keys(t)
 	db, err := store.Open(context.Background(), cfg)
 	if err != nil {
@@ -354,6 +358,58 @@ func TestGroupCommitLargeGroup(t *testing.T) {
 		var stored int
 		if err := pool.QueryRow("SELECT count(*) FROM connections").Scan(&stored); err != nil || stored != n+1 {
 			t.Errorf("%d connections stored (%v), want %d", stored, err, n+1)
+		}
+	})
+}
+
+// TestGroupCommitWriters: on PostgreSQL two groups are written at once, but a row whose key is in
+// the group being written waits for it, so that imports of one connection still apply in order.
+// A second group is written beside one only from a queue of some length on: here, one row.
+// SQLite, with one writer, writes one group at a time.
+func TestGroupCommitWriters(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		dbURL := b.NewURL(t)
+		db := openGroupStore(t, dbURL, store.Config{GroupCommitWriters: 2})
+		store.WriteGroupsBesideFrom(db, 1)
+		in := newIntegration(t, db, "dev", "github", "OAUTH2")
+		release := storetest.BlockWrites(t, dbURL)
+		base := db.GroupCommitStats()
+		ids := []string{"a", "a", "b"}
+		// The first a is being written; the second waits for it; b is written beside it, or on
+		// SQLite waits too, and then goes with the second a.
+		placed := []store.GroupCommitStats{{Groups: 1, Waiting: 0}, {Groups: 1, Waiting: 1}, {Groups: 2, Waiting: 1}}
+		groups := int64(3)
+		if b.Name == "sqlite" {
+			placed[2], groups = store.GroupCommitStats{Groups: 1, Waiting: 2}, 2
+		}
+		res := make([]importResult, len(ids))
+		var wg sync.WaitGroup
+		for i, id := range ids {
+			wg.Go(func() {
+				c, err := db.UpsertConnection(context.Background(), store.UpsertConnection{EnvironmentID: in.EnvironmentID,
+					Integration: in, ConnectionID: id, Credentials: oauth(fmt.Sprintf("%s-%d", id, i))})
+				res[i] = importResult{c, err}
+			})
+			storetest.WaitGroupCommit(t, db, fmt.Sprintf("import %d placed", i), func(s store.GroupCommitStats) bool {
+				return s.Groups-base.Groups == placed[i].Groups && s.Waiting == placed[i].Waiting
+			})
+		}
+		release()
+		wg.Wait()
+		for i, id := range ids {
+			if res[i].err != nil {
+				t.Fatalf("import %d (%s): %v", i, id, res[i].err)
+			}
+			if wantCreated := i != 1; res[i].conn.Created != wantCreated {
+				t.Errorf("import %d (%s): created %v, want %v", i, id, res[i].conn.Created, wantCreated)
+			}
+		}
+		if s := db.GroupCommitStats(); s.Groups-base.Groups != groups {
+			t.Errorf("%d groups, want %d", s.Groups-base.Groups, groups)
+		}
+		creds, err := db.ConnectionCredentials(context.Background(), in.EnvironmentID, "github", "a")
+		if err != nil || string(creds) != string(oauth("a-1")) {
+			t.Errorf("a holds %s (%v), want the later import's credentials", creds, err)
 		}
 	})
 }
