@@ -22,7 +22,7 @@ func dbError(err error) error {
 		return err
 	case isForeignKeyViolation(err):
 		return fmt.Errorf("%w: %w", ErrParentNotFound, err)
-	case isUnreachable(err), isBusy(err):
+	case isUnreachable(err), isBusy(err), isFailingOver(err):
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
@@ -48,6 +48,25 @@ func isUnreachable(err error) bool {
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error
 	return errors.As(err, &connectErr) || errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// isFailingOver tells whether err is PostgreSQL saying that it cannot serve this connection now,
+// as it does during a failover: the server is a standby refusing a write (the primary was
+// demoted), is shutting down or starting up, or a pgbouncer in front of it could not reach it.
+func isFailingOver(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "25006", // read_only_sql_transaction
+		"57P01",                                     // admin_shutdown
+		"57P02",                                     // crash_shutdown
+		"57P03",                                     // cannot_connect_now
+		"08000", "08003", "08006", "08001", "08004": // connection exceptions (pgbouncer's among them)
+		return true
+	}
+	return false
 }
 
 // translating is a dialector whose errors, as GORM records them, are the store's (dbError).
