@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 
 	gosqlite "github.com/glebarez/go-sqlite"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -50,20 +51,21 @@ func isUnreachable(err error) bool {
 	return errors.As(err, &connectErr) || errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// isFailingOver tells whether err is PostgreSQL saying that it cannot serve this connection now,
-// as it does during a failover: the server is a standby refusing a write (the primary was
-// demoted), is shutting down or starting up, or a pgbouncer in front of it could not reach it.
+// isFailingOver tells whether err is PostgreSQL, or a pgbouncer in front of it, saying that it
+// cannot serve this connection now, as during a failover: a standby refusing a write (the primary
+// was demoted), a server shutting down or starting up, a connection exception (class 08, which
+// is how pgbouncer tells that its server connection died), or any FATAL error, which ends the
+// session.
 func isFailingOver(err error) bool {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
 		return false
 	}
-	switch pgErr.Code {
-	case "25006", // read_only_sql_transaction
-		"57P01",                                     // admin_shutdown
-		"57P02",                                     // crash_shutdown
-		"57P03",                                     // cannot_connect_now
-		"08000", "08003", "08006", "08001", "08004": // connection exceptions (pgbouncer's among them)
+	switch {
+	case pgErr.Code == "25006", // read_only_sql_transaction
+		pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", // admin/crash shutdown, cannot connect now
+		strings.HasPrefix(pgErr.Code, "08"),
+		pgErr.Severity == "FATAL", pgErr.Severity == "PANIC":
 		return true
 	}
 	return false
