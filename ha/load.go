@@ -30,7 +30,7 @@ type load struct {
 	okTimes []time.Time
 	imports map[int]int // status (0: no answer) to count
 	reads   map[int]int
-	// noAnswer holds the errors of requests that got no answer at all.
+	// noAnswer holds the errors of requests that got no answer, or a 503 without Retry-After.
 	noAnswer []string
 }
 
@@ -83,9 +83,7 @@ func (l *load) importer(ctx context.Context, client int) {
 		status, _, err := l.request(context.WithoutCancel(ctx), http.MethodPost, base, "/connections", importBody(id, secret))
 		l.mu.Lock()
 		l.imports[status]++
-		if err != nil && status == 0 {
-			l.noAnswer = append(l.noAnswer, err.Error())
-		} else if err != nil {
+		if err != nil {
 			l.noAnswer = append(l.noAnswer, err.Error())
 		}
 		if status == http.StatusOK {
