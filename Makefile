@@ -42,5 +42,9 @@ bench-smoke: ## every benchmark once, briefly, as CI runs them; fails on any err
 	$(GO) run ./bench --duration 2s --warmup 0s --preload 10000 --bulk-records 2000 --out bench/results/smoke
 	$(GO) run ./bench --sqlite --duration 2s --warmup 0s --preload 10000 --bulk-records 2000 --out bench/results/smoke
 
+.PHONY: test-ha
+test-ha: ## a failover of the PostgreSQL primary under load, direct and through pgbouncer (Linux, root; see docs/operations.md)
+	ha/test-ha.sh
+
 clean:
 	rm -rf bin

@@ -274,13 +274,13 @@ func (e ErrorCode) Valid() bool {
 
 // Defines values for HealthResult.
 const (
-	Ok HealthResult = "ok"
+	HealthResultOk HealthResult = "ok"
 )
 
 // Valid indicates whether the value is a known member of the HealthResult enum.
 func (e HealthResult) Valid() bool {
 	switch e {
-	case Ok:
+	case HealthResultOk:
 		return true
 	default:
 		return false
@@ -464,6 +464,21 @@ const (
 func (e OAuth2CredentialsWithRawType) Valid() bool {
 	switch e {
 	case OAuth2CredentialsWithRawTypeOAUTH2:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ReadinessResult.
+const (
+	ReadinessResultOk ReadinessResult = "ok"
+)
+
+// Valid indicates whether the value is a known member of the ReadinessResult enum.
+func (e ReadinessResult) Valid() bool {
+	switch e {
+	case ReadinessResultOk:
 		return true
 	default:
 		return false
@@ -1102,6 +1117,17 @@ type PatchConnectionRequest struct {
 
 // ProviderConfigKey The integration's unique key.
 type ProviderConfigKey = string
+
+// Readiness defines model for Readiness.
+type Readiness struct {
+	Result ReadinessResult `json:"result"`
+
+	// SynchronousStandby On PostgreSQL, whether the primary waits for a synchronous standby before it acknowledges a commit (synchronous_standby_names set and a sync or quorum standby in pg_stat_replication). Without one, a failover can lose acknowledged writes. Absent on SQLite, or when the primary could not be asked.
+	SynchronousStandby *bool `json:"synchronous_standby,omitempty"`
+}
+
+// ReadinessResult defines model for Readiness.Result.
+type ReadinessResult string
 
 // SignatureCredentials defines model for SignatureCredentials.
 type SignatureCredentials struct {
@@ -2629,7 +2655,7 @@ type ClientInterface interface {
 
 	// Ready Readiness
 	//
-	// Answers 200 while the database answers, 503 while it does not.
+	// Answers 200 while the database answers, 503 (with Retry-After) while it does not, as during a failover of the PostgreSQL primary. On PostgreSQL the 200 tells whether the primary has a synchronous standby: a detail, not a condition of readiness.
 	//
 	// Corresponds with GET /ready (the `Ready` operationId).
 	Ready(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -3188,7 +3214,7 @@ func (c *Client) OpenapiSpec(ctx context.Context, reqEditors ...RequestEditorFn)
 
 // Ready Readiness
 //
-// Answers 200 while the database answers, 503 while it does not.
+// Answers 200 while the database answers, 503 (with Retry-After) while it does not, as during a failover of the PostgreSQL primary. On PostgreSQL the 200 tells whether the primary has a synchronous standby: a detail, not a condition of readiness.
 //
 // Corresponds with GET /ready (the `Ready` operationId).
 func (c *Client) Ready(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -4758,7 +4784,7 @@ type ClientWithResponsesInterface interface {
 
 	// ReadyWithResponse Readiness
 	//
-	// Answers 200 while the database answers, 503 while it does not.
+	// Answers 200 while the database answers, 503 (with Retry-After) while it does not, as during a failover of the PostgreSQL primary. On PostgreSQL the 200 tells whether the primary has a synchronous standby: a detail, not a condition of readiness.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -6980,7 +7006,7 @@ type ReadyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *Health
+	JSON200 *Readiness
 	// JSON503 the response for an HTTP 503 `application/json` response
 	JSON503 *ServiceUnavailable
 	// Headers503 the parsed response headers for an HTTP 503 response
@@ -6988,7 +7014,7 @@ type ReadyResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ReadyResponse) GetJSON200() *Health {
+func (r ReadyResponse) GetJSON200() *Readiness {
 	return r.JSON200
 }
 
@@ -7488,7 +7514,7 @@ func (c *ClientWithResponses) OpenapiSpecWithResponse(ctx context.Context, reqEd
 
 // ReadyWithResponse Readiness
 //
-// Answers 200 while the database answers, 503 while it does not.
+// Answers 200 while the database answers, 503 (with Retry-After) while it does not, as during a failover of the PostgreSQL primary. On PostgreSQL the 200 tells whether the primary has a synchronous standby: a detail, not a condition of readiness.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -9583,7 +9609,7 @@ func ParseReadyResponse(rsp *http.Response) (*ReadyResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest Health
+		var dest Readiness
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -13045,7 +13071,7 @@ type ReadyResponseObject interface {
 	VisitReadyResponse(w http.ResponseWriter) error
 }
 
-type Ready200JSONResponse Health
+type Ready200JSONResponse Readiness
 
 func (response Ready200JSONResponse) VisitReadyResponse(w http.ResponseWriter) error {
 
@@ -13912,164 +13938,169 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3rchu3lij8KqieVEnKblGULad2pErVyLKcaMe2NJI8+WYkfQzYDZLYagIdAC2KsTU173B+nDc4L3Le",
-	"ZJ7kFBbQ3egb2U1LSrw3/9giicvCArDua+GTF/BpzBlhSnr7n7wYCzwligj4dMQZI4GinJ2EZ1hN9HeU",
-	"efterD/4HsNT4u17gdPM8z1BfkuoIKG3r0RCfE8GEzLFuu83goy8fe9fdvJJd8yvcsedy3t48L0zwe9o",
-	"SMQRZyM6/pnM/y0hYp6B8Bt8ymCIbetBAM0Ht2S+MiiVmQGej4z+lpCfyXwBJpK0zaPO/aAHkzFnksC2",
-	"vMbhOfktIVLpTwFnijD4E8dxRAOskbjzd8mZ/q7dtBcqPBaCCzNbSGQgaKzH8fa9ywlBwsyHqERTHI24",
-	"mJIQcYH0uiWSfErUhLIxUhOsUMiJRIwrNKLKe/C9t1wMaRgS9mzgHp6doFsyRxEObiVSE4J4TATMtCGR",
-	"DHhMNGAfuHrLExY+G1yUKTI2cKBNLlB+c7ZyrJF7qjHNAO5bMt+QiLA7KjibagD11cDziOPwkvN3WIzJ",
-	"s4E/5OEckfuAkNBgVRJxR8SGRBGdmr1Oz+9Hhu8wjfAweh7wDlFKAQCw9LyGJCYslEjj+0eqfkqGPhpx",
-	"gTAyn9BhHB9AD8VvCUMfz9+lDQQZCSInWyjgSRTCzgz1wDiYkNBHITXfYSZnRMB20SnRd2KEaUTCA/0r",
-	"3IkZlkgqLsyNCSaYjUmocXVuZngd8eCWPM8hpOwORzQcBIKEhCmKI7nvLH+aSLtKgEyvc5ioHBmwFkFG",
-	"iSQhmlG9Pug9xMHtNh+NUEwE5SHafNlHEg3nKCQjnERqy9dLTzu+AlRJjTOMBJ+ZDcj2T8+hMRvgKCJh",
-	"D52TbTqNuVCGwBDn1qAgIlhINORq0tMovYADaZb/LMeOoYSR+5gEioSw84kgBygkCtNIIiwIivh4bLFV",
-	"OJo0TAGmAXnu66Jvc4gVHmJJNFFPGBxsPb/eKcU5khGfoU1p4BskOYBmM/PrjyY8CiXCmjWweba+IQ8p",
-	"ga+pQlM8R1ghzgJixiRiwO+I0GRMnzLAzjlRYr59OFJEbHm+NyE4tIKI84v+WFzLBQm4vuOKoxmm+vyO",
-	"uNB4VmJO2fgAScKUmaEys+fy5SlldJpMvf1d31PzmMB9UWRMAIUPvnfJ+XvM5pb5ymdnZ1QiDTqiSiKB",
-	"FbFk99FQtVBqWYqdjwwnasIF/f2ZiNkH7iNclEewvo+3jM9YijQPIJNJrCkICd+TkOJLAP85mSY1JK0y",
-	"i+5iB9LzHEbRYaImRzl1BtjY/HTk7V8thuNU99x1uv5C1eQcz7wHv0XHFyt0fI0lDQ5j6oK7rM9hTH8m",
-	"82494tWb66VMSBQu7fa3meoyi8VZRAlTK2DuMI4vtESwQldzy7rAepRIxaddelwOcZfmr2kUrbCSyxm/",
-	"UKTT5l7QMcMqKSDOe7h58L3qudIXJwypvms4OhNaAVBUK1AjHEnia40x+0rff91/2V2/1FKSpijKUhDC",
-	"NEW88g7PTgY/H/+Hd5PRRqmEpqhGeUtp6pX51U+n082p0jxfLwAZxdEOwId/JwHI1KUb0HFhQUCkHIB8",
-	"pz+XwPM9ch9TQeQAAx3UpFT/5YVYkW0tp3l+tY/AM2esHNIqWs7ao8QF1EzhoCcX15djKLv0yzBVJdaO",
-	"XIz4SLOTw7MzZMRPLcpg4MNaluCJctWy/VwolfuC4IKIjcZEgcI03UczrSG7ciBIJ5iFaDYhzJXFNXcN",
-	"QRmhWimEXfIRI3dWxzHNqJIkGvW86oGOBzR8tB2nTCocRcC6msb9ot034FYnqj0Dvl38LN3p+jNx4oz1",
-	"JaQhxWQr0lCDqUX9XBhPwudFYwPamljTn4DwxILeYUXAvFc3ZgfCNLi4PD0/Xo7ZEl1yIahQqcM4RoC9",
-	"OszWiUvdUBpjKWdctLt9rw8vTo5qlud7iSTCGCw/tTtVWQc/B8FZNSwMaYmodtn10kG3lYfkrnHPVzlH",
-	"XIwxo78vJGcLsd100CSRsgOJfH3y7l3jHjUN0n7/UrRVF+wszyzGr2y2u8M0iur21lipT++IEDQkHfc0",
-	"AOm5aZH2V0kCQVT9SuvAsTz4mIUfZaoBx4IEWOU6bZXtExYivW7N4g1vHhFBWECQOU4SUbWPNOedoxEl",
-	"UYhiQTTj9hFLosiwbq3ggepZZcYhlXGE54N013KNrrzu7Bs9rhFtyRTTqHMvg9biUo0LI5ojCrdxRIlZ",
-	"brr83rKrUoTiEdfYBVoXoAL4aEgizsYSKe4to+qWJZZOUA1kCo8XkGlzoEynq3Qc33S/qZkz3U2/iC47",
-	"TQnZN4uPeGrkLG5DxMf2SpF7PI3h+v67YEM1v/3//vY2uD2avvzp7PuXqm6ry9QJG5Iu5yzQwOQD4gKt",
-	"X8w8LECLF/NWI6wj+cg6W59fu13KN+l+e8y37Zd/l5z1zvHsPZESj8E55IzfRKIE0WSlE+MJisx/oZGg",
-	"agzS1ICFg8SStvyK4ShqYSKq0kd95ItoTc97abOq5PamiMH6sYvXye9EjA/AzqnhATs6ZshM7aNPD4bi",
-	"UoUm4CxgxE9JtyQk3JCoAg4KSRBhYWjIFJwFRN8gWCxVZCrbe6itvS9DCRYCg6HRHJTsJFCmvtvzquZS",
-	"34uwVIMRUcGk4/mZEoVDrPAjH/bU+VIvCNX41muFG3t0FqpJuo2WYeKw492pI6bFO+o3RAFki8u23MGj",
-	"X0NIMnLs3PACyNUNLN7sxcTupIbZXRb8WhsS0fAAYcTIDH38ePLGnPeIjBTiidJ8eorv3xE2VhNv/8Wr",
-	"V743pSz9vKuFO6WI0AP//1d4+/fD7f/sb3/v9w72f/jLf11fX11f33z+128+PVx7G9fX19c7A7R985dv",
-	"6s5bDvU7auINViLRq9wyPeGJItO6i8bIvRoEiZCGBS4aUA9zZFqWqc2ZEeIMcqdcuFsg0RSrYLKPtJys",
-	"KQ2WyEyINjNfnsRTgkY0UkRIsOGAQ2YLjDb6dw0mivGY9NDhEKayIos+PuaHysF2kbb4HGUIWplxLmZs",
-	"7alSPVPqzoqqsu8fR6K7UdqK8PdnI7mPSz6zDc9IpUtQ7fFZfHrPCe5qoT10Xf9Yoh+PL9GOc192Prmh",
-	"aA9IEJUIZpS3oqxp3MEzMpxwfjtIRAQ+Ya3E+sYWm95w0PbKSiF4s03cB6h/VrQI4RMeRqSHUgQhKhGO",
-	"ZnguyyqjtSFjVlC/1jJunUhow2ecgQ+0EGgCdVyLfNny3ns66lQVZr8mkfIq3a9MWf1nli19r44U5IBU",
-	"sfVk5LSdYFoL7iPLqzDWSR6x6MScdnOsDoZYEg1qVezVQIBvjdwrwiTlzISjpT6KsxPXDZfDcpBGlqGJ",
-	"UrHc39nBMe2NqZokw17Ap2UJub/315pNx4maDKbc7HQ7wHQXpLsAXHnQGk+UpCEx8WlY4YiPe+gt0Kes",
-	"DdUaqw/hUDbOzmm9IWHYHpwGY345Pfx4+dOu55s/XmR/DI6OPD9zOfvW0u97l68P4fszz/c+nH44rjUs",
-	"dyDOzt47BPqExQkckLLBr+VQb0y3D7rXg6+v5wyLcGBPtGt7GHIeEczKNKTlPGkkKlAPfkvYAKxW7QcA",
-	"jx54NbIRWp/h2YQIgsx2GV+lMWJkgZX5AS6cgXbn1oSZp7Syeyi7S7kccuQMW0sQKnEk3ShBW9/c0ceL",
-	"y9P3yx1zjtfCcVUYKOucFZaVm/O7XPBcbKh6k/3ua9nNmKkok4rgsIcOI8nR3IiOKW0ffAuNljsHypp9",
-	"VdtKHQIZa0uNyku7ruoVWGxtaOTW9SheysX/HUcJEIcioO+JGJNQswFeigPeMHZCHyWsFAG+IRGfsQzz",
-	"U3zvQrLbzzYDCFIb4H42MYVV++hy94IHUt5RLcP5ZYIVmoE1QnA2TqPQY8HHAk+R4ggHCnHWQ8c4mKBA",
-	"syCjg0jEGUE/XV6eIamwSqQPMfqxQmrGTUZGUX1JuxklZ8b3UU1YONrc6/fzmBQ35hqzLBg+CxPfe7GX",
-	"N844XhrxbeeHEPI0EBzb+OghoWwMEeQkRHw0QiPBp1ughdlQzoEz+eZefw9awJipsKTPaswpU9JHGmxo",
-	"8Ob43fHlsasglvTDLZfZpiiAsEw/+zjk4dz5CFlHA8iSks7XiaDVL2106cD6QaZUSsrGwIUGJmAXDqSN",
-	"Xi19ny4dBwFPmJbXRlkWje8xrgYjyFzJW+ZLc74siaBGvpzwcKBHwFHEZ8T4giGhZKA4H0SQUqI5Hh9M",
-	"MZsPRBru7NelD7hyrhMk7vlebbB1NZw8bwnicK3QAvfmDQTVdzZ2haRWoZhaBaXe828EheIN/ZnMZX70",
-	"IKx3kwsER2ILCc4VsoSJj0aEhfpY32lKpo9Zpg42ON1Sha9iDAS5PgXWgtZIWk7Nx9VQtIju5YSru5Lr",
-	"bl6Ngtu8EXW4qFv6WzDAXpheNQx0CbP6ieDI7HcXYYbIJFKu2MJvW4gsplfdIk4gxjA3CLzGKpi8hVSi",
-	"jqCR1DG8dFNO87AVYBz1bgnzGzo7vSha29AMEqOsISw1eesjgXDEGbH81iQNvPr+ez9PIdjr92uSCIq4",
-	"siDZ49YeZ+bLzlhzyGdrow14rQvYy9b7Qq8wW++LLut1IGm96NV085J/piZfEebSAoWWOTBD5cntvD1k",
-	"HLd3JOIxyVMZgVtgRWzsK4xCZfZ1iDgEsGoRLXPgAmHlo+p5M5ZZjIY4BImHSnv2QCY0STFwvwr0dolx",
-	"aorvT0zT3b7dsvTzUtK82E/TsE8p2eCMtDBELj7hy8LlF9EUcK8sgFGuRBBrztEpI3ZfUAy5S2Sqt9eR",
-	"0f10+7gIjbrRiq8sQvAyvppC22bjvvRutTTdl1wdWUtkuic2bdiizhWJL18fIgY5uVZaPAm3euiddRbr",
-	"O4YZMtZA37gtjTkdhBN9jW5JrGq1I4dsrexSaJ/03804ZXapOThmIfdzTQEdLN9lfdRqH1o5U0oTt4pm",
-	"2mYfMi3mkbeiwbbe0V70BU7GegP4MsNzdWfroyUcXVVxg8sD9Kse7lckSUQCk3OB7rCgmAFWQ6pHmVKG",
-	"lRGRpjiOrdSY2lNbJ64ZU2tzhldT9kFqsO2QVWftuW1Twn6hanJptE5rQ26bM5gbm9smCxas0t2y5azJ",
-	"um0SWsFS4+2bg/Pgt+Sk1aV2zov8kyRENmGzc+ZgdkweOR9wwdk3Ukcx5aVe8gyNgyVPVkFuSguIDCEJ",
-	"6BRHKKRjqqqm80UxUf3t72++rQ14chwAXTl+wVVesu5RNUFTGkVUmhRsEHf/hu/wBbTa0DTs5OLUKLFo",
-	"JqgiElEgWi0cmEVW0Ojsaef8djBwetgx19TpW5O3W3WgFwXFyDjyEWVBlITkBwd833H2T3gExpWys//A",
-	"RFZAw9RNJ7PQALf2SiFCYCkfLRvoK2hu58OK+Jgv9IHXJ3sUfD3Vnwu+7j/FoXN803XaQHmTbfODNExG",
-	"72GvOU5hyW6VJBAHewXPeyn6HramZh+bPeq1gkvj4V814bA5VkO3iSi7XdyqNl2uruGj5BwWU+MyCJeg",
-	"quJa7hYTZgQcP/W1YhYirQ8pfEtQlmHko0I6EbSCKlDyACILdGuJzEJ8lEIOzZxFoU3M0PnFoanFwdDZ",
-	"8Xsfnf18dPEvu4gL89dft3rorXH8WU2NqwkRSGMgcwEnkoSLMnY7GjDds1BxHi/pW0jC6jhvJUXL6b/X",
-	"//67pQOUjqfTffe7l3/dW9rfbGGVyByigE+neFuSGAuwM0VUKihbc+1de8AhWG6hLMLsiAnffAZJwQRQ",
-	"7+8Met9u3/xl069+t1UvS5RvVTWgIw/ZaHfbltwlN7ai+346A60Q7J3qz+1sN46UtcxWAwMvWfhpXdmU",
-	"L0pFrKOSDTmJdU3zo9me6NYfj5sF0WqV7EgjWtXT6XyR5ZVk4FZGXoL2M0dyqcrwKb/dkFAnMC1pZ4Nd",
-	"fER64x6yMVurZTQMmtIWCmFrpnTiise59Sle4dTmEUYV/P3EZwZZsFEgz+qjHWAtolmPflayDm1WY5AK",
-	"zm3rxR5q/bT2QJXK33R0OK1ST0LKhIiThsxrwxdsQRYny609TA3hzIvSiSvxnM13oNL9pgB1w7KaSyGU",
-	"KcHffrlsLX45yHLCoPQINYfPSYapiUAhgiAMvBJyU5BUWCh5gHiMf0vK3PLli0VX9HD7P/H274uuaGo9",
-	"/WLzel1M0ykrmMi1VAfqI6zNCGYQI9rOdlQyU3cO7jbG7Q6upuXZI20t1n8eO3Kj+2xRsHS2zDpKWjXp",
-	"dTtDHEJuslvZqrqL08fhvivVjLLsfuk9d8GsBaAaBGkw47XB2Wr1OEqoqxYNqEXTyuVaHhtVlcItSxBW",
-	"Y239AgGz1WmpyJqteq3CirtdgNqtAeP/0t1ZJICme1Z7kl8gg/8O+7Pasf6ykiSPXEuttbTwFFtQf0Na",
-	"bMSjFaprd0sMs3AzdpawZLdezao7ZiJZB49xcTrXn6q/IK025InqeP0xe9Bwayp70/L2rLYPDbekbjfO",
-	"sAomXxpUsmp8Q5fsuaZMuErh64lS8abcMjXTU9Oa4qYmt3UjLMtlqaviVJUd6z2EuR69IZEx9KNbMl/R",
-	"lPBf+71/RY3KSm3h0afXkhcXfGt9xC9OfvxwePnx/PhZysFluKq7Blm15KeOaS2B3hxEarxfrzmP6gzJ",
-	"1n9XLQwmCA6lCf5GowiP5T4CjQvt+mhOpI8489HcR4ThYWSKU5uVob6PGPcRH418xHwUUgktwKWN2RwF",
-	"WIKu7RzTzatLdXN1Lm6uPiY3V8fk5vPu56v/mMOfVxfy5vPVKb+5+sBu4NvP8PUHdnN1iG+uXg9vrt5F",
-	"pumb8Obz1duR+UF/eSHNcP3P0P6U26F0m7ejm89mzDfhzdUJNa1rhtz6ptY3CMvVuDd/+F4fMhe0YD4a",
-	"6T+NHw4Wb/x6GoFwzvT/vqfl8TlYJSGnYQ4GLdtcb1wCFLnjSZJ5r9JeG/ejntupg5b5b8vRunaYuhNl",
-	"k4SKBvjv9paToRvHsnl9vd3baYhRyFKkutv4L58kMyvnayYRbvOWzHdMeKGZWm71EORPYEEQ07Qvor+T",
-	"ULOLiM+I0Gce3G2QGSsVnut7oSgLFMIjRRx+0pC/VeKQg/ZJcgsx9vBYCWK+V4qi6Wzv+jIhy6jBHRTQ",
-	"R7Fx1Dsw6tlKBmFpboe1GHdZFbMpJyxTb+vu5SLPbRQH5pGdaazmPsIKTblU6Ls99DN9XRIdvnv16uVy",
-	"J2ZNGfOnFwy+XGm8/OV0cHF5fLZqnu3ljCO97rr9qNaoX4aRdFTTM/V0hK0Gz8LYuqG9jJCGjPkmL2wH",
-	"gCFq5IsLKXydifvPnHl/YLQQqXgs04xTysbPk1ZfTQmWJEgEVfML3c9s45BgQUS90+8QZStKn3wxFMzk",
-	"1xgnLfgwTOoMZvm7ZsBZId6E2fxt3R3Y6YRHYQ/dbzv9pS1mC18Vx4HiRvIWjbg4sAF38FUkOYyEMJrR",
-	"KAywCH2EzQgbUN1oRO+RzXukDO1/izbdAvnf+o318ks/OZqd3P92y0ezCQ0maCwwKwFu0r2NaAB7A6cP",
-	"MJzfRK2ngkCa+uSvvCZATLQXyJnNlf2X/FxKjm1qqndhwc8m1GxBg5BEpNKggLmaGSq/LwC20LZm3ZXf",
-	"245Vi+RCi9rFF1rY1d/AmzuUjXjNW0eK22qf5Vcd3BxGSNigItyOsVBzfe0kGpIJZSH6gNmYb8hC88Oz",
-	"kx56QwS9I6HJBU5bxckwonJCQiRjEhzYY2pee0M0u7WUoZAHcocIgRXuTSEOLGUm7u33fO+OCGnWstvr",
-	"9/rgV4kJwzH19r2Xvd1e3yYEA2HZKWYwjolqU/36bVq8UBB0+OENCQ9MFpYGOY99RG+OL458REP440Dr",
-	"rpLAa5DgJ/6//9sUPgQzkCl9YsoAkDvKE9NoQyKnaCOSeC576ND0tw+IWVkMhipgXSsG8IwfwSKap69W",
-	"USVNsmCMpSQS7aH39PVBYRaaVV2D4gTwdEZ9ncce+sAL50QjBNqbInImYC+jkieht2+c6flA78gYBxBn",
-	"6jyielU+lsf3OFBl3zQOBJfSNWlBXHLdQ6elx1bbvVFVyJB+ePDLQB1hSbYpk5qJKnpHkEyGhi/W5JtR",
-	"MGbY79MiIRsSWbHCxPpwgUDfalqGJFgEky9awOKDbfCclQanYRMkxNpKwycHxuQ0lLDmVvxeAuKp0/Qx",
-	"N78UK5lV7zA6p5YA5AGSMQ4ggpUn+jZCPrC+54JOp6QRuc6JLkHsBnv23agE2QiowmN5dUvmNz8Y00KM",
-	"qZAppdUfjLhj7rMHfoUIahuYLamDz5ZTy8Fqsot0NLPU2CmqT0WoOVD9kJD4NI8sKuUYaopYoIUOyfTR",
-	"7v/89/96obGXlZPa7fczugoyW044/ZRyli40lIgxyfwQNu0SVmXIKtqkKg3Qz6h1RPTvnJGtItXV+pAe",
-	"X1GWmIQCdFmwnVpYgfvC5h8gSUgNY6zbsvTNw3zP7HBwkPxCCr6bg1/3bGEF3WcabSyZDokw7L1/kFb0",
-	"qGN4PXQyZpDDCSkNZv1NgMemgkcN3C7UgI9+vwh7vw3sl7bgcLoNltYUuLApYucEd2XsGl7nBMoE73FO",
-	"sALuZ5pqZt3Ej9LSyu2IkROA9vBwU3rY+kW//2jPMpYKV9c8znjKLCaKIqG+mnsGkLrxM4B3nGe4ocvu",
-	"8i6FJzKh08vlnfLns3WP3Vdtpql571J3fvH98s7lR04ffO9VG3S4T+9Cn5ft+pRev3XVZhCfXIX5arE6",
-	"daNPlEymUyzmVj5DhQISjMyIVGhEhVTpU2rm5rqFryIQ5JCWrPXZcGtQbAF8bkkpNxAv1pynjdR9MYHa",
-	"S9tTIsZWR8mTwE15MwxxilaLyGm1vnUh2NetLd3KqFN+R8It8CHpa6wEZhJDl31Tl8tWzLBVqPzsdWoq",
-	"IfFLEQZiNtS4tE9aS7TX36spwlWVhI2JK43ozARhW9/hNQ/nj3avy2GjD0ULna3D+2RkpXb6Kh12U/ph",
-	"k8ODwqN/JJjwlAT8aUlNf295j+wJfaBNLaYov12/pmnLbEAlqgZVEEvkQl9uXqPaLiJlGeXagkgDLlvZ",
-	"C85JHIEiUKBZCyjVp4f0kXaq/jD6dEHUn5c47f6RxEmY/VyTpzV5ehzyZAlEhT58KYkqiV3FSp6GcoFJ",
-	"uBUN09KSLKvBmrxo1VcSHBUfG4CE0THnIdosBgFxFtnoH0QVMhCEWz1bJk2Tr+yVmEK+A4qwIsIaWKV9",
-	"58cBBWRS8y0Ne+gwf9XeacRFoaZBWtV1r9+voYl+NYIp5ERWSeUbWISjPTVYNetOWd6k6iH7N1Abn1Tl",
-	"SwOCGsiea8KUaMwZWat6XyPdyXw/Bbpjzi3Chcpoi2hLqRawXkhLn8m5fVamXOkLalvk75F0fB5ck55C",
-	"wRMoUpAEmhDoHkjqVqV3HA5seQHQB8dEFajWpwdbMXGv/zIrzpw5d2HYrCSzW6EZPO49VAil/gFiEgz9",
-	"s3arLat2pi7ZQndjPSs4VFiIKkXxtBJuvdlEpiVBwvTlhAyTZYxp5KQVH7hAWQKEnRu0ZxtWAwPYzOMU",
-	"whllIZ+hzd1XaEpZoknwcJ4vC8QiRmYkTDNti7HGed5t5okyfYyj6MB582FDpsWuC/S5po6yXzy6Qxzc",
-	"GvfLyAbA4WwkLhC5n+AEEDec5+W0917sNQytGYggOJjoi+cjGfGZiUilkZ4lM/m/6r9AdeWc8weRbM06",
-	"g4OEKZ7oo5geL40v+GWCpd2BsHy8ZhgYaqC1Azi9MyqJHZtGkakOWpzHKfW5VWVZPxL1ZPzKr1aBJnHx",
-	"qMs0sd2A2EMfoBZj5ZYbFNnw0jpTajF3oa1F1YlfrjEKn1tIF94Xxme+vsQse1aTmvqteMgTqGptthLu",
-	"cJiIVLDRh3S77oRu6s6cBRVXA5X50d3SFFMD5kox2bNYzi2jatnlOUBaHnIKrVBlXe8yVSRX3xY4qwO7",
-	"OY+0LYdBQGJ9fTUh1r2xokMaUTU/sKU8Vz8+pqLCAMfx4O8z9SWn6Xns8/AQ3FKZzfM9UxwfIDnCwYRs",
-	"H3GmRG3cvi0lxbeBjPS8shbuoiMNAExb1wUBPvyjqcJfJFq2mM3SndcRD27tsp5VIn3RQtW3JL8gkj67",
-	"NAuRVTeaQrRvX4i0KsnBPxJVkCR8W22tKF0C3QGhEXj2FM+NjKkmZNpZbO7Gad2yCGdYTUzxjJ1SLfJM",
-	"FF8HKz1JsNI6TGkdprQOU1qHKa3DlNZhSuswpXWY0tp2/ZWFKRWd9oX3HGNJ9JUp2BNHIOzSYILmPEE4",
-	"0tL+HE3wXSE7QpPkshuqwYNlauNWanblRR6jCAQHBxOaLtkSytZuDZY/6/m3Anxq+3UKv28enp1tGThg",
-	"89CUMr0+VigJj0yBDtf8bMfIllE049rCeWBlBlt7mjCC1YHtmptvUwMk2tNczJjV7fBAlNxHEXEATyJS",
-	"DQsv2FplZsh61X9hNbM00MEYPKuCe/k5micKXWh69eaZ46vKj2stdeVhmWLOHBz7VDSsxi+9Dt/NIVMw",
-	"vtkRwKutj1Fqmd4sVvr+harJhETGSr2yvcpHkqbGU5BwAiwEJbJct35t0/rnCu/4aoxaNsWvxOgMiUGb",
-	"CTCorQKDKgd4yJ1hGkxbz+WcXNks+9e+jZs+MfarM9yvmhxPMAsjEiKi9dxovvTFuf2c+YkkItJHUEYG",
-	"Ht+VPrIvVxqTDwja0tJ00wxS85Agmj/dkfRtKA2d0TTyOLYX/b7pyKuPpUHMXBqYBeauffTrp2v7XuC1",
-	"eVzw2jG4XHv7//Pf/+fhV810Cg337u8/v7q/969NNZxrb/+Tbvjwq2/F61/he0CVhjT9OCWgaFhB3ULd",
-	"9BzkmN4RLUYMcWg2wogvw4gHtzIviC8P4FcJpkcwxYR0BIpX4aUO6wY3TYHRChITrBBGmzXSh18UUrZA",
-	"9wdmZFIvC2i0rxpm5lE+Y+kDgsXnDKmSJBoZpxZmyKjGPmK8eMJ81M8inNQEM9AZDehbtQ4sfe6W83t4",
-	"1u6ZmH7hLcln5vwL3yJs0IuWXpU1F/5SPW4dM/n8jDGJU5NTwaZmY6dFdj9LHLMhFeWfJ/FknXKyTjlZ",
-	"06c/NOWk2Sz11WeOrHNG1jkja/ryJ8gZqUo+i7NB1rkfK+Z+rLM+1p6zry7ro5DIsU7bWKdtrNM2voK0",
-	"jXXCxjphY52wsU7YWCdsrBM21gkb3RI2HiUHw29yGfwCIoRWc7UAY59X8AtChf7RPG1uDENauinFj0Mb",
-	"Y5a2VZsd21H6+yb8m9v99OK2etmk6fjSnTydo4fqHi4y5cAzM2IPBi/xmYpgUnqq6XG14Mc3IDa8LPXM",
-	"XopOariNAlwbC9fGws7GQuPyK5BMSz/8PI+Gi5QcgECaPZsClsMJwZEpv19rJzi0outsQqM0N4xDaKlI",
-	"mDxARnfS9AOFWOGhfa6pSEN+MnM84YWzMzTctxRkrYJF9K6yB6UI5DvCzOX1vR03/KYRSaci1GqdpvSp",
-	"4unbjIosEW95mpoTwW9fLNiQ9pmD+gy2Exe2pwxGyedpissvvUG3Dsj/amjMl72SUBe9b4SdbIQNWYph",
-	"6xrCD9GBiZqgKQ9JGo7nGKeyIHuFIz72U1PNkIf6AsGzx9BzE9dESW5ZM2JmPeKJklpW0vKReWnZT20P",
-	"mIUmntpZDui75TcV1IRQo8sf2DdLzHW3DhUI3JMKxmMFEoAmRJAeSonuCwivb+euOAJK41zVJ/LQVub5",
-	"oyLkXAjMHC0IUx4h761Dzf6ZKFt9rJk5zCUrXpXx73wyryH9TOat/alFj2RYDezgI0SVnxmlqajxt9YF",
-	"esBoLfywUL0g98TCUlPTJ2T5jDFlaIpvU7+rb96BcyFv8oqWycwfo0aVUQxWAjftVpCvwcf5zOavf9w7",
-	"vtgrypadl0ZfqXXp/VCQ3sOw+pzSKPP4TXgET3+1fiMKbULf9DGxLQOgRNTmKuuhs1wBC0+q1AEsjsHH",
-	"T7O+WRJFNm47k3wEB18h47nIkz5aV+uVKl71ku2nRba+BbZgwoc0ANd4bSHw/MLDfjf1SfonpreTn4+F",
-	"wHM3PX/ExfRpAy1WEz8eNQJ/ik0U/nydCbemlt2pZedX7OpM9QWi+hzG+o+pILbMUg+BLPqujCiJQomg",
-	"lJCxdh+kJtcBVmhIAj4Fgph6kTW8nx56hTUUjO1BRCEzy+R922d1N63amadqbx1kj1SSkdKKJbolJHbt",
-	"9da6gw6RIJD3RW2sBUQjpBY3l29NcIFnNSUBPL0e2PiQ61oPXJvd/4HI5GK7e43iOCVK0KDZWPze/J6a",
-	"rc4EnxI1IYlEitwrZJ687iFYNjxsq1sdnp1oMU8QKVHCIv3f0fnxm7PT88vB++PL85Oji8G7k4vL4w+Q",
-	"MAD1INL2oGhCRmeVWlhglitxGradOMK0dDUr0oPfbbnkPuaSplU5plitcOoXGPOd6dJ9gU2yT4f25nga",
-	"OTtVRM6paXQRk6CblpuO6pYNKjpVkB5bb+rL3i4KeZDog1d9L7uejqV9035uNRAILoJYakv0TfDgQiRd",
-	"TigwFSWwfap5ByqiLHUKQaZ2xqZS/08a7uSjVxCzqX+nCsyWiHFVPYTnMNkf4h2CqZHiBn2PSF9KIf04",
-	"pCyzZDSTIUNlYCfr6hC+4wGO7E57vgfPgMOLzvs7O5H+bcKl2n/Z77/0Hm4e/l8AAAD//w==",
+	"7H1tchs5kuhVELUTYamnRNG23DEtxUSs/DWtabelkeTttyvrscGqJIlREagGUKLYtjb2Du/Hu8G7yLvJ",
+	"nmQDCVQV6oNkUZbU7Rn+sUUSH4kEkMjv/BREYpoKDlyrYP9TkFJJp6BB4qdXgnOINBP8KD6hemK+YzzY",
+	"D1LzIQw4nUKwH0ResyAMJPySMQlxsK9lBmGgoglMqen7BwmjYD/4l91y0l37q9r15wpub8PgRIprFoN8",
+	"JfiIjX+A+d8ykPMChF/wUwFD6loPImw+uIL5nUFpzIzwfODslwx+gPkSTGR5m3ud+9YMplLBFeC2vKTx",
+	"KfySgdLmUyS4Bo5/0jRNWEQNEnf/rgQ333Wb9kzHb6QU0s4Wg4okS804wX5wPgEi7XyEKTKlyUjIKcRE",
+	"SGLWrYgSU9ATxsdET6gmsQBFuNBkxHRwGwZvhRyyOAb+aOAenhyRK5iThEZXiugJEJGCxJmeKKIikYIB",
+	"7L3Qb0XG40eDi3ENYwsH2RKSlDdnu8Qa3DCDaY5wX8H8iSLAr5kUfGoANFeDzhNB43Mh3lE5hkcDfyji",
+	"OYGbCCC2WFUgr0E+USRhU7vX+fn9wOk1ZQkdJo8D3iHJKQAClp/XGFLgsSIG339h+vtsGJKRkIQS+4kc",
+	"pukB9tDiCjj5cPoubyBhJEFNtkkksiTGnRmagWk0gTgkMbPfUa5mIHG72BTMnRhRlkB8YH7FOzGjiigt",
+	"pL0x0YTyMcQGV6d2hpeJiK7gcQ4h49c0YfEgkhAD14wmat9b/jRTbpUImVnnMNMlMnAtEkaZgpjMmFkf",
+	"9h7S6GpHjEYkBclETLae94kiwzmJYUSzRG+HZul5xxeIKmVwRokUM7sBxf6ZOQxmI5okEPfIKeywaSqk",
+	"tgQGvFtDogSoVGQo9KRnUHqGB9Iu/1GOHScZh5sUIg0x7nwm4YDEoClLFKESSCLGY4etytFkcQ4wi+Cx",
+	"r4u5zTHVdEgVGKKecTzYZn6zU1oIohIxI1vKwjfISgDtZpbXn0xEEitCzdPA58X6hiJmgF8zTaZ0Tqgm",
+	"gkdgxwQ5ENcgDRkzpwyxcwpazncORxrkdhAGE6CxY0S8X8zH6lrOIBLmjmtBZpSZ8zsS0uBZyznj4wOi",
+	"gGs7Q8vMlMflb7WVktkE7AEvcFUSg+rFD/wHfso4m2bTYP9pGOh5CnjxNIwB9+I2DM6F+JHyuXvF1aO/",
+	"i0wRgwPCtCKSanD0+95wvpT9WYmdD5xmeiIk+/WRqOJ7ERJaZWyoudhXXMx4jrQAIVNZakgRxD9CzOg5",
+	"gv+Yry+ztLExi+niBjLzHCbJYaYnr0oyj7Dx+fEo2L9YDsex6fnU6/oT05NTOgtuww4dn92h40uqWHSY",
+	"Mh/cVX0OU/YDzNfrkd69uVnKBJJ4Zbe/zvQ6szicJQy4vgPmDtP0zLAWd+hqb9k6sL7KlBbTdXqcD+k6",
+	"zV+yJLnDSs5n4kzDWpt7xsac6qyCuOD28jYMmufKXJw4Zuau0eREGklCMyOJjWiiIDSiZ/GVuf+m/6q7",
+	"fm7YLUNRtKMgwA1FvAgOT44GP7z59+CyoI1KS0NRrRSY09QL+2uYT2eaM22YB7MAYiVQN4AY/h0iZM5r",
+	"N2DNhUURKDVARtF8roEXBnCTMglqQJEOGlJq/gpiqmHHPZGNPpLOvLFKSJtoOemOEh9QO4WHnpLvX42h",
+	"4tKvwlSTWHsMNhEj85wcnpwQy8canojiO2wYD5FpX77bL7lbtS+BVnh1MgaNktd0n8yMqO0zlMjmIDuT",
+	"cy2OqTeva4xSDTPSJe5SSDhcO2HJNmNaQTLqBc0DnQ5YfG87zrjSNEnw6Vo07hftvgW3OVHrGQjd4mf5",
+	"TrefiSNvrC8hDTkmO5GGFkwt6+fDeBQ/LhoXoG3R0/Q7IDypZNdUA+oJ28ZcgzANzs6PT9+sxmyNLvkQ",
+	"NKjUYZoSxF4bZtvYpfVQmlKlZkJ2u30vD8+OXrUsLwwyBdJqPj91O1VFh7AEwVs1LowYjqh12e3cwXor",
+	"j+F64Z7f5RwJOaac/bqUnC3F9qKDpkCpNUjky6N37xbu0aJBuu9fjrbmgr3l2cWEjc32d5glSdveWnX3",
+	"8TVIyWJYc08j5J4XLdL9qiCSoNtX2gaOe4Pf8PiDyiXgVEJEdSnTNp994DEx6zZPvH2bRyCBR0DscVKE",
+	"6X1iXt45GTFIYpJKMA93SHiWJPbpNgIeip7NxzhmKk3ofJDvWinR1dddfGPGtawtTClL1u5l0VpdqrWF",
+	"JHPC8DaOGNjl5svvrboqVSjucY3rQOsDVAGfDCERfKyIFsEqqu6exNoJaoFM0/ESMm0PlO10kY8T2u6X",
+	"LXPmuxlW0eWmqSH7cvkRz7Wl1W1IxNhdKbih0xSv779JPtTzq//117fR1avp8+9Pvnuu27a6Tp2oJelq",
+	"ziMDTDkgrdD65Y+HA2j5Yt4ahK1JPorOznjYbZfKTbrZGYsd9+XfleC9Uzr7EZSiY7QyeeMvIlESDFlZ",
+	"6+GJqo//UiVBUxlkqAGPB5kjbeUVo0nSQUXUpI/myFfRmp/32mY1ye1lFYPtY1evU7gWMT5APaeBBxXy",
+	"lBM7dUg+3VqKyzSZoNWBQ5iTbgUQP1GkAQ6JIUqotDRkilYHMDcIF8s0TFV3U7fT9xUooVJSVDTag1Kc",
+	"BMb1t3tBU10aBglVejACHU3WPD9T0DSmmt7zYc+tOO2MUIuRvpW5cUdnqZhk2hgeJo3XvDttxLR6R8MF",
+	"7gTF4oot9/AYthCSghx7N7wCcnMDqzd7ObE7annszisGsieKsPiAUMJhRj58OHptz3sCI01Eps07PaU3",
+	"74CP9STYf/biRRhMGc8/PzXMndYgzcD/+4Lu/Hq48x/9ne/C3sH+n//4nx8/Xnz8ePn5X//w6fZj8OTj",
+	"x48fdwdk5/KPf2g7byXU75h1XLgTib7LLTMTHmmYtl00Djd6EGVS2Sdw2YBmmFe2ZZ3anFgmziJ3KqS/",
+	"BYpMqY4m+8TwyYbSUEXshGSrMAoqOgUyYokGqVCHgwaZbVTamN8NmCSlY+iRwyFO5VgWc3zsD42D7SNt",
+	"+TkqEHTnh3P5w9adKrU/Sus/RU3e97cj0etR2gbz93sjufdLPosNL0ilT1Dd8Vl+ek+BrquhPfR9CKgi",
+	"f3lzTna9+7L7yfdpuyUSdCa5Fd6qvKa1Hc9gOBHiapDJBI3LRoj1TMvmoqK0VxcK0Sxu7cgo/jnWIsZP",
+	"dJhAj+QIIkwRmszoXNVFRqdDprwifm143DaW0PnheAMfGCbQevz4Gvm65r33cNSpycx+TSzlRb5fhbD6",
+	"z8xbhkEbKSgBaWLrwchpN8a0Fdx75ldxrKPS9dFzXl3PsDoYUgUG1Cbba4BA2xrcaOCKCW792nIbxcmR",
+	"b4YrYTnIXdTIROtU7e/u0pT1xkxPsmEvEtM6h9zf+1PLptNMTwZTYXe6G2CmCzFdEK7S+01kWrEYrKMb",
+	"1TQR4x55i/SpaMOMxBqiX5Vz2PNaP1E4bA9Pg1W/HB9+OP/+aRDaP54VfwxevQrCwuQcOk1/GJy/PMTv",
+	"T4IweH/8/k2rYnkN4uztvUegj3ia4QGpK/w6DvXadntvet2G5nrOqIwH7kT7uoehEAlQXqchHefJXVqR",
+	"eogr4APUWnUfAC16aNUoRuh8hmcTkEDsdllbpVViFB6a5QGunIFu59b6q+e0cn2feJ9yeeTIG7aVIDT8",
+	"SNajBF1tc68+nJ0f/7jaMOdZLTxThYWyzVjhnnJ7flcznssVVa+L30PDu1k1FeNKA4175DBRgswt65jT",
+	"9sE32Gi1caAu2TelrdwgUDxtuVJ5Zde7WgWWaxsWvtbtKF75iv8bTTIkDlVAfwQ5htg8A6LmUPzE6glD",
+	"kvGaK/kTRcSMF5if0hsfkqf9YjOQIHUB7gfrU9jUj642LwTI5b1qfXB+mlBNZqiNkIKPc3f2VIqxpFOi",
+	"BaGRJoL3yBsaTUhkniArgygiOJDvz89PiNJUZypEZ/9UEz0TNrSjKr7k3ayQMxP7pMW/nGzt9fulT4rv",
+	"vE154VVf+JvvPdsrGxcvXu467uZHX/Tco5w6R+shMD5GV3SIiRiNyEiK6TZKYc6Vc+BNvrXX38MWOGbO",
+	"LJmzmgrGtQqJARsbvH7z7s35G19ArMmH2/5jm6MA3TLD4uNQxHPvI4YvDTDcSnlfZ5I1v3TepQNnB5ky",
+	"pRgf4ys0sA67eCCd92rt+3zpNIpExg2/NirCccKACz0YYQhM2bJcmvdljQW1/OVExAMzAk0SMQNrC8bI",
+	"lIEWYpBgbIp58cRgSvl8IHN357AtDsHncz0f7CAMGl7b7ruat3bZEtnhVqYF781r9M5fW9kVQ6tAMXUC",
+	"Srvl3zIK1Rv6A8xVefTQrXdLSIJHYptIITRxhEmMRsBjc6yvDSUzx6wQBxcY3XKBr6EMRL4+B9aBtpC0",
+	"HNuPd0PRMrpXEq71hVx/81oE3MUb0YaLtqW/RQXsme3V8oCueKy+B5rY/V6HmQGVJdpnW8RVB5bF9mpb",
+	"xBH6GJYKgZdUR5O3GJO0JmiQG4ZXbspx6baCD0e7WcL+Rk6Oz6raNjLDoAqnCMtV3uZIEJoIDu69tUED",
+	"L777LixDCPb6/ZYggiquHEjuuHXHmf1ybax55LOz0gat1hXsFet9ZlZYrPfZOuv1IOm86LvJ5jX7TEvg",
+	"I85lGArDc1BO6pO7eXvEGm6vIREplDGR+FpQDc73FUdhqvg6JgIdWA2LVhhwkbCKUfO8Wc0sJUMaI8fD",
+	"lDt7yBPaoBi8XxV6u0I5NaU3R7bp077bsvzzStK83E6zYJ9ysiE4dFBELj/hq9zll9EUNK8sgVHdiSC2",
+	"nKNjDm5fSIqxSzA12+vx6GG+fULGVtzo9K4sQ/CqdzWHtsvGfend6qi6r5k6ipbEds9c/LFDnc8Sn788",
+	"JByDex23eBRv98g7Zyw2d4xyYrWBoTVbWnU6MifmGl1BqlulI49s3dmk0D17wHrKKbtLi51jlr5+vipg",
+	"Dc13XR510ocRzrQ2xK0hmXbZh0KKueetWKBbX1Nf9AVGxnYF+CrFc3Nn270lPFlVC4vLA/KzGe5noiCB",
+	"yMZckGsqGeWI1ZiZUaaMU21ZpClNU8c15vrUzoFrVtW6OMJrUfRBrrBdI6rO6XO7hoT9xPTk3EqdTofc",
+	"NWawVDZ3DRasaKXXi5ZzKuuuQWgVTU2wbw/ObdjxJW0ude24yN9JQOQibK4dOVgck3uOB1xy9i3XUQ15",
+	"aec8Y2tgKYNViB/SgixDDBGb0oTEbMx0U3W+zCeqv/Pd5TetDk+eAWDdF79iKq9p95iekClLEqZsCDay",
+	"u3+l1/QMWz0xNOzo7NgKsWQmmQZFGBKtDgbM6lOw0NjTzfjtYeD4cM1YU69vS9xu04BeZRQTa8gnjEdJ",
+	"FsOfPfBDz9g/EQkqV+rG/gPrWYENczOdKlwD/CQuFQ+Ble9oXUHfQHM3G1YixmKpDbw92KNi62n+XLF1",
+	"/y4OnWebbpMG6pvsmh/kbjJmD3uL/RRW7FaNA/GwV7G817zvcWta9nGxRb2VcVl4+O8acLjYV8O0SRi/",
+	"Wt6qNVyureG9xBxWQ+MKCFegqmFaXs8nzDI4YW5rpTwmRh7S9ApIEWEUkko4EbbCdFLqAD0LTGtF7EJC",
+	"kkOOzbxFkS3KyenZoc3FwcnJmx9DcvLDq7N/eUqEtH/9abtH3lrDn5PUhJ6AJAYDhQk4UxAvi9hdU4Hp",
+	"n4WG8XhF30oQ1przNkK0vP57/e++XTlA7Xh63Z9++/xPeyv72y1sEplDEonplO4oSKlEPVPClMb8Nx+D",
+	"jwG+ELzUUFZh9tiEP3xGTsE6UO/vDnrf7Fz+cStsfrfdzkvUb1XToaN02eh221bcJd+3Yv399Aa6g7N3",
+	"Lj930914XNYqXQ0OvGLhx21pU74oFLGNSi6ISWxrWh7N7kS3/XhcLvFWa0RHWtaqnU6Xi6yvpAC3MfIK",
+	"tJ94nEuTh8/f2ycKEw7mufGcs0tIoDfuEeezdbeIhsGisIWK25rNwXjH49z5FN/h1JYeRg38fS9mFlm4",
+	"UcjPmqMdUcOiOYt+kfuObDV9kCrGbWfFHhr5tPVA1dLfrGlwuks+CaUykEcLIq/tu+ASsnhRbt1hWuDO",
+	"vCycuOHPufgONLpfVqBesKzFqRDqlOCvP513Zr88ZHluUGaElsPnBcO0eKCABELxrcTYFKI0lVodEJHS",
+	"X7L6a/n82bIrerjzH3Tn12VXNNeefrF6vc2n6ZhXVOSGq0PxEddmGTP0Ee2mO6qpqdd27rbK7TVMTauj",
+	"R7pqrH8/euSF5rNlztLFMtsoaVOlt94ZEuhyU9zKTtldvD7e63unnFHuuV95z30wWwFoOkFazARdcHa3",
+	"fBw11DWTBrSi6c7pWu4bVY3ELSsQ1qJt/QIGs9NpafCanXrd5Sle7wK0bg0q/1fuzjIGNN+z1pP8jFj8",
+	"r7E/dzvWX5aS5J5zqXXmFh5iC9pvSIeNuLdEdd1uiX0s/IidFU+yn6/mrjtmPVkH93Fx1s4/1X5BOm3I",
+	"A+Xx+m32YMGtaexNx9tzt31YcEvaduOE6mjypU4ld/VvWCd6blEkXCOD9kTrdEtt2+TruWpNC5vc25kR",
+	"VsWytGVxavKO7RbCUo5+oohV9JMrmN9RlfCf+71/JQuFlVOgMeOg1MO4idocOxMpuMjUQGnK4+G8Taoh",
+	"J0LpsYSzv70LyWwCVreMuhY2pXKOaZ2Vs5V5YxI3Zp7xmWlCoysuZgnEY1CEosaUabLVAsjAlYtwinM7",
+	"MEHXZyGzaTE24yQdm056IKFIdLzdIz85E5zN04L51jGPdUQ5SYQCH5bY2aH8jAlnf3vHNOAh82IM7IIr",
+	"af6purKa9br1rbsfbmuK2YfXhyxP7deZmJ0d/eX94fmH0zePkvivwFUbwSvyYj+093IN9MXuwtbO+VKI",
+	"pM1k4M5KMwWcBBor6+ZPRgkdq32CsjV5GpI5qJAIHpJ5SIDTYWLTkNuVkX5IuAiJGI1CwkMSM4Ut0HmB",
+	"8jmJqEKtikeQti7O9eXFqby8+JBdXryBy89PP1/8+xz/vDhTl58vjsXlxXt+id9+xq/f88uLQ3p58XJ4",
+	"efEusU1fx5efL96O7A/myzNlh+t/xvbHwg1l2rwdXX62Y76OLy+OmG3dMuT2H1qtwLhcg3v7Rxj0MUbF",
+	"iGCjkfnTWlxx8daCaxCI58z8HwZG8pqj/hmjV+aounTNzcZl+PaueZJU2au219bQbObuQCvyYdpOlAsH",
+	"q5pavt1b/eBcejrsjx93ersLvFGKYLj1rTnnDxKDV3IwNuRx6wrmu9aR1E6ttnsEI2WoBMIN7UvYrxAb",
+	"xiARM5DmzOMzgjHQStO5uRea8UgTOtLgcQ4LIvVqvNCgezjkUozd3lcoYBjU/KXW1mx+GTttFR5rqBru",
+	"RZvVbqpqf1YKCGtze0+LNYw2MZu/hHXq7Qz7QpZRrPLA1mWapnoeEqrJVChNvt0jP7CXNSbx2xcvnq82",
+	"V7ckrH94xuDL1QPnPx0Pzs7fnNw1ovp8JohZd9t+NKsRrMJIPqrtmdu04k6DFw6L66G9jpAFuREW2dvX",
+	"ABj9g744ZcbXmaLhkXMsHFh5U2mRqjy2mPHx4yRQaAZ/K4gyyfT8zPSz2zgEKkG2m3cPSbGivLiPpWA2",
+	"ksqa49FaZYOkKC9L4eHLip5F3EXqm+74nE5EEvfIzY7XX7m0xfhVdRxMY6WujLR44Fwr8atECRyJUDJj",
+	"SRxRGRuxDUd4gnmsRuyGuAhXxsn+N2TLL4XwTbiwMkLtJ0+GV/vfbBuRlkUTMpaU1wC3gf2WNcC9wdOH",
+	"GC5v4kTrFBnS3PviIlgEiPXrQz5zcQ2HFT/XwqAXNTW7sORn61S4pEEMCTQaVDDXMkPj9yXAVtq2rLvx",
+	"e9exWpFcadG6+EoLt/pLrK7E+Ei0VLXSwuV1rdfv8KNVMTSHyXgnpVLPzbVTZAgTxmPynvKxeKIqzQ9P",
+	"jnrkNUh2DbGN+s5bpdkwYWoCMVEpRAfumNoCgYQVt5ZxEotI7YKUVNPe1Ool3GPi3/4gDK5BKruWp71+",
+	"r48WtBQ4TVmwHzzvPe31Xeg3EpbdaqzqGHSXPOdv8zSVEsjh+9cQH9h4OwNy6eVKXr85exUSFuMfB0Z2",
+	"VYAFRNEj4P//X5viMtfFOEqUSrhmIrONnijipeckis5Vjxza/q7mnOPFcKgK1o1ggJUfgcrE01YpGxaa",
+	"UqVAkT3yI3t5UJmFFfn1UEWERVLaM3r2yHtROScGIdjepgu0CqSCSh7Fwb51mygHegdjGqFHsVd396J+",
+	"LN/c0EjXvRBoJIVSvvISPdDbauPW6vN2q0ZWiYW/vQ3rQL2iCnYYV+YR1ewaiMqG9l1siSxkqMxw3+fp",
+	"YJ4o4tgK69UlJEF5a9EyFFAZTb5oAcsPtsVzkQSexYsgAacVjx8cGBu9UsOan9t9BYjHXtP73PyaV2yR",
+	"p8XKnIYDUAdEpTRCX2WRmduIkd/mnks2ncJC5Honugax79bb9/1P1EJANR2riyuYX/7ZqhZSyqTKKa35",
+	"YNkde58DtCAlmMXCbkkbfC5xXgnWIr3ImmqWFj1FsyiIniPVjwHS49KHrBZNaihihRZ6JDMkT//7v/7P",
+	"M4O9InHY036/oKvIs5WEM8wpZ+1CYzIgm7YBHeR9wqotWSVbTOehGAW1TsD8LjhsV6mukYfM+JrxzIaO",
+	"kPOK7tTBiq8vbv4BUQAtD2PbluXVLcs9c8PhQQoryRb8bAttBSob6D4xaOPZdAjSPu/9gzx3S9uD1yNH",
+	"Y47Ruhi8Yte/CPDU5mppgduHGvHR71dh73eB/dylls63wdGayits0xV6bnzFc40FXZEyYQnXCdX4+tmm",
+	"5rFe9B7lSbS7ESPP1fD29rJWC/1Zv39vBThrKcpbynAec4eJKktoruaeBaRt/ALgXa9yO3Z5urpLpRgq",
+	"dnq+ulNZcd30ePqiyzQtlU1N52ffre5cL2d7GwYvuqDDr9aMfZ5361MrmOyLzcg++QLzxXJx6tKcKJVN",
+	"p1TOHX9GKqlCOMxAaTJiUum8aJ69uX6KswQZOWI4a3M2/Gwj2wifnzzMd7lMzcvThes+m2CWrZ0pyLGT",
+	"Ucpwf5vIjqJHqpMiSlptbl2M+nWnS3c86lRcQ7yNNiRzjbWkXFHssm+toy43iss3FhYFzZlC06oGjmw2",
+	"ZjN1xZAV2evvtaRba3LCVsWV++4WjLDL5PFSxPN7u9d1B+HbqobOZVx+MLLSOn2TDvvJG3CT44NKeUeI",
+	"JiInAb9bUtPfW93jvdBvMeUc0qYOU5zYpHLnQrzDlHIbmrZKB1SjapjvskYuzOUWLaLtMlJWUK5t9DQQ",
+	"qpO+4BTSBAWBCs1aQqk+3eZ1/Zn+zejTGejfL3F6+lsSJ2n3c0OeNuTpfsiTIxAN+vClJKrGdlVztlrK",
+	"hSrhTjTMcEuqLgYb8mJEXwU0qZaVQM+5sRAx2ao6AQmeOO8fwjSxEMTbPZcQz5Cvoh5QJbKFJFSDdApW",
+	"5So6eaAgT2q/ZXGPHPKcyvmNhKxkr8jz9+71+y00MWx6MMUCVJNUvsZFeNLTAq1m2ykrmzQtZH9DsfFB",
+	"Rb7cIWgB2fNVmIqMBYeNqPc10p3C9lOhO/bcostqmQNvGW2pZX02C+loMzl1BYTqOd0wi0lZeWbNQvCG",
+	"9FRS22A6iiwyhMD0IMq0qlXsOHCJJFAeHIOuUK1Pt84zd6//vHCRLYy7OGyRfNvPxY0W9x6pOM3/GX0S",
+	"LP1zeqttJ3bmJtlKd6s9qxhUeEwa6Q+NEO6s2aDy5C9xXiOjwGQdYwY5eW4PIUkR6uLmRunZudXgAC7G",
+	"PIdwxngsZmTr6QsyZTwzJHg4L5eFbBGHGcR5THXVq7yMsC79prGPNRQdeNU9nqg8rXmFPrdkzA6rR3dI",
+	"oytrfhk5BzhajCQkgZsJzRBxw3mZOH3v2d6Coc0DIoFGE3PxQqISMbMeqSwxsxQq/xf9Z6QtcXdZ+spl",
+	"J7Q4yLgWmTmK+fEy+MJfJlS5HYjrx2tG8UGNjHSAp3fGFLixWZLYPLDVebykrtvNJ+svoB/svQqb+b4h",
+	"rR51lacwsCD2yHvMutm45RZFzr20TZVajVLpqlH1/JdblMKnDtKl94WLWWguMS8KqDKbqZcORYb5y+1W",
+	"4h2OM5kzNuaQ7rSd0C3TWfCoYWpgqjy624ZiGsB8LqYogObdMqZXXZ4DYvghL6UO0870rnJB8u7bgmd1",
+	"4DbnnrblMIogNdfXEGLTm2o2ZAnT8wOXtPXux8fmzhjQNB38faa/5DQ9jn4eS/6t5NmCMLBlEBCSVzSa",
+	"wM4rwbVs9dt3ScPEDpKRXlCXwn105A6Aees2J8DbfzRR+ItYyw6zObrzMhHRlVvWo3KkzzqI+o7kV1jS",
+	"R+dm0bPq0lCI7u0rnlY1PvgvoCucROjy6lW5S6Q7yDTimz2lc8tj6glM12ab13tp/QQYJ1RPbJqU3VrW",
+	"+YIV3zgrPYiz0sZNaeOmtHFT2rgpbdyUNm5KGzeljZvSRnf9lbkpVY32lcqdqQJzZSr6xBEyuyyakLnI",
+	"CE0Mtz8nE3pdiY4wJLluhlpgwbJZkBvZ2cp0nkmCjIOHCUOXXLJsp7dGzZ+z/DsGPtf9ein+tw5PTrYt",
+	"HLh5ZMq4WR+vJP8nNhWLr352YxTLqKpxXYpE1DKjrj0PGKH6wHUt1be5ApLsmVfMqtXd8EiU/PKXNMLi",
+	"l8zAIiq6VlUosl70nznJLHd0sArPJuNeLzz0QK4Li+obPbJ/Vb2M2kpTHlU55uzBcUXBcTWhZ0MQmV7T",
+	"IFNRvrkR0KptjlGumd6q5nT/ienJBBKrpb6zviokiuXKU+RwIiolA1WvULDRaf1zuXd8NUotF+JXe+gs",
+	"iSFbGT5Q25UHqu7goXaHuTNt+yvnxcoW0b+uCnJeTO5nb7ifDTmeUB4nEBMwcm4yX1lbcL98/GSWgAoJ",
+	"ppHBMssqJK5GqVX5IKOtHE23zTA0j0gw79M15FXADHRW0ij92J71+7ajaJbFQ5+53DEL1V375OdPH11l",
+	"yI+2jORHT+HyMdj/7//6f7c/m0en0nDv5ubzi5ub8KPNhvMx2P9kGt7+HDr2+mf8HlFlIM0/TgEFDceo",
+	"O6gXFf4cs2swbMSQxnYjLPsyTER0pcrSB+oAf1WoekRVTMxGKHhVarI4M7htig+thBSoJpRstXAfYZVJ",
+	"2UbZHx8jG3pZQaOrX1moR8WM56Uiq4UrmVaQjKxRi3JiReOQcFE9YSHpFx5OekI5yowW9O1WA5Y5d6vf",
+	"eyxg+EiPfqVq6CO//EurTi6Qi1Zelc0r/KVy3MZn8vEfxizNVU4VnZrznZbF/ay9mAtCUf55Ak82ISeb",
+	"kJMNffpNQ04Wq6W++siRTczIJmZkQ19+BzEjTc5neTTIJvbjjrEfm6iPjeXsq4v6qARybMI2NmEbm7CN",
+	"ryBsYxOwsQnY2ARsbAI2NgEbm4CNTcDGegEb9xKDES4yGfyELIQRcw0D48orhBWmwvxoi9hbxZDhbmr+",
+	"49jGqqVd1mZPd5T/voX/lno/s7jtXjFpPr7yJ8/n6JG2ElU2HXihRuzh4LV3psGY1Ipy3a8UfP8KxAU1",
+	"xB7ZSrGWGO68ADfKwo2ycG1loTX5VUimox9hGUcjZE4OkCEtyqag5nACNLHp91v1BIeOdZ1NWJLHhgl0",
+	"LZUZVwfEyk6GfpCYajp05ZqqNOR7O8cDXjg3w4L7loNsRLCEXTf2oOaBfA3cXt4w2PXdbxYi6VjGRqwz",
+	"lD4XPEMXUVEE4q0OU/M8+F3FgifKlTloj2A78mF7SGeUcp5Ffvm1aoMbh/yvhsZ8WZWENu99y+wUIzxR",
+	"NR+2dV340Tsw0xMyFTHk7niecqpwstc0EeMwV9UMRWwuEBa4xp5btMVLctupEQvtkci0MryS4Y9sTe0w",
+	"1z1QHlt/am85KO/WayroCTAryx+4miX2ujuDCjruKVspkldIAJmAhB7Jie4zdK/vZq54hZTGu6oPZKFt",
+	"zPNbecj5ENg5OhCm0kM+2Lia/TNRtnZfM3uYa1q85sO/+8lWQ/oB5p3tqVWLZNx07BAjwnRYKKWZbLG3",
+	"tjl64Ggd7LCYvaC0xOJSc9UnRvmMKeNkSq9yu2to68D5kC+yitbJzG8jRtVRjFoCP+xWwtdg43xk9dc/",
+	"7h1fbhXlq87LQlupM+n9ucK9x3GznNKosPhNRIKlvzrXiCJb2DcvJrZtAVSEuVhlM3QRK+DgyYU6hMVT",
+	"+IR51DfPksT5bRecjxRoK+SiZHnyonWtVqnqVa/pfjpE6ztgKyp8DAPwldcOgiCsFPa7bA/SP7K9vfh8",
+	"KiWd++H5IyGnD+tocTf241498KfUeuHPN5FwG2q5PrVcu4pdm6q+QlQfQ1n/IWfEVmnq0ZHF3JURgyRW",
+	"BFMJWW33Qa5yHVBNhhCJKRLE3Ips4P1026usoaJsjxKGkVk27tuV1d1yYmcZqr19UBSphJE2giW5Akh9",
+	"fb3T7pBDIgHjvpjztUBvhFzj5r9bE1p5sxYFATy8HLiwkOtGDtyo3f+ByORyvXuL4DgFLVm0WFn8o/09",
+	"V1udSDEFPYFMEQ03mtiS1z2Cy8bCtqbV4cmRYfMkKEUynpj/Xp2+eX1yfHo++PHN+enRq7PBu6Oz8zfv",
+	"MWAA80Hk7VHQxIjOJrVwwKwW4gxsu2lCWe1qNriHcL3lwk0qFMuzckypvsOpX6LM96bL9wU3yZUO7c3p",
+	"NPF2qoqcY9voLIVoPSk3H9VPG1Q1qhAzttnU572nJBZRZg5es152Ox3L++b9/Gwg6FyEvtSO6FvnwaVI",
+	"Op8wfFS0pK5U8y5mRFlpFMJI7eKZyu0/ubtTSF70n5Mt5AlOQcv5zuFIg9x2XZhGTSbhQqOS03lmUXTo",
+	"E9dljPWJUHos4exv70gqmYEZXa+8r00rA4uGxLoaWV8qVBNjB3w2KVFzHk2k4CIz1J/yeDjfJ5TEoClL",
+	"QuszZhBh04mZ+Q0eGAfV8tCeIooe8GU7zeduOwc4O9HC7vs9EsZaLEIFhMX005JHPIJtCRTfiYgm7ogG",
+	"YYD1y7EU9f7ubmJ+mwil95/3+8+D28vb/wkAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -60,16 +60,19 @@ var statusOf = map[gen.ErrorCode]int{
 // sentinels answer the errors of other packages by identity (errors.Is), first match first: a
 // handler that has nothing more precise to say returns them as they come.
 var sentinels = []struct {
-	err  error
-	code gen.ErrorCode
-	msg  string
+	err    error
+	answer func() error
 }{
 	// A write that names an integration deleted after this replica cached it.
-	{store.ErrParentNotFound, gen.ErrorCodeNotFound, "Integration does not exist"},
-	{store.ErrNotFound, gen.ErrorCodeNotFound, "Not found"},
-	{store.ErrUnavailable, gen.ErrorCodeServiceUnavailable, msgDatabaseUnavailable},
-	{context.DeadlineExceeded, gen.ErrorCodeServiceUnavailable, msgDatabaseUnavailable},
+	{store.ErrParentNotFound, func() error { return apiError(gen.ErrorCodeNotFound, "Integration does not exist") }},
+	{store.ErrNotFound, func() error { return apiError(gen.ErrorCodeNotFound, "Not found") }},
+	{store.ErrUnavailable, func() error { return errDatabaseUnavailable(msgDatabaseUnavailable) }},
+	{context.DeadlineExceeded, func() error { return errDatabaseUnavailable(msgDatabaseUnavailable) }},
 }
+
+// databaseRetryAfter is the Retry-After of a database that could not answer, in seconds: a
+// failover of the PostgreSQL primary takes a few.
+const databaseRetryAfter = 2
 
 const (
 	msgDatabaseUnavailable = "The database is unavailable, retry later"
@@ -120,6 +123,13 @@ func errConnectionNotFound() *Error {
 // errServiceUnavailable answers a request the database could not serve, with the given message.
 func errServiceUnavailable(message string) *Error {
 	return apiError(gen.ErrorCodeServiceUnavailable, message)
+}
+
+// errDatabaseUnavailable is the 503 of a request the database could not serve within its
+// deadline: it is unreachable, too slow, or failing over to a new primary. Nothing was done, and
+// the same request may be sent again after Retry-After.
+func errDatabaseUnavailable(message string) error {
+	return &answered{err: apiError(gen.ErrorCodeServiceUnavailable, message), retryAfter: databaseRetryAfter}
 }
 
 // errUnknownConnectionToDelete is the 400 of DELETE /connection/{connectionId} for a connection
@@ -247,7 +257,7 @@ func toAPIError(err error) *answer {
 	}
 	for _, s := range sentinels {
 		if errors.Is(err, s.err) {
-			return answerOf(apiError(s.code, s.msg))
+			return toAPIError(s.answer())
 		}
 	}
 	return answerOf(apiError(gen.ErrorCodeServerError, msgUnexpected))

@@ -6,11 +6,12 @@ import (
 	"time"
 
 	"github.com/credport/credport/gen"
+	"github.com/credport/credport/store"
 )
 
 // Health answers liveness without touching the database.
 func (s *Server) Health(context.Context, gen.HealthRequestObject) (gen.HealthResponseObject, error) {
-	return gen.Health200JSONResponse{Result: gen.Ok}, nil
+	return gen.Health200JSONResponse{Result: gen.HealthResultOk}, nil
 }
 
 // readyTimeout bounds the database ping of a readiness check.
@@ -21,27 +22,40 @@ type KeyChecker interface {
 	MissingKeyIDs(ctx context.Context) ([]string, error)
 }
 
+// DurabilityChecker tells whether the PostgreSQL primary has a synchronous standby.
+type DurabilityChecker interface {
+	CheckDurability(ctx context.Context) (store.Durability, error)
+}
+
 // Ready answers 200 while the database answers and the server holds every key its values were
-// sealed with, 503 otherwise: a server that cannot open what it stores is not ready.
+// sealed with, 503 otherwise: a server that cannot open what it stores is not ready. On
+// PostgreSQL it tells whether the primary has a synchronous standby, as a detail only.
 func (s *Server) Ready(ctx context.Context, _ gen.ReadyRequestObject) (gen.ReadyResponseObject, error) {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
 		s.log.WarnContext(ctx, "not ready", "error", err)
-		return nil, errServiceUnavailable("The database is unavailable")
+		return nil, errDatabaseUnavailable("The database is unavailable")
 	}
 	if keys, ok := s.store.(KeyChecker); ok {
 		missing, err := keys.MissingKeyIDs(ctx)
 		if err != nil {
 			s.log.WarnContext(ctx, "not ready", "error", err)
-			return nil, errServiceUnavailable("The database is unavailable")
+			return nil, errDatabaseUnavailable("The database is unavailable")
 		}
 		if len(missing) > 0 {
 			s.log.WarnContext(ctx, "not ready: stored values are sealed with encryption keys this server lacks", "missing_key_ids", missing)
 			return nil, errServiceUnavailable("Stored values are sealed with encryption keys this server lacks")
 		}
 	}
-	return gen.Ready200JSONResponse{Result: gen.Ok}, nil
+	ready := gen.Ready200JSONResponse{Result: gen.ReadinessResultOk}
+	if d, ok := s.store.(DurabilityChecker); ok {
+		if dur, err := d.CheckDurability(ctx); err == nil && dur.PostgreSQL {
+			sync := dur.Synchronous()
+			ready.SynchronousStandby = &sync
+		}
+	}
+	return ready, nil
 }
 
 // Metrics serves the Prometheus metrics, unless they have an address of their own.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -151,6 +152,9 @@ func TestDatabaseLostWhileServing(t *testing.T) {
 					if got := errorCode(t, c.res); got != p.wantCode {
 						t.Errorf("database gone: %s: code %q, want %q", p.name, got, p.wantCode)
 					}
+					if ra, err := strconv.Atoi(c.res.header.Get("Retry-After")); err != nil || ra < 1 {
+						t.Errorf("database gone: %s: Retry-After %q, want seconds", p.name, c.res.header.Get("Retry-After"))
+					}
 					if strings.Contains(string(c.res.body), host) {
 						t.Errorf("database gone: %s: the body names the database address: %s", p.name, c.res.body)
 					}
@@ -177,6 +181,10 @@ func TestDatabaseLostWhileServing(t *testing.T) {
 				v.checkCall(c)
 				if c.res.status != http.StatusOK {
 					t.Errorf("database back: %s: status %d, want 200 from the same server: %s", step.name, c.res.status, c.res.body)
+				}
+				// A test database has no standby: /ready says so, and is ready all the same.
+				if step.path == "/ready" && !strings.Contains(string(c.res.body), `"synchronous_standby":false`) {
+					t.Errorf("database back: ready: %s, want synchronous_standby false", c.res.body)
 				}
 			}
 		})

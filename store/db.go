@@ -109,7 +109,11 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	created := false
 	switch dialect {
 	case DialectPostgres:
-		g, err = gorm.Open(translating{postgres.Open(postgresDSN(cfg.URL))}, gcfg)
+		var pool *sql.DB
+		if pool, err = openPostgres(cfg.URL); err != nil {
+			return nil, fmt.Errorf("open %s database: %w", dialect, err)
+		}
+		g, err = gorm.Open(translating{postgres.New(postgres.Config{Conn: pool})}, gcfg)
 	default:
 		if created, err = createPrivateFile(SQLitePath(cfg.URL)); err != nil {
 			return nil, fmt.Errorf("open %s database: %w", dialect, err)
@@ -227,17 +231,4 @@ func sqliteDSN(dsn string, busyTimeout time.Duration) string {
 	q.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", walSizeLimit))
 	q.Add("_txlock", "immediate")
 	return "file:" + path + "?" + q.Encode()
-}
-
-func postgresDSN(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return dsn
-	}
-	q := u.Query()
-	if q.Get("connect_timeout") == "" {
-		q.Set("connect_timeout", "5")
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 
 	gosqlite "github.com/glebarez/go-sqlite"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -22,7 +23,7 @@ func dbError(err error) error {
 		return err
 	case isForeignKeyViolation(err):
 		return fmt.Errorf("%w: %w", ErrParentNotFound, err)
-	case isUnreachable(err), isBusy(err):
+	case isUnreachable(err), isBusy(err), isFailingOver(err):
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
@@ -48,6 +49,26 @@ func isUnreachable(err error) bool {
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error
 	return errors.As(err, &connectErr) || errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// isFailingOver tells whether err is PostgreSQL, or a pgbouncer in front of it, saying that it
+// cannot serve this connection now, as during a failover: a standby refusing a write (the primary
+// was demoted), a server shutting down or starting up, a connection exception (class 08, which
+// is how pgbouncer tells that its server connection died), or any FATAL error, which ends the
+// session.
+func isFailingOver(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch {
+	case pgErr.Code == "25006", // read_only_sql_transaction
+		pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", // admin/crash shutdown, cannot connect now
+		strings.HasPrefix(pgErr.Code, "08"),
+		pgErr.Severity == "FATAL", pgErr.Severity == "PANIC":
+		return true
+	}
+	return false
 }
 
 // translating is a dialector whose errors, as GORM records them, are the store's (dbError).

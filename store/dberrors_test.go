@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/credport/credport/store"
@@ -63,4 +66,83 @@ func TestUnreachableDatabaseIsUnavailable(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReadOnlyPrimaryIsUnavailableAndRetired: a connection whose server became a standby (here,
+// a session made read-only, as a demoted primary's are) answers a write with ErrUnavailable, and
+// the pool then drops the connections it opened before, so that the next write succeeds on a new
+// one instead of failing on the same stale connection.
+func TestReadOnlyPrimaryIsUnavailableAndRetired(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.OpenURL(t, storetest.Postgres.NewURL(t))
+	in := newIntegration(t, db, "dev", "github", "OAUTH2")
+	sqlDB, err := db.SQL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB.SetMaxOpenConns(1)
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "SET default_transaction_read_only = on"); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	upsert := func(id string) error {
+		_, err := db.UpsertConnection(ctx, store.UpsertConnection{
+			EnvironmentID: in.EnvironmentID, Integration: in, ConnectionID: id,
+			Credentials: json.RawMessage(`{"type":"OAUTH2","access_token":"one"}`),
+		})
+		return err
+	}
+	if err := upsert("c1"); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("write on a read-only connection: %v, want ErrUnavailable", err)
+	}
+	if err := upsert("c2"); err != nil {
+		t.Fatalf("write after the read-only connection was retired: %v", err)
+	}
+}
+
+// TestMultiHost tells a URL naming several hosts from one naming one.
+func TestMultiHost(t *testing.T) {
+	for _, tt := range []struct {
+		url  string
+		want bool
+	}{
+		{"postgres://u@h1:5432,h2:5433/db?target_session_attrs=read-write", true},
+		{"postgres://u:p,w@h1:5432/db?options=a,b", false},
+		{"postgresql://h1,h2/db", true},
+		{"credport.db", false},
+	} {
+		if got := store.MultiHost(tt.url); got != tt.want {
+			t.Errorf("MultiHost(%q) = %v, want %v", tt.url, got, tt.want)
+		}
+	}
+}
+
+// TestMultiHostURLFindsTheWritableHost: a URL naming a host that does not answer before the one
+// that does opens the store on the second, as after a failover.
+func TestMultiHostURLFindsTheWritableHost(t *testing.T) {
+	u, err := url.Parse(storetest.Postgres.NewURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	_ = dead.Close() // a port that refuses connections
+	q := u.Query()
+	q.Set("target_session_attrs", "read-write")
+	u.RawQuery = q.Encode()
+	multi := strings.Replace(u.String(), "://"+u.User.String()+"@"+u.Host, "://"+u.User.String()+"@"+deadAddr+","+u.Host, 1)
+	if !store.MultiHost(multi) {
+		t.Fatalf("%s does not name two hosts", multi)
+	}
+	db := storetest.OpenURL(t, multi)
+	newIntegration(t, db, "dev", "github", "OAUTH2")
 }

@@ -38,6 +38,18 @@ func migrate(ctx context.Context, sqlDB *sql.DB, dialect Dialect, log *slog.Logg
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
+	if dialect == DialectPostgres {
+		// Only applying migrations takes the session-level lock. A replica that finds the schema
+		// up to date takes none, so that it may run through a pgbouncer in transaction pooling,
+		// where a session lock would outlive its session; `credport migrate` connects directly.
+		pending, err := provider.HasPending(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate %s database: %w", dialect, dbError(err))
+		}
+		if !pending {
+			return nil
+		}
+	}
 	results, err := provider.Up(ctx)
 	if err != nil && dialect == DialectSQLite {
 		// SQLite has no advisory lock: a second process that raced this one to a new file may

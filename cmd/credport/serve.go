@@ -88,6 +88,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	defer db.Close()
+	logDurability(ctx, log, db, store.MultiHost(a.databaseURL))
 	sqlDB, err := db.SQL()
 	if err != nil {
 		return err
@@ -164,6 +165,25 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// logDurability says whether the PostgreSQL primary has a synchronous standby, and warns when it
+// has none while the URL names several hosts: a failover could then lose acknowledged imports.
+func logDurability(ctx context.Context, log *slog.Logger, db *store.DB, multiHost bool) {
+	d, err := db.CheckDurability(ctx)
+	switch {
+	case err != nil:
+		log.Warn("could not ask the primary about its synchronous standbys", "error", err)
+	case !d.PostgreSQL:
+	case d.Synchronous():
+		log.Info("the primary has a synchronous standby", "synchronous_standby_names", d.SynchronousStandbyNames,
+			"synchronous_standbys", d.SynchronousStandbys)
+	case multiHost:
+		log.Warn("the database URL names several hosts but the primary has no synchronous standby: a failover can lose acknowledged imports",
+			"synchronous_standby_names", d.SynchronousStandbyNames, "synchronous_standbys", d.SynchronousStandbys)
+	default:
+		log.Info("the primary has no synchronous standby", "synchronous_standby_names", d.SynchronousStandbyNames)
+	}
 }
 
 // openStoreWaiting opens the store, waiting with backoff while the database is unreachable, so
