@@ -42,6 +42,7 @@ var statusOf = map[gen.ErrorCode]int{
 	gen.ErrorCodeProviderUnavailable:   http.StatusBadGateway,
 	gen.ErrorCodeServerOverloaded:      http.StatusServiceUnavailable,
 	gen.ErrorCodeServiceUnavailable:    http.StatusServiceUnavailable,
+	gen.ErrorCodeDatabaseUnavailable:   http.StatusServiceUnavailable,
 	gen.ErrorCodeServerError:           http.StatusInternalServerError,
 
 	// The two codes the reference answers with two statuses. The second status is set only by
@@ -120,7 +121,8 @@ func errConnectionNotFound() *Error {
 	return apiError(gen.ErrorCodeNotFound, "Failed to find connection")
 }
 
-// errServiceUnavailable answers a request the database could not serve, with the given message.
+// errServiceUnavailable answers a server that cannot serve for a reason of its own, such as
+// encryption keys it lacks.
 func errServiceUnavailable(message string) *Error {
 	return apiError(gen.ErrorCodeServiceUnavailable, message)
 }
@@ -129,7 +131,7 @@ func errServiceUnavailable(message string) *Error {
 // deadline: it is unreachable, too slow, or failing over to a new primary. Nothing was done, and
 // the same request may be sent again after Retry-After.
 func errDatabaseUnavailable(message string) error {
-	return &answered{err: apiError(gen.ErrorCodeServiceUnavailable, message), retryAfter: databaseRetryAfter}
+	return &answered{err: apiError(gen.ErrorCodeDatabaseUnavailable, message), retryAfter: databaseRetryAfter}
 }
 
 // errUnknownConnectionToDelete is the 400 of DELETE /connection/{connectionId} for a connection

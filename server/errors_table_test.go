@@ -58,8 +58,8 @@ func TestToAPIError(t *testing.T) {
 		{"content type", contract.NewError(gen.ErrorCodeInvalidContentType, "json only"), 415, gen.ErrorCodeInvalidContentType, "json only", 0},
 		{"not found", fmt.Errorf("get: %w", store.ErrNotFound), 404, gen.ErrorCodeNotFound, "Not found", 0},
 		{"parent gone", fmt.Errorf("import: %w", store.ErrParentNotFound), 404, gen.ErrorCodeNotFound, "Integration does not exist", 0},
-		{"unavailable", fmt.Errorf("list: %w", store.ErrUnavailable), 503, gen.ErrorCodeServiceUnavailable, msgDatabaseUnavailable, databaseRetryAfter},
-		{"deadline", fmt.Errorf("get: %w", context.DeadlineExceeded), 503, gen.ErrorCodeServiceUnavailable, msgDatabaseUnavailable, databaseRetryAfter},
+		{"unavailable", fmt.Errorf("list: %w", store.ErrUnavailable), 503, gen.ErrorCodeDatabaseUnavailable, msgDatabaseUnavailable, databaseRetryAfter},
+		{"deadline", fmt.Errorf("get: %w", context.DeadlineExceeded), 503, gen.ErrorCodeDatabaseUnavailable, msgDatabaseUnavailable, databaseRetryAfter},
 		{"unexpected", errors.New("boom"), 500, gen.ErrorCodeServerError, msgUnexpected, 0},
 		{"not of the spec", apiError("made_up", "x"), 500, gen.ErrorCodeServerError, msgUnexpected, 0},
 	}

@@ -350,9 +350,9 @@ func TestImportBatchItemDeadlines(t *testing.T) {
 				t.Errorf("item %d: %d %s, want %d", i, r.Status, r.Error, want)
 			}
 		}
-		if !bytes.Contains(results[1].Error, []byte(`"service_unavailable"`)) {
+		if !bytes.Contains(results[1].Error, []byte(`"database_unavailable"`)) {
 			t.Errorf("stuck item: %s", results[1].Error)
 		}
-		wantError(t, v.do(request{body: item("stuck")}), http.StatusServiceUnavailable, "service_unavailable")
+		wantError(t, v.do(request{body: item("stuck")}), http.StatusServiceUnavailable, "database_unavailable")
 	})
 }

@@ -92,7 +92,7 @@ func randomToken(prefix string) string {
 }
 
 // TestDatabaseLostWhileServing takes PostgreSQL away from a running server and brings it back:
-// while it is gone, imports answer 503 service_unavailable within 5 s whether or not the API key
+// while it is gone, imports answer 503 database_unavailable within 5 s whether or not the API key
 // is cached, /ready answers 503 and /health keeps answering; once it is back, the same server
 // answers 200 again without being restarted.
 func TestDatabaseLostWhileServing(t *testing.T) {
@@ -117,10 +117,10 @@ func TestDatabaseLostWhileServing(t *testing.T) {
 			}
 			probes := []probe{
 				{name: "import, key cached", method: http.MethodPost, path: "/connections", key: v.key,
-					body: importBody("during-cached", randomToken("tok-")), wantStatus: 503, wantCode: "service_unavailable"},
+					body: importBody("during-cached", randomToken("tok-")), wantStatus: 503, wantCode: "database_unavailable"},
 				{name: "import, key looked up", method: http.MethodPost, path: "/connections", key: uncached,
-					body: importBody("during-lookup", randomToken("tok-")), wantStatus: 503, wantCode: "service_unavailable"},
-				{name: "ready", method: http.MethodGet, path: "/ready", wantStatus: 503, wantCode: "service_unavailable"},
+					body: importBody("during-lookup", randomToken("tok-")), wantStatus: 503, wantCode: "database_unavailable"},
+				{name: "ready", method: http.MethodGet, path: "/ready", wantStatus: 503, wantCode: "database_unavailable"},
 				{name: "health", method: http.MethodGet, path: "/health", wantStatus: 200},
 			}
 			calls := make([]timedCall, len(probes))
@@ -282,7 +282,7 @@ func TestNoAcknowledgedImportLost(t *testing.T) {
 					switch status {
 					case http.StatusOK:
 					case http.StatusServiceUnavailable:
-						if code := errorCode(t, r.call.res); code != "service_unavailable" {
+						if code := errorCode(t, r.call.res); code != "database_unavailable" {
 							t.Errorf("%s: 503 with code %q", r.connID, code)
 						}
 						continue

@@ -45,7 +45,7 @@ func TestSQLiteLockHeldElsewhere(t *testing.T) {
 	start := time.Now()
 	res := v.on(t).do(request{body: validImport})
 	took := time.Since(start)
-	wantError(t, res, http.StatusServiceUnavailable, "service_unavailable")
+	wantError(t, res, http.StatusServiceUnavailable, "database_unavailable")
 	if took > 5*requestTimeout {
 		t.Errorf("the import beside a held lock answered after %v, want about the request timeout %v", took, requestTimeout)
 	}
