@@ -20,8 +20,8 @@ command -v runuser > /dev/null || skip "runuser not found"
 
 if ! command -v pg_autoctl > /dev/null || ! command -v pgbouncer > /dev/null || [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
 	echo "test-ha: installing postgresql-15-auto-failover and pgbouncer" >&2
-	if ! { command -v apt-get > /dev/null &&
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15 postgresql-15-auto-failover pgbouncer > /dev/null; }; then
+	install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15 postgresql-15-auto-failover pgbouncer > /dev/null; }
+	if ! { command -v apt-get > /dev/null && { install || { apt-get update -q > /dev/null && install; }; }; }; then
 		skip "cannot install postgresql-15-auto-failover and pgbouncer with apt-get"
 	fi
 fi
