@@ -16,7 +16,7 @@ run: build ## serve on the embedded SQLite default; on a new database, first sho
 	./$(BIN) serve
 
 test: ## every test, on SQLite and on PostgreSQL (skipped locally when it is not reachable)
-	$(GO) test -count=1 -race -timeout 15m ./...
+	$(GO) test -count=1 -race -timeout 20m ./...
 
 lint: ## formatting, vet, and generated code that matches openapi.yaml
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1; }
