@@ -130,7 +130,8 @@ type member struct {
 
 // sortedMembers are the members of data, a JSON object as encoding/json writes a map: compact,
 // the members of every object in strictly increasing order of their names, with no escape in a
-// name. ok is false for anything else, which includes JSON that is not valid.
+// name, strings as encodedStringEnd says. ok is false for anything else, which includes JSON
+// that is not valid.
 func sortedMembers(data []byte) (members []member, ok bool) {
 	if len(data) < 2 || data[0] != '{' {
 		return nil, false
@@ -145,13 +146,8 @@ func sortedMembers(data []byte) (members []member, ok bool) {
 		top := len(stack) - 1
 		switch c := data[i]; c {
 		case '"':
-			end := i + 1
-			for ; end < len(data) && data[end] != '"'; end++ {
-				if data[end] == '\\' {
-					end++
-				}
-			}
-			if end >= len(data) {
+			end, ok := encodedStringEnd(data, i)
+			if !ok {
 				return nil, false
 			}
 			if top >= 0 && stack[top].wantKey {
@@ -202,4 +198,56 @@ func sortedMembers(data []byte) (members []member, ok bool) {
 		return nil, false
 	}
 	return members, true
+}
+
+// encodedStringEnd is the index of the quote that ends the string starting at data[start], when
+// the string is as encoding/json writes strings: no byte below 0x20, nor <, > or &, nor U+2028
+// or U+2029 as they are, and only the escapes it writes. ok is false for anything else.
+func encodedStringEnd(data []byte, start int) (end int, ok bool) {
+	for i := start + 1; i < len(data); i++ {
+		switch c := data[i]; {
+		case c == '"':
+			return i, true
+		case c < 0x20 || c == '<' || c == '>' || c == '&':
+			return 0, false
+		case c == 0xE2 && i+2 < len(data) && data[i+1] == 0x80 && (data[i+2] == 0xA8 || data[i+2] == 0xA9):
+			return 0, false
+		case c == '\\':
+			n := escapeLen(data[i+1:])
+			if n == 0 {
+				return 0, false
+			}
+			i += n
+		}
+	}
+	return 0, false
+}
+
+// escapeLen is the length of the escape data starts with, after its backslash, when it is one
+// that encoding/json writes; 0 for any other.
+func escapeLen(data []byte) int {
+	if len(data) == 0 {
+		return 0
+	}
+	switch data[0] {
+	case '"', '\\', 'b', 'f', 'n', 'r', 't':
+		return 1
+	case 'u':
+		if len(data) < 5 {
+			return 0
+		}
+		switch code := string(data[1:5]); code {
+		case "003c", "003e", "0026", "2028", "2029":
+			return 5
+		case "0008", "0009", "000a", "000c", "000d": // written as \b, \t, \n, \f, \r
+			return 0
+		default:
+			// Other control characters, in lower-case hex.
+			if code[:2] == "00" && (code[2] == '0' || code[2] == '1') &&
+				strings.IndexByte("0123456789abcdef", code[3]) >= 0 {
+				return 5
+			}
+		}
+	}
+	return 0
 }

@@ -29,6 +29,7 @@ func TestStoredCredentialsBytes(t *testing.T) {
 		{"OAUTH2 with everything", `{"access_token":"at","refresh_token":"rt","expires_at":"2030-01-02T03:04:05+02:00","config_override":{"client_secret":"cs","client_id":"ci"},"type":"OAUTH2"}`},
 		{"OAUTH2 expiry kept", `{"type":"OAUTH2","access_token":"at","refresh_token":"rt","expires_at":"2030-01-02T03:04:05.250Z"}`},
 		{"OAUTH2 escapes", `{"type":"OAUTH2","access_token":"a\"b\\c<d>&e\u2028f\u00e9 \t/","refresh_token":"}{,:[]\"","config_override":{"client_id":"\"x\":{"}}`},
+		{"OAUTH2 control characters", `{"type":"OAUTH2","access_token":"\u0001\b\f\n\r\t\u001f\u007f\ufffd\u0041\/"}`},
 		{"OAUTH2 white space", "{ \"type\" : \"OAUTH2\" ,\n\"access_token\":\"a t\" }"},
 		{"OAUTH1", `{"type":"OAUTH1","oauth_token":"ot","oauth_token_secret":"os"}`},
 		{"OAUTH2_CC", `{"type":"OAUTH2_CC","token":"tk","client_id":"ci","client_secret":"cs","expires_at":"2031-06-07T08:09:10+01:00"}`},
@@ -131,6 +132,8 @@ func TestStoredFormRefuses(t *testing.T) {
 		`{,"a":"1"}`, `{"a":"1",}`, // stray commas
 		`{"a":"1"`, `{"a":"1\"}`, // unterminated
 		`{"a":["1"}`, `{"a":{"b":"1"]}`, // brackets that do not match
+		`{"a":"<"}`, `{"a":"&"}`, "{\"a\":\"\u2028\"}", "{\"a\":\"\t\"}", // not escaped as encoding/json escapes
+		`{"a":"\/"}`, `{"a":"\u0041"}`, `{"a":"\u0009"}`, `{"a":"\u001F"}`, `{"a":"\ufffd"}`, `{"a":"\x"}`, // escapes it does not write
 	} {
 		if got, ok := storedForm([]byte(in), "", true); ok {
 			t.Errorf("storedForm(%s) = %s, want it refused", in, got)
