@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -22,7 +21,7 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	if !ok {
 		return nil, errors.New("import connection: no authenticated key")
 	}
-	out, err := s.importOne(ctx, key, req.Body)
+	out, err := s.importOne(ctx, key, req.Body, validatedCredentials(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +42,8 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 // importOne applies one import request of key: every rule of POST /connections, the store's
 // upsert and the answer's connection. POST /connections and each item of POST
 // /connections/batch go through it alike; its errors become answers through toAPIError.
-func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest) (*imported, error) {
+// creds are body's credentials as the validator decoded them, nil when it did not.
+func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest, creds map[string]any) (*imported, error) {
 	integration, err := s.integrations.get(ctx, integrationKey{key.EnvironmentID, body.ProviderConfigKey})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, apiError(gen.ErrorCodeNotFound, "Integration does not exist")
@@ -51,9 +51,11 @@ func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.Impo
 	if err != nil {
 		return nil, fmt.Errorf("import connection: %w", err)
 	}
-	credType, err := body.Credentials.Discriminator()
-	if err != nil {
-		return nil, fmt.Errorf("import connection: %w", err)
+	credType, ok := creds["type"].(string)
+	if !ok {
+		if credType, err = body.Credentials.Discriminator(); err != nil {
+			return nil, fmt.Errorf("import connection: %w", err)
+		}
 	}
 	if credType != integration.AuthMode {
 		return nil, invalidBody(fmt.Sprintf("Provider %s does not support %s auth", integration.AuthMode, credType),
@@ -117,7 +119,7 @@ func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.Impo
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), s.requestTimeout)
 		defer cancel()
-	} else if in.Credentials, in.CredentialsExpiresAt, err = storedCredentials(body.Credentials, s.rules.CredentialPolicies, s.now().UTC()); err != nil {
+	} else if in.Credentials, in.CredentialsExpiresAt, err = storedCredentials(body.Credentials, creds, s.rules.CredentialPolicies, s.now().UTC()); err != nil {
 		return nil, fmt.Errorf("import connection: %w", err)
 	}
 
@@ -214,21 +216,16 @@ func connectionFull(c store.Connection) (gen.ConnectionFull, error) {
 		UpdatedAt:         c.UpdatedAt.UTC(),
 		LastFetchedAt:     c.LastFetchedAt.UTC(),
 	}
-	for _, f := range []struct {
-		name string
-		data json.RawMessage
-		into any
-	}{
-		{"tags", c.Tags, &full.Tags},
-		{"credentials", c.Credentials, &full.Credentials},
-	} {
-		if len(f.data) == 0 {
-			continue
+	if len(c.Tags) > 0 {
+		if err := json.Unmarshal(c.Tags, &full.Tags); err != nil {
+			return gen.ConnectionFull{}, fmt.Errorf("decode stored tags: %w", err)
 		}
-		dec := json.NewDecoder(bytes.NewReader(f.data))
-		dec.UseNumber() // numbers in metadata come back exactly as stored
-		if err := dec.Decode(f.into); err != nil {
-			return gen.ConnectionFull{}, fmt.Errorf("decode stored %s: %w", f.name, err)
+	}
+	if len(c.Credentials) > 0 {
+		// The stored JSON object is the answer's as it is: taken over, not decoded and encoded
+		// again. Encoding the answer checks it.
+		if err := full.Credentials.UnmarshalJSON(c.Credentials); err != nil {
+			return gen.ConnectionFull{}, fmt.Errorf("stored credentials: %w", err)
 		}
 	}
 	if len(c.EndUser) > 0 {

@@ -33,12 +33,13 @@ func (s *Server) ImportConnectionBatch(ctx context.Context, req gen.ImportConnec
 	}
 	items := req.Body.Connections
 	bodies := make([]*gen.ImportConnectionRequest, len(items))
+	creds := make([]map[string]any, len(items))
 	types := make([]string, len(items))
 	answers := make([]*imported, len(items))
 	errs := make([]error, len(items))
 
 	// Each item is validated as the body of POST /connections, with paths relative to it.
-	forEach(len(items), func(i int) { bodies[i], types[i], errs[i] = s.checkBatchItem(ctx, items[i]) })
+	forEach(len(items), func(i int) { bodies[i], creds[i], types[i], errs[i] = s.checkBatchItem(ctx, items[i]) })
 
 	// Items that name the same connection form a chain, applied in request order; an item
 	// without connection_id gets a new one and so a chain of its own.
@@ -61,7 +62,7 @@ func (s *Server) ImportConnectionBatch(ctx context.Context, req gen.ImportConnec
 	}
 	forEach(len(chains), func(c int) {
 		for _, i := range chains[c] {
-			answers[i], errs[i] = s.importBatchItem(ctx, key, bodies[i])
+			answers[i], errs[i] = s.importBatchItem(ctx, key, bodies[i], creds[i])
 		}
 	})
 
@@ -118,11 +119,12 @@ func (a batchAnswer) VisitImportConnectionBatchResponse(w http.ResponseWriter) e
 
 // checkBatchItem is what POST /connections does with a body before its handler runs: the
 // size limit, then the JSON and schema checks of the validator, then binding. It also returns
-// the credentials type, for the metrics, when the item names a declared one. The item's values
-// are charged to the request's share of the body bytes in flight, as a body's are.
-func (s *Server) checkBatchItem(ctx context.Context, raw json.RawMessage) (*gen.ImportConnectionRequest, string, error) {
+// the credentials as the validator decoded them, and the credentials type, for the metrics, when
+// the item names a declared one. The item's values are charged to the request's share of the
+// body bytes in flight, as a body's are.
+func (s *Server) checkBatchItem(ctx context.Context, raw json.RawMessage) (*gen.ImportConnectionRequest, map[string]any, string, error) {
 	if int64(len(raw)) > s.maxBodyBytes {
-		return nil, "", echo.ErrStatusRequestEntityTooLarge
+		return nil, nil, "", echo.ErrStatusRequestEntityTooLarge
 	}
 	value, err := s.validate.CheckJSON(s.importSchema, true, raw, chargeOf(ctx))
 	typ := ""
@@ -130,22 +132,23 @@ func (s *Server) checkBatchItem(ctx context.Context, raw json.RawMessage) (*gen.
 		typ = contract.DiscriminatorValue(s.importSchema, value)
 	}
 	if err != nil {
-		return nil, typ, err
+		return nil, nil, typ, err
 	}
 	// Bound as the generated handler binds a body: the validated value, else the JSON itself.
 	var body gen.ImportConnectionRequest
 	if runtime.BindJSONValue(value, &body) != nil {
 		body = gen.ImportConnectionRequest{}
 		if err := json.Unmarshal(raw, &body); err != nil {
-			return nil, typ, fmt.Errorf("%w: %w", errUnreadableBody(), err)
+			return nil, nil, typ, fmt.Errorf("%w: %w", errUnreadableBody(), err)
 		}
+		return &body, nil, typ, nil
 	}
-	return &body, typ, nil
+	return &body, credentialsOf(value), typ, nil
 }
 
 // importBatchItem imports one item with a deadline of its own, as if it were a request of its
 // own: a batch may take longer than one request's database work, but no item may.
-func (s *Server) importBatchItem(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest) (*imported, error) {
+func (s *Server) importBatchItem(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest, creds map[string]any) (*imported, error) {
 	if err := untimed(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("import connection batch: %w", err)
 	}
@@ -153,7 +156,7 @@ func (s *Server) importBatchItem(ctx context.Context, key store.APIKey, body *ge
 	defer cancel()
 	stop := context.AfterFunc(untimed(ctx), cancel) // the client went away, or the server stops
 	defer stop()
-	return s.importOne(itemCtx, key, body)
+	return s.importOne(itemCtx, key, body, creds)
 }
 
 // forEach runs f for 0..n-1, at most batchWorkers at once.

@@ -381,3 +381,53 @@ func TestImportCredentialsReplacedOnUpdate(t *testing.T) {
 		}
 	})
 }
+
+// TestImportCredentialsStoredBytes requires the exact bytes stored for credentials, through
+// POST /connections and POST /connections/batch alike: members in key order with raw among them,
+// strings escaped as encoding/json escapes them, expires_at in UTC; and the answer's credentials
+// to be those bytes.
+func TestImportCredentialsStoredBytes(t *testing.T) {
+	t.Parallel()
+	const (
+		sent = `{"type":"OAUTH2","refresh_token":"rt","access_token":"a<b>&\"c\u00e9\u2028",` +
+			`"expires_at":"2030-01-02T03:04:05.50+02:00","config_override":{"client_secret":"cs","client_id":"ci"}}`
+		raw = `{"access_token":"a\u003cb\u003e\u0026\"cé\u2028","config_override":{"client_id":"ci","client_secret":"cs"},` +
+			`"expires_at":"2030-01-02T03:04:05.50+02:00","refresh_token":"rt","type":"OAUTH2"}`
+		stored = `{"access_token":"a\u003cb\u003e\u0026\"cé\u2028","config_override":{"client_id":"ci","client_secret":"cs"},` +
+			`"expires_at":"2030-01-02T01:04:05.5Z","raw":` + raw + `,"refresh_token":"rt","type":"OAUTH2"}`
+	)
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		v := newEnv(t, b)
+		modeIntegrations(v)
+		ctx := context.Background()
+		envID, err := v.db.EnvironmentID(ctx, "dev")
+		if err != nil {
+			t.Fatal(err)
+		}
+		one := `{"provider_config_key":"oauth2","connection_id":"bytes-one","credentials":` + sent + `}`
+		batched := `{"provider_config_key":"oauth2","connection_id":"bytes-batch","credentials":` + sent + `}`
+		for _, tt := range []struct {
+			name, path, body, connID string
+		}{
+			{"POST /connections", "/connections", one, "bytes-one"},
+			{"POST /connections/batch", "/connections/batch", `{"connections":[` + batched + `]}`, "bytes-batch"},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				res := v.on(t).do(request{path: tt.path, body: tt.body})
+				if res.status != http.StatusOK {
+					t.Fatalf("status %d, want 200: %s", res.status, res.body)
+				}
+				got, err := v.db.ConnectionCredentials(ctx, envID, "oauth2", tt.connID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(got) != stored {
+					t.Errorf("stored credentials\n%s\nwant\n%s", got, stored)
+				}
+				if !strings.Contains(string(res.body), `"credentials":`+stored) {
+					t.Errorf("answer %s, want the credentials %s", res.body, stored)
+				}
+			})
+		}
+	})
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 
@@ -37,7 +38,8 @@ func (v *validation) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		// The parsed body lives until the handler returns, so the budget is held as long; a
 		// batch charges the values of its items to it as it decodes them.
 		defer lease.release()
-		req = req.WithContext(withLease(req.Context(), lease))
+		validated := &validatedBody{}
+		req = req.WithContext(context.WithValue(withLease(req.Context(), lease), validatedBodyKey{}, validated))
 		c.SetRequest(req)
 		data, err := io.ReadAll(req.Body)
 		if err != nil {
@@ -58,7 +60,33 @@ func (v *validation) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if value != nil {
 			req.Body = contract.ValidatedBody(data, value)
+			validated.value = value
 		}
 		return next(c)
 	}
+}
+
+// validatedBody is the request body as the validator decoded it, which the handler reads
+// values from instead of decoding what the generated binder made of them a second time.
+type validatedBody struct {
+	value any
+}
+
+type validatedBodyKey struct{}
+
+// validatedCredentials are the credentials of the request's body as the validator decoded them:
+// the object's members, numbers kept as sent; nil when the request carried none.
+func validatedCredentials(ctx context.Context) map[string]any {
+	v, _ := ctx.Value(validatedBodyKey{}).(*validatedBody)
+	if v == nil {
+		return nil
+	}
+	return credentialsOf(v.value)
+}
+
+// credentialsOf is the credentials object of a decoded import body, nil when it has none.
+func credentialsOf(body any) map[string]any {
+	obj, _ := body.(map[string]any)
+	creds, _ := obj["credentials"].(map[string]any)
+	return creds
 }
