@@ -877,6 +877,9 @@ type ImportConnectionRequest struct {
 
 	// Tags Connection tags (key/value strings). Keys are normalized to lowercase and must stay distinct after it.
 	Tags *Tags `json:"tags,omitempty"`
+
+	// WebhookUrlOverride An http(s) URL that receives this import's auth webhook instead of the environment's webhook URLs. It applies to this import's event only; PATCH /connections/{connectionId} sets a lasting override.
+	WebhookUrlOverride *string `json:"webhook_url_override,omitempty"`
 }
 
 // ImportCredentials The credentials to store; `type` selects the variant.
@@ -1201,6 +1204,9 @@ type UpdateIntegrationRequest struct {
 // ConnectionIdPath The connection's id; a new UUID when left out.
 type ConnectionIdPath = ConnectionId
 
+// NoWebhooks defines model for NoWebhooks.
+type NoWebhooks = bool
+
 // ProviderConfigKeyQuery The integration's unique key.
 type ProviderConfigKeyQuery = ProviderConfigKey
 
@@ -1321,6 +1327,18 @@ type ListConnectionsParams struct {
 
 	// Cursor The next_cursor of the previous page: the page starts where that one ended, whatever page says.
 	Cursor *ListCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// ImportConnectionParams defines parameters for ImportConnection.
+type ImportConnectionParams struct {
+	// NoWebhooks A credport extension: true sends no creation or override auth webhook for the connections this request imports (bulk migrations). It needs no other scope than the import.
+	NoWebhooks *NoWebhooks `form:"no_webhooks,omitempty" json:"no_webhooks,omitempty"`
+}
+
+// ImportConnectionBatchParams defines parameters for ImportConnectionBatch.
+type ImportConnectionBatchParams struct {
+	// NoWebhooks A credport extension: true sends no creation or override auth webhook for the connections this request imports (bulk migrations). It needs no other scope than the import.
+	NoWebhooks *NoWebhooks `form:"no_webhooks,omitempty" json:"no_webhooks,omitempty"`
 }
 
 // DeleteConnectionParams defines parameters for DeleteConnection.
@@ -2454,7 +2472,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
-	ImportConnectionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ImportConnectionWithBody(ctx context.Context, params *ImportConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ImportConnection Import (upsert) a connection
 	//
@@ -2463,7 +2481,7 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
-	ImportConnection(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ImportConnection(ctx context.Context, params *ImportConnectionParams, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ImportConnectionBatchWithBody Import (upsert) up to 1000 connections in one request
 	//
@@ -2472,7 +2490,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
-	ImportConnectionBatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ImportConnectionBatchWithBody(ctx context.Context, params *ImportConnectionBatchParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ImportConnectionBatch Import (upsert) up to 1000 connections in one request
 	//
@@ -2481,7 +2499,7 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
-	ImportConnectionBatch(ctx context.Context, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ImportConnectionBatch(ctx context.Context, params *ImportConnectionBatchParams, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateMetadataWithBody Merge metadata into one or more connections
 	//
@@ -2793,8 +2811,8 @@ func (c *Client) ListConnections(ctx context.Context, params *ListConnectionsPar
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /connections (the `ImportConnection` operationId).
-func (c *Client) ImportConnectionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewImportConnectionRequestWithBody(c.Server, contentType, body)
+func (c *Client) ImportConnectionWithBody(ctx context.Context, params *ImportConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewImportConnectionRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2812,8 +2830,8 @@ func (c *Client) ImportConnectionWithBody(ctx context.Context, contentType strin
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /connections (the `ImportConnection` operationId).
-func (c *Client) ImportConnection(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewImportConnectionRequest(c.Server, body)
+func (c *Client) ImportConnection(ctx context.Context, params *ImportConnectionParams, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewImportConnectionRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2831,8 +2849,8 @@ func (c *Client) ImportConnection(ctx context.Context, body ImportConnectionJSON
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
-func (c *Client) ImportConnectionBatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewImportConnectionBatchRequestWithBody(c.Server, contentType, body)
+func (c *Client) ImportConnectionBatchWithBody(ctx context.Context, params *ImportConnectionBatchParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewImportConnectionBatchRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2850,8 +2868,8 @@ func (c *Client) ImportConnectionBatchWithBody(ctx context.Context, contentType 
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
-func (c *Client) ImportConnectionBatch(ctx context.Context, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewImportConnectionBatchRequest(c.Server, body)
+func (c *Client) ImportConnectionBatch(ctx context.Context, params *ImportConnectionBatchParams, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewImportConnectionBatchRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3734,18 +3752,18 @@ func NewListConnectionsRequest(server string, params *ListConnectionsParams) (*h
 }
 
 // NewImportConnectionRequest calls the generic ImportConnection builder with application/json body
-func NewImportConnectionRequest(server string, body ImportConnectionJSONRequestBody) (*http.Request, error) {
+func NewImportConnectionRequest(server string, params *ImportConnectionParams, body ImportConnectionJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewImportConnectionRequestWithBody(server, "application/json", bodyReader)
+	return NewImportConnectionRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewImportConnectionRequestWithBody constructs an http.Request for the ImportConnection method, with any body, and a specified content type
-func NewImportConnectionRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewImportConnectionRequestWithBody(server string, params *ImportConnectionParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -3763,6 +3781,33 @@ func NewImportConnectionRequestWithBody(server string, contentType string, body 
 		return nil, err
 	}
 
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.NoWebhooks != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "no_webhooks", *params.NoWebhooks, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
 	if err != nil {
 		return nil, err
@@ -3774,18 +3819,18 @@ func NewImportConnectionRequestWithBody(server string, contentType string, body 
 }
 
 // NewImportConnectionBatchRequest calls the generic ImportConnectionBatch builder with application/json body
-func NewImportConnectionBatchRequest(server string, body ImportConnectionBatchJSONRequestBody) (*http.Request, error) {
+func NewImportConnectionBatchRequest(server string, params *ImportConnectionBatchParams, body ImportConnectionBatchJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewImportConnectionBatchRequestWithBody(server, "application/json", bodyReader)
+	return NewImportConnectionBatchRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewImportConnectionBatchRequestWithBody constructs an http.Request for the ImportConnectionBatch method, with any body, and a specified content type
-func NewImportConnectionBatchRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewImportConnectionBatchRequestWithBody(server string, params *ImportConnectionBatchParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -3801,6 +3846,33 @@ func NewImportConnectionBatchRequestWithBody(server string, contentType string, 
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.NoWebhooks != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "no_webhooks", *params.NoWebhooks, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
@@ -4567,7 +4639,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
-	ImportConnectionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error)
+	ImportConnectionWithBodyWithResponse(ctx context.Context, params *ImportConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error)
 
 	// ImportConnectionWithResponse Import (upsert) a connection
 	//
@@ -4576,7 +4648,7 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
-	ImportConnectionWithResponse(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error)
+	ImportConnectionWithResponse(ctx context.Context, params *ImportConnectionParams, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error)
 
 	// ImportConnectionBatchWithBodyWithResponse Import (upsert) up to 1000 connections in one request
 	//
@@ -4585,7 +4657,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
-	ImportConnectionBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error)
+	ImportConnectionBatchWithBodyWithResponse(ctx context.Context, params *ImportConnectionBatchParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error)
 
 	// ImportConnectionBatchWithResponse Import (upsert) up to 1000 connections in one request
 	//
@@ -4594,7 +4666,7 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
-	ImportConnectionBatchWithResponse(ctx context.Context, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error)
+	ImportConnectionBatchWithResponse(ctx context.Context, params *ImportConnectionBatchParams, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error)
 
 	// UpdateMetadataWithBodyWithResponse Merge metadata into one or more connections
 	//
@@ -7165,8 +7237,8 @@ func (c *ClientWithResponses) ListConnectionsWithResponse(ctx context.Context, p
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /connections (the `ImportConnection` operationId).
-func (c *ClientWithResponses) ImportConnectionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error) {
-	rsp, err := c.ImportConnectionWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) ImportConnectionWithBodyWithResponse(ctx context.Context, params *ImportConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error) {
+	rsp, err := c.ImportConnectionWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -7180,8 +7252,8 @@ func (c *ClientWithResponses) ImportConnectionWithBodyWithResponse(ctx context.C
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /connections (the `ImportConnection` operationId).
-func (c *ClientWithResponses) ImportConnectionWithResponse(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error) {
-	rsp, err := c.ImportConnection(ctx, body, reqEditors...)
+func (c *ClientWithResponses) ImportConnectionWithResponse(ctx context.Context, params *ImportConnectionParams, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error) {
+	rsp, err := c.ImportConnection(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -7195,8 +7267,8 @@ func (c *ClientWithResponses) ImportConnectionWithResponse(ctx context.Context, 
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
-func (c *ClientWithResponses) ImportConnectionBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error) {
-	rsp, err := c.ImportConnectionBatchWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) ImportConnectionBatchWithBodyWithResponse(ctx context.Context, params *ImportConnectionBatchParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error) {
+	rsp, err := c.ImportConnectionBatchWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -7210,8 +7282,8 @@ func (c *ClientWithResponses) ImportConnectionBatchWithBodyWithResponse(ctx cont
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
-func (c *ClientWithResponses) ImportConnectionBatchWithResponse(ctx context.Context, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error) {
-	rsp, err := c.ImportConnectionBatch(ctx, body, reqEditors...)
+func (c *ClientWithResponses) ImportConnectionBatchWithResponse(ctx context.Context, params *ImportConnectionBatchParams, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error) {
+	rsp, err := c.ImportConnectionBatch(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -9646,10 +9718,10 @@ type ServerInterface interface {
 	ListConnections(ctx echo.Context, params ListConnectionsParams) error
 	// ImportConnection Import (upsert) a connection
 	// (POST /connections)
-	ImportConnection(ctx echo.Context) error
+	ImportConnection(ctx echo.Context, params ImportConnectionParams) error
 	// ImportConnectionBatch Import (upsert) up to 1000 connections in one request
 	// (POST /connections/batch)
-	ImportConnectionBatch(ctx echo.Context) error
+	ImportConnectionBatch(ctx echo.Context, params ImportConnectionBatchParams) error
 	// UpdateMetadata Merge metadata into one or more connections
 	// (PATCH /connections/metadata)
 	UpdateMetadata(ctx echo.Context) error
@@ -9940,8 +10012,17 @@ func (w *ServerInterfaceWrapper) ListConnections(ctx echo.Context) error {
 func (w *ServerInterfaceWrapper) ImportConnection(ctx echo.Context) error {
 	var err error
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ImportConnectionParams
+	// ------------- Optional query parameter "no_webhooks" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "no_webhooks", ctx.QueryParams(), &params.NoWebhooks, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter no_webhooks: %s", err))
+	}
+
 	// Invoke the callback with all the unmarshaled arguments
-	err = w.Handler.ImportConnection(ctx)
+	err = w.Handler.ImportConnection(ctx, params)
 	return err
 }
 
@@ -9949,8 +10030,17 @@ func (w *ServerInterfaceWrapper) ImportConnection(ctx echo.Context) error {
 func (w *ServerInterfaceWrapper) ImportConnectionBatch(ctx echo.Context) error {
 	var err error
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ImportConnectionBatchParams
+	// ------------- Optional query parameter "no_webhooks" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "no_webhooks", ctx.QueryParams(), &params.NoWebhooks, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter no_webhooks: %s", err))
+	}
+
 	// Invoke the callback with all the unmarshaled arguments
-	err = w.Handler.ImportConnectionBatch(ctx)
+	err = w.Handler.ImportConnectionBatch(ctx, params)
 	return err
 }
 
@@ -11154,7 +11244,8 @@ func (response ListConnections503JSONResponse) VisitListConnectionsResponse(w ht
 }
 
 type ImportConnectionRequestObject struct {
-	Body *ImportConnectionJSONRequestBody
+	Params ImportConnectionParams
+	Body   *ImportConnectionJSONRequestBody
 }
 
 type ImportConnectionResponseObject interface {
@@ -11332,7 +11423,8 @@ func (response ImportConnection503JSONResponse) VisitImportConnectionResponse(w 
 }
 
 type ImportConnectionBatchRequestObject struct {
-	Body *ImportConnectionBatchJSONRequestBody
+	Params ImportConnectionBatchParams
+	Body   *ImportConnectionBatchJSONRequestBody
 }
 
 type ImportConnectionBatchResponseObject interface {
@@ -13363,8 +13455,10 @@ func (sh *strictHandler) ListConnections(ctx echo.Context, params ListConnection
 }
 
 // ImportConnection operation middleware
-func (sh *strictHandler) ImportConnection(ctx echo.Context) error {
+func (sh *strictHandler) ImportConnection(ctx echo.Context, params ImportConnectionParams) error {
 	var request ImportConnectionRequestObject
+
+	request.Params = params
 
 	var body ImportConnectionJSONRequestBody
 	var err error
@@ -13409,8 +13503,10 @@ func (sh *strictHandler) ImportConnection(ctx echo.Context) error {
 }
 
 // ImportConnectionBatch operation middleware
-func (sh *strictHandler) ImportConnectionBatch(ctx echo.Context) error {
+func (sh *strictHandler) ImportConnectionBatch(ctx echo.Context, params ImportConnectionBatchParams) error {
 	var request ImportConnectionBatchRequestObject
+
+	request.Params = params
 
 	var body ImportConnectionBatchJSONRequestBody
 	var err error
@@ -13912,164 +14008,167 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3rchu3lij8KqieVEnKblGULad2pErVyLKcaMe2NJI8+WYkfQzYDZLYagIdAC2KsTU173B+nDc4L3Le",
-	"ZJ7kFBbQ3egb2U1LSrw3/9giicvCArDua+GTF/BpzBlhSnr7n7wYCzwligj4dMQZI4GinJ2EZ1hN9HeU",
-	"efterD/4HsNT4u17gdPM8z1BfkuoIKG3r0RCfE8GEzLFuu83goy8fe9fdvJJd8yvcsedy3t48L0zwe9o",
-	"SMQRZyM6/pnM/y0hYp6B8Bt8ymCIbetBAM0Ht2S+MiiVmQGej4z+lpCfyXwBJpK0zaPO/aAHkzFnksC2",
-	"vMbhOfktIVLpTwFnijD4E8dxRAOskbjzd8mZ/q7dtBcqPBaCCzNbSGQgaKzH8fa9ywlBwsyHqERTHI24",
-	"mJIQcYH0uiWSfErUhLIxUhOsUMiJRIwrNKLKe/C9t1wMaRgS9mzgHp6doFsyRxEObiVSE4J4TATMtCGR",
-	"DHhMNGAfuHrLExY+G1yUKTI2cKBNLlB+c7ZyrJF7qjHNAO5bMt+QiLA7KjibagD11cDziOPwkvN3WIzJ",
-	"s4E/5OEckfuAkNBgVRJxR8SGRBGdmr1Oz+9Hhu8wjfAweh7wDlFKAQCw9LyGJCYslEjj+0eqfkqGPhpx",
-	"gTAyn9BhHB9AD8VvCUMfz9+lDQQZCSInWyjgSRTCzgz1wDiYkNBHITXfYSZnRMB20SnRd2KEaUTCA/0r",
-	"3IkZlkgqLsyNCSaYjUmocXVuZngd8eCWPM8hpOwORzQcBIKEhCmKI7nvLH+aSLtKgEyvc5ioHBmwFkFG",
-	"iSQhmlG9Pug9xMHtNh+NUEwE5SHafNlHEg3nKCQjnERqy9dLTzu+AlRJjTOMBJ+ZDcj2T8+hMRvgKCJh",
-	"D52TbTqNuVCGwBDn1qAgIlhINORq0tMovYADaZb/LMeOoYSR+5gEioSw84kgBygkCtNIIiwIivh4bLFV",
-	"OJo0TAGmAXnu66Jvc4gVHmJJNFFPGBxsPb/eKcU5khGfoU1p4BskOYBmM/PrjyY8CiXCmjWweba+IQ8p",
-	"ga+pQlM8R1ghzgJixiRiwO+I0GRMnzLAzjlRYr59OFJEbHm+NyE4tIKI84v+WFzLBQm4vuOKoxmm+vyO",
-	"uNB4VmJO2fgAScKUmaEys+fy5SlldJpMvf1d31PzmMB9UWRMAIUPvnfJ+XvM5pb5ymdnZ1QiDTqiSiKB",
-	"FbFk99FQtVBqWYqdjwwnasIF/f2ZiNkH7iNclEewvo+3jM9YijQPIJNJrCkICd+TkOJLAP85mSY1JK0y",
-	"i+5iB9LzHEbRYaImRzl1BtjY/HTk7V8thuNU99x1uv5C1eQcz7wHv0XHFyt0fI0lDQ5j6oK7rM9hTH8m",
-	"82494tWb66VMSBQu7fa3meoyi8VZRAlTK2DuMI4vtESwQldzy7rAepRIxaddelwOcZfmr2kUrbCSyxm/",
-	"UKTT5l7QMcMqKSDOe7h58L3qudIXJwypvms4OhNaAVBUK1AjHEnia40x+0rff91/2V2/1FKSpijKUhDC",
-	"NEW88g7PTgY/H/+Hd5PRRqmEpqhGeUtp6pX51U+n082p0jxfLwAZxdEOwId/JwHI1KUb0HFhQUCkHIB8",
-	"pz+XwPM9ch9TQeQAAx3UpFT/5YVYkW0tp3l+tY/AM2esHNIqWs7ao8QF1EzhoCcX15djKLv0yzBVJdaO",
-	"XIz4SLOTw7MzZMRPLcpg4MNaluCJctWy/VwolfuC4IKIjcZEgcI03UczrSG7ciBIJ5iFaDYhzJXFNXcN",
-	"QRmhWimEXfIRI3dWxzHNqJIkGvW86oGOBzR8tB2nTCocRcC6msb9ot034FYnqj0Dvl38LN3p+jNx4oz1",
-	"JaQhxWQr0lCDqUX9XBhPwudFYwPamljTn4DwxILeYUXAvFc3ZgfCNLi4PD0/Xo7ZEl1yIahQqcM4RoC9",
-	"OszWiUvdUBpjKWdctLt9rw8vTo5qlud7iSTCGCw/tTtVWQc/B8FZNSwMaYmodtn10kG3lYfkrnHPVzlH",
-	"XIwxo78vJGcLsd100CSRsgOJfH3y7l3jHjUN0n7/UrRVF+wszyzGr2y2u8M0iur21lipT++IEDQkHfc0",
-	"AOm5aZH2V0kCQVT9SuvAsTz4mIUfZaoBx4IEWOU6bZXtExYivW7N4g1vHhFBWECQOU4SUbWPNOedoxEl",
-	"UYhiQTTj9hFLosiwbq3ggepZZcYhlXGE54N013KNrrzu7Bs9rhFtyRTTqHMvg9biUo0LI5ojCrdxRIlZ",
-	"brr83rKrUoTiEdfYBVoXoAL4aEgizsYSKe4to+qWJZZOUA1kCo8XkGlzoEynq3Qc33S/qZkz3U2/iC47",
-	"TQnZN4uPeGrkLG5DxMf2SpF7PI3h+v67YEM1v/3//vY2uD2avvzp7PuXqm6ry9QJG5Iu5yzQwOQD4gKt",
-	"X8w8LECLF/NWI6wj+cg6W59fu13KN+l+e8y37Zd/l5z1zvHsPZESj8E55IzfRKIE0WSlE+MJisx/oZGg",
-	"agzS1ICFg8SStvyK4ShqYSKq0kd95ItoTc97abOq5PamiMH6sYvXye9EjA/AzqnhATs6ZshM7aNPD4bi",
-	"UoUm4CxgxE9JtyQk3JCoAg4KSRBhYWjIFJwFRN8gWCxVZCrbe6itvS9DCRYCg6HRHJTsJFCmvtvzquZS",
-	"34uwVIMRUcGk4/mZEoVDrPAjH/bU+VIvCNX41muFG3t0FqpJuo2WYeKw492pI6bFO+o3RAFki8u23MGj",
-	"X0NIMnLs3PACyNUNLN7sxcTupIbZXRb8WhsS0fAAYcTIDH38ePLGnPeIjBTiidJ8eorv3xE2VhNv/8Wr",
-	"V743pSz9vKuFO6WI0AP//1d4+/fD7f/sb3/v9w72f/jLf11fX11f33z+128+PVx7G9fX19c7A7R985dv",
-	"6s5bDvU7auINViLRq9wyPeGJItO6i8bIvRoEiZCGBS4aUA9zZFqWqc2ZEeIMcqdcuFsg0RSrYLKPtJys",
-	"KQ2WyEyINjNfnsRTgkY0UkRIsOGAQ2YLjDb6dw0mivGY9NDhEKayIos+PuaHysF2kbb4HGUIWplxLmZs",
-	"7alSPVPqzoqqsu8fR6K7UdqK8PdnI7mPSz6zDc9IpUtQ7fFZfHrPCe5qoT10Xf9Yoh+PL9GOc192Prmh",
-	"aA9IEJUIZpS3oqxp3MEzMpxwfjtIRAQ+Ya3E+sYWm95w0PbKSiF4s03cB6h/VrQI4RMeRqSHUgQhKhGO",
-	"ZnguyyqjtSFjVlC/1jJunUhow2ecgQ+0EGgCdVyLfNny3ns66lQVZr8mkfIq3a9MWf1nli19r44U5IBU",
-	"sfVk5LSdYFoL7iPLqzDWSR6x6MScdnOsDoZYEg1qVezVQIBvjdwrwiTlzISjpT6KsxPXDZfDcpBGlqGJ",
-	"UrHc39nBMe2NqZokw17Ap2UJub/315pNx4maDKbc7HQ7wHQXpLsAXHnQGk+UpCEx8WlY4YiPe+gt0Kes",
-	"DdUaqw/hUDbOzmm9IWHYHpwGY345Pfx4+dOu55s/XmR/DI6OPD9zOfvW0u97l68P4fszz/c+nH44rjUs",
-	"dyDOzt47BPqExQkckLLBr+VQb0y3D7rXg6+v5wyLcGBPtGt7GHIeEczKNKTlPGkkKlAPfkvYAKxW7QcA",
-	"jx54NbIRWp/h2YQIgsx2GV+lMWJkgZX5AS6cgXbn1oSZp7Syeyi7S7kccuQMW0sQKnEk3ShBW9/c0ceL",
-	"y9P3yx1zjtfCcVUYKOucFZaVm/O7XPBcbKh6k/3ua9nNmKkok4rgsIcOI8nR3IiOKW0ffAuNljsHypp9",
-	"VdtKHQIZa0uNyku7ruoVWGxtaOTW9SheysX/HUcJEIcioO+JGJNQswFeigPeMHZCHyWsFAG+IRGfsQzz",
-	"U3zvQrLbzzYDCFIb4H42MYVV++hy94IHUt5RLcP5ZYIVmoE1QnA2TqPQY8HHAk+R4ggHCnHWQ8c4mKBA",
-	"syCjg0jEGUE/XV6eIamwSqQPMfqxQmrGTUZGUX1JuxklZ8b3UU1YONrc6/fzmBQ35hqzLBg+CxPfe7GX",
-	"N844XhrxbeeHEPI0EBzb+OghoWwMEeQkRHw0QiPBp1ughdlQzoEz+eZefw9awJipsKTPaswpU9JHGmxo",
-	"8Ob43fHlsasglvTDLZfZpiiAsEw/+zjk4dz5CFlHA8iSks7XiaDVL2106cD6QaZUSsrGwIUGJmAXDqSN",
-	"Xi19ny4dBwFPmJbXRlkWje8xrgYjyFzJW+ZLc74siaBGvpzwcKBHwFHEZ8T4giGhZKA4H0SQUqI5Hh9M",
-	"MZsPRBru7NelD7hyrhMk7vlebbB1NZw8bwnicK3QAvfmDQTVdzZ2haRWoZhaBaXe828EheIN/ZnMZX70",
-	"IKx3kwsER2ILCc4VsoSJj0aEhfpY32lKpo9Zpg42ON1Sha9iDAS5PgXWgtZIWk7Nx9VQtIju5YSru5Lr",
-	"bl6Ngtu8EXW4qFv6WzDAXpheNQx0CbP6ieDI7HcXYYbIJFKu2MJvW4gsplfdIk4gxjA3CLzGKpi8hVSi",
-	"jqCR1DG8dFNO87AVYBz1bgnzGzo7vSha29AMEqOsISw1eesjgXDEGbH81iQNvPr+ez9PIdjr92uSCIq4",
-	"siDZ49YeZ+bLzlhzyGdrow14rQvYy9b7Qq8wW++LLut1IGm96NV085J/piZfEebSAoWWOTBD5cntvD1k",
-	"HLd3JOIxyVMZgVtgRWzsK4xCZfZ1iDgEsGoRLXPgAmHlo+p5M5ZZjIY4BImHSnv2QCY0STFwvwr0dolx",
-	"aorvT0zT3b7dsvTzUtK82E/TsE8p2eCMtDBELj7hy8LlF9EUcK8sgFGuRBBrztEpI3ZfUAy5S2Sqt9eR",
-	"0f10+7gIjbrRiq8sQvAyvppC22bjvvRutTTdl1wdWUtkuic2bdiizhWJL18fIgY5uVZaPAm3euiddRbr",
-	"O4YZMtZA37gtjTkdhBN9jW5JrGq1I4dsrexSaJ/03804ZXapOThmIfdzTQEdLN9lfdRqH1o5U0oTt4pm",
-	"2mYfMi3mkbeiwbbe0V70BU7GegP4MsNzdWfroyUcXVVxg8sD9Kse7lckSUQCk3OB7rCgmAFWQ6pHmVKG",
-	"lRGRpjiOrdSY2lNbJ64ZU2tzhldT9kFqsO2QVWftuW1Twn6hanJptE5rQ26bM5gbm9smCxas0t2y5azJ",
-	"um0SWsFS4+2bg/Pgt+Sk1aV2zov8kyRENmGzc+ZgdkweOR9wwdk3Ukcx5aVe8gyNgyVPVkFuSguIDCEJ",
-	"6BRHKKRjqqqm80UxUf3t72++rQ14chwAXTl+wVVesu5RNUFTGkVUmhRsEHf/hu/wBbTa0DTs5OLUKLFo",
-	"JqgiElEgWi0cmEVW0Ojsaef8djBwetgx19TpW5O3W3WgFwXFyDjyEWVBlITkBwd833H2T3gExpWys//A",
-	"RFZAw9RNJ7PQALf2SiFCYCkfLRvoK2hu58OK+Jgv9IHXJ3sUfD3Vnwu+7j/FoXN803XaQHmTbfODNExG",
-	"72GvOU5hyW6VJBAHewXPeyn6HramZh+bPeq1gkvj4V814bA5VkO3iSi7XdyqNl2uruGj5BwWU+MyCJeg",
-	"quJa7hYTZgQcP/W1YhYirQ8pfEtQlmHko0I6EbSCKlDyACILdGuJzEJ8lEIOzZxFoU3M0PnFoanFwdDZ",
-	"8Xsfnf18dPEvu4gL89dft3rorXH8WU2NqwkRSGMgcwEnkoSLMnY7GjDds1BxHi/pW0jC6jhvJUXL6b/X",
-	"//67pQOUjqfTffe7l3/dW9rfbGGVyByigE+neFuSGAuwM0VUKihbc+1de8AhWG6hLMLsiAnffAZJwQRQ",
-	"7+8Met9u3/xl069+t1UvS5RvVTWgIw/ZaHfbltwlN7ai+346A60Q7J3qz+1sN46UtcxWAwMvWfhpXdmU",
-	"L0pFrKOSDTmJdU3zo9me6NYfj5sF0WqV7EgjWtXT6XyR5ZVk4FZGXoL2M0dyqcrwKb/dkFAnMC1pZ4Nd",
-	"fER64x6yMVurZTQMmtIWCmFrpnTiise59Sle4dTmEUYV/P3EZwZZsFEgz+qjHWAtolmPflayDm1WY5AK",
-	"zm3rxR5q/bT2QJXK33R0OK1ST0LKhIiThsxrwxdsQRYny609TA3hzIvSiSvxnM13oNL9pgB1w7KaSyGU",
-	"KcHffrlsLX45yHLCoPQINYfPSYapiUAhgiAMvBJyU5BUWCh5gHiMf0vK3PLli0VX9HD7P/H274uuaGo9",
-	"/WLzel1M0ykrmMi1VAfqI6zNCGYQI9rOdlQyU3cO7jbG7Q6upuXZI20t1n8eO3Kj+2xRsHS2zDpKWjXp",
-	"dTtDHEJuslvZqrqL08fhvivVjLLsfuk9d8GsBaAaBGkw47XB2Wr1OEqoqxYNqEXTyuVaHhtVlcItSxBW",
-	"Y239AgGz1WmpyJqteq3CirtdgNqtAeP/0t1ZJICme1Z7kl8gg/8O+7Pasf6ykiSPXEuttbTwFFtQf0Na",
-	"bMSjFaprd0sMs3AzdpawZLdezao7ZiJZB49xcTrXn6q/IK025InqeP0xe9Bwayp70/L2rLYPDbekbjfO",
-	"sAomXxpUsmp8Q5fsuaZMuErh64lS8abcMjXTU9Oa4qYmt3UjLMtlqaviVJUd6z2EuR69IZEx9KNbMl/R",
-	"lPBf+71/RY3KSm3h0afXkhcXfGt9xC9OfvxwePnx/PhZysFluKq7Blm15KeOaS2B3hxEarxfrzmP6gzJ",
-	"1n9XLQwmCA6lCf5GowiP5T4CjQvt+mhOpI8489HcR4ThYWSKU5uVob6PGPcRH418xHwUUgktwKWN2RwF",
-	"WIKu7RzTzatLdXN1Lm6uPiY3V8fk5vPu56v/mMOfVxfy5vPVKb+5+sBu4NvP8PUHdnN1iG+uXg9vrt5F",
-	"pumb8Obz1duR+UF/eSHNcP3P0P6U26F0m7ejm89mzDfhzdUJNa1rhtz6ptY3CMvVuDd/+F4fMhe0YD4a",
-	"6T+NHw4Wb/x6GoFwzvT/vqfl8TlYJSGnYQ4GLdtcb1wCFLnjSZJ5r9JeG/ejntupg5b5b8vRunaYuhNl",
-	"k4SKBvjv9paToRvHsnl9vd3baYhRyFKkutv4L58kMyvnayYRbvOWzHdMeKGZWm71EORPYEEQ07Qvor+T",
-	"ULOLiM+I0Gce3G2QGSsVnut7oSgLFMIjRRx+0pC/VeKQg/ZJcgsx9vBYCWK+V4qi6Wzv+jIhy6jBHRTQ",
-	"R7Fx1Dsw6tlKBmFpboe1GHdZFbMpJyxTb+vu5SLPbRQH5pGdaazmPsIKTblU6Ls99DN9XRIdvnv16uVy",
-	"J2ZNGfOnFwy+XGm8/OV0cHF5fLZqnu3ljCO97rr9qNaoX4aRdFTTM/V0hK0Gz8LYuqG9jJCGjPkmL2wH",
-	"gCFq5IsLKXydifvPnHl/YLQQqXgs04xTysbPk1ZfTQmWJEgEVfML3c9s45BgQUS90+8QZStKn3wxFMzk",
-	"1xgnLfgwTOoMZvm7ZsBZId6E2fxt3R3Y6YRHYQ/dbzv9pS1mC18Vx4HiRvIWjbg4sAF38FUkOYyEMJrR",
-	"KAywCH2EzQgbUN1oRO+RzXukDO1/izbdAvnf+o318ks/OZqd3P92y0ezCQ0maCwwKwFu0r2NaAB7A6cP",
-	"MJzfRK2ngkCa+uSvvCZATLQXyJnNlf2X/FxKjm1qqndhwc8m1GxBg5BEpNKggLmaGSq/LwC20LZm3ZXf",
-	"245Vi+RCi9rFF1rY1d/AmzuUjXjNW0eK22qf5Vcd3BxGSNigItyOsVBzfe0kGpIJZSH6gNmYb8hC88Oz",
-	"kx56QwS9I6HJBU5bxckwonJCQiRjEhzYY2pee0M0u7WUoZAHcocIgRXuTSEOLGUm7u33fO+OCGnWstvr",
-	"9/rgV4kJwzH19r2Xvd1e3yYEA2HZKWYwjolqU/36bVq8UBB0+OENCQ9MFpYGOY99RG+OL458REP440Dr",
-	"rpLAa5DgJ/6//9sUPgQzkCl9YsoAkDvKE9NoQyKnaCOSeC576ND0tw+IWVkMhipgXSsG8IwfwSKap69W",
-	"USVNsmCMpSQS7aH39PVBYRaaVV2D4gTwdEZ9ncce+sAL50QjBNqbInImYC+jkieht2+c6flA78gYBxBn",
-	"6jyielU+lsf3OFBl3zQOBJfSNWlBXHLdQ6elx1bbvVFVyJB+ePDLQB1hSbYpk5qJKnpHkEyGhi/W5JtR",
-	"MGbY79MiIRsSWbHCxPpwgUDfalqGJFgEky9awOKDbfCclQanYRMkxNpKwycHxuQ0lLDmVvxeAuKp0/Qx",
-	"N78UK5lV7zA6p5YA5AGSMQ4ggpUn+jZCPrC+54JOp6QRuc6JLkHsBnv23agE2QiowmN5dUvmNz8Y00KM",
-	"qZAppdUfjLhj7rMHfoUIahuYLamDz5ZTy8Fqsot0NLPU2CmqT0WoOVD9kJD4NI8sKuUYaopYoIUOyfTR",
-	"7v/89/96obGXlZPa7fczugoyW044/ZRyli40lIgxyfwQNu0SVmXIKtqkKg3Qz6h1RPTvnJGtItXV+pAe",
-	"X1GWmIQCdFmwnVpYgfvC5h8gSUgNY6zbsvTNw3zP7HBwkPxCCr6bg1/3bGEF3WcabSyZDokw7L1/kFb0",
-	"qGN4PXQyZpDDCSkNZv1NgMemgkcN3C7UgI9+vwh7vw3sl7bgcLoNltYUuLApYucEd2XsGl7nBMoE73FO",
-	"sALuZ5pqZt3Ej9LSyu2IkROA9vBwU3rY+kW//2jPMpYKV9c8znjKLCaKIqG+mnsGkLrxM4B3nGe4ocvu",
-	"8i6FJzKh08vlnfLns3WP3Vdtpql571J3fvH98s7lR04ffO9VG3S4T+9Cn5ft+pRev3XVZhCfXIX5arE6",
-	"daNPlEymUyzmVj5DhQISjMyIVGhEhVTpU2rm5rqFryIQ5JCWrPXZcGtQbAF8bkkpNxAv1pynjdR9MYHa",
-	"S9tTIsZWR8mTwE15MwxxilaLyGm1vnUh2NetLd3KqFN+R8It8CHpa6wEZhJDl31Tl8tWzLBVqPzsdWoq",
-	"IfFLEQZiNtS4tE9aS7TX36spwlWVhI2JK43ozARhW9/hNQ/nj3avy2GjD0ULna3D+2RkpXb6Kh12U/ph",
-	"k8ODwqN/JJjwlAT8aUlNf295j+wJfaBNLaYov12/pmnLbEAlqgZVEEvkQl9uXqPaLiJlGeXagkgDLlvZ",
-	"C85JHIEiUKBZCyjVp4f0kXaq/jD6dEHUn5c47f6RxEmY/VyTpzV5ehzyZAlEhT58KYkqiV3FSp6GcoFJ",
-	"uBUN09KSLKvBmrxo1VcSHBUfG4CE0THnIdosBgFxFtnoH0QVMhCEWz1bJk2Tr+yVmEK+A4qwIsIaWKV9",
-	"58cBBWRS8y0Ne+gwf9XeacRFoaZBWtV1r9+voYl+NYIp5ERWSeUbWISjPTVYNetOWd6k6iH7N1Abn1Tl",
-	"SwOCGsiea8KUaMwZWat6XyPdyXw/Bbpjzi3Chcpoi2hLqRawXkhLn8m5fVamXOkLalvk75F0fB5ck55C",
-	"wRMoUpAEmhDoHkjqVqV3HA5seQHQB8dEFajWpwdbMXGv/zIrzpw5d2HYrCSzW6EZPO49VAil/gFiEgz9",
-	"s3arLat2pi7ZQndjPSs4VFiIKkXxtBJuvdlEpiVBwvTlhAyTZYxp5KQVH7hAWQKEnRu0ZxtWAwPYzOMU",
-	"whllIZ+hzd1XaEpZoknwcJ4vC8QiRmYkTDNti7HGed5t5okyfYyj6MB582FDpsWuC/S5po6yXzy6Qxzc",
-	"GvfLyAbA4WwkLhC5n+AEEDec5+W0917sNQytGYggOJjoi+cjGfGZiUilkZ4lM/m/6r9AdeWc8weRbM06",
-	"g4OEKZ7oo5geL40v+GWCpd2BsHy8ZhgYaqC1Azi9MyqJHZtGkakOWpzHKfW5VWVZPxL1ZPzKr1aBJnHx",
-	"qMs0sd2A2EMfoBZj5ZYbFNnw0jpTajF3oa1F1YlfrjEKn1tIF94Xxme+vsQse1aTmvqteMgTqGptthLu",
-	"cJiIVLDRh3S77oRu6s6cBRVXA5X50d3SFFMD5kox2bNYzi2jatnlOUBaHnIKrVBlXe8yVSRX3xY4qwO7",
-	"OY+0LYdBQGJ9fTUh1r2xokMaUTU/sKU8Vz8+pqLCAMfx4O8z9SWn6Xns8/AQ3FKZzfM9UxwfIDnCwYRs",
-	"H3GmRG3cvi0lxbeBjPS8shbuoiMNAExb1wUBPvyjqcJfJFq2mM3SndcRD27tsp5VIn3RQtW3JL8gkj67",
-	"NAuRVTeaQrRvX4i0KsnBPxJVkCR8W22tKF0C3QGhEXj2FM+NjKkmZNpZbO7Gad2yCGdYTUzxjJ1SLfJM",
-	"FF8HKz1JsNI6TGkdprQOU1qHKa3DlNZhSuswpXWY0tp2/ZWFKRWd9oX3HGNJ9JUp2BNHIOzSYILmPEE4",
-	"0tL+HE3wXSE7QpPkshuqwYNlauNWanblRR6jCAQHBxOaLtkSytZuDZY/6/m3Anxq+3UKv28enp1tGThg",
-	"89CUMr0+VigJj0yBDtf8bMfIllE049rCeWBlBlt7mjCC1YHtmptvUwMk2tNczJjV7fBAlNxHEXEATyJS",
-	"DQsv2FplZsh61X9hNbM00MEYPKuCe/k5micKXWh69eaZ46vKj2stdeVhmWLOHBz7VDSsxi+9Dt/NIVMw",
-	"vtkRwKutj1Fqmd4sVvr+harJhETGSr2yvcpHkqbGU5BwAiwEJbJct35t0/rnCu/4aoxaNsWvxOgMiUGb",
-	"CTCorQKDKgd4yJ1hGkxbz+WcXNks+9e+jZs+MfarM9yvmhxPMAsjEiKi9dxovvTFuf2c+YkkItJHUEYG",
-	"Ht+VPrIvVxqTDwja0tJ00wxS85Agmj/dkfRtKA2d0TTyOLYX/b7pyKuPpUHMXBqYBeauffTrp2v7XuC1",
-	"eVzw2jG4XHv7//Pf/+fhV810Cg337u8/v7q/969NNZxrb/+Tbvjwq2/F61/he0CVhjT9OCWgaFhB3ULd",
-	"9BzkmN4RLUYMcWg2wogvw4gHtzIviC8P4FcJpkcwxYR0BIpX4aUO6wY3TYHRChITrBBGmzXSh18UUrZA",
-	"9wdmZFIvC2i0rxpm5lE+Y+kDgsXnDKmSJBoZpxZmyKjGPmK8eMJ81M8inNQEM9AZDehbtQ4sfe6W83t4",
-	"1u6ZmH7hLcln5vwL3yJs0IuWXpU1F/5SPW4dM/n8jDGJU5NTwaZmY6dFdj9LHLMhFeWfJ/FknXKyTjlZ",
-	"06c/NOWk2Sz11WeOrHNG1jkja/ryJ8gZqUo+i7NB1rkfK+Z+rLM+1p6zry7ro5DIsU7bWKdtrNM2voK0",
-	"jXXCxjphY52wsU7YWCdsrBM21gkb3RI2HiUHw29yGfwCIoRWc7UAY59X8AtChf7RPG1uDENauinFj0Mb",
-	"Y5a2VZsd21H6+yb8m9v99OK2etmk6fjSnTydo4fqHi4y5cAzM2IPBi/xmYpgUnqq6XG14Mc3IDa8LPXM",
-	"XopOariNAlwbC9fGws7GQuPyK5BMSz/8PI+Gi5QcgECaPZsClsMJwZEpv19rJzi0outsQqM0N4xDaKlI",
-	"mDxARnfS9AOFWOGhfa6pSEN+MnM84YWzMzTctxRkrYJF9K6yB6UI5DvCzOX1vR03/KYRSaci1GqdpvSp",
-	"4unbjIosEW95mpoTwW9fLNiQ9pmD+gy2Exe2pwxGyedpissvvUG3Dsj/amjMl72SUBe9b4SdbIQNWYph",
-	"6xrCD9GBiZqgKQ9JGo7nGKeyIHuFIz72U1PNkIf6AsGzx9BzE9dESW5ZM2JmPeKJklpW0vKReWnZT20P",
-	"mIUmntpZDui75TcV1IRQo8sf2DdLzHW3DhUI3JMKxmMFEoAmRJAeSonuCwivb+euOAJK41zVJ/LQVub5",
-	"oyLkXAjMHC0IUx4h761Dzf6ZKFt9rJk5zCUrXpXx73wyryH9TOat/alFj2RYDezgI0SVnxmlqajxt9YF",
-	"esBoLfywUL0g98TCUlPTJ2T5jDFlaIpvU7+rb96BcyFv8oqWycwfo0aVUQxWAjftVpCvwcf5zOavf9w7",
-	"vtgrypadl0ZfqXXp/VCQ3sOw+pzSKPP4TXgET3+1fiMKbULf9DGxLQOgRNTmKuuhs1wBC0+q1AEsjsHH",
-	"T7O+WRJFNm47k3wEB18h47nIkz5aV+uVKl71ku2nRba+BbZgwoc0ANd4bSHw/MLDfjf1SfonpreTn4+F",
-	"wHM3PX/ExfRpAy1WEz8eNQJ/ik0U/nydCbemlt2pZedX7OpM9QWi+hzG+o+pILbMUg+BLPqujCiJQomg",
-	"lJCxdh+kJtcBVmhIAj4Fgph6kTW8nx56hTUUjO1BRCEzy+R922d1N63amadqbx1kj1SSkdKKJbolJHbt",
-	"9da6gw6RIJD3RW2sBUQjpBY3l29NcIFnNSUBPL0e2PiQ61oPXJvd/4HI5GK7e43iOCVK0KDZWPze/J6a",
-	"rc4EnxI1IYlEitwrZJ687iFYNjxsq1sdnp1oMU8QKVHCIv3f0fnxm7PT88vB++PL85Oji8G7k4vL4w+Q",
-	"MAD1INL2oGhCRmeVWlhglitxGradOMK0dDUr0oPfbbnkPuaSplU5plitcOoXGPOd6dJ9gU2yT4f25nga",
-	"OTtVRM6paXQRk6CblpuO6pYNKjpVkB5bb+rL3i4KeZDog1d9L7uejqV9035uNRAILoJYakv0TfDgQiRd",
-	"TigwFSWwfap5ByqiLHUKQaZ2xqZS/08a7uSjVxCzqX+nCsyWiHFVPYTnMNkf4h2CqZHiBn2PSF9KIf04",
-	"pCyzZDSTIUNlYCfr6hC+4wGO7E57vgfPgMOLzvs7O5H+bcKl2n/Z77/0Hm4e/l8AAAD//w==",
+	"7H3tUiM5luirKHI7AuhJjKmiOqYhOmIpiupmurpggdq6u8B1y5myrSEt5UhKjLuKjX2H++O+wX2R+ybz",
+	"JBs6UmYqv+xMF9BdM/5ThW19Hh0dne/zyQv4NOaMMCW9/U9ejAWeEkUEfDrijJFAUc5OwjOsJvo7yrx9",
+	"L9YffI/hKfH2vcBp5vmeIH9LqCCht69EQnxPBhMyxbrvN4KMvH3vX3bySXfMr3LHnct7ePC99/wjGU44",
+	"v4WlhEQGgsb6d2/fO0SBIGHMhULkXhEmKWf7SE+HJGGhRIzrFlg3R1wgfkeEoCFBOFETNDPjohEXSE0I",
+	"ytcvkZpQifQOiFSITvUUEm0Ok+gWTelYwIhyq4dOFGKEmJm4mhCBZMBjgtQEMxjU9O15voHY3xIi5jnI",
+	"GB/M0t25EArJCCeR8vZHOJLE99Q81s2HnEcEM4DLmeB3NCTiiLMRHf9M5v8GQ6dHU5ootq0HATQf3JL5",
+	"ykdUmRnW84HRvyXkZzJfgCFJ2uZR537Qg8mYM0kAR17j8NycnP4UcKYIgz9xHEc0gLPb+avUGPSp5bQX",
+	"KjwWggszWxEJLyckxxSJpjgacTEloUY4vW+JJJ8SNaFsrNFCoZATjS8KjajyHnzvLRdDGoaEPdtyD89O",
+	"0C2ZowgHtxLQlMfEIPWGNBjswdVTb3nCwmdbF2WK2MuFNrlwbuRWDjVyTzWkzfW6JfMNiQi7o4KzqV6g",
+	"vhp4HnEcXnL+DosxebblD3k4R+Q+AIKgVyeJuCNiQ6KITs1Zp/j7geE7TCM8jJ5neYcopQCwsBRfQxID",
+	"ndTw/pGqn5KhD+QQI/MJHcbxAfRQ/JYw9OH8XdpAkJEgcrKFAp5EIZzMUA+MgwkJfRRS8x1mckYEHBed",
+	"En0nRphGJDzQv8KdmGGJpOLC3JhggtmYhBpW52aG1xEPbsnzICFldzii4UA/K4QpiiO572x/mki7S1iZ",
+	"3ucwUTkwYC+CjBJJQjSjen/Qe4iD220+GqGYCMpDtPmyjyQazpGl81u+3nra8RWASmqYYST4zBxAdn56",
+	"Dg3ZAEcRCXvonGybR8YQGPcdQ0FEsJBoyNWkp0F6AQhptv8saMdQwsh9TAJFQjj5RJADFBKFaSQRFgRF",
+	"fDy20CqgJg3TBdOAPPd10bc5xAoPsSSaqCcMEFvPr09KcY5kxGdoU5r1DZJ8geYw8+uPJjwKJcL6aWDz",
+	"bH9DHlICX1OFpniOsEKcBcSMScRAMyuajGksA+icEyXm24cjRcSW53sTgkPLoDm/VJmkCxJwfccVRzNM",
+	"Nf6OuNBwVmJO2fhAs0rKzFCZucCUTCmj02Tq7e9mDAkQbAIgfPC9S85/wWxuH1/57M8ZlcDhIaokElgR",
+	"S3YfDVQLuZal0PnANNfJBf3tmYjZe+4jXORHsL6Pt4zPWAo0D1Ymk1hTEBL+QkKKL2H5z/loUkPSKrPo",
+	"LnYgPc9hFB0manKUU2dYG5ufjrz9q8XrONU9d52uH6manOOZ9+C36PhihY6vsaTBYUzd5S7rcxjTn8m8",
+	"W4949eZ6KxMShUu7/WWmusxiYRZRwtQKkDuM4wvNEazQ1dyyLms9SqTi0y49Loe4S/PXNIpW2MnljF8o",
+	"0ulwL+iYYZUUAOc93Dz4XhWv9MUJQ6rvGo7OhBYAFNUClBU5Y+crff91/2V3/VJzSZqiKEtBCNMU8co7",
+	"PDsZ/Hz8H95NRhulEpqiGuEtpalX5lc/nU43p0q/+XoDyAiOdgA+/CsJgKcu3YCOGwsCIuUA+Dv9ubQ8",
+	"3yP3MRVEDjDQQU1K9V9eiBXZ1nya51f7CDxzxspXWgXLWXuQuAs1Uzjgydn15RDKLv0ySFWJtcMXIz7S",
+	"z8nh2ZnVcWhWBsM7rHkJnihXLNt3lCv7guACi43GRIHANN1HMy0hu3wgcCeYhWg2IczlxfXrGoIwQrVQ",
+	"CKfkI0burIxjmlElSTTqeVWEjgc0fLQTp0wqHEXwdDWN+0Wnb5ZbnagWB3y7+Vl60vU4ceKM9SWkIYVk",
+	"K9JQA6lF/dw1noTPC8YGsDU9TX8AwhMLeocVAfVe3ZgdCNPg4vL0/Hg5ZEt0yV1BhUodxjEC6NVBto5d",
+	"6gbSGEs546Ld7Xt9eHFyVLM930skEUZh+akdVmUd/HwJzq5hY0hzRLXbrucOuu08JHeNZ74KHnExxoz+",
+	"tpCcLYR2E6JJImUHEvn65N27xjNqGqT9+aVgq27Y2Z7ZjF85bPeEaRTVna3RUp9aq0PHMw2Ae27apP1V",
+	"kkAQVb/TuuXYN/iYhR9kKgHHggRY5TJt9dknLER63/qJN2/ziAjCAoIMOklE1T7SL+8cjSiJQhQLoh9u",
+	"H7EkiszTrQU8ED2rj3FIZRzh+SA9tVyiK+87+0aPa1hbMsU06tzLgLW4VWPCiOaIwm0cUWK2m26/t+yq",
+	"FFfxiHvsslp3QYXloyGJOBtLpLi3jKrbJ7GEQTUrU3i8gEwbhDKdrtJxfNP9pmbO9DT9IrjsNCVg3yxG",
+	"8VTJWTyGiI/tlSL3eBrD9f13wYZqfvu//vI2uD2avvzp7PuXqu6oy9QJG5Iu5yzQi8kHxAVav/jxsAta",
+	"vJm3GmAdyUfW2dr82p1Sfkj322O+bb/8q+Ssd45nvxAp8RiMQ874TSRKEE1WOj08QfHxX6gkqCqDNDVg",
+	"4SCxpC2/YjiKWqiIqvRRo3wRrCm+lw6rSm5vihCsH7t4nfxOxPgA9Jx6PaBHxwyZqX306cFQXKrQBIwF",
+	"jPgp6ZaEhBsSVZaDQhJEWBgaMgVjAdE3CDZLFZnK9pZ7q+/LQIKFwKBoNIiSYQJl6rs9r6ou9b0ISzUY",
+	"ERVMOuLPlCgcYoUfGdlT40s9I1RjW69lbizqLBSTdBvNw8Rhx7tTR0yLd9Rv8ALINpcduQNHv4aQZOTY",
+	"ueGFJVcPsHizFxO7k5rH7rJg19qQiIYHCCNGZujDh5M3Bt8jMlKIJ+BtMcX37wgbq4m3/+LVK9+bUpZ+",
+	"3tXMnVJE6IH/9xXe/u1w+z/729/7vYP9H/70X9fXV9fXN5//9ZtPD9fexvX19fXOAG3f/OmbOnzLV/2O",
+	"Gn+DlUj0KrdMT3iiyLTuojFyrwZBIqR5AhcNqIc5Mi3L1ObMMHEGuFMuii4yU6yCyT7SfLKmNFgiMyHa",
+	"zGx5Ek8JGtFIESFBhwMGma3M40YvE8V4THrocAhTWZZFo4/5oYLYLtAW41EGoJUfzsUPW3uqVP8odX+K",
+	"qrzv70eiu1HaCvP3RyO5j0s+swPPSKVLUC36LMbec4K7amgPXdM/lujH40u049yXnU+ui94DEkQlghnh",
+	"rchrGnOwdU0bJCIapK5zvtHFpjccpL2yUAjWbOP3AeKfZS1C+ISHEemhFECISoSjGZ7LsshodciYFcSv",
+	"NY9bxxJa9xln4APNBBpHHVcjX9a8956OOlWZ2a+JpbxKzysTVv+ZeUvfqyMF+UKq0HoyctqOMa1d7iPz",
+	"qzDWSe6x6PicdjOsDoZYEr3UKttb6948IZl33tmJa4bL13KQepahiVKx3N/ZwTHtjamaJMNewKdlDrm/",
+	"9+eaQ8eJmgym3Jx0u4WBY7XuAuvKndZ4oiQNifFPwwpHfNxDb4E+ZW2ollh9cIeyfnZO6w0Jw/YAG4z6",
+	"5fTww+VPu55v/niR/TE4OvL8zOTsW02/712+PoTvzzzfe3/6/rhWsdyBODtn7xDoExYngCBlhV/Lod6Y",
+	"bu91rwdfX88ZFmHuJp7f/swbvEhDWs6TeqIC9eC3hA1Aa9V+ALDogVUjG6E1Ds8mRBBkjsvYKo0SI3Os",
+	"zBG4gAPt8Na4mae0srsru0u5HHLkDFtLECp+JN0oQVvb3NGHi8vTX5Yb5hyrhWOqMKusM1bYp9zg73LG",
+	"c7Gi6k32u695N6OmokwqgsMeOowkR3PDOqa0ffAtNFpuHChL9lVpKzUIZE9bqlRe2nVVq8BibUPja10P",
+	"4qWv+L/jKAHiUFzoL0SMSaifAV7yA94wekIfJazkAb4hEZ+xDPJTfO+uZLefHQYQpDaL+9n4FFb1o8vN",
+	"Cx5weUe1D87HCVZoBtoIwdk49UKPBR8LPEWKIxwoxFkPHeNgggL9BBkZRCLOCPrp8vIMSYVVIn3w0Y8V",
+	"UjNuIjKK4kvazQg5M76PatzC0eZev5/7pLg+15hlzvCZm/jei728cfbipR7fdn5wIU8dwbH1jx4Sysbg",
+	"QU5CxEcjNBJ8ugVSmHXlHDiTb+7196AFjJkySxpXY06Zkj7Sy4YGb47fHV8euwJiST7cch/bFATgluln",
+	"H4c8nDsfIepoANFj0vk6EbT6pfUuHVg7yJRKSdkYXqGBcdgFhLTeq6Xv063jIOAJ0/zaKIui8T3G1WAE",
+	"kSt5y3xrzpclFtTwlxMeDvQIOIr4jBhbMASUDBTngwhCSvSLxwdTzOYDkbo7+3XhAy6f6ziJe75X62xd",
+	"dSfPWwI7XMu0wL15A071nZVdIakVKKZWQKm3/BtGoXhDfyZzmaMeuPVucoEAJbaQ4FwhS5j4aERYqNH6",
+	"TlMyCI5LxcEGo1sq8FWUgcDXp4u1S2skLafm42ogWkT3csLVXch1D69GwG0+iDpY1G39LShgL0yvmgd0",
+	"yWP1E8GROe8uzAyREL+Ysy38tgXLYnrVbeIEfAxzhcBrrILJWwgl6rg0khqGlx7Kae62Ag9HvVnC/IbO",
+	"Ti+K2jY0g8AoqwhLVd4aJRCOOCP2vTVBA6++/97PQwj2+v2aIIIirOySLLq1h5n5sjPUHPLZWmkDVusC",
+	"9LL9vtA7zPb7ost+nZW03vRqsnnJPlMTr2gCg31ENM+BGSpPbuftIWO4vSMRj0keygivBVbE+r7CKFRm",
+	"X4eIgwOrZtEyAy4QVj6q4pvRzGI0xCFwPFRa3AOe0ATFwP0q0Nslyqkpvj8xTXf79sjSz0tJ82I7TcM5",
+	"pWSDM9JCEbkYw5e5yy+iKWBeWbBGuRJBrMGjU0bsuaAYYpfIVB+vw6P76fFxERpxo9W7sgjAy97VdLVt",
+	"Du5L71ZL1X3J1JG1RKZ7YsOGLehclvjy9aEN0rfc4km41UPvrLFY3zHMkNEG+sZsadTpwJzoa3RLYlUr",
+	"HTlka2WTQvtkCN2UU+aUmp1jFr5+riqgg+a7LI9a6UMLZ0pp4laRTNucQybFPPJRNOjWO+qLuunem/To",
+	"lbDZiVLxptxCH87fGRlVkIDQO2JTU5iXZ0MWM1lYBUt6CZz4iw2ZNfpw/k5C4gqItiPSHIo7Jrkzpvho",
+	"foDODi+PflpoRZRESYTBZK9Z+nRXtaq6haxmg+ataB5Yppav4n29L4kjyStuMO0A/aqH+xVJEpHARKSg",
+	"OywoZoBzIdWjTCnDyjCQUxzHlqdOtc2tw/qMIro5/q0pNiNVZ3eIObTa7rYBcx+pmlwamdxq2NtGVOaq",
+	"+LahlAWdfbdYQqvQbxuiV9BjefsGcR78lnxGdaudo0b/IOGiTdDsHFeZockjR0suwH3DkxUDgur58tCY",
+	"n/JQHuQG/ABDFZKATnGEQjqmqmpYWOQx1t/+/ubbWncwxzzSlR8qOBKUdJ9UTdCURhGVJkAdhIG/4Dt8",
+	"Aa02NA07uTg1Ij6aCaqIRBSIVgvzbvGhbDSFtXMNcCBwetgxEtfpWxPVXHUvKLLRkXFzQJQFURKSH5zl",
+	"+44rxIRHoHoqu0IcGL8TaJgaMWXmOOFmpin4TyzlMsrmiwqY21n4Ij7mCz0E6kNhCpaw6s8FT4A/BNI5",
+	"DFKdrFQ+ZNv8IHUi0mfYa/biWHJaJQ7EgV7BL6EUmwBHU3OOzf4GtYxLI/KvGo7Z7Mmi20SU3S5uVRtM",
+	"WNfwUSIyi4GD2QqXgKpieO/mMWcYHD+1RGMWIi0tKnxLUBZ/5aNCsBW0ghxZ8gD8LnRricxGfJSuHJo5",
+	"m0KbmKHzi0OTqYShs+NffHT289HFv+wiLsxff97qobfGLGpZeJNTTkMgM5AnkoSL4pk7qnddXOjGr/vF",
+	"ELWO81YC2Jz+e/3vv1s6QAk9ne673738897S/uYIa5MK8ukUb0sSYwFauIhKBUl9rr1rD14Ilutvi2t2",
+	"2IRvPgOnYNzL93cGvW+3b/606Ve/26rnJcq3qurukju0tLttS+6S63nS/TydgVZwhU+1C+00Ww6XtUyT",
+	"BQMv2fhpXVKZLwrUrKOSDRGbdU1z1GxPdOvR42aBL18ldtSwVvV0Ot9keSfZcisjLwH7mcO5VHn49L3d",
+	"kJBFMU34Z12BfER64x6yHm2rxXsMmoI6Ck59JrHkiujcGotXwNrc/6oCv5/4zAALDgr4WY3aAdYsmvV3",
+	"yBL6oc2qh1bB9G9t/EMtn9YiVCk5UEdz3CrZNqRMiDhpiEs374JNV+PEALZfU4Oz96Jg64q3a/MdqHS/",
+	"Kay6YVvNiSLKlOAvHy9bs18OsBwnMT1CDfI5oUI1/jlEEIThrYTIHSQVFkoeIB7jvyXl1/Lli0VX9HD7",
+	"P/H2b4uuaKpb/mLjQ53H1ykrGBA0VwfiI+zNMGbgQdtOd1RS4nd2fTeq/w6GuOWxNW31+X8cLXujcXGR",
+	"K3m2zTpKWlXpdcMhDg5J2a1slfvG6eO8vitl1LLP/dJ77i6zdgFVF1EDGa8NzFbLVlICXTWlQi2YVk5m",
+	"89igqqS1WQKwGm3rFzCYrbClwmu26rXKU9ztAtQeDSj/l57OIgY0PbNaTH6BDPw7nM9qaP1lCVseOdNc",
+	"a27hKY6g/oa0OIhHS+PX7paYx8K1wy55kt1sPquemPHzHTzGxemcnav+grQ6kCfKcvb7nEHDramcTcvb",
+	"s9o5NNySutM4wyqYfKnLzareH0/t35Cr1hQ3GcutGWFZpE9djqsq71hvIczl6A2JjKIf3ZL5iqqE/9rv",
+	"/StqFFZq07I+vZS8OB1eaxS/OPnx/eHlh/PjZ0mWl8Gq7hpkuaSf2uO3tPRmF1tj/XrNeVSnSLb2u2ra",
+	"NEFwKI1rPBpFeCxN1Rof7fpoTqSPOPPR3EeE4WFkUnebnaG+jxj3ER+NfMR8FFIJLcCkjdkcBViCrO2g",
+	"6ebVpbq5Ohc3Vx+Sm6tjcvN59/PVf8zhz6sLefP56pTfXL1nN/DtZ/j6Pbu5OsQ3V6+HN1fvItP0TXjz",
+	"+ertyPygv7yQZrj+Z2h/yu1Qus3b0c1nM+ab8ObqhJrWNUNufVNrG4TtatibP3yvD3EdmjEfjfSfxg4H",
+	"mzd2PQ1AwDP9v+9pfnwOWkmI+JiDQss21weXAEXuiEky71U6a2N+1HM7WeLcej0FX2Y7TB1G2RCqogL+",
+	"u73lZOjG0WxeX2/3dhp8FLIAsu46/ssniVvL3zUTJrh5S+Y7xvnSTC23egiiS7AgiGnaF9HfSKifi4jP",
+	"iNA4D+Y2iBuWCs/1vVCUBQrhkSLOe9IQ3VZ6IQftQwiXebQ9Tvic75W8aDrru76MyTJicAcB9FF0HPUG",
+	"jPpnJVthaW7naTHmsipk05ewTL2tuZeLPPJTHJgSRNNYzX2EFZpyqdB3e+hn+rrEOnz36tXL5UbMmiTv",
+	"T88YfLnQePnxdHBxeXy2ahTy5Ywjve+686hm8F8GkXRU0zO1dIStBs/c2LqBvQyQhnwCTVbYDgsGr5Ev",
+	"TjPxdaY1eOa8BAdGCpGKxzKNx6Vs/DxJB6oB05IEiaBqfqH7mWMcEiyIqDf6OcUQ04I4hoKZ6CNjpAUb",
+	"hgkswiyv+gYvK/ibMBvdrrvDczrhUdhD99tOf2lT/ZpSh4VxIPWThJqKB9bhDr6KJIeREEYzGoUBFqGP",
+	"sBlhA3I/jeg9slGhlKH9b9GmWz7gW7+xmkDpJ0eyk/vfbvloNqHBBI0FZqWFm2B4wxrA2QD2AYTzm6jl",
+	"VGBIU5v8lde0EOPtBXxmc92DJT+XQoebmupTWPCzcTVb0CAkEak0KECuZobK7wsWW2hbs+/K723HqgVy",
+	"oUXt5gst7O5voCIRZSNeUwlKcZsLtVzzolAlFCInRLgdY6Hm+tpJNCQTykL0HrMx35CF5odnJz30hgh6",
+	"R0ITKZ22ipNhROWEhEjGJDiwaGpq4SGa3VrKUMgDuUOEwAr3puAHlj4m7u33fO+OCGn2stvr9/pgV4kJ",
+	"wzH19r2Xvd1e34ZLA2HZKcZ3jolqkxv8bZraURB0+P4NCQ9MjJpecu77iN4cXxz5iIbwx4GWXSWBWplg",
+	"J/7//9ekhQQ1kEkMY5IkkDvKE9NoQyInpSWSeC576ND0t+XVLC8GQxWgrgUDKHJIsIjmaU0vqqQJpYyx",
+	"lESiPfQLfX1QmIVmOekgdQMUFqnPgtlD73kBTzRAoL1JsWcc9jIqeRJ6+8aYng/0joxxAH6mTundqzJa",
+	"Ht/jQJVt0zgQXEpXpSWb6s2WSvS2q+BViB9/ePDLizrCkmxTJvUjqugdQTIZmnexJhqPgjIjC1AyKVQ2",
+	"JLJshfH14QKBvNW0DUmwCCZftIHFiG3gnCVOp2HTSojVlYZPvhga1kDNzYe+ZImnTtPHPPySr2SW28TI",
+	"nJoDkAdIxjgAD1ae6NsI0dL6ngs6nZJG4DoYXVqx6+zZd70SZONCFR7Lq1syv/nBqBZiTIVMKa3+YNgd",
+	"c589sCtEkPnBHEnd+myyuXxZTXqRjmqWGj1FtZCGmgPVDwmJT3PPolIEpqaIBVrokEwf7f79v//PCw29",
+	"LNnWbr+f0VXg2XLC6aeUs3ShITjRpDoAt2mXsCpDVtEmVamDfkatI6J/54xsFamulof0+IqyxAQUoMuC",
+	"7tSuFV5fOPwDJAmpeRjrjiytCFlTansX3GqcBAVuhoK6oo4VcJ9psLFkOiTCPO/9gzTfSd2D10MnYwYR",
+	"rhDSYPbftPDY5DepWbe7aoBHv19ce7/N2i9tOub0GCytKbzCJsWf49yVPddQuxQoE1QrnWAFr59pqh/r",
+	"pvcoTTzdjhg5DmgPDzelst8v+v1HK1pZSutdU7rylFlIFFlCfTX3zELqxs8WvOMUKYcuu8u7FAqIQqeX",
+	"yzvlxcV1j91XbaapqQaqO7/4fnnncgnYB9971QYcbmFi6POyXZ9SbWBXbAb2yRWYrxaLUzcao2QynWIx",
+	"t/wZKqTXYGRGpEIjKqRKC82Zm+umBYuAkUOas9a44UZOb8H63IRbriNerF+eNlz3xQQyU21PiRhbGSUP",
+	"kTfJ3zD4KVopIqfV+taFoF+3unTLo075HQm3wIakr7ESmEkMXfZN1jKbT8Tm6PKz2t1UQuCXIgzYbMgA",
+	"agt+S7TX36tJUVblhI2KK/XozBhhm/3iNQ/nj3avy26jD0UNnc1S/GRkpXb6Kh12Ex7AIYcHhZKIJJjw",
+	"lAT8YUlNf295j/dcvYU0bUCbWkxRruy/pmnLdEAlqgY5IkvkQl9uXiPaLiJlGeXaAk8DLlvpC85JHIEg",
+	"UKBZCyjVp4e0hD1Vvxt9uiDqj0ucdn9P4iTMea7J05o8PQ55sgSiQh++lESV2K5iBhtDuUAl3IqGaW5J",
+	"lsVgTV606CsJjoqlGCBgdMx5iDaLTkCcRdb7B1GFzArCrZ5NIqfJV1ZDpxDvgCKsiLAKVmmrIDlLAZ7U",
+	"fEvDHjrMa/47jbgo5DRIc97u9fs1NNGvejCFnMgqqXwDm3CkpwatZh2W5U2qFrJ/A7HxSUW+1CGogey5",
+	"KkyJxpyRtaj3NdKdzPZToDsGbxEu5I1bRFtKmZL1RlraTM5t0Z1yHjTIbZFXa+lYPF2TnkLCE0hSkASa",
+	"EOgeJktXqcrFgU0vAPLgmKgC1fr0YPNJ7vVfZqmrM+MuDJslrHbzV4PFvYcKrtQ/gE+CoX9Wb7Vlxc7U",
+	"JFvobrRnBYMKC1ElZaAWwq01m8g0JUiY1pXIIFmGmAZOmvGBC5QFQNi5QXq2bjUwgI08Tlc4oyzkM7S5",
+	"+wpNKUs0CR7O820BW8TIjIRppG3R1ziPu80sUaaPMRQdOBUxNmSaCrxAn2uyTPtF1B3i4NaYX0bWAQ5n",
+	"I3GByP0EJwC44TxPNr73Yq9haP2ACIKDib54PpIRnxmPVBrpWTKV/6v+C1SX7DovF2Uz+hkYJEzxRKNi",
+	"il4aXvDLBEt7AmEZvWYYHtRASweAvTMqiR2bRpHJnVqcx0mEulV9sn4k6sneK7+aI5vERVSXaWC7WWIP",
+	"vYdMlZVbbkBk3UvrVKnF2IW2GlXHf7lGKXxuV7rwvjA+8yFlYFZ0lJrstnjIE8j5bY4S7nCYiJSx0Ui6",
+	"XYehm7ozZ0HF1EBljrpbmmLqhblcTFY0zLllVC27PAdI80NOohWqrOldpoLk6scCuDqwh/NIx3IYBCTW",
+	"11cTYt0bKzqkEVXzA5vodHX0MRkVBjiOB3+dqS/BpufRz0OZvKU8m+d7pnQArOQIBxOyfcSZErV++zaV",
+	"FN8GMtLzylK4C47UATBtXecE+PCPJgp/EWvZYjZLd15HPLi123pWjvRFC1HfkvwCS/rs3Cx4Vt1oCtG+",
+	"fcHTqsQH/0hUgZPwbba1IncJdAeYRnizp3hueEw1IdPObHO3l9ZNi3CG1cQkz9gpZWrPWPG1s9KTOCut",
+	"3ZTWbkprN6W1m9LaTWntprR2U1q7Ka1111+Zm1LRaF+odhlLIqCgg0M8R8Ds0mCC5jxBONLc/hxN8F0h",
+	"OkKT5LIZqsGCZXLjVnJ25UkeowgYBwcSmi7ZFMpWbw2aP2v5twx8qvt1Er9vHp6dbZl1wOGhKWV6f6yQ",
+	"Eh6ZBB2u+tmOkW2jqMa1ifNAywy69jRgBKsD2zVX36YKSLSnXzGjVrfDA1FyS0biAApGUr0WXtC1ykyR",
+	"9ar/wkpmqaODUXhWGfdysZ7Oqs33/GMaomdI2eP7PTQVFHpm56xy3bKldkAsU7AbrLNVuGE3fqnwfjdr",
+	"TkFzZ0cAk7jGwVStvVlME/6RqsmEREbFvbKyy0eSpppXYI8CLAQlspz0fq0Q++fyDflqNGI2PrD0ShoS",
+	"gzYTeN22Cq9b2TtE7gxTT9z6J9IJtM1Ch23Z4bR626/OcL9qWj7BLIxIiIgWkqP50mJ++/nLKZKISB9B",
+	"Dhqoayx9ZIuCGn0RcOnSPgimGcT1IUH043ZH0rJbenVGTMmd4F70+6Yjr9ahA4e71KsLdGX76NdP17YU",
+	"47Wp23jtaGuuvf2///f/e/hVv1iFhnv3959f3d/71yaVzrW3/0k3fPjVt7z5r/A9gEqvNP04JSClWC7f",
+	"rrqp0uaY3hHNgwxxaA7C8D7DiAe3Ms+mLw/gVwl6S9DjhHQEUluhzIe1oZumtgJXTLBCGG3WsC5+kcPZ",
+	"AsWBqbAVVsBoC0ZmulU+Y2ltxmKlSKokiUbGIoYZMnK1jxgvYpiP+pl7lJpgBgKnWfpWrfVL491yZgEq",
+	"Bn4NHEOhxuczsw0La0Q2SGRL79n6Cf9SCXLtrfn8r2oSp8qugjbPem2L7H6WntuGIJh/npCXdbDLOthl",
+	"TZ9+12CXZoXYVx+zso5WWUerrOnLHyBapcr5LI5DWUedrBh1so43Wdvsvrp4k0IIyTpgZB0wsg4Y+QoC",
+	"RtahIutQkXWoyDpUZB0qsg4VWYeKdAsVeZToD7/JZPARWAgt5moGxhZ28AtMhf7RFFU3iiHN3ZQ816GN",
+	"UUvbfNGO7ij9fRP+zfV+enNbvWzSdHzpTp7O0UN1JZNMIvJMjdiDwUvvTIUxKRWJelwp+PEViA01rZ7Z",
+	"StFJDLf+h2tl4VpZ2FlZaEx+BZJp6YefR/BwkZIDYEizgi2gOZwQHJnE/7V6gkPLus4mNEqj0jg4tYqE",
+	"yQNkZCdNP1CIFR7aQlFFGvKTmeMJL5ydoeG+pUvWIlhE7ypnUPJ9viPMXF7f23F9dxqBdCpCLdZpSp8K",
+	"nr6N5chCAJcHyDmxA7ZWwoa0BRbqY+dO3LU9pTNKPk9TRECp+t06FOCroTFfVp+hLm7AMDvZCBuy5ADX",
+	"NXgAXAsTNUFTHpLUl89RTmXu/QpHfOynqpohD/UFgoLL0HMT17hYblk1YqY94omSmlfS/JGp8eynugfM",
+	"QuOM7WwH5N1yNQc1IdTI8ge2Woq57tagAl5/UsF4rEAC0IQI0kMp0X0Bjv3tzBVHQGmcq/pEFtrKPL+X",
+	"h5y7AjNHC8KUu9d7a1ezfybKVu9rZpC5pMWrPvw7n0wdpp/JvLU9tWiRDKuOHXyEqPIzpTQVNfbWOkcP",
+	"GK2FHRbyJuSWWNhqqvqE+KIxpgxN8W1qd/VNBTp35U1W0TKZ+X3EqDKIQUvgBvwK8jXYOJ9Z/fWPe8cX",
+	"W0XZMnxptJVak94PBe49DKuFnEaZxW/CIyg61ro6FdqEvmkZsy2zQImojZLWQ2eBBnY9qVAHa3EUPn4a",
+	"b86SKLJ+2xnnIzjYChnPWZ60XF6tVap41Uu6nxZ5AuxiCyp8iCFwldd2BZ5fKCl4U58e4MT0djIDYCHw",
+	"3E0MMOJi+rSOFquxH4/qgT/Fxgt/vg6jW1PL7tSyc/28OlV9gag+h7L+Q8qILdPUgyOLvisjSqJQIkhi",
+	"ZLTdB6nKdYAVGpKAT4EgplZkvd5PD73CHgrK9iCiENZlIs5tQd9NK3bmQeJbB1l5TDJSWrBEt4TErr7e",
+	"anfQIRIEgsao9bUAb4RU4+a+WxNceLOaggCeXg5sLCG7lgPXavd/IDK5WO9eIzhOiRI0aFYW/2J+T9VW",
+	"Z4JPiZqQRCJF7hUyxbZ7CLYNJXV1q8OzE83mCSIlSlik/zs6P35zdnp+Ofjl+PL85Ohi8O7k4vL4PQQM",
+	"QCaKtD0ImhAOWqUWdjHLhTi9tp04wrR0NSvcg99tu+Q+5pKm+UCmWK2A9QuU+c506bnAIdmipb05nkbO",
+	"SRWBc2oaXcQk6CblpqO6CYuKRhWkx9aH+rK3i0IeJBrxqpW66+lY2jft5+YhAeci8KW2RN84Dy4E0uWE",
+	"wqOiBLZFoncgF8tSoxCEeWfPVGr/Sd2dfPQKfDb171SB2hIxrqpIeA6T/S7WIZgaKW7A94j0peTSj0PK",
+	"Mk1GMxkyVAZOsi4D4jse4MietOd7UIAcaknv7+xE+rcJl2r/Zb//0nu4efifAAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

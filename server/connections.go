@@ -22,7 +22,7 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	if !ok {
 		return nil, errors.New("import connection: no authenticated key")
 	}
-	out, err := s.importOne(ctx, key, req.Body)
+	out, err := s.importOne(ctx, key, req.Body, noWebhooks(req.Params.NoWebhooks))
 	if err != nil {
 		return nil, err
 	}
@@ -40,10 +40,14 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	}, nil
 }
 
+// noWebhooks is the no_webhooks parameter of an import.
+func noWebhooks(p *gen.NoWebhooks) bool { return p != nil && bool(*p) }
+
 // importOne applies one import request of key: every rule of POST /connections, the store's
 // upsert and the answer's connection. POST /connections and each item of POST
-// /connections/batch go through it alike; its errors become answers through toAPIError.
-func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest) (*imported, error) {
+// /connections/batch go through it alike; its errors become answers through toAPIError. quiet
+// (no_webhooks) queues no webhook for it.
+func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest, quiet bool) (*imported, error) {
 	integration, err := s.integrations.get(ctx, integrationKey{key.EnvironmentID, body.ProviderConfigKey})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, apiError(gen.ErrorCodeNotFound, "Integration does not exist")
@@ -81,6 +85,13 @@ func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.Impo
 		EnvironmentID: key.EnvironmentID,
 		Integration:   integration,
 		ConnectionID:  uuid.NewString(),
+		NoWebhooks:    quiet,
+	}
+	if body.WebhookUrlOverride != nil {
+		if err := s.checkWebhookURL(ctx, *body.WebhookUrlOverride); err != nil {
+			return nil, err
+		}
+		in.WebhookURLOverride = *body.WebhookUrlOverride
 	}
 	if body.ConnectionId != nil {
 		in.ConnectionID = *body.ConnectionId

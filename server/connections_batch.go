@@ -61,7 +61,7 @@ func (s *Server) ImportConnectionBatch(ctx context.Context, req gen.ImportConnec
 	}
 	forEach(len(chains), func(c int) {
 		for _, i := range chains[c] {
-			answers[i], errs[i] = s.importBatchItem(ctx, key, bodies[i])
+			answers[i], errs[i] = s.importBatchItem(ctx, key, bodies[i], noWebhooks(req.Params.NoWebhooks))
 		}
 	})
 
@@ -145,7 +145,7 @@ func (s *Server) checkBatchItem(ctx context.Context, raw json.RawMessage) (*gen.
 
 // importBatchItem imports one item with a deadline of its own, as if it were a request of its
 // own: a batch may take longer than one request's database work, but no item may.
-func (s *Server) importBatchItem(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest) (*imported, error) {
+func (s *Server) importBatchItem(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest, quiet bool) (*imported, error) {
 	if err := untimed(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("import connection batch: %w", err)
 	}
@@ -153,7 +153,7 @@ func (s *Server) importBatchItem(ctx context.Context, key store.APIKey, body *ge
 	defer cancel()
 	stop := context.AfterFunc(untimed(ctx), cancel) // the client went away, or the server stops
 	defer stop()
-	return s.importOne(itemCtx, key, body)
+	return s.importOne(itemCtx, key, body, quiet)
 }
 
 // forEach runs f for 0..n-1, at most batchWorkers at once.
