@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -239,9 +240,13 @@ func eventBody(e pendingEvent, environment string) ([]byte, error) {
 		}
 		ev.EndUser = u
 	}
-	b, err := json.Marshal(ev)
-	if err != nil {
+	// As JSON.stringify writes it, so that the legacy signature, which receivers check over
+	// JSON.stringify(JSON.parse(body)), holds too.
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ev); err != nil {
 		return nil, fmt.Errorf("webhook body: %w", err)
 	}
-	return b, nil
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

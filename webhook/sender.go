@@ -35,6 +35,9 @@ const (
 	// batch is how many deliveries one round claims, concurrency how many it sends at once.
 	batch       = 64
 	concurrency = 8
+	// leaseMargin is how long a claim outlasts an attempt's timeout: time to record the attempt.
+	// A sender that died holding claims frees them after Timeout + leaseMargin.
+	leaseMargin = 10 * time.Second
 )
 
 // Config configures a Sender.
@@ -158,7 +161,7 @@ func (s *Sender) Run(ctx context.Context) {
 func (s *Sender) Round(ctx context.Context) int {
 	s.prune(ctx)
 	claimCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	due, err := s.cfg.Store.ClaimWebhooks(claimCtx, s.cfg.Timeout*2+30*time.Second, batch)
+	due, err := s.cfg.Store.ClaimWebhooks(claimCtx, s.cfg.Timeout+leaseMargin, batch)
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
