@@ -28,16 +28,16 @@ type AuthEvent struct {
 	Environment       string          `json:"environment"`
 	Success           bool            `json:"success"`
 	EndUser           *AuthEventUser  `json:"endUser,omitempty"`
-	Tags              json.RawMessage `json:"tags"`
+	Tags              map[string]any  `json:"tags"`
 	Error             *AuthEventError `json:"error,omitempty"`
 }
 
 // AuthEventUser is the connection's end user, when it has one.
 type AuthEventUser struct {
-	EndUserID      string          `json:"endUserId"`
-	EndUserEmail   *string         `json:"endUserEmail"`
-	OrganizationID *string         `json:"organizationId"`
-	Tags           json.RawMessage `json:"tags"`
+	EndUserID      string         `json:"endUserId"`
+	EndUserEmail   *string        `json:"endUserEmail"`
+	OrganizationID *string        `json:"organizationId"`
+	Tags           map[string]any `json:"tags"`
 }
 
 // AuthEventError says why a refresh failed: the provider's error and error_description.
@@ -214,10 +214,14 @@ func eventBody(e pendingEvent, environment string) ([]byte, error) {
 	ev := AuthEvent{
 		From: "credport", Type: "auth", Operation: e.operation, ConnectionID: e.connectionID,
 		AuthMode: e.integration.AuthMode, ProviderConfigKey: e.integration.UniqueKey, Provider: e.integration.Provider,
-		Environment: environment, Success: e.operation != WebhookRefresh, Tags: json.RawMessage(e.tags), Error: e.err,
+		Environment: environment, Success: e.operation != WebhookRefresh, Tags: map[string]any{}, Error: e.err,
 	}
-	if len(ev.Tags) == 0 {
-		ev.Tags = json.RawMessage("{}")
+	// Decoded and written again rather than copied, so that the body is written one way
+	// whatever the database stored.
+	if e.tags != "" {
+		if err := json.Unmarshal([]byte(e.tags), &ev.Tags); err != nil {
+			return nil, fmt.Errorf("webhook body: stored tags: %w", err)
+		}
 	}
 	if e.endUser != nil && *e.endUser != "" {
 		var stored struct {
@@ -226,7 +230,7 @@ func eventBody(e pendingEvent, environment string) ([]byte, error) {
 			Organization *struct {
 				ID string `json:"id"`
 			} `json:"organization"`
-			Tags json.RawMessage `json:"tags"`
+			Tags map[string]any `json:"tags"`
 		}
 		if err := json.Unmarshal([]byte(*e.endUser), &stored); err != nil {
 			return nil, fmt.Errorf("webhook body: stored end user: %w", err)
@@ -235,8 +239,8 @@ func eventBody(e pendingEvent, environment string) ([]byte, error) {
 		if stored.Organization != nil {
 			u.OrganizationID = &stored.Organization.ID
 		}
-		if len(u.Tags) == 0 || string(u.Tags) == "null" {
-			u.Tags = json.RawMessage("{}")
+		if u.Tags == nil {
+			u.Tags = map[string]any{}
 		}
 		ev.EndUser = u
 	}

@@ -207,8 +207,8 @@ func (s *Sender) attempt(ctx context.Context, d store.WebhookDelivery, key []byt
 	start := time.Now()
 	status, sendErr := s.send(ctx, d, key)
 	took := time.Since(start)
-	if ctx.Err() != nil {
-		// Shutting down: the attempt did not finish, so it does not count.
+	if sendErr != nil && ctx.Err() != nil {
+		// Shutting down cut the attempt short: it does not count. An answer that came counts.
 		s.release(d)
 		s.log.Info("webhook attempt", "delivery_id", d.DeliveryID, "operation", d.Operation, "host", hostOf(d.URL),
 			"outcome", "released", "duration", took)

@@ -283,7 +283,11 @@ func TestWebhooksAcrossTwoServers(t *testing.T) {
 		_ = json.Unmarshal(h.body, &ev)
 		conns[fmt.Sprint(ev["connectionId"])] = true
 	}
-	// Every row is recorded delivered once both servers are stopped; nothing can be sent after.
+	// Once every row is recorded delivered, nothing more can be sent.
+	waitFor(t, 30*time.Second, "every delivery recorded", func() bool {
+		got := c.query(`SELECT count(*) FROM webhook_deliveries WHERE status <> 'delivered'`)
+		return len(got) == 1 && got[0] == "0"
+	})
 	for _, s := range servers {
 		s.stop(t)
 	}
