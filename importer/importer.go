@@ -220,7 +220,8 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	if !opts.DryRun {
 		snd, err = newSender(strings.TrimRight(opts.URL, "/"), opts.Key, opts.Concurrency, opts.MaxRetries)
 		if snd != nil && opts.NoWebhooks {
-			snd.noWebhooks = &opts.NoWebhooks
+			yes := gen.StringBool("true")
+			snd.noWebhooks = &yes
 		}
 		if err != nil {
 			return sum, withKind(ErrUsage, err)

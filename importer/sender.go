@@ -22,7 +22,7 @@ type sender struct {
 	client     *gen.Client
 	maxRetries int
 	// noWebhooks, when set, is sent as the no_webhooks parameter of every import.
-	noWebhooks *bool
+	noWebhooks *gen.StringBool
 	// single is set once the server has shown it has no batch endpoint.
 	single     atomic.Bool
 	backoff    time.Duration // first retry's ceiling

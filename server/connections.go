@@ -22,7 +22,7 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	if !ok {
 		return nil, errors.New("import connection: no authenticated key")
 	}
-	out, err := s.importOne(ctx, key, req.Body, noWebhooks(req.Params.NoWebhooks))
+	out, err := s.importOne(ctx, key, req.Body, s.rules.Bool(req.Params.NoWebhooks))
 	if err != nil {
 		return nil, err
 	}
@@ -40,8 +40,6 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	}, nil
 }
 
-// noWebhooks is the no_webhooks parameter of an import.
-func noWebhooks(p *gen.NoWebhooks) bool { return p != nil && bool(*p) }
 
 // importOne applies one import request of key: every rule of POST /connections, the store's
 // upsert and the answer's connection. POST /connections and each item of POST

@@ -61,7 +61,7 @@ func (s *Server) ImportConnectionBatch(ctx context.Context, req gen.ImportConnec
 	}
 	forEach(len(chains), func(c int) {
 		for _, i := range chains[c] {
-			answers[i], errs[i] = s.importBatchItem(ctx, key, bodies[i], noWebhooks(req.Params.NoWebhooks))
+			answers[i], errs[i] = s.importBatchItem(ctx, key, bodies[i], s.rules.Bool(req.Params.NoWebhooks))
 		}
 	})
 

@@ -311,3 +311,33 @@ func TestWebhooksAcrossTwoServers(t *testing.T) {
 		t.Errorf("undelivered rows: %v", got)
 	}
 }
+
+// TestImportNoWebhooks: `credport import --no-webhooks` queues no creation or override webhook
+// for its records, in batches and one by one; a run without it queues one per record.
+func TestImportNoWebhooks(t *testing.T) {
+	inEveryMode(t, func(t *testing.T, e *importEnv) {
+		e.c.must("webhooks", "set", "--env", "dev", "--url", "https://hooks.invalid/credport")
+		records := func(prefix string) string {
+			var b strings.Builder
+			for i := range 4 {
+				fmt.Fprintf(&b, `{"provider_config_key":"api_key","connection_id":"%s-%d","credentials":{"type":"API_KEY","apiKey":"k"}}`+"\n", prefix, i)
+			}
+			return b.String()
+		}
+		queued := func() string {
+			return strings.Join(e.c.query(`SELECT count(*) FROM webhook_deliveries`), "")
+		}
+		if r := e.run(nil, nil, "--url", e.url, "--no-webhooks", e.write(t, "quiet.jsonl", records("quiet"))); r.code != 0 {
+			t.Fatalf("import --no-webhooks: %d %v\n%s", r.code, r.err, r.stderr)
+		}
+		if got := queued(); got != "0" {
+			t.Fatalf("--no-webhooks queued %s webhooks", got)
+		}
+		if r := e.run(nil, nil, "--url", e.url, e.write(t, "loud.jsonl", records("quiet"))); r.code != 0 {
+			t.Fatalf("import: %d %v\n%s", r.code, r.err, r.stderr)
+		}
+		if got := queued(); got != "4" {
+			t.Fatalf("an import without --no-webhooks queued %s webhooks, want 4 overrides", got)
+		}
+	})
+}
