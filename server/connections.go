@@ -40,7 +40,6 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	}, nil
 }
 
-
 // importOne applies one import request of key: every rule of POST /connections, the store's
 // upsert and the answer's connection. POST /connections and each item of POST
 // /connections/batch go through it alike; its errors become answers through toAPIError. quiet
