@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,9 +137,10 @@ func TestSenderRedirectTimeoutAndMetrics(t *testing.T) {
 		target := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { followed <- struct{}{} }))
 		defer target.Close()
 		hang := make(chan struct{})
-		mode := "redirect"
+		var mode atomic.Value
+		mode.Store("redirect")
 		recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			switch mode {
+			switch mode.Load() {
 			case "redirect":
 				http.Redirect(w, r, target.URL, http.StatusFound)
 			case "hang":
@@ -163,13 +166,13 @@ func TestSenderRedirectTimeoutAndMetrics(t *testing.T) {
 		if len(followed) != 0 {
 			t.Fatal("the redirect was followed")
 		}
-		mode = "hang"
+		mode.Store("hang")
 		f.now = f.now.Add(time.Second)
 		f.sender.Round(context.Background())
 		if d := f.only(t); d.Status != store.WebhookPending || d.LastError != "timed out" || d.Attempts != 2 {
 			t.Fatalf("after a hang: %+v", d)
 		}
-		mode = "ok"
+		mode.Store("ok")
 		f.now = f.now.Add(2 * time.Second)
 		f.sender.Round(context.Background())
 		if d := f.only(t); d.Status != store.WebhookDelivered || d.Attempts != 3 {
@@ -233,4 +236,41 @@ func metric(t *testing.T, reg *prometheus.Registry, name, label string) float64 
 	}
 	t.Fatalf("no %s{%s}", name, label)
 	return 0
+}
+
+// TestSenderShutdownReleases: when Run's context ends during an attempt, the attempt is cancelled
+// and its delivery released uncounted, at once claimable by another sender.
+func TestSenderShutdownReleases(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		arrived := make(chan struct{}, 10)
+		release := make(chan struct{})
+		recv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body) // so that the server notices the client going away
+			arrived <- struct{}{}
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+		}))
+		defer recv.Close()
+		defer close(release)
+		f := newFixture(t, b, recv.URL+"/hook", time.Minute)
+		f.importOne(t, "c")
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			f.sender.Run(ctx)
+		}()
+		<-arrived
+		cancel()
+		<-done
+		d := f.only(t)
+		if d.Status != store.WebhookPending || d.Attempts != 0 {
+			t.Fatalf("after shutdown: %+v", d)
+		}
+		if claimed, err := f.db.ClaimWebhooks(context.Background(), time.Minute, 10); err != nil || len(claimed) != 1 {
+			t.Fatalf("claimable after shutdown: %d, %v", len(claimed), err)
+		}
+	})
 }
