@@ -57,6 +57,9 @@ type options struct {
 	// bulkRecords is how many records the bulk scenario imports with `credport import`.
 	bulkRecords   int
 	bulkBatchSize int
+	// webhooks configures auth webhooks to a local receiver, so that every import queues and
+	// delivers one.
+	webhooks bool
 }
 
 func main() {
@@ -73,6 +76,7 @@ func main() {
 	flag.IntVar(&o.listClients, "list-clients", 4, "concurrent closed-loop clients of the list pages")
 	flag.IntVar(&o.bulkRecords, "bulk-records", 150000, "records `credport import` sends in the bulk scenario, 0 for none")
 	flag.IntVar(&o.bulkBatchSize, "bulk-batch-size", 0, "--batch-size of credport import, when it has one; 0 for its default")
+	flag.BoolVar(&o.webhooks, "webhooks", false, "send every import's auth webhook to a local receiver, to measure their cost")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", flag.Args())
@@ -158,6 +162,10 @@ func run(ctx context.Context, o options) (*result, error) {
 		return nil, err
 	}
 	cli := cliRunner{bin: bin, databaseURL: db.url, encryptionKey: key}
+	// Only migrate, serve and bootstrap create a database; the other commands need it to exist.
+	if _, err := cli.run(ctx, "migrate"); err != nil {
+		return nil, err
+	}
 	secret, err := cli.run(ctx, "keys", "create", "--env", benchEnv, "--name", "bench")
 	if err != nil {
 		return nil, err
@@ -171,6 +179,14 @@ func run(ctx context.Context, o options) (*result, error) {
 	if _, err := cli.run(ctx, "integrations", "create", "--env", benchEnv, "--unique-key", benchIntegration,
 		"--provider", "github", "--auth-mode", "OAUTH2"); err != nil {
 		return nil, err
+	}
+	if o.webhooks {
+		recv := startWebhookReceiver()
+		defer recv.srv.Close()
+		if _, err := cli.run(ctx, "webhooks", "set", "--env", benchEnv, "--url", recv.url()); err != nil {
+			return nil, err
+		}
+		defer func() { res.Webhooks = &webhookStats{Received: recv.n.Load()} }()
 	}
 
 	if err := db.open(ctx, keys); err != nil {

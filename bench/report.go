@@ -33,6 +33,8 @@ type result struct {
 	Reads []readStats `json:"reads,omitempty"`
 	// Bulk is `credport import` of a file, and pgbench's multi-row upsert beside it.
 	Bulk *bulkStats `json:"bulk,omitempty"`
+	// Webhooks is set by a run with --webhooks.
+	Webhooks *webhookStats `json:"webhooks,omitempty"`
 }
 
 type host struct {
@@ -155,6 +157,12 @@ func printTable(w io.Writer, res, base *result, baseName string) {
 		{"p90 latency (ms)", func(r *result) string { return f2(r.Load.Latency.P90) }},
 		{"p99 latency (ms)", func(r *result) string { return f2(r.Load.Latency.P99) }},
 		{"errors", func(r *result) string { return fmt.Sprint(r.Load.Errors) }},
+		{"webhooks received", func(r *result) string {
+			if r.Webhooks == nil {
+				return "-"
+			}
+			return fmt.Sprint(r.Webhooks.Received)
+		}},
 		{"server peak RSS (MiB)", func(r *result) string { return f1(r.Server.PeakRSSMiB) }},
 		{"server CPU (% of a core)", func(r *result) string { return f1(r.Load.ServerCPUPercent) }},
 		{"server CPU per import (µs)", func(r *result) string { return f1(r.Load.ServerCPUPerImport) }},

@@ -62,7 +62,8 @@ func serverEnv(key string) []string {
 			env = append(env, kv)
 		}
 	}
-	return append(env, "CREDPORT_ENCRYPTION_KEY="+key, "CREDPORT_LOG_FORMAT=json")
+	// The webhook receiver of --webhooks listens on a loopback address.
+	return append(env, "CREDPORT_ENCRYPTION_KEY="+key, "CREDPORT_LOG_FORMAT=json", "CREDPORT_OUTBOUND_ALLOW_PRIVATE=true")
 }
 
 // server is a credport serve process.

@@ -895,6 +895,9 @@ type ImportConnectionRequest struct {
 
 	// Tags Connection tags (key/value strings). Keys are normalized to lowercase and must stay distinct after it.
 	Tags *Tags `json:"tags,omitempty"`
+
+	// WebhookUrlOverride An http(s) URL that receives this import's auth webhook instead of the environment's webhook URLs. It applies to this import's event only; PATCH /connections/{connectionId} sets a lasting override.
+	WebhookUrlOverride *string `json:"webhook_url_override,omitempty"`
 }
 
 // ImportCredentials The credentials to store; `type` selects the variant.
@@ -1230,6 +1233,9 @@ type UpdateIntegrationRequest struct {
 // ConnectionIdPath The connection's id; a new UUID when left out.
 type ConnectionIdPath = ConnectionId
 
+// NoWebhooks A boolean as the reference reads query flags: true, 1, yes, on, y, enabled or false, 0, no, off, n, disabled, in any case.
+type NoWebhooks = StringBool
+
 // ProviderConfigKeyQuery The integration's unique key.
 type ProviderConfigKeyQuery = ProviderConfigKey
 
@@ -1350,6 +1356,18 @@ type ListConnectionsParams struct {
 
 	// Cursor The next_cursor of the previous page: the page starts where that one ended, whatever page says.
 	Cursor *ListCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+}
+
+// ImportConnectionParams defines parameters for ImportConnection.
+type ImportConnectionParams struct {
+	// NoWebhooks A credport extension: true sends no creation or override auth webhook for the connections this request imports (bulk migrations). It needs no other scope than the import.
+	NoWebhooks *NoWebhooks `form:"no_webhooks,omitempty" json:"no_webhooks,omitempty"`
+}
+
+// ImportConnectionBatchParams defines parameters for ImportConnectionBatch.
+type ImportConnectionBatchParams struct {
+	// NoWebhooks A credport extension: true sends no creation or override auth webhook for the connections this request imports (bulk migrations). It needs no other scope than the import.
+	NoWebhooks *NoWebhooks `form:"no_webhooks,omitempty" json:"no_webhooks,omitempty"`
 }
 
 // DeleteConnectionParams defines parameters for DeleteConnection.
@@ -2483,7 +2501,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
-	ImportConnectionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ImportConnectionWithBody(ctx context.Context, params *ImportConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ImportConnection Import (upsert) a connection
 	//
@@ -2492,7 +2510,7 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
-	ImportConnection(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ImportConnection(ctx context.Context, params *ImportConnectionParams, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ImportConnectionBatchWithBody Import (upsert) up to 1000 connections in one request
 	//
@@ -2501,7 +2519,7 @@ type ClientInterface interface {
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
-	ImportConnectionBatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ImportConnectionBatchWithBody(ctx context.Context, params *ImportConnectionBatchParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ImportConnectionBatch Import (upsert) up to 1000 connections in one request
 	//
@@ -2510,7 +2528,7 @@ type ClientInterface interface {
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
-	ImportConnectionBatch(ctx context.Context, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	ImportConnectionBatch(ctx context.Context, params *ImportConnectionBatchParams, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// UpdateMetadataWithBody Merge metadata into one or more connections
 	//
@@ -2822,8 +2840,8 @@ func (c *Client) ListConnections(ctx context.Context, params *ListConnectionsPar
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /connections (the `ImportConnection` operationId).
-func (c *Client) ImportConnectionWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewImportConnectionRequestWithBody(c.Server, contentType, body)
+func (c *Client) ImportConnectionWithBody(ctx context.Context, params *ImportConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewImportConnectionRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2841,8 +2859,8 @@ func (c *Client) ImportConnectionWithBody(ctx context.Context, contentType strin
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /connections (the `ImportConnection` operationId).
-func (c *Client) ImportConnection(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewImportConnectionRequest(c.Server, body)
+func (c *Client) ImportConnection(ctx context.Context, params *ImportConnectionParams, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewImportConnectionRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2860,8 +2878,8 @@ func (c *Client) ImportConnection(ctx context.Context, body ImportConnectionJSON
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
-func (c *Client) ImportConnectionBatchWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewImportConnectionBatchRequestWithBody(c.Server, contentType, body)
+func (c *Client) ImportConnectionBatchWithBody(ctx context.Context, params *ImportConnectionBatchParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewImportConnectionBatchRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2879,8 +2897,8 @@ func (c *Client) ImportConnectionBatchWithBody(ctx context.Context, contentType 
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
-func (c *Client) ImportConnectionBatch(ctx context.Context, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewImportConnectionBatchRequest(c.Server, body)
+func (c *Client) ImportConnectionBatch(ctx context.Context, params *ImportConnectionBatchParams, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewImportConnectionBatchRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3763,18 +3781,18 @@ func NewListConnectionsRequest(server string, params *ListConnectionsParams) (*h
 }
 
 // NewImportConnectionRequest calls the generic ImportConnection builder with application/json body
-func NewImportConnectionRequest(server string, body ImportConnectionJSONRequestBody) (*http.Request, error) {
+func NewImportConnectionRequest(server string, params *ImportConnectionParams, body ImportConnectionJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewImportConnectionRequestWithBody(server, "application/json", bodyReader)
+	return NewImportConnectionRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewImportConnectionRequestWithBody constructs an http.Request for the ImportConnection method, with any body, and a specified content type
-func NewImportConnectionRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewImportConnectionRequestWithBody(server string, params *ImportConnectionParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -3792,6 +3810,33 @@ func NewImportConnectionRequestWithBody(server string, contentType string, body 
 		return nil, err
 	}
 
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.NoWebhooks != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "no_webhooks", *params.NoWebhooks, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
 	if err != nil {
 		return nil, err
@@ -3803,18 +3848,18 @@ func NewImportConnectionRequestWithBody(server string, contentType string, body 
 }
 
 // NewImportConnectionBatchRequest calls the generic ImportConnectionBatch builder with application/json body
-func NewImportConnectionBatchRequest(server string, body ImportConnectionBatchJSONRequestBody) (*http.Request, error) {
+func NewImportConnectionBatchRequest(server string, params *ImportConnectionBatchParams, body ImportConnectionBatchJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewImportConnectionBatchRequestWithBody(server, "application/json", bodyReader)
+	return NewImportConnectionBatchRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewImportConnectionBatchRequestWithBody constructs an http.Request for the ImportConnectionBatch method, with any body, and a specified content type
-func NewImportConnectionBatchRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewImportConnectionBatchRequestWithBody(server string, params *ImportConnectionBatchParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -3830,6 +3875,33 @@ func NewImportConnectionBatchRequestWithBody(server string, contentType string, 
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.NoWebhooks != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "no_webhooks", *params.NoWebhooks, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
@@ -4596,7 +4668,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
-	ImportConnectionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error)
+	ImportConnectionWithBodyWithResponse(ctx context.Context, params *ImportConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error)
 
 	// ImportConnectionWithResponse Import (upsert) a connection
 	//
@@ -4605,7 +4677,7 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /connections (the `ImportConnection` operationId).
-	ImportConnectionWithResponse(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error)
+	ImportConnectionWithResponse(ctx context.Context, params *ImportConnectionParams, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error)
 
 	// ImportConnectionBatchWithBodyWithResponse Import (upsert) up to 1000 connections in one request
 	//
@@ -4614,7 +4686,7 @@ type ClientWithResponsesInterface interface {
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
-	ImportConnectionBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error)
+	ImportConnectionBatchWithBodyWithResponse(ctx context.Context, params *ImportConnectionBatchParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error)
 
 	// ImportConnectionBatchWithResponse Import (upsert) up to 1000 connections in one request
 	//
@@ -4623,7 +4695,7 @@ type ClientWithResponsesInterface interface {
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
-	ImportConnectionBatchWithResponse(ctx context.Context, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error)
+	ImportConnectionBatchWithResponse(ctx context.Context, params *ImportConnectionBatchParams, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error)
 
 	// UpdateMetadataWithBodyWithResponse Merge metadata into one or more connections
 	//
@@ -7194,8 +7266,8 @@ func (c *ClientWithResponses) ListConnectionsWithResponse(ctx context.Context, p
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /connections (the `ImportConnection` operationId).
-func (c *ClientWithResponses) ImportConnectionWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error) {
-	rsp, err := c.ImportConnectionWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) ImportConnectionWithBodyWithResponse(ctx context.Context, params *ImportConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error) {
+	rsp, err := c.ImportConnectionWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -7209,8 +7281,8 @@ func (c *ClientWithResponses) ImportConnectionWithBodyWithResponse(ctx context.C
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /connections (the `ImportConnection` operationId).
-func (c *ClientWithResponses) ImportConnectionWithResponse(ctx context.Context, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error) {
-	rsp, err := c.ImportConnection(ctx, body, reqEditors...)
+func (c *ClientWithResponses) ImportConnectionWithResponse(ctx context.Context, params *ImportConnectionParams, body ImportConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionResponse, error) {
+	rsp, err := c.ImportConnection(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -7224,8 +7296,8 @@ func (c *ClientWithResponses) ImportConnectionWithResponse(ctx context.Context, 
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
-func (c *ClientWithResponses) ImportConnectionBatchWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error) {
-	rsp, err := c.ImportConnectionBatchWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) ImportConnectionBatchWithBodyWithResponse(ctx context.Context, params *ImportConnectionBatchParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error) {
+	rsp, err := c.ImportConnectionBatchWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -7239,8 +7311,8 @@ func (c *ClientWithResponses) ImportConnectionBatchWithBodyWithResponse(ctx cont
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /connections/batch (the `ImportConnectionBatch` operationId).
-func (c *ClientWithResponses) ImportConnectionBatchWithResponse(ctx context.Context, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error) {
-	rsp, err := c.ImportConnectionBatch(ctx, body, reqEditors...)
+func (c *ClientWithResponses) ImportConnectionBatchWithResponse(ctx context.Context, params *ImportConnectionBatchParams, body ImportConnectionBatchJSONRequestBody, reqEditors ...RequestEditorFn) (*ImportConnectionBatchResponse, error) {
+	rsp, err := c.ImportConnectionBatch(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -9675,10 +9747,10 @@ type ServerInterface interface {
 	ListConnections(ctx echo.Context, params ListConnectionsParams) error
 	// ImportConnection Import (upsert) a connection
 	// (POST /connections)
-	ImportConnection(ctx echo.Context) error
+	ImportConnection(ctx echo.Context, params ImportConnectionParams) error
 	// ImportConnectionBatch Import (upsert) up to 1000 connections in one request
 	// (POST /connections/batch)
-	ImportConnectionBatch(ctx echo.Context) error
+	ImportConnectionBatch(ctx echo.Context, params ImportConnectionBatchParams) error
 	// UpdateMetadata Merge metadata into one or more connections
 	// (PATCH /connections/metadata)
 	UpdateMetadata(ctx echo.Context) error
@@ -9969,8 +10041,17 @@ func (w *ServerInterfaceWrapper) ListConnections(ctx echo.Context) error {
 func (w *ServerInterfaceWrapper) ImportConnection(ctx echo.Context) error {
 	var err error
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ImportConnectionParams
+	// ------------- Optional query parameter "no_webhooks" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "no_webhooks", ctx.QueryParams(), &params.NoWebhooks, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter no_webhooks: %s", err))
+	}
+
 	// Invoke the callback with all the unmarshaled arguments
-	err = w.Handler.ImportConnection(ctx)
+	err = w.Handler.ImportConnection(ctx, params)
 	return err
 }
 
@@ -9978,8 +10059,17 @@ func (w *ServerInterfaceWrapper) ImportConnection(ctx echo.Context) error {
 func (w *ServerInterfaceWrapper) ImportConnectionBatch(ctx echo.Context) error {
 	var err error
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ImportConnectionBatchParams
+	// ------------- Optional query parameter "no_webhooks" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "no_webhooks", ctx.QueryParams(), &params.NoWebhooks, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter no_webhooks: %s", err))
+	}
+
 	// Invoke the callback with all the unmarshaled arguments
-	err = w.Handler.ImportConnectionBatch(ctx)
+	err = w.Handler.ImportConnectionBatch(ctx, params)
 	return err
 }
 
@@ -11183,7 +11273,8 @@ func (response ListConnections503JSONResponse) VisitListConnectionsResponse(w ht
 }
 
 type ImportConnectionRequestObject struct {
-	Body *ImportConnectionJSONRequestBody
+	Params ImportConnectionParams
+	Body   *ImportConnectionJSONRequestBody
 }
 
 type ImportConnectionResponseObject interface {
@@ -11361,7 +11452,8 @@ func (response ImportConnection503JSONResponse) VisitImportConnectionResponse(w 
 }
 
 type ImportConnectionBatchRequestObject struct {
-	Body *ImportConnectionBatchJSONRequestBody
+	Params ImportConnectionBatchParams
+	Body   *ImportConnectionBatchJSONRequestBody
 }
 
 type ImportConnectionBatchResponseObject interface {
@@ -13392,8 +13484,10 @@ func (sh *strictHandler) ListConnections(ctx echo.Context, params ListConnection
 }
 
 // ImportConnection operation middleware
-func (sh *strictHandler) ImportConnection(ctx echo.Context) error {
+func (sh *strictHandler) ImportConnection(ctx echo.Context, params ImportConnectionParams) error {
 	var request ImportConnectionRequestObject
+
+	request.Params = params
 
 	var body ImportConnectionJSONRequestBody
 	var err error
@@ -13438,8 +13532,10 @@ func (sh *strictHandler) ImportConnection(ctx echo.Context) error {
 }
 
 // ImportConnectionBatch operation middleware
-func (sh *strictHandler) ImportConnectionBatch(ctx echo.Context) error {
+func (sh *strictHandler) ImportConnectionBatch(ctx echo.Context, params ImportConnectionBatchParams) error {
 	var request ImportConnectionBatchRequestObject
+
+	request.Params = params
 
 	var body ImportConnectionBatchJSONRequestBody
 	var err error
@@ -13941,170 +14037,172 @@ func (sh *strictHandler) Ready(ctx echo.Context) error {
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H3tchu3kuiroGZTZSlnRNG2nDqRKlUry3KiE8dSJHlzdyVdBpxpkjgaAhMAI4qxtbXvcH/cN7gvct9k",
-	"n2QLDcwQ80FyKEtKfA7/2CKJj0YDaPR3fwwiMU4FB65VsPsxSKmkY9Ag8dOB4BwizQQ/ik+oHpnvGA92",
-	"g9R8CANOxxDsBpHXLAgDCb9lTEIc7GqZQRioaARjavp+JWEQ7Ab/sj2bdNv+qrb9uYK7uzA4keKGxSAP",
-	"BB+w4Y8w/TkDOS1A+A0/FTCkrnUvwua9a5jeG5TazAjPB85+y+BHmC7ARJa3edC578xgKhVcAW7Laxqf",
-	"wm8ZKG0+RYJr4PgnTdOERdQgcfvvSnDzXbtpz3R8KKWQdrYYVCRZasYJdoPzERBp5yNMkTFNBkKOISZC",
-	"ErNuRZQYgx4xPiR6RDWJBSjChSYDpoO7MHgrZJ/FMfAnA3f/5Ihcw5QkNLpWRI+AiBQkzvRMERWJFAxg",
-	"74V+KzIePxlcjGsYWjjIhpBkdnM2Z1iDW2YwzRHua5g+UwT4DZOCjw2A5mrQaSJofC7EOyqH8GTg90U8",
-	"JXAbAcQWqwrkDchniiRsbPc6P78fOL2hLKH95GnA2yc5BUDA8vMaQwo8VsTg+3umf8j6IRkISSixn8h+",
-	"mu5hDy2ugZMPp+/yBhIGEtRok0QiS2Lcmb4ZmEYjiEMSM/sd5WoCEreLjcHciQFlCcR75le8ExOqiNJC",
-	"2hsTjSgfQmxwdWpneJ2I6Bqe5hAyfkMTFvciCTFwzWiidr3ljzPlVomQmXX2Mz1DBq5FwiBTEJMJM+vD",
-	"3n0aXW+JwYCkIJmIycbLLlGkPyUxDGiW6M3QLD3v+ApRpQzOKJFiYjeg2D8zh8FsRJME4g45hS02ToXU",
-	"lsCAd2tIlACVivSFHnUMSs/wQNrlP8mx4yTjcJtCpCHGnc8k7JEYNGWJIlQCScRw6LBVOposzgFmETz1",
-	"dTG3Oaaa9qkCQ9QzjgfbzB8SLQRRiZjkh9ngXdyAJBt5l142gze0SzsFLadb+wMNcjP0iIOjwcAjOcXZ",
-	"DUlThGmFABCOxGRDWTyUBx5IMSbbEmg8tSfIG3YkklgRat4jPi2Q2hcxA/yaaTKmU0I1ETwCOwHInlmH",
-	"oZ3maNfgDsJgBDR23I/3i/lYRuAZRMIQFi3IhDJzaQZCms3Vcsr4cI8o4NrOUJuZUO7OQxM+A59VGDPO",
-	"xtk42H0eBnqaAl5hDUPAXb0Lg3MhfqJ86vgB9eQvLFP2aJj9lFSDewkeDJELGaml2PnAaaZHQrLfn4i+",
-	"vhchoWUWiRoScc3FhOdICxAylaWGqEH8E8SMniP4T/mOM0tla7OYLm4gM89+kuxnenQwezAQNj49HgS7",
-	"F4vhODY9n3tdf2F6dEonwV3YouOLe3R8TRWL9lPmg7usz37KfoTpaj3S+zc3SxlBEi/t9reJXmUWh7OE",
-	"Adf3wNx+mp4ZJuUeXe0tWwXWg0xpMV6lx3mfrtL8NUuSe6zkfCLONKy0uWdsyKnOSogL7q7uwqB+rszF",
-	"iWNm7hpNTqSRSTQzMt2AJgpCI8QWX5n7b/ovu+vnhnEzFEU7CgLcUMSLYP/kqPfj4b8HVwVtVFoaimrl",
-	"yZymXthfw3w605xpw4aYBRAry7oBRP/vECGbX7kBKy4sikCpHrKc5nMFvDCA25RJUD2KdNCQUvNXEFMN",
-	"W4Z1DMJ6H0kn3lgzSOtoOWmPEh9QO4WHnpkEsRxDxaVfhqk6sfZYdSIG5jnZPzkhliM2jA7Fd9iwEyLT",
-	"vqS4O+OT1a5honyunwxBoww33iUTI7T7rCnyLsikjID74oF5XWOUj5iRU3GXQsLhxoldthnTCpJBJ6gf",
-	"6LTH4gfbccaVpkmCT9e8cT9r9y249Ykaz0DoFj/Jd7r5TBx5Y30Oacgx2Yo0NGBqUT8fxqP4adE4B23z",
-	"nqY/AeFJJbuhGlDj2DTmCoSpd3Z+fHq4HLMVuuRDUKNS+2lKEHtNmG1il1ZDaUqVmgjZ7va93j87OmhY",
-	"XhhkCqTVoX5sd6qKDuEMBG/VuDBiOKLGZTdzB6utPIabuXt+n3Mk5JBy9vtCcrYQ2/MOmgKlViCRr4/e",
-	"vZu7R/MGab9/OdrqC/aWZxcT1jbb32GWJE17axXnxzcgJYthxT2NkHuet0j3q4JIgm5eaRM47g0+5PEH",
-	"lUvAqYSI6plMW3/2gcfErNs88fZtHoAEHgGxx0kRpneJeXmnZMAgiUkqwTzcIeFZktin2wh4KHrWH+OY",
-	"qTSh016+azOJrrru4hszrmVtYUxZsnIvi9byUq1VJZkShrdxwMAuN19+Z9lVKUPxgGtcBVofoBL4pA+J",
-	"4ENFtAiWUXX3JFZOUANkmg4XkGl7oGyni3yc0Ha/apgz382wjC43TQXZV4uPeK53LW9DIobuSsEtHad4",
-	"ff9N8r6eXv+vv72Nrg/GL384+falbtrqKnWilqSrKY8MMLMBaYnWL348HECLF/PWIGxF8lF0dmbIdrs0",
-	"26TbraHYcl/+XQneOaWTn0ApOkR7lTf+PBIlwZCVlR6eqPz4L1QS1JVBhhrwuJc50ja7YjRJWqiI6vTR",
-	"HPkyWvPzXtmsOrm9KmOweezydQpXIsZ7qOc08KBqn3Jipw7JxztLcZkmI7RfcAhz0q0A4meK1MAhMUQJ",
-	"lZaGjNF+AeYG4WKZhrFqbzR3+r4CJVRKiopGe1CKk8C4/mYnqKtLwyChSvcGoKPRiudnDJrGVNMHPuy5",
-	"PaiZEWow9zcyN+7oLBSTTBvDw6TxineniZiW72g4xzGhWFyx5R4ewwZCUpBj74aXQK5vYPlmLyZ2Rw2P",
-	"3XnJ1PZMERbvEUo4TMiHD0dv7HlPYKCJyLR5p8f09h3woR4Fuy9evQqDMeP55+eGudMapBn4f1/Qrd/3",
-	"t/6ju/Vt2Nnb/e4v/3l5eXF5efXpX7/6eHcZPLu8vLzc7pGtq7981XTeZlC/Y9YF4l4k+j63zEx4pGHc",
-	"dNE43OpelElln8BFA5phDmzLKrU5sUycRe5YSH8LFBlTHY12ieGTDaWhitgJyUZhXlR0DGTAEg1SoQ4H",
-	"DTKbqLQxvxswSUqH0CH7fZzKsSzm+NgfagfbR9ric1Qg6N4P5+KHrT1Van6UVn+K6rzvH0eiV6O0Nebv",
-	"z0ZyH5Z8FhtekEqfoLrjs/j0ngJdVUO773sjUEW+Pzwn29592f7oe8fdEQk6k9wKb2Ve01qEJ9AfCXHd",
-	"y2SCFmMjxIYzg7G5qCjtVYVCtHVbVxQU/xxrEeMn2k+gQ3IEEaYITSZ0qqoio9MhU14Sv9Y8bhNL6Dx6",
-	"vIH3DBNofYd8jXxV8955POpUZ2a/JJbyIt+vQlj9Z+Ytw6CJFMwAqWPr0chpO8a0EdwH5ldxrKOZE6Xn",
-	"BruaYbVnvW5kUmd7DRBoW4NbDVwxwa2HXG6jODnyzXAzWPZyZzcy0jpVu9vbNGWdIdOjrN+JxLjKIXd3",
-	"/tqw6TTTo95Y2J1uB5jpQkwXhGvmRycyrVgM1mWOapqIYYe8RfpUtGFGYg3RWcq5/nmtnykctoOnwapf",
-	"jvc/nP/wPAjtHy+KP3oHB0FYmJxDp+kPg/PX+/j9SRAG74/fHzYqllcgzt7eewT6iKcZHpCqwq/lUG9s",
-	"t/em111orueEyrjnTrSve+gLkQDlVRrScp7cORaph7gG3kOtVfsB0KKHVo1ihNZneDICCcRul7VVWiVG",
-	"4es5O8ClM9Du3FrP95xWru5d71Mujxx5wzYShJofyWqUoK1t7uDD2fnxT8sNc57VwjNVWCibjBXuKbfn",
-	"dznjuVhR9ab4PTS8m1VTMa400LhD9hMlyNSyjjlt732NjZYbB6qSfV3ayg0CxdOWK5WXdr2vVWCxtmHu",
-	"a92M4qWv+L/RJEPiUAb0J5BDiM0zICquyc+snjAkGa84pT9TREx4gfkxvfUhed4tNgMJUhvgfrQ+hXX9",
-	"6HLzQoBc3kHjg/PLiGoyQW2EFHyYO8anUgwlHRMtCI00EbxDDmk0IpF5gqwMoojgQH44Pz8hSlOdqRDD",
-	"BlJN9ETYIJGy+JJ3s0LOROySBk91srHT7c58Unw3cMoL//zCc33nxc6scfHi5U7obn70as9906lz2e4D",
-	"40N0aoeYiMEAHZE3UQpzrpw9b/KNne6OdVU2Y+bMkjmrqWBcq5AYsLHBm8N3h+eHvoBYkQ83/cc2RwG6",
-	"ZYbFx76Ip95HDITqYeCW8r7OJKt/6bxLe84OMmZKMT7EV6hnHXbxQDrv1cr3+dJpFImMG35tUAT2hAEX",
-	"ujfAYJpZy9nSvC8rLKjlL0ci7pkRaJKICVhbMMa49LQQvQSjXMyLJ3pjyqc9mbs7h00RDT6fW3Gsrrpi",
-	"u+8qnudG4JvjmW0HQC65kZfB6/QG3f9X1oHF0ChnjJ3c0uwQYPmH8sX9EaZqdiLR23dDSIInZZNIITRx",
-	"9EoMBsBjc9pvDIEzp6+QEufY4nI5sKYjRHY/B9aBNpfiHNuP90PRInI4o2ery77+5jXIvfM3ogkXTUt/",
-	"i3rZM9ur4V1d8ob9ADSx+70KjwMqS7TPzYjrFpyM7dW0iCN0PZzpCV5THY3eYtDTiqBBbi9euinHM28W",
-	"fE+arRX2N3JyfFZWwpEJhnA5/ViuCTdHgtBEcHDPsI0lePXtt+EssmCn222ILSjjyoHkjlt7nNkvV8aa",
-	"R1Vb63LQmF3CXrHeF2aFxXpfrLJeD5LWi76fyF4x2zREVuJchs8wrAjlpDq5m7dDrD33BhKRwizoEh8R",
-	"qsG5xOIoTBVfx0SgX6vh3Aq7LhJWMaifN6uwpaRPY2SEmHJnD1lFGyuD96tEb5forMb09sg2fd51W5Z/",
-	"XkqaF5tv5uxTTjYEhxb6ycUnfJkX/SKaglaXBTCqexHEhnN0zMHtC0kxpAnGZns91j3Mt0/I2Eohrd6V",
-	"RQhe9q7m0LbZuM+9Wy01+hULSNGS2O6ZC3B2qPM55fPX+y7gzzGRR/Fmh7xzNmRzxygnVknoYgitlh2Z",
-	"E3ONriHVjUKTR7bubWlon55gNZ2V3aX5PjMLXz9fQ7CCQrwqpjqhxMhsWhviVhNY2+xDIdw88FbMUbmv",
-	"qEb6DNtjs158mT66vrPNThSeCKuFxeUe+dUM9ytRkEBkQzHIDZWMcsRqzMwoY8aptizSmKap4xpzNWvr",
-	"eDargZ0f+DUvKCHX464QbOfUvG0jxX5henRuhVGnWm4bSjjTQbeNISwpq1cLonOa7LaxaSUFTrBrD85d",
-	"2PIlrS915XDJP0mc5DxsrhxQWByTBw4TXHD2LddRjoRp5jxja3eZxbAQP9IFWYYYIjamCYnZkOm6Rn2R",
-	"q1R369urrxv9oDy7wKovfsmCXlH6MT0iY5YkTNnIbGR3/0Zv6Bm2emZo2NHZsRViyUQyDYowJFot7Jrl",
-	"p2CuDaidTdzDwPH+iiGoXt+GcN66Xb3MKCbWvk8Yj5Ishu888EPPB2AkElSuVH0A9qzDBTbMrXeq8Bjw",
-	"s8SUHAeWvqNVvX0Nze1MW4kYioWm8eYYkJIJqP5zyQT+pzh0nsm6SRqobrJrvpd7z5g97Mx3X1iyWxUO",
-	"xMNeySBfccrHrWnYx/mG9kbGZe7hv28c4nwXDtMmYfx6cavGKLqmhg8SiliOmCsgXIKqmsV5NVcxy+CE",
-	"uQmW8pgYeUjTayBF4FFISlFG2ArzVak9dDgwrRWxCwlJDjk28xZFNignp2f7NkUHJyeHP4Xk5MeDs395",
-	"ToS0f/11s0PeWnugk9SEHoEkBgOFZThTEC8K5F1RgemfhZpNeUnfUmzWivPWIre8/jvdb79ZOkDleHrd",
-	"n3/z8q87S/vbLawTmX0SifGYbilIqUQ9U8KUxlw3l8FlgC8En2koyzB7bMJXn5BTsH7Vu9u9ztdbV3/Z",
-	"COvfbTbzEtVbVffzmHlytLttS+6S73Kx+n56A93DBzyXn9vpbjwua5muBgdesvDjpmwqnxWh2EQl54Qq",
-	"NjWdHc32RLf5eFwtcGKrBU1a1qqZTs8WWV1JAW5t5CVoP/E4lzoPn7+3zxRmNMyT7zkfmJBAZ9ghzpXr",
-	"foEOvXnRDCVvNpvk8Z7HufUpvsepnTke1fD3g5hYZOFGIT9rjnZEDYvmDP1Fcj2yUXdNKtm8nXG7b+TT",
-	"xgNVyYqzosHpPmkmlMpAHs0JyLbvgsvT4gW/tYdpjpfzoijjmpvn/DtQ635VgnrOsuZnSKhSgr/9ct6a",
-	"/fKQ5XlHmREaDp8XI9PgmAISCMW3EkNWiNJUarVHREp/y6qv5csXi67o/tZ/0K3fF13RXHv62er1Jlen",
-	"Y15SkRuuDsVHXJtlzNB1tJ3uqKKmXtnn2yq3VzA1LQ8qaaux/vPokeeazxb5UBfLbKKkdZXeamdIoCdO",
-	"cStbJX3x+niv771SSbnnfuk998FsBKDuG2kxE7TB2f3SdFRQV88l0Iime2dxeWhU1fK5LEFYg7b1MxjM",
-	"Vqelxmu26nWfp3i1C9C4Naj8X7o7ixjQfM8aT/ILYvG/wv7c71h/XqaSB06x1ppbeIwtaL4hLTbiwfLX",
-	"tbsl9rHwA3mWPMl+Gpv77ph1cO09xMVZOS1V8wVptSGPlN7rj9mDObemtjctb8/99mHOLWnajROqo9Hn",
-	"OpXc179hlaC6eQFytRTdI63TDbVps7vnqjUtbPZwZ0ZYFuLSlNypzjs2WwhncvQzRayin1zD9J6qhP/c",
-	"7fwrmSusnAKNGQelHsdN1KbeGUnBRaZ6SlMe96dNUg05EUoPJZz9/C4kkxFY3TLqWtiYyilme1bOVuaN",
-	"SdyYeSJopgmNrrmYJBAPQRGKGlOmyUYDID1Xj8Ipzu3ABF2fhczGxdiMk3RoOumehCL/8WaH/OJMcDZ9",
-	"C2Y/x/TWEeUkEQp8WGJnh/ITKZz9/I5pwEPmhR7YBZfqCFB1bTXrVetbez/cxsyzj68PWZzxrzUxOzv6",
-	"/v3++YfTwyfJB1jgqongFemyH9t7uQL6fHdha+d8LUTSZDJwZ6WeGU4CjZV18yeDhA7VLkHZmjwPyRRU",
-	"SAQPyTQkwGk/sdnJ7cpINyRchEQMBiHhIYmZwhbovED5lERUoVbFI0gbF+f66uJUXl18yK4uDuHq0/NP",
-	"F/8+xT8vztTVp4tjcXXxnl/ht5/w6/f86mKfXl287l9dvEts0zfx1aeLtwP7g/nyTNnhup+w/bFwQ5k2",
-	"bwdXn+yYb+KriyNmWzcMuflVoxUYl2twb/8Igy6GrhgRbDAwf1qLKy7eWnANAvGcmf/DwEheU9Q/Y1DL",
-	"FFWXrrnZuAzf3hVPkpr1quy1NTSbuVvQinyYphPlosTKppZvdpY/OFeeDvvycquzPccbpYiRW92ac/4o",
-	"oXkzDsZGQm5cw3TbOpLaqdVmh2CkDJVAuKF9CfsdYsMYJGIC0px5fEYwNFppOjX3QjMeaUIHGjzOYU4A",
-	"X4UX6rWPklyIsbuHihAMg4q/1Mqazc9jp63CYwVVw4Nos5pNVc3PSgFhZW7vabGG0Tpm85ewSr2dYV/I",
-	"WXCr3LOFn8apnoaEajIWSpNvdsiP7HWFSfzm1auXy83VDXnsH58x+Hz1wPkvx72z88OT+wZan08EMetu",
-	"2o96kYJlGMlHtT1zm1bcavDCYXE1tFcRMidlwjx7+woAo3/QZ2fS+DIzNzxx6oU9K28qLVKVhxwzPnya",
-	"vAr1mHAFUSaZnp6ZfnYb+0AlyGbz7j4pVpTX/LEUzEZSWXM8WqtskBTls1p7+LKiZxF3AfymOz6nI5HE",
-	"HXK75fVXLpsxflUeB7NbqWsjLe4510r8KlECRyKUTFgSR1TGRmzDEZ5heqsBuyUuwpVxsvs12fArJHwd",
-	"zi2YUPnJk+HV7tebRqRl0YgMJeUVwG28v2UNcG/w9CGGZzdxpHWKDGnufXERzAPE+vUhnzm/tMOSnyvR",
-	"0fOaml1Y8LN1KlzQIIYEag1KmGuYofb7AmBLbRvWXfu97ViNSC61aFx8qYVb/RUWXWJ8IBqKXWnh0r1W",
-	"y3r40aoYmsNkvJVSqafm2inShxHjMXlP+VA8U6Xm+ydHHfIGJLuB2EZ9563SrJ8wNYKYqBSiPXdMbQVC",
-	"wopbyziJRaS2QUqqaWds9RLuMfFvfxAGNyCVXcvzTrfTRQtaCpymLNgNXnaed7ou9BsJy3Y5VnUIuk36",
-	"87d59koJZP/9G4j3bLydAXnm5UreHJ4dhITF+MeekV0VYIVS9Aj4///XZr7MdTGOEqUSbpjIbKNninhZ",
-	"O4miU9Uh+7a/qy/neDEcqoR1IxhgaUmgMvG0VcqGhaZUKVBkh/zEXu+VZmFF2j1UEWHtlOZEnx3yXpTO",
-	"iUEItrdZBK0CqaCSR3Gwa90mZgO9gyGN0KPYK+x7UT2Wh7c00lUvBBpJoZSvvEQP9Kbiu5UCwO2KlJVi",
-	"4e/uwipQB1TBFuPKPKKa3QBRWd++iw2RhQyVGe77PEvMM0UcW2G9uoQkKG/NW4YCKqPRZy1g8cG2eC5y",
-	"w7N4HiTgtOLxowNjo1cqWPNTvi8B8dhr+pCbX/GKLdK3WJkTa0juEZXSCH2VRWZuI0Z+m3su2XgMc5Hr",
-	"negKxL5bb9f3P1FzAdV0qC6uYXr1nVUtpJRJlVNa88GyO/Y+B2hBSjCLhd2SJvhcPr0ZWPP0IiuqWRr0",
-	"FPVaIXqKVD8GSI9nPmSVaFJDEUu00COZIXn+3//1f14Y7BX5xJ53uwVdRZ5tRjjDnHJWLjTmCLJpG9BB",
-	"3ies2pJVssF0HopRUOsEzO+Cw2aZ6hp5yIyvGc9s6Ag5L+lOHaz4+uLm7xEF0PAwNm1ZXvRytmduODxI",
-	"YSnZgp9toaluZQ3dJwZtPBv3QdrnvbuX525pevA65GjIMVoXg1fs+ucBntpcLQ1w+1AjPrrdMuzdNrCf",
-	"u4zT+TY4WlN6hW0WQ8+Nr3iusXgrUiYs1zqiGl8/29Q81vPeozy3djti5Lka3t1dVYqtv+h2H6wuZyVz",
-	"eUN1zmPuMFFmCc3V3LGANI1fALztlYbHLs+XdynVSMVOL5d3mpV0Nz2ev2ozTUPBU9P5xbfLO1er3N6F",
-	"was26PDLQWOfl+36VCoy+2Izsk++wHyxWJy6MidKZeMxlVPHn5FSqhAOE1CaDJhUOq+lZ2+un/ksQUaO",
-	"GM7anA0/28gmwufnFPNdLlPz8rThus9GmHxrawxy6GSUWbi/zW9H0SPVSREzWm1uXYz6dadLdzzqWNxA",
-	"vIk2JHONtaRcUeyya62jLjeKS0MWFhXTmULTqgaObDYmOXVl1hXZ6e40ZGGrc8JWxZX77haMsMvk8VrE",
-	"0we711UH4buyhs4lYn40stI4fZ0O+8kbcJPjvVLVR4hGIicBf1pS091Z3uO90G8xEx3SphZTnNhcc+dC",
-	"vMNMc2uatkwHVKFqmAazQi7M5RYNou0iUlZQrk30NBCqlb7gFNIEBYESzVpAqT7eWdcfwwf+YfTpDPSf",
-	"lzg9/yOJk7T7uSZPa/L0MOTJEYgaffhcElVhu8qpXC3lQpVwKxpmuCVVFYMNeTGirwKalKtNoOfcUIiY",
-	"bJSdgARPnPcPYZpYCOLNjkuIZ8hXUSaoFNlCEqpBOgWrcoWePFCQJ7XfsrhD9nlO5fxGQpayV+RpfXe6",
-	"3QaaGNY9mGIBqk4q3+AiPOlpjlaz6ZTNmtQtZD+j2PioIl/uEDSH7PkqTEWGgsNa1PsS6U5h+ynRHXtu",
-	"0WV1lgNvEW2pJIM2C2lpMzl1dYWqOd0wi8msIM2K9eEN6SmltsF0FFlkCIHpQZRpVSnksecSSaA8OARd",
-	"olof75xn7k73ZeEiWxh3cdgiJ7efohst7h1Scpr/Dn0SLP1zeqtNJ3bmJtlSd6s9KxlUeExq6Q+NEO6s",
-	"2aDy5C9xXjqjwGQVYwY5eW4PIUkR6uLmRunZudXgAC7GPIdwwngsJmTj+SsyZjwzJLg/nS0L2SIOE4jz",
-	"mOqyV/kswnrmN419rKFozyv68Uzl2c5L9LkhkXZYPrp9Gl1b88vAOcDRYiQhCdyOaIaI609n+dR3XuzM",
-	"Gdo8IBJoNDIXLyQqERPrkcoSM0uh8n/VfUGa8nnPKmK57IQWBxnXIjNHMT9eBl/4y4gqtwNx9XhNKD6o",
-	"kZEO8PROmAI3NksSmwe2PI+X1HWz/mR9D/rR3quwnu8b0vJRV3kKAwtih7zHrJu1W25R5NxLm1Sp5SiV",
-	"thpVz3+5QSl86iBdeF+4mITmEvOiriqzmXppX2SYv9xuJd7hOJM5Y2MO6VbTCd0wnQWPaqYGpmZHd9NQ",
-	"TAOYz8UUddG8W8b0ssuzRww/5KXUYdqZ3lUuSN5/W/Cs9tzmPNC27EcRpOb6GkJselPN+ixherrnkrbe",
-	"//jY3Bk9mqa9v0/055ymp9HPYyXApTxbEAa2OgJCckCjEWwdCK5lo9++SxomtpCMdIKqFO6jI3cAzFs3",
-	"OQHe/aOJwp/FWraYzdGd14mIrt2ynpQjfdFC1Hckv8SSPjk3i55VV4ZCtG9f8rSq8MHfgy5xEqHLq1fm",
-	"LpHuINOIb/aYTi2PqUcwXpltXu2l9RNgnFA9smlStitZ5wtWfO2s9CjOSms3pbWb0tpNae2mtHZTWrsp",
-	"rd2U1m5Ka931F+amVDbalwp6pgrMlSnpEwfI7LJoRKYiIzQx3P6UjOhNKTrCkOSqGWqOBctmQa5lZ5ul",
-	"80wSZBw8TBi65JJlO701av6c5d8x8Lnu10vxv7F/crJp4cDNI2PGzfp4Kfk/salYfPWzG6NYRlmN61Ik",
-	"opYZde15wAjVe67rTH2bKyDJjnnFrFrdDY9Eya+KSSOsickMLKKka1WFIutV94WTzHJHB6vwrDPu1cJD",
-	"j+S6MK++0RP7V1XLqC015VGVY84eHFcrHFcTejYEkekVDTIl5ZsbAa3a5hjlmumNck73X5gejSCxWup7",
-	"66tColiuPEUOJ6JSMlDVCgVrndY/l3vHF6PUciF+lYfOkhiykeEDtVl6oKoOHmq7nzvTNr9yXqxsEf3r",
-	"iiPnxeR+9Yb71ZDjEeVxAjEBI+cm06W1BXdnj5/MElAhwTQyWH1ZhcTVKLUqH2S0laPpthmG5hEJ5n26",
-	"gbwKmIHOShozP7YX3a7tKOpl8dBnLnfMQnXXLvn146WrDHlpy0heegqXy2D3v//r/939ah6dUsOd29tP",
-	"r25vw0ubDecy2P1oGt79Gjr2+lf8HlFlIM0/jgEFDceoO6jnFf4cshswbESfxnYjLPvST0R0rWalD9Qe",
-	"/qpQ9YiqmJgNUPAq1WRxZnDbFB9aCSlQTSjZaOA+wjKTsomyPz5GNvSyhEZXv7JQj4oJz0tFlgtXMq0g",
-	"GVijFuXEisYh4aJ8wkLSLTyc9IhylBkt6JuNBixz7pa/91jA8Ike/VLV0Cd++RdWnZwjFy29KutX+HPl",
-	"uLXP5NM/jFmaq5xKOjXnOy2L+1l5MeeEovzzBJ6sQ07WISdr+vSHhpzMV0t98ZEj65iRdczImr78CWJG",
-	"6pzP4miQdezHPWM/1lEfa8vZFxf1UQrkWIdtrMM21mEbX0DYxjpgYx2wsQ7YWAdsrAM21gEb64CN1QI2",
-	"HiQGI5xnMvgFWQgj5hoGxpVXCEtMhfnRFrG3iiHD3VT8x7GNVUu7rM2e7ij/fQP/nen9zOI2O8Wk+fjK",
-	"nzyfo0OaSlTZdOCFGrGDg1femRpjUinK9bBS8MMrEOfUEHtiK8VKYrjzAlwrC9fKwpWVhdbkVyKZjn6E",
-	"szgaIXNygAxpUTYFNYcjoIlNv9+oJ9h3rOtkxJI8Nkyga6nMuNojVnYy9IPEVNO+K9dUpiE/2Dke8cK5",
-	"GebctxxkI4Il7Ka2BxUP5Bvg9vKGwbbvfjMXSccyNmKdofS54Bm6iIoiEG95mJrnwe8qFjxTrsxBcwTb",
-	"kQ/bYzqjzOaZ55dfqTa4dsj/YmjM51VJaPLet8xOMcIzVfFhW9WFH70DMz0iYxFD7o7nKacKJ3tNEzEM",
-	"c1VNX8TmAmGBa+y5QRu8JDedGrHQHolMK8MrGf7I1tQOc90D5bH1p/aWg/JutaaCHgGzsvyeq1lir7sz",
-	"qKDjnrKVInmJBJARSOiQnOi+QPf6duaKA6Q03lV9JAttbZ4/ykPOh8DO0YIwzTzkg7Wr2T8TZWv2NbOH",
-	"uaLFqz/82x9tNaQfYdranlq2SMZ1xw4xIEyHhVKayQZ7a5OjB47Wwg6L2Qtmllhcaq76xCifIWWcjOl1",
-	"bncNbR04H/J5VtEqmfljxKgqilFL4IfdSvgSbJxPrP76x73ji62ifNl5mWsrdSa970rcexzXyykNCovf",
-	"SCRY+qt1jSiygX3zYmKbFkBFmItVNkMXsQIOnlyoQ1g8hU+YR33zLEmc33bB+UiBtkIuZixPXrSu0SpV",
-	"vuoV3U+LaH0HbEmFj2EAvvLaQRCEpcJ+V81B+ke2txefT6WkUz88fyDk+HEdLe7HfjyoB/6YWi/86ToS",
-	"bk0tV6eWK1exa1LVl4jqUyjrP+SM2DJNPTqymLsyYJDEimAqIavt3stVrj2qSR8iMUaCmFuRDbwf7zql",
-	"NZSU7VHCMDLLxn27srobTuychWpv7hVFKmGgjWBJrgFSX1/vtDtkn0jAuC/mfC3QGyHXuPnv1oiW3qx5",
-	"QQCPLwfOLeS6lgPXavd/IDK5WO/eIDiOQUsWzVcW/2R/z9VWJ1KMQY8gU0TDrSa25HWH4LKxsK1ptX9y",
-	"ZNg8CUqRjCfmv4PTwzcnx6fnvZ8Oz0+PDs56747Ozg/fY8AA5oPI26OgiRGddWrhgFkuxBnYttOEssrV",
-	"rHEP4WrLhdtUKJZn5RhTfY9Tv0CZ702X7wtukisd2pnSceLtVBk5x7bRWQrRalJuPqqfNqhsVCFmbLOp",
-	"LzvPSSyizBy8er3sZjqW9837+dlA0LkIfakd0bfOgwuRdD5i+KhoSV2p5m3MiLLUKISR2sUzldt/cnen",
-	"kLzqviQbyBOcgpbTrf2BBrnpujCNmkzChUYlp/PMoujQJ25mMdYnQumhhLOf35FUMgMzul55X5tWBhYN",
-	"iXU1sr5UqCbGDvhsUqKmPBpJwUVmqD/lcX+6SyiJQVOWhNZnzCDCphMz8xs8MA6q4aE9RRQ94st2ms/d",
-	"dA5wdqKF3fcHJIyVWIQSCPPppyWPeASbEii+ExFN3BENwgDrl2Mp6t3t7cT8NhJK777sdl8Gd1d3/xMA",
-	"AP//",
+	"7H3tchs3luiroHqnSlKmRdG2nJpIlaqVZTvRxLEUSV7fXUmXAbsPSYyaAAdAi2Jsbe073B/3De6L3DfZ",
+	"J9nCAbob/UGyKUtKPMM/tkji8+Dg4HyfT0EkxhPBgWsV7H0KJlTSMWiQ+OlQcA6RZoIfxSdUj8x3jAd7",
+	"wcR8CANOxxDsBZHXLAgDCX9PmYQ42NMyhTBQ0QjG1PT9k4RBsBf8y04x6Y79Ve34cwV3d2HwXnyE/kiI",
+	"a1xKDCqSbGJ+D/aCAxJJiCdCagK3Grhigu8RMx1RwGNFuDAtqGlOhCTiBqRkMRCa6hGZ2nHJQEiiR0CK",
+	"9SuiR0wRswNQmrCxmUKRzX6aXJMxG0ocUW11yJEmHMDOJPQIJFGRmADRI8pxUNu3E4QWYn9PQc4KkHHR",
+	"m2a7awuhMy0ZH74SIkH4nEhxw2KQh4IP2PAnmP2CU2RHVJlw4lr3Imzeu4bZvY+qNjOu5wNnf0/hJ5gt",
+	"wJQ0a/Ogc9+ZwdREcAWIK69ofGpP0HyKBNfA8U86mSQswjPc+ZsymPSpNezjN1IKaWcrI+P5CAqMUWRM",
+	"k4GQY4gN4pl9K6LEGPSI8aFBD01iAQZvNBkwHdyFwVsh+yyOgT/Zcg9Ojsg1zEhCo2uF6ComYJF7Q1lM",
+	"DvAK6rci5fGTrYtxDe6SkU0hvZu5VUANbpmBtL1m1zDbUAT4DZOCj80CzdWgs0TQ+FyId1QO4cmW3xfx",
+	"jMBthITBrE6BvAG5oUjCxvasM/z9wOkNZQntJ0+zvAOSUQBcWIavMUyQXhp4/8D0j2k/RLJIif1EDiaT",
+	"feyhxTVw8uH0XdZAwkCCGm2RSKRJjCfTNwPTaARxSGJmv6NcTUHicbExmDsxoCyBeN/8indiShVRWkh7",
+	"Y6IR5UOIDaxO7QyvEhFdw9MgIeM3NGFxzzwvwDWjidrztj9Oldslrszss5/qAhi4FwmDVEFMpszsD3v3",
+	"aXS9LQYDMgHJREw2X3SJIv0ZiWFA00RvhWbrWceXCCplYEaJFFN7APn5mTkMZCOaJBB3yCls28fGEhj/",
+	"PSNRAlQq0hd61DEgPUOEtNt/ErTjJOVwO4FIQ4wnn0rYJzFoyhJFqASSiOHQQauEmizOFswieOrrYm5z",
+	"TDXtUwWGqKccEdvMHxItBFGJmGbIbOBuOAyymXXppcV6Q7u1U9Bytn0w0CC3Qo84OBoMPJIznN2QNEWY",
+	"VrgAx2VsKguH8sADKcZkRwKNZxaDvGFHIokVoeY94rMcqH0RM8CvmSZjOiNUE8EjsBOA7Jl9GNppULu2",
+	"7iAMRkBjxx16v9Q5tDOIhCEsWpApZebSDIQ0h6vljPHhvuHTtJ2hNjOh3OFDEzxL/NKYcTZOx8HeszDQ",
+	"swngFdYwBDzVuzA4F+JnymeOH1BP/sIyZVHDnKekGtxL8GCAXMhILYXOB24YYiHZb09EX9+LkNAyi0QN",
+	"ibjmYsozoAW4MpVODFGD+GeIGT3H5T/lO84sla3NYrq4gcw8B0lykOrRYfFg4Nr47HgQ7F0sXsex6fnM",
+	"6/qR6dEpnQZ3YYuOz+/R8RVVLDqYMH+5y/ocTNhPMFutx+T+zc1WRpDES7v9dapXmcXBLGHA9T0gdzCZ",
+	"nBkm5R5d7S1bZa2HqdJivEqP8z5dpfkrliT32Mn5VJxpWOlwz9iQU52WABfcXd2FQR2vzMWJY2buGk1O",
+	"pJFJNDMy3YAmCkIjxOZfmftv+i+76+eGcTMURTsKAtxQxIvg4OSo99Obfw+uctqoUMAOrDyZ0dQL+2uY",
+	"TWeaM23YELMBYmVZN4Do/w0iZPMrN2DFjUURKNVDltN8riwvDOB2wiSoHkU6aEip+SuIqYZtwzoGYb2P",
+	"pFNvrGKldbCctAeJv1A7hQeeQoJYDqH80i+DVJ1Ye6w6EQPznBycnDj1i2F0KL7Dhp0QqfYlxT1P77Nn",
+	"mCif6ydD0CjDjffI1AjtPmuKvAsyKSPgvnhgXtcY5SNm5FQ8pZBwuHFil23GtIJk0AnqCD3psfjBTpxx",
+	"pWmS4NM1b9wvOn273PpEjTgQus1Ps5Nuxokjb6wvIQ0ZJFuRhgZILernr/EoflowzgHbvKfpD0B4JpLd",
+	"UA2ocWwacwXC1Ds7Pz59sxyyFbrkr6BGpQ4mE4LQa4JsE7u0GkgnVKmpkO1u36uDs6PDhu2FQapAWh3q",
+	"p3ZYlXcIiyV4u8aNEcMRNW67mTtYbecx3Mw98/vgkZBDytlvC8nZQmjPQzQFSq1AIl8dvXs394zmDdL+",
+	"/DKw1Tfsbc9uJqwdtn/CLEmaztYqzo+dQWTFM42Qe563SfergkiCbt5p03LcG/yGxx9UJgFPJERUFzJt",
+	"/dkHHhOzb/PE27d5ABJ4BMSikyJM7xHz8s7IgEESk4kE83CHhKdJYp9uI+Ch6Fl/jGOmJgmd9bJTKyS6",
+	"6r7zb8y4lrWFMWXJyr0sWMtbtVaVZEYY3sYBA7vdbPudZVelvIoH3OMqq/UXVFo+6UMi+FARLYJlVN09",
+	"iRUMaliZpsMFZNoilO10kY0T2u5XDXNmpxmWweWmqQD7ajGKZ3rX8jEkYuiuFNzS8QSv779J3tez6//1",
+	"17fR9eH4xY8n373QTUddpU7UknQ145FZTDEgLdH6xY+HW9Dizbw1AFuRfOSdnRmy3SkVh3S7PRTb7su/",
+	"KcE7p3T6MyhFh2iv8safR6IkGLKy0sMTlR//hUqCujLIUAMe91JH2oorRpOkhYqoTh8NypfBmuF75bDq",
+	"5PaqDMHmscvXKVyJGO+jntOsB1X7lBM7dUg+3VmKyzQZof2CQ5iRbgUQbyhSWw6JIUqotDRkjPYLMDcI",
+	"N8s0jFV7pwKn78tBQqWkqGi0iJJjAuP6292gri4Ng4Qq3RuAjkYr4s8YNI2ppg+M7Jk9qJkRajD3NzI3",
+	"DnUWikmmjeFhJvGKd6eJmJbvaDjHMSHfXH7kHhzDBkKSk2PvhpeWXD/A8s1eTOyOGh6785KpbUMRFu8T",
+	"SjhMyYcPR68tvicw0ESk6AgyprfvgA/1KNh7/vJlGIwZzz4/M8yd1iDNwP/7gm7/drD9H93t78LO/t73",
+	"f/7Py8uLy8urz//6p093l8HG5eXl5U6PbF/9+U9N+Fas+h2zLhD3ItH3uWVmwiMN46aLxuFW96JUKvsE",
+	"LhrQDHNoW1apzYll4ixwx0KWvXfGVEejPWL4ZENpqCJ2QrKZmxcVHQMZsESDVKjDQYPMVu4MZJZJJnQI",
+	"HXLQx6kcy2LQx/5QQ2wfaIvxKAfQvR/OxQ9be6rU/Cit/hTVed/fj0SvRmlrzN8fjeQ+LPnMDzwnlT5B",
+	"deizGHtPga6qoT3wvRGoIj+8OSc73n3Z+eR7D94RCTqV3ApvZV7TWoSd11wvlUkv8+oLC4Oxuago7VWF",
+	"QrR1W1cUFP8caxHjJ9pPoEMyABGmCE2mdKaqIqPTIVNeEr/WPG4TS+g8eryB9w0TaH2HfI18VfPeeTzq",
+	"VGdmvyaW8iI7r1xY/WfmLcOgiRQUC6lD69HIaTvGtHG5D8yv4lhHhROl5wa7mmG1Z71uZFJnexs9r0eQ",
+	"OwyeHPlmuGIt+5mzGxlpPVF7Ozt0wjpDpkdpvxOJcZVD7u7+peHQaapHvbGwJ91uYejzbbrgugo/OpFq",
+	"xWKwLnNU00QMO+Qt0qe8DTMSa4jOUs71z2u9oXDYDmKDVb8cH3w4//FZENo/nud/9A4PgzA3OYdO0x8G",
+	"568O8PuTIAzeH79/06hYXoE4e2fvEegjPkkRQaoKv5ZDvbbd3pted6G5nlMq48KDvbj9fSESoLxKQ1rO",
+	"kznHIvUQ18B7qLVqPwBa9NCqkY/QGoenI5BA7HFZW6VVYuS+ngUCl3CgHd5az/eMVq7uXe9TLo8cecM2",
+	"EoSaH8lqlKCtbe7ww9n58c/LDXOe1cIzVdhVNhkr3FNu8Xc547lYUfU6/z00vJtVUzGuNNC4Qw4SJcjM",
+	"so4Zbe99g42WGweqkn1d2soMAvnTlimVl3a9r1VgsbZh7mvdDOKlr/i/0SRF4lBe6M8ghxCbZ0BUXJM3",
+	"rJ4wJCmvOKVvKCKmPIf8mN76K3nWzQ8DCVKbxf1kfQrr+tHl5oUAubzDxgfn44hqMkVthBR8mDnGT6QY",
+	"SjomWhAaaSJ4h7yh0YhE5gmyMogiggP58fz8hChNdapCDBuYaKKnwgaJlMWXrJsVcqZijzR4qpPN3W63",
+	"8Enx3cApz/3zc8/13ee7ReP8xcuc0N386NWe+aZT57LdB8aH6NQOMRGDAToib6EU5lw5e97km7vdXeuq",
+	"bMbMmCWDqxPBuFYhMcvGBq/fvHtz/sYXECvy4Zb/2GYgQLfMMP/YF/HM+4iBUD0MbFPe16lk9S+dd2nP",
+	"2UHGTCnGh/gK9azDLiKk816tfJ9tnUaRSLnh1wZ5YE8YcKF7AwymKVoWW/O+rLCglr8cibhnRqBJIqZg",
+	"bcEY49LTQvQSjHIxL57ojSmf9WTm7hw2RTT4fG7Fsbrqiu2+q3ieG4Fvjme2HQC55EZeBq/Ta3T/X1kH",
+	"FkOjnDF2ckuzQ4DlH8oX9yeYqQIj0dt3U0iCmLJFpBCaOHolBgPgscH2G0PgMJwvkxLn2OIyObCmI0R2",
+	"P1usW9pcinNsP94PRIvIYUHPVpd9/cNrkHvnH0QTLJq2/hb1sjbQseldXfKG/Qg0see9Co8DKk20z82I",
+	"6xacjO3VtIkjdD0s9ASvqI5GbzHoacWlQWYvXnoox4U3C74nzdYK+xs5OT4rK+HIFEO4nH4s04QblCA0",
+	"ERzcM2xjCV5+911YRBbsdrsNsQVlWLklOXRrDzP75cpQ86hqa10OGrNL0Mv3+9zsMN/v81X2662k9abv",
+	"J7JXzDYNkZU2lDkkYFgRykl1cjdvh1h77g0kYgJF0CU+IlSDc4nFUZjKv46JQL9Ww7nldl0krGJQxzer",
+	"sKWkT2NkhJhyuIesoo2VwftVordLdFZjentkmz7ruiPLPi8lzYvNN3POKSMbgkML/eRiDF/mRb+IpqDV",
+	"ZcEa1b0IYgMeHXNw50ImGNIEY3O8HuseZscnZGylkFbvyiIAL3tXs9W2ObgvvVstNfoVC0jektjuqQtw",
+	"dqDzOeXzVwcu4M8xkUfxVoe8czZkc8coJ1ZJ6GIIrZYdmRNzja5hohuFJo9s3dvS0D59w2o6K3tK831m",
+	"Fr5+voZgBYV4VUx1QomR2bQ2xK0msLY5h1y4eeCjmKNyX1GNtJpKfp56vRbgO9J6sqm2yIfTd1Z0lRAB",
+	"uwGXTMO+PBuqnHvD6V2yS+CFZWyovNGH03cKU21gEB4oeyj+mHBjLfTJbJ+cHJwf/rjQuKhAK0LRkp/F",
+	"7JpdNWrwFrKacxRyZavBMm19He+bXUw8AV8Li2n75Fcz3K9EQQKRDVQhN1QyyhHnYmZGGTNOtWUgx3Qy",
+	"cTx1poRuHe1n9dPzw+LmhWxkWu4VQhGdErxtHN1HpkfnVlR3ive2gZaFhr5thGVJlb9aiKHT87eN3Cup",
+	"t4I9izh3YUs+o77VlYNJ/yBRpPOguXK4ZY4mDxxEuQD3LU9WjhNq5stja5UqInyIHweEDFUMERvThMRs",
+	"yHTd3rDIkay7/d3VN41eYp7VZFV+qORfUFGJMj0iY5YkTNm4dRQG/kpv6Bm22jA07Ojs2Ir4ZCqZBkUY",
+	"Eq0WVt/yQznXQtbOY8CDwPHBigG6Xt+GYOe610GZjU6s9wNhPErSGL73lh96HhIjkaDqqeohsW/dUbBh",
+	"ZttUuT+Fn0On5FaxlMuoWjVqYG5n+EvEUCx0HGiOkCkZyOo/lxwE/hBI5zFITbJS9ZBd8/3Mt8icYWe+",
+	"c8eS06pwIB70Su4KlZAFPJqGc5zvhtDIuMxF/vtGac53cDFtEsavF7dqjDFsavgggZrleMJ8hUtAVbPH",
+	"r+ZIZxmcMDNQUx4TIy1qeg0kD8sKSSkGC1thNi+1j+4YprUidiMhyVaOzbxNkU3KyenZgU1gwsnJm59D",
+	"cvLT4dm/PCNC2r/+stUhb6211LHwNguegUBuN08VxIvCnFdU7/q4sBq/HpYj11actxbX5vXf7X737dIB",
+	"KujpdX/27Yu/7C7tb4+wMQ2iGI/ptoIJlaiFS5jSmAnoMrgM8IXghf62vGaPTfjTZ+QUrNf53k6v8832",
+	"1Z83w/p3W828RPVW1b1gCj+XdrdtyV3yHVJWP09voHt4yGfahXaaLY/LWqbJwoGXbPy4KdfMF8VvNlHJ",
+	"OYGcTU0L1GxPdJvR42qBi18tpNSyVs10uthkdSf5cmsjLwH7ice51Hn47L3dUJjvMUtN6DyEQgKdYYc4",
+	"R7f7hYH05sV6lHz9bArMe6Jzayy+B9YWblk1+P0ophZYeFDIzxrUjqhh0ZwbRJ56kGzWHbdKHgHO9N83",
+	"8mkjQlVyBq1ojrtPEg6lUpBHc8LV7bvgsth4oYHt1zTHB3xRDHbNCXb+Hah1vyqtes625uePqFKCv348",
+	"b81+ecDyfMfMCA3I50UQNbjtgARC8a3EgB6iNJVa7RMxoX9Pq6/li+eLrujB9n/Q7d8WXdFMt/zFxocm",
+	"R7BjXjIgGK4OxUfcm2XM0LG2ne6oosRf2SPeqv5XMMQtD7lpq8//42jZ5xoXF3mY59tsoqR1ld5qOCTQ",
+	"Tym/la1S4nh9vNf3Xom23HO/9J77y2xcQN1z1EImaAOz+yUxqYCunmmhEUz3znHz0KCqZbtZArAGbesX",
+	"MJitsKXGa7bqdZ+neLUL0Hg0qPxfejqLGNDszBox+Tmx8F/hfO6H1l+Wx+WBE9C15hYe4wiab0iLg3iw",
+	"7H7tbol9LHw77JIn2U/yc98Ts+6/vYe4OCsn7Wq+IK0O5JGSn/0+ZzDn1tTOpuXtud85zLklTadxQnU0",
+	"+lKXm/t6fzy2f0OhWtPC5lZ3ZoRlAUBNqa/qvGOzhbCQozcUsYp+cg2ze6oS/nOv869krrByCjRmHJR6",
+	"HCdam5hoJAUXqeopTXncnzVJNeREKD2UcPbLu5BMR2B1y6hrYWMqZ5gLWzlbmTcmcWNmabKZJjS65mKa",
+	"QDwERShqTJkmmw0L6blqHU5xbgcm6BguZDrOx2acTIamk+5JyLNDb3XIR2eCs8ltMDc8Jv+OKCeJUOCv",
+	"JXZ2KD/NxNkv75gGRDIvMMNuuFRlgaprq1mvWt/aeyk35uV9fH3I4nyIrYnZ2dEP7w/OP5y+eZJsiTms",
+	"mghenkz8sX27K0uf70ztFQpqMBk4XKnnzZNAY2WDIMggoUNlKyqF5FlIZqBCInhIZiEBTvuJzd1ud0a6",
+	"IeEiJGIwCAkPScwUtkDnBcpnJKIKtSoeQdq8ONdXF6fy6uJDenXxBq4+P/t88e8z/PPiTF19vjgWVxfv",
+	"+RV++xm/fs+vLg7o1cWr/tXFu8Q2fR1ffb54O7A/mC/PlB2u+xnbHws3lGnzdnD12Y75Or66OGK2dcOQ",
+	"W39qtALjdg3s7R9h0MXAHiOCDQbmT2txxc1bC64BIOKZ+T8MjOQ1Q/0zhvzMUHXpmpuDS/HtXRGTVNGr",
+	"ctbW0GzmbkErsmGaMMrF0JVNLd/uLn9wrjwd9uXldmdnjjdKHkG4ujXn/FECFwsOxsaJbl7DbMe62dqp",
+	"1VaHYBwRlUC4oX0J+w1iwxgkYgrS4Dw+Ixg4rjSdmXuhGY80oQMNHucwJ7yxwgv12seQLvNdfJj4yTCo",
+	"+EutrNn8MnbaKjxWUDU8iDar2VTV/KzkK6zM7T0t1jBah2z2ElaptzPsC1mE/sp9WxZrPNGzkFBNxkJp",
+	"8u0u+Ym9qjCJ3758+WK5ubohy//jMwZfrh44/3jcOzt/c3LfMPTzqSBm303nUS/hsAwi2ai2Z2bTilsN",
+	"njssrgb2KkDmJJSYZ29fYcHoH/TFeUa+zrwWT5yYYt/Km0qLicoCshkfPk3WiXrEvIIolUzPzkw/e4x9",
+	"oBJks3nXK9SZVUSyFMzGmVlzPFqrbAgZ5UUlQnxZ0bOIu/QGpjs+pyORxB1yu+31Vy7Xsy3DWRoHc38p",
+	"rPe571wr8atECRyJUDJlSRxRGRuxDUfYwORfA3ZLXPwv42TvG7Lp14/4JpxbTqLykyfDq71vtoxIy6IR",
+	"GUrKKwu32RAsa4Bng9iHEC5u4kjrCTKkmffFRTBvIdavD/nM+YUvlvxciR2f19ScwoKfrVPhggYxJFBr",
+	"UIJcwwy13xcsttS2Yd+139uO1QjkUovGzZdauN1fYUkqxgeioRSYFi4ZbrXoSamCLcbIyHh7QqWemWun",
+	"SB9GjMfkPeVDsaFKzQ9OjjrkNUh2A7GNic9aTdJ+wtQIYqImEO07NLX1GQnLby3jJBaR2gEpqaadsdVL",
+	"uMfEv/1BGNyAVHYvzzrdThctaBPgdMKCveBF51mn6wLjkbDslCN5h6DbJId/m+X2lEAO3r+GeN9GI5ol",
+	"F16u5PWbs8OQsBj/2DeyqwKs34oeAf///9q8oJkuxlGiiYQbJlLbaEMRL6cpUXSmOuTA9nfV9xwvhkOV",
+	"oG4EAyy8CVQmnrZK2aDZCVUKFNklP7NX+6VZWJ6UEFVEWFmmOQ1qh7wXJTwxAMH2NseiVSDlVPIoDvas",
+	"20Qx0DsY0gg9ir2y0BdVtHxzSyNd9UKgkRRK+cpLNa8WcqV8dLsSbqVMAXd3YXVRh1TBNuPKPKKa3QBR",
+	"ad++iw1xlwyVGXkoms2hs6GIYyusV5eQBOWtedtQQGU0+qINLEZsC+c8cz6L560EnFY8fvTFsLgBan5C",
+	"/CVLPPaaPuThV7xi8+Q2VubECpv7RE1ohL7KIjW3EePizT2XbDyGucD1MLqyYt+tt+v7n6i5C9V0qC6u",
+	"YXb1vVUtTCiTKqO05oNld+x9DtCClGCOD3skTetz2QaLZc3Ti6yoZmnQU9QrqegZUv0YYHJc+JBVYm0N",
+	"RSzRQo9khuTZf//X/3luoJdnW3vW7eZ0FXm2gnCGGeWsXGgMQ7VJLdBB3ies2pJVssl0FoqRU+sEzO+C",
+	"w1aZ6hp5yIyvGU9t6Ag5L+lO3Vrx9cXD3ycKoOFhbDqyrCRocWZuOESksJSKws9F0VTVswbuEwM2no77",
+	"IO3z3t3PMts0PXgdcjTkGMuMwSt2//MWPrGZbBrW7a8a4dHtltfebbP2c5ePOzsGR2tKr7DN8ei58eXP",
+	"NZa2RcqExWxHVOPrZ5uax3ree5RlHm9HjDxXw7u7q0op+ufd7oNVLa3kdW+oXXrMHSTKLKG5mrt2IU3j",
+	"5wve8QrnY5dny7uUKshipxfLOxUF702PZy/bTNNQDtZ0fv7d8s7VGsB3YfCyDTj8YtnY50W7PpV61b7Y",
+	"jOyTLzBfLBanrgxGqXQ8pnLm+DNSSqTCYQpKkwGTSmeVBu3N9fPCJcjIEcNZG9zwY+S3cH1+xjXf5XJi",
+	"Xp42XPfZCFOTbY9BDp2MUiRDsNn/KHqkOimioNXm1sWoX3e6dMejjsUNxFtoQzLXWEvKFcUue9Y66jLH",
+	"uCRtYV5Pnik0rWrgyGZjClhXhF6R3e5uQ466OidsVVyZ727OCLs8J69EPHuwe111EL4ra+hcmupHIyuN",
+	"09fpsJ/aAg853i/VxIRoJDIS8IclNd3d5T3eC/0W8/QhbWoxxYnNxHcuxDvMw7emact0QBWqhklCK+TC",
+	"XG7RINouImU55dpCTwOhWukLTmGSoCBQolkLKNWnO+v6Y/jA340+nYH+4xKnZ78ncZL2PNfkaU2eHoY8",
+	"OQJRow9fSqIqbFc5V5GlXKgSbkXDDLekqmKwIS9G9FVAk3ItDvScGwoRk82yE5DgifP+IUwTu4J4q+PS",
+	"BRrylRdRKkW2kIRqkE7BqlwZLG8pyJPab1ncIQc8o3J+IyFL2SuypMe73W4DTQzrHkyxAFUnla9xE570",
+	"NEer2YRlRZO6hewXFBsfVeTLHILmkD1fhanIUHBYi3pfI93JbT8lumPxFl1WiwyBi2hLJVW22UhLm8mp",
+	"q7pUzXiHWUyKcj0rVs83pKeU2gbTUaSRIQSmh83HVilzsu8SSaA8OARdolqf7pxn7m73Re4imxt3cdg8",
+	"Y7mfwBwt7h1Scpr/Hn0SLP1zeqstJ3ZmJtlSd6s9KxlUeExqySGNEO6s2aCy5C9xVlgkh2QVYgY4WW4P",
+	"IUke6uLmRunZudXgAC7GPFvhlPFYTMnms5dkzHhqSHB/VmwL2SIOU4izmOqyV3kRYV34TWMfayja90qi",
+	"bKgsF3yJPjekGQ/LqNun0bU1vwycAxzNRxKSwO2Ipgi4/qzINr/7fHfO0OYBkUCjkbl4IVGJmFqPVJaY",
+	"WXKV/8vuc9KU7byoF+ZyN1oYpFyL1KBihl4GXvjLiCp3AnEVvaYUH9TISAeIvVOmwI3NksRmyS3P46W8",
+	"3ao/WT+AfrT3KqxnQ4dJGdVVlsLALrFD3mNO0tottyBy7qVNqtRylEpbjarnv9ygFD51K114X7iYhpgc",
+	"Mq86y2weY9oXKWZ3t0eJdzhOZcbYGCTdbsLQTdNZ8KhmamCqQN0tQzHNwnwuJq8a590yppddnn1i+CEv",
+	"pQ7TzvSuMkHy/seCuNpzh/NAx3IQRTAx19cQYtObatZnCdOzfZfS9v7oY3Nn9Ohk0vvbVH8JNj2Nfh7r",
+	"JC7l2YIwsLUjcCWHNBrB9qHgWjb67bukYWIbyUgnqErhPjgyB8CsdZMT4N0/mij8Raxli9kc3XmViOja",
+	"betJOdLnLUR9R/JLLOmTc7PoWXVlKET79iVPqwof/APoEicRurx6Ze4S6Q4yjfhmj+nM8ph6BOOV2ebV",
+	"Xlo/AcYJ1SObJmWnkpM/Z8XXzkqP4qy0dlNauymt3ZTWbkprN6W1m9LaTWntprTWXX9lbkplo32p3OlE",
+	"gdSqrE8cILPLohGZiZTQxHD7MzKiN6XoCEOSq2aoORYsmwW5lp2tSOeZJMg4eJAwdMkly3Z6a9T8Ocu/",
+	"Y+Az3a+X4n/z4ORky64DD4+MGTf746Xk/8SmYvHVz26MfBtlNa5LkYhaZtS1ZwEjVO+7roX6NlNAkl3z",
+	"ilm1uhseiZJfM5RGWDGUmbWIkq5V5Yqsl93nTjLLHB2swrPOuFfLMq2s2nwvPmYhepaUPbzfw7zSUU/s",
+	"nFWtULfUDkhVBnaLda4MO+4m9AwQItUrWnNKmjs3AprEDQ5mau3NckL4j0yPRpBYFfe9lV0hUSzTvCJ7",
+	"FFEpGahqeYO1Quyfyzfkq9GIufjAyitpSQzZTPF12yq9blXvELXTzzxxm59IL9A2Dx12daezOn2/esP9",
+	"amj5iPI4gZiAEZKT2dKyjXvFyynTBFRIMAcNFrZWIXHlX62+CLl05R4E2wzj+ogE87jdQFZgzazOiimF",
+	"E9zzbtd2FPWKg+hwl3l1oa5sj/z66dIV3by0FTovPW3NZbD33//1/+5+NS9WqeHu7e3nl7e34aVNpXMZ",
+	"7H0yDe9+DR1v/it+j6AyK80+jgGlFMflu1XPq6k6ZDdgeJA+je1BWN6nn4joWhV1E9Q+/qpQb4l6nJgN",
+	"UGorFXRxNnTb1NVamwDVhJLNBtYlLHM4W6g4sLXU4hoYXWnQXLcqpjyrwlmuCcq0gmRgLWKUEytXh4SL",
+	"MoaFpJu7R+kR5Shw2qVvNVq/DN4tZxawNuTXwDGUqrk+MduwsBroHIls6T1bP+FfKkGuvTWf/lVNJ5my",
+	"q6TNc17bMr+fled2ThDMP0/IyzrYZR3ssqZPv2uwy3yF2Fcfs7KOVllHq6zpyx8gWqXO+SyOQ1lHndwz",
+	"6mQdb7K22X118SalEJJ1wMg6YGQdMPIVBIysQ0XWoSLrUJF1qMg6VGQdKrIOFVktVORBoj/CeSaDj8hC",
+	"GDHXMDCusENYYirMj7Z8vlUMGe6m4rmObaxa2uWL9nRH2e+b+G+h9zOb2+rkk2bjK3/ybI4OaSqOZROR",
+	"52rEDg5eeWdqjEmlHNjDSsEPr0CcU73sia0UK4nhzv9wrSxcKwtXVhZak1+JZDr6ERYRPEJm5AAZ0rxg",
+	"C2oOR0ATm/i/UU9w4FjX6YglWVSaQKdWmXK1T6zsZOgHiammfVcoqkxDfrRzPOKFczPMuW/Zko0IlrCb",
+	"2hlUfJ9vgNvLGwY7vu/OXCAdy9iIdYbSZ4Jn6GI58hDA5QFyXuyAq5WwoVyBhebYuSN/bY/pjFLMMy8i",
+	"oFLncB0K8NXQmC+rz9AUN2CZnXyEDVVxgFs1eABdC1M9ImMRQ+bL5ymncvd+TRMxDDNVTV/E5gJhaW3s",
+	"uUkbXCy3nBox1x6JVCvDKxn+yFbzDjPdA+Wxdcb2toPybrWagx4Bs7L8vquWYq+7M6ig15+yNSp5iQSQ",
+	"EUjokIzoPkfH/nbmikOkNN5VfSQLbW2e38tDzl+BnaMFYSrc64O1q9k/E2Vr9jWzyFzR4tUf/p1Ptg7T",
+	"TzBrbU8tWyTjumOHGBCmw1wpzWSDvbXJ0QNHa2GHxbwJhSUWt5qpPjG+aEgZJ2N6ndldQ1uBzl/5PKto",
+	"lcz8PmJUFcSoJfADfiV8DTbOJ1Z//ePe8cVWUb4MX+baSp1J7/sS9x7H9UJOg9ziNxIJFh1rXZ2KbGLf",
+	"rIzZll2gIsxFSZuh80ADt55MqMO1eAqfMIs352mSOL/tnPORAm2FXBQsT1Yur9EqVb7qFd1PizwBbrEl",
+	"FT7GEPjKa7eCICyVFLxqTg9wZHt7mQGolHTmJwYYCDl+XEeL+7EfD+qBP6bWC3+2DqNbU8vVqeXK9fOa",
+	"VPUlovoUyvoPGSO2TFOPjizmrgwYJLEimMTIarv3M5Vrj2rSh0iMkSBmVmSz3k93ndIeSsr2KGEY1mUj",
+	"zl1B300ndhZB4lv7eXlMGGgjWJJrgImvr3faHXJAJGDQGHO+FuiNkGnc/HdrREtv1rwggMeXA+eWkF3L",
+	"gWu1+z8QmVysd28QHMegJYvmK4t/tr9naqsTKcagR5AqouFWE1tsu0Nw21hS17Q6ODkybJ4EpUjKE/Pf",
+	"4emb1yfHp+e9n9+cnx4dnvXeHZ2dv3mPAQOYiSJrj4ImhoPWqYVbzHIhzqxtZ5JQVrmaNe4hXG27cDsR",
+	"imX5QMZU3wPrFyjzvemyc8FDckVLOzM6TryTKgPn2DY6m0C0mpSbjeonLCobVYgZ2xzqi84zEosoNYhX",
+	"r9TdTMeyvlk/Pw8JOhehL7Uj+tZ5cCGQzkcMHxUtqSsSvYO5WJYahTDMO3+mMvtP5u4UkpfdF2QTeYJT",
+	"0HK2fTDQILdcF6ZRk0m40KjkdJ5ZFB36xE0RoH0ilB5KOPvlHZlIZtaMrlfe16aVWYuGxLoaWV8qVBNj",
+	"B3w2KVEzHo2k4CI11J/yuD/bI5TEoClLQuszZgBhE5mZ+Q0cGAfV8NCeIoge8WU7zeZuwgOcnWhhz/0B",
+	"CWMlFqG0hPn005JHRMGm1I3vREQTh6JBGGDldCyCvbezk5jfRkLpvRfd7ovg7urufwIAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

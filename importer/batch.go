@@ -106,7 +106,7 @@ func (s *sender) attemptBatch(ctx context.Context, bodies [][]byte, pending []in
 			outs[i] = out
 		}
 	}
-	resp, err := s.client.ImportConnectionBatchWithBody(ctx, "application/json", bytes.NewReader(envelope))
+	resp, err := s.client.ImportConnectionBatchWithBody(ctx, &gen.ImportConnectionBatchParams{NoWebhooks: s.noWebhooks}, "application/json", bytes.NewReader(envelope))
 	if err != nil {
 		all(sendOutcome{errBody: errorObject("network_error", err.Error())})
 		return 0, 0

@@ -53,6 +53,8 @@ type Options struct {
 	Resume bool
 	// DryRun validates every record and sends nothing.
 	DryRun bool
+	// NoWebhooks asks the server to send no creation or override webhook for the run's imports.
+	NoWebhooks bool
 	// Validator checks each record before it is sent.
 	Validator Validator
 	Stdin     io.Reader
@@ -217,6 +219,10 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	var snd *sender
 	if !opts.DryRun {
 		snd, err = newSender(strings.TrimRight(opts.URL, "/"), opts.Key, opts.Concurrency, opts.MaxRetries)
+		if snd != nil && opts.NoWebhooks {
+			yes := gen.StringBool("true")
+			snd.noWebhooks = &yes
+		}
 		if err != nil {
 			return sum, withKind(ErrUsage, err)
 		}

@@ -21,6 +21,8 @@ import (
 type sender struct {
 	client     *gen.Client
 	maxRetries int
+	// noWebhooks, when set, is sent as the no_webhooks parameter of every import.
+	noWebhooks *gen.StringBool
 	// single is set once the server has shown it has no batch endpoint.
 	single     atomic.Bool
 	backoff    time.Duration // first retry's ceiling
@@ -126,7 +128,7 @@ func (s *sender) jitter(attempt int) time.Duration {
 }
 
 func (s *sender) attempt(ctx context.Context, body []byte) (sendOutcome, time.Duration) {
-	resp, err := s.client.ImportConnectionWithBody(ctx, "application/json", bytes.NewReader(body))
+	resp, err := s.client.ImportConnectionWithBody(ctx, &gen.ImportConnectionParams{NoWebhooks: s.noWebhooks}, "application/json", bytes.NewReader(body))
 	if err != nil {
 		return sendOutcome{errBody: errorObject("network_error", err.Error())}, 0
 	}

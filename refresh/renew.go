@@ -52,7 +52,8 @@ func (r *Refresher) renew(ctx context.Context, in store.Integration, stored json
 		if idErr != nil {
 			return store.RefreshResult{}, idErr
 		}
-		return store.RefreshResult{Outcome: store.RefreshRefused, Error: refused.Error(), LogID: logID},
+		return store.RefreshResult{Outcome: store.RefreshRefused, Error: refused.Error(), LogID: logID,
+				ProviderError: refused.Code, ProviderDescription: refused.Description},
 			&Error{Kind: Refused, Err: refused,
 				Message: "The provider refused to refresh the access token: " + refusalReason(refused)}
 	case errors.As(err, &unavailable):

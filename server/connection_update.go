@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 
 	"github.com/credport/credport/gen"
 	"github.com/credport/credport/store"
+	"github.com/credport/credport/webhook"
 )
 
 // PatchConnection replaces a connection's tags and end user, and sets or clears its webhook URL
@@ -23,7 +23,7 @@ func (s *Server) PatchConnection(ctx context.Context, req gen.PatchConnectionReq
 	body := req.Body
 	in := store.PatchConnection{EnvironmentID: key.EnvironmentID, ConnectionID: req.ConnectionId}
 	if body.WebhookUrlOverride != nil {
-		if err := checkWebhookURL(*body.WebhookUrlOverride); err != nil {
+		if err := s.checkWebhookURL(ctx, *body.WebhookUrlOverride); err != nil {
 			return nil, err
 		}
 		in.WebhookURLOverride = body.WebhookUrlOverride
@@ -64,9 +64,10 @@ func (s *Server) PatchConnection(ctx context.Context, req gen.PatchConnectionReq
 	return gen.PatchConnection200JSONResponse{Success: true}, nil
 }
 
-// checkWebhookURL accepts "" (clear) or an http(s) URL that points neither at Nango nor at a
-// private, loopback or link-local address.
-func checkWebhookURL(raw string) error {
+// checkWebhookURL accepts "" (clear) or an http(s) URL that points neither at Nango nor at an
+// address the outbound policy refuses (webhook.ValidateURL); delivery checks the address it
+// dials again.
+func (s *Server) checkWebhookURL(ctx context.Context, raw string) error {
 	if raw == "" {
 		return nil
 	}
@@ -80,10 +81,10 @@ func checkWebhookURL(raw string) error {
 		return invalidBody("Invalid request body", detail("custom", "Webhook URLs cannot point to Nango's domain (nango.dev).", at))
 	}
 	private := host == "localhost" || strings.HasSuffix(host, ".localhost") || strings.HasSuffix(host, ".local") || strings.HasSuffix(host, ".internal")
-	if ip := net.ParseIP(host); ip != nil {
-		private = ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast()
+	if private && !s.outboundAllowPrivate {
+		return invalidBody("Invalid request body", detail("custom", "This webhook URL is not allowed.", at))
 	}
-	if private {
+	if err := webhook.ValidateURL(ctx, raw, s.outboundAllowPrivate, s.resolver); err != nil {
 		return invalidBody("Invalid request body", detail("custom", "This webhook URL is not allowed.", at))
 	}
 	return nil

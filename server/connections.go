@@ -21,7 +21,7 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 	if !ok {
 		return nil, errors.New("import connection: no authenticated key")
 	}
-	out, err := s.importOne(ctx, key, req.Body, validatedCredentials(ctx))
+	out, err := s.importOne(ctx, key, req.Body, validatedCredentials(ctx), s.rules.Bool(req.Params.NoWebhooks))
 	if err != nil {
 		return nil, err
 	}
@@ -42,8 +42,9 @@ func (s *Server) ImportConnection(ctx context.Context, req gen.ImportConnectionR
 // importOne applies one import request of key: every rule of POST /connections, the store's
 // upsert and the answer's connection. POST /connections and each item of POST
 // /connections/batch go through it alike; its errors become answers through toAPIError.
-// creds are body's credentials as the validator decoded them, nil when it did not.
-func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest, creds map[string]any) (*imported, error) {
+// creds are body's credentials as the validator decoded them, nil when it did not; quiet
+// (no_webhooks) queues no webhook for it.
+func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest, creds map[string]any, quiet bool) (*imported, error) {
 	integration, err := s.integrations.get(ctx, integrationKey{key.EnvironmentID, body.ProviderConfigKey})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, apiError(gen.ErrorCodeNotFound, "Integration does not exist")
@@ -83,6 +84,13 @@ func (s *Server) importOne(ctx context.Context, key store.APIKey, body *gen.Impo
 		EnvironmentID: key.EnvironmentID,
 		Integration:   integration,
 		ConnectionID:  uuid.NewString(),
+		NoWebhooks:    quiet,
+	}
+	if body.WebhookUrlOverride != nil {
+		if err := s.checkWebhookURL(ctx, *body.WebhookUrlOverride); err != nil {
+			return nil, err
+		}
+		in.WebhookURLOverride = *body.WebhookUrlOverride
 	}
 	if body.ConnectionId != nil {
 		in.ConnectionID = *body.ConnectionId

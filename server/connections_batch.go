@@ -62,7 +62,7 @@ func (s *Server) ImportConnectionBatch(ctx context.Context, req gen.ImportConnec
 	}
 	forEach(len(chains), func(c int) {
 		for _, i := range chains[c] {
-			answers[i], errs[i] = s.importBatchItem(ctx, key, bodies[i], creds[i])
+			answers[i], errs[i] = s.importBatchItem(ctx, key, bodies[i], creds[i], s.rules.Bool(req.Params.NoWebhooks))
 		}
 	})
 
@@ -148,7 +148,7 @@ func (s *Server) checkBatchItem(ctx context.Context, raw json.RawMessage) (*gen.
 
 // importBatchItem imports one item with a deadline of its own, as if it were a request of its
 // own: a batch may take longer than one request's database work, but no item may.
-func (s *Server) importBatchItem(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest, creds map[string]any) (*imported, error) {
+func (s *Server) importBatchItem(ctx context.Context, key store.APIKey, body *gen.ImportConnectionRequest, creds map[string]any, quiet bool) (*imported, error) {
 	if err := untimed(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("import connection batch: %w", err)
 	}
@@ -156,7 +156,7 @@ func (s *Server) importBatchItem(ctx context.Context, key store.APIKey, body *ge
 	defer cancel()
 	stop := context.AfterFunc(untimed(ctx), cancel) // the client went away, or the server stops
 	defer stop()
-	return s.importOne(itemCtx, key, body, creds)
+	return s.importOne(itemCtx, key, body, creds, quiet)
 }
 
 // forEach runs f for 0..n-1, at most batchWorkers at once.

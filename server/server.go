@@ -22,6 +22,7 @@ import (
 	"github.com/credport/credport/provider"
 	"github.com/credport/credport/refresh"
 	"github.com/credport/credport/store"
+	"github.com/credport/credport/webhook"
 )
 
 // Store is what the API needs of the database.
@@ -93,6 +94,10 @@ type Config struct {
 	// Providers is the provider catalog POST /integrations takes auth modes from. Default: the
 	// built-in one.
 	Providers provider.Catalog
+	// OutboundAllowPrivate lets webhook URL overrides name loopback and private addresses;
+	// Resolver looks their hosts up (default: the system's).
+	OutboundAllowPrivate bool
+	Resolver             webhook.Resolver
 }
 
 // DefaultRequestTimeout is Config.RequestTimeout's default.
@@ -122,6 +127,9 @@ type Server struct {
 	// importSchema is the body schema of POST /connections, which each batch item must satisfy.
 	importSchema *openapi3.Schema
 	maxBodyBytes int64
+	// outboundAllowPrivate and resolver check webhook URL overrides.
+	outboundAllowPrivate bool
+	resolver             webhook.Resolver
 }
 
 var _ gen.StrictServerInterface = (*Server)(nil)
@@ -249,7 +257,8 @@ func NewAPI(cfg Config) (*API, error) {
 		github:         &provider.Minter{HTTP: cfg.ProviderClient, Timeout: cfg.ProviderTimeout, Now: cfg.Now, Log: cfg.Logger},
 		refresh:        refresher,
 		requestTimeout: cfg.RequestTimeout, providers: cfg.Providers,
-		maxBodyBytes: cfg.MaxBodyBytes,
+		maxBodyBytes:         cfg.MaxBodyBytes,
+		outboundAllowPrivate: cfg.OutboundAllowPrivate, resolver: cfg.Resolver,
 	}
 	if srv.importSchema, _, err = contract.BodySchema(spec, http.MethodPost, "/connections"); err != nil {
 		return nil, err

@@ -63,6 +63,11 @@ type UpsertConnection struct {
 	Metadata              json.RawMessage
 	Tags                  json.RawMessage
 	EndUser               json.RawMessage
+	// NoWebhooks sends no creation or override webhook for this import.
+	NoWebhooks bool
+	// WebhookURLOverride, when not "", is where this import's own webhook goes instead of the
+	// environment's URLs.
+	WebhookURLOverride string
 }
 
 // upsertColumns are the columns an import writes, in the order UpsertStatement.Rows gives them.

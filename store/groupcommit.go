@@ -353,9 +353,7 @@ func (g *groupCommitter) commit(group []*pendingUpsert) {
 		)
 		switch {
 		case len(live) == 1:
-			var r returnedRow
-			r, err = g.upsertOne(ctx, g.sql, live[0], now)
-			rows = []returnedRow{r}
+			rows, err = g.upsertAlone(ctx, live[0], now)
 			if err != nil {
 				bad = 0
 			}

@@ -59,6 +59,45 @@ func (g *groupCommitter) upsertOne(ctx context.Context, q querier, p *pendingUps
 	return r, nil
 }
 
+// upsertAlone writes one row and its webhook events in one transaction.
+func (g *groupCommitter) upsertAlone(ctx context.Context, p *pendingUpsert, now time.Time) ([]returnedRow, error) {
+	tx, err := g.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback() }()
+	r, err := g.upsertOne(ctx, tx, p, now)
+	if err != nil {
+		return nil, err
+	}
+	out := []returnedRow{r}
+	if err := g.queueEvents(ctx, tx, []*pendingUpsert{p}, out, now); err != nil {
+		return nil, err
+	}
+	return out, tx.Commit()
+}
+
+// queueEvents writes the creation and override webhooks of the rows written, in their
+// transaction.
+func (g *groupCommitter) queueEvents(ctx context.Context, tx execQuerier, rows []*pendingUpsert, out []returnedRow, now time.Time) error {
+	events := make([]pendingEvent, 0, len(rows))
+	for i, p := range rows {
+		if p.in.NoWebhooks {
+			continue
+		}
+		op := WebhookOverride
+		if out[i].created {
+			op = WebhookCreation
+		}
+		events = append(events, pendingEvent{
+			environmentID: p.in.EnvironmentID, integration: p.in.Integration, connectionID: p.in.ConnectionID,
+			connectionRow: out[i].id, operation: op, tags: out[i].tags, endUser: out[i].endUser,
+			override: p.in.WebhookURLOverride,
+		})
+	}
+	return queueEvents(ctx, tx, g.dialect, now, events)
+}
+
 // upsertEach writes the rows one statement each, in one transaction. When a statement fails it
 // returns the index of its row.
 func (g *groupCommitter) upsertEach(ctx context.Context, rows []*pendingUpsert, now time.Time) ([]returnedRow, int, error) {
@@ -82,6 +121,9 @@ func (g *groupCommitter) upsertEach(ctx context.Context, rows []*pendingUpsert, 
 			return nil, i, err
 		}
 	}
+	if err := g.queueEvents(ctx, tx, rows, out, now); err != nil {
+		return nil, -1, err
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, -1, err
 	}
@@ -100,7 +142,7 @@ func (s stmtQuerier) QueryContext(ctx context.Context, _ string, args ...any) (*
 const sqliteStatementRows = 1000
 
 // upsertMany writes the rows with one multi-row statement per shape of request (and on SQLite
-// per sqliteStatementRows rows), in one transaction when that is more than one statement.
+// per sqliteStatementRows rows), in one transaction with the rows' webhook events.
 func (g *groupCommitter) upsertMany(ctx context.Context, rows []*pendingUpsert, now time.Time) ([]returnedRow, error) {
 	// Rows of one shape, in key order.
 	var shapes []upsertFlags
@@ -121,9 +163,6 @@ func (g *groupCommitter) upsertMany(ctx context.Context, rows []*pendingUpsert, 
 		statements = append(statements, slices.Collect(slices.Chunk(idx, sqliteStatementRows))...)
 	}
 	out := make([]returnedRow, len(rows))
-	if len(statements) == 1 {
-		return out, g.upsertRows(ctx, g.sql, rows, statements[0], now, out)
-	}
 	tx, err := g.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -133,6 +172,9 @@ func (g *groupCommitter) upsertMany(ctx context.Context, rows []*pendingUpsert, 
 		if err := g.upsertRows(ctx, tx, rows, idx, now, out); err != nil {
 			return nil, err
 		}
+	}
+	if err := g.queueEvents(ctx, tx, rows, out, now); err != nil {
+		return nil, err
 	}
 	return out, tx.Commit()
 }

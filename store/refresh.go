@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -54,6 +55,9 @@ type RefreshResult struct {
 	// connection's errors and in the log (RefreshRefused).
 	Error string
 	LogID string
+	// ProviderError and ProviderDescription are the provider's error and error_description,
+	// which the refresh webhook carries (RefreshRefused).
+	ProviderError, ProviderDescription string
 }
 
 // ErrRefreshClaimed means another refresh holds the connection: its result will be stored soon.
@@ -170,9 +174,13 @@ func (db *DB) recordRefresh(tx *gorm.DB, c RefreshClaim, res RefreshResult) erro
     refresh_failures = 0, refresh_failed_at = NULL, refresh_error = NULL, refresh_log_id = NULL, refresh_unavailable_at = NULL
 WHERE id = ? AND credentials = ? AND refresh_claim = ?`, renewed, res.ExpiresAt, now, c.id, c.sealed, c.token).Error
 	case RefreshRefused:
-		return tx.Exec(`UPDATE connections SET refresh_failures = refresh_failures + 1, refresh_failed_at = ?,
+		done := tx.Exec(`UPDATE connections SET refresh_failures = refresh_failures + 1, refresh_failed_at = ?,
     refresh_error = ?, refresh_log_id = ? WHERE id = ? AND credentials = ? AND refresh_claim = ?`,
-			now, res.Error, res.LogID, c.id, c.sealed, c.token).Error
+			now, res.Error, res.LogID, c.id, c.sealed, c.token)
+		if done.Error != nil || done.RowsAffected == 0 {
+			return done.Error
+		}
+		return db.queueRefusal(tx, c, res, now)
 	case RefreshUnavailable:
 		return tx.Exec(`UPDATE connections SET refresh_unavailable_at = ? WHERE id = ? AND credentials = ? AND refresh_claim = ?`,
 			now, c.id, c.sealed, c.token).Error
@@ -181,6 +189,34 @@ WHERE id = ? AND credentials = ? AND refresh_claim = ?`, renewed, res.ExpiresAt,
 			c.id, c.sealed, c.token).Error
 	}
 	return nil
+}
+
+// queueRefusal writes the refresh webhook of a recorded refusal, in its transaction.
+func (db *DB) queueRefusal(tx *gorm.DB, c RefreshClaim, res RefreshResult, now time.Time) error {
+	e := pendingEvent{
+		environmentID: c.target.EnvironmentID, integration: c.target.Integration, connectionID: c.target.ConnectionID,
+		connectionRow: c.id, operation: WebhookRefresh,
+		err: &AuthEventError{Type: cmp.Or(res.ProviderError, "refresh_token_external_error"), Description: refusalDescription(res)},
+	}
+	if err := tx.Raw(`SELECT tags, end_user FROM connections WHERE id = ?`, c.id).Row().Scan(&e.tags, &e.endUser); err != nil {
+		return fmt.Errorf("refresh webhook: %w", err)
+	}
+	pool, ok := tx.Statement.ConnPool.(execQuerier)
+	if !ok {
+		return errors.New("refresh webhook: the transaction cannot run statements")
+	}
+	return queueEvents(tx.Statement.Context, pool, db.dialect, now, []pendingEvent{e})
+}
+
+// refusalDescription is the provider's error and error_description, as the webhook tells them.
+func refusalDescription(res RefreshResult) string {
+	switch {
+	case res.ProviderError != "" && res.ProviderDescription != "":
+		return res.ProviderError + ": " + res.ProviderDescription
+	case res.ProviderError != "" || res.ProviderDescription != "":
+		return res.ProviderError + res.ProviderDescription
+	}
+	return "The provider refused to refresh the credentials"
 }
 
 // DueRefresh names a connection whose credentials are due for renewal.

@@ -105,6 +105,11 @@ func (db *DB) Rekey(ctx context.Context, batchSize int, progress func(RekeyProgr
 			aad:   func(r rekeyRow) []byte { return connectionAAD(r.EnvironmentID, r.Owner, r.ConnectionID) },
 			count: &p.Connections,
 		},
+		{
+			table: "webhook_settings", column: "signing_key", owner: "'' AS owner, '' AS connection_id",
+			aad:   func(r rekeyRow) []byte { return webhookKeyAAD(r.EnvironmentID) },
+			count: &p.Integrations,
+		},
 	}
 	prefix := sealPrefix + ":" + p.KeyID + ":"
 	for _, t := range targets {

@@ -449,3 +449,65 @@ func compatString(v any) string {
 	s, _ := v.(string)
 	return s
 }
+
+// TestNangoNodeVerifiesWebhook: a webhook credport delivered passes @nangohq/node's
+// verifyIncomingWebhookRequest (X-Nango-Hmac-Sha256) and verifyWebhookSignature (the legacy
+// X-Nango-Signature) with the environment's signing key, and fails with another key.
+func TestNangoNodeVerifiesWebhook(t *testing.T) {
+	node, npm := requireNode(t)
+	installNangoNode(t, npm)
+	script, err := filepath.Abs(filepath.Join(nangoNodeDir, "verify_webhook.mjs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.Run(t, func(t *testing.T, b storetest.Backend) {
+		c := newCLI(t, b)
+		c.env["CREDPORT_OUTBOUND_ALLOW_PRIVATE"] = "true"
+		c.must("integrations", "create", "--env", "dev", "--unique-key", "gh", "--provider", "github", "--auth-mode", "OAUTH2")
+		key := strings.TrimSpace(c.must("keys", "create", "--env", "dev", "--name", "sdk"))
+		r := newHookReceiver(t)
+		signing := lastLine(c.must("webhooks", "set", "--env", "dev", "--url", r.srv.URL+"/hook"))
+		s := startServe(t, c)
+		client := &http.Client{Timeout: 10 * time.Second}
+		waitReady(t, client, s.addr, s.done, s.stderr)
+		// Characters that JSON writers escape differently: the legacy signature covers them too.
+		body := `{"provider_config_key":"gh","connection_id":"c'\"[/]","credentials":{"type":"OAUTH2","access_token":"gho_hook"},
+			"tags":{"team":"r&d <eu> ü"},"end_user":{"id":"eu-1","email":"ada@example.com"}}`
+		if status, resp := compatPost(t, client, http.MethodPost, "http://"+s.addr+"/connections", key, body); status != http.StatusOK {
+			t.Fatalf("import: %d %s", status, resp)
+		}
+		h := r.next(t, 30*time.Second)
+		headers := map[string]string{}
+		for k := range h.header {
+			headers[k] = h.header.Get(k)
+		}
+		input, err := json.Marshal(map[string]any{"body": string(h.body), "headers": headers, "key": signing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, node, script)
+		cmd.Dir = nangoNodeDir
+		cmd.Stdin = bytes.NewReader(input)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("node verify_webhook.mjs: %v\n%s", err, stderr.String())
+		}
+		var got map[string]bool
+		if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
+			t.Fatalf("verify_webhook.mjs output %q: %v", stdout.String(), err)
+		}
+		if !got["hmac"] || !got["legacy"] || got["wrongKey"] {
+			t.Errorf("verification %v, want hmac and legacy true, wrongKey false; body %s", got, h.body)
+		}
+		s.cancel()
+		if err := s.wait(t, 20*time.Second); err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if strings.Contains(s.stderr.String(), signing) || strings.Contains(s.stderr.String(), "gho_hook") {
+			t.Error("the server logged the signing key or a token")
+		}
+	})
+}

@@ -78,6 +78,7 @@ run the same command with --resume); 130 interrupted, state saved.`,
 	f.StringVar(&o.State, "state", ".credport-import.state", "the state file that --resume reads")
 	f.BoolVar(&o.Resume, "resume", false, "skip the records a previous run finished; append to the report (not with -)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "validate every record against the API's schema; send nothing")
+	f.BoolVar(&o.NoWebhooks, "no-webhooks", false, "send no creation or override auth webhook for this run's imports (bulk migrations)")
 	return cmd
 }
 

@@ -24,6 +24,8 @@ type app struct {
 	busyTimeout time.Duration
 	// groupCommitMax is serve's cap on imports committed together; 0 elsewhere (the default).
 	groupCommitMax int
+	// outboundAllowPrivate lets serve's webhooks go to loopback and private addresses.
+	outboundAllowPrivate bool
 	// mayCreateDatabase is set by the commands that may create an SQLite database: serve,
 	// bootstrap and migrate. Every other command refuses a missing file.
 	mayCreateDatabase bool
@@ -74,6 +76,7 @@ func newRoot(a *app) *cobra.Command {
 		a.versionCommand(),
 		a.exportCommand(),
 		a.environmentsCommand(),
+		a.webhooksCommand(),
 	)
 	return root
 }

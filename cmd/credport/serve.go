@@ -17,6 +17,7 @@ import (
 	"github.com/credport/credport/provider"
 	"github.com/credport/credport/server"
 	"github.com/credport/credport/store"
+	"github.com/credport/credport/webhook"
 )
 
 // serveOptions are the flags of `credport serve`; each is also an environment variable.
@@ -32,6 +33,8 @@ type serveOptions struct {
 	refreshWindow   time.Duration
 	refreshInterval time.Duration
 	refreshBackoff  time.Duration
+	webhookTimeout  time.Duration
+	webhookMaxAge   time.Duration
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -43,7 +46,7 @@ func (a *app) serveCommand() *cobra.Command {
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
 			return a.bindEnv(cmd, "listen", "metrics-listen", "max-body-bytes", "max-batch-body-bytes", "max-inflight-body-bytes",
 				"max-connections", "rate-limit", "shutdown-timeout", "refresh-window", "refresh-interval", "refresh-backoff",
-				"group-commit-max")
+				"group-commit-max", "webhook-timeout", "webhook-max-age", "outbound-allow-private")
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.serve(cmd.Context(), o)
@@ -71,6 +74,11 @@ func (a *app) serveCommand() *cobra.Command {
 		"after a provider refused a refresh, how long reads make no new attempt (env CREDPORT_REFRESH_BACKOFF)")
 	f.IntVar(&a.groupCommitMax, "group-commit-max", store.DefaultGroupCommitMax,
 		"most concurrent imports committed together in one transaction (env CREDPORT_GROUP_COMMIT_MAX)")
+	f.DurationVar(&o.webhookTimeout, "webhook-timeout", webhook.DefaultTimeout,
+		"how long one webhook delivery attempt may take (env CREDPORT_WEBHOOK_TIMEOUT)")
+	f.DurationVar(&o.webhookMaxAge, "webhook-max-age", webhook.DefaultMaxAge,
+		"how long a webhook is retried before it is marked failed (env CREDPORT_WEBHOOK_MAX_AGE)")
+	a.outboundFlag(f)
 	return cmd
 }
 
@@ -110,10 +118,33 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		MaxBodyBytes: o.maxBodyBytes, MaxBatchBodyBytes: o.maxBatchBytes, MaxInflightBodyBytes: o.maxInflight,
 		RateLimit:     o.rateLimit,
 		RefreshWindow: o.refreshWindow, RefreshBackoff: o.refreshBackoff,
+		OutboundAllowPrivate: a.outboundAllowPrivate,
 	})
 	if err != nil {
 		return err
 	}
+	if o.webhookTimeout <= 0 || o.webhookMaxAge <= 0 {
+		return errors.New("--webhook-timeout and --webhook-max-age must be positive")
+	}
+	sender, err := webhook.New(webhook.Config{
+		Store: db, Logger: log, Registry: reg, UserAgent: a.userAgent(),
+		Timeout: o.webhookTimeout, MaxAge: o.webhookMaxAge, AllowPrivate: a.outboundAllowPrivate,
+	})
+	if err != nil {
+		return err
+	}
+	// Webhooks are delivered until the server has stopped answering; then the attempts in
+	// flight are released, before the database closes.
+	webhookCtx, stopWebhooks := context.WithCancel(context.WithoutCancel(ctx))
+	webhooksDone := make(chan struct{})
+	go func() {
+		defer close(webhooksDone)
+		sender.Run(webhookCtx)
+	}()
+	defer func() {
+		stopWebhooks()
+		<-webhooksDone
+	}()
 	if o.refreshInterval > 0 {
 		refreshCtx, stopRefresh := context.WithCancel(ctx)
 		defer stopRefresh()
