@@ -17,6 +17,10 @@ import (
 //go:embed migrations
 var migrations embed.FS
 
+// sqliteMigrateAttempts bounds the attempts of one process to migrate an SQLite file that other
+// processes migrate at the same time: each attempt gets at least one migration further.
+const sqliteMigrateAttempts = 20
+
 // migrate applies the embedded, versioned migrations of the dialect. On PostgreSQL it holds an
 // advisory lock so that replicas starting together apply each migration once.
 func migrate(ctx context.Context, sqlDB *sql.DB, dialect Dialect, log *slog.Logger) error {
@@ -51,16 +55,18 @@ func migrate(ctx context.Context, sqlDB *sql.DB, dialect Dialect, log *slog.Logg
 		}
 	}
 	results, err := provider.Up(ctx)
-	if err != nil && dialect == DialectSQLite {
-		// SQLite has no advisory lock: a second process that raced this one to a new file may
-		// have applied a migration between our version check and our attempt. Look again; what
-		// the first attempt applied before it failed counts too.
+	// SQLite has no advisory lock: another process that raced this one to a new file may have
+	// applied a migration between our version check and our attempt, and with several racing,
+	// again on the next attempt. Look again while attempts remain; what each attempt applied
+	// before it failed counts too. A migration that is really broken fails every attempt.
+	for attempt := 1; err != nil && dialect == DialectSQLite && attempt < sqliteMigrateAttempts; attempt++ {
 		var applied []*goose.MigrationResult
 		if partial := (*goose.PartialError)(nil); errors.As(err, &partial) {
 			applied = partial.Applied
 		}
-		results, err = provider.Up(ctx)
-		results = append(applied, results...)
+		var more []*goose.MigrationResult
+		more, err = provider.Up(ctx)
+		results = append(append(results, applied...), more...)
 	}
 	if err != nil {
 		return fmt.Errorf("migrate %s database: %w", dialect, err)
